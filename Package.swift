@@ -1,0 +1,38 @@
+// swift-tools-version:6.1
+// InLoop: neural-network inference/training engine for Fortran/C hosts, shipped as libInLoop.so.
+import PackageDescription
+
+let package = Package(
+    name: "InLoop",
+    products: [
+        // The one shared library a Fortran or C program links: libInLoop.so
+        .library(name: "InLoop", type: .dynamic, targets: ["InLoop"]),
+    ],
+    targets: [
+        // OpenBLAS (cblas_sgemm, cblas_sgemv, openblas_set_num_threads), found with pkg-config.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        // Open MPI's C library, found with pkg-config; only the shim below includes mpi.h.
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
+        // Tiny C shim: MPI handles are C macros, so Swift reaches them through plain functions.
+        .target(name: "InLoopMPIShim", dependencies: ["CMPI"], path: "Sources/InLoopMPIShim"),
+        // Engine core: pure Swift (no Foundation, no C types in its API): tensors, kernels, layers, model, plan.
+        .target(name: "InLoopCore", dependencies: ["CBLAS"], path: "Sources/InLoopCore"),
+        // Model file formats (native safetensors now, ONNX later) -> core models.
+        .target(name: "InLoopFormats", dependencies: ["InLoopCore"], path: "Sources/InLoopFormats"),
+        // The C ABI: @c functions that validate arguments, call the core and map errors to status codes.
+        .target(name: "InLoop", dependencies: ["InLoopCore", "InLoopFormats", "InLoopMPIShim"],
+                path: "Sources/InLoop",
+                swiftSettings: [
+                    // The compiler writes the C declarations of the @c functions here;
+                    // tools/gen_header.py turns them into Include/inloop.h.
+                    .unsafeFlags(["-emit-clang-header-path", ".build/inloop-swift.h"]),
+                ]),
+        .testTarget(name: "InLoopCoreTests", dependencies: ["InLoopCore"], path: "Tests/InLoopCoreTests"),
+        .testTarget(name: "InLoopFormatsTests", dependencies: ["InLoopFormats", "InLoopCore"],
+                    path: "Tests/InLoopFormatsTests"),
+        .testTarget(name: "InLoopTests", dependencies: ["InLoop", "InLoopFormats", "InLoopCore"],
+                    path: "Tests/InLoopTests"),
+    ]
+)

@@ -1,0 +1,253 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import InLoopCore
+import InLoopFormats
+
+// The C ABI of libInLoop.so. Each function validates its arguments, calls the core, and maps
+// errors to a status code; the compiler writes these declarations (with these comments) into a
+// C header that tools/gen_header.py turns into Include/inloop.h.
+//
+// Conventions: sizes are int64_t; x holds `batch` contiguous samples of n_in values (the memory
+// of a Fortran array x(n_in, batch)); handles are opaque; nothing here ever aborts the process.
+
+private nonisolated(unsafe) let versionCString: UnsafeMutablePointer<CChar> = strdup(InLoopVersion.string)
+private nonisolated(unsafe) let statusCStrings: [UnsafeMutablePointer<CChar>] =
+    (0...11).map { strdup((inloop_status(rawValue: Int32($0)) ?? .INLOOP_ERR_INTERNAL).text) }
+private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar> = strdup("unknown InLoop status code")
+
+// MARK: - Library
+
+/// The InLoop version as "MAJOR.MINOR.PATCH". The string is static: do not free it.
+@c public func inloop_version() -> UnsafePointer<CChar> {
+    UnsafePointer(versionCString)
+}
+
+/// The message of the last failed InLoop call on the calling thread ("" if none failed yet).
+/// It says what went wrong and where; it stays valid until the next failing call on this thread.
+@c public func inloop_last_error() -> UnsafePointer<CChar> {
+    lastErrorPointer()
+}
+
+/// A short static description of a status code, e.g. "INLOOP_ERR_IO: file cannot be read or written".
+/// Unknown codes give "unknown InLoop status code". Never NULL; do not free.
+@c public func inloop_status_string(_ status: Int32) -> UnsafePointer<CChar> {
+    guard status >= 0, Int(status) < statusCStrings.count else { return UnsafePointer(unknownStatusCString) }
+    return UnsafePointer(statusCStrings[Int(status)])
+}
+
+/// Sets the number of threads InLoop computes with (OpenBLAS's threads included), n >= 1.
+/// Threads are the caller's to choose: under MPI, ranks per node x threads should not exceed the cores.
+/// Returns INLOOP_ERR_INVALID_ARGUMENT for n < 1.
+@c public func inloop_set_num_threads(_ n: Int32) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        guard n >= 1 else { throw InLoopError(.invalidArgument, "number of threads must be at least 1, got \(n)") }
+        Kernels.setBLASThreads(Int(n))
+    }
+}
+
+/// The number of threads InLoop computes with.
+@c public func inloop_get_num_threads() -> Int32 {
+    Int32(clamping: Kernels.blasThreads())
+}
+
+// MARK: - Models
+
+/// Loads a model file (native InLoop .safetensors) and stores a new handle in *model.
+/// Free it with inloop_model_free. On error *model is set to NULL and the message names the file
+/// and the problem. Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, OUT_OF_MEMORY.
+@c public func inloop_model_load(_ path: UnsafePointer<CChar>?, _ model: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        guard let model else { throw InLoopError(.nullPointer, "model_load: the output handle pointer is NULL") }
+        model.pointee = nil
+        guard let path else { throw InLoopError(.nullPointer, "model_load: path is NULL") }
+        let m = try NativeFormat.load(path: String(cString: path))
+        model.pointee = models.register(ModelBox(m))
+    }
+}
+
+/// Loads a model from `size` bytes of a model file in memory (e.g. read once and broadcast with MPI)
+/// and stores a new handle in *model. The bytes are copied; the caller keeps ownership of data.
+@c public func inloop_model_load_buffer(_ data: UnsafeRawPointer?, _ size: Int64,
+                                        _ model: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        guard let model else { throw InLoopError(.nullPointer, "model_load_buffer: the output handle pointer is NULL") }
+        model.pointee = nil
+        guard let data else { throw InLoopError(.nullPointer, "model_load_buffer: data is NULL") }
+        guard size >= 0 else { throw InLoopError(.invalidArgument, "model_load_buffer: size must be >= 0, got \(size)") }
+        let bytes = [UInt8](UnsafeRawBufferPointer(start: data, count: Int(size)))
+        do throws(InLoopError) {
+            model.pointee = models.register(ModelBox(try NativeFormat.load(bytes: bytes)))
+        } catch {
+            throw error.prefixed("model buffer")
+        }
+    }
+}
+
+/// Frees a model handle. NULL is a no-op (INLOOP_OK). Freeing a handle twice, or a handle that is
+/// not InLoop's, returns INLOOP_ERR_INVALID_HANDLE and changes nothing.
+@c public func inloop_model_free(_ model: OpaquePointer?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        guard let model else { return }
+        guard models.remove(model) else {
+            throw InLoopError(.invalidHandle, "model_free: handle is not a live InLoop model (freed twice?)")
+        }
+    }
+}
+
+/// Stores the number of model inputs in *n (1 for layer-stack models).
+@c public func inloop_model_num_inputs(_ model: OpaquePointer?, _ n: UnsafeMutablePointer<Int64>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        _ = try models.lookup(model)
+        guard let n else { throw InLoopError(.nullPointer, "num_inputs: n is NULL") }
+        n.pointee = 1
+    }
+}
+
+/// Stores the number of model outputs in *n (1 for layer-stack models).
+@c public func inloop_model_num_outputs(_ model: OpaquePointer?, _ n: UnsafeMutablePointer<Int64>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        _ = try models.lookup(model)
+        guard let n else { throw InLoopError(.nullPointer, "num_outputs: n is NULL") }
+        n.pointee = 1
+    }
+}
+
+/// Stores the number of input values per sample (column) in *n_in.
+@c public func inloop_model_input_size(_ model: OpaquePointer?, _ n_in: UnsafeMutablePointer<Int64>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let m = try models.lookup(model).model
+        guard let n_in else { throw InLoopError(.nullPointer, "input_size: n_in is NULL") }
+        n_in.pointee = Int64(m.inputSize)
+    }
+}
+
+/// Stores the number of output values per sample (column) in *n_out.
+@c public func inloop_model_output_size(_ model: OpaquePointer?, _ n_out: UnsafeMutablePointer<Int64>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let m = try models.lookup(model).model
+        guard let n_out else { throw InLoopError(.nullPointer, "output_size: n_out is NULL") }
+        n_out.pointee = Int64(m.outputSize)
+    }
+}
+
+/// Stores in *name the name of input `index` (0-based). The string belongs to the model and stays
+/// valid until inloop_model_free. INLOOP_ERR_INVALID_ARGUMENT for an index out of range.
+@c public func inloop_model_input_name(_ model: OpaquePointer?, _ index: Int64,
+                                       _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let box = try models.lookup(model)
+        guard let name else { throw InLoopError(.nullPointer, "input_name: name is NULL") }
+        guard index == 0 else { throw InLoopError(.invalidArgument, "input_name: index \(index) out of range; the model has 1 input (index 0)") }
+        name.pointee = UnsafePointer(box.inputName)
+    }
+}
+
+/// Stores in *name the name of output `index` (0-based); see inloop_model_input_name.
+@c public func inloop_model_output_name(_ model: OpaquePointer?, _ index: Int64,
+                                        _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let box = try models.lookup(model)
+        guard let name else { throw InLoopError(.nullPointer, "output_name: name is NULL") }
+        guard index == 0 else { throw InLoopError(.invalidArgument, "output_name: index \(index) out of range; the model has 1 output (index 0)") }
+        name.pointee = UnsafePointer(box.outputName)
+    }
+}
+
+/// Runs the model on `batch` samples: x holds batch x n_in floats (sample after sample, the memory of
+/// a Fortran x(n_in, batch)), y receives batch x n_out floats. Zero-copy: x is read in place and the
+/// last layer writes straight into y. y is untouched when an argument is wrong.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1, x and y overlap), SIZE_MISMATCH, NONFINITE, BUSY.
+@c public func inloop_model_forward_f32(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ batch: Int64,
+                                        _ y: UnsafeMutablePointer<Float>?) -> inloop_status {
+    forward(model, x, nil, batch, y, nil, runModel)
+}
+
+/// As inloop_model_forward_f32 for double arrays; computes in float32, converting on the way in and out.
+/// x is read completely before y is written, so x and y may be the same array.
+@c public func inloop_model_forward_f64(_ model: OpaquePointer?, _ x: UnsafePointer<Double>?, _ batch: Int64,
+                                        _ y: UnsafeMutablePointer<Double>?) -> inloop_status {
+    forward(model, x, nil, batch, y, nil, runModel)
+}
+
+/// As inloop_model_forward_f32, with the caller's sizes: n_in values per input sample and room for
+/// n_out values per output sample, checked against the model (INLOOP_ERR_SIZE_MISMATCH).
+@c public func inloop_model_forward_sized_f32(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ n_in: Int64,
+                                              _ batch: Int64, _ y: UnsafeMutablePointer<Float>?, _ n_out: Int64) -> inloop_status {
+    forward(model, x, n_in, batch, y, n_out, runModel)
+}
+
+/// As inloop_model_forward_f64, with the caller's sizes checked (see inloop_model_forward_sized_f32).
+@c public func inloop_model_forward_sized_f64(_ model: OpaquePointer?, _ x: UnsafePointer<Double>?, _ n_in: Int64,
+                                              _ batch: Int64, _ y: UnsafeMutablePointer<Double>?, _ n_out: Int64) -> inloop_status {
+    forward(model, x, n_in, batch, y, n_out, runModel)
+}
+
+/// enabled != 0: every forward on this model checks x and y for NaN/Inf and returns
+/// INLOOP_ERR_NONFINITE naming the first bad value (y is then already written). Off by default.
+@c public func inloop_model_set_check_finite(_ model: OpaquePointer?, _ enabled: Int32) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        try models.lookup(model).model.checkFinite = enabled != 0
+    }
+}
+
+// MARK: - Shared argument checking of the forward entry points
+
+@inline(__always)
+private func runModel(_ m: Model, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) throws(InLoopError) {
+    try m.forward(UnsafeBufferPointer(start: x, count: n * m.inputSize), batch: n,
+                  into: UnsafeMutableBufferPointer(start: y, count: n * m.outputSize))
+}
+
+@inline(__always)
+private func runModel(_ m: Model, _ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ n: Int) throws(InLoopError) {
+    try m.forward(UnsafeBufferPointer(start: x, count: n * m.inputSize), batch: n,
+                  into: UnsafeMutableBufferPointer(start: y, count: n * m.outputSize))
+}
+
+@inline(__always)
+private func forward<T>(_ handle: OpaquePointer?, _ x: UnsafePointer<T>?, _ nIn: Int64?, _ batch: Int64,
+                        _ y: UnsafeMutablePointer<T>?, _ nOut: Int64?,
+                        _ run: (Model, UnsafePointer<T>, UnsafeMutablePointer<T>, Int) throws(InLoopError) -> Void) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let m = try models.lookup(handle).model
+        guard let x else { throw InLoopError(.nullPointer, "forward: input array x is NULL") }
+        guard let y else { throw InLoopError(.nullPointer, "forward: output array y is NULL") }
+        if let nIn, nIn != Int64(m.inputSize) {
+            throw InLoopError(.sizeMismatch, "forward: x has \(nIn) values per column but model '\(m.name)' takes \(m.inputSize) inputs")
+        }
+        if let nOut, nOut != Int64(m.outputSize) {
+            throw InLoopError(.sizeMismatch, "forward: y has \(nOut) values per column but model '\(m.name)' gives \(m.outputSize) outputs")
+        }
+        guard batch >= 1, batch <= Int64(Int32.max) else {
+            throw InLoopError(.invalidArgument, "forward: batch (number of columns) must be between 1 and \(Int32.max), got \(batch)")
+        }
+        let n = Int(batch)
+        do throws(InLoopError) {
+            try run(m, x, y, n)
+        } catch {
+            throw error.prefixed("forward (model '\(m.name)')")
+        }
+    }
+}
+
+/// What a model handle refers to: the core model and the C strings the C API hands out for it,
+/// which live exactly as long as the handle.
+final class ModelBox: @unchecked Sendable {  // immutable; the model guards its own workspace
+    let model: Model
+    let inputName: UnsafeMutablePointer<CChar>
+    let outputName: UnsafeMutablePointer<CChar>
+
+    init(_ model: Model) {
+        self.model = model
+        inputName = strdup(model.inputName)
+        outputName = strdup(model.outputName)
+    }
+
+    deinit {
+        free(inputName)
+        free(outputName)
+    }
+}

@@ -1,0 +1,182 @@
+import Synchronization
+
+/// A layer-stack model ready to run: validated layers, a compiled plan, and its workspace.
+///
+/// Inputs and outputs are batches of samples: `batch` rows of `inputSize` values, row after row
+/// (the layout of a Fortran array `x(inputSize, batch)`). Compute is float32; the float64 entry
+/// points convert on the way in and out.
+///
+/// A model is not meant to be run from two threads at once: a concurrent call fails with `.busy`
+/// instead of corrupting the shared workspace.
+public final class Model: @unchecked Sendable {  // shared use is guarded by `busy`
+    public let name: String
+    public let inputName: String
+    public let outputName: String
+    public let inputSize: Int
+    public let outputSize: Int
+    public let layers: [Layer]
+    /// When true, `forward` fails with `.nonFinite` if the input or the output holds NaN or ±Inf.
+    public var checkFinite = false
+
+    let plan: Plan
+    private var workspace: Workspace
+    private let busy = Atomic<Bool>(false)
+
+    public init(name: String = "", inputName: String = "x", outputName: String = "y",
+                inputSize: Int, layers: [Layer]) throws(InLoopError) {
+        guard inputSize >= 1 else {
+            throw InLoopError(.format, "model input size must be at least 1, got \(inputSize)")
+        }
+        var size = inputSize
+        for (i, layer) in layers.enumerated() {
+            size = try layer.outputSize(input: size, path: "layers[\(i)]")
+        }
+        guard size >= 1 else { throw InLoopError(.format, "model output size must be at least 1, got \(size)") }
+        self.name = name
+        self.inputName = inputName
+        self.outputName = outputName
+        self.inputSize = inputSize
+        self.outputSize = size
+        self.layers = layers
+        self.plan = Plan(layers: layers, inputSize: inputSize)
+        self.workspace = Workspace(storages: plan.storageSize.count)
+    }
+
+    deinit { workspace.release() }
+
+    public var parameterCount: Int { layers.reduce(0) { $0 + $1.parameterCount } }
+    public var flopsPerSample: Int { layers.reduce(0) { $0 + $1.flopsPerSample } }
+
+    // MARK: - Forward
+
+    /// Runs the model on `batch` samples of `x` (at least `batch × inputSize` values) and writes
+    /// `batch × outputSize` values to `y`. `y` is not touched when an argument is wrong.
+    public func forward(_ x: UnsafeBufferPointer<Float>, batch: Int,
+                        into y: UnsafeMutableBufferPointer<Float>) throws(InLoopError) {
+        let (nx, ny) = try checkSizes(batch: batch, xCount: x.count, yCount: y.count)
+        guard let xBase = x.baseAddress, let yBase = y.baseAddress else {
+            throw InLoopError(.nullPointer, "input or output buffer is null")
+        }
+        // The float32 path reads x while it writes y; the two must not share memory.
+        let xStart = UnsafeRawPointer(xBase), yStart = UnsafeRawPointer(yBase)
+        if xStart < yStart + 4 * ny, yStart < xStart + 4 * nx {
+            throw InLoopError(.invalidArgument, "input and output arrays overlap; pass a separate output array")
+        }
+        try acquire()
+        defer { release() }
+        if checkFinite, !Kernels.allFinite(xBase, count: nx) {
+            throw InLoopError(.nonFinite, nonFiniteMessage("input", xBase, count: nx))
+        }
+        try workspace.ensure(batch: batch, plan: plan, inputSize: inputSize)
+        workspace.pointers[0] = UnsafeMutablePointer(mutating: xBase)  // storage 0 is only read
+        workspace.pointers[plan.finalStorage] = yBase
+        run(batch: batch)
+        if checkFinite, !Kernels.allFinite(yBase, count: ny) {
+            throw InLoopError(.nonFinite, nonFiniteMessage("output", yBase, count: ny))
+        }
+    }
+
+    /// Float64 variant: converts `x` to float32 once into the workspace and the float32 result into `y`.
+    /// `x` is fully read before `y` is written, so the two may be the same array.
+    public func forward(_ x: UnsafeBufferPointer<Double>, batch: Int,
+                        into y: UnsafeMutableBufferPointer<Double>) throws(InLoopError) {
+        let (nx, ny) = try checkSizes(batch: batch, xCount: x.count, yCount: y.count)
+        guard let xBase = x.baseAddress, let yBase = y.baseAddress else {
+            throw InLoopError(.nullPointer, "input or output buffer is null")
+        }
+        try acquire()
+        defer { release() }
+        if checkFinite, !Kernels.allFinite(xBase, count: nx) {
+            throw InLoopError(.nonFinite, nonFiniteMessage("input", xBase, count: nx))
+        }
+        try workspace.ensure(batch: batch, plan: plan, inputSize: inputSize)
+        guard let xf = workspace.inputBase, let yf = workspace.finalBase else {
+            throw InLoopError(.internal, "workspace was not set up")
+        }
+        for i in 0..<nx { xf[i] = Float(xBase[i]) }
+        workspace.pointers[0] = xf
+        workspace.pointers[plan.finalStorage] = yf
+        run(batch: batch)
+        for i in 0..<ny { yBase[i] = Double(yf[i]) }
+        if checkFinite, !Kernels.allFinite(yBase, count: ny) {
+            throw InLoopError(.nonFinite, nonFiniteMessage("output", yBase, count: ny))
+        }
+    }
+
+    /// Convenience for Swift callers and tests: returns a new array of `batch × outputSize` values.
+    public func forward(_ x: [Float], batch: Int) throws(InLoopError) -> [Float] {
+        var y = [Float](repeating: 0, count: max(batch, 0) * outputSize)
+        try x.withUnsafeBufferPointer { (xp) throws(InLoopError) in
+            try y.withUnsafeMutableBufferPointer { (yp) throws(InLoopError) in try forward(xp, batch: batch, into: yp) }
+        }
+        return y
+    }
+
+    public func forward(_ x: [Double], batch: Int) throws(InLoopError) -> [Double] {
+        var y = [Double](repeating: 0, count: max(batch, 0) * outputSize)
+        try x.withUnsafeBufferPointer { (xp) throws(InLoopError) in
+            try y.withUnsafeMutableBufferPointer { (yp) throws(InLoopError) in try forward(xp, batch: batch, into: yp) }
+        }
+        return y
+    }
+
+    // MARK: - Internals
+
+    private func checkSizes(batch: Int, xCount: Int, yCount: Int) throws(InLoopError) -> (Int, Int) {
+        guard batch >= 1 else {
+            throw InLoopError(.invalidArgument, "batch must be at least 1, got \(batch)")
+        }
+        let (nx, o1) = batch.multipliedReportingOverflow(by: inputSize)
+        let (ny, o2) = batch.multipliedReportingOverflow(by: outputSize)
+        guard !o1, !o2 else { throw InLoopError(.invalidArgument, "batch \(batch) is too large") }
+        guard xCount >= nx else {
+            throw InLoopError(.sizeMismatch, "input has \(xCount) values; batch \(batch) × \(inputSize) inputs needs \(nx)")
+        }
+        guard yCount >= ny else {
+            throw InLoopError(.sizeMismatch, "output has room for \(yCount) values; batch \(batch) × \(outputSize) outputs needs \(ny)")
+        }
+        return (nx, ny)
+    }
+
+    private func acquire() throws(InLoopError) {
+        guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            throw InLoopError(.busy, "model is being run by another thread; use one model handle per thread")
+        }
+    }
+
+    private func release() { busy.store(false, ordering: .releasing) }
+
+    private func nonFiniteMessage<T: BinaryFloatingPoint>(_ what: String, _ p: UnsafePointer<T>, count: Int) -> String {
+        var i = 0
+        while i < count, p[i].isFinite { i += 1 }
+        let per = what == "input" ? inputSize : outputSize
+        return "\(what) value \(i % per + 1) of column \(i / per + 1) is \(p[i]) (not finite)"
+    }
+
+    /// Runs the plan: a loop over the ops, all memory already in place.
+    private func run(batch n: Int) {
+        let ptr = workspace.pointers
+        plan.ops.withUnsafeBufferPointer { ops in
+            for op in ops {
+                let src = ptr[op.src], dst = ptr[op.dst]
+                switch op.kind {
+                case .dense:
+                    // a/b are set for every dense op at plan time.
+                    Kernels.dense(x: src, batch: n, inFeatures: op.inCols, weight: op.a.unsafelyUnwrapped,
+                                  bias: op.b, outFeatures: op.cols, activation: op.activation, y: dst)
+                case .activation:
+                    if src != dst { dst.update(from: src, count: n * op.cols) }
+                    Kernels.activate(op.activation, dst, count: n * op.cols)
+                case .normalize:
+                    Kernels.normalize(src, dst, rows: n, cols: op.cols, mean: op.a.unsafelyUnwrapped, std: op.b.unsafelyUnwrapped)
+                case .denormalize:
+                    Kernels.denormalize(src, dst, rows: n, cols: op.cols, mean: op.a.unsafelyUnwrapped, std: op.b.unsafelyUnwrapped)
+                case .add:
+                    Kernels.add(src, into: dst, count: n * op.cols)
+                case .copy:
+                    dst.update(from: src, count: n * op.cols)
+                }
+            }
+        }
+    }
+}
