@@ -29,6 +29,9 @@ let package = Package(
                     // tools/gen_header.py turns them into Include/inloop.h.
                     .unsafeFlags(["-emit-clang-header-path", ".build/inloop-swift.h"]),
                 ]),
+        // `make bench`: engine forward vs bare BLAS on the same layer shapes (not part of the library).
+        .executableTarget(name: "inloop-bench", dependencies: ["InLoopCore", "InLoopFormats", "CBLAS"],
+                          path: "bench/swift"),
         .testTarget(name: "InLoopCoreTests", dependencies: ["InLoopCore"], path: "Tests/InLoopCoreTests"),
         .testTarget(name: "InLoopFormatsTests", dependencies: ["InLoopFormats", "InLoopCore"],
                     path: "Tests/InLoopFormatsTests"),

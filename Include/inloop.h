@@ -125,6 +125,13 @@ inloop_status inloop_model_forward_sized_f64(inloop_model *model, const double *
 /// INLOOP_ERR_NONFINITE naming the first bad value (y is then already written). Off by default.
 inloop_status inloop_model_set_check_finite(inloop_model *model, int32_t enabled);
 
+/// enabled != 0: results become independent of batching. Each column's output is then bitwise the same
+/// whatever the batch size, the column's position in the batch, or the number of MPI ranks the columns
+/// are spread over (dense layers run one matrix-vector product per column: slower for large batches).
+/// Off by default: results are then bitwise reproducible run to run for the same batching, but a
+/// column's last bits may depend on its position in the batch (optimised GEMM sums by tiles).
+inloop_status inloop_model_set_reproducible(inloop_model *model, int32_t enabled);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

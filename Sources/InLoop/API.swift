@@ -193,6 +193,17 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
     }
 }
 
+/// enabled != 0: results become independent of batching. Each column's output is then bitwise the same
+/// whatever the batch size, the column's position in the batch, or the number of MPI ranks the columns
+/// are spread over (dense layers run one matrix-vector product per column: slower for large batches).
+/// Off by default: results are then bitwise reproducible run to run for the same batching, but a
+/// column's last bits may depend on its position in the batch (optimised GEMM sums by tiles).
+@c public func inloop_model_set_reproducible(_ model: OpaquePointer?, _ enabled: Int32) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        try models.lookup(model).model.reproducible = enabled != 0
+    }
+}
+
 // MARK: - Shared argument checking of the forward entry points
 
 @inline(__always)

@@ -17,6 +17,13 @@ public final class Model: @unchecked Sendable {  // shared use is guarded by `bu
     public let layers: [Layer]
     /// When true, `forward` fails with `.nonFinite` if the input or the output holds NaN or ±Inf.
     public var checkFinite = false
+    /// When true, every sample's output is bitwise independent of how samples are batched: of the
+    /// batch size, of the sample's position in the batch, hence of the MPI decomposition. Dense
+    /// layers then run one matrix-vector product per sample instead of one matrix-matrix product
+    /// (slower at large batches). When false (default), results are bitwise reproducible from run to
+    /// run for the same batching, but a sample's bits may change with its position in the batch,
+    /// because optimised GEMM kernels order their sums by tile (differences ~1e-7 relative).
+    public var reproducible = false
 
     let plan: Plan
     private var workspace: Workspace
@@ -156,10 +163,16 @@ public final class Model: @unchecked Sendable {  // shared use is guarded by `bu
     /// Runs the plan: a loop over the ops, all memory already in place.
     private func run(batch n: Int) {
         let ptr = workspace.pointers
+        let perSample = reproducible && n > 1
         plan.ops.withUnsafeBufferPointer { ops in
             for op in ops {
                 let src = ptr[op.src], dst = ptr[op.dst]
                 switch op.kind {
+                case .dense where perSample:
+                    for s in 0..<n {
+                        Kernels.dense(x: src + s * op.inCols, batch: 1, inFeatures: op.inCols, weight: op.a.unsafelyUnwrapped,
+                                      bias: op.b, outFeatures: op.cols, activation: op.activation, y: dst + s * op.cols)
+                    }
                 case .dense:
                     // a/b are set for every dense op at plan time.
                     Kernels.dense(x: src, batch: n, inFeatures: op.inCols, weight: op.a.unsafelyUnwrapped,

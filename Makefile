@@ -1,0 +1,82 @@
+# InLoop — build, test, benchmark.
+#   make test    install missing system packages (as root on Debian/Ubuntu), build, run every test suite
+#   make demo    build and run the example programs on a small model
+#   make bench   forward-pass benchmark against bare cblas_sgemm (needs ../shared/models)
+SHELL      := /bin/bash
+ROOT       := $(CURDIR)
+LIBDIR     := $(ROOT)/.build/release
+BUILD      := $(ROOT)/build
+SHARED     ?= $(ROOT)/../shared/models
+FC         ?= gfortran
+MPIFC      ?= mpifort
+CC         ?= gcc
+FFLAGS     := -O2 -std=f2018 -Wall -Wextra -ffree-line-length-none
+CFLAGS     := -O2 -std=c99 -Wall -Wextra -pedantic -Werror
+LINK       := -L$(LIBDIR) -lInLoop -Wl,-rpath,$(LIBDIR)
+APT_PKGS   := gfortran libopenblas-dev libopenmpi-dev openmpi-bin pkg-config
+export OMPI_ALLOW_RUN_AS_ROOT := 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
+
+.PHONY: all deps lib header models test demo bench clean fortran c-programs
+
+all: lib
+
+# System packages: installed when missing and we are root on Debian/Ubuntu, else the command is printed.
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null || exit 1; \
+	  else \
+	    echo "missing system packages; run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+	@python3 -c "import numpy" 2>/dev/null || python3 -m pip install -q numpy
+
+lib: deps
+	swift build -c release
+
+# Regenerate the committed C header from the Swift @c functions.
+header: lib
+	python3 tools/gen_header.py
+
+# Benchmark/reference models of ../shared converted to the native format (skipped when absent).
+models:
+	@if [ -d "$(SHARED)" ]; then python3 tools/convert_peer_model.py --src "$(SHARED)" --out $(BUILD)/models; \
+	else echo "no $(SHARED): skipping converted reference models"; fi
+
+$(BUILD)/mod/inloop.mod: fortran-bindings/inloop.f90
+	@mkdir -p $(BUILD)/mod
+	$(FC) $(FFLAGS) -J$(BUILD)/mod -c $< -o $(BUILD)/mod/inloop.o
+
+$(BUILD)/mpimod/inloop.mod: fortran-bindings/inloop.f90
+	@mkdir -p $(BUILD)/mpimod
+	$(MPIFC) $(FFLAGS) -J$(BUILD)/mpimod -c $< -o $(BUILD)/mpimod/inloop.o
+
+# Fortran and C programs (tests, examples, benchmarks), all against the release library.
+fortran: $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
+	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_serial.f90 $(LINK) -o $(BUILD)/test_fortran
+	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_error_stop.f90 $(LINK) -o $(BUILD)/test_error_stop
+	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o examples/fortran/example.f90 $(LINK) -o $(BUILD)/example_fortran
+	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi.f90 $(LINK) -o $(BUILD)/test_mpi
+
+c-programs:
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS) -IInclude Tests/c/test_c.c $(LINK) -lpthread -o $(BUILD)/test_c
+	$(CC) $(CFLAGS) -IInclude examples/c/example.c $(LINK) -o $(BUILD)/example_c
+
+test: lib models
+	python3 tools/run_tests.py
+
+demo: lib fortran c-programs
+	@echo "== Fortran example (examples/fortran/example.f90) =="
+	$(BUILD)/example_fortran Tests/fixtures/mlp_medium.safetensors
+	@echo "== C example (examples/c/example.c) =="
+	$(BUILD)/example_c Tests/fixtures/mlp_medium.safetensors
+
+bench: lib models fortran
+	python3 bench/run_bench.py
+
+clean:
+	rm -rf $(BUILD) .build

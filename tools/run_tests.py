@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Run every InLoop test suite and print one closing line `N passed, M failed`.
+
+Suites (each counted by its own number of checks; a suite that cannot run counts as one failure):
+  swift      `swift test` (XCTest: engine core, formats, C ABI from Swift)
+  header     Include/inloop.h regenerated from the compiler's header and compared; compiled as
+             strict C99 and C++11
+  bindings   every exported inloop_* symbol of libInLoop.so has a bind(C) interface in the
+             Fortran module, and every header function is exported
+  python     the NumPy reference tools' self-test; fixtures in sync with their generator
+  c          Tests/c/test_c.c against fixtures and converted benchmark models
+  examples   examples/ compile, run, print the reference answer; README shows them verbatim
+  fortran    Tests/fortran serial tests, and the error-stop behaviour without stat=
+  mpi        Tests/mpi/test_mpi.f90 under `mpirun -np 2`
+
+Run from the repository root after `swift build -c release` (the Makefile's `test` target does it).
+Logs go to build/test-logs/<suite>.log.
+"""
+import glob
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build")
+LOGS = os.path.join(BUILD, "test-logs")
+FIXTURES = os.path.join(ROOT, "Tests", "fixtures")
+MODELS = os.path.join(BUILD, "models")
+LIB = os.path.join(ROOT, ".build", "release", "libInLoop.so")
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+
+totals = {"passed": 0, "failed": 0}
+summary = []
+
+
+def run(suite, cmd, timeout=1800, **kw):
+    """Runs cmd, logging its output; returns (returncode, output)."""
+    os.makedirs(LOGS, exist_ok=True)
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=timeout, shell=isinstance(cmd, str), **kw)
+        out = p.stdout.decode("utf-8", "replace")
+        code = p.returncode
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode("utf-8", "replace") + f"\nTIMEOUT after {timeout}s\n"
+        code = -1
+    with open(os.path.join(LOGS, suite + ".log"), "a") as f:
+        f.write(f"$ {cmd if isinstance(cmd, str) else ' '.join(cmd)}\n{out}\n[exit {code}]\n")
+    return code, out
+
+
+def record(suite, passed, failed, note=""):
+    totals["passed"] += passed
+    totals["failed"] += failed
+    summary.append((suite, passed, failed, note))
+    print(f"-- {suite}: {passed} passed, {failed} failed {note}".rstrip(), flush=True)
+
+
+def check(suite, name, ok, detail=""):
+    print(f"{'PASS' if ok else 'FAIL'} {suite}/{name}{'' if ok else ': ' + detail}", flush=True)
+    return (1, 0) if ok else (0, 1)
+
+
+def counted(suite, code, out):
+    """Counts from a program that ends with `N passed, M failed`; a crash or mismatch is a failure."""
+    m = re.findall(r"^\s*(\d+) passed, (\d+) failed", out, re.M)
+    for line in out.splitlines():
+        if line.startswith(("FAIL", "SKIP")):
+            print(f"   {line}")
+    if not m:
+        tail = "\n".join(out.splitlines()[-15:])
+        print(f"   {suite}: no summary line (exit {code}); last output:\n{tail}")
+        return 0, 1
+    p, f = int(m[-1][0]), int(m[-1][1])
+    if code != 0 and f == 0:
+        print(f"   {suite}: exit status {code} although no check failed")
+        f = 1
+    return p, f
+
+
+def suite_swift():
+    # Converted benchmark models are found through INLOOP_MODELS_DIR.
+    code, out = run("swift", ["swift", "test", "-c", "debug"], timeout=3000)
+    m = re.findall(r"Executed (\d+) tests?, with (\d+) failures?", out)
+    for line in out.splitlines():
+        if "error:" in line or "failed (" in line or "skipped" in line:
+            print("   " + line.strip())
+    if not m:
+        print("\n".join(out.splitlines()[-30:]))
+        record("swift", 0, 1, "(no XCTest summary)")
+        return
+    n, f = int(m[-1][0]), int(m[-1][1])
+    if code != 0 and f == 0:
+        f = 1
+    record("swift", n - min(f, n), f)
+
+
+def suite_header():
+    p = f = 0
+    code, out = run("header", ["python3", "tools/gen_header.py", "--check"])
+    a, b = check("header", "generated header is up to date", code == 0, out.strip()[-2000:]); p += a; f += b
+    src = '#include "inloop.h"\nint main(void) { inloop_model *m = 0; int64_t n = 0;\n' \
+          '  return (int)inloop_model_input_size(m, &n) + (int)(inloop_version()[0] == 0); }\n'
+    os.makedirs(BUILD, exist_ok=True)
+    for lang, compiler in (("c", "gcc -std=c99 -Wall -Wextra -pedantic -Werror"),
+                           ("c++", "g++ -std=c++11 -Wall -Wextra -pedantic -Werror")):
+        path = os.path.join(BUILD, "header_check." + ("c" if lang == "c" else "cpp"))
+        with open(path, "w") as fh:
+            fh.write(src)
+        code, out = run("header", f"{compiler} -IInclude {path} -L.build/release -lInLoop -o {BUILD}/header_check_{lang.replace('+', 'x')}")
+        a, b = check("header", f"compiles and links as {compiler.split()[0]} {compiler.split()[1]}", code == 0, out[-2000:]); p += a; f += b
+    record("header", p, f)
+
+
+def suite_bindings():
+    p = f = 0
+    code, out = run("bindings", ["nm", "-D", "--defined-only", LIB])
+    exported = sorted(set(re.findall(r"\bT (inloop_\w+)$", out, re.M)))
+    a, b = check("bindings", "library exports inloop_* symbols", code == 0 and len(exported) > 10, out[-500:]); p += a; f += b
+    with open(os.path.join(ROOT, "fortran-bindings", "inloop.f90")) as fh:
+        fortran = fh.read()
+    bound = set(re.findall(r'bind\(\s*C\s*,\s*name\s*=\s*"(inloop_\w+)"\s*\)', fortran, re.I))
+    missing = [s for s in exported if s not in bound]
+    a, b = check("bindings", f"all {len(exported)} exported symbols have a Fortran bind(C) interface", not missing,
+                 "no binding for: " + ", ".join(missing)); p += a; f += b
+    with open(os.path.join(ROOT, "Include", "inloop.h")) as fh:
+        declared = set(re.findall(r"\b(inloop_\w+)\(", fh.read()))
+    a, b = check("bindings", "header and exported symbols agree", declared == set(exported),
+                 f"header only: {sorted(declared - set(exported))}, library only: {sorted(set(exported) - declared)}"); p += a; f += b
+    stale = sorted(bound - set(exported))
+    a, b = check("bindings", "Fortran binds no symbol the library lacks", not stale, ", ".join(stale)); p += a; f += b
+    record("bindings", p, f)
+
+
+def suite_python():
+    p = f = 0
+    code, out = run("python", ["python3", "tools/inloopfmt.py", "selftest"])
+    a, b = check("python", "inloopfmt selftest", code == 0, out[-1500:]); p += a; f += b
+    code, out = run("python", ["python3", "Tests/fixtures/make_fixtures.py", "--check"])
+    a, b = check("python", "fixtures match their generator", code == 0, out[-1500:]); p += a; f += b
+    record("python", p, f)
+
+
+def suite_c():
+    code, out = run("c", "make -s c-programs")
+    if code != 0:
+        print(out[-3000:])
+        record("c", 0, 1, "(build failed)")
+        return
+    code, out = run("c", [os.path.join(BUILD, "test_c"), FIXTURES, MODELS])
+    record("c", *counted("c", code, out))
+
+
+def compare_printed(out, io_path, tol=1e-5):
+    """Numbers printed by an example vs the reference outputs of an io.bin file."""
+    import struct
+    with open(io_path, "rb") as fh:
+        data = fh.read()
+    n_in, n_out, batch = struct.unpack("<3q", data[:24])
+    vals = struct.unpack(f"<{(len(data) - 24) // 8}d", data[24:])
+    y = vals[batch * n_in:]
+    nums = [float(t) for t in re.findall(r"[-+]?\d+\.\d*(?:[eEdD][-+]?\d+)?", out.replace("D", "E"))]
+    if len(nums) < len(y):
+        return False, f"printed {len(nums)} numbers, reference has {len(y)}"
+    got = nums[-len(y):]
+    scale = max(abs(v) for v in y)
+    err = max(abs(a - b) for a, b in zip(got, y)) / scale
+    return err <= tol, f"max relative error {err:.2e}"
+
+
+def suite_examples():
+    p = f = 0
+    code, out = run("examples", "make -s fortran c-programs")
+    a, b = check("examples", "examples build", code == 0, out[-3000:]); p += a; f += b
+    model = os.path.join(FIXTURES, "mlp_medium")
+    for exe in ("example_fortran", "example_c"):
+        code, out = run("examples", [os.path.join(BUILD, exe), model + ".safetensors"])
+        ok, detail = compare_printed(out, model + ".io.bin") if code == 0 else (False, out[-1500:])
+        a, b = check("examples", f"{exe} prints the reference outputs", ok, detail); p += a; f += b
+    with open(os.path.join(ROOT, "README.md")) as fh:
+        readme = fh.read()
+    for path in ("examples/fortran/example.f90", "examples/c/example.c"):
+        with open(os.path.join(ROOT, path)) as fh:
+            src = fh.read().strip()
+        a, b = check("examples", f"README shows {path} verbatim", src in readme,
+                     "copy the file into the README code block"); p += a; f += b
+    record("examples", p, f)
+
+
+def suite_fortran():
+    code, out = run("fortran", "make -s fortran")
+    if code != 0:
+        print(out[-3000:])
+        record("fortran", 0, 1, "(build failed)")
+        return
+    code, out = run("fortran", [os.path.join(BUILD, "test_fortran"), FIXTURES, MODELS])
+    p, f = counted("fortran", code, out)
+    code, out = run("fortran", [os.path.join(BUILD, "test_error_stop")])
+    a, b = check("fortran", "load without stat= on a missing file prints the message and stops with an error",
+                 code != 0 and "inloop:" in out and "nonexistent" in out, f"exit {code}: {out[-800:]}")
+    record("fortran", p + a, f + b)
+
+
+def suite_mpi():
+    code, out = run("mpi", "make -s fortran")
+    if code != 0:
+        record("mpi", 0, 1, "(build failed)")
+        return
+    model = os.path.join(FIXTURES, "mlp_medium")
+    code, out = run("mpi", ["mpirun", "-np", "2", os.path.join(BUILD, "test_mpi"), model + ".safetensors", model + ".io.bin"],
+                    timeout=600)
+    record("mpi", *counted("mpi", code, out))
+
+
+def main():
+    if not os.path.exists(LIB):
+        print(f"{LIB} not built; run `make test`")
+        print("0 passed, 1 failed")
+        return 1
+    for old in glob.glob(os.path.join(LOGS, "*.log")):
+        os.remove(old)
+    for s in (suite_header, suite_bindings, suite_python, suite_c, suite_fortran, suite_mpi, suite_examples, suite_swift):
+        try:
+            s()
+        except Exception as e:  # a broken suite is a failure, not a crash of the runner
+            record(s.__name__[6:], 0, 1, f"(runner error: {e!r})")
+    print("\nsuite      passed  failed")
+    for suite, p, f, note in summary:
+        print(f"{suite:10s} {p:6d}  {f:6d}  {note}")
+    print(f"logs: {os.path.relpath(LOGS, ROOT)}/")
+    print(f"{totals['passed']} passed, {totals['failed']} failed")
+    return 0 if totals["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
