@@ -75,7 +75,8 @@ demo: lib fortran c-programs
 	@echo "== C example (examples/c/example.c) =="
 	$(BUILD)/example_c Tests/fixtures/mlp_medium.safetensors
 
-bench: lib models fortran
+bench: lib models $(BUILD)/mod/inloop.mod
+	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o bench/bench_fortran.f90 $(LINK) -o $(BUILD)/bench_fortran
 	python3 bench/run_bench.py
 
 clean:

@@ -64,7 +64,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
         model.pointee = nil
         guard let path else { throw InLoopError(.nullPointer, "model_load: path is NULL") }
         let m = try NativeFormat.load(path: String(cString: path))
-        model.pointee = models.register(ModelBox(m))
+        model.pointee = models.register(try ModelBox(m))
     }
 }
 
@@ -79,7 +79,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
         guard size >= 0 else { throw InLoopError(.invalidArgument, "model_load_buffer: size must be >= 0, got \(size)") }
         let bytes = [UInt8](UnsafeRawBufferPointer(start: data, count: Int(size)))
         do throws(InLoopError) {
-            model.pointee = models.register(ModelBox(try NativeFormat.load(bytes: bytes)))
+            model.pointee = models.register(try ModelBox(try NativeFormat.load(bytes: bytes)))
         } catch {
             throw error.prefixed("model buffer")
         }
@@ -251,10 +251,13 @@ final class ModelBox: @unchecked Sendable {  // immutable; the model guards its 
     let inputName: UnsafeMutablePointer<CChar>
     let outputName: UnsafeMutablePointer<CChar>
 
-    init(_ model: Model) {
+    init(_ model: Model) throws(InLoopError) {
+        guard let i = strdup(model.inputName), let o = strdup(model.outputName) else {
+            throw InLoopError(.outOfMemory, "cannot allocate the model's names")
+        }
         self.model = model
-        inputName = strdup(model.inputName)
-        outputName = strdup(model.outputName)
+        inputName = i
+        outputName = o
     }
 
     deinit {

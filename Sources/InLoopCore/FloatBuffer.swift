@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// An owned, 64-byte aligned block of `Float`s: the one place the engine allocates numeric memory.
 /// Weights and workspaces are `FloatBuffer`s; kernels see only their raw pointers.
 public final class FloatBuffer {
@@ -12,7 +20,11 @@ public final class FloatBuffer {
         guard !overflow, bytes <= (1 << 40) else {
             throw InLoopError(.outOfMemory, "cannot allocate \(count) floats")
         }
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        // posix_memalign reports failure; Swift's allocate would abort the host process instead.
+        var raw: UnsafeMutableRawPointer? = nil
+        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+            throw InLoopError(.outOfMemory, "cannot allocate \(bytes) bytes for \(count) floats")
+        }
         base = raw.initializeMemory(as: Float.self, repeating: 0, count: max(count, 1))
         self.count = count
     }
@@ -23,7 +35,7 @@ public final class FloatBuffer {
         for (i, v) in values.enumerated() { base[i] = v }
     }
 
-    deinit { base.deallocate() }
+    deinit { free(base) }
 
     public subscript(i: Int) -> Float {
         get { base[i] }

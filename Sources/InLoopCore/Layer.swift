@@ -13,6 +13,10 @@ public struct Dense {
         guard weight.rank == 2 else {
             throw InLoopError(.format, "dense weight must have shape [out, in], got \(Tensor.format(weight.shape))")
         }
+        // BLAS takes 32-bit sizes.
+        guard weight.shape[0] <= Int(Int32.max), weight.shape[1] <= Int(Int32.max) else {
+            throw InLoopError(.unsupported, "dense weight \(Tensor.format(weight.shape)) is larger than 2^31-1 in one dimension")
+        }
         if let bias, bias.shape != [weight.shape[0]] {
             throw InLoopError(.format, "dense bias must have shape [\(weight.shape[0])] to match weight \(Tensor.format(weight.shape)), got \(Tensor.format(bias.shape))")
         }

@@ -130,8 +130,8 @@ public final class Model: @unchecked Sendable {  // shared use is guarded by `bu
     // MARK: - Internals
 
     private func checkSizes(batch: Int, xCount: Int, yCount: Int) throws(InLoopError) -> (Int, Int) {
-        guard batch >= 1 else {
-            throw InLoopError(.invalidArgument, "batch must be at least 1, got \(batch)")
+        guard batch >= 1, batch <= Int(Int32.max) else {
+            throw InLoopError(.invalidArgument, "batch must be between 1 and \(Int32.max), got \(batch)")
         }
         let (nx, o1) = batch.multipliedReportingOverflow(by: inputSize)
         let (ny, o2) = batch.multipliedReportingOverflow(by: outputSize)

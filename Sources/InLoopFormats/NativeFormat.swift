@@ -126,7 +126,9 @@ public enum NativeFormat {
         guard let name = v.stringValue else { throw InLoopError(.format, "\"\(key)\" must be a string, got \(v.kindName)") }
         func param(_ k: String, default d: Float) throws(InLoopError) -> Float {
             guard let p = spec[k] else { return d }
-            guard let x = p.doubleValue, x.isFinite else { throw InLoopError(.format, "\"\(k)\" must be a finite number") }
+            guard let x = p.doubleValue, Float(x).isFinite else {
+                throw InLoopError(.format, "\"\(k)\" must be a finite float32 number, got \(p)")
+            }
             return Float(x)
         }
         switch name {

@@ -107,7 +107,7 @@ public struct SafetensorsFile {
         do { count = try Tensor.elementCount(shape) } catch { throw error.prefixed(at) }
         let (bytesNeeded, o) = count.multipliedReportingOverflow(by: dtype.size)
         guard !o, bytesNeeded == end - begin else {
-            throw InLoopError(.format, "\(at): shape \(Tensor.format(shape)) of \(dtype.rawValue) needs \(count * dtype.size) bytes but data_offsets [\(begin), \(end)] hold \(end - begin)")
+            throw InLoopError(.format, "\(at): shape \(Tensor.format(shape)) of \(dtype.rawValue) needs \(o ? "more than \(Int.max)" : String(bytesNeeded)) bytes but data_offsets [\(begin), \(end)] hold \(end - begin)")
         }
         return Entry(name: name, dtype: dtype, shape: shape, begin: begin, end: end)
     }

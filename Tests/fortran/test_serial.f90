@@ -8,6 +8,9 @@
 ! (<name>.safetensors + <name>.io.bin); missing ones are reported as SKIP and not counted.
 ! <name>.io.bin: little-endian stream: int64 n_in, n_out, batch; float64 x(n_in, batch); float64 y(n_out, batch).
 !
+! Numerics: rank-2 and rank-1 forward against the reference within 1e-5 relative to max |ref|; with
+! set_reproducible(.true.), rank-1 (one column) and a strided sub-batch must equal the rank-2 columns bitwise.
+!
 ! Prints PASS/FAIL/SKIP lines, then "N passed, M failed"; exits non-zero if M > 0.
 program test_serial
     use, intrinsic :: iso_fortran_env, only: int8, int64, real32, real64, output_unit
@@ -32,7 +35,11 @@ program test_serial
 
     ! --------------------------------------------------------------- every fixture: load + numerics
     call read_list(listfile, names, ok)
-    call check('fixture list ' // listfile, ok .and. size(names) > 0, 'missing or empty')
+    if (ok) then
+        call check('fixture list ' // listfile, size(names) > 0, 'has no fixture names')
+    else
+        call check('fixture list ' // listfile, .false., 'cannot open it (expected one fixture base name per line)')
+    end if
     errmodel = ''
     do i = 1, size(names)
         call model_checks(trim(names(i)), fixdir // '/' // trim(names(i)) // '.safetensors', &
