@@ -83,7 +83,8 @@ def counted(suite, code, out):
 def suite_swift():
     # Converted benchmark models are found through INLOOP_MODELS_DIR.
     code, out = run("swift", ["swift", "test", "-c", "debug"], timeout=3000)
-    m = re.findall(r"Executed (\d+) tests?, with (\d+) failures?", out)
+    # The last summary is the whole run's: "Executed 28 tests, with [1 test skipped and ]0 failures".
+    m = re.findall(r"Executed (\d+) tests?, with (?:(\d+) tests? skipped and )?(\d+) failures?", out)
     for line in out.splitlines():
         if "error:" in line or "failed (" in line or "skipped" in line:
             print("   " + line.strip())
@@ -91,10 +92,10 @@ def suite_swift():
         print("\n".join(out.splitlines()[-30:]))
         record("swift", 0, 1, "(no XCTest summary)")
         return
-    n, f = int(m[-1][0]), int(m[-1][1])
+    n, skipped, f = int(m[-1][0]), int(m[-1][1] or 0), int(m[-1][2])
     if code != 0 and f == 0:
         f = 1
-    record("swift", n - min(f, n), f)
+    record("swift", max(0, n - skipped - f), f, f"({skipped} skipped)" if skipped else "")
 
 
 def suite_header():
