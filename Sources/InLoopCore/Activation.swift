@@ -58,7 +58,7 @@ public enum Activation: Equatable, Sendable, CustomStringConvertible {
             return 0.5 * x * (1 + tanhf(u))
         case .silu: return x * Activation.sigmoid(x)
         case .softplus: return Activation.softplus(x)
-        case .elu(let a): return x > 0 ? x : a * (expf(x) - 1)
+        case .elu(let a): return x > 0 ? x : a * expm1f(x)
         }
     }
 

@@ -1,0 +1,183 @@
+/// What a training run is: the network (for a new model), the loss, the optimizer and its schedule,
+/// initialisation, seed and precision. Parsed from YAML/JSON by the formats module.
+public struct TrainerConfig: Equatable, Sendable {
+    public enum Precision: String, Sendable { case float32, float64 }
+
+    public var inputSize: Int
+    public var layers: [LayerSpec]
+    public var loss: Loss
+    public var optimizer: OptimizerConfig
+    public var schedule: Schedule
+    public var initialization: Initialization
+    public var seed: UInt64
+    public var precision: Precision
+    /// Losses kept for `lossHistory` (the most recent ones).
+    public var historyCapacity: Int
+
+    public init(inputSize: Int = 0, layers: [LayerSpec] = [], loss: Loss = Loss(.mse),
+                optimizer: OptimizerConfig = OptimizerConfig(.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8), learningRate: 1e-3),
+                schedule: Schedule = Schedule(), initialization: Initialization = .auto, seed: UInt64 = 0,
+                precision: Precision = .float32, historyCapacity: Int = 10_000) {
+        self.inputSize = inputSize
+        self.layers = layers
+        self.loss = loss
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.initialization = initialization
+        self.seed = seed
+        self.precision = precision
+        self.historyCapacity = historyCapacity
+    }
+}
+
+/// Mini-batch training of a `Network<T>`: one call = forward, loss, backward, (optional gradient
+/// reduction across processes), clipping, optimizer update. Bad data (NaN/Inf in inputs, labels, loss
+/// or gradients) is refused before anything changes. Steady-state steps allocate nothing.
+public final class Trainer<T: Real> {
+    public let network: Network<T>
+    public private(set) var config: TrainerConfig
+    /// Completed optimizer steps.
+    public private(set) var step = 0
+    public private(set) var random: RandomState
+    /// Global gradient norm of the last step, before clipping.
+    public private(set) var lastGradientNorm = 0.0
+    /// Base learning rate the schedule scales (settable: `setLearningRate`).
+    public private(set) var baseLearningRate: Double
+
+    /// Optimizer state vectors (momentum / Adam moments), each `parameterCount` long.
+    public let state: [Buffer<T>]
+    private let statePointers: [UnsafeMutablePointer<T>]
+    private let history: Buffer<Double>
+    private var historyCount = 0
+    private var outputGradient: Buffer<T>? = nil
+    private var xConverted: Buffer<T>? = nil
+    private var yConverted: Buffer<T>? = nil
+
+    /// Called after backward with (gradients, count, local batch, local loss); returns the loss to
+    /// report (e.g. the global mean). Set by the MPI layer for data-parallel training.
+    public var reduceGradients: ((UnsafeMutablePointer<T>, Int, Int, Double) throws(InLoopError) -> Double)? = nil
+
+    /// A new network from `config.layers`, initialised from `config.seed`.
+    public convenience init(config: TrainerConfig) throws(InLoopError) {
+        guard !config.layers.isEmpty else { throw InLoopError(.invalidArgument, "the training configuration has no layers") }
+        let net = try Network<T>(inputSize: config.inputSize, layers: config.layers)
+        var random = RandomState(seed: config.seed)
+        config.initialization.initialize(net, random: &random)
+        try self.init(network: net, config: config, random: random)
+    }
+
+    /// Trains an existing network (fine-tuning); `config.layers` is ignored.
+    public init(network: Network<T>, config: TrainerConfig, random: RandomState? = nil) throws(InLoopError) {
+        guard config.optimizer.learningRate >= 0, config.optimizer.learningRate.isFinite else {
+            throw InLoopError(.invalidArgument, "learning rate must be finite and >= 0")
+        }
+        if !config.loss.weights.isEmpty, config.loss.weights.count != network.outputSize {
+            throw InLoopError(.sizeMismatch, "loss has \(config.loss.weights.count) output weights but the model has \(network.outputSize) outputs")
+        }
+        self.network = network
+        var c = config
+        c.inputSize = network.inputSize
+        c.layers = network.layers
+        self.config = c
+        self.random = random ?? RandomState(seed: config.seed)
+        self.baseLearningRate = config.optimizer.learningRate
+        var s: [Buffer<T>] = []
+        for _ in 0..<config.optimizer.stateVectors { s.append(try Buffer<T>(count: network.parameterCount)) }
+        state = s
+        statePointers = s.map { $0.base }
+        history = try Buffer<Double>(count: max(1, config.historyCapacity))
+    }
+
+    public var learningRate: Double { config.schedule.rate(base: baseLearningRate, step: step) }
+
+    public func setLearningRate(_ lr: Double) throws(InLoopError) {
+        guard lr >= 0, lr.isFinite else { throw InLoopError(.invalidArgument, "learning rate must be finite and >= 0, got \(lr)") }
+        baseLearningRate = lr
+    }
+
+    /// The most recent losses, oldest first (at most `historyCapacity`).
+    public var lossHistory: [Double] {
+        let cap = history.count, n = min(historyCount, cap)
+        return (0..<n).map { history.base[(historyCount - n + $0) % cap] }
+    }
+
+    private func converted<U: Real>(_ p: UnsafePointer<U>, count: Int, into slot: inout Buffer<T>?) throws(InLoopError) -> UnsafePointer<T> {
+        if U.self == T.self { return UnsafeRawPointer(p).assumingMemoryBound(to: T.self) }
+        let b: Buffer<T>
+        if let existing = slot, existing.count >= count { b = existing } else { b = try Buffer<T>(count: count); slot = b }
+        for i in 0..<count { b.base[i] = T(Double(p[i])) }
+        return UnsafePointer(b.base)
+    }
+
+    private func checkData<U: Real>(_ x: UnsafePointer<U>, _ y: UnsafePointer<U>, batch: Int) throws(InLoopError) {
+        guard batch >= 1 else { throw InLoopError(.invalidArgument, "batch must be at least 1, got \(batch)") }
+        if !Kernels.allFinite(x, count: batch * network.inputSize) {
+            throw InLoopError(.nonFinite, "training inputs contain NaN or Inf; the step was not applied")
+        }
+        if !Kernels.allFinite(y, count: batch * network.outputSize) {
+            throw InLoopError(.nonFinite, "training targets contain NaN or Inf; the step was not applied")
+        }
+    }
+
+    /// Loss of the current network on (x, y) without training.
+    public func evaluate<U: Real>(x: UnsafePointer<U>, y: UnsafePointer<U>, batch: Int) throws(InLoopError) -> Double {
+        try checkData(x, y, batch: batch)
+        let xt = try converted(x, count: batch * network.inputSize, into: &xConverted)
+        let yt = try converted(y, count: batch * network.outputSize, into: &yConverted)
+        let pred = try network.forward(xt, batch: batch)
+        return config.loss.evaluate(prediction: pred, target: yt, batch: batch, outputs: network.outputSize, gradient: nil)
+    }
+
+    /// One optimizer step on the mini-batch (x, y); returns the loss before the update.
+    /// `batch` may be 0 only when `reduceGradients` is set (a process with no data this step).
+    @discardableResult
+    public func trainStep<U: Real>(x: UnsafePointer<U>?, y: UnsafePointer<U>?, batch: Int) throws(InLoopError) -> Double {
+        let n = network.parameterCount
+        let g = network.gradients.base
+        var loss = 0.0
+        if batch > 0 {
+            guard let x, let y else { throw InLoopError(.nullPointer, "training inputs or targets are NULL") }
+            try checkData(x, y, batch: batch)
+            let xt = try converted(x, count: batch * network.inputSize, into: &xConverted)
+            let yt = try converted(y, count: batch * network.outputSize, into: &yConverted)
+            let need = batch * network.outputSize
+            let dy: Buffer<T>
+            if let existing = outputGradient, existing.count >= need { dy = existing } else { dy = try Buffer<T>(count: need); outputGradient = dy }
+            let pred = try network.forward(xt, batch: batch)
+            loss = config.loss.evaluate(prediction: pred, target: yt, batch: batch, outputs: network.outputSize, gradient: dy.base)
+            guard loss.isFinite else { throw InLoopError(.nonFinite, "loss is \(loss); the step was not applied") }
+            try network.backward(UnsafePointer(dy.base), batch: batch, parameterGradients: true)
+        } else {
+            guard reduceGradients != nil else { throw InLoopError(.invalidArgument, "batch must be at least 1, got \(batch)") }
+            network.gradients.zero()
+        }
+        if let reduce = reduceGradients { loss = try reduce(g, n, batch, loss) }
+        var sq = 0.0
+        for i in 0..<n { let v = Double(g[i]); sq += v * v }
+        let norm = sq.squareRoot()
+        guard norm.isFinite else { throw InLoopError(.nonFinite, "gradient norm is \(norm); the step was not applied") }
+        lastGradientNorm = norm
+        let clip = config.optimizer.clipNorm
+        if clip > 0, norm > clip {
+            let f = T(clip / (norm + 1e-6))
+            for i in 0..<n { g[i] *= f }
+        }
+        let lr = learningRate
+        step += 1
+        OptimizerStep.apply(config.optimizer, learningRate: lr, step: step, parameters: network.parameters.base,
+                            gradients: UnsafePointer(g), count: n, state: statePointers)
+        history.base[historyCount % history.count] = loss
+        historyCount += 1
+        return loss
+    }
+
+    /// Restores the counters of a checkpoint (the parameters and state vectors are written directly).
+    public func restore(step: Int, random: RandomState, baseLearningRate: Double, history: [Double], gradientNorm: Double) {
+        self.step = step
+        self.random = random
+        self.baseLearningRate = baseLearningRate
+        self.lastGradientNorm = gradientNorm
+        historyCount = 0
+        for v in history { self.history.base[historyCount % self.history.count] = v; historyCount += 1 }
+    }
+}
