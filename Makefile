@@ -13,7 +13,7 @@ CC         ?= gcc
 FFLAGS     := -O2 -std=f2018 -Wall -Wextra -ffree-line-length-none
 CFLAGS     := -O2 -std=c99 -Wall -Wextra -pedantic -Werror
 LINK       := -L$(LIBDIR) -lInLoop -Wl,-rpath,$(LIBDIR)
-APT_PKGS   := gfortran libopenblas-dev libopenmpi-dev openmpi-bin pkg-config
+APT_PKGS   := gfortran libopenblas-dev libopenmpi-dev openmpi-bin pkg-config libyaml-dev
 export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 
@@ -58,6 +58,7 @@ $(BUILD)/mpimod/inloop.mod: fortran-bindings/inloop.f90
 fortran: $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_serial.f90 $(LINK) -o $(BUILD)/test_fortran
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_error_stop.f90 $(LINK) -o $(BUILD)/test_error_stop
+	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_training.f90 $(LINK) -o $(BUILD)/test_fortran_training
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o examples/fortran/example.f90 $(LINK) -o $(BUILD)/example_fortran
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi.f90 $(LINK) -o $(BUILD)/test_mpi
 
@@ -65,6 +66,7 @@ c-programs:
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) -IInclude Tests/c/test_c.c $(LINK) -lpthread -o $(BUILD)/test_c
 	$(CC) $(CFLAGS) -IInclude examples/c/example.c $(LINK) -o $(BUILD)/example_c
+	$(CC) $(CFLAGS) -IInclude Tests/c/test_training.c $(LINK) -lm -o $(BUILD)/test_training
 
 test: lib models
 	python3 tools/run_tests.py
@@ -78,6 +80,7 @@ demo: lib fortran c-programs
 bench: lib models $(BUILD)/mod/inloop.mod
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o bench/bench_fortran.f90 $(LINK) -o $(BUILD)/bench_fortran
 	python3 bench/run_bench.py
+	python3 bench/bench_training.py
 
 clean:
 	rm -rf $(BUILD) .build

@@ -15,12 +15,16 @@ let package = Package(
         // Open MPI's C library, found with pkg-config; only the shim below includes mpi.h.
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev"])]),
+        // libyaml (Debian libyaml-dev) for YAML training configurations. Yams, its Swift wrapper,
+        // needs Foundation, which would load ICU into every Fortran process.
+        .systemLibrary(name: "CYAML", path: "Sources/CYAML", pkgConfig: "yaml-0.1",
+                       providers: [.apt(["libyaml-dev"])]),
         // Tiny C shim: MPI handles are C macros, so Swift reaches them through plain functions.
         .target(name: "InLoopMPIShim", dependencies: ["CMPI"], path: "Sources/InLoopMPIShim"),
         // Engine core: pure Swift (no Foundation, no C types in its API): tensors, kernels, layers, model, plan.
         .target(name: "InLoopCore", dependencies: ["CBLAS"], path: "Sources/InLoopCore"),
         // Model file formats (native safetensors now, ONNX later) -> core models.
-        .target(name: "InLoopFormats", dependencies: ["InLoopCore"], path: "Sources/InLoopFormats"),
+        .target(name: "InLoopFormats", dependencies: ["InLoopCore", "CYAML"], path: "Sources/InLoopFormats"),
         // The C ABI: @c functions that validate arguments, call the core and map errors to status codes.
         .target(name: "InLoop", dependencies: ["InLoopCore", "InLoopFormats", "InLoopMPIShim"],
                 path: "Sources/InLoop",
@@ -32,6 +36,9 @@ let package = Package(
         // `make bench`: engine forward vs bare BLAS on the same layer shapes (not part of the library).
         .executableTarget(name: "inloop-bench", dependencies: ["InLoopCore", "InLoopFormats", "CBLAS"],
                           path: "bench/swift"),
+        // `make bench`: time of one training step (not part of the library).
+        .executableTarget(name: "inloop-bench-training", dependencies: ["InLoopCore", "InLoopFormats"],
+                          path: "bench/training"),
         .testTarget(name: "InLoopCoreTests", dependencies: ["InLoopCore"], path: "Tests/InLoopCoreTests"),
         .testTarget(name: "InLoopFormatsTests", dependencies: ["InLoopFormats", "InLoopCore"],
                     path: "Tests/InLoopFormatsTests"),

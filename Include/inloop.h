@@ -23,6 +23,8 @@ extern "C" {
 
 /* Opaque handle of a loaded model. */
 typedef struct inloop_model inloop_model;
+/* Opaque handle of a training run (a model, its optimizer state, loss, schedule). */
+typedef struct inloop_trainer inloop_trainer;
 
 /// Status codes returned by every InLoop call that can fail. INLOOP_OK is 0; the message
 /// of the last failure on the calling thread is inloop_last_error().
@@ -131,6 +133,90 @@ inloop_status inloop_model_set_check_finite(inloop_model *model, int32_t enabled
 /// Off by default: results are then bitwise reproducible run to run for the same batching, but a
 /// column's last bits may depend on its position in the batch (optimised GEMM sums by tiles).
 inloop_status inloop_model_set_reproducible(inloop_model *model, int32_t enabled);
+
+/// Creates a trainer for a new model from a configuration: YAML or JSON text, or the path of a file
+/// holding it (see docs/TRAINING.md: model layers, loss, optimizer, schedule, init, seed, precision).
+/// The weights are initialised from the seed, so a run is reproducible. Free with inloop_trainer_free.
+inloop_status inloop_trainer_create(const char *config, inloop_trainer **trainer);
+
+/// Creates a trainer that fine-tunes a copy of a loaded model's weights (the model handle is not
+/// changed). config (text or path, may be NULL for defaults: Adam, lr 1e-3, MSE, float32) sets the
+/// loss, optimizer, schedule and precision; it must not have a model section.
+inloop_status inloop_trainer_create_from_model(inloop_model *model, const char *config, inloop_trainer **trainer);
+
+/// Restores a trainer from a checkpoint written by inloop_trainer_save_checkpoint: weights,
+/// optimizer state, step count, schedule position, random state and loss history. Continuing gives
+/// bitwise the weights the uninterrupted run would have.
+inloop_status inloop_trainer_load_checkpoint(const char *path, inloop_trainer **trainer);
+
+/// Writes the full training state to one file (atomically: a crash never leaves half a file).
+inloop_status inloop_trainer_save_checkpoint(inloop_trainer *trainer, const char *path);
+
+/// Writes the current weights as a plain inference model file (native format, float32), loadable
+/// with inloop_model_load.
+inloop_status inloop_trainer_save_model(inloop_trainer *trainer, const char *path);
+
+/// Stores in *model a new inference model handle holding the current weights (free it with
+/// inloop_model_free; later training does not change it).
+inloop_status inloop_trainer_get_model(inloop_trainer *trainer, inloop_model **model);
+
+/// Frees a trainer. NULL is a no-op; a freed handle gives INLOOP_ERR_INVALID_HANDLE.
+inloop_status inloop_trainer_free(inloop_trainer *trainer);
+
+/// One optimizer step on a mini-batch: x holds batch x n_in inputs, y batch x n_out targets (sample
+/// after sample). Stores the loss before the update in *loss (may be NULL). NaN/Inf in x, y, the loss
+/// or the gradients gives INLOOP_ERR_NONFINITE and leaves the weights and optimizer state unchanged.
+inloop_status inloop_trainer_step_f32(inloop_trainer *trainer, const float *x, const float *y, int64_t batch, double *loss);
+
+/// As inloop_trainer_step_f32 for double arrays (converted to the trainer's precision).
+inloop_status inloop_trainer_step_f64(inloop_trainer *trainer, const double *x, const double *y, int64_t batch, double *loss);
+
+/// Stores in *loss the loss of the current weights on (x, y), without training.
+inloop_status inloop_trainer_evaluate_f32(inloop_trainer *trainer, const float *x, const float *y, int64_t batch, double *loss);
+
+/// As inloop_trainer_evaluate_f32 for double arrays.
+inloop_status inloop_trainer_evaluate_f64(inloop_trainer *trainer, const double *x, const double *y, int64_t batch, double *loss);
+
+/// Sets the base learning rate (the schedule scales it from the current step on).
+inloop_status inloop_trainer_set_learning_rate(inloop_trainer *trainer, double lr);
+
+/// Stores in *lr the learning rate the next step will use (base rate x schedule x warm-up).
+inloop_status inloop_trainer_get_learning_rate(inloop_trainer *trainer, double *lr);
+
+/// Stores in *steps the number of optimizer steps taken so far (restored from checkpoints).
+inloop_status inloop_trainer_step_count(inloop_trainer *trainer, int64_t *steps);
+
+/// Stores in *norm the global gradient norm of the last step (before clipping).
+inloop_status inloop_trainer_gradient_norm(inloop_trainer *trainer, double *norm);
+
+/// Copies the most recent training losses, oldest first, into losses (room for capacity values)
+/// and stores how many were copied in *count (the trainer keeps the last history of them).
+inloop_status inloop_trainer_loss_history(inloop_trainer *trainer, double *losses, int64_t capacity, int64_t *count);
+
+/// Stores the model's number of inputs and outputs per sample in *n_in and *n_out.
+inloop_status inloop_trainer_sizes(inloop_trainer *trainer, int64_t *n_in, int64_t *n_out);
+
+/// Tangent-linear model: for each of batch samples, dy = J(x) dx, J = dy/dx at x. x and dx hold
+/// batch x n_in values, dy batch x n_out; y (may be NULL) receives the model output at x.
+/// Computed in single precision (see inloop_model_jvp_f64 for data assimilation).
+inloop_status inloop_model_jvp_f32(inloop_model *model, const float *x, const float *dx, int64_t batch, float *y, float *dy);
+
+/// As inloop_model_jvp_f32, computed in double precision with the model's float32 weights: the
+/// tangent-linear model of a 4D-Var system (passes the adjoint dot-product test to round-off).
+inloop_status inloop_model_jvp_f64(inloop_model *model, const double *x, const double *dx, int64_t batch, double *y, double *dy);
+
+/// Adjoint model: for each sample, dx = J(x)^T dy (dy: batch x n_out, dx: batch x n_in).
+inloop_status inloop_model_vjp_f32(inloop_model *model, const float *x, const float *dy, int64_t batch, float *dx);
+
+/// As inloop_model_vjp_f32 in double precision (the adjoint of inloop_model_jvp_f64).
+inloop_status inloop_model_vjp_f64(inloop_model *model, const double *x, const double *dy, int64_t batch, double *dx);
+
+/// Per-sample Jacobians: j receives n_out x n_in x batch values, j[(s*n_in + i)*n_out + o] = dy_o/dx_i
+/// of sample s: the memory of a Fortran array J(n_out, n_in, batch).
+inloop_status inloop_model_jacobian_f32(inloop_model *model, const float *x, int64_t batch, float *j);
+
+/// As inloop_model_jacobian_f32 in double precision.
+inloop_status inloop_model_jacobian_f64(inloop_model *model, const double *x, int64_t batch, double *j);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -68,6 +68,14 @@ module inloop
     public :: c_inloop_model_forward_f32, c_inloop_model_forward_f64
     public :: c_inloop_model_forward_sized_f32, c_inloop_model_forward_sized_f64
     public :: c_inloop_model_set_check_finite, c_inloop_model_set_reproducible
+    public :: c_inloop_trainer_create, c_inloop_trainer_create_from_model, c_inloop_trainer_load_checkpoint
+    public :: c_inloop_trainer_save_checkpoint, c_inloop_trainer_save_model, c_inloop_trainer_get_model
+    public :: c_inloop_trainer_free, c_inloop_trainer_step_f32, c_inloop_trainer_step_f64
+    public :: c_inloop_trainer_evaluate_f32, c_inloop_trainer_evaluate_f64
+    public :: c_inloop_trainer_set_learning_rate, c_inloop_trainer_get_learning_rate, c_inloop_trainer_step_count
+    public :: c_inloop_trainer_gradient_norm, c_inloop_trainer_loss_history, c_inloop_trainer_sizes
+    public :: c_inloop_model_jvp_f32, c_inloop_model_jvp_f64, c_inloop_model_vjp_f32, c_inloop_model_vjp_f64
+    public :: c_inloop_model_jacobian_f32, c_inloop_model_jacobian_f64
 
     interface
         !> "0.1.0"; static storage.
@@ -204,6 +212,145 @@ module inloop
             type(c_ptr), value :: s
             integer(c_size_t) :: n
         end function
+        ! ------------------------------------------------------------------ training and derivatives
+        function c_inloop_trainer_create(config, trainer) bind(C, name="inloop_trainer_create") result(status)
+            import :: c_ptr, c_char, c_int32_t
+            character(kind=c_char), intent(in) :: config(*)
+            type(c_ptr), intent(out) :: trainer
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_create_from_model(model, config, trainer) bind(C, name="inloop_trainer_create_from_model") result(status)
+            import :: c_ptr, c_int32_t
+            type(c_ptr), value :: model, config
+            type(c_ptr), intent(out) :: trainer
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_load_checkpoint(path, trainer) bind(C, name="inloop_trainer_load_checkpoint") result(status)
+            import :: c_ptr, c_char, c_int32_t
+            character(kind=c_char), intent(in) :: path(*)
+            type(c_ptr), intent(out) :: trainer
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_save_checkpoint(trainer, path) bind(C, name="inloop_trainer_save_checkpoint") result(status)
+            import :: c_ptr, c_char, c_int32_t
+            type(c_ptr), value :: trainer
+            character(kind=c_char), intent(in) :: path(*)
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_save_model(trainer, path) bind(C, name="inloop_trainer_save_model") result(status)
+            import :: c_ptr, c_char, c_int32_t
+            type(c_ptr), value :: trainer
+            character(kind=c_char), intent(in) :: path(*)
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_get_model(trainer, model) bind(C, name="inloop_trainer_get_model") result(status)
+            import :: c_ptr, c_int32_t
+            type(c_ptr), value :: trainer
+            type(c_ptr), intent(out) :: model
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_free(trainer) bind(C, name="inloop_trainer_free") result(status)
+            import :: c_ptr, c_int32_t
+            type(c_ptr), value :: trainer
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_step_f32(trainer, x, y, batch, loss) bind(C, name="inloop_trainer_step_f32") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: trainer, x, y, loss
+            integer(c_int64_t), value :: batch
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_step_f64(trainer, x, y, batch, loss) bind(C, name="inloop_trainer_step_f64") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: trainer, x, y, loss
+            integer(c_int64_t), value :: batch
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_evaluate_f32(trainer, x, y, batch, loss) bind(C, name="inloop_trainer_evaluate_f32") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: trainer, x, y, loss
+            integer(c_int64_t), value :: batch
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_evaluate_f64(trainer, x, y, batch, loss) bind(C, name="inloop_trainer_evaluate_f64") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: trainer, x, y, loss
+            integer(c_int64_t), value :: batch
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_set_learning_rate(trainer, lr) bind(C, name="inloop_trainer_set_learning_rate") result(status)
+            import :: c_ptr, c_double, c_int32_t
+            type(c_ptr), value :: trainer
+            real(c_double), value :: lr
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_get_learning_rate(trainer, lr) bind(C, name="inloop_trainer_get_learning_rate") result(status)
+            import :: c_ptr, c_double, c_int32_t
+            type(c_ptr), value :: trainer
+            real(c_double), intent(out) :: lr
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_step_count(trainer, steps) bind(C, name="inloop_trainer_step_count") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: trainer
+            integer(c_int64_t), intent(out) :: steps
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_gradient_norm(trainer, norm) bind(C, name="inloop_trainer_gradient_norm") result(status)
+            import :: c_ptr, c_double, c_int32_t
+            type(c_ptr), value :: trainer
+            real(c_double), intent(out) :: norm
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_loss_history(trainer, losses, capacity, count) bind(C, name="inloop_trainer_loss_history") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: trainer, losses
+            integer(c_int64_t), value :: capacity
+            integer(c_int64_t), intent(out) :: count
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_sizes(trainer, n_in, n_out) bind(C, name="inloop_trainer_sizes") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: trainer
+            integer(c_int64_t), intent(out) :: n_in, n_out
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_model_jvp_f32(model, x, dx, batch, y, dy) bind(C, name="inloop_model_jvp_f32") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: model, x, dx, y, dy
+            integer(c_int64_t), value :: batch
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_model_jvp_f64(model, x, dx, batch, y, dy) bind(C, name="inloop_model_jvp_f64") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: model, x, dx, y, dy
+            integer(c_int64_t), value :: batch
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_model_vjp_f32(model, x, dy, batch, dx) bind(C, name="inloop_model_vjp_f32") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: model, x, dy, dx
+            integer(c_int64_t), value :: batch
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_model_vjp_f64(model, x, dy, batch, dx) bind(C, name="inloop_model_vjp_f64") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: model, x, dy, dx
+            integer(c_int64_t), value :: batch
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_model_jacobian_f32(model, x, batch, j) bind(C, name="inloop_model_jacobian_f32") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: model, x, j
+            integer(c_int64_t), value :: batch
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_model_jacobian_f64(model, x, batch, j) bind(C, name="inloop_model_jacobian_f64") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: model, x, j
+            integer(c_int64_t), value :: batch
+            integer(c_int32_t) :: status
+        end function
     end interface
 
     ! ------------------------------------------------------------------------- idiomatic layer
@@ -230,8 +377,43 @@ module inloop
         !> forward(x, y [, stat, errmsg]): x(n_in) -> y(n_out), or x(n_in, ncol) -> y(n_out, ncol),
         !> real(real32) or real(real64).
         generic :: forward => forward_r32_1, forward_r32_2, forward_r64_1, forward_r64_2
+        procedure, private :: jvp_r32, jvp_r64, vjp_r32, vjp_r64, jacobian_r32, jacobian_r64
+        generic :: jvp => jvp_r32, jvp_r64             !< tangent-linear: jvp(x, dx, dy [, y, stat, errmsg])
+        generic :: vjp => vjp_r32, vjp_r64             !< adjoint: vjp(x, dy, dx [, stat, errmsg])
+        generic :: jacobian => jacobian_r32, jacobian_r64   !< jacobian(x, J(n_out, n_in, ncol) [, stat, errmsg])
         final :: model_finalize
     end type inloop_model
+
+    !> A training run: a model, its loss, optimizer, schedule and state. Create it from a YAML/JSON
+    !> configuration (text or file path) or from a loaded model (fine-tuning), or restore a checkpoint.
+    !>
+    !>     type(inloop_trainer) :: tr
+    !>     call tr%create('training.yaml')
+    !>     do step = 1, nsteps
+    !>         call tr%step(x, y, loss)          ! x(n_in, ncol), y(n_out, ncol), real(4) or real(8)
+    !>     end do
+    !>     call tr%save_model('learned.safetensors')
+    type, public :: inloop_trainer
+        type(c_ptr), private :: handle = c_null_ptr
+    contains
+        procedure :: create => trainer_create                      !< create(config [, stat, errmsg])
+        procedure :: create_from_model => trainer_create_from_model !< create_from_model(model [, config, stat, errmsg])
+        procedure :: load_checkpoint => trainer_load_checkpoint    !< load_checkpoint(path [, stat, errmsg])
+        procedure :: save_checkpoint => trainer_save_checkpoint    !< save_checkpoint(path [, stat, errmsg])
+        procedure :: save_model => trainer_save_model              !< save_model(path [, stat, errmsg])
+        procedure :: get_model => trainer_get_model                !< get_model(model [, stat, errmsg])
+        procedure :: free => trainer_free
+        procedure :: is_created => trainer_is_created
+        procedure :: set_learning_rate => trainer_set_learning_rate
+        procedure :: learning_rate => trainer_learning_rate       !< function: the rate of the next step
+        procedure :: step_count => trainer_step_count             !< function: steps taken
+        procedure :: gradient_norm => trainer_gradient_norm       !< function: last global gradient norm
+        procedure :: loss_history => trainer_loss_history         !< function: recent losses, oldest first
+        procedure, private :: step_r32, step_r64, evaluate_r32, evaluate_r64
+        generic :: step => step_r32, step_r64                     !< step(x, y [, loss, stat, errmsg])
+        generic :: evaluate => evaluate_r32, evaluate_r64         !< evaluate(x, y, loss [, stat, errmsg])
+        final :: trainer_finalize
+    end type inloop_trainer
 
     ! Stand-in addresses for zero-sized arrays (c_loc of a zero-sized array is not allowed). The library
     ! reports the size mismatch before it would read or write through them.
@@ -564,6 +746,382 @@ contains
 
     !> Delivers a status the `allocate` way (see the module header). The message is `message` if given,
     !> else the library's last error (else the status description).
+    ! ===================================================================== training
+    subroutine trainer_create(self, config, stat, errmsg)
+        class(inloop_trainer), intent(inout) :: self
+        character(len=*), intent(in) :: config   !< YAML/JSON text, or the path of a file holding it
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        type(c_ptr) :: h
+        integer(c_int32_t) :: code
+        code = c_inloop_trainer_create(trim(config) // c_null_char, h)
+        if (code == INLOOP_OK) call self%free()
+        if (code == INLOOP_OK) self%handle = h
+        call report(code, stat, errmsg)
+    end subroutine
+
+    subroutine trainer_create_from_model(self, model, config, stat, errmsg)
+        class(inloop_trainer), intent(inout) :: self
+        class(inloop_model), intent(in) :: model
+        character(len=*), intent(in), optional :: config   !< loss/optimizer/schedule/precision; default Adam, MSE
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        character(kind=c_char, len=:), allocatable, target :: text
+        type(c_ptr) :: h, pc
+        integer(c_int32_t) :: code
+        pc = c_null_ptr
+        if (present(config)) then
+            text = trim(config) // c_null_char
+            pc = c_loc(text)
+        end if
+        code = c_inloop_trainer_create_from_model(model%handle, pc, h)
+        if (code == INLOOP_OK) call self%free()
+        if (code == INLOOP_OK) self%handle = h
+        call report(code, stat, errmsg)
+    end subroutine
+
+    subroutine trainer_load_checkpoint(self, path, stat, errmsg)
+        class(inloop_trainer), intent(inout) :: self
+        character(len=*), intent(in) :: path
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        type(c_ptr) :: h
+        integer(c_int32_t) :: code
+        code = c_inloop_trainer_load_checkpoint(trim(path) // c_null_char, h)
+        if (code == INLOOP_OK) call self%free()
+        if (code == INLOOP_OK) self%handle = h
+        call report(code, stat, errmsg)
+    end subroutine
+
+    subroutine trainer_save_checkpoint(self, path, stat, errmsg)
+        class(inloop_trainer), intent(in) :: self
+        character(len=*), intent(in) :: path
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        call report(c_inloop_trainer_save_checkpoint(self%handle, trim(path) // c_null_char), stat, errmsg)
+    end subroutine
+
+    subroutine trainer_save_model(self, path, stat, errmsg)
+        class(inloop_trainer), intent(in) :: self
+        character(len=*), intent(in) :: path
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        call report(c_inloop_trainer_save_model(self%handle, trim(path) // c_null_char), stat, errmsg)
+    end subroutine
+
+    !> Replaces `model` with a new model holding the trainer's current weights.
+    subroutine trainer_get_model(self, model, stat, errmsg)
+        class(inloop_trainer), intent(in) :: self
+        class(inloop_model), intent(inout) :: model
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        type(c_ptr) :: h
+        integer(c_int32_t) :: code
+        code = c_inloop_trainer_get_model(self%handle, h)
+        if (code == INLOOP_OK) call model%free()
+        if (code == INLOOP_OK) model%handle = h
+        call report(code, stat, errmsg)
+    end subroutine
+
+    subroutine trainer_free(self, stat, errmsg)
+        class(inloop_trainer), intent(inout) :: self
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(c_int32_t) :: code
+        code = INLOOP_OK
+        if (c_associated(self%handle)) code = c_inloop_trainer_free(self%handle)
+        if (code == INLOOP_OK .or. code == INLOOP_ERR_INVALID_HANDLE) self%handle = c_null_ptr
+        call report(code, stat, errmsg)
+    end subroutine
+
+    logical function trainer_is_created(self)
+        class(inloop_trainer), intent(in) :: self
+        trainer_is_created = c_associated(self%handle)
+    end function
+
+    impure elemental subroutine trainer_finalize(self)
+        type(inloop_trainer), intent(inout) :: self
+        integer(c_int32_t) :: code
+        if (c_associated(self%handle)) code = c_inloop_trainer_free(self%handle)
+        self%handle = c_null_ptr
+    end subroutine
+
+    subroutine trainer_set_learning_rate(self, lr, stat, errmsg)
+        class(inloop_trainer), intent(in) :: self
+        real(real64), intent(in) :: lr
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        call report(c_inloop_trainer_set_learning_rate(self%handle, real(lr, c_double)), stat, errmsg)
+    end subroutine
+
+    function trainer_learning_rate(self, stat, errmsg) result(lr)
+        class(inloop_trainer), intent(in) :: self
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        real(real64) :: lr
+        real(c_double) :: v
+        v = -1
+        call report(c_inloop_trainer_get_learning_rate(self%handle, v), stat, errmsg)
+        lr = v
+    end function
+
+    function trainer_step_count(self, stat, errmsg) result(n)
+        class(inloop_trainer), intent(in) :: self
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(int64) :: n
+        integer(c_int64_t) :: v
+        v = -1
+        call report(c_inloop_trainer_step_count(self%handle, v), stat, errmsg)
+        n = v
+    end function
+
+    function trainer_gradient_norm(self, stat, errmsg) result(norm)
+        class(inloop_trainer), intent(in) :: self
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        real(real64) :: norm
+        real(c_double) :: v
+        v = -1
+        call report(c_inloop_trainer_gradient_norm(self%handle, v), stat, errmsg)
+        norm = v
+    end function
+
+    !> The most recent losses (at most `max_count`, default 100000), oldest first.
+    function trainer_loss_history(self, max_count, stat, errmsg) result(losses)
+        class(inloop_trainer), intent(in) :: self
+        integer, intent(in), optional :: max_count
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        real(real64), allocatable :: losses(:)
+        real(c_double), allocatable, target :: buffer(:)
+        integer(c_int64_t) :: n
+        integer(c_int32_t) :: code
+        allocate (buffer(100000))
+        if (present(max_count)) then
+            deallocate (buffer)
+            allocate (buffer(max(1, max_count)))
+        end if
+        n = 0
+        code = c_inloop_trainer_loss_history(self%handle, c_loc(buffer), size(buffer, kind=c_int64_t), n)
+        losses = buffer(1:n)
+        call report(code, stat, errmsg)
+    end function
+
+    !> Checks x(n_in, ncol) and y(n_out, ncol) against the trainer; false (and reports) on mismatch.
+    logical function trainer_sizes_ok(self, x_shape, y_shape, stat, errmsg) result(ok)
+        class(inloop_trainer), intent(in) :: self
+        integer(int64), intent(in) :: x_shape(2), y_shape(2)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(c_int64_t) :: n_in, n_out
+        integer(c_int32_t) :: code
+        character(len=200) :: text
+        ok = .false.
+        code = c_inloop_trainer_sizes(self%handle, n_in, n_out)
+        if (code /= INLOOP_OK) then
+            call report(code, stat, errmsg)
+            return
+        end if
+        if (x_shape(1) /= n_in .or. y_shape(1) /= n_out .or. x_shape(2) /= y_shape(2)) then
+            write (text, '(a,i0,a,i0,a,i0,a,i0,a,i0,a,i0,a)') 'trainer: x is (', x_shape(1), ',', x_shape(2), ') and y is (', &
+                y_shape(1), ',', y_shape(2), '); the model needs x(', n_in, ', ncol) and y(', n_out, ', ncol)'
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, trim(text))
+            return
+        end if
+        ok = .true.
+    end function
+
+    subroutine step_r32(self, x, y, loss, stat, errmsg)
+        class(inloop_trainer), intent(in) :: self
+        real(real32), intent(in), contiguous, target :: x(:,:), y(:,:)
+        real(real64), intent(out), optional :: loss
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        real(c_double), target :: l
+        if (.not. trainer_sizes_ok(self, shape(x, int64), shape(y, int64), stat, errmsg)) return
+        call report(c_inloop_trainer_step_f32(self%handle, c_loc(x), c_loc(y), size(x, 2, c_int64_t), c_loc(l)), stat, errmsg)
+        if (present(loss)) loss = l
+    end subroutine
+
+    subroutine step_r64(self, x, y, loss, stat, errmsg)
+        class(inloop_trainer), intent(in) :: self
+        real(real64), intent(in), contiguous, target :: x(:,:), y(:,:)
+        real(real64), intent(out), optional :: loss
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        real(c_double), target :: l
+        if (.not. trainer_sizes_ok(self, shape(x, int64), shape(y, int64), stat, errmsg)) return
+        call report(c_inloop_trainer_step_f64(self%handle, c_loc(x), c_loc(y), size(x, 2, c_int64_t), c_loc(l)), stat, errmsg)
+        if (present(loss)) loss = l
+    end subroutine
+
+    subroutine evaluate_r32(self, x, y, loss, stat, errmsg)
+        class(inloop_trainer), intent(in) :: self
+        real(real32), intent(in), contiguous, target :: x(:,:), y(:,:)
+        real(real64), intent(out) :: loss
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        real(c_double), target :: l
+        loss = -1
+        if (.not. trainer_sizes_ok(self, shape(x, int64), shape(y, int64), stat, errmsg)) return
+        call report(c_inloop_trainer_evaluate_f32(self%handle, c_loc(x), c_loc(y), size(x, 2, c_int64_t), c_loc(l)), stat, errmsg)
+        loss = l
+    end subroutine
+
+    subroutine evaluate_r64(self, x, y, loss, stat, errmsg)
+        class(inloop_trainer), intent(in) :: self
+        real(real64), intent(in), contiguous, target :: x(:,:), y(:,:)
+        real(real64), intent(out) :: loss
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        real(c_double), target :: l
+        loss = -1
+        if (.not. trainer_sizes_ok(self, shape(x, int64), shape(y, int64), stat, errmsg)) return
+        call report(c_inloop_trainer_evaluate_f64(self%handle, c_loc(x), c_loc(y), size(x, 2, c_int64_t), c_loc(l)), stat, errmsg)
+        loss = l
+    end subroutine
+
+    ! ===================================================================== model derivatives
+    !> Checks the leading sizes of derivative arguments against the model: a(n_a, ncol), b(n_b, ncol).
+    logical function derivative_sizes_ok(model, na, nb, ncol_a, ncol_b, a_is_input, b_is_input, stat, errmsg) result(ok)
+        class(inloop_model), intent(in) :: model
+        integer(int64), intent(in) :: na, nb, ncol_a, ncol_b
+        logical, intent(in) :: a_is_input, b_is_input
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(c_int64_t) :: n_in, n_out, want_a, want_b
+        integer(c_int32_t) :: code
+        character(len=200) :: text
+        ok = .false.
+        code = c_inloop_model_input_size(model%handle, n_in)
+        if (code == INLOOP_OK) code = c_inloop_model_output_size(model%handle, n_out)
+        if (code /= INLOOP_OK) then
+            call report(code, stat, errmsg)
+            return
+        end if
+        want_a = merge(n_in, n_out, a_is_input)
+        want_b = merge(n_in, n_out, b_is_input)
+        if (na /= want_a .or. nb /= want_b .or. ncol_a /= ncol_b .or. ncol_a < 1) then
+            write (text, '(a,i0,a,i0,a,i0,a,i0,a,i0,a,i0,a)') 'derivative arguments have shapes (', na, ',', ncol_a, ') and (', &
+                nb, ',', ncol_b, '); the model needs (', want_a, ', ncol) and (', want_b, ', ncol), ncol >= 1'
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, trim(text))
+            return
+        end if
+        ok = .true.
+    end function
+
+    subroutine jvp_r32(self, x, dx, dy, y, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real32), intent(in), contiguous, target :: x(:,:), dx(:,:)
+        real(real32), intent(inout), contiguous, target :: dy(:,:)
+        real(real32), intent(inout), contiguous, target, optional :: y(:,:)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        type(c_ptr) :: py
+        if (.not. derivative_sizes_ok(self, size(x, 1, int64), size(dy, 1, int64), size(x, 2, int64), size(dy, 2, int64), &
+                                      .true., .false., stat, errmsg)) return
+        if (any(shape(dx) /= shape(x))) then
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'jvp: dx must have the shape of x')
+            return
+        end if
+        py = c_null_ptr
+        if (present(y)) then
+            if (any(shape(y) /= shape(dy))) then
+                call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'jvp: y must have the shape of dy')
+                return
+            end if
+            py = c_loc(y)
+        end if
+        call report(c_inloop_model_jvp_f32(self%handle, c_loc(x), c_loc(dx), size(x, 2, c_int64_t), py, c_loc(dy)), stat, errmsg)
+    end subroutine
+
+    subroutine jvp_r64(self, x, dx, dy, y, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real64), intent(in), contiguous, target :: x(:,:), dx(:,:)
+        real(real64), intent(inout), contiguous, target :: dy(:,:)
+        real(real64), intent(inout), contiguous, target, optional :: y(:,:)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        type(c_ptr) :: py
+        if (.not. derivative_sizes_ok(self, size(x, 1, int64), size(dy, 1, int64), size(x, 2, int64), size(dy, 2, int64), &
+                                      .true., .false., stat, errmsg)) return
+        if (any(shape(dx) /= shape(x))) then
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'jvp: dx must have the shape of x')
+            return
+        end if
+        py = c_null_ptr
+        if (present(y)) then
+            if (any(shape(y) /= shape(dy))) then
+                call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'jvp: y must have the shape of dy')
+                return
+            end if
+            py = c_loc(y)
+        end if
+        call report(c_inloop_model_jvp_f64(self%handle, c_loc(x), c_loc(dx), size(x, 2, c_int64_t), py, c_loc(dy)), stat, errmsg)
+    end subroutine
+
+    subroutine vjp_r32(self, x, dy, dx, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real32), intent(in), contiguous, target :: x(:,:), dy(:,:)
+        real(real32), intent(inout), contiguous, target :: dx(:,:)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        if (.not. derivative_sizes_ok(self, size(x, 1, int64), size(dy, 1, int64), size(x, 2, int64), size(dy, 2, int64), &
+                                      .true., .false., stat, errmsg)) return
+        if (any(shape(dx) /= shape(x))) then
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'vjp: dx must have the shape of x')
+            return
+        end if
+        call report(c_inloop_model_vjp_f32(self%handle, c_loc(x), c_loc(dy), size(x, 2, c_int64_t), c_loc(dx)), stat, errmsg)
+    end subroutine
+
+    subroutine vjp_r64(self, x, dy, dx, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real64), intent(in), contiguous, target :: x(:,:), dy(:,:)
+        real(real64), intent(inout), contiguous, target :: dx(:,:)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        if (.not. derivative_sizes_ok(self, size(x, 1, int64), size(dy, 1, int64), size(x, 2, int64), size(dy, 2, int64), &
+                                      .true., .false., stat, errmsg)) return
+        if (any(shape(dx) /= shape(x))) then
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'vjp: dx must have the shape of x')
+            return
+        end if
+        call report(c_inloop_model_vjp_f64(self%handle, c_loc(x), c_loc(dy), size(x, 2, c_int64_t), c_loc(dx)), stat, errmsg)
+    end subroutine
+
+    !> J(n_out, n_in, ncol): J(o, i, c) = d y_o / d x_i at column c.
+    subroutine jacobian_r32(self, x, j, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real32), intent(in), contiguous, target :: x(:,:)
+        real(real32), intent(inout), contiguous, target :: j(:,:,:)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        if (.not. derivative_sizes_ok(self, size(x, 1, int64), size(j, 1, int64), size(x, 2, int64), size(j, 3, int64), &
+                                      .true., .false., stat, errmsg)) return
+        if (size(j, 2) /= size(x, 1)) then
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'jacobian: J must be J(n_out, n_in, ncol)')
+            return
+        end if
+        call report(c_inloop_model_jacobian_f32(self%handle, c_loc(x), size(x, 2, c_int64_t), c_loc(j)), stat, errmsg)
+    end subroutine
+
+    subroutine jacobian_r64(self, x, j, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real64), intent(in), contiguous, target :: x(:,:)
+        real(real64), intent(inout), contiguous, target :: j(:,:,:)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        if (.not. derivative_sizes_ok(self, size(x, 1, int64), size(j, 1, int64), size(x, 2, int64), size(j, 3, int64), &
+                                      .true., .false., stat, errmsg)) return
+        if (size(j, 2) /= size(x, 1)) then
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'jacobian: J must be J(n_out, n_in, ncol)')
+            return
+        end if
+        call report(c_inloop_model_jacobian_f64(self%handle, c_loc(x), size(x, 2, c_int64_t), c_loc(j)), stat, errmsg)
+    end subroutine
+
     subroutine report(code, stat, errmsg, message)
         integer(c_int32_t), intent(in) :: code
         integer, intent(out), optional :: stat

@@ -29,7 +29,7 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HANDLE_PARAMS = {"model": "inloop_model"}   # parameter name -> opaque handle type
+HANDLE_PARAMS = {"model": "inloop_model", "trainer": "inloop_trainer"}   # parameter name -> opaque handle type
 RAW_POINTER_PARAMS = {"data"}               # void pointers that really are untyped bytes
 
 PREAMBLE = """\
@@ -58,6 +58,8 @@ extern "C" {
 
 /* Opaque handle of a loaded model. */
 typedef struct inloop_model inloop_model;
+/* Opaque handle of a training run (a model, its optimizer state, loss, schedule). */
+typedef struct inloop_trainer inloop_trainer;
 
 """
 

@@ -9,8 +9,10 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
              Fortran module, and every header function is exported
   python     the NumPy reference tools' self-test; fixtures in sync with their generator
   c          Tests/c/test_c.c against fixtures and converted benchmark models
+  c-training Tests/c/test_training.c: training, checkpoints, derivatives from C
   examples   examples/ compile, run, print the reference answer; README shows them verbatim
   fortran    Tests/fortran serial tests, and the error-stop behaviour without stat=
+  fortran-training  Tests/fortran/test_training.f90: learn a smooth function, restart, adjoint
   mpi        Tests/mpi/test_mpi.f90 under `mpirun -np 2`
 
 Run from the repository root after `swift build -c release` (the Makefile's `test` target does it).
@@ -152,6 +154,8 @@ def suite_c():
         return
     code, out = run("c", [os.path.join(BUILD, "test_c"), FIXTURES, MODELS])
     record("c", *counted("c", code, out))
+    code, out = run("training", [os.path.join(BUILD, "test_training"), FIXTURES, BUILD])
+    record("c-training", *counted("c-training", code, out))
 
 
 def compare_printed(out, io_path, tol=1e-5):
@@ -198,6 +202,9 @@ def suite_fortran():
         return
     code, out = run("fortran", [os.path.join(BUILD, "test_fortran"), FIXTURES, MODELS])
     p, f = counted("fortran", code, out)
+    code, out = run("fortran", [os.path.join(BUILD, "test_fortran_training")])
+    p2, f2 = counted("fortran-training", code, out)
+    record("fortran-training", p2, f2)
     code, out = run("fortran", [os.path.join(BUILD, "test_error_stop")])
     a, b = check("fortran", "load without stat= on a missing file prints the message and stops with an error",
                  code != 0 and "inloop:" in out and "nonexistent" in out, f"exit {code}: {out[-800:]}")

@@ -250,6 +250,8 @@ final class ModelBox: @unchecked Sendable {  // immutable; the model guards its 
     let model: Model
     let inputName: UnsafeMutablePointer<CChar>
     let outputName: UnsafeMutablePointer<CChar>
+    /// Differentiable copies of the model for jvp/vjp/jacobian, made on first use (TrainerAPI.swift).
+    let derivatives = DerivativeCache()
 
     init(_ model: Model) throws(InLoopError) {
         guard let i = strdup(model.inputName), let o = strdup(model.outputName) else {

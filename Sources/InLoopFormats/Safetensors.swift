@@ -136,20 +136,60 @@ public struct SafetensorsFile {
         return t
     }
 
-    /// Serialises float32 tensors and string metadata; tensors are laid out in the given order and
-    /// the header is padded with spaces to a multiple of 8 bytes, so the output is deterministic.
-    public static func serialize(tensors: [(String, Tensor)], metadata: [(String, String)]) -> [UInt8] {
+    /// Values of the named tensor, exactly (F32 widened, F64 as stored).
+    public func doubles(_ name: String) throws(InLoopError) -> [Double] {
+        guard let e = entry(name) else { throw InLoopError(.format, "tensor '\(name)' is missing from the file") }
+        let count = (e.end - e.begin) / e.dtype.size
+        let start = dataStart + e.begin
+        var out = [Double](repeating: 0, count: count)
+        for i in 0..<count {
+            let o = start + e.dtype.size * i
+            var u: UInt64 = 0
+            for k in 0..<e.dtype.size { u |= UInt64(bytes[o + k]) << (8 * UInt64(k)) }
+            out[i] = e.dtype == .f32 ? Double(Float(bitPattern: UInt32(truncatingIfNeeded: u))) : Double(bitPattern: u)
+        }
+        return out
+    }
+
+    /// One tensor to write: little-endian bytes of `dtype` values in row-major order.
+    public struct RawTensor {
+        public let name: String
+        public let dtype: DType
+        public let shape: [Int]
+        public let bytes: [UInt8]
+
+        public init(name: String, dtype: DType, shape: [Int], bytes: [UInt8]) {
+            self.name = name; self.dtype = dtype; self.shape = shape; self.bytes = bytes
+        }
+
+        public init(name: String, float32 values: [Float], shape: [Int]? = nil) {
+            var b: [UInt8] = []
+            b.reserveCapacity(values.count * 4)
+            for v in values { let u = v.bitPattern; for k in 0..<4 { b.append(UInt8(truncatingIfNeeded: u >> (8 * UInt32(k)))) } }
+            self.init(name: name, dtype: .f32, shape: shape ?? [values.count], bytes: b)
+        }
+
+        public init(name: String, float64 values: [Double], shape: [Int]? = nil) {
+            var b: [UInt8] = []
+            b.reserveCapacity(values.count * 8)
+            for v in values { let u = v.bitPattern; for k in 0..<8 { b.append(UInt8(truncatingIfNeeded: u >> (8 * UInt64(k)))) } }
+            self.init(name: name, dtype: .f64, shape: shape ?? [values.count], bytes: b)
+        }
+    }
+
+    /// Serialises tensors and string metadata; tensors are laid out in the given order and the
+    /// header is padded with spaces to a multiple of 8 bytes, so the output is deterministic.
+    public static func serialize(raw tensors: [RawTensor], metadata: [(String, String)]) -> [UInt8] {
         var members: [(String, JSON)] = []
         if !metadata.isEmpty { members.append(("__metadata__", .object(metadata.map { ($0.0, .string($0.1)) }))) }
         var offset = 0
-        for (name, t) in tensors {
-            let n = t.count * 4
-            members.append((name, .object([
-                ("dtype", .string("F32")),
+        for t in tensors {
+            members.append((t.name, .object([
+                ("dtype", .string(t.dtype.rawValue)),
                 ("shape", .array(t.shape.map { .number(Double($0)) })),
-                ("data_offsets", .array([.number(Double(offset)), .number(Double(offset + n))])),
+                ("data_offsets", .array([.number(Double(offset)), .number(Double(offset + t.bytes.count))])),
             ])))
-            offset += n
+            offset += t.bytes.count
         }
         var header = Array(JSON.object(members).description.utf8)
         while (8 + header.count) % 8 != 0 { header.append(0x20) }
@@ -158,15 +198,12 @@ public struct SafetensorsFile {
         let h = UInt64(header.count)
         for k in 0..<8 { out.append(UInt8(truncatingIfNeeded: h >> (8 * UInt64(k)))) }
         out += header
-        for (_, t) in tensors {
-            for i in 0..<t.count {
-                let u = t.storage[i].bitPattern
-                out.append(UInt8(truncatingIfNeeded: u))
-                out.append(UInt8(truncatingIfNeeded: u >> 8))
-                out.append(UInt8(truncatingIfNeeded: u >> 16))
-                out.append(UInt8(truncatingIfNeeded: u >> 24))
-            }
-        }
+        for t in tensors { out += t.bytes }
         return out
+    }
+
+    /// Serialises float32 tensors and string metadata (see `serialize(raw:metadata:)`).
+    public static func serialize(tensors: [(String, Tensor)], metadata: [(String, String)]) -> [UInt8] {
+        serialize(raw: tensors.map { RawTensor(name: $0.0, float32: $0.1.values, shape: $0.1.shape) }, metadata: metadata)
     }
 }

@@ -38,73 +38,7 @@
 
 #include "inloop.h"
 
-/* ------------------------------------------------------------------------------------------ */
-/* Allocation counting: the test executable defines the allocator, so every malloc of the      */
-/* library, the Swift runtime and OpenBLAS comes here (ELF symbol interposition).              */
-
-extern void *__libc_malloc(size_t size);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *p, size_t size);
-extern void __libc_free(void *p);
-extern void *__libc_memalign(size_t alignment, size_t size);
-
-static int count_on;   /* accessed with __atomic builtins: threads may allocate */
-static long n_allocs;
-static long n_frees;
-
-static void note_alloc(void) {
-    if (__atomic_load_n(&count_on, __ATOMIC_RELAXED)) __atomic_fetch_add(&n_allocs, 1, __ATOMIC_RELAXED);
-}
-
-void *malloc(size_t size) { note_alloc(); return __libc_malloc(size); }
-void *calloc(size_t n, size_t size) { note_alloc(); return __libc_calloc(n, size); }
-void *realloc(void *p, size_t size) { note_alloc(); return __libc_realloc(p, size); }
-void *memalign(size_t alignment, size_t size) { note_alloc(); return __libc_memalign(alignment, size); }
-
-void free(void *p) {
-    if (p && __atomic_load_n(&count_on, __ATOMIC_RELAXED)) __atomic_fetch_add(&n_frees, 1, __ATOMIC_RELAXED);
-    __libc_free(p);
-}
-
-int posix_memalign(void **out, size_t alignment, size_t size) {
-    void *p;
-    if (alignment == 0 || (alignment & (alignment - 1)) != 0 || alignment % sizeof(void *) != 0) return EINVAL;
-    note_alloc();
-    p = __libc_memalign(alignment, size);
-    if (!p) return ENOMEM;
-    *out = p;
-    return 0;
-}
-
-void *aligned_alloc(size_t alignment, size_t size) {
-    if (alignment == 0 || (alignment & (alignment - 1)) != 0) { errno = EINVAL; return NULL; }
-    note_alloc();
-    return __libc_memalign(alignment, size);
-}
-
-void *valloc(size_t size) {
-    note_alloc();
-    return __libc_memalign((size_t)sysconf(_SC_PAGESIZE), size);
-}
-
-void *pvalloc(size_t size) {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    note_alloc();
-    return __libc_memalign(page, size == 0 ? page : (size + page - 1) / page * page);
-}
-
-static void count_start(void) {
-    __atomic_store_n(&n_allocs, 0, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&n_frees, 0, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&count_on, 1, __ATOMIC_SEQ_CST);
-}
-
-/* Stops counting; returns the allocations since count_start and stores the frees. */
-static long count_stop(long *frees) {
-    __atomic_store_n(&count_on, 0, __ATOMIC_SEQ_CST);
-    if (frees) *frees = __atomic_load_n(&n_frees, __ATOMIC_SEQ_CST);
-    return __atomic_load_n(&n_allocs, __ATOMIC_SEQ_CST);
-}
+#include "alloc_count.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Reporting                                                                                  */
@@ -350,12 +284,20 @@ static char *join(const char *dir, const char *base, const char *ext) {
     return p;
 }
 
+/* The model a reference <base>.io.bin belongs to: <base> itself when it names a file with its
+ * extension (e.g. "l96.onnx"), else the native <base>.safetensors. */
+static char *model_file(const char *dir, const char *base) {
+    size_t n = strlen(base);
+    if (n > 5 && strcmp(base + n - 5, ".onnx") == 0) return join(dir, base, "");
+    return join(dir, base, ".safetensors");
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* 1. Reference checks                                                                        */
 
 static void check_reference(const char *label, const char *dir, const char *base) {
     char name[512], d[1024], err[512];
-    char *ref_path = join(dir, base, ".io.bin"), *model_path = join(dir, base, ".safetensors");
+    char *ref_path = join(dir, base, ".io.bin"), *model_path = model_file(dir, base);
     ref_t r;
     inloop_model *m = NULL, *mb = NULL;
     inloop_status st;
@@ -536,7 +478,7 @@ static void check_counter(void) {
 static void check_no_alloc(const char *label, const char *dir, const char *base, int32_t threads) {
     char name[512], d[1024], err[512], prefix[64];
     int32_t threads_before = inloop_get_num_threads();
-    char *ref_path = join(dir, base, ".io.bin"), *model_path = join(dir, base, ".safetensors");
+    char *ref_path = join(dir, base, ".io.bin"), *model_path = model_file(dir, base);
     ref_t r;
     inloop_model *m = NULL;
     inloop_status st, bad;
@@ -1283,7 +1225,7 @@ static void *worker(void *arg) {
 
 static void check_threads_model(const char *label, const char *dir, const char *base, int iters) {
     char name[512], err[512];
-    char *ref_path = join(dir, base, ".io.bin"), *model_path = join(dir, base, ".safetensors");
+    char *ref_path = join(dir, base, ".io.bin"), *model_path = model_file(dir, base);
     ref_t r;
     inloop_model *m = NULL;
     inloop_status st;

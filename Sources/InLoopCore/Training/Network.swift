@@ -81,6 +81,7 @@ public final class Network<T: Real> {
             final = newValue(size)
             ops.append(Op(kind: .copy, src: 0, dst: final, cols: size))
         }
+        finalValue = final
         outputSize = size
     }
 
@@ -163,8 +164,8 @@ public final class Network<T: Real> {
     }
 
     private func valuePointer(_ v: Int) -> UnsafeMutablePointer<T> { values[v].base }
-    /// The value holding the network's output (ops always end with the op that produces it).
-    private var finalValue: Int { ops.last?.dst ?? 0 }
+    /// The value holding the network's output (the last op produces it).
+    private var finalValue = 0
 
     /// Values of value `v` for the last forward: the input is the caller's array.
     private func read(_ v: Int) -> UnsafePointer<T> {
@@ -177,6 +178,8 @@ public final class Network<T: Real> {
     /// Runs the network on `batch` samples (`batch × inputSize` values, sample after sample) and keeps
     /// what `backward` and `tangent` need. Returns the output (`batch × outputSize`), valid until the
     /// next call. `x` must stay valid and unchanged until `backward`/`tangent` have run.
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     @discardableResult
     public func forward(_ x: UnsafePointer<T>, batch: Int) throws(InLoopError) -> UnsafePointer<T> {
         try ensure(batch: batch, gradients: false, tangents: false)
@@ -224,6 +227,8 @@ public final class Network<T: Real> {
     /// Back-propagates `dy` (`batch × outputSize`, d loss/d output) through the last `forward`.
     /// With `parameterGradients`, `gradients` receives d loss/d parameters (overwritten); with
     /// `inputGradient`, d loss/d input is written there (`batch × inputSize`).
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     public func backward(_ dy: UnsafePointer<T>, batch: Int, parameterGradients: Bool,
                          inputGradient: UnsafeMutablePointer<T>? = nil) throws(InLoopError) {
         guard batch == lastBatch, inputPointer != nil else {
@@ -283,6 +288,8 @@ public final class Network<T: Real> {
 
     /// Tangent-linear model at the point of the last `forward`: dy = J dx for each sample
     /// (`dx`: `batch × inputSize`). Returns dy (`batch × outputSize`), valid until the next call.
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     public func tangent(_ dx: UnsafePointer<T>, batch: Int) throws(InLoopError) -> UnsafePointer<T> {
         guard batch == lastBatch, inputPointer != nil else {
             throw InLoopError(.invalidArgument, "tangent needs a forward on the same batch first")

@@ -78,6 +78,7 @@ public final class Trainer<T: Real> {
         var c = config
         c.inputSize = network.inputSize
         c.layers = network.layers
+        c.precision = T.self == Double.self ? .float64 : .float32  // what this trainer computes in
         self.config = c
         self.random = random ?? RandomState(seed: config.seed)
         self.baseLearningRate = config.optimizer.learningRate
@@ -120,6 +121,10 @@ public final class Trainer<T: Real> {
     }
 
     /// Loss of the current network on (x, y) without training.
+    @_specialize(exported: true, where T == Float, U == Float)
+    @_specialize(exported: true, where T == Float, U == Double)
+    @_specialize(exported: true, where T == Double, U == Float)
+    @_specialize(exported: true, where T == Double, U == Double)
     public func evaluate<U: Real>(x: UnsafePointer<U>, y: UnsafePointer<U>, batch: Int) throws(InLoopError) -> Double {
         try checkData(x, y, batch: batch)
         let xt = try converted(x, count: batch * network.inputSize, into: &xConverted)
@@ -130,6 +135,10 @@ public final class Trainer<T: Real> {
 
     /// One optimizer step on the mini-batch (x, y); returns the loss before the update.
     /// `batch` may be 0 only when `reduceGradients` is set (a process with no data this step).
+    @_specialize(exported: true, where T == Float, U == Float)
+    @_specialize(exported: true, where T == Float, U == Double)
+    @_specialize(exported: true, where T == Double, U == Float)
+    @_specialize(exported: true, where T == Double, U == Double)
     @discardableResult
     public func trainStep<U: Real>(x: UnsafePointer<U>?, y: UnsafePointer<U>?, batch: Int) throws(InLoopError) -> Double {
         let n = network.parameterCount

@@ -1,0 +1,394 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Synchronization
+import InLoopCore
+import InLoopFormats
+
+// The C ABI of training and of model derivatives: trainer handles (create from a configuration or
+// from a model, step, evaluate, learning rate, checkpoints, statistics) and the tangent-linear,
+// adjoint and Jacobian of a model. Same conventions as API.swift: validate, call the core, map
+// errors to statuses; x holds `batch` contiguous samples (Fortran x(n_in, batch)).
+
+/// What a trainer handle refers to.
+final class TrainerBox: @unchecked Sendable {  // a trainer is used by one thread at a time (`busy`)
+    var trainer: AnyTrainer
+    private let busy = Atomic<Bool>(false)
+
+    init(_ trainer: AnyTrainer) { self.trainer = trainer }
+
+    /// Runs `body` with exclusive use of the trainer; a concurrent call gets INLOOP_ERR_BUSY.
+    func use<R>(_ body: (AnyTrainer) throws(InLoopError) -> R) throws(InLoopError) -> R {
+        guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            throw InLoopError(.busy, "trainer is being used by another thread")
+        }
+        defer { busy.store(false, ordering: .releasing) }
+        return try body(trainer)
+    }
+}
+
+let trainers = HandleRegistry<TrainerBox>(kind: "trainer")
+
+/// Differentiable copies of an inference model (float32 and float64), made on first use.
+final class DerivativeCache: @unchecked Sendable {  // guarded by `busy`
+    private var f32: Network<Float>? = nil
+    private var f64: Network<Double>? = nil
+    private let busy = Atomic<Bool>(false)
+
+    func use<T: Real, R>(_ model: Model, _ type: T.Type, _ body: (Network<T>) throws(InLoopError) -> R) throws(InLoopError) -> R {
+        guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            throw InLoopError(.busy, "model derivatives are being computed by another thread; use one handle per thread")
+        }
+        defer { busy.store(false, ordering: .releasing) }
+        if T.self == Float.self {
+            let net: Network<Float>
+            if let f32 { net = f32 } else { net = try Network<Float>(model: model); f32 = net }
+            return try body(unsafeBitCast(net, to: Network<T>.self))
+        }
+        let net: Network<Double>
+        if let f64 { net = f64 } else { net = try Network<Double>(model: model); f64 = net }
+        return try body(unsafeBitCast(net, to: Network<T>.self))
+    }
+}
+
+extension AnyTrainer {
+    var inputSize: Int { switch self { case .float32(let t): return t.network.inputSize; case .float64(let t): return t.network.inputSize } }
+    var outputSize: Int { switch self { case .float32(let t): return t.network.outputSize; case .float64(let t): return t.network.outputSize } }
+
+    func step<U: Real>(_ x: UnsafePointer<U>?, _ y: UnsafePointer<U>?, _ batch: Int) throws(InLoopError) -> Double {
+        switch self {
+        case .float32(let t): return try t.trainStep(x: x, y: y, batch: batch)
+        case .float64(let t): return try t.trainStep(x: x, y: y, batch: batch)
+        }
+    }
+
+    func evaluate<U: Real>(_ x: UnsafePointer<U>, _ y: UnsafePointer<U>, _ batch: Int) throws(InLoopError) -> Double {
+        switch self {
+        case .float32(let t): return try t.evaluate(x: x, y: y, batch: batch)
+        case .float64(let t): return try t.evaluate(x: x, y: y, batch: batch)
+        }
+    }
+
+    func model() throws(InLoopError) -> Model {
+        switch self {
+        case .float32(let t): return try t.network.inferenceModel()
+        case .float64(let t): return try t.network.inferenceModel()
+        }
+    }
+}
+
+private func cString(_ p: UnsafePointer<CChar>?, _ what: String) throws(InLoopError) -> String {
+    guard let p else { throw InLoopError(.nullPointer, "\(what) is NULL") }
+    return String(cString: p)
+}
+
+private func makeTrainer(_ config: TrainerConfig, network: Model? = nil) throws(InLoopError) -> AnyTrainer {
+    switch config.precision {
+    case .float32:
+        if let network { return .float32(try Trainer<Float>(network: try Network<Float>(model: network), config: config)) }
+        return .float32(try Trainer<Float>(config: config))
+    case .float64:
+        if let network { return .float64(try Trainer<Double>(network: try Network<Double>(model: network), config: config)) }
+        return .float64(try Trainer<Double>(config: config))
+    }
+}
+
+// MARK: - Trainer life cycle
+
+/// Creates a trainer for a new model from a configuration: YAML or JSON text, or the path of a file
+/// holding it (see docs/TRAINING.md: model layers, loss, optimizer, schedule, init, seed, precision).
+/// The weights are initialised from the seed, so a run is reproducible. Free with inloop_trainer_free.
+@c public func inloop_trainer_create(_ config: UnsafePointer<CChar>?, _ trainer: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        guard let trainer else { throw InLoopError(.nullPointer, "trainer_create: the output handle pointer is NULL") }
+        trainer.pointee = nil
+        let c = try TrainingConfigFormat.load(try cString(config, "trainer_create: config"))
+        guard !c.layers.isEmpty else {
+            throw InLoopError(.invalidArgument, "trainer_create: the configuration has no model section; to fine-tune a loaded model use inloop_trainer_create_from_model")
+        }
+        trainer.pointee = trainers.register(TrainerBox(try makeTrainer(c)))
+    }
+}
+
+/// Creates a trainer that fine-tunes a copy of a loaded model's weights (the model handle is not
+/// changed). config (text or path, may be NULL for defaults: Adam, lr 1e-3, MSE, float32) sets the
+/// loss, optimizer, schedule and precision; it must not have a model section.
+@c public func inloop_trainer_create_from_model(_ model: OpaquePointer?, _ config: UnsafePointer<CChar>?,
+                                                _ trainer: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        guard let trainer else { throw InLoopError(.nullPointer, "trainer_create_from_model: the output handle pointer is NULL") }
+        trainer.pointee = nil
+        let m = try models.lookup(model).model
+        let c = config == nil ? TrainerConfig() : try TrainingConfigFormat.load(try cString(config, "config"))
+        guard c.layers.isEmpty else {
+            throw InLoopError(.invalidArgument, "trainer_create_from_model: the configuration must not have a model section (the model comes from the handle)")
+        }
+        trainer.pointee = trainers.register(TrainerBox(try makeTrainer(c, network: m)))
+    }
+}
+
+/// Restores a trainer from a checkpoint written by inloop_trainer_save_checkpoint: weights,
+/// optimizer state, step count, schedule position, random state and loss history. Continuing gives
+/// bitwise the weights the uninterrupted run would have.
+@c public func inloop_trainer_load_checkpoint(_ path: UnsafePointer<CChar>?, _ trainer: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        guard let trainer else { throw InLoopError(.nullPointer, "trainer_load_checkpoint: the output handle pointer is NULL") }
+        trainer.pointee = nil
+        trainer.pointee = trainers.register(TrainerBox(try Checkpoint.load(path: try cString(path, "checkpoint path"))))
+    }
+}
+
+/// Writes the full training state to one file (atomically: a crash never leaves half a file).
+@c public func inloop_trainer_save_checkpoint(_ trainer: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let box = try trainers.lookup(trainer, argument: "trainer")
+        let p = try cString(path, "checkpoint path")
+        try box.use { (t) throws(InLoopError) in
+            switch t {
+            case .float32(let tr): try Checkpoint.save(tr, to: p)
+            case .float64(let tr): try Checkpoint.save(tr, to: p)
+            }
+        }
+    }
+}
+
+/// Writes the current weights as a plain inference model file (native format, float32), loadable
+/// with inloop_model_load.
+@c public func inloop_trainer_save_model(_ trainer: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let box = try trainers.lookup(trainer, argument: "trainer")
+        let p = try cString(path, "model path")
+        try box.use { (t) throws(InLoopError) in try NativeFormat.save(try t.model(), to: p) }
+    }
+}
+
+/// Stores in *model a new inference model handle holding the current weights (free it with
+/// inloop_model_free; later training does not change it).
+@c public func inloop_trainer_get_model(_ trainer: OpaquePointer?, _ model: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        guard let model else { throw InLoopError(.nullPointer, "trainer_get_model: the output handle pointer is NULL") }
+        model.pointee = nil
+        let box = try trainers.lookup(trainer, argument: "trainer")
+        let m = try box.use { (t) throws(InLoopError) in try t.model() }
+        model.pointee = models.register(try ModelBox(m))
+    }
+}
+
+/// Frees a trainer. NULL is a no-op; a freed handle gives INLOOP_ERR_INVALID_HANDLE.
+@c public func inloop_trainer_free(_ trainer: OpaquePointer?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        guard let trainer else { return }
+        guard trainers.remove(trainer) else {
+            throw InLoopError(.invalidHandle, "trainer_free: handle is not a live InLoop trainer (freed twice?)")
+        }
+    }
+}
+
+// MARK: - Training
+
+/// One optimizer step on a mini-batch: x holds batch x n_in inputs, y batch x n_out targets (sample
+/// after sample). Stores the loss before the update in *loss (may be NULL). NaN/Inf in x, y, the loss
+/// or the gradients gives INLOOP_ERR_NONFINITE and leaves the weights and optimizer state unchanged.
+@c public func inloop_trainer_step_f32(_ trainer: OpaquePointer?, _ x: UnsafePointer<Float>?, _ y: UnsafePointer<Float>?,
+                                       _ batch: Int64, _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
+    trainStep(trainer, x, y, batch, loss)
+}
+
+/// As inloop_trainer_step_f32 for double arrays (converted to the trainer's precision).
+@c public func inloop_trainer_step_f64(_ trainer: OpaquePointer?, _ x: UnsafePointer<Double>?, _ y: UnsafePointer<Double>?,
+                                       _ batch: Int64, _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
+    trainStep(trainer, x, y, batch, loss)
+}
+
+/// Stores in *loss the loss of the current weights on (x, y), without training.
+@c public func inloop_trainer_evaluate_f32(_ trainer: OpaquePointer?, _ x: UnsafePointer<Float>?, _ y: UnsafePointer<Float>?,
+                                           _ batch: Int64, _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
+    evaluate(trainer, x, y, batch, loss)
+}
+
+/// As inloop_trainer_evaluate_f32 for double arrays.
+@c public func inloop_trainer_evaluate_f64(_ trainer: OpaquePointer?, _ x: UnsafePointer<Double>?, _ y: UnsafePointer<Double>?,
+                                           _ batch: Int64, _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
+    evaluate(trainer, x, y, batch, loss)
+}
+
+private func trainStep<U: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<U>?, _ y: UnsafePointer<U>?, _ batch: Int64,
+                                _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let box = try trainers.lookup(handle, argument: "trainer")
+        guard x != nil, y != nil else { throw InLoopError(.nullPointer, "trainer_step: x or y is NULL") }
+        guard batch >= 1, batch <= Int64(Int32.max) else { throw InLoopError(.invalidArgument, "trainer_step: batch must be between 1 and \(Int32.max), got \(batch)") }
+        let l = try box.use { (t) throws(InLoopError) in try t.step(x, y, Int(batch)) }
+        loss?.pointee = l
+    }
+}
+
+private func evaluate<U: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<U>?, _ y: UnsafePointer<U>?, _ batch: Int64,
+                               _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let box = try trainers.lookup(handle, argument: "trainer")
+        guard let x, let y else { throw InLoopError(.nullPointer, "trainer_evaluate: x or y is NULL") }
+        guard let loss else { throw InLoopError(.nullPointer, "trainer_evaluate: loss is NULL") }
+        guard batch >= 1, batch <= Int64(Int32.max) else { throw InLoopError(.invalidArgument, "trainer_evaluate: batch must be between 1 and \(Int32.max), got \(batch)") }
+        loss.pointee = try box.use { (t) throws(InLoopError) in try t.evaluate(x, y, Int(batch)) }
+    }
+}
+
+/// Sets the base learning rate (the schedule scales it from the current step on).
+@c public func inloop_trainer_set_learning_rate(_ trainer: OpaquePointer?, _ lr: Double) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let box = try trainers.lookup(trainer, argument: "trainer")
+        try box.use { (t) throws(InLoopError) in
+            switch t {
+            case .float32(let tr): try tr.setLearningRate(lr)
+            case .float64(let tr): try tr.setLearningRate(lr)
+            }
+        }
+    }
+}
+
+/// Stores in *lr the learning rate the next step will use (base rate x schedule x warm-up).
+@c public func inloop_trainer_get_learning_rate(_ trainer: OpaquePointer?, _ lr: UnsafeMutablePointer<Double>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let box = try trainers.lookup(trainer, argument: "trainer")
+        guard let lr else { throw InLoopError(.nullPointer, "trainer_get_learning_rate: lr is NULL") }
+        lr.pointee = try box.use { (t) throws(InLoopError) in
+            switch t { case .float32(let tr): return tr.learningRate; case .float64(let tr): return tr.learningRate }
+        }
+    }
+}
+
+/// Stores in *steps the number of optimizer steps taken so far (restored from checkpoints).
+@c public func inloop_trainer_step_count(_ trainer: OpaquePointer?, _ steps: UnsafeMutablePointer<Int64>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let box = try trainers.lookup(trainer, argument: "trainer")
+        guard let steps else { throw InLoopError(.nullPointer, "trainer_step_count: steps is NULL") }
+        steps.pointee = try box.use { (t) throws(InLoopError) in
+            switch t { case .float32(let tr): return Int64(tr.step); case .float64(let tr): return Int64(tr.step) }
+        }
+    }
+}
+
+/// Stores in *norm the global gradient norm of the last step (before clipping).
+@c public func inloop_trainer_gradient_norm(_ trainer: OpaquePointer?, _ norm: UnsafeMutablePointer<Double>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let box = try trainers.lookup(trainer, argument: "trainer")
+        guard let norm else { throw InLoopError(.nullPointer, "trainer_gradient_norm: norm is NULL") }
+        norm.pointee = try box.use { (t) throws(InLoopError) in
+            switch t { case .float32(let tr): return tr.lastGradientNorm; case .float64(let tr): return tr.lastGradientNorm }
+        }
+    }
+}
+
+/// Copies the most recent training losses, oldest first, into losses (room for `capacity` values)
+/// and stores how many were copied in *count (the trainer keeps the last `history` of them).
+@c public func inloop_trainer_loss_history(_ trainer: OpaquePointer?, _ losses: UnsafeMutablePointer<Double>?,
+                                           _ capacity: Int64, _ count: UnsafeMutablePointer<Int64>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let box = try trainers.lookup(trainer, argument: "trainer")
+        guard let count else { throw InLoopError(.nullPointer, "trainer_loss_history: count is NULL") }
+        guard capacity >= 0 else { throw InLoopError(.invalidArgument, "trainer_loss_history: capacity must be >= 0") }
+        guard capacity == 0 || losses != nil else { throw InLoopError(.nullPointer, "trainer_loss_history: losses is NULL") }
+        let h = try box.use { (t) throws(InLoopError) in
+            switch t { case .float32(let tr): return tr.lossHistory; case .float64(let tr): return tr.lossHistory }
+        }
+        let n = min(Int(capacity), h.count)
+        for i in 0..<n { losses?[i] = h[h.count - n + i] }
+        count.pointee = Int64(n)
+    }
+}
+
+/// Stores the model's number of inputs and outputs per sample in *n_in and *n_out.
+@c public func inloop_trainer_sizes(_ trainer: OpaquePointer?, _ n_in: UnsafeMutablePointer<Int64>?,
+                                    _ n_out: UnsafeMutablePointer<Int64>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let box = try trainers.lookup(trainer, argument: "trainer")
+        guard let n_in, let n_out else { throw InLoopError(.nullPointer, "trainer_sizes: n_in or n_out is NULL") }
+        n_in.pointee = Int64(box.trainer.inputSize)
+        n_out.pointee = Int64(box.trainer.outputSize)
+    }
+}
+
+// MARK: - Derivatives of a model with respect to its inputs
+
+/// Tangent-linear model: for each of `batch` samples, dy = J(x) dx, J = dy/dx at x. x and dx hold
+/// batch x n_in values, dy batch x n_out; y (may be NULL) receives the model output at x.
+/// Computed in single precision (see inloop_model_jvp_f64 for data assimilation).
+@c public func inloop_model_jvp_f32(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ dx: UnsafePointer<Float>?, _ batch: Int64,
+                                    _ y: UnsafeMutablePointer<Float>?, _ dy: UnsafeMutablePointer<Float>?) -> inloop_status {
+    jvp(model, x, dx, batch, y, dy)
+}
+
+/// As inloop_model_jvp_f32, computed in double precision with the model's float32 weights: the
+/// tangent-linear model of a 4D-Var system (passes the adjoint dot-product test to round-off).
+@c public func inloop_model_jvp_f64(_ model: OpaquePointer?, _ x: UnsafePointer<Double>?, _ dx: UnsafePointer<Double>?, _ batch: Int64,
+                                    _ y: UnsafeMutablePointer<Double>?, _ dy: UnsafeMutablePointer<Double>?) -> inloop_status {
+    jvp(model, x, dx, batch, y, dy)
+}
+
+/// Adjoint model: for each sample, dx = J(x)^T dy (dy: batch x n_out, dx: batch x n_in).
+@c public func inloop_model_vjp_f32(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ dy: UnsafePointer<Float>?, _ batch: Int64,
+                                    _ dx: UnsafeMutablePointer<Float>?) -> inloop_status {
+    vjp(model, x, dy, batch, dx)
+}
+
+/// As inloop_model_vjp_f32 in double precision (the adjoint of inloop_model_jvp_f64).
+@c public func inloop_model_vjp_f64(_ model: OpaquePointer?, _ x: UnsafePointer<Double>?, _ dy: UnsafePointer<Double>?, _ batch: Int64,
+                                    _ dx: UnsafeMutablePointer<Double>?) -> inloop_status {
+    vjp(model, x, dy, batch, dx)
+}
+
+/// Per-sample Jacobians: j receives n_out x n_in x batch values, j[(s*n_in + i)*n_out + o] = dy_o/dx_i
+/// of sample s: the memory of a Fortran array J(n_out, n_in, batch).
+@c public func inloop_model_jacobian_f32(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ batch: Int64,
+                                         _ j: UnsafeMutablePointer<Float>?) -> inloop_status {
+    jacobian(model, x, batch, j)
+}
+
+/// As inloop_model_jacobian_f32 in double precision.
+@c public func inloop_model_jacobian_f64(_ model: OpaquePointer?, _ x: UnsafePointer<Double>?, _ batch: Int64,
+                                         _ j: UnsafeMutablePointer<Double>?) -> inloop_status {
+    jacobian(model, x, batch, j)
+}
+
+private func derivativeArguments(_ handle: OpaquePointer?, _ batch: Int64, _ pointers: [UnsafeRawPointer?], _ names: String) throws(InLoopError) -> (ModelBox, Int) {
+    let box = try models.lookup(handle)
+    guard !pointers.contains(where: { $0 == nil }) else { throw InLoopError(.nullPointer, "one of \(names) is NULL") }
+    guard batch >= 1, batch <= Int64(Int32.max) else { throw InLoopError(.invalidArgument, "batch must be between 1 and \(Int32.max), got \(batch)") }
+    return (box, Int(batch))
+}
+
+private func jvp<T: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<T>?, _ dx: UnsafePointer<T>?, _ batch: Int64,
+                          _ y: UnsafeMutablePointer<T>?, _ dy: UnsafeMutablePointer<T>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let (box, n) = try derivativeArguments(handle, batch, [UnsafeRawPointer(x), UnsafeRawPointer(dx), UnsafeRawPointer(dy)], "x, dx, dy")
+        guard let x, let dx, let dy else { return }
+        try box.derivatives.use(box.model, T.self) { (net) throws(InLoopError) in
+            let out = try net.forward(x, batch: n)
+            if let y { y.update(from: out, count: n * net.outputSize) }
+            dy.update(from: try net.tangent(dx, batch: n), count: n * net.outputSize)
+        }
+    }
+}
+
+private func vjp<T: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<T>?, _ dy: UnsafePointer<T>?, _ batch: Int64,
+                          _ dx: UnsafeMutablePointer<T>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let (box, n) = try derivativeArguments(handle, batch, [UnsafeRawPointer(x), UnsafeRawPointer(dy), UnsafeRawPointer(dx)], "x, dy, dx")
+        guard let x, let dy, let dx else { return }
+        try box.derivatives.use(box.model, T.self) { (net) throws(InLoopError) in
+            _ = try net.forward(x, batch: n)
+            try net.backward(dy, batch: n, parameterGradients: false, inputGradient: dx)
+        }
+    }
+}
+
+private func jacobian<T: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<T>?, _ batch: Int64, _ j: UnsafeMutablePointer<T>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let (box, n) = try derivativeArguments(handle, batch, [UnsafeRawPointer(x), UnsafeRawPointer(j)], "x, j")
+        guard let x, let j else { return }
+        try box.derivatives.use(box.model, T.self) { (net) throws(InLoopError) in try net.jacobian(x, batch: n, into: j) }
+    }
+}

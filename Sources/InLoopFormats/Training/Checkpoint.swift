@@ -1,0 +1,95 @@
+import InLoopCore
+
+/// A trainer of either precision, as restored from a checkpoint.
+public enum AnyTrainer {
+    case float32(Trainer<Float>)
+    case float64(Trainer<Double>)
+}
+
+/// Checkpoints: the full training state in one safetensors file — parameters and optimizer state
+/// vectors in the trainer's own precision (bit-exact), the loss history, and in `__metadata__` the
+/// configuration, step count, base learning rate, last gradient norm and random-generator state.
+/// Restoring and continuing gives bitwise the weights of an uninterrupted run.
+public enum Checkpoint {
+    public static let metadataKey = "inloop_checkpoint"
+    public static let version = 1
+
+    public static func serialize<T: Real>(_ t: Trainer<T>) -> [UInt8] {
+        func raw(_ name: String, _ b: Buffer<T>) -> SafetensorsFile.RawTensor {
+            if T.self == Double.self { return .init(name: name, float64: (0..<b.count).map { Double(b.base[$0]) }) }
+            return .init(name: name, float32: (0..<b.count).map { b.base[$0].float })
+        }
+        var tensors = [raw("parameters", t.network.parameters)]
+        for (i, s) in t.state.enumerated() { tensors.append(raw("optimizer.state.\(i)", s)) }
+        tensors.append(.init(name: "loss_history", float64: t.lossHistory))
+        let words = t.random.words
+        let state: JSON = .object([
+            ("format", .string("inloop-checkpoint")), ("version", .number(Double(version))),
+            ("config", TrainingConfigFormat.json(t.config)),
+            ("step", .number(Double(t.step))),
+            ("base_lr", .string(hex(t.baseLearningRate.bitPattern))),
+            ("gradient_norm", .string(hex(t.lastGradientNorm.bitPattern))),
+            // 64-bit words as hex strings: JSON numbers hold only 53 bits exactly.
+            ("rng", .array(words.map { .string(hex($0)) })),
+        ])
+        return SafetensorsFile.serialize(raw: tensors, metadata: [(metadataKey, state.description)])
+    }
+
+    public static func save<T: Real>(_ t: Trainer<T>, to path: String) throws(InLoopError) {
+        try FileIO.write(serialize(t), to: path)
+    }
+
+    public static func load(path: String) throws(InLoopError) -> AnyTrainer {
+        let bytes = try FileIO.read(path)
+        do { return try load(bytes: bytes) } catch { throw error.prefixed(path) }
+    }
+
+    public static func load(bytes: [UInt8]) throws(InLoopError) -> AnyTrainer {
+        let file = try SafetensorsFile(bytes: bytes)
+        guard let text = file.metadataValue(metadataKey) else {
+            throw InLoopError(.format, file.metadataValue(NativeFormat.metadataKey) != nil
+                ? "this is a model file, not a training checkpoint (create a trainer from the model to fine-tune it)"
+                : "not an InLoop checkpoint (no \"\(metadataKey)\" metadata)")
+        }
+        let state = try JSON.parse(text)
+        guard state["format"]?.stringValue == "inloop-checkpoint" else { throw InLoopError(.format, "checkpoint metadata has the wrong format tag") }
+        guard state["version"]?.intValue == version else {
+            throw InLoopError(.unsupported, "checkpoint version \(state["version"].map { $0.description } ?? "?") is not supported; this InLoop reads version \(version)")
+        }
+        guard let configJSON = state["config"] else { throw InLoopError(.format, "checkpoint has no configuration") }
+        let config: TrainerConfig
+        do { config = try TrainingConfigFormat.config(configJSON) } catch { throw error.prefixed("checkpoint configuration") }
+        guard let step = state["step"]?.intValue, step >= 0,
+              let baseBits = unhex(state["base_lr"]?.stringValue), let normBits = unhex(state["gradient_norm"]?.stringValue),
+              let rng = state["rng"]?.arrayValue, rng.count == 4 else {
+            throw InLoopError(.format, "checkpoint state (step, base_lr, gradient_norm, rng) is incomplete")
+        }
+        var words: [UInt64] = []
+        for w in rng { guard let v = unhex(w.stringValue) else { throw InLoopError(.format, "checkpoint rng state is malformed") }; words.append(v) }
+        let history = try file.doubles("loss_history")
+        switch config.precision {
+        case .float32:
+            return .float32(try restore(Trainer<Float>.self, file, config, step, words, Double(bitPattern: baseBits), history, Double(bitPattern: normBits)))
+        case .float64:
+            return .float64(try restore(Trainer<Double>.self, file, config, step, words, Double(bitPattern: baseBits), history, Double(bitPattern: normBits)))
+        }
+    }
+
+    static func restore<T: Real>(_: Trainer<T>.Type, _ file: SafetensorsFile, _ config: TrainerConfig, _ step: Int,
+                                 _ words: [UInt64], _ baseLR: Double, _ history: [Double], _ norm: Double) throws(InLoopError) -> Trainer<T> {
+        let net = try Network<T>(inputSize: config.inputSize, layers: config.layers)
+        let t = try Trainer<T>(network: net, config: config, random: RandomState(words: words))
+        func fill(_ name: String, _ b: Buffer<T>) throws(InLoopError) {
+            let v = try file.doubles(name)
+            guard v.count == b.count else { throw InLoopError(.format, "checkpoint tensor '\(name)' has \(v.count) values, expected \(b.count)") }
+            for i in 0..<v.count { b.base[i] = T(v[i]) }
+        }
+        try fill("parameters", net.parameters)
+        for (i, s) in t.state.enumerated() { try fill("optimizer.state.\(i)", s) }
+        t.restore(step: step, random: RandomState(words: words), baseLearningRate: baseLR, history: history, gradientNorm: norm)
+        return t
+    }
+
+    static func hex(_ v: UInt64) -> String { String(v, radix: 16) }
+    static func unhex(_ s: String?) -> UInt64? { s.flatMap { UInt64($0, radix: 16) } }
+}
