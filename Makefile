@@ -61,6 +61,8 @@ fortran: $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_training.f90 $(LINK) -o $(BUILD)/test_fortran_training
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o examples/fortran/example.f90 $(LINK) -o $(BUILD)/example_fortran
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi.f90 $(LINK) -o $(BUILD)/test_mpi
+	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_training.f90 $(LINK) -o $(BUILD)/test_mpi_training
+	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_f08.f90 $(LINK) -o $(BUILD)/test_mpi_f08
 
 c-programs:
 	@mkdir -p $(BUILD)
@@ -77,10 +79,12 @@ demo: lib fortran c-programs
 	@echo "== C example (examples/c/example.c) =="
 	$(BUILD)/example_c Tests/fixtures/mlp_medium.safetensors
 
-bench: lib models $(BUILD)/mod/inloop.mod
+bench: lib models $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o bench/bench_fortran.f90 $(LINK) -o $(BUILD)/bench_fortran
+	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o bench/bench_mpi_training.f90 $(LINK) -o $(BUILD)/bench_mpi_training
 	python3 bench/run_bench.py
 	python3 bench/bench_training.py
+	python3 bench/bench_mpi.py
 
 clean:
 	rm -rf $(BUILD) .build

@@ -25,8 +25,11 @@ let package = Package(
         .target(name: "InLoopCore", dependencies: ["CBLAS"], path: "Sources/InLoopCore"),
         // Model file formats (native safetensors now, ONNX later) -> core models.
         .target(name: "InLoopFormats", dependencies: ["InLoopCore", "CYAML"], path: "Sources/InLoopFormats"),
+        // MPI for the C ABI: communicators, deterministic data-parallel reduction, rank-0 reads,
+        // thread defaults. The core stays MPI-free.
+        .target(name: "InLoopMPI", dependencies: ["InLoopCore", "InLoopFormats", "InLoopMPIShim"], path: "Sources/InLoopMPI"),
         // The C ABI: @c functions that validate arguments, call the core and map errors to status codes.
-        .target(name: "InLoop", dependencies: ["InLoopCore", "InLoopFormats", "InLoopMPIShim"],
+        .target(name: "InLoop", dependencies: ["InLoopCore", "InLoopFormats", "InLoopMPI"],
                 path: "Sources/InLoop",
                 swiftSettings: [
                     // The compiler writes the C declarations of the @c functions here;

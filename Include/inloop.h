@@ -52,7 +52,9 @@ typedef enum inloop_status {
     /// The handle is being used by another thread at this moment.
     INLOOP_ERR_BUSY = 10,
     /// A bug in InLoop: please report it with the message.
-    INLOOP_ERR_INTERNAL = 11
+    INLOOP_ERR_INTERNAL = 11,
+    /// An MPI call failed, or MPI is not initialised where a communicator was given.
+    INLOOP_ERR_MPI = 12
 } inloop_status;
 
 /// The InLoop version as "MAJOR.MINOR.PATCH". The string is static: do not free it.
@@ -134,6 +136,27 @@ inloop_status inloop_model_set_check_finite(inloop_model *model, int32_t enabled
 /// column's last bits may depend on its position in the batch (optimised GEMM sums by tiles).
 inloop_status inloop_model_set_reproducible(inloop_model *model, int32_t enabled);
 
+/// Loads a model with rank 0 reading the file and broadcasting its bytes: one file-system read for
+/// the whole job. A missing or corrupt file gives the same status and message on every rank.
+inloop_status inloop_model_load_mpi(const char *path, int32_t comm, inloop_model **model);
+
+/// Makes a trainer data-parallel over a communicator: every rank then calls inloop_trainer_step with
+/// its own batch (sizes may differ, or be 0); gradients are averaged over all ranks, weighted by the
+/// local batch sizes, with a deterministic fixed-point reduction, so all ranks keep bitwise identical
+/// weights and the same run twice gives the same weights. The reported loss is the global mean.
+/// Rank 0's weights and optimizer state are broadcast first. A step that fails on one rank (NaN in
+/// its data) fails on all ranks with the weights unchanged. Checkpoints and saved models are then
+/// written by rank 0.
+inloop_status inloop_trainer_set_communicator(inloop_trainer *trainer, int32_t comm);
+
+/// Restores a checkpoint with rank 0 reading the file and broadcasting it, and makes the trainer
+/// data-parallel over the communicator (see inloop_trainer_set_communicator).
+inloop_status inloop_trainer_load_checkpoint_mpi(const char *path, int32_t comm, inloop_trainer **trainer);
+
+/// Stores in *rank and *size this process's rank in the trainer's communicator and its size
+/// (0 and 1 for a trainer without one).
+inloop_status inloop_trainer_rank(inloop_trainer *trainer, int32_t *rank, int32_t *size);
+
 /// Creates a trainer for a new model from a configuration: YAML or JSON text, or the path of a file
 /// holding it (see docs/TRAINING.md: model layers, loss, optimizer, schedule, init, seed, precision).
 /// The weights are initialised from the seed, so a run is reproducible. Free with inloop_trainer_free.
@@ -150,10 +173,11 @@ inloop_status inloop_trainer_create_from_model(inloop_model *model, const char *
 inloop_status inloop_trainer_load_checkpoint(const char *path, inloop_trainer **trainer);
 
 /// Writes the full training state to one file (atomically: a crash never leaves half a file).
+/// With a communicator attached this is collective: rank 0 writes, every rank gets the status.
 inloop_status inloop_trainer_save_checkpoint(inloop_trainer *trainer, const char *path);
 
 /// Writes the current weights as a plain inference model file (native format, float32), loadable
-/// with inloop_model_load.
+/// with inloop_model_load. With a communicator attached: collective, rank 0 writes.
 inloop_status inloop_trainer_save_model(inloop_trainer *trainer, const char *path);
 
 /// Stores in *model a new inference model handle holding the current weights (free it with

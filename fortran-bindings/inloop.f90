@@ -57,6 +57,7 @@ module inloop
     integer(c_int32_t), parameter, public :: INLOOP_ERR_OUT_OF_MEMORY = 9
     integer(c_int32_t), parameter, public :: INLOOP_ERR_BUSY = 10             !< model in use by another thread
     integer(c_int32_t), parameter, public :: INLOOP_ERR_INTERNAL = 11         !< a bug in InLoop: please report
+    integer(c_int32_t), parameter, public :: INLOOP_ERR_MPI = 12              !< MPI call failed / MPI not initialized
 
     ! ------------------------------------------------------------------------- raw C interfaces
     public :: c_inloop_version, c_inloop_last_error, c_inloop_status_string
@@ -76,6 +77,8 @@ module inloop
     public :: c_inloop_trainer_gradient_norm, c_inloop_trainer_loss_history, c_inloop_trainer_sizes
     public :: c_inloop_model_jvp_f32, c_inloop_model_jvp_f64, c_inloop_model_vjp_f32, c_inloop_model_vjp_f64
     public :: c_inloop_model_jacobian_f32, c_inloop_model_jacobian_f64
+    public :: c_inloop_model_load_mpi, c_inloop_trainer_set_communicator, c_inloop_trainer_load_checkpoint_mpi
+    public :: c_inloop_trainer_rank
 
     interface
         !> "0.1.0"; static storage.
@@ -351,6 +354,33 @@ module inloop
             integer(c_int64_t), value :: batch
             integer(c_int32_t) :: status
         end function
+        ! ------------------------------------------------------------------ MPI (communicators as MPI_Fint)
+        function c_inloop_model_load_mpi(path, comm, model) bind(C, name="inloop_model_load_mpi") result(status)
+            import :: c_char, c_ptr, c_int32_t
+            character(kind=c_char), intent(in) :: path(*)
+            integer(c_int32_t), value :: comm
+            type(c_ptr), intent(out) :: model
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_set_communicator(trainer, comm) bind(C, name="inloop_trainer_set_communicator") result(status)
+            import :: c_ptr, c_int32_t
+            type(c_ptr), value :: trainer
+            integer(c_int32_t), value :: comm
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_load_checkpoint_mpi(path, comm, trainer) bind(C, name="inloop_trainer_load_checkpoint_mpi") result(status)
+            import :: c_char, c_ptr, c_int32_t
+            character(kind=c_char), intent(in) :: path(*)
+            integer(c_int32_t), value :: comm
+            type(c_ptr), intent(out) :: trainer
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_rank(trainer, rank, size) bind(C, name="inloop_trainer_rank") result(status)
+            import :: c_ptr, c_int32_t
+            type(c_ptr), value :: trainer
+            integer(c_int32_t), intent(out) :: rank, size
+            integer(c_int32_t) :: status
+        end function
     end interface
 
     ! ------------------------------------------------------------------------- idiomatic layer
@@ -362,7 +392,7 @@ module inloop
         private
         type(c_ptr) :: handle = c_null_ptr
     contains
-        procedure :: load => model_load                  !< load(path [, stat, errmsg])
+        procedure :: load => model_load                  !< load(path [, stat, errmsg, comm])
         procedure :: load_buffer => model_load_buffer    !< load_buffer(bytes [, stat, errmsg])
         procedure :: free => model_free                  !< free([stat, errmsg]); no-op if nothing loaded
         procedure :: is_loaded => model_is_loaded        !< .true. if this object holds a handle
@@ -398,7 +428,8 @@ module inloop
     contains
         procedure :: create => trainer_create                      !< create(config [, stat, errmsg])
         procedure :: create_from_model => trainer_create_from_model !< create_from_model(model [, config, stat, errmsg])
-        procedure :: load_checkpoint => trainer_load_checkpoint    !< load_checkpoint(path [, stat, errmsg])
+        procedure :: load_checkpoint => trainer_load_checkpoint    !< load_checkpoint(path [, comm, stat, errmsg])
+        procedure :: set_communicator => trainer_set_communicator  !< set_communicator(comm [, stat, errmsg]): data-parallel
         procedure :: save_checkpoint => trainer_save_checkpoint    !< save_checkpoint(path [, stat, errmsg])
         procedure :: save_model => trainer_save_model              !< save_model(path [, stat, errmsg])
         procedure :: get_model => trainer_get_model                !< get_model(model [, stat, errmsg])
@@ -465,14 +496,21 @@ contains
 
     !> Loads a model file (trailing blanks of `path` are ignored). If the object already held a model,
     !> that model is freed once the new one has loaded; on failure the object is unchanged.
-    subroutine model_load(self, path, stat, errmsg)
+    !> With `comm` (collective): rank 0 reads the file and broadcasts it; every rank gets the same
+    !> model, or the same error. `comm`: an integer communicator (`use mpi`) or comm%MPI_VAL (`use mpi_f08`).
+    subroutine model_load(self, path, stat, errmsg, comm)
         class(inloop_model), intent(inout) :: self
         character(len=*), intent(in) :: path
         integer, intent(out), optional :: stat
         character(len=*), intent(inout), optional :: errmsg
+        integer, intent(in), optional :: comm
         type(c_ptr) :: new
         integer(c_int32_t) :: code
-        code = c_inloop_model_load(trim(path) // c_null_char, new)
+        if (present(comm)) then
+            code = c_inloop_model_load_mpi(trim(path) // c_null_char, int(comm, c_int32_t), new)
+        else
+            code = c_inloop_model_load(trim(path) // c_null_char, new)
+        end if
         if (code == INLOOP_OK) call replace_handle(self, new)
         call report(code, stat, errmsg)
     end subroutine
@@ -780,17 +818,35 @@ contains
         call report(code, stat, errmsg)
     end subroutine
 
-    subroutine trainer_load_checkpoint(self, path, stat, errmsg)
+    !> With `comm` (collective): rank 0 reads the file and broadcasts it, and the trainer becomes
+    !> data-parallel over `comm` (an integer communicator of `use mpi`, or comm%MPI_VAL of `use mpi_f08`).
+    subroutine trainer_load_checkpoint(self, path, comm, stat, errmsg)
         class(inloop_trainer), intent(inout) :: self
         character(len=*), intent(in) :: path
+        integer, intent(in), optional :: comm
         integer, intent(out), optional :: stat
         character(len=*), intent(inout), optional :: errmsg
         type(c_ptr) :: h
         integer(c_int32_t) :: code
-        code = c_inloop_trainer_load_checkpoint(trim(path) // c_null_char, h)
+        if (present(comm)) then
+            code = c_inloop_trainer_load_checkpoint_mpi(trim(path) // c_null_char, int(comm, c_int32_t), h)
+        else
+            code = c_inloop_trainer_load_checkpoint(trim(path) // c_null_char, h)
+        end if
         if (code == INLOOP_OK) call self%free()
         if (code == INLOOP_OK) self%handle = h
         call report(code, stat, errmsg)
+    end subroutine
+
+    !> Data-parallel training over `comm` (collective): every rank then steps with its own columns,
+    !> gradients are averaged over all ranks (deterministically), all ranks keep identical weights.
+    !> `comm`: an integer communicator (`use mpi`) or comm%MPI_VAL (`use mpi_f08`).
+    subroutine trainer_set_communicator(self, comm, stat, errmsg)
+        class(inloop_trainer), intent(in) :: self
+        integer, intent(in) :: comm
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        call report(c_inloop_trainer_set_communicator(self%handle, int(comm, c_int32_t)), stat, errmsg)
     end subroutine
 
     subroutine trainer_save_checkpoint(self, path, stat, errmsg)

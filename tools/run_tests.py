@@ -13,7 +13,8 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
   examples   examples/ compile, run, print the reference answer; README shows them verbatim
   fortran    Tests/fortran serial tests, and the error-stop behaviour without stat=
   fortran-training  Tests/fortran/test_training.f90: learn a smooth function, restart, adjoint
-  mpi        Tests/mpi/test_mpi.f90 under `mpirun -np 2`
+  mpi        Tests/mpi/test_mpi.f90 under `mpirun -np 2`; data-parallel training (test_mpi_training.f90)
+             on 2 and 3 ranks; the mpi_f08 communicator (test_mpi_f08.f90)
 
 Run from the repository root after `swift build -c release` (the Makefile's `test` target does it).
 Logs go to build/test-logs/<suite>.log.
@@ -220,6 +221,12 @@ def suite_mpi():
     code, out = run("mpi", ["mpirun", "-np", "2", os.path.join(BUILD, "test_mpi"), model + ".safetensors", model + ".io.bin"],
                     timeout=600)
     record("mpi", *counted("mpi", code, out))
+    # data-parallel training: even and uneven splits (3 ranks on 2 cores need --oversubscribe)
+    for np_args in (["-np", "2"], ["-np", "3", "--oversubscribe"]):
+        code, out = run("mpi", ["mpirun", *np_args, os.path.join(BUILD, "test_mpi_training")], timeout=600)
+        record(f"mpi-training{np_args[1]}", *counted("mpi-training", code, out))
+    code, out = run("mpi", ["mpirun", "-np", "2", os.path.join(BUILD, "test_mpi_f08"), model + ".safetensors"], timeout=300)
+    record("mpi-f08", *counted("mpi-f08", code, out))
 
 
 def main():

@@ -5,6 +5,7 @@ import Musl
 #endif
 import InLoopCore
 import InLoopFormats
+import InLoopMPI
 
 // The C ABI of libInLoop.so. Each function validates its arguments, calls the core, and maps
 // errors to a status code; the compiler writes these declarations (with these comments) into a
@@ -15,7 +16,7 @@ import InLoopFormats
 
 private nonisolated(unsafe) let versionCString: UnsafeMutablePointer<CChar> = strdup(InLoopVersion.string)
 private nonisolated(unsafe) let statusCStrings: [UnsafeMutablePointer<CChar>] =
-    (0...11).map { strdup((inloop_status(rawValue: Int32($0)) ?? .INLOOP_ERR_INTERNAL).text) }
+    (0...12).map { strdup((inloop_status(rawValue: Int32($0)) ?? .INLOOP_ERR_INTERNAL).text) }
 private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar> = strdup("unknown InLoop status code")
 
 // MARK: - Library
@@ -45,6 +46,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
     guarded { () throws(InLoopError) in
         guard n >= 1 else { throw InLoopError(.invalidArgument, "number of threads must be at least 1, got \(n)") }
         Kernels.setBLASThreads(Int(n))
+        ThreadPolicy.userChose()
     }
 }
 
@@ -63,6 +65,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
         guard let model else { throw InLoopError(.nullPointer, "model_load: the output handle pointer is NULL") }
         model.pointee = nil
         guard let path else { throw InLoopError(.nullPointer, "model_load: path is NULL") }
+        ThreadPolicy.applyDefault(localRanks: nil)
         let m = try NativeFormat.load(path: String(cString: path))
         model.pointee = models.register(try ModelBox(m))
     }

@@ -27,6 +27,8 @@ import InLoopCore
     case INLOOP_ERR_BUSY = 10
     /// A bug in InLoop: please report it with the message.
     case INLOOP_ERR_INTERNAL = 11
+    /// An MPI call failed, or MPI is not initialised where a communicator was given.
+    case INLOOP_ERR_MPI = 12
 }
 
 extension inloop_status {
@@ -49,6 +51,7 @@ extension inloop_status {
         case .INLOOP_ERR_OUT_OF_MEMORY: return "INLOOP_ERR_OUT_OF_MEMORY: memory could not be allocated"
         case .INLOOP_ERR_BUSY: return "INLOOP_ERR_BUSY: handle in use by another thread"
         case .INLOOP_ERR_INTERNAL: return "INLOOP_ERR_INTERNAL: internal error in InLoop (please report)"
+        case .INLOOP_ERR_MPI: return "INLOOP_ERR_MPI: MPI call failed or MPI not initialized"
         }
     }
 }

@@ -6,6 +6,7 @@ import Musl
 import Synchronization
 import InLoopCore
 import InLoopFormats
+import InLoopMPI
 
 // The C ABI of training and of model derivatives: trainer handles (create from a configuration or
 // from a model, step, evaluate, learning rate, checkpoints, statistics) and the tangent-linear,
@@ -15,6 +16,9 @@ import InLoopFormats
 /// What a trainer handle refers to.
 final class TrainerBox: @unchecked Sendable {  // a trainer is used by one thread at a time (`busy`)
     var trainer: AnyTrainer
+    /// Set by inloop_trainer_set_communicator: data-parallel training over this communicator.
+    var comm: Communicator? = nil
+    var parallel: AnyObject? = nil
     private let busy = Atomic<Bool>(false)
 
     init(_ trainer: AnyTrainer) { self.trainer = trainer }
@@ -140,27 +144,42 @@ private func makeTrainer(_ config: TrainerConfig, network: Model? = nil) throws(
     }
 }
 
+/// With a communicator, only rank 0 runs `body`; every rank returns its outcome (collective).
+private func onRankZero(_ comm: Communicator?, _ body: () throws(InLoopError) -> Void) throws(InLoopError) {
+    guard let comm else { return try body() }
+    var failure: InLoopError? = nil
+    if comm.rank == 0 {
+        do throws(InLoopError) { try body() } catch { failure = error }
+    }
+    try comm.shareOutcome(failure)
+}
+
 /// Writes the full training state to one file (atomically: a crash never leaves half a file).
+/// With a communicator attached this is collective: rank 0 writes, every rank gets the status.
 @c public func inloop_trainer_save_checkpoint(_ trainer: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         let box = try trainers.lookup(trainer, argument: "trainer")
         let p = try cString(path, "checkpoint path")
         try box.use { (t) throws(InLoopError) in
-            switch t {
-            case .float32(let tr): try Checkpoint.save(tr, to: p)
-            case .float64(let tr): try Checkpoint.save(tr, to: p)
+            try onRankZero(box.comm) { () throws(InLoopError) in
+                switch t {
+                case .float32(let tr): try Checkpoint.save(tr, to: p)
+                case .float64(let tr): try Checkpoint.save(tr, to: p)
+                }
             }
         }
     }
 }
 
 /// Writes the current weights as a plain inference model file (native format, float32), loadable
-/// with inloop_model_load.
+/// with inloop_model_load. With a communicator attached: collective, rank 0 writes.
 @c public func inloop_trainer_save_model(_ trainer: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         let box = try trainers.lookup(trainer, argument: "trainer")
         let p = try cString(path, "model path")
-        try box.use { (t) throws(InLoopError) in try NativeFormat.save(try t.model(), to: p) }
+        try box.use { (t) throws(InLoopError) in
+            try onRankZero(box.comm) { () throws(InLoopError) in try NativeFormat.save(try t.model(), to: p) }
+        }
     }
 }
 
@@ -218,9 +237,16 @@ private func trainStep<U: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<U>?
                                 _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         let box = try trainers.lookup(handle, argument: "trainer")
-        guard x != nil, y != nil else { throw InLoopError(.nullPointer, "trainer_step: x or y is NULL") }
-        guard batch >= 1, batch <= Int64(Int32.max) else { throw InLoopError(.invalidArgument, "trainer_step: batch must be between 1 and \(Int32.max), got \(batch)") }
-        let l = try box.use { (t) throws(InLoopError) in try t.step(x, y, Int(batch)) }
+        // A data-parallel rank may have no data this step (batch 0, x and y may be NULL): it still joins
+        // the gradient average. Argument errors on such a rank go through the step, so every rank fails
+        // together instead of leaving the others waiting in a collective.
+        let parallel = box.comm != nil
+        guard batch <= Int64(Int32.max) else { throw InLoopError(.invalidArgument, "trainer_step: batch must be at most \(Int32.max), got \(batch)") }
+        if !parallel {
+            guard x != nil, y != nil else { throw InLoopError(.nullPointer, "trainer_step: x or y is NULL") }
+            guard batch >= 1 else { throw InLoopError(.invalidArgument, "trainer_step: batch must be at least 1, got \(batch)") }
+        }
+        let l = try box.use { (t) throws(InLoopError) in try t.step(x, y, Int(max(batch, -1))) }
         loss?.pointee = l
     }
 }

@@ -13,6 +13,7 @@ public struct InLoopError: Error, CustomStringConvertible, Equatable {
         case outOfMemory = 9
         case busy = 10
         case `internal` = 11
+        case mpi = 12
     }
 
     public var kind: Kind

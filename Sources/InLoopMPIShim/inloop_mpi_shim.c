@@ -1,4 +1,10 @@
+#define _GNU_SOURCE
 #include "inloop_mpi_shim.h"
+#include <sched.h>
+#include <unistd.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
 #include <mpi.h>
 
 int ilshim_mpi_is_usable(void) {
@@ -13,4 +19,105 @@ const char *ilshim_mpi_library_version(void) {
     int len = 0;
     if (version[0] == '\0') MPI_Get_library_version(version, &len);
     return version;
+}
+
+void ilshim_error_string(int code, char *buf, int len) {
+    if (len <= 0) return;
+    if (code == ILSHIM_NOT_INITIALIZED) {
+        snprintf(buf, (size_t)len, "MPI is not initialized (call MPI_Init before passing a communicator to InLoop)");
+        return;
+    }
+    char text[MPI_MAX_ERROR_STRING];
+    int n = 0;
+    if (ilshim_mpi_is_usable() && MPI_Error_string(code, text, &n) == MPI_SUCCESS) snprintf(buf, (size_t)len, "%s", text);
+    else snprintf(buf, (size_t)len, "MPI error %d", code);
+}
+
+#define REQUIRE_MPI() do { if (!ilshim_mpi_is_usable()) return ILSHIM_NOT_INITIALIZED; } while (0)
+
+int ilshim_comm_dup(int32_t fcomm, int32_t *out) {
+    REQUIRE_MPI();
+    MPI_Comm comm = MPI_Comm_f2c((MPI_Fint)fcomm), dup;
+    if (comm == MPI_COMM_NULL) return MPI_ERR_COMM;
+    int rc = MPI_Comm_dup(comm, &dup);
+    if (rc != MPI_SUCCESS) return rc;
+    MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
+    *out = (int32_t)MPI_Comm_c2f(dup);
+    return MPI_SUCCESS;
+}
+
+int ilshim_comm_free(int32_t fcomm) {
+    REQUIRE_MPI();
+    MPI_Comm comm = MPI_Comm_f2c((MPI_Fint)fcomm);
+    return MPI_Comm_free(&comm);
+}
+
+int ilshim_comm_rank(int32_t fcomm, int *rank) {
+    REQUIRE_MPI();
+    return MPI_Comm_rank(MPI_Comm_f2c((MPI_Fint)fcomm), rank);
+}
+
+int ilshim_comm_size(int32_t fcomm, int *size) {
+    REQUIRE_MPI();
+    return MPI_Comm_size(MPI_Comm_f2c((MPI_Fint)fcomm), size);
+}
+
+int ilshim_comm_local_size(int32_t fcomm, int *local_size) {
+    REQUIRE_MPI();
+    MPI_Comm node;
+    int rc = MPI_Comm_split_type(MPI_Comm_f2c((MPI_Fint)fcomm), MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    if (rc != MPI_SUCCESS) return rc;
+    rc = MPI_Comm_size(node, local_size);
+    MPI_Comm_free(&node);
+    return rc;
+}
+
+int ilshim_allreduce_sum_i64(int32_t fcomm, int64_t *buf, int64_t count) {
+    REQUIRE_MPI();
+    MPI_Comm comm = MPI_Comm_f2c((MPI_Fint)fcomm);
+    for (int64_t done = 0; done < count;) {
+        int n = (int)(count - done > INT_MAX / 2 ? INT_MAX / 2 : count - done);
+        int rc = MPI_Allreduce(MPI_IN_PLACE, buf + done, n, MPI_INT64_T, MPI_SUM, comm);
+        if (rc != MPI_SUCCESS) return rc;
+        done += n;
+    }
+    return MPI_SUCCESS;
+}
+
+int ilshim_allreduce_max_f64(int32_t fcomm, double *buf, int64_t count) {
+    REQUIRE_MPI();
+    MPI_Comm comm = MPI_Comm_f2c((MPI_Fint)fcomm);
+    for (int64_t done = 0; done < count;) {
+        int n = (int)(count - done > INT_MAX / 2 ? INT_MAX / 2 : count - done);
+        int rc = MPI_Allreduce(MPI_IN_PLACE, buf + done, n, MPI_DOUBLE, MPI_MAX, comm);
+        if (rc != MPI_SUCCESS) return rc;
+        done += n;
+    }
+    return MPI_SUCCESS;
+}
+
+int ilshim_bcast_bytes(int32_t fcomm, void *buf, int64_t count, int root) {
+    REQUIRE_MPI();
+    MPI_Comm comm = MPI_Comm_f2c((MPI_Fint)fcomm);
+    char *p = (char *)buf;
+    for (int64_t done = 0; done < count;) {
+        int n = (int)(count - done > INT_MAX / 2 ? INT_MAX / 2 : count - done);
+        int rc = MPI_Bcast(p + done, n, MPI_BYTE, root, comm);
+        if (rc != MPI_SUCCESS) return rc;
+        done += n;
+    }
+    return MPI_SUCCESS;
+}
+
+int32_t ilshim_comm_world(void) { return (int32_t)MPI_Comm_c2f(MPI_COMM_WORLD); }
+
+int ilshim_affinity_cores(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0) return n;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }

@@ -1078,11 +1078,12 @@ done:
 }
 
 static void check_library(void) {
-    const char *v = inloop_version(), *seen[12];
-    static const char *const names[12] = {
+    const char *v = inloop_version(), *seen[13];
+    static const char *const names[13] = {
         "INLOOP_OK", "INLOOP_ERR_NULL_POINTER", "INLOOP_ERR_INVALID_ARGUMENT", "INLOOP_ERR_SIZE_MISMATCH",
         "INLOOP_ERR_INVALID_HANDLE", "INLOOP_ERR_IO", "INLOOP_ERR_FORMAT", "INLOOP_ERR_UNSUPPORTED",
-        "INLOOP_ERR_NONFINITE", "INLOOP_ERR_OUT_OF_MEMORY", "INLOOP_ERR_BUSY", "INLOOP_ERR_INTERNAL"};
+        "INLOOP_ERR_NONFINITE", "INLOOP_ERR_OUT_OF_MEMORY", "INLOOP_ERR_BUSY", "INLOOP_ERR_INTERNAL",
+        "INLOOP_ERR_MPI"};
     int a, b, c, k, j, ok = 1;
     char d[512] = "";
     int32_t before, now;
@@ -1091,7 +1092,7 @@ static void check_library(void) {
     if (v && v[0] && sscanf(v, "%d.%d.%d", &a, &b, &c) == 3) pass("library/version");
     else failf("library/version", "inloop_version() = \"%s\", expected MAJOR.MINOR.PATCH", v ? v : "(NULL)");
 
-    for (k = 0; k < 12 && ok; k++) {
+    for (k = 0; k < 13 && ok; k++) {
         seen[k] = inloop_status_string(k);
         if (!seen[k] || !seen[k][0]) { ok = 0; snprintf(d, sizeof d, "code %d: empty", k); break; }
         if (strncmp(seen[k], names[k], strlen(names[k])) != 0 || seen[k][strlen(names[k])] != ':') {
@@ -1105,7 +1106,7 @@ static void check_library(void) {
     report("library/status_strings", ok, d);
     ok = 1;
     {
-        const int32_t unknown[4] = {12, -1, 99, INT32_MIN};
+        const int32_t unknown[4] = {13, -1, 99, INT32_MIN};
         for (k = 0; k < 4; k++) {
             const char *u = inloop_status_string(unknown[k]);
             if (!u || strcmp(u, "unknown InLoop status code") != 0) {

@@ -119,6 +119,13 @@ program test_training
     msg = ''
     call net%jvp(xv(:, 1:4), dx(:, 1:3), jdx(:, 1:4), stat=ierr, errmsg=msg)
     call check('jvp with a wrong dx shape -> INLOOP_ERR_SIZE_MISMATCH', ierr == INLOOP_ERR_SIZE_MISMATCH, msg)
+    ! this program never calls MPI_Init: communicators give a clear status, not a crash
+    msg = ''
+    call tr%set_communicator(0, stat=ierr, errmsg=msg)
+    call check('set_communicator without MPI_Init -> INLOOP_ERR_MPI', ierr == INLOOP_ERR_MPI .and. index(msg, 'MPI_Init') > 0, msg)
+    msg = ''
+    call net2%load('Tests/fixtures/mlp_medium.safetensors', stat=ierr, errmsg=msg, comm=0)
+    call check('load with comm= without MPI_Init -> INLOOP_ERR_MPI', ierr == INLOOP_ERR_MPI, msg)
     call tr%free()
     msg = ''
     call tr%step(xt(:, 1:4), yt(:, 1:4), loss, stat=ierr, errmsg=msg)

@@ -53,9 +53,12 @@ public final class Trainer<T: Real> {
     private var xConverted: Buffer<T>? = nil
     private var yConverted: Buffer<T>? = nil
 
-    /// Called after backward with (gradients, count, local batch, local loss); returns the loss to
-    /// report (e.g. the global mean). Set by the MPI layer for data-parallel training.
-    public var reduceGradients: ((UnsafeMutablePointer<T>, Int, Int, Double) throws(InLoopError) -> Double)? = nil
+    /// Data-parallel hook, called on every step after the local backward with (gradients, count,
+    /// local batch, local loss, local error). It must combine the gradients across processes in
+    /// place (weighted by the local batches) and return the global loss, or throw — on every process
+    /// alike — when any process failed. A process whose data was bad or empty passes batch 0 and
+    /// zero gradients, so that it still takes part in the collective operations.
+    public var reduceGradients: ((UnsafeMutablePointer<T>, Int, Int, Double, InLoopError?) throws(InLoopError) -> Double)? = nil
 
     /// A new network from `config.layers`, initialised from `config.seed`.
     public convenience init(config: TrainerConfig) throws(InLoopError) {
@@ -144,23 +147,22 @@ public final class Trainer<T: Real> {
         let n = network.parameterCount
         let g = network.gradients.base
         var loss = 0.0
+        var localError: InLoopError? = nil
         if batch > 0 {
-            guard let x, let y else { throw InLoopError(.nullPointer, "training inputs or targets are NULL") }
-            try checkData(x, y, batch: batch)
-            let xt = try converted(x, count: batch * network.inputSize, into: &xConverted)
-            let yt = try converted(y, count: batch * network.outputSize, into: &yConverted)
-            let need = batch * network.outputSize
-            let dy: Buffer<T>
-            if let existing = outputGradient, existing.count >= need { dy = existing } else { dy = try Buffer<T>(count: need); outputGradient = dy }
-            let pred = try network.forward(xt, batch: batch)
-            loss = config.loss.evaluate(prediction: pred, target: yt, batch: batch, outputs: network.outputSize, gradient: dy.base)
-            guard loss.isFinite else { throw InLoopError(.nonFinite, "loss is \(loss); the step was not applied") }
-            try network.backward(UnsafePointer(dy.base), batch: batch, parameterGradients: true)
-        } else {
-            guard reduceGradients != nil else { throw InLoopError(.invalidArgument, "batch must be at least 1, got \(batch)") }
-            network.gradients.zero()
+            do throws(InLoopError) {
+                loss = try localGradient(x: x, y: y, batch: batch)
+            } catch {
+                localError = error
+            }
+        } else if batch < 0 || reduceGradients == nil {
+            localError = InLoopError(.invalidArgument, "batch must be at least 1, got \(batch)")
         }
-        if let reduce = reduceGradients { loss = try reduce(g, n, batch, loss) }
+        if localError != nil || batch == 0 { network.gradients.zero() }
+        if let reduce = reduceGradients {
+            loss = try reduce(g, n, localError == nil ? batch : 0, loss, localError)
+        } else if let localError {
+            throw localError
+        }
         var sq = 0.0
         for i in 0..<n { let v = Double(g[i]); sq += v * v }
         let norm = sq.squareRoot()
@@ -177,6 +179,22 @@ public final class Trainer<T: Real> {
                             gradients: UnsafePointer(g), count: n, state: statePointers)
         history.base[historyCount % history.count] = loss
         historyCount += 1
+        return loss
+    }
+
+    /// Forward, loss and backward on the local batch; leaves d(loss)/d(parameters) in the network.
+    private func localGradient<U: Real>(x: UnsafePointer<U>?, y: UnsafePointer<U>?, batch: Int) throws(InLoopError) -> Double {
+        guard let x, let y else { throw InLoopError(.nullPointer, "training inputs or targets are NULL") }
+        try checkData(x, y, batch: batch)
+        let xt = try converted(x, count: batch * network.inputSize, into: &xConverted)
+        let yt = try converted(y, count: batch * network.outputSize, into: &yConverted)
+        let need = batch * network.outputSize
+        let dy: Buffer<T>
+        if let existing = outputGradient, existing.count >= need { dy = existing } else { dy = try Buffer<T>(count: need); outputGradient = dy }
+        let pred = try network.forward(xt, batch: batch)
+        let loss = config.loss.evaluate(prediction: pred, target: yt, batch: batch, outputs: network.outputSize, gradient: dy.base)
+        guard loss.isFinite else { throw InLoopError(.nonFinite, "loss is \(loss); the step was not applied") }
+        try network.backward(UnsafePointer(dy.base), batch: batch, parameterGradients: true)
         return loss
     }
 

@@ -1,13 +1,37 @@
-/* Tiny C shim over MPI for Swift: MPI handles (MPI_Comm, MPI_FLOAT, ...) are C macros or
+/* Tiny C shim over MPI for Swift: MPI handles (MPI_Comm, MPI_INT64_T, ...) are C macros or
  * implementation-specific types, so Swift reaches MPI only through these plain functions.
- * Symbols are prefixed ilshim_ (not inloop_): they are internal, not part of the public C API. */
+ * Communicators cross the boundary as Fortran handles (MPI_Fint, converted with MPI_Comm_f2c), the
+ * one portable integer representation. Every function returns an MPI error code (0 = MPI_SUCCESS),
+ * or ILSHIM_NOT_INITIALIZED when MPI is not initialised (or already finalised): the shim then calls
+ * nothing else in MPI. Symbols are prefixed ilshim_ (internal, not part of the public C API). */
 #ifndef INLOOP_MPI_SHIM_H
 #define INLOOP_MPI_SHIM_H
 #include <stdint.h>
+
+#define ILSHIM_NOT_INITIALIZED (-1000)
 
 /* 1 if MPI_Init has been called and MPI_Finalize has not, else 0. Safe to call at any time. */
 int ilshim_mpi_is_usable(void);
 /* Library version string of the MPI implementation the library was linked with. */
 const char *ilshim_mpi_library_version(void);
+/* Text of an MPI error code (or of ILSHIM_NOT_INITIALIZED) into buf. */
+void ilshim_error_string(int code, char *buf, int len);
+
+/* *out = a private duplicate of fcomm with MPI_ERRORS_RETURN (collective over fcomm). */
+int ilshim_comm_dup(int32_t fcomm, int32_t *out);
+int ilshim_comm_free(int32_t fcomm);
+int ilshim_comm_rank(int32_t fcomm, int *rank);
+int ilshim_comm_size(int32_t fcomm, int *size);
+/* Number of ranks of fcomm on this node (MPI_Comm_split_type SHARED; collective over fcomm). */
+int ilshim_comm_local_size(int32_t fcomm, int *local_size);
+/* In-place all-reduces. */
+int ilshim_allreduce_sum_i64(int32_t fcomm, int64_t *buf, int64_t count);
+int ilshim_allreduce_max_f64(int32_t fcomm, double *buf, int64_t count);
+/* Broadcast of count bytes from root (any size: sent in chunks below INT_MAX). */
+int ilshim_bcast_bytes(int32_t fcomm, void *buf, int64_t count, int root);
+/* The Fortran handle of MPI_COMM_WORLD. */
+int32_t ilshim_comm_world(void);
+/* Cores this process may run on (its CPU affinity mask), for the thread policy; not MPI. */
+int ilshim_affinity_cores(void);
 
 #endif

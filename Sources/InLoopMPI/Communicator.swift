@@ -1,0 +1,160 @@
+import InLoopMPIShim
+import InLoopCore
+import InLoopFormats
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// InLoop's own duplicate of a caller's communicator (MPI_Comm_dup with MPI_ERRORS_RETURN): its
+/// collectives never mix with the caller's messages, and an MPI error becomes an `InLoopError`
+/// instead of aborting the job. The library never calls MPI_Init or MPI_Finalize.
+public final class Communicator: @unchecked Sendable {
+    /// Fortran handle (MPI_Fint) of the private duplicate.
+    let handle: Int32
+    public let rank: Int
+    public let size: Int
+
+    /// Duplicates the communicator whose Fortran handle is `fortran` (collective over it).
+    public init(fortran: Int32) throws(InLoopError) {
+        var dup: Int32 = 0
+        try Communicator.check(ilshim_comm_dup(fortran, &dup), "duplicating the communicator")
+        var r: Int32 = 0, s: Int32 = 0
+        try Communicator.check(ilshim_comm_rank(dup, &r), "MPI_Comm_rank")
+        try Communicator.check(ilshim_comm_size(dup, &s), "MPI_Comm_size")
+        handle = dup
+        rank = Int(r)
+        size = Int(s)
+    }
+
+    deinit {
+        // Freeing needs MPI alive; after MPI_Finalize the duplicate is gone with it.
+        if ilshim_mpi_is_usable() != 0 { _ = ilshim_comm_free(handle) }
+    }
+
+    public static var isUsable: Bool { ilshim_mpi_is_usable() != 0 }
+    public static var worldHandle: Int32 { ilshim_comm_world() }
+
+    static func check(_ code: Int32, _ what: String) throws(InLoopError) {
+        guard code != 0 else { return }
+        var buf = [CChar](repeating: 0, count: 512)
+        ilshim_error_string(code, &buf, Int32(buf.count))
+        let text = buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        throw InLoopError(.mpi, "\(what): \(text)")
+    }
+
+    /// Ranks of this communicator on this node (collective).
+    public func localSize() throws(InLoopError) -> Int {
+        var n: Int32 = 1
+        try Communicator.check(ilshim_comm_local_size(handle, &n), "MPI_Comm_split_type")
+        return Int(n)
+    }
+
+    public func allreduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws(InLoopError) {
+        try Communicator.check(ilshim_allreduce_sum_i64(handle, buffer, Int64(count)), "MPI_Allreduce")
+    }
+
+    public func allreduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws(InLoopError) {
+        try Communicator.check(ilshim_allreduce_max_f64(handle, buffer, Int64(count)), "MPI_Allreduce")
+    }
+
+    public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int = 0) throws(InLoopError) {
+        try Communicator.check(ilshim_bcast_bytes(handle, buffer, Int64(bytes), Int32(root)), "MPI_Bcast")
+    }
+
+    /// Broadcasts the contents of an array (whose size every rank already knows).
+    public func broadcast<E>(_ array: inout [E], root: Int = 0) throws(InLoopError) {
+        var code: Int32 = 0
+        let h = handle
+        array.withUnsafeMutableBytes { p in
+            if let base = p.baseAddress { code = ilshim_bcast_bytes(h, base, Int64(p.count), Int32(root)) }
+        }
+        try Communicator.check(code, "MPI_Bcast")
+    }
+
+    /// Makes every rank see the outcome of an operation done on `root` only (collective): returns
+    /// normally everywhere, or throws root's error everywhere.
+    public func shareOutcome(_ rootError: InLoopError?, root: Int = 0) throws(InLoopError) {
+        var message: [UInt8] = rank == root ? Array((rootError?.message ?? "").utf8) : []
+        var header: [Int64] = [Int64(rootError?.kind.rawValue ?? 0), Int64(message.count)]
+        try broadcast(&header, root: root)
+        guard header[0] != 0 else { return }
+        if rank != root { message = [UInt8](repeating: 0, count: Int(header[1])) }
+        if !message.isEmpty { try broadcast(&message, root: root) }
+        let kind = InLoopError.Kind(rawValue: Int32(header[0])) ?? .internal
+        throw InLoopError(kind, String(decoding: message, as: UTF8.self) + (rank == root ? "" : " (on rank \(root))"))
+    }
+
+    /// Agreement: true on every rank only if `ok` is true on every rank (collective).
+    public func allAgree(_ ok: Bool) throws(InLoopError) -> Bool {
+        var v: Double = ok ? 0 : 1
+        try allreduceMax(&v, count: 1)
+        return v == 0
+    }
+}
+
+/// Reads a file on rank 0 and broadcasts its bytes (and any error) to every rank, so thousands of
+/// ranks do not hit the file system at once and all ranks see the same outcome.
+public enum RankZeroFile {
+    public static func read(_ path: String, _ comm: Communicator) throws(InLoopError) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var header: [Int64] = [0, 0, 0]   // size or -1, error kind, message length
+        var message: [UInt8] = []
+        if comm.rank == 0 {
+            do throws(InLoopError) {
+                bytes = try FileIO.read(path)
+                header[0] = Int64(bytes.count)
+            } catch {
+                message = Array(error.message.utf8)
+                header = [-1, Int64(error.kind.rawValue), Int64(message.count)]
+            }
+        }
+        try comm.broadcast(&header)
+        if header[0] < 0 {
+            if comm.rank != 0 { message = [UInt8](repeating: 0, count: Int(header[2])) }
+            if !message.isEmpty { try comm.broadcast(&message) }
+            let kind = InLoopError.Kind(rawValue: Int32(header[1])) ?? .io
+            throw InLoopError(kind, String(decoding: message, as: UTF8.self) + (comm.rank == 0 ? "" : " (read on rank 0)"))
+        }
+        if comm.rank != 0 { bytes = [UInt8](repeating: 0, count: Int(header[0])) }
+        if !bytes.isEmpty { try comm.broadcast(&bytes) }
+        return bytes
+    }
+}
+
+/// Threads are the caller's: InLoop only picks a default when nobody chose — no
+/// inloop_set_num_threads call, no OPENBLAS_NUM_THREADS / OMP_NUM_THREADS — and then never lets
+/// ranks per node × threads exceed the cores this process may use.
+public enum ThreadPolicy {
+    nonisolated(unsafe) static var explicitlySet = false
+    nonisolated(unsafe) static var defaultApplied = false
+
+    public static func userChose() { explicitlySet = true }
+
+    static var environmentChose: Bool {
+        getenv("OPENBLAS_NUM_THREADS") != nil || getenv("OMP_NUM_THREADS") != nil
+    }
+
+    /// Ranks on this node known without communication (launcher environment), or nil.
+    public static var localRanksFromEnvironment: Int? {
+        for name in ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MPI_LOCAL_NRANKS", "SLURM_NTASKS_PER_NODE", "PMI_LOCAL_SIZE"] {
+            if let v = getenv(name), let n = Int(String(cString: v)), n >= 1 { return n }
+        }
+        return nil
+    }
+
+    /// Cores this process may use divided among `localRanks` ranks (at least 1).
+    public static func threads(localRanks: Int) -> Int {
+        let cores = Int(ilshim_affinity_cores())
+        let nodeCores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        // A rank bound to a few cores uses those; an unbound one shares the node with its peers.
+        return max(1, min(cores, nodeCores / max(1, localRanks)))
+    }
+
+    /// Applies the default once, unless the caller or the environment chose.
+    public static func applyDefault(localRanks: Int?) {
+        guard !explicitlySet, !environmentChose else { return }
+        guard let ranks = localRanks ?? localRanksFromEnvironment else { return }
+        Kernels.setBLASThreads(threads(localRanks: ranks))
+        defaultApplied = true
+    }
+}

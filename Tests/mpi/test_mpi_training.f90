@@ -1,0 +1,177 @@
+!> Data-parallel training over MPI (run with mpirun -np 2, and -np 3 --oversubscribe):
+!>  - a global batch split unevenly over the ranks (one rank empty in one step) trains to the same
+!>    weights as one trainer on the whole batch, within 1e-6 relative (float64), same losses;
+!>  - all ranks hold bitwise identical weights; the same run twice gives bitwise the same weights;
+!>  - NaN on one rank: every rank gets INLOOP_ERR_NONFINITE and keeps its weights;
+!>  - rank-0 load + broadcast of models and checkpoints, the same error on every rank for a missing
+!>    file, checkpoint -> reload over the communicator -> continue equals the uninterrupted run.
+program test_mpi_training
+    use mpi
+    use inloop
+    use, intrinsic :: iso_fortran_env, only: real64, int64
+    implicit none
+    integer, parameter :: g = 96, nprobe = 32, nsteps = 6
+    character(len=*), parameter :: nl = new_line('a')
+    character(len=*), parameter :: model_path = 'build/test_mpi_training.safetensors', ckpt = 'build/test_mpi_training.ckpt'
+    character(len=:), allocatable :: config
+    type(inloop_trainer) :: td, td2, ts, tr3
+    type(inloop_model) :: md, ms, m3, loaded
+    real(real64) :: x(3, g), y(2, g), probe(3, nprobe), yd(2, nprobe), ys(2, nprobe), y2(2, nprobe), yb(2, nprobe)
+    real(real64) :: lossd, losss, reldiff
+    integer :: ierr, rank, nranks, step, lo, hi, stat, passed = 0, failed = 0, counts(2), worst_loss_ok
+    character(len=300) :: msg
+
+    call MPI_Init(ierr)
+    call MPI_Comm_rank(MPI_COMM_WORLD, rank, ierr)
+    call MPI_Comm_size(MPI_COMM_WORLD, nranks, ierr)
+    config = 'model: {inputs: 3, layers: [{type: dense, out: 16, activation: tanh}, {type: dense, out: 16, activation: silu}, {type: dense, out: 2}]}' // nl // &
+             'optimizer: {type: adam, lr: 0.01, clip_norm: 5}' // nl // 'seed: 11' // nl // 'precision: float64' // nl
+    call make_data()
+
+    call td%create(config)
+    call td%set_communicator(MPI_COMM_WORLD, stat=stat, errmsg=msg)
+    call check('set_communicator(MPI_COMM_WORLD)', stat == INLOOP_OK, msg)
+    call td2%create(config)
+    call td2%set_communicator(MPI_COMM_WORLD)
+    call ts%create(config)      ! serial reference: the whole batch on every rank
+    worst_loss_ok = 1
+    do step = 1, nsteps
+        call block(step, lo, hi)
+        call td%step(x(:, lo:hi), y(:, lo:hi), lossd, stat=stat, errmsg=msg)
+        if (stat /= INLOOP_OK) call check('distributed step', .false., msg)
+        call td2%step(x(:, lo:hi), y(:, lo:hi))
+        call ts%step(x, y, losss)
+        if (abs(lossd - losss) > 1e-12_real64 * abs(losss)) worst_loss_ok = 0
+    end do
+    call check('reported loss is the global mean (equals the whole-batch loss)', worst_loss_ok == 1, 'losses differ')
+    call td%get_model(md)
+    call ts%get_model(ms)
+    call md%forward(probe, yd)
+    call ms%forward(probe, ys)
+    reldiff = maxval(abs(yd - ys)) / maxval(abs(ys))
+    write (msg, '(a,es10.3)') 'max relative difference ', reldiff
+    call check('distributed training equals whole-batch training within 1e-6 (float64)', reldiff < 1e-6_real64, msg)
+    if (rank == 0) print '(a)', 'INFO distributed vs serial: ' // trim(msg)
+    call check('identical weights on all ranks (bitwise)', same_on_all_ranks(yd), 'ranks differ')
+    call td2%get_model(m3)
+    call m3%forward(probe, y2)
+    call check('the same run twice gives bitwise the same weights', all(transfer(y2, 1_int64, size(y2)) == transfer(yd, 1_int64, size(yd))), 'runs differ')
+
+    ! NaN on the last rank: every rank fails, no rank changes its weights
+    call block(1, lo, hi)
+    if (rank == nranks - 1) x(1, hi) = transfer(-1_int64, 1.0_real64)   ! a NaN bit pattern
+    msg = ''
+    call td%step(x(:, lo:hi), y(:, lo:hi), lossd, stat=stat, errmsg=msg)
+    call make_data()
+    call check('NaN on one rank: INLOOP_ERR_NONFINITE on every rank', all_equal(stat) .and. stat == INLOOP_ERR_NONFINITE .and. len_trim(msg) > 0, msg)
+    call td%get_model(md)
+    call md%forward(probe, yb)
+    call check('after the refused step the weights are unchanged', all(transfer(yb, 1_int64, size(yb)) == transfer(yd, 1_int64, size(yd))), 'weights changed')
+
+    ! rank 0 writes, everyone loads through a rank-0 read + broadcast
+    call td%save_model(model_path, stat=stat, errmsg=msg)
+    call check('save_model (rank 0 writes)', all_equal(stat) .and. stat == INLOOP_OK, msg)
+    call loaded%load(model_path, stat=stat, errmsg=msg, comm=MPI_COMM_WORLD)
+    call check('load with comm= (rank-0 read + broadcast)', stat == INLOOP_OK, msg)
+    if (stat == INLOOP_OK) then
+        call loaded%forward(probe, yb)
+        call check('the broadcast model equals the trained one', maxval(abs(yb - yd)) <= 1e-6_real64 * maxval(abs(yd)), 'outputs differ')
+    end if
+    msg = ''
+    call loaded%load('build/does-not-exist.safetensors', stat=stat, errmsg=msg, comm=MPI_COMM_WORLD)
+    call check('missing file: the same INLOOP_ERR_IO on every rank, no rank left hanging', all_equal(stat) .and. stat == INLOOP_ERR_IO .and. len_trim(msg) > 0, msg)
+
+    ! checkpoint over the communicator: continue two steps on both, compare
+    call td%save_checkpoint(ckpt, stat=stat, errmsg=msg)
+    call check('save_checkpoint (rank 0 writes)', all_equal(stat) .and. stat == INLOOP_OK, msg)
+    call tr3%load_checkpoint(ckpt, comm=MPI_COMM_WORLD, stat=stat, errmsg=msg)
+    call check('load_checkpoint with comm=', stat == INLOOP_OK, msg)
+    do step = 1, 2
+        call block(step + 2, lo, hi)
+        call td%step(x(:, lo:hi), y(:, lo:hi))
+        call tr3%step(x(:, lo:hi), y(:, lo:hi))
+    end do
+    call td%get_model(md)
+    call tr3%get_model(m3)
+    call md%forward(probe, yd)
+    call m3%forward(probe, y2)
+    call check('checkpoint + reload over the communicator + continue equals the uninterrupted run', &
+               all(transfer(y2, 1_int64, size(y2)) == transfer(yd, 1_int64, size(yd))), 'weights differ')
+
+    counts = [passed, failed]
+    call MPI_Allreduce(MPI_IN_PLACE, counts, 2, MPI_INTEGER, MPI_MAX, MPI_COMM_WORLD, ierr)
+    if (rank == 0) then
+        open (newunit=lo, file=model_path, status='old', iostat=ierr)
+        if (ierr == 0) close (lo, status='delete')
+        open (newunit=lo, file=ckpt, status='old', iostat=ierr)
+        if (ierr == 0) close (lo, status='delete')
+        print '(i0,a,i0,a)', counts(1), ' passed, ', counts(2), ' failed'
+    end if
+    call td%free(); call td2%free(); call ts%free(); call tr3%free()
+    call MPI_Finalize(ierr)
+    if (counts(2) > 0) error stop 1
+contains
+    subroutine make_data()
+        integer :: k
+        do k = 1, g
+            x(:, k) = [sin(0.37_real64 * k), cos(0.11_real64 * k), real(mod(k, 7), real64) / 7 - 0.5_real64]
+            y(:, k) = [x(1, k) * x(2, k) + x(3, k), tanh(x(1, k) - x(3, k))]
+        end do
+        do k = 1, nprobe
+            probe(:, k) = [cos(0.5_real64 * k), sin(0.3_real64 * k), 0.1_real64 * mod(k, 5)]
+        end do
+    end subroutine
+
+    !> This rank's columns lo:hi in a step: uneven shares; in step 2 the last rank has none.
+    subroutine block(step, lo, hi)
+        integer, intent(in) :: step
+        integer, intent(out) :: lo, hi
+        integer :: r, share(0:63), total
+        total = 0
+        do r = 0, nranks - 1
+            share(r) = r + 1
+            if (step == 2 .and. r == nranks - 1 .and. nranks > 1) share(r) = 0
+            total = total + share(r)
+        end do
+        lo = 1
+        do r = 0, rank - 1
+            lo = lo + (g * share(r)) / total
+        end do
+        hi = lo + (g * share(rank)) / total - 1
+        if (rank == nranks - 1) hi = g
+        if (share(rank) == 0) hi = lo - 1
+    end subroutine
+
+    logical function same_on_all_ranks(a)
+        real(real64), intent(in) :: a(:,:)
+        real(real64) :: mx(size(a, 1), size(a, 2)), mn(size(a, 1), size(a, 2))
+        integer :: e
+        mx = a; mn = a
+        call MPI_Allreduce(MPI_IN_PLACE, mx, size(a), MPI_DOUBLE_PRECISION, MPI_MAX, MPI_COMM_WORLD, e)
+        call MPI_Allreduce(MPI_IN_PLACE, mn, size(a), MPI_DOUBLE_PRECISION, MPI_MIN, MPI_COMM_WORLD, e)
+        same_on_all_ranks = all(transfer(mx, 1_int64, size(mx)) == transfer(mn, 1_int64, size(mn)))
+    end function
+
+    logical function all_equal(v)
+        integer, intent(in) :: v
+        integer :: mx, mn, e
+        call MPI_Allreduce(v, mx, 1, MPI_INTEGER, MPI_MAX, MPI_COMM_WORLD, e)
+        call MPI_Allreduce(v, mn, 1, MPI_INTEGER, MPI_MIN, MPI_COMM_WORLD, e)
+        all_equal = mx == mn
+    end function
+
+    subroutine check(name, ok, detail)
+        character(len=*), intent(in) :: name, detail
+        logical, intent(in) :: ok
+        logical :: all_ok
+        integer :: e
+        call MPI_Allreduce(ok, all_ok, 1, MPI_LOGICAL, MPI_LAND, MPI_COMM_WORLD, e)
+        if (all_ok) then
+            passed = passed + 1
+            if (rank == 0) print '(a)', 'PASS ' // name
+        else
+            failed = failed + 1
+            if (.not. ok) print '(a,i0,a)', 'FAIL ' // name // ' (rank ', rank, '): ' // trim(detail)
+        end if
+    end subroutine
+end program test_mpi_training
