@@ -1,0 +1,512 @@
+// Convolution kernels: Conv (1-D/2-D, any group; im2col + OpenBLAS GEMM, depthwise by direct loops)
+// and ConvTranspose (1-D/2-D, any group; GEMM + col2im).
+//
+// Layouts (row-major / C order, ONNX/PyTorch conventions; a 1-D case is the 2-D case with H = 1):
+//   x      N × Cin  × inSpatial            (inSpatial  = [L] or [H, W])
+//   y      N × Cout × outSpatial
+//   Conv weight            Cout × (Cin / group) × kernel...      (ONNX Conv "W")
+//   ConvTranspose weight   Cin  × (Cout / group) × kernel...     (ONNX ConvTranspose "W")
+//   bias   Cout values or nil; `activation` is applied after the bias (fused, one pass).
+//
+// Public API:
+//   struct ConvGeometry                 validated sizes of one Conv node
+//     init(channelsIn:channelsOut:group:inputSize:kernelSize:strides:dilations:padsBegin:padsEnd:) throws(InLoopError)
+//       spatial rank 1 or 2 = inputSize.count; strides/dilations default to 1, pads to 0 when nil;
+//       outputSize[i] = (in + padsBegin + padsEnd - ((k - 1)·dilation + 1)) / stride + 1 (floor).
+//       Throws .format for inconsistent or non-positive sizes, .unsupported for rank ∉ {1, 2}.
+//     outputSize, inputSpatialCount, outputSpatialCount, kernelSpatialCount, weightCount,
+//     inputCount (Cin·inSpatial per sample), outputCount (Cout·outSpatial per sample), isDepthwise
+//     static autoPads(inputSize:kernelSize:strides:dilations:upper:) -> (begin: [Int], end: [Int])
+//       ONNX auto_pad SAME_UPPER (upper = true) / SAME_LOWER; also valid for pooling.
+//   enum Conv
+//     workspaceCount(geometry:batch:) -> Int       floats of scratch forward needs for this batch
+//                                                   (enough for any smaller batch too)
+//     forward(x:batch:geometry:weight:bias:activation:y:workspace:)
+//   struct ConvTransposeGeometry        validated sizes of one ConvTranspose node
+//     init(channelsIn:channelsOut:group:inputSize:kernelSize:strides:dilations:padsBegin:padsEnd:outputPadding:)
+//       throws(InLoopError); outputSize[i] = stride·(in - 1) + outputPadding + (k - 1)·dilation + 1
+//       - padsBegin - padsEnd (ONNX formula when output_shape is not given; a compiler that gets
+//       output_shape derives pads from it). Requires 0 ≤ outputPadding < max(stride, dilation).
+//     outputSize, inputSpatialCount, outputSpatialCount, kernelSpatialCount, weightCount,
+//     inputCount, outputCount
+//   enum ConvTranspose
+//     workspaceCount(geometry:batch:) -> Int
+//     forward(x:batch:geometry:weight:bias:activation:y:workspace:)
+//
+// Strategy: group = Cin > 1 (depthwise, any channel multiplier) runs direct loops (no workspace).
+// Otherwise, per group, im2col + cblas_sgemm: when a sample has at most 256 output positions several
+// samples share one GEMM (~512 im2col columns side by side; the copy back into y's N×Cout×P layout
+// applies bias + activation); else each sample is cut into tiles of whole output rows (~384 columns,
+// so the im2col block stays in cache) whose GEMMs write straight into y (ldc = P), followed by one
+// fused bias + activation pass. A 1×1 kernel with stride 1 and no padding skips im2col. ConvTranspose does,
+// per sample and group, col = Wᵀ·x (one sgemm) and a col2im scatter-add into y preset to the bias.
+//
+// Preconditions (caller-validated, not checked here): every pointer holds the counts above for
+// `batch` samples; `workspace` holds at least workspaceCount(geometry:batch:) floats (0 is a valid
+// count: then any non-null pointer will do); x, y and workspace do not overlap. Kernels never
+// allocate and never trap. The geometry's 2-D normalised fields (inH, inW, kH, kW, strideH, …,
+// outH, outW) are public for callers that need them.
+
+import CBLAS
+
+/// Validated sizes of a 1-D or 2-D convolution. Internally everything is 2-D: a 1-D convolution has
+/// `inH = kH = outH = 1`, stride/dilation 1 and no padding along H.
+public struct ConvGeometry: Equatable, Sendable {
+    public let channelsIn: Int
+    public let channelsOut: Int
+    public let group: Int
+    /// Spatial sizes as given (count 1 or 2).
+    public let inputSize: [Int]
+    public let kernelSize: [Int]
+    public let strides: [Int]
+    public let dilations: [Int]
+    public let padsBegin: [Int]
+    public let padsEnd: [Int]
+    public let outputSize: [Int]
+
+    // The 2-D normalised sizes the kernels use.
+    public let inH: Int, inW: Int
+    public let kH: Int, kW: Int
+    public let strideH: Int, strideW: Int
+    public let dilationH: Int, dilationW: Int
+    public let padTop: Int, padLeft: Int
+    public let outH: Int, outW: Int
+
+    public var spatialRank: Int { inputSize.count }
+    public var inputSpatialCount: Int { inH * inW }
+    public var outputSpatialCount: Int { outH * outW }
+    public var kernelSpatialCount: Int { kH * kW }
+    /// Cout · (Cin / group) · kernel.
+    public var weightCount: Int { channelsOut * (channelsIn / group) * kH * kW }
+    /// Values per sample of x and y.
+    public var inputCount: Int { channelsIn * inH * inW }
+    public var outputCount: Int { channelsOut * outH * outW }
+    /// One input channel per group (group = Cin > 1): computed by direct loops.
+    public var isDepthwise: Bool { group > 1 && group == channelsIn }
+
+    public init(channelsIn: Int, channelsOut: Int, group: Int = 1, inputSize: [Int], kernelSize: [Int],
+                strides: [Int]? = nil, dilations: [Int]? = nil, padsBegin: [Int]? = nil,
+                padsEnd: [Int]? = nil) throws(InLoopError) {
+        let r = inputSize.count
+        guard r == 1 || r == 2 else {
+            throw InLoopError(.unsupported, "convolution with \(r) spatial dimensions (input spatial shape \(Tensor.format(inputSize))): only 1-D and 2-D are supported")
+        }
+        let s = strides ?? [Int](repeating: 1, count: r)
+        let d = dilations ?? [Int](repeating: 1, count: r)
+        let pb = padsBegin ?? [Int](repeating: 0, count: r)
+        let pe = padsEnd ?? [Int](repeating: 0, count: r)
+        try ConvGeometry.checkCounts(r, ["kernel_shape": kernelSize, "strides": s, "dilations": d,
+                                         "pads (begin)": pb, "pads (end)": pe])
+        guard channelsIn > 0, channelsOut > 0 else {
+            throw InLoopError(.format, "convolution channels must be positive, got \(channelsIn) in, \(channelsOut) out")
+        }
+        guard group > 0, channelsIn % group == 0, channelsOut % group == 0 else {
+            throw InLoopError(.format, "convolution group \(group) must be positive and divide both the input channels (\(channelsIn)) and the output channels (\(channelsOut))")
+        }
+        var out = [Int](repeating: 0, count: r)
+        for i in 0..<r {
+            guard inputSize[i] > 0 else { throw InLoopError(.format, "convolution input spatial shape \(Tensor.format(inputSize)) has a non-positive size") }
+            guard kernelSize[i] > 0, s[i] > 0, d[i] > 0 else {
+                throw InLoopError(.format, "convolution kernel_shape \(Tensor.format(kernelSize)), strides \(Tensor.format(s)) and dilations \(Tensor.format(d)) must be positive")
+            }
+            guard pb[i] >= 0, pe[i] >= 0 else { throw InLoopError(.format, "convolution pads must be non-negative, got \(Tensor.format(pb + pe))") }
+            let span = (kernelSize[i] - 1) * d[i] + 1
+            let padded = inputSize[i] + pb[i] + pe[i]
+            guard padded >= span else {
+                throw InLoopError(.format, "convolution input spatial shape \(Tensor.format(inputSize)) with pads \(Tensor.format(pb + pe)) is smaller than the dilated kernel (\(span)) along spatial axis \(i)")
+            }
+            out[i] = (padded - span) / s[i] + 1
+        }
+        self.channelsIn = channelsIn; self.channelsOut = channelsOut; self.group = group
+        self.inputSize = inputSize; self.kernelSize = kernelSize; self.strides = s; self.dilations = d
+        self.padsBegin = pb; self.padsEnd = pe; self.outputSize = out
+        let h = r == 2 ? 0 : -1, w = r - 1
+        inH = h < 0 ? 1 : inputSize[h]; inW = inputSize[w]
+        kH = h < 0 ? 1 : kernelSize[h]; kW = kernelSize[w]
+        strideH = h < 0 ? 1 : s[h]; strideW = s[w]
+        dilationH = h < 0 ? 1 : d[h]; dilationW = d[w]
+        padTop = h < 0 ? 0 : pb[h]; padLeft = pb[w]
+        outH = h < 0 ? 1 : out[h]; outW = out[w]
+    }
+
+    static func checkCounts(_ r: Int, _ lists: KeyValuePairs<String, [Int]>) throws(InLoopError) {
+        for (name, v) in lists where v.count != r {
+            throw InLoopError(.format, "\(name) has \(v.count) values \(Tensor.format(v)), expected \(r) (one per spatial dimension)")
+        }
+    }
+
+    /// ONNX `auto_pad` SAME_UPPER (`upper`) / SAME_LOWER pads: output size ceil(in / stride), the
+    /// total padding split evenly with the odd one at the end (upper) or the beginning (lower).
+    /// Sizes are assumed valid (positive) and of equal counts.
+    public static func autoPads(inputSize: [Int], kernelSize: [Int], strides: [Int], dilations: [Int],
+                                upper: Bool) -> (begin: [Int], end: [Int]) {
+        var b = [Int](repeating: 0, count: inputSize.count), e = b
+        for i in 0..<inputSize.count {
+            let s = max(strides[i], 1)
+            let out = (inputSize[i] + s - 1) / s
+            let total = max(0, (out - 1) * s + (kernelSize[i] - 1) * dilations[i] + 1 - inputSize[i])
+            if upper { b[i] = total / 2; e[i] = total - b[i] } else { e[i] = total / 2; b[i] = total - e[i] }
+        }
+        return (b, e)
+    }
+}
+
+/// Valid output range along one axis for kernel tap `offset` (= k·dilation - padBegin):
+/// `lo ..< hi` are the outputs o with 0 ≤ o·stride + offset < inSize (lo ≤ hi, both in 0...outSize).
+@inlinable @inline(__always)
+func convValidRange(offset: Int, stride: Int, inSize: Int, outSize: Int) -> (lo: Int, hi: Int) {
+    let lo = offset >= 0 ? 0 : min(outSize, (-offset + stride - 1) / stride)
+    let t = inSize - 1 - offset
+    let hi = t < 0 ? 0 : min(outSize, t / stride + 1)
+    return (lo, max(lo, hi))
+}
+
+public enum Conv {
+    /// Output columns (samples × output positions) one GEMM aims for when samples are batched.
+    @usableFromInline static let targetColumns = 512
+
+    /// Samples per GEMM: 1 when one sample already has enough output positions (then the GEMM writes
+    /// straight into y), else several, packed side by side in the im2col matrix.
+    @inlinable
+    static func samplesPerGEMM(_ g: ConvGeometry, batch: Int) -> Int {
+        let p = g.outputSpatialCount
+        return max(1, min(batch, targetColumns / max(p, 1)))
+    }
+
+    /// Output columns per im2col tile when one sample fills a GEMM on its own.
+    @usableFromInline static let tileColumns = 384
+
+    /// Output rows per im2col tile (one sample per GEMM): about `tileColumns` columns, whole rows.
+    @inlinable
+    static func outputRowsPerTile(_ g: ConvGeometry) -> Int {
+        max(1, min(g.outH, tileColumns / max(g.outW, 1)))
+    }
+
+    /// A 1×1 kernel with stride 1 and no padding: x itself is the im2col matrix.
+    @inlinable
+    static func isPointwise(_ g: ConvGeometry) -> Bool {
+        g.kH == 1 && g.kW == 1 && g.strideH == 1 && g.strideW == 1 && g.padTop == 0 && g.padLeft == 0
+            && g.outH == g.inH && g.outW == g.inW
+    }
+
+    /// Floats of scratch `forward` needs for `batch` samples (also enough for any smaller batch).
+    @inlinable
+    public static func workspaceCount(geometry g: ConvGeometry, batch: Int) -> Int {
+        if g.isDepthwise { return 0 }
+        let b = samplesPerGEMM(g, batch: batch)
+        let k = g.channelsIn / g.group * g.kernelSpatialCount
+        let m = g.channelsOut / g.group
+        let p = g.outputSpatialCount
+        if b == 1 { return isPointwise(g) ? 0 : k * outputRowsPerTile(g) * g.outW }
+        return (k + m) * b * p
+    }
+
+    /// y = activation(conv(x, weight) + bias); layouts and preconditions in the file header.
+    @inlinable
+    public static func forward(x: UnsafePointer<Float>, batch: Int, geometry g: ConvGeometry,
+                               weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                               activation: Activation, y: UnsafeMutablePointer<Float>,
+                               workspace: UnsafeMutablePointer<Float>) {
+        if batch <= 0 { return }
+        if g.isDepthwise {
+            depthwise(x: x, batch: batch, geometry: g, weight: weight, bias: bias, activation: activation, y: y)
+            return
+        }
+        let cg = g.channelsIn / g.group           // input channels per group
+        let m = g.channelsOut / g.group           // output channels per group
+        let kk = g.kernelSpatialCount
+        let k = cg * kk                           // GEMM inner dimension
+        let p = g.outputSpatialCount
+        let inP = g.inputSpatialCount
+        let b = samplesPerGEMM(g, batch: batch)
+        let pointwise = isPointwise(g)
+        let rowsPerTile = outputRowsPerTile(g)
+
+        if b == 1 {
+            for n in 0..<batch {
+                for gi in 0..<g.group {
+                    let xs = x + (n * g.channelsIn + gi * cg) * inP
+                    let ys = y + (n * g.channelsOut + gi * m) * p
+                    if pointwise {
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(p), Int32(k),
+                                    1, weight + gi * m * k, Int32(k), xs, Int32(p), 0, ys, Int32(p))
+                        continue
+                    }
+                    // Tiles of output rows keep the im2col block and its slice of y in cache; each
+                    // tile's GEMM writes straight into y (ldc = P).
+                    var r0 = 0
+                    while r0 < g.outH {
+                        let r1 = min(g.outH, r0 + rowsPerTile)
+                        let cols = (r1 - r0) * g.outW
+                        im2col(x: xs, channels: cg, geometry: g, rowStart: r0, rowEnd: r1, col: workspace, ld: cols)
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(cols), Int32(k),
+                                    1, weight + gi * m * k, Int32(k), workspace, Int32(cols), 0,
+                                    ys + r0 * g.outW, Int32(p))
+                        r0 = r1
+                    }
+                }
+                let yn = y + n * g.channelsOut * p
+                if let bias {
+                    for co in 0..<g.channelsOut {
+                        let yc = yn + co * p
+                        storeBiasActivate(activation, UnsafePointer(yc), yc, count: p, bias: bias[co])
+                    }
+                } else {
+                    Kernels.activate(activation, yn, count: g.channelsOut * p)
+                }
+            }
+            return
+        }
+
+        // Several samples per GEMM: col is k × (b·p), the GEMM result c is m × (b·p); the copy back into
+        // y's N × Cout × P layout also adds the bias and applies the activation.
+        let col = workspace
+        let c = workspace + k * b * p
+        var n0 = 0
+        while n0 < batch {
+            let nb = min(b, batch - n0)
+            let ld = nb * p
+            for gi in 0..<g.group {
+                for s in 0..<nb {
+                    im2col(x: x + ((n0 + s) * g.channelsIn + gi * cg) * inP, channels: cg, geometry: g,
+                           rowStart: 0, rowEnd: g.outH, col: col + s * p, ld: ld)
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(ld), Int32(k),
+                            1, weight + gi * m * k, Int32(k), col, Int32(ld), 0, c, Int32(ld))
+                for s in 0..<nb {
+                    let ys = y + ((n0 + s) * g.channelsOut + gi * m) * p
+                    for o in 0..<m {
+                        let src = c + o * ld + s * p, dst = ys + o * p
+                        let bv = bias?[gi * m + o] ?? 0
+                        storeBiasActivate(activation, src, dst, count: p, bias: bv)
+                    }
+                }
+            }
+            n0 += nb
+        }
+    }
+
+    /// dst[i] = act(src[i] + bias).
+    @inlinable @inline(__always)
+    static func storeBiasActivate(_ act: Activation, _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
+                                  count: Int, bias bv: Float) {
+        switch act {
+        case .identity: for i in 0..<count { dst[i] = src[i] + bv }
+        case .relu: for i in 0..<count { let v = src[i] + bv; dst[i] = v > 0 ? v : 0 }
+        case .leakyRelu(let a): for i in 0..<count { let v = src[i] + bv; dst[i] = v >= 0 ? v : a * v }
+        default:
+            for i in 0..<count { dst[i] = src[i] + bv }
+            Kernels.activate(act, dst, count: count)
+        }
+    }
+
+    /// Writes the im2col matrix of one sample's `channels` channels: row (c·kH + i)·kW + j, column
+    /// oh·outW + ow holds x[c, oh·sH + i·dH - padTop, ow·sW + j·dW - padLeft] (0 in the padding).
+    /// Rows are `ld` floats apart.
+    /// Only output rows `rowStart ..< rowEnd` are written (column (oh - rowStart)·outW + ow).
+    @inlinable
+    static func im2col(x: UnsafePointer<Float>, channels: Int, geometry g: ConvGeometry,
+                       rowStart: Int, rowEnd: Int, col: UnsafeMutablePointer<Float>, ld: Int) {
+        let inH = g.inH, inW = g.inW, outW = g.outW
+        let sH = g.strideH, sW = g.strideW
+        for c in 0..<channels {
+            let xc = x + c * inH * inW
+            for i in 0..<g.kH {
+                let hOff = i * g.dilationH - g.padTop
+                var (ohLo, ohHi) = convValidRange(offset: hOff, stride: sH, inSize: inH, outSize: g.outH)
+                ohLo = min(max(ohLo, rowStart), rowEnd); ohHi = min(max(ohHi, ohLo), rowEnd)
+                for j in 0..<g.kW {
+                    let row = col + ((c * g.kH + i) * g.kW + j) * ld - rowStart * outW
+                    let wOff = j * g.dilationW - g.padLeft
+                    let (lo, hi) = convValidRange(offset: wOff, stride: sW, inSize: inW, outSize: outW)
+                    if ohLo > rowStart { (row + rowStart * outW).update(repeating: 0, count: (ohLo - rowStart) * outW) }
+                    if ohHi < rowEnd { (row + ohHi * outW).update(repeating: 0, count: (rowEnd - ohHi) * outW) }
+                    for oh in ohLo..<ohHi {
+                        let dst = row + oh * outW
+                        let src = xc + (oh * sH + hOff) * inW + wOff
+                        for ow in 0..<lo { dst[ow] = 0 }
+                        if sW == 1 {
+                            if hi > lo { (dst + lo).update(from: src + lo, count: hi - lo) }
+                        } else {
+                            for ow in lo..<hi { dst[ow] = src[ow * sW] }
+                        }
+                        for ow in hi..<outW { dst[ow] = 0 }
+                    }
+                }
+            }
+        }
+    }
+
+    /// group = Cin: output channel co reads input channel co / (Cout / Cin) only.
+    @inlinable
+    static func depthwise(x: UnsafePointer<Float>, batch: Int, geometry g: ConvGeometry,
+                          weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                          activation: Activation, y: UnsafeMutablePointer<Float>) {
+        let mult = g.channelsOut / g.channelsIn
+        let inP = g.inputSpatialCount, p = g.outputSpatialCount
+        let inH = g.inH, inW = g.inW, outH = g.outH, outW = g.outW
+        let sH = g.strideH, sW = g.strideW, kH = g.kH, kW = g.kW
+        for n in 0..<batch {
+            for co in 0..<g.channelsOut {
+                let xc = x + (n * g.channelsIn + co / mult) * inP
+                let yc = y + (n * g.channelsOut + co) * p
+                let wk = weight + co * kH * kW
+                yc.update(repeating: bias?[co] ?? 0, count: p)
+                for i in 0..<kH {
+                    let hOff = i * g.dilationH - g.padTop
+                    let (ohLo, ohHi) = convValidRange(offset: hOff, stride: sH, inSize: inH, outSize: outH)
+                    for j in 0..<kW {
+                        let wv = wk[i * kW + j]
+                        let wOff = j * g.dilationW - g.padLeft
+                        let (lo, hi) = convValidRange(offset: wOff, stride: sW, inSize: inW, outSize: outW)
+                        for oh in ohLo..<ohHi {
+                            let dst = yc + oh * outW
+                            let src = xc + (oh * sH + hOff) * inW + wOff
+                            if sW == 1 {
+                                for ow in lo..<hi { dst[ow] += wv * src[ow] }
+                            } else {
+                                for ow in lo..<hi { dst[ow] += wv * src[ow * sW] }
+                            }
+                        }
+                    }
+                }
+                Kernels.activate(activation, yc, count: p)
+            }
+        }
+    }
+}
+
+/// Validated sizes of a 1-D or 2-D transposed convolution (same 2-D normalisation as ConvGeometry).
+public struct ConvTransposeGeometry: Equatable, Sendable {
+    public let channelsIn: Int
+    public let channelsOut: Int
+    public let group: Int
+    public let inputSize: [Int]
+    public let kernelSize: [Int]
+    public let strides: [Int]
+    public let dilations: [Int]
+    public let padsBegin: [Int]
+    public let padsEnd: [Int]
+    public let outputPadding: [Int]
+    public let outputSize: [Int]
+
+    public let inH: Int, inW: Int
+    public let kH: Int, kW: Int
+    public let strideH: Int, strideW: Int
+    public let dilationH: Int, dilationW: Int
+    public let padTop: Int, padLeft: Int
+    public let outH: Int, outW: Int
+
+    public var spatialRank: Int { inputSize.count }
+    public var inputSpatialCount: Int { inH * inW }
+    public var outputSpatialCount: Int { outH * outW }
+    public var kernelSpatialCount: Int { kH * kW }
+    /// Cin · (Cout / group) · kernel.
+    public var weightCount: Int { channelsIn * (channelsOut / group) * kH * kW }
+    public var inputCount: Int { channelsIn * inH * inW }
+    public var outputCount: Int { channelsOut * outH * outW }
+
+    public init(channelsIn: Int, channelsOut: Int, group: Int = 1, inputSize: [Int], kernelSize: [Int],
+                strides: [Int]? = nil, dilations: [Int]? = nil, padsBegin: [Int]? = nil,
+                padsEnd: [Int]? = nil, outputPadding: [Int]? = nil) throws(InLoopError) {
+        let r = inputSize.count
+        guard r == 1 || r == 2 else {
+            throw InLoopError(.unsupported, "transposed convolution with \(r) spatial dimensions (input spatial shape \(Tensor.format(inputSize))): only 1-D and 2-D are supported")
+        }
+        let s = strides ?? [Int](repeating: 1, count: r)
+        let d = dilations ?? [Int](repeating: 1, count: r)
+        let pb = padsBegin ?? [Int](repeating: 0, count: r)
+        let pe = padsEnd ?? [Int](repeating: 0, count: r)
+        let op = outputPadding ?? [Int](repeating: 0, count: r)
+        try ConvGeometry.checkCounts(r, ["kernel_shape": kernelSize, "strides": s, "dilations": d,
+                                         "pads (begin)": pb, "pads (end)": pe, "output_padding": op])
+        guard channelsIn > 0, channelsOut > 0 else {
+            throw InLoopError(.format, "transposed convolution channels must be positive, got \(channelsIn) in, \(channelsOut) out")
+        }
+        guard group > 0, channelsIn % group == 0, channelsOut % group == 0 else {
+            throw InLoopError(.format, "transposed convolution group \(group) must be positive and divide both the input channels (\(channelsIn)) and the output channels (\(channelsOut))")
+        }
+        var out = [Int](repeating: 0, count: r)
+        for i in 0..<r {
+            guard inputSize[i] > 0 else { throw InLoopError(.format, "transposed convolution input spatial shape \(Tensor.format(inputSize)) has a non-positive size") }
+            guard kernelSize[i] > 0, s[i] > 0, d[i] > 0 else {
+                throw InLoopError(.format, "transposed convolution kernel_shape \(Tensor.format(kernelSize)), strides \(Tensor.format(s)) and dilations \(Tensor.format(d)) must be positive")
+            }
+            guard pb[i] >= 0, pe[i] >= 0 else { throw InLoopError(.format, "transposed convolution pads must be non-negative, got \(Tensor.format(pb + pe))") }
+            guard op[i] >= 0, op[i] < max(s[i], d[i]) else {
+                throw InLoopError(.format, "transposed convolution output_padding \(Tensor.format(op)) must be non-negative and smaller than the stride or the dilation")
+            }
+            out[i] = s[i] * (inputSize[i] - 1) + op[i] + (kernelSize[i] - 1) * d[i] + 1 - pb[i] - pe[i]
+            guard out[i] > 0 else {
+                throw InLoopError(.format, "transposed convolution output size \(out[i]) along spatial axis \(i) is not positive (pads \(Tensor.format(pb + pe)) too large)")
+            }
+        }
+        self.channelsIn = channelsIn; self.channelsOut = channelsOut; self.group = group
+        self.inputSize = inputSize; self.kernelSize = kernelSize; self.strides = s; self.dilations = d
+        self.padsBegin = pb; self.padsEnd = pe; self.outputPadding = op; self.outputSize = out
+        let h = r == 2 ? 0 : -1, w = r - 1
+        inH = h < 0 ? 1 : inputSize[h]; inW = inputSize[w]
+        kH = h < 0 ? 1 : kernelSize[h]; kW = kernelSize[w]
+        strideH = h < 0 ? 1 : s[h]; strideW = s[w]
+        dilationH = h < 0 ? 1 : d[h]; dilationW = d[w]
+        padTop = h < 0 ? 0 : pb[h]; padLeft = pb[w]
+        outH = h < 0 ? 1 : out[h]; outW = out[w]
+    }
+}
+
+public enum ConvTranspose {
+    /// Floats of scratch `forward` needs (independent of the batch).
+    @inlinable
+    public static func workspaceCount(geometry g: ConvTransposeGeometry, batch: Int) -> Int {
+        (g.channelsOut / g.group) * g.kernelSpatialCount * g.inputSpatialCount
+    }
+
+    /// y = activation(convTranspose(x, weight) + bias): per sample and group one GEMM
+    /// col = W_gᵀ · x_g (rows (co·kH + i)·kW + j, one column per input position), then col2im
+    /// scatter-adds col into y, which was preset to the bias.
+    @inlinable
+    public static func forward(x: UnsafePointer<Float>, batch: Int, geometry g: ConvTransposeGeometry,
+                               weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                               activation: Activation, y: UnsafeMutablePointer<Float>,
+                               workspace: UnsafeMutablePointer<Float>) {
+        let cg = g.channelsIn / g.group, m = g.channelsOut / g.group
+        let kk = g.kernelSpatialCount
+        let rows = m * kk
+        let inP = g.inputSpatialCount, p = g.outputSpatialCount
+        let inH = g.inH, inW = g.inW, outH = g.outH, outW = g.outW
+        let sH = g.strideH, sW = g.strideW
+        for n in 0..<batch {
+            let yn = y + n * g.channelsOut * p
+            for co in 0..<g.channelsOut { (yn + co * p).update(repeating: bias?[co] ?? 0, count: p) }
+            for gi in 0..<g.group {
+                let xs = x + (n * g.channelsIn + gi * cg) * inP
+                // weight rows of this group: cg × rows, transposed into rows × cg.
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows), Int32(inP), Int32(cg),
+                            1, weight + gi * cg * rows, Int32(rows), xs, Int32(inP), 0, workspace, Int32(inP))
+                for o in 0..<m {
+                    let yc = yn + (gi * m + o) * p
+                    for i in 0..<g.kH {
+                        let hOff = i * g.dilationH - g.padTop
+                        // input rows ih with 0 ≤ ih·sH + hOff < outH
+                        let (ihLo, ihHi) = convValidRange(offset: hOff, stride: sH, inSize: outH, outSize: inH)
+                        for j in 0..<g.kW {
+                            let wOff = j * g.dilationW - g.padLeft
+                            let (lo, hi) = convValidRange(offset: wOff, stride: sW, inSize: outW, outSize: inW)
+                            let row = workspace + ((o * g.kH + i) * g.kW + j) * inP
+                            for ih in ihLo..<ihHi {
+                                let src = row + ih * inW
+                                let dst = yc + (ih * sH + hOff) * outW + wOff
+                                if sW == 1 {
+                                    for iw in lo..<hi { dst[iw] += src[iw] }
+                                } else {
+                                    for iw in lo..<hi { dst[iw * sW] += src[iw] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Kernels.activate(activation, yn, count: g.channelsOut * p)
+        }
+    }
+}

@@ -1,0 +1,643 @@
+// Tensor-shaped kernels: layout ops (transpose, concat, split, slice, gather), broadcasting binary
+// ops, softmax / log-softmax, layer norm, batch-norm affine, nearest resize.
+//
+// All tensors are dense row-major (C order). Shapes are passed as [Int] (read only, never copied);
+// ranks are at most 8 (TensorOps.maxRank). Integer arguments follow ONNX after the caller's
+// normalisation, as stated per function.
+//
+// Public API (enum TensorOps unless stated):
+//   transpose(x:shape:perm:y:)
+//       y has shape [shape[perm[0]], …, shape[perm[r-1]]]; y axis i is x axis perm[i] (ONNX Transpose).
+//       perm is a permutation of 0..<shape.count.
+//   concat(x:outer:axisLength:inner:y:yAxisLength:axisOffset:)
+//       x (outer × axisLength × inner) is copied into y (outer × yAxisLength × inner) at
+//       y[:, axisOffset ..< axisOffset + axisLength, :]; one call per Concat input.
+//       outer = product of dims before the axis, inner = product of dims after it.
+//   split(x:outer:axisLength:inner:axisOffset:y:yAxisLength:)
+//       y (outer × yAxisLength × inner) = x[:, axisOffset ..< axisOffset + yAxisLength, :] of x
+//       (outer × axisLength × inner); one call per Split output.
+//   sliceRange(dim:start:end:step:) -> (start: Int, count: Int)
+//       ONNX Slice clamping of one axis (negative start/end count from the end; any Int, e.g.
+//       Int.max / Int.min, is fine); step ≠ 0. count ≥ 0 elements start, start+step, …
+//   sliceShape(shape:starts:ends:steps:) -> [Int]      output shape (allocates: compile time only)
+//   slice(x:shape:starts:ends:steps:y:)
+//       full-rank starts/ends/steps (one per axis, raw ONNX values, clamped as sliceRange does;
+//       the caller expands ONNX `axes` and fills 0 / Int.max / 1 for untouched axes); steps ≠ 0,
+//       negative steps walk backwards. y has shape sliceShape(...).
+//   gather(x:shape:axis:indices:indexCount:y:)
+//       ONNX Gather: y = x[..., indices[j], ...] along `axis`; y shape is shape[..<axis] + indices'
+//       shape + shape[axis+1...]. indices are already normalised to 0..<shape[axis].
+//   broadcastShape(_ a: [Int], _ b: [Int]) throws(InLoopError) -> [Int]   NumPy rule (allocates)
+//   broadcastBinary(_ op: BinaryOp, a:aShape:b:bShape:y:yShape:)
+//       y = op(a, b) with NumPy broadcasting; yShape = broadcastShape(aShape, bShape); ranks ≤ 8
+//       (shorter shapes are right-aligned). y may alias a (or b) when that operand's shape equals
+//       yShape. Fast paths: equal shapes, scalar operand, vector along the last axis, per-channel.
+//   softmax(x:outer:axisLength:inner:y:)      numerically stable softmax over the middle axis of
+//   logSoftmax(x:outer:axisLength:inner:y:)   x (outer × axisLength × inner); y may equal x.
+//       (ONNX opset ≥ 13: axis = the softmax axis; opset < 13 coerces to 2-D: inner = 1.)
+//   layerNorm(x:rows:cols:scale:bias:epsilon:y:)
+//       each row of x (rows × cols): (x - mean) / sqrt(var + epsilon) · scale[c] + bias[c];
+//       scale / bias (cols values) may be nil (= 1 / 0). Biased variance. y may equal x.
+//   batchNormCoefficients(channels:gamma:beta:mean:variance:epsilon:scale:shift:)
+//       scale[c] = gamma[c] / sqrt(variance[c] + epsilon), shift[c] = beta[c] - mean[c]·scale[c].
+//   batchNormAffine(x:batch:channels:spatial:scale:shift:y:)
+//       y[n, c, s] = x[n, c, s]·scale[c] + shift[c] for x (batch × channels × spatial); y may equal x.
+//   resizeNearest(x:inShape:outShape:scales:coordinateMode:nearestMode:y:)
+//       ONNX Resize mode=nearest over every axis (rank ≤ 8; same rank in and out, sizes ≥ 1).
+//       scales: per-axis scale factors as given to Resize, or nil to use outShape[i] / inShape[i]
+//       (Resize with `sizes`). Input index = nearestMode(transform(outIndex)) clamped to the input.
+//
+//   enum BinaryOp { add, sub, mul, div, pow, min, max }; apply(_:_:) is the scalar definition.
+//   enum ResizeCoordinateMode { halfPixel, halfPixelSymmetric, asymmetric, alignCorners,
+//       pytorchHalfPixel, tfHalfPixelForNearest }; init?(onnxName:) ("half_pixel", …)
+//       (tf_crop_and_resize is not supported).
+//   enum ResizeNearestMode { roundPreferFloor, roundPreferCeil, floor, ceil }; init?(onnxName:)
+//
+// Preconditions (caller-validated, not checked): pointers hold the element counts implied by the
+// shapes; shapes, perms, axes and indices are valid; outputs do not overlap inputs unless stated.
+// No allocation (except the two shape helpers marked above) and no traps; an N-D kernel called with
+// a rank above 8 returns without writing y (validate ranks at compile time).
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Element-wise binary operators with NumPy broadcasting (ONNX Add, Sub, Mul, Div, Pow, Min, Max).
+public enum BinaryOp: Equatable, Sendable, CustomStringConvertible {
+    case add, sub, mul, div, pow, min, max
+
+    public var description: String {
+        switch self {
+        case .add: return "Add"
+        case .sub: return "Sub"
+        case .mul: return "Mul"
+        case .div: return "Div"
+        case .pow: return "Pow"
+        case .min: return "Min"
+        case .max: return "Max"
+        }
+    }
+
+    /// The scalar definition. Min/Max propagate NaN.
+    @inlinable @inline(__always)
+    public func apply(_ a: Float, _ b: Float) -> Float {
+        switch self {
+        case .add: return a + b
+        case .sub: return a - b
+        case .mul: return a * b
+        case .div: return a / b
+        case .pow: return powf(a, b)
+        case .min: return BinaryOp.minimum(a, b)
+        case .max: return BinaryOp.maximum(a, b)
+        }
+    }
+
+    @inlinable @inline(__always)
+    static func minimum(_ a: Float, _ b: Float) -> Float { a.isNaN || a < b ? a : b }
+    @inlinable @inline(__always)
+    static func maximum(_ a: Float, _ b: Float) -> Float { a.isNaN || a > b ? a : b }
+}
+
+/// ONNX Resize `coordinate_transformation_mode` (tf_crop_and_resize is not supported).
+public enum ResizeCoordinateMode: Equatable, Sendable {
+    case halfPixel, halfPixelSymmetric, asymmetric, alignCorners, pytorchHalfPixel, tfHalfPixelForNearest
+
+    public init?(onnxName: String) {
+        switch onnxName {
+        case "half_pixel": self = .halfPixel
+        case "half_pixel_symmetric": self = .halfPixelSymmetric
+        case "asymmetric": self = .asymmetric
+        case "align_corners": self = .alignCorners
+        case "pytorch_half_pixel": self = .pytorchHalfPixel
+        case "tf_half_pixel_for_nearest": self = .tfHalfPixelForNearest
+        default: return nil
+        }
+    }
+}
+
+/// ONNX Resize `nearest_mode`.
+public enum ResizeNearestMode: Equatable, Sendable {
+    case roundPreferFloor, roundPreferCeil, floor, ceil
+
+    public init?(onnxName: String) {
+        switch onnxName {
+        case "round_prefer_floor": self = .roundPreferFloor
+        case "round_prefer_ceil": self = .roundPreferCeil
+        case "floor": self = .floor
+        case "ceil": self = .ceil
+        default: return nil
+        }
+    }
+}
+
+public enum TensorOps {
+    /// The largest rank the N-D kernels handle.
+    public static let maxRank = 8
+
+    @usableFromInline typealias Dims = Fixed8<Int>
+
+    // MARK: transpose
+
+    /// ONNX Transpose: y axis i is x axis perm[i]. Size-1 axes are dropped and axes that stay
+    /// adjacent are merged first; a contiguous innermost run is copied as a block, a 2-D transpose
+    /// of the two innermost axes is tiled.
+    @inlinable
+    public static func transpose(x: UnsafePointer<Float>, shape: [Int], perm: [Int], y: UnsafeMutablePointer<Float>) {
+        let r = shape.count
+        guard r <= maxRank else { return }
+        var xs = Dims(repeating: 0)
+        var total = 1
+        var i = r - 1
+        while i >= 0 { xs[i] = total; total *= shape[i]; i -= 1 }
+        if total == 0 { return }
+        var dims = Dims(repeating: 1), st = Dims(repeating: 0)
+        var k = 0
+        for o in 0..<r {
+            let a = perm[o], d = shape[a]
+            if d == 1 { continue }
+            if k > 0 && st[k - 1] == xs[a] * d {
+                dims[k - 1] *= d; st[k - 1] = xs[a]
+            } else {
+                dims[k] = d; st[k] = xs[a]; k += 1
+            }
+        }
+        if k == 0 { y[0] = x[0]; return }
+        if st[k - 1] == 1 {
+            // Contiguous innermost run.
+            let run = dims[k - 1]
+            forEachOffset(dims: dims, strides: st, rank: k - 1) { off, n in
+                (y + n * run).update(from: x + off, count: run)
+            }
+        } else if k >= 2 && st[k - 2] == 1 {
+            // y[.., r, c] = x[off + r + c·cs]: a tiled 2-D transpose per outer index.
+            let rows = dims[k - 2], cols = dims[k - 1], cs = st[k - 1]
+            let tile = 32
+            forEachOffset(dims: dims, strides: st, rank: k - 2) { off, n in
+                let yb = y + n * rows * cols, xb = x + off
+                var r0 = 0
+                while r0 < rows {
+                    let r1 = Swift.min(rows, r0 + tile)
+                    var c0 = 0
+                    while c0 < cols {
+                        let c1 = Swift.min(cols, c0 + tile)
+                        for rr in r0..<r1 {
+                            let yr = yb + rr * cols, xr = xb + rr
+                            for cc in c0..<c1 { yr[cc] = xr[cc * cs] }
+                        }
+                        c0 = c1
+                    }
+                    r0 = r1
+                }
+            }
+        } else {
+            let run = dims[k - 1], s = st[k - 1]
+            forEachOffset(dims: dims, strides: st, rank: k - 1) { off, n in
+                let yr = y + n * run, xr = x + off
+                for j in 0..<run { yr[j] = xr[j * s] }
+            }
+        }
+    }
+
+    /// Calls body(offset, n) for the n-th index (row-major) of the first `rank` axes of `dims`, with
+    /// offset = Σ index[d]·strides[d].
+    @inlinable @inline(__always)
+    static func forEachOffset(dims: Dims, strides: Dims, rank: Int, _ body: (Int, Int) -> Void) {
+        var count = 1
+        for d in 0..<rank { count *= dims[d] }
+        var idx = Dims(repeating: 0)
+        var off = 0
+        for n in 0..<count {
+            body(off, n)
+            var d = rank - 1
+            while d >= 0 {
+                idx[d] += 1
+                off += strides[d]
+                if idx[d] < dims[d] { break }
+                off -= strides[d] * dims[d]
+                idx[d] = 0
+                d -= 1
+            }
+        }
+    }
+
+    // MARK: concat / split
+
+    /// Copies x (outer × axisLength × inner) into y (outer × yAxisLength × inner) at axis offset
+    /// `axisOffset`.
+    @inlinable
+    public static func concat(x: UnsafePointer<Float>, outer: Int, axisLength: Int, inner: Int,
+                              y: UnsafeMutablePointer<Float>, yAxisLength: Int, axisOffset: Int) {
+        let run = axisLength * inner, ys = yAxisLength * inner
+        if run == 0 { return }
+        for o in 0..<outer { (y + o * ys + axisOffset * inner).update(from: x + o * run, count: run) }
+    }
+
+    /// y (outer × yAxisLength × inner) = x[:, axisOffset ..< axisOffset + yAxisLength, :].
+    @inlinable
+    public static func split(x: UnsafePointer<Float>, outer: Int, axisLength: Int, inner: Int, axisOffset: Int,
+                             y: UnsafeMutablePointer<Float>, yAxisLength: Int) {
+        let run = yAxisLength * inner, xs = axisLength * inner
+        if run == 0 { return }
+        for o in 0..<outer { (y + o * run).update(from: x + o * xs + axisOffset * inner, count: run) }
+    }
+
+    // MARK: slice
+
+    /// ONNX Slice clamping along one axis of size `dim`: the first index and the number of elements.
+    @inlinable
+    public static func sliceRange(dim: Int, start: Int, end: Int, step: Int) -> (start: Int, count: Int) {
+        if dim <= 0 || step == 0 { return (0, 0) }
+        var s = start, e = end
+        if s < 0 { s += dim }
+        if e < 0 { e += dim }
+        if step > 0 {
+            let st = Swift.min(step, dim)
+            s = Swift.min(Swift.max(s, 0), dim)
+            e = Swift.min(Swift.max(e, 0), dim)
+            return (s, e > s ? (e - s + st - 1) / st : 0)
+        } else {
+            let st = Swift.min(0 &- Swift.max(step, -dim), dim)
+            s = Swift.min(Swift.max(s, 0), dim - 1)
+            e = Swift.min(Swift.max(e, -1), dim - 1)
+            return (s, s > e ? (s - e + st - 1) / st : 0)
+        }
+    }
+
+    /// The shape `slice` produces (allocates; for compile time).
+    public static func sliceShape(shape: [Int], starts: [Int], ends: [Int], steps: [Int]) -> [Int] {
+        (0..<shape.count).map { sliceRange(dim: shape[$0], start: starts[$0], end: ends[$0], step: steps[$0]).count }
+    }
+
+    /// ONNX Slice with one start/end/step per axis; see the file header.
+    @inlinable
+    public static func slice(x: UnsafePointer<Float>, shape: [Int], starts: [Int], ends: [Int], steps: [Int],
+                             y: UnsafeMutablePointer<Float>) {
+        let r = shape.count
+        guard r <= maxRank else { return }
+        if r == 0 { y[0] = x[0]; return }
+        var dims = Dims(repeating: 1), st = Dims(repeating: 0)
+        var stride = 1, base = 0, total = 1
+        var i = r - 1
+        while i >= 0 {
+            let (s, c) = sliceRange(dim: shape[i], start: starts[i], end: ends[i], step: steps[i])
+            let step = steps[i] > 0 ? Swift.min(steps[i], shape[i]) : Swift.max(steps[i], -shape[i])
+            dims[i] = c; st[i] = step * stride; base += s * stride
+            total *= c
+            stride *= shape[i]
+            i -= 1
+        }
+        if total == 0 { return }
+        let run = dims[r - 1], s = st[r - 1]
+        let xb = x + base
+        forEachOffset(dims: dims, strides: st, rank: r - 1) { off, n in
+            let yr = y + n * run, xr = xb + off
+            if s == 1 {
+                yr.update(from: xr, count: run)
+            } else {
+                for j in 0..<run { yr[j] = xr[j * s] }
+            }
+        }
+    }
+
+    // MARK: gather
+
+    /// ONNX Gather along `axis` with normalised indices; see the file header.
+    @inlinable
+    public static func gather(x: UnsafePointer<Float>, shape: [Int], axis: Int, indices: UnsafePointer<Int>,
+                              indexCount: Int, y: UnsafeMutablePointer<Float>) {
+        var outer = 1, inner = 1
+        for d in 0..<axis { outer *= shape[d] }
+        for d in (axis + 1)..<shape.count { inner *= shape[d] }
+        let len = shape[axis]
+        if inner == 0 { return }
+        for o in 0..<outer {
+            let xo = x + o * len * inner, yo = y + o * indexCount * inner
+            if inner == 1 {
+                for j in 0..<indexCount { yo[j] = xo[indices[j]] }
+            } else {
+                for j in 0..<indexCount { (yo + j * inner).update(from: xo + indices[j] * inner, count: inner) }
+            }
+        }
+    }
+
+    // MARK: broadcasting binary ops
+
+    /// NumPy broadcast of two shapes (right-aligned; each pair of dims equal or one of them 1).
+    public static func broadcastShape(_ a: [Int], _ b: [Int]) throws(InLoopError) -> [Int] {
+        let r = Swift.max(a.count, b.count)
+        var out = [Int](repeating: 1, count: r)
+        for i in 0..<r {
+            let da = i < r - a.count ? 1 : a[i - (r - a.count)]
+            let db = i < r - b.count ? 1 : b[i - (r - b.count)]
+            if da == db || db == 1 { out[i] = da } else if da == 1 { out[i] = db } else {
+                throw InLoopError(.sizeMismatch, "shapes \(Tensor.format(a)) and \(Tensor.format(b)) cannot be broadcast together (dimension \(i): \(da) vs \(db))")
+            }
+        }
+        guard r <= maxRank else {
+            throw InLoopError(.unsupported, "broadcasting of rank \(r) (shapes \(Tensor.format(a)) and \(Tensor.format(b))): at most \(maxRank) dimensions are supported")
+        }
+        return out
+    }
+
+    /// y = op(a, b) with NumPy broadcasting; see the file header.
+    @inlinable
+    public static func broadcastBinary(_ op: BinaryOp, a: UnsafePointer<Float>, aShape: [Int],
+                                       b: UnsafePointer<Float>, bShape: [Int],
+                                       y: UnsafeMutablePointer<Float>, yShape: [Int]) {
+        switch op {
+        case .add: broadcastRun(a, aShape, b, bShape, y, yShape) { $0 + $1 }
+        case .sub: broadcastRun(a, aShape, b, bShape, y, yShape) { $0 - $1 }
+        case .mul: broadcastRun(a, aShape, b, bShape, y, yShape) { $0 * $1 }
+        case .div: broadcastRun(a, aShape, b, bShape, y, yShape) { $0 / $1 }
+        case .pow: broadcastRun(a, aShape, b, bShape, y, yShape) { powf($0, $1) }
+        case .min: broadcastRun(a, aShape, b, bShape, y, yShape) { BinaryOp.minimum($0, $1) }
+        case .max: broadcastRun(a, aShape, b, bShape, y, yShape) { BinaryOp.maximum($0, $1) }
+        }
+    }
+
+    @inlinable @inline(__always)
+    static func broadcastRun(_ a: UnsafePointer<Float>, _ aShape: [Int], _ b: UnsafePointer<Float>, _ bShape: [Int],
+                             _ y: UnsafeMutablePointer<Float>, _ yShape: [Int], _ f: (Float, Float) -> Float) {
+        var yCount = 1, aCount = 1, bCount = 1
+        for d in yShape { yCount *= d }
+        for d in aShape { aCount *= d }
+        for d in bShape { bCount *= d }
+        if yCount == 0 { return }
+        if aCount == yCount && bCount == yCount {
+            for i in 0..<yCount { y[i] = f(a[i], b[i]) }
+            return
+        }
+        if bCount == 1 && aCount == yCount {
+            let bv = b[0]
+            for i in 0..<yCount { y[i] = f(a[i], bv) }
+            return
+        }
+        if aCount == 1 && bCount == yCount {
+            let av = a[0]
+            for i in 0..<yCount { y[i] = f(av, b[i]) }
+            return
+        }
+        // General case: strides (0 where broadcast), size-1 axes dropped, compatible axes merged.
+        let r = yShape.count
+        guard r <= maxRank, aShape.count <= r, bShape.count <= r else { return }
+        var dims = Dims(repeating: 1), sa = Dims(repeating: 0), sb = Dims(repeating: 0)
+        var k = 0
+        var strideA = 1, strideB = 1
+        // Walk from the innermost axis outwards, building reversed lists, then reverse.
+        var i = r - 1
+        while i >= 0 {
+            let dy = yShape[i]
+            let ia = i - (r - aShape.count), ib = i - (r - bShape.count)
+            let da = ia >= 0 ? aShape[ia] : 1, db = ib >= 0 ? bShape[ib] : 1
+            let ca = da == 1 ? 0 : strideA, cb = db == 1 ? 0 : strideB
+            strideA *= da; strideB *= db
+            i -= 1
+            if dy == 1 { continue }
+            // Merge with the previous (inner) axis when both operands continue the same pattern.
+            if k > 0 && ca == sa[k - 1] * dims[k - 1] && cb == sb[k - 1] * dims[k - 1] {
+                dims[k - 1] *= dy
+            } else {
+                dims[k] = dy; sa[k] = ca; sb[k] = cb; k += 1
+            }
+        }
+        // Reverse into outer-to-inner order.
+        var lo = 0, hi = k - 1
+        while lo < hi {
+            let t = dims[lo]; dims[lo] = dims[hi]; dims[hi] = t
+            let u = sa[lo]; sa[lo] = sa[hi]; sa[hi] = u
+            let v = sb[lo]; sb[lo] = sb[hi]; sb[hi] = v
+            lo += 1; hi -= 1
+        }
+        if k == 0 { y[0] = f(a[0], b[0]); return }
+        let run = dims[k - 1], ia = sa[k - 1], ib = sb[k - 1]
+        var count = 1
+        for d in 0..<(k - 1) { count *= dims[d] }
+        var idx = Dims(repeating: 0)
+        var offA = 0, offB = 0
+        var yr = y
+        for _ in 0..<count {
+            let ar = a + offA, br = b + offB
+            if ia == 1 && ib == 1 {
+                for j in 0..<run { yr[j] = f(ar[j], br[j]) }
+            } else if ia == 1 {
+                let bv = br[0]
+                for j in 0..<run { yr[j] = f(ar[j], bv) }
+            } else if ib == 1 {
+                let av = ar[0]
+                for j in 0..<run { yr[j] = f(av, br[j]) }
+            } else {
+                let v = f(ar[0], br[0])
+                yr.update(repeating: v, count: run)
+            }
+            yr += run
+            var d = k - 2
+            while d >= 0 {
+                idx[d] += 1
+                offA += sa[d]; offB += sb[d]
+                if idx[d] < dims[d] { break }
+                offA -= sa[d] * dims[d]; offB -= sb[d] * dims[d]
+                idx[d] = 0
+                d -= 1
+            }
+        }
+    }
+
+    // MARK: softmax
+
+    /// Numerically stable softmax over the middle axis of x (outer × axisLength × inner).
+    @inlinable
+    public static func softmax(x: UnsafePointer<Float>, outer: Int, axisLength: Int, inner: Int,
+                               y: UnsafeMutablePointer<Float>) {
+        let len = axisLength
+        if len == 0 { return }
+        for o in 0..<outer {
+            for i in 0..<inner {
+                let xr = x + o * len * inner + i, yr = y + o * len * inner + i
+                var m = xr[0]
+                for a in 1..<len { let v = xr[a * inner]; if v > m { m = v } }
+                var s: Float = 0
+                for a in 0..<len { let e = expf(xr[a * inner] - m); yr[a * inner] = e; s += e }
+                let inv = 1 / s
+                for a in 0..<len { yr[a * inner] *= inv }
+            }
+        }
+    }
+
+    /// Numerically stable log-softmax over the middle axis of x (outer × axisLength × inner).
+    @inlinable
+    public static func logSoftmax(x: UnsafePointer<Float>, outer: Int, axisLength: Int, inner: Int,
+                                  y: UnsafeMutablePointer<Float>) {
+        let len = axisLength
+        if len == 0 { return }
+        for o in 0..<outer {
+            for i in 0..<inner {
+                let xr = x + o * len * inner + i, yr = y + o * len * inner + i
+                var m = xr[0]
+                for a in 1..<len { let v = xr[a * inner]; if v > m { m = v } }
+                var s: Float = 0
+                for a in 0..<len { s += expf(xr[a * inner] - m) }
+                let shift = m + logf(s)
+                for a in 0..<len { yr[a * inner] = xr[a * inner] - shift }
+            }
+        }
+    }
+
+    // MARK: normalisation
+
+    /// Layer normalisation of each row of x (rows × cols); see the file header.
+    @inlinable
+    public static func layerNorm(x: UnsafePointer<Float>, rows: Int, cols: Int, scale: UnsafePointer<Float>?,
+                                 bias: UnsafePointer<Float>?, epsilon: Float, y: UnsafeMutablePointer<Float>) {
+        if cols == 0 { return }
+        for r in 0..<rows {
+            let xr = x + r * cols, yr = y + r * cols
+            var s: Double = 0
+            for c in 0..<cols { s += Double(xr[c]) }
+            let mean = s / Double(cols)
+            var q: Double = 0
+            for c in 0..<cols { let d = Double(xr[c]) - mean; q += d * d }
+            let inv = Float(1 / (q / Double(cols) + Double(epsilon)).squareRoot())
+            let mf = Float(mean)
+            switch (scale, bias) {
+            case let (sc?, bi?): for c in 0..<cols { yr[c] = (xr[c] - mf) * inv * sc[c] + bi[c] }
+            case let (sc?, nil): for c in 0..<cols { yr[c] = (xr[c] - mf) * inv * sc[c] }
+            case let (nil, bi?): for c in 0..<cols { yr[c] = (xr[c] - mf) * inv + bi[c] }
+            case (nil, nil): for c in 0..<cols { yr[c] = (xr[c] - mf) * inv }
+            }
+        }
+    }
+
+    /// Folds BatchNormalization's statistics into a per-channel affine map.
+    @inlinable
+    public static func batchNormCoefficients(channels: Int, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
+                                             mean: UnsafePointer<Float>, variance: UnsafePointer<Float>,
+                                             epsilon: Float, scale: UnsafeMutablePointer<Float>,
+                                             shift: UnsafeMutablePointer<Float>) {
+        for c in 0..<channels {
+            let s = Float(Double(gamma[c]) / (Double(variance[c]) + Double(epsilon)).squareRoot())
+            scale[c] = s
+            shift[c] = beta[c] - mean[c] * s
+        }
+    }
+
+    /// y[n, c, s] = x[n, c, s]·scale[c] + shift[c].
+    @inlinable
+    public static func batchNormAffine(x: UnsafePointer<Float>, batch: Int, channels: Int, spatial: Int,
+                                       scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
+                                       y: UnsafeMutablePointer<Float>) {
+        for n in 0..<batch {
+            for c in 0..<channels {
+                let off = (n * channels + c) * spatial
+                let xr = x + off, yr = y + off
+                let a = scale[c], b = shift[c]
+                for s in 0..<spatial { yr[s] = xr[s] * a + b }
+            }
+        }
+    }
+
+    // MARK: resize
+
+    /// The input index ONNX Resize (nearest) reads for output index `o` along one axis.
+    @inlinable @inline(__always)
+    public static func nearestIndex(_ o: Int, inLength: Int, outLength: Int, scale: Float,
+                                    coordinateMode: ResizeCoordinateMode, nearestMode: ResizeNearestMode) -> Int {
+        let xr = Float(o)
+        let xo: Float
+        switch coordinateMode {
+        case .halfPixel: xo = (xr + 0.5) / scale - 0.5
+        case .halfPixelSymmetric:
+            let adjustment = Float(outLength) / (scale * Float(inLength))
+            let center = Float(inLength) / 2
+            xo = center * (1 - adjustment) + (xr + 0.5) / scale - 0.5
+        case .asymmetric: xo = xr / scale
+        case .alignCorners: xo = outLength == 1 ? 0 : xr * Float(inLength - 1) / Float(outLength - 1)
+        case .pytorchHalfPixel: xo = outLength > 1 ? (xr + 0.5) / scale - 0.5 : 0
+        case .tfHalfPixelForNearest: xo = (xr + 0.5) / scale
+        }
+        let r: Float
+        switch nearestMode {
+        case .roundPreferFloor:
+            let f = xo.rounded(.down)
+            r = xo - f == 0.5 ? f : xo.rounded(.toNearestOrAwayFromZero)
+        case .roundPreferCeil:
+            let f = xo.rounded(.down)
+            r = xo - f == 0.5 ? f + 1 : xo.rounded(.toNearestOrAwayFromZero)
+        case .floor: r = xo.rounded(.down)
+        case .ceil: r = xo.rounded(.up)
+        }
+        if !(r > 0) { return 0 }   // also NaN
+        if r >= Float(inLength - 1) { return inLength - 1 }
+        return Int(r)
+    }
+
+    /// ONNX Resize, mode nearest; see the file header.
+    @inlinable
+    public static func resizeNearest(x: UnsafePointer<Float>, inShape: [Int], outShape: [Int], scales: [Float]?,
+                                     coordinateMode: ResizeCoordinateMode, nearestMode: ResizeNearestMode,
+                                     y: UnsafeMutablePointer<Float>) {
+        let r = outShape.count
+        guard r <= maxRank, inShape.count == r else { return }
+        if r == 0 { y[0] = x[0]; return }
+        var xs = Dims(repeating: 0), sc = Fixed8<Float>(repeating: 1)
+        var total = 1, acc = 1
+        var i = r - 1
+        while i >= 0 {
+            xs[i] = acc; acc *= inShape[i]; total *= outShape[i]
+            sc[i] = scales?[i] ?? Float(outShape[i]) / Float(inShape[i])
+            i -= 1
+        }
+        if total == 0 { return }
+        let scale = sc
+        @inline(__always) func map(_ d: Int, _ o: Int) -> Int {
+            nearestIndex(o, inLength: inShape[d], outLength: outShape[d], scale: scale[d],
+                                coordinateMode: coordinateMode, nearestMode: nearestMode)
+        }
+        // contrib[d] = map(d, idx[d])·xs[d]; offset = Σ contrib over the outer axes.
+        var idx = Dims(repeating: 0), contrib = Dims(repeating: 0)
+        var off = 0
+        for d in 0..<(r - 1) { contrib[d] = map(d, 0) * xs[d]; off += contrib[d] }
+        let run = outShape[r - 1], last = r - 1
+        var count = 1
+        for d in 0..<(r - 1) { count *= outShape[d] }
+        var yr = y
+        for _ in 0..<count {
+            let xr = x + off
+            for j in 0..<run { yr[j] = xr[map(last, j)] }
+            yr += run
+            var d = r - 2
+            while d >= 0 {
+                idx[d] += 1
+                let wrapped = idx[d] == outShape[d]
+                if wrapped { idx[d] = 0 }
+                let c = map(d, idx[d]) * xs[d]
+                off += c - contrib[d]; contrib[d] = c
+                if !wrapped { break }
+                d -= 1
+            }
+        }
+    }
+}
+
+/// Eight values stored inline (no heap allocation): per-axis scratch of the N-D kernels, indexed
+/// 0..<8 without bounds checks (the kernels return early for ranks above `TensorOps.maxRank`).
+@frozen @usableFromInline
+struct Fixed8<T> {
+    @usableFromInline var storage: (T, T, T, T, T, T, T, T)
+
+    @inlinable @inline(__always)
+    init(repeating v: T) { storage = (v, v, v, v, v, v, v, v) }
+
+    @inlinable
+    subscript(i: Int) -> T {
+        @inline(__always) get {
+            withUnsafeBytes(of: storage) { $0.load(fromByteOffset: i &* MemoryLayout<T>.stride, as: T.self) }
+        }
+        @inline(__always) set {
+            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: newValue, toByteOffset: i &* MemoryLayout<T>.stride, as: T.self) }
+        }
+    }
+}
