@@ -8,6 +8,13 @@ let package = Package(
         // The one shared library a Fortran or C program links: libInLoop.so
         .library(name: "InLoop", type: .dynamic, targets: ["InLoop"]),
     ],
+    dependencies: [
+        // ONNX protobuf decoding (message code generated once by tools/gen_onnx_proto.sh, committed).
+        // No traits: the default BinaryDelimitedStreams trait imports all of Foundation (and ICU).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0", traits: []),
+        // The `inloop` command-line tool only (not linked into libInLoop.so).
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
     targets: [
         // OpenBLAS (cblas_sgemm, cblas_sgemv, openblas_set_num_threads), found with pkg-config.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
@@ -23,8 +30,10 @@ let package = Package(
         .target(name: "InLoopMPIShim", dependencies: ["CMPI"], path: "Sources/InLoopMPIShim"),
         // Engine core: pure Swift (no Foundation, no C types in its API): tensors, kernels, layers, model, plan.
         .target(name: "InLoopCore", dependencies: ["CBLAS"], path: "Sources/InLoopCore"),
-        // Model file formats (native safetensors now, ONNX later) -> core models.
-        .target(name: "InLoopFormats", dependencies: ["InLoopCore", "CYAML"], path: "Sources/InLoopFormats"),
+        // Model file formats (native safetensors, ONNX) -> core models.
+        .target(name: "InLoopFormats",
+                dependencies: ["InLoopCore", "CYAML", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                path: "Sources/InLoopFormats"),
         // MPI for the C ABI: communicators, deterministic data-parallel reduction, rank-0 reads,
         // thread defaults. The core stays MPI-free.
         .target(name: "InLoopMPI", dependencies: ["InLoopCore", "InLoopFormats", "InLoopMPIShim"], path: "Sources/InLoopMPI"),
@@ -42,6 +51,11 @@ let package = Package(
         // `make bench`: time of one training step (not part of the library).
         .executableTarget(name: "inloop-bench-training", dependencies: ["InLoopCore", "InLoopFormats"],
                           path: "bench/training"),
+        // `inloop inspect|run|convert`: the command-line tool (Foundation allowed here, not in the library).
+        .executableTarget(name: "inloop",
+                          dependencies: ["InLoopCore", "InLoopFormats",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Sources/inloop-cli"),
         .testTarget(name: "InLoopCoreTests", dependencies: ["InLoopCore"], path: "Tests/InLoopCoreTests"),
         .testTarget(name: "InLoopFormatsTests", dependencies: ["InLoopFormats", "InLoopCore"],
                     path: "Tests/InLoopFormatsTests"),

@@ -76,13 +76,15 @@ inloop_status inloop_set_num_threads(int32_t n);
 /// The number of threads InLoop computes with.
 int32_t inloop_get_num_threads(void);
 
-/// Loads a model file (native InLoop .safetensors) and stores a new handle in *model.
+/// Loads a model file and stores a new handle in *model. The format is recognised by content, not by
+/// name: a native InLoop .safetensors file, or an ONNX model (.onnx, default-domain operators).
 /// Free it with inloop_model_free. On error *model is set to NULL and the message names the file
 /// and the problem. Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, OUT_OF_MEMORY.
 inloop_status inloop_model_load(const char *path, inloop_model **model);
 
 /// Loads a model from size bytes of a model file in memory (e.g. read once and broadcast with MPI)
-/// and stores a new handle in *model. The bytes are copied; the caller keeps ownership of data.
+/// and stores a new handle in *model; either format, as inloop_model_load. The bytes are copied; the
+/// caller keeps ownership of data.
 inloop_status inloop_model_load_buffer(const void *data, int64_t size, inloop_model **model);
 
 /// Frees a model handle. NULL is a no-op (INLOOP_OK). Freeing a handle twice, or a handle that is
@@ -95,10 +97,11 @@ inloop_status inloop_model_num_inputs(inloop_model *model, int64_t *n);
 /// Stores the number of model outputs in *n (1 for layer-stack models).
 inloop_status inloop_model_num_outputs(inloop_model *model, int64_t *n);
 
-/// Stores the number of input values per sample (column) in *n_in.
+/// Stores the number of input values per sample (column) in *n_in: the product of the per-sample
+/// dimensions of input 0 (for a model with several inputs, see inloop_model_input_shape).
 inloop_status inloop_model_input_size(inloop_model *model, int64_t *n_in);
 
-/// Stores the number of output values per sample (column) in *n_out.
+/// Stores the number of output values per sample (column) in *n_out (of output 0).
 inloop_status inloop_model_output_size(inloop_model *model, int64_t *n_out);
 
 /// Stores in *name the name of input index (0-based). The string belongs to the model and stays
@@ -125,6 +128,43 @@ inloop_status inloop_model_forward_sized_f32(inloop_model *model, const float *x
 /// As inloop_model_forward_f64, with the caller's sizes checked (see inloop_model_forward_sized_f32).
 inloop_status inloop_model_forward_sized_f64(inloop_model *model, const double *x, int64_t n_in, int64_t batch, double *y, int64_t n_out);
 
+/// Stores in *rank the number of per-sample dimensions of input index (0-based), without the batch
+/// axis: 3 for an ONNX input (N, C, H, W), 1 for a layer-stack model.
+/// INLOOP_ERR_INVALID_ARGUMENT for an index out of range.
+inloop_status inloop_model_input_rank(inloop_model *model, int64_t index, int64_t *rank);
+
+/// Stores in *rank the number of per-sample dimensions of output index; see inloop_model_input_rank.
+inloop_status inloop_model_output_rank(inloop_model *model, int64_t index, int64_t *rank);
+
+/// Stores the per-sample dimensions of input index in dims[0 .. rank-1], in ONNX (row-major) order
+/// without the batch axis: (C, H, W) for an (N, C, H, W) input, which is the Fortran array
+/// x(W, H, C, batch). dims has room for max_dims values; INLOOP_ERR_SIZE_MISMATCH if fewer than the
+/// rank (nothing is written then), INLOOP_ERR_INVALID_ARGUMENT for an index out of range.
+inloop_status inloop_model_input_shape(inloop_model *model, int64_t index, int64_t *dims, int64_t max_dims);
+
+/// Stores the per-sample dimensions of output index; see inloop_model_input_shape.
+inloop_status inloop_model_output_shape(inloop_model *model, int64_t index, int64_t *dims, int64_t max_dims);
+
+/// Stores in *index the 0-based index of the input called name (a NUL-terminated string).
+/// INLOOP_ERR_INVALID_ARGUMENT if the model has no input of that name (the message lists them).
+inloop_status inloop_model_input_index(inloop_model *model, const char *name, int64_t *index);
+
+/// Stores in *index the 0-based index of the output called name; see inloop_model_input_index.
+inloop_status inloop_model_output_index(inloop_model *model, const char *name, int64_t *index);
+
+/// Runs the model on batch samples with all its inputs and outputs, by index: inputs[k] holds
+/// batch x (product of input k's per-sample dimensions) floats, sample after sample (zero-copy: a
+/// Fortran x(W, H, C, batch) is the ONNX input (batch, C, H, W)); outputs[k] receives the same for
+/// output k. n_inputs and n_outputs must equal the model's counts (INLOOP_ERR_SIZE_MISMATCH).
+/// Inputs are read in place; no output may overlap an input or another output (INVALID_ARGUMENT).
+/// Outputs are untouched when an argument is wrong.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, SIZE_MISMATCH, NONFINITE, BUSY, OUT_OF_MEMORY.
+inloop_status inloop_model_run_f32(inloop_model *model, int64_t batch, int64_t n_inputs, const float *const *inputs, int64_t n_outputs, float *const *outputs);
+
+/// As inloop_model_run_f32 for double arrays; computes in float32, converting on the way in and out.
+/// Every input is read completely before any output is written, so outputs may overlap inputs.
+inloop_status inloop_model_run_f64(inloop_model *model, int64_t batch, int64_t n_inputs, const double *const *inputs, int64_t n_outputs, double *const *outputs);
+
 /// enabled != 0: every forward on this model checks x and y for NaN/Inf and returns
 /// INLOOP_ERR_NONFINITE naming the first bad value (y is then already written). Off by default.
 inloop_status inloop_model_set_check_finite(inloop_model *model, int32_t enabled);
@@ -136,7 +176,7 @@ inloop_status inloop_model_set_check_finite(inloop_model *model, int32_t enabled
 /// column's last bits may depend on its position in the batch (optimised GEMM sums by tiles).
 inloop_status inloop_model_set_reproducible(inloop_model *model, int32_t enabled);
 
-/// Loads a model with rank 0 reading the file and broadcasting its bytes: one file-system read for
+/// Loads a model (either format, as inloop_model_load) with rank 0 reading the file and broadcasting its bytes: one file-system read for
 /// the whole job. A missing or corrupt file gives the same status and message on every rank.
 inloop_status inloop_model_load_mpi(const char *path, int32_t comm, inloop_model **model);
 

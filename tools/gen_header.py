@@ -87,7 +87,7 @@ def c_type(t, pname, fname):
     t = re.sub(r"\s+", " ", t).strip()
     t = re.sub(r"^(\w+) const \*", r"const \1 *", t)         # float const * -> const float *
     t = re.sub(r"^char const \* \*", "const char **", t)
-    t = t.replace("* *", "**")
+    t = t.replace("* *", "**").replace("* const *", "*const *")    # const float *const *inputs
     if t.startswith("void *") or t.startswith("const void *"):
         if pname in HANDLE_PARAMS:
             stars = t.count("*")

@@ -57,7 +57,8 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 
 // MARK: - Models
 
-/// Loads a model file (native InLoop .safetensors) and stores a new handle in *model.
+/// Loads a model file and stores a new handle in *model. The format is recognised by content, not by
+/// name: a native InLoop .safetensors file, or an ONNX model (.onnx, default-domain operators).
 /// Free it with inloop_model_free. On error *model is set to NULL and the message names the file
 /// and the problem. Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, OUT_OF_MEMORY.
 @c public func inloop_model_load(_ path: UnsafePointer<CChar>?, _ model: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
@@ -66,13 +67,14 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
         model.pointee = nil
         guard let path else { throw InLoopError(.nullPointer, "model_load: path is NULL") }
         ThreadPolicy.applyDefault(localRanks: nil)
-        let m = try NativeFormat.load(path: String(cString: path))
+        let m = try ModelFile.load(path: String(cString: path))
         model.pointee = models.register(try ModelBox(m))
     }
 }
 
 /// Loads a model from `size` bytes of a model file in memory (e.g. read once and broadcast with MPI)
-/// and stores a new handle in *model. The bytes are copied; the caller keeps ownership of data.
+/// and stores a new handle in *model; either format, as inloop_model_load. The bytes are copied; the
+/// caller keeps ownership of data.
 @c public func inloop_model_load_buffer(_ data: UnsafeRawPointer?, _ size: Int64,
                                         _ model: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
@@ -82,7 +84,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
         guard size >= 0 else { throw InLoopError(.invalidArgument, "model_load_buffer: size must be >= 0, got \(size)") }
         let bytes = [UInt8](UnsafeRawBufferPointer(start: data, count: Int(size)))
         do throws(InLoopError) {
-            model.pointee = models.register(try ModelBox(try NativeFormat.load(bytes: bytes)))
+            model.pointee = models.register(try ModelBox(try ModelFile.load(bytes: bytes)))
         } catch {
             throw error.prefixed("model buffer")
         }
@@ -103,22 +105,23 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// Stores the number of model inputs in *n (1 for layer-stack models).
 @c public func inloop_model_num_inputs(_ model: OpaquePointer?, _ n: UnsafeMutablePointer<Int64>?) -> inloop_status {
     guarded { () throws(InLoopError) in
-        _ = try models.lookup(model)
+        let box = try models.lookup(model)
         guard let n else { throw InLoopError(.nullPointer, "num_inputs: n is NULL") }
-        n.pointee = 1
+        n.pointee = Int64(box.inputs.count)
     }
 }
 
 /// Stores the number of model outputs in *n (1 for layer-stack models).
 @c public func inloop_model_num_outputs(_ model: OpaquePointer?, _ n: UnsafeMutablePointer<Int64>?) -> inloop_status {
     guarded { () throws(InLoopError) in
-        _ = try models.lookup(model)
+        let box = try models.lookup(model)
         guard let n else { throw InLoopError(.nullPointer, "num_outputs: n is NULL") }
-        n.pointee = 1
+        n.pointee = Int64(box.outputs.count)
     }
 }
 
-/// Stores the number of input values per sample (column) in *n_in.
+/// Stores the number of input values per sample (column) in *n_in: the product of the per-sample
+/// dimensions of input 0 (for a model with several inputs, see inloop_model_input_shape).
 @c public func inloop_model_input_size(_ model: OpaquePointer?, _ n_in: UnsafeMutablePointer<Int64>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         let m = try models.lookup(model).model
@@ -127,7 +130,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
     }
 }
 
-/// Stores the number of output values per sample (column) in *n_out.
+/// Stores the number of output values per sample (column) in *n_out (of output 0).
 @c public func inloop_model_output_size(_ model: OpaquePointer?, _ n_out: UnsafeMutablePointer<Int64>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         let m = try models.lookup(model).model
@@ -143,8 +146,8 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
     guarded { () throws(InLoopError) in
         let box = try models.lookup(model)
         guard let name else { throw InLoopError(.nullPointer, "input_name: name is NULL") }
-        guard index == 0 else { throw InLoopError(.invalidArgument, "input_name: index \(index) out of range; the model has 1 input (index 0)") }
-        name.pointee = UnsafePointer(box.inputName)
+        let k = try box.index(index, input: true, "input_name")
+        name.pointee = UnsafePointer(box.inputNames[k])
     }
 }
 
@@ -154,8 +157,8 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
     guarded { () throws(InLoopError) in
         let box = try models.lookup(model)
         guard let name else { throw InLoopError(.nullPointer, "output_name: name is NULL") }
-        guard index == 0 else { throw InLoopError(.invalidArgument, "output_name: index \(index) out of range; the model has 1 output (index 0)") }
-        name.pointee = UnsafePointer(box.outputName)
+        let k = try box.index(index, input: false, "output_name")
+        name.pointee = UnsafePointer(box.outputNames[k])
     }
 }
 
@@ -188,6 +191,71 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
     forward(model, x, n_in, batch, y, n_out, runModel)
 }
 
+/// Stores in *rank the number of per-sample dimensions of input `index` (0-based), without the batch
+/// axis: 3 for an ONNX input (N, C, H, W), 1 for a layer-stack model.
+/// INLOOP_ERR_INVALID_ARGUMENT for an index out of range.
+@c public func inloop_model_input_rank(_ model: OpaquePointer?, _ index: Int64, _ rank: UnsafeMutablePointer<Int64>?) -> inloop_status {
+    guarded { () throws(InLoopError) in try tensorRank(model, index, rank, input: true) }
+}
+
+/// Stores in *rank the number of per-sample dimensions of output `index`; see inloop_model_input_rank.
+@c public func inloop_model_output_rank(_ model: OpaquePointer?, _ index: Int64, _ rank: UnsafeMutablePointer<Int64>?) -> inloop_status {
+    guarded { () throws(InLoopError) in try tensorRank(model, index, rank, input: false) }
+}
+
+/// Stores the per-sample dimensions of input `index` in dims[0 .. rank-1], in ONNX (row-major) order
+/// without the batch axis: (C, H, W) for an (N, C, H, W) input, which is the Fortran array
+/// x(W, H, C, batch). dims has room for max_dims values; INLOOP_ERR_SIZE_MISMATCH if fewer than the
+/// rank (nothing is written then), INLOOP_ERR_INVALID_ARGUMENT for an index out of range.
+@c public func inloop_model_input_shape(_ model: OpaquePointer?, _ index: Int64, _ dims: UnsafeMutablePointer<Int64>?,
+                                        _ max_dims: Int64) -> inloop_status {
+    guarded { () throws(InLoopError) in try tensorShape(model, index, dims, max_dims, input: true) }
+}
+
+/// Stores the per-sample dimensions of output `index`; see inloop_model_input_shape.
+@c public func inloop_model_output_shape(_ model: OpaquePointer?, _ index: Int64, _ dims: UnsafeMutablePointer<Int64>?,
+                                         _ max_dims: Int64) -> inloop_status {
+    guarded { () throws(InLoopError) in try tensorShape(model, index, dims, max_dims, input: false) }
+}
+
+/// Stores in *index the 0-based index of the input called `name` (a NUL-terminated string).
+/// INLOOP_ERR_INVALID_ARGUMENT if the model has no input of that name (the message lists them).
+@c public func inloop_model_input_index(_ model: OpaquePointer?, _ name: UnsafePointer<CChar>?,
+                                        _ index: UnsafeMutablePointer<Int64>?) -> inloop_status {
+    guarded { () throws(InLoopError) in try tensorIndex(model, name, index, input: true) }
+}
+
+/// Stores in *index the 0-based index of the output called `name`; see inloop_model_input_index.
+@c public func inloop_model_output_index(_ model: OpaquePointer?, _ name: UnsafePointer<CChar>?,
+                                         _ index: UnsafeMutablePointer<Int64>?) -> inloop_status {
+    guarded { () throws(InLoopError) in try tensorIndex(model, name, index, input: false) }
+}
+
+/// Runs the model on `batch` samples with all its inputs and outputs, by index: inputs[k] holds
+/// batch x (product of input k's per-sample dimensions) floats, sample after sample (zero-copy: a
+/// Fortran x(W, H, C, batch) is the ONNX input (batch, C, H, W)); outputs[k] receives the same for
+/// output k. n_inputs and n_outputs must equal the model's counts (INLOOP_ERR_SIZE_MISMATCH).
+/// Inputs are read in place; no output may overlap an input or another output (INVALID_ARGUMENT).
+/// Outputs are untouched when an argument is wrong.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, SIZE_MISMATCH, NONFINITE, BUSY, OUT_OF_MEMORY.
+@c public func inloop_model_run_f32(_ model: OpaquePointer?, _ batch: Int64, _ n_inputs: Int64,
+                                    _ inputs: UnsafePointer<UnsafePointer<Float>?>?, _ n_outputs: Int64,
+                                    _ outputs: UnsafePointer<UnsafeMutablePointer<Float>?>?) -> inloop_status {
+    runAll(model, batch, n_inputs, inputs, n_outputs, outputs) { (m, n, i, o) throws(InLoopError) in
+        try m.run(batch: n, inputs: i, outputs: o)
+    }
+}
+
+/// As inloop_model_run_f32 for double arrays; computes in float32, converting on the way in and out.
+/// Every input is read completely before any output is written, so outputs may overlap inputs.
+@c public func inloop_model_run_f64(_ model: OpaquePointer?, _ batch: Int64, _ n_inputs: Int64,
+                                    _ inputs: UnsafePointer<UnsafePointer<Double>?>?, _ n_outputs: Int64,
+                                    _ outputs: UnsafePointer<UnsafeMutablePointer<Double>?>?) -> inloop_status {
+    runAll(model, batch, n_inputs, inputs, n_outputs, outputs) { (m, n, i, o) throws(InLoopError) in
+        try m.run(batch: n, inputs: i, outputs: o)
+    }
+}
+
 /// enabled != 0: every forward on this model checks x and y for NaN/Inf and returns
 /// INLOOP_ERR_NONFINITE naming the first bad value (y is then already written). Off by default.
 @c public func inloop_model_set_check_finite(_ model: OpaquePointer?, _ enabled: Int32) -> inloop_status {
@@ -210,13 +278,13 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 // MARK: - Shared argument checking of the forward entry points
 
 @inline(__always)
-private func runModel(_ m: Model, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) throws(InLoopError) {
+private func runModel(_ m: any InferenceModel, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) throws(InLoopError) {
     try m.forward(UnsafeBufferPointer(start: x, count: n * m.inputSize), batch: n,
                   into: UnsafeMutableBufferPointer(start: y, count: n * m.outputSize))
 }
 
 @inline(__always)
-private func runModel(_ m: Model, _ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ n: Int) throws(InLoopError) {
+private func runModel(_ m: any InferenceModel, _ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ n: Int) throws(InLoopError) {
     try m.forward(UnsafeBufferPointer(start: x, count: n * m.inputSize), batch: n,
                   into: UnsafeMutableBufferPointer(start: y, count: n * m.outputSize))
 }
@@ -224,7 +292,7 @@ private func runModel(_ m: Model, _ x: UnsafePointer<Double>, _ y: UnsafeMutable
 @inline(__always)
 private func forward<T>(_ handle: OpaquePointer?, _ x: UnsafePointer<T>?, _ nIn: Int64?, _ batch: Int64,
                         _ y: UnsafeMutablePointer<T>?, _ nOut: Int64?,
-                        _ run: (Model, UnsafePointer<T>, UnsafeMutablePointer<T>, Int) throws(InLoopError) -> Void) -> inloop_status {
+                        _ run: (any InferenceModel, UnsafePointer<T>, UnsafeMutablePointer<T>, Int) throws(InLoopError) -> Void) -> inloop_status {
     guarded { () throws(InLoopError) in
         let m = try models.lookup(handle).model
         guard let x else { throw InLoopError(.nullPointer, "forward: input array x is NULL") }
@@ -247,26 +315,123 @@ private func forward<T>(_ handle: OpaquePointer?, _ x: UnsafePointer<T>?, _ nIn:
     }
 }
 
+private func tensorRank(_ model: OpaquePointer?, _ index: Int64, _ rank: UnsafeMutablePointer<Int64>?,
+                        input: Bool) throws(InLoopError) {
+    let box = try models.lookup(model)
+    let what = input ? "input_rank" : "output_rank"
+    guard let rank else { throw InLoopError(.nullPointer, "\(what): rank is NULL") }
+    let k = try box.index(index, input: input, what)
+    rank.pointee = Int64((input ? box.inputs : box.outputs)[k].shape.count)
+}
+
+private func tensorShape(_ model: OpaquePointer?, _ index: Int64, _ dims: UnsafeMutablePointer<Int64>?, _ maxDims: Int64,
+                         input: Bool) throws(InLoopError) {
+    let box = try models.lookup(model)
+    let what = input ? "input_shape" : "output_shape"
+    guard let dims else { throw InLoopError(.nullPointer, "\(what): dims is NULL") }
+    let k = try box.index(index, input: input, what)
+    let spec = (input ? box.inputs : box.outputs)[k]
+    guard maxDims >= Int64(spec.shape.count) else {
+        throw InLoopError(.sizeMismatch, "\(what): \(input ? "input" : "output") \(k) ('\(spec.name)') has \(spec.shape.count) per-sample dimensions \(Tensor.format(spec.shape)) but dims has room for \(maxDims)")
+    }
+    for (i, d) in spec.shape.enumerated() { dims[i] = Int64(d) }
+}
+
+private func tensorIndex(_ model: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ index: UnsafeMutablePointer<Int64>?,
+                         input: Bool) throws(InLoopError) {
+    let box = try models.lookup(model)
+    let what = input ? "input_index" : "output_index"
+    guard let name else { throw InLoopError(.nullPointer, "\(what): name is NULL") }
+    guard let index else { throw InLoopError(.nullPointer, "\(what): index is NULL") }
+    let s = String(cString: name)
+    let specs = input ? box.inputs : box.outputs
+    guard let k = specs.firstIndex(where: { $0.name == s }) else {
+        throw InLoopError(.invalidArgument, "\(what): model '\(box.model.name)' has no \(input ? "input" : "output") named '\(s)'; its \(input ? "inputs" : "outputs") are \(specs.map { "'\($0.name)'" }.joined(separator: ", "))")
+    }
+    index.pointee = Int64(k)
+}
+
+/// Shared checks of inloop_model_run_f32/_f64: counts, NULL arrays; then the model checks sizes.
+@inline(__always)
+private func runAll<T>(_ handle: OpaquePointer?, _ batch: Int64, _ nInputs: Int64, _ inputs: UnsafePointer<UnsafePointer<T>?>?,
+                       _ nOutputs: Int64, _ outputs: UnsafePointer<UnsafeMutablePointer<T>?>?,
+                       _ run: (any InferenceModel, Int, UnsafeBufferPointer<UnsafePointer<T>>,
+                               UnsafeBufferPointer<UnsafeMutablePointer<T>>) throws(InLoopError) -> Void) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let box = try models.lookup(handle)
+        let m = box.model
+        guard nInputs == Int64(box.inputs.count), nOutputs == Int64(box.outputs.count) else {
+            throw InLoopError(.sizeMismatch, "run: model '\(m.name)' has \(box.inputs.count) input(s) and \(box.outputs.count) output(s); got n_inputs = \(nInputs), n_outputs = \(nOutputs)")
+        }
+        guard let inputs else { throw InLoopError(.nullPointer, "run: inputs (the array of input pointers) is NULL") }
+        guard let outputs else { throw InLoopError(.nullPointer, "run: outputs (the array of output pointers) is NULL") }
+        for k in 0..<box.inputs.count where inputs[k] == nil {
+            throw InLoopError(.nullPointer, "run: inputs[\(k)] (input '\(box.inputs[k].name)') is NULL")
+        }
+        for k in 0..<box.outputs.count where outputs[k] == nil {
+            throw InLoopError(.nullPointer, "run: outputs[\(k)] (output '\(box.outputs[k].name)') is NULL")
+        }
+        guard batch >= 1, batch <= Int64(Int32.max) else {
+            throw InLoopError(.invalidArgument, "run: batch (number of samples) must be between 1 and \(Int32.max), got \(batch)")
+        }
+        // Optional<pointer> has the layout of a pointer; none is NULL here.
+        let ins = UnsafeBufferPointer(start: UnsafeRawPointer(inputs).assumingMemoryBound(to: UnsafePointer<T>.self),
+                                      count: box.inputs.count)
+        let outs = UnsafeBufferPointer(start: UnsafeRawPointer(outputs).assumingMemoryBound(to: UnsafeMutablePointer<T>.self),
+                                       count: box.outputs.count)
+        do throws(InLoopError) {
+            try run(m, Int(batch), ins, outs)
+        } catch {
+            throw error.prefixed("run (model '\(m.name)')")
+        }
+    }
+}
+
 /// What a model handle refers to: the core model and the C strings the C API hands out for it,
 /// which live exactly as long as the handle.
 final class ModelBox: @unchecked Sendable {  // immutable; the model guards its own workspace
-    let model: Model
-    let inputName: UnsafeMutablePointer<CChar>
-    let outputName: UnsafeMutablePointer<CChar>
-    /// Differentiable copies of the model for jvp/vjp/jacobian, made on first use (TrainerAPI.swift).
+    let model: any InferenceModel
+    let inputs: [TensorSpec]
+    let outputs: [TensorSpec]
+    let inputNames: [UnsafeMutablePointer<CChar>]
+    let outputNames: [UnsafeMutablePointer<CChar>]
+    /// Differentiable copies of a layer-stack model, for the derivative functions (TrainerAPI.swift).
     let derivatives = DerivativeCache()
 
-    init(_ model: Model) throws(InLoopError) {
-        guard let i = strdup(model.inputName), let o = strdup(model.outputName) else {
+    /// The layer-stack model behind the handle (training and derivatives need one; an ONNX graph is not).
+    func layerStack(_ what: String) throws(InLoopError) -> Model {
+        guard let m = model as? Model else {
+            throw InLoopError(.unsupported, "\(what): model '\(model.name)' is an ONNX graph; training and derivatives need a layer-stack (native InLoop) model")
+        }
+        return m
+    }
+
+    init(_ model: any InferenceModel) throws(InLoopError) {
+        self.model = model
+        inputs = model.inputSpecs
+        outputs = model.outputSpecs
+        var i: [UnsafeMutablePointer<CChar>] = [], o: [UnsafeMutablePointer<CChar>] = []
+        for s in inputs { if let p = strdup(s.name) { i.append(p) } }
+        for s in outputs { if let p = strdup(s.name) { o.append(p) } }
+        inputNames = i
+        outputNames = o
+        guard i.count == inputs.count, o.count == outputs.count else {
             throw InLoopError(.outOfMemory, "cannot allocate the model's names")
         }
-        self.model = model
-        inputName = i
-        outputName = o
+    }
+
+    /// Checks a C index against the inputs or outputs.
+    func index(_ index: Int64, input: Bool, _ what: String) throws(InLoopError) -> Int {
+        let n = input ? inputs.count : outputs.count
+        guard index >= 0, index < Int64(n) else {
+            let kind = input ? "input" : "output"
+            throw InLoopError(.invalidArgument, "\(what): index \(index) out of range; the model has \(n) \(kind)\(n == 1 ? "" : "s") (index 0\(n > 1 ? "...\(n - 1)" : ""))")
+        }
+        return Int(index)
     }
 
     deinit {
-        free(inputName)
-        free(outputName)
+        for p in inputNames { free(p) }
+        for p in outputNames { free(p) }
     }
 }

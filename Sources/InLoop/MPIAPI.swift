@@ -18,7 +18,7 @@ private func communicator(_ comm: Int32) throws(InLoopError) -> Communicator {
     return c
 }
 
-/// Loads a model with rank 0 reading the file and broadcasting its bytes: one file-system read for
+/// Loads a model (either format, as inloop_model_load) with rank 0 reading the file and broadcasting its bytes: one file-system read for
 /// the whole job. A missing or corrupt file gives the same status and message on every rank.
 @c public func inloop_model_load_mpi(_ path: UnsafePointer<CChar>?, _ comm: Int32, _ model: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
@@ -30,7 +30,7 @@ private func communicator(_ comm: Int32) throws(InLoopError) -> Communicator {
         let p = path.map { String(cString: $0) } ?? ""
         let bytes = try RankZeroFile.read(p, c)
         do throws(InLoopError) {
-            model.pointee = models.register(try ModelBox(try NativeFormat.load(bytes: bytes)))
+            model.pointee = models.register(try ModelBox(try ModelFile.load(bytes: bytes)))
         } catch {
             throw error.prefixed(p)
         }

@@ -124,7 +124,7 @@ private func makeTrainer(_ config: TrainerConfig, network: Model? = nil) throws(
     guarded { () throws(InLoopError) in
         guard let trainer else { throw InLoopError(.nullPointer, "trainer_create_from_model: the output handle pointer is NULL") }
         trainer.pointee = nil
-        let m = try models.lookup(model).model
+        let m = try models.lookup(model).layerStack("trainer_create_from_model")
         let c = config == nil ? TrainerConfig() : try TrainingConfigFormat.load(try cString(config, "config"))
         guard c.layers.isEmpty else {
             throw InLoopError(.invalidArgument, "trainer_create_from_model: the configuration must not have a model section (the model comes from the handle)")
@@ -391,7 +391,7 @@ private func jvp<T: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<T>?, _ dx
     guarded { () throws(InLoopError) in
         let (box, n) = try derivativeArguments(handle, batch, [UnsafeRawPointer(x), UnsafeRawPointer(dx), UnsafeRawPointer(dy)], "x, dx, dy")
         guard let x, let dx, let dy else { return }
-        try box.derivatives.use(box.model, T.self) { (net) throws(InLoopError) in
+        try box.derivatives.use(try box.layerStack("jvp"), T.self) { (net) throws(InLoopError) in
             let out = try net.forward(x, batch: n)
             if let y { y.update(from: out, count: n * net.outputSize) }
             dy.update(from: try net.tangent(dx, batch: n), count: n * net.outputSize)
@@ -404,7 +404,7 @@ private func vjp<T: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<T>?, _ dy
     guarded { () throws(InLoopError) in
         let (box, n) = try derivativeArguments(handle, batch, [UnsafeRawPointer(x), UnsafeRawPointer(dy), UnsafeRawPointer(dx)], "x, dy, dx")
         guard let x, let dy, let dx else { return }
-        try box.derivatives.use(box.model, T.self) { (net) throws(InLoopError) in
+        try box.derivatives.use(try box.layerStack("vjp"), T.self) { (net) throws(InLoopError) in
             _ = try net.forward(x, batch: n)
             try net.backward(dy, batch: n, parameterGradients: false, inputGradient: dx)
         }
@@ -415,6 +415,6 @@ private func jacobian<T: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<T>?,
     guarded { () throws(InLoopError) in
         let (box, n) = try derivativeArguments(handle, batch, [UnsafeRawPointer(x), UnsafeRawPointer(j)], "x, j")
         guard let x, let j else { return }
-        try box.derivatives.use(box.model, T.self) { (net) throws(InLoopError) in try net.jacobian(x, batch: n, into: j) }
+        try box.derivatives.use(try box.layerStack("jacobian"), T.self) { (net) throws(InLoopError) in try net.jacobian(x, batch: n, into: j) }
     }
 }
