@@ -9,8 +9,26 @@
 !>
 !> Two layers:
 !>  * `c_inloop_*`: the raw `bind(C)` interfaces, one per function of `Include/inloop.h`
-!>    (statuses are `integer(c_int32_t)`, handles `type(c_ptr)`, strings `type(c_ptr)` to C strings);
-!>  * `type(inloop_model)` and the `inloop_*` module procedures: the idiomatic layer.
+!>    (statuses are `integer(c_int32_t)`, handles `type(c_ptr)`, strings `type(c_ptr)` to C strings;
+!>    indices are 0-based there, as in C);
+!>  * `type(inloop_model)`, `type(inloop_arg)` and the `inloop_*` module procedures: the idiomatic layer
+!>    (indices of inputs and outputs are 1-based).
+!>
+!> Shapes: a Fortran array is the ONNX tensor with its dimensions reversed, the batch last, with no copy:
+!>     ONNX input (N, C, H, W)  <->  real(real32 or real64) :: x(W, H, C, N)
+!>     ONNX input (N, C, L)     <->  x(L, C, N)
+!>     ONNX input (N, F)        <->  x(F, N)              (the native format's x(n_in, ncol))
+!> `forward(x, y)` takes one input and one output, real(real32) or real(real64) arrays of any rank: the
+!> model's per-sample shape in Fortran order (`input_shape(1)`) followed by the batch, or the per-sample
+!> shape alone for one sample. Other shapes are INLOOP_ERR_SIZE_MISMATCH with both shapes in the message:
+!>     real(real64) :: x(64, 64, 2, ncol), y(1, ncol)    ! cnn2d: (N, 2, 64, 64) -> (N, 1)
+!>     call net%forward(x, y)
+!> Models with several inputs or outputs run with `run` and arrays of `inloop_arg`, in model order:
+!>     real(real64), target :: x1(4, 3, ncol), x2(4, ncol), y1(5, 3, ncol), y2(4, 4, ncol)
+!>     call net%run([inloop_arg(x1), inloop_arg(x2)], [inloop_arg(y1), inloop_arg(y2)])
+!> `inloop_arg` stores the address of its array: the array must be contiguous (else `run` fails with
+!> INLOOP_ERR_INVALID_ARGUMENT) and have the TARGET or POINTER attribute, and all arrays of one call must
+!> be of one kind.
 !>
 !> Errors, as in `allocate`: every idiomatic call has optional `stat` and `errmsg` arguments.
 !>  * `stat` present: the call never stops the program; `stat` is the status (`INLOOP_OK` = 0 or one of the
@@ -18,7 +36,8 @@
 !>    blank-padded to its length. On success `errmsg` is left unchanged.
 !>  * `stat` absent: an error writes "inloop: <message>" to `error_unit` and executes `error stop`.
 !>
-!> Copies: `type(inloop_model)` holds only a C handle. Intrinsic assignment (`b = a`) copies the handle, so
+!> Copies: `type(inloop_model)` holds a C handle (and, read at load, its inputs' and outputs' shapes, so
+!> that `forward` and `run` check shapes without a library call). Intrinsic assignment (`b = a`) copies the handle, so
 !> both objects share one model; whichever is freed (or finalized) first frees it, and later use of the
 !> other gives `INLOOP_ERR_INVALID_HANDLE` (the library detects freed handles), not a crash. Prefer one
 !> owner per model; pass it to procedures by reference (as an argument), which makes no copy. For the same
@@ -69,6 +88,10 @@ module inloop
     public :: c_inloop_model_forward_f32, c_inloop_model_forward_f64
     public :: c_inloop_model_forward_sized_f32, c_inloop_model_forward_sized_f64
     public :: c_inloop_model_set_check_finite, c_inloop_model_set_reproducible
+    public :: c_inloop_model_input_rank, c_inloop_model_output_rank
+    public :: c_inloop_model_input_shape, c_inloop_model_output_shape
+    public :: c_inloop_model_input_index, c_inloop_model_output_index
+    public :: c_inloop_model_run_f32, c_inloop_model_run_f64
     public :: c_inloop_trainer_create, c_inloop_trainer_create_from_model, c_inloop_trainer_load_checkpoint
     public :: c_inloop_trainer_save_checkpoint, c_inloop_trainer_save_model, c_inloop_trainer_get_model
     public :: c_inloop_trainer_free, c_inloop_trainer_step_f32, c_inloop_trainer_step_f64
@@ -207,6 +230,73 @@ module inloop
             import :: c_ptr, c_int32_t
             type(c_ptr), value :: model
             integer(c_int32_t), value :: enabled
+            integer(c_int32_t) :: status
+        end function
+        !> Per-sample rank of input `index` (0-based): the number of dimensions without the batch one.
+        function c_inloop_model_input_rank(model, index, rank) bind(C, name="inloop_model_input_rank") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: model
+            integer(c_int64_t), value :: index
+            integer(c_int64_t), intent(out) :: rank
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_model_output_rank(model, index, rank) bind(C, name="inloop_model_output_rank") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: model
+            integer(c_int64_t), value :: index
+            integer(c_int64_t), intent(out) :: rank
+            integer(c_int32_t) :: status
+        end function
+        !> Per-sample shape of input `index` in ONNX (C, row-major) order, e.g. (C, H, W): the REVERSE of
+        !> the Fortran shape x(W, H, C, batch). dims has room for max_dims values.
+        function c_inloop_model_input_shape(model, index, dims, max_dims) bind(C, name="inloop_model_input_shape") &
+                result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: model
+            integer(c_int64_t), value :: index, max_dims
+            integer(c_int64_t), intent(out) :: dims(*)
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_model_output_shape(model, index, dims, max_dims) bind(C, name="inloop_model_output_shape") &
+                result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: model
+            integer(c_int64_t), value :: index, max_dims
+            integer(c_int64_t), intent(out) :: dims(*)
+            integer(c_int32_t) :: status
+        end function
+        !> 0-based index of the input named `name` (NUL-terminated: pass trim(name)//c_null_char).
+        function c_inloop_model_input_index(model, name, index) bind(C, name="inloop_model_input_index") result(status)
+            import :: c_ptr, c_char, c_int64_t, c_int32_t
+            type(c_ptr), value :: model
+            character(kind=c_char), intent(in) :: name(*)
+            integer(c_int64_t), intent(out) :: index
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_model_output_index(model, name, index) bind(C, name="inloop_model_output_index") result(status)
+            import :: c_ptr, c_char, c_int64_t, c_int32_t
+            type(c_ptr), value :: model
+            character(kind=c_char), intent(in) :: name(*)
+            integer(c_int64_t), intent(out) :: index
+            integer(c_int32_t) :: status
+        end function
+        !> Runs the model on `batch` samples. inputs(1:n_inputs) and outputs(1:n_outputs) are the c_loc of
+        !> contiguous arrays in model order, each of batch x prod(per-sample dims) values. No size check
+        !> beyond the counts: the idiomatic `run` checks the Fortran shapes first.
+        function c_inloop_model_run_f32(model, batch, n_inputs, inputs, n_outputs, outputs) &
+                bind(C, name="inloop_model_run_f32") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: model
+            integer(c_int64_t), value :: batch, n_inputs, n_outputs
+            type(c_ptr), intent(in) :: inputs(*), outputs(*)
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_model_run_f64(model, batch, n_inputs, inputs, n_outputs, outputs) &
+                bind(C, name="inloop_model_run_f64") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: model
+            integer(c_int64_t), value :: batch, n_inputs, n_outputs
+            type(c_ptr), intent(in) :: inputs(*), outputs(*)
             integer(c_int32_t) :: status
         end function
         ! C library helper used to convert C strings.
@@ -386,27 +476,46 @@ module inloop
     ! ------------------------------------------------------------------------- idiomatic layer
     public :: inloop_version_string, inloop_error_message, inloop_status_name
     public :: inloop_set_threads, inloop_get_threads
+    public :: inloop_arg
+
+    integer, parameter :: max_rank = 15   ! the largest rank of a Fortran array
+
+    ! Per-sample shapes of a model's inputs (or outputs) in Fortran order, read from the library once at
+    ! load so that `forward` and `run` check array shapes without a library call.
+    type :: io_shapes
+        integer, allocatable :: rank(:)            ! rank(i): per-sample rank of input (output) i
+        integer(int64), allocatable :: dims(:,:)   ! dims(1:rank(i), i): its per-sample shape, Fortran order
+    end type io_shapes
 
     !> A loaded model. Default-initialized objects hold no model (`is_loaded()` is false).
     type, public :: inloop_model
         private
         type(c_ptr) :: handle = c_null_ptr
+        type(io_shapes) :: ins, outs   ! allocated exactly when handle is set
     contains
         procedure :: load => model_load                  !< load(path [, stat, errmsg, comm])
         procedure :: load_buffer => model_load_buffer    !< load_buffer(bytes [, stat, errmsg])
         procedure :: free => model_free                  !< free([stat, errmsg]); no-op if nothing loaded
         procedure :: is_loaded => model_is_loaded        !< .true. if this object holds a handle
-        procedure :: input_size => model_input_size      !< values per sample (column) in x
-        procedure :: output_size => model_output_size    !< values per sample (column) in y
-        procedure :: input_name => model_input_name
-        procedure :: output_name => model_output_name
+        procedure :: input_size => model_input_size      !< values per sample in x (first input)
+        procedure :: output_size => model_output_size    !< values per sample in y (first output)
+        procedure :: input_name => model_input_name      !< input_name([i] [, stat, errmsg]): name of input i (1)
+        procedure :: output_name => model_output_name    !< output_name([i] [, stat, errmsg])
+        procedure :: num_inputs => model_num_inputs      !< num_inputs([stat, errmsg])
+        procedure :: num_outputs => model_num_outputs    !< num_outputs([stat, errmsg])
+        procedure :: input_shape => model_input_shape    !< input_shape(i [, stat, errmsg]): per-sample, Fortran order
+        procedure :: output_shape => model_output_shape  !< output_shape(i [, stat, errmsg])
+        procedure :: input_index => model_input_index    !< input_index(name [, stat, errmsg]): 1-based
+        procedure :: output_index => model_output_index  !< output_index(name [, stat, errmsg])
         procedure :: set_check_finite => model_set_check_finite  !< set_check_finite(enabled [, stat, errmsg])
         procedure :: set_reproducible => model_set_reproducible  !< set_reproducible(enabled [, stat, errmsg])
         procedure :: c_handle => model_c_handle          !< the raw handle, for the c_inloop_* interfaces
-        procedure, private :: forward_r32_1, forward_r32_2, forward_r64_1, forward_r64_2
-        !> forward(x, y [, stat, errmsg]): x(n_in) -> y(n_out), or x(n_in, ncol) -> y(n_out, ncol),
-        !> real(real32) or real(real64).
-        generic :: forward => forward_r32_1, forward_r32_2, forward_r64_1, forward_r64_2
+        procedure, private :: forward_r32, forward_r64
+        !> forward(x, y [, stat, errmsg]): one input, one output; x and y real(real32) or real(real64)
+        !> arrays of any rank: per-sample shape (Fortran order) followed by the batch dimension, or the
+        !> per-sample shape alone for one sample.
+        generic :: forward => forward_r32, forward_r64
+        procedure :: run => model_run                    !< run(inputs, outputs [, stat, errmsg]): inloop_arg arrays
         procedure, private :: jvp_r32, jvp_r64, vjp_r32, vjp_r64, jacobian_r32, jacobian_r64
         generic :: jvp => jvp_r32, jvp_r64             !< tangent-linear: jvp(x, dx, dy [, y, stat, errmsg])
         generic :: vjp => vjp_r32, vjp_r64             !< adjoint: vjp(x, dy, dx [, stat, errmsg])
@@ -445,6 +554,23 @@ module inloop
         generic :: evaluate => evaluate_r32, evaluate_r64         !< evaluate(x, y, loss [, stat, errmsg])
         final :: trainer_finalize
     end type inloop_trainer
+
+    !> One input or output array of `run`, made by `inloop_arg(array)`: it holds the array's address,
+    !> kind and shape, not a copy. The array must be contiguous and have the TARGET (or POINTER)
+    !> attribute, and must still exist, unmoved, when `run` is called.
+    type :: inloop_arg
+        private
+        type(c_ptr) :: address = c_null_ptr
+        integer :: kind = 0                          ! real32 or real64; 0: not made by inloop_arg()
+        integer :: rank = 0
+        integer(int64) :: shape(max_rank) = 0
+        logical :: contiguous = .true.
+    end type inloop_arg
+
+    !> inloop_arg(array): describes a real(real32) or real(real64) array of any rank for `run`.
+    interface inloop_arg
+        module procedure arg_r32, arg_r64
+    end interface inloop_arg
 
     ! Stand-in addresses for zero-sized arrays (c_loc of a zero-sized array is not allowed). The library
     ! reports the size mismatch before it would read or write through them.
@@ -511,8 +637,11 @@ contains
         else
             code = c_inloop_model_load(trim(path) // c_null_char, new)
         end if
-        if (code == INLOOP_OK) call replace_handle(self, new)
-        call report(code, stat, errmsg)
+        if (code == INLOOP_OK) then
+            call take_handle(self, new, stat, errmsg)
+        else
+            call report(code, stat, errmsg)
+        end if
     end subroutine
 
     !> Loads a model from the bytes of a model file held in memory, e.g. read with
@@ -532,8 +661,11 @@ contains
             data = c_loc(empty_bytes)
         end if
         code = c_inloop_model_load_buffer(data, size(bytes, kind=c_int64_t), new)
-        if (code == INLOOP_OK) call replace_handle(self, new)
-        call report(code, stat, errmsg)
+        if (code == INLOOP_OK) then
+            call take_handle(self, new, stat, errmsg)
+        else
+            call report(code, stat, errmsg)
+        end if
     end subroutine
 
     !> Frees the model. Calling it on an object that holds no model (never loaded, or already freed
@@ -546,7 +678,7 @@ contains
         integer(c_int32_t) :: code
         code = c_inloop_model_free(self%handle)
         ! A stale handle is useless, so forget it too; any other failure (e.g. BUSY) leaves it valid.
-        if (code == INLOOP_OK .or. code == INLOOP_ERR_INVALID_HANDLE) self%handle = c_null_ptr
+        if (code == INLOOP_OK .or. code == INLOOP_ERR_INVALID_HANDLE) call forget_handle(self)
         call report(code, stat, errmsg)
     end subroutine
 
@@ -590,31 +722,89 @@ contains
         call report(code, stat, errmsg)
     end function
 
-    !> Name of the (first) input, e.g. "x". "" on error (with stat present).
-    function model_input_name(self, stat, errmsg) result(s)
+    !> Name of input i (default 1, the first), e.g. "x". "" on error (with stat present).
+    function model_input_name(self, i, stat, errmsg) result(s)
         class(inloop_model), intent(in) :: self
+        integer, intent(in), optional :: i
         integer, intent(out), optional :: stat
         character(len=*), intent(inout), optional :: errmsg
         character(len=:), allocatable :: s
-        type(c_ptr) :: p
+        s = io_name(self, .true., i, stat, errmsg)
+    end function
+
+    !> Name of output i (default 1, the first), e.g. "y". "" on error (with stat present).
+    function model_output_name(self, i, stat, errmsg) result(s)
+        class(inloop_model), intent(in) :: self
+        integer, intent(in), optional :: i
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        character(len=:), allocatable :: s
+        s = io_name(self, .false., i, stat, errmsg)
+    end function
+
+    !> Number of inputs of the model (arrays `run` takes as `inputs`). -1 on error (with stat present).
+    integer function model_num_inputs(self, stat, errmsg) result(n)
+        class(inloop_model), intent(in) :: self
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        n = io_count(self, .true., stat, errmsg)
+    end function
+
+    !> Number of outputs of the model. -1 on error (with stat present).
+    integer function model_num_outputs(self, stat, errmsg) result(n)
+        class(inloop_model), intent(in) :: self
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        n = io_count(self, .false., stat, errmsg)
+    end function
+
+    !> Per-sample shape of input i (1-based) in Fortran order: the ONNX input (N, C, H, W) gives
+    !> [W, H, C], to be completed with the batch as x(W, H, C, N). A zero-sized array on error.
+    function model_input_shape(self, i, stat, errmsg) result(dims)
+        class(inloop_model), intent(in) :: self
+        integer, intent(in) :: i
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(int64), allocatable :: dims(:)
+        dims = io_shape(self, .true., i, stat, errmsg)
+    end function
+
+    !> Per-sample shape of output i (1-based) in Fortran order (see input_shape).
+    function model_output_shape(self, i, stat, errmsg) result(dims)
+        class(inloop_model), intent(in) :: self
+        integer, intent(in) :: i
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(int64), allocatable :: dims(:)
+        dims = io_shape(self, .false., i, stat, errmsg)
+    end function
+
+    !> Position (1-based) of the input named `name` (trailing blanks ignored) in the model's input order,
+    !> the order of `run`'s inputs. 0 on error, e.g. no such input (with stat present).
+    integer function model_input_index(self, name, stat, errmsg) result(i)
+        class(inloop_model), intent(in) :: self
+        character(len=*), intent(in) :: name
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(c_int64_t) :: index
         integer(c_int32_t) :: code
-        code = c_inloop_model_input_name(self%handle, 0_c_int64_t, p)
-        s = ''
-        if (code == INLOOP_OK) s = c_string(p)
+        code = c_inloop_model_input_index(self%handle, trim(name) // c_null_char, index)
+        i = 0
+        if (code == INLOOP_OK) i = int(index) + 1
         call report(code, stat, errmsg)
     end function
 
-    !> Name of the (first) output, e.g. "y". "" on error (with stat present).
-    function model_output_name(self, stat, errmsg) result(s)
+    !> Position (1-based) of the output named `name` in the model's output order. 0 on error.
+    integer function model_output_index(self, name, stat, errmsg) result(i)
         class(inloop_model), intent(in) :: self
+        character(len=*), intent(in) :: name
         integer, intent(out), optional :: stat
         character(len=*), intent(inout), optional :: errmsg
-        character(len=:), allocatable :: s
-        type(c_ptr) :: p
+        integer(c_int64_t) :: index
         integer(c_int32_t) :: code
-        code = c_inloop_model_output_name(self%handle, 0_c_int64_t, p)
-        s = ''
-        if (code == INLOOP_OK) s = c_string(p)
+        code = c_inloop_model_output_index(self%handle, trim(name) // c_null_char, index)
+        i = 0
+        if (code == INLOOP_OK) i = int(index) + 1
         call report(code, stat, errmsg)
     end function
 
@@ -645,98 +835,341 @@ contains
 
     ! ----------------------------------------------------------------------------- forward
     !
-    ! The dummies are `contiguous, target`: contiguous actual arguments are passed without a copy and the
-    ! library works on them in place; for a non-contiguous actual argument (e.g. x(:, 1:n:2)) the compiler
-    ! passes a contiguous temporary and copies y back afterwards. y is intent(inout) so that a failed call
-    ! leaves y unchanged even when it is such a temporary (the library writes nothing on error).
-    ! Sizes (size(x,1) vs the model's input size, size(y,1) vs its output size) are checked by the library;
-    ! the Fortran layer only checks what the C call cannot see: that x and y have the same number of columns.
+    ! Layout: the library takes one contiguous buffer per input and output holding the batch's samples one
+    ! after the other, each sample row-major in ONNX order, e.g. (C, H, W). That is exactly the memory of
+    ! the Fortran array x(W, H, C, batch): the Fortran shape is the ONNX shape reversed, with the batch
+    ! last. So forward and run pass the arrays' addresses (zero copy), after checking their shapes against
+    ! the model's per-sample shapes (the library's run entry points take no sizes: the check is the
+    ! Fortran layer's job, and it needs no library call):
+    !   rank(x) = per-sample rank + 1:  the last dimension is the batch, the others the per-sample shape;
+    !   rank(x) = per-sample rank:      one sample (batch 1), e.g. x(n_in) -> y(n_out).
     !
-    ! Zero columns: a no-op that succeeds (y is untouched), so that a rank or block with no columns needs
-    ! no special case. The C API refuses batch = 0, so the Fortran layer still checks the handle and the
-    ! row counts through the library's size queries, giving the same errors as a call with columns would.
+    ! The dummies of forward are `contiguous, target`: contiguous actual arguments are passed without a
+    ! copy; for a non-contiguous actual argument (e.g. x(:, 1:n:2)) the compiler passes a contiguous
+    ! temporary and copies y back afterwards. y is intent(inout) so that a failed call leaves y unchanged
+    ! even when it is such a temporary (the library writes nothing on error).
+    !
+    ! Zero samples: a no-op that succeeds (y is untouched), so that a rank or block with no columns needs
+    ! no special case; the shapes and the handle are still checked, giving the errors a call with samples
+    ! would give.
+    !
+    ! gfortran 12: for a zero-sized section that it packs into a temporary (e.g. x(2:4, 1:0)), size(x, k)
+    ! of the `contiguous` assumed-rank dummy is -1 instead of 0; extents are therefore read as max(0, .).
 
-    subroutine forward_r32_2(self, x, y, stat, errmsg)
+    subroutine forward_r32(self, x, y, stat, errmsg)
         class(inloop_model), intent(in) :: self
-        real(real32), intent(in), contiguous, target :: x(:,:)
-        real(real32), intent(inout), contiguous, target :: y(:,:)
+        real(real32), intent(in), contiguous, target :: x(..)
+        real(real32), intent(inout), contiguous, target :: y(..)
         integer, intent(out), optional :: stat
         character(len=*), intent(inout), optional :: errmsg
-        type(c_ptr) :: px, py
-        if (.not. columns_agree(size(x, 2, int64), size(y, 2, int64), stat, errmsg)) return
-        if (size(x, 2) == 0) then
-            call check_no_columns(self, size(x, 1, int64), size(y, 1, int64), stat, errmsg)
+        integer(int64) :: sx(max_rank), sy(max_rank), batch
+        type(c_ptr) :: px(1), py(1)
+        integer :: k
+        logical :: go
+        do k = 1, rank(x)
+            sx(k) = max(0_int64, size(x, k, int64))   ! max: see "gfortran 12" above
+        end do
+        do k = 1, rank(y)
+            sy(k) = max(0_int64, size(y, k, int64))   ! max: see "gfortran 12" above
+        end do
+        call forward_prepare(self, sx(1:rank(x)), sy(1:rank(y)), batch, go, stat, errmsg)
+        if (.not. go) return
+        px(1) = c_loc(empty_r32)
+        py(1) = c_loc(empty_r32)
+        if (size(x) > 0) px(1) = c_loc(x)
+        if (size(y) > 0) py(1) = c_loc(y)
+        call report(c_inloop_model_run_f32(self%handle, batch, 1_c_int64_t, px, 1_c_int64_t, py), stat, errmsg)
+    end subroutine
+
+    subroutine forward_r64(self, x, y, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real64), intent(in), contiguous, target :: x(..)
+        real(real64), intent(inout), contiguous, target :: y(..)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(int64) :: sx(max_rank), sy(max_rank), batch
+        type(c_ptr) :: px(1), py(1)
+        integer :: k
+        logical :: go
+        do k = 1, rank(x)
+            sx(k) = max(0_int64, size(x, k, int64))   ! max: see "gfortran 12" above
+        end do
+        do k = 1, rank(y)
+            sy(k) = max(0_int64, size(y, k, int64))   ! max: see "gfortran 12" above
+        end do
+        call forward_prepare(self, sx(1:rank(x)), sy(1:rank(y)), batch, go, stat, errmsg)
+        if (.not. go) return
+        px(1) = c_loc(empty_r64)
+        py(1) = c_loc(empty_r64)
+        if (size(x) > 0) px(1) = c_loc(x)
+        if (size(y) > 0) py(1) = c_loc(y)
+        call report(c_inloop_model_run_f64(self%handle, batch, 1_c_int64_t, px, 1_c_int64_t, py), stat, errmsg)
+    end subroutine
+
+    !> Checks forward's arguments (shapes sx of x and sy of y). go: call the library with `batch` samples;
+    !> otherwise the outcome (an error, or success for zero samples) has been reported.
+    subroutine forward_prepare(self, sx, sy, batch, go, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        integer(int64), intent(in) :: sx(:), sy(:)
+        integer(int64), intent(out) :: batch
+        logical, intent(out) :: go
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(int64) :: by
+        go = .false.
+        batch = -1
+        if (.not. allocated(self%ins%rank)) then
+            call report_handle(self, .false., stat, errmsg)
             return
         end if
-        px = c_loc(empty_r32)
-        py = c_loc(empty_r32)
-        if (size(x) > 0) px = c_loc(x)
-        if (size(y) > 0) py = c_loc(y)
-        call report(c_inloop_model_forward_sized_f32(self%handle, px, size(x, 1, c_int64_t), size(x, 2, c_int64_t), &
-                                                     py, size(y, 1, c_int64_t)), stat, errmsg)
-    end subroutine
-
-    subroutine forward_r64_2(self, x, y, stat, errmsg)
-        class(inloop_model), intent(in) :: self
-        real(real64), intent(in), contiguous, target :: x(:,:)
-        real(real64), intent(inout), contiguous, target :: y(:,:)
-        integer, intent(out), optional :: stat
-        character(len=*), intent(inout), optional :: errmsg
-        type(c_ptr) :: px, py
-        if (.not. columns_agree(size(x, 2, int64), size(y, 2, int64), stat, errmsg)) return
-        if (size(x, 2) == 0) then
-            call check_no_columns(self, size(x, 1, int64), size(y, 1, int64), stat, errmsg)
+        if (size(self%ins%rank) /= 1 .or. size(self%outs%rank) /= 1) then
+            call report(INLOOP_ERR_INVALID_ARGUMENT, stat, errmsg, 'forward: the model has ' // &
+                        counted(size(self%ins%rank), 'input') // ' and ' // counted(size(self%outs%rank), 'output') // &
+                        ' but forward takes one of each: use run(inputs, outputs) with inloop_arg(array)')
             return
         end if
-        px = c_loc(empty_r64)
-        py = c_loc(empty_r64)
-        if (size(x) > 0) px = c_loc(x)
-        if (size(y) > 0) py = c_loc(y)
-        call report(c_inloop_model_forward_sized_f64(self%handle, px, size(x, 1, c_int64_t), size(x, 2, c_int64_t), &
-                                                     py, size(y, 1, c_int64_t)), stat, errmsg)
+        batch = samples(sx, self%ins, 1)
+        if (batch < 0) then
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, shape_mismatch(self, 'forward', 'x', sx, .true., 1))
+            return
+        end if
+        by = samples(sy, self%outs, 1)
+        if (by < 0) then
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, shape_mismatch(self, 'forward', 'y', sy, .false., 1))
+            return
+        end if
+        if (by /= batch) then
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'forward: ' // holds('x', sx, self%ins%rank(1)) // &
+                        ' but ' // holds('y', sy, self%outs%rank(1)))
+            return
+        end if
+        if (batch == 0) then
+            call report_handle(self, .true., stat, errmsg)
+            return
+        end if
+        go = .true.
     end subroutine
 
-    !> One sample: x(n_in) -> y(n_out).
-    subroutine forward_r32_1(self, x, y, stat, errmsg)
-        class(inloop_model), intent(in) :: self
-        real(real32), intent(in), contiguous, target :: x(:)
-        real(real32), intent(inout), contiguous, target :: y(:)
-        integer, intent(out), optional :: stat
-        character(len=*), intent(inout), optional :: errmsg
-        type(c_ptr) :: px, py
-        px = c_loc(empty_r32)
-        py = c_loc(empty_r32)
-        if (size(x) > 0) px = c_loc(x)
-        if (size(y) > 0) py = c_loc(y)
-        call report(c_inloop_model_forward_sized_f32(self%handle, px, size(x, kind=c_int64_t), 1_c_int64_t, &
-                                                     py, size(y, kind=c_int64_t)), stat, errmsg)
-    end subroutine
+    ! ----------------------------------------------------------------------------- run
 
-    subroutine forward_r64_1(self, x, y, stat, errmsg)
+    !> inloop_arg(array) for real(real32) arrays (see the type inloop_arg).
+    function arg_r32(array) result(arg)
+        real(real32), intent(in), target :: array(..)
+        type(inloop_arg) :: arg
+        integer :: k
+        arg%kind = real32
+        arg%rank = rank(array)
+        do k = 1, rank(array)
+            arg%shape(k) = size(array, k, int64)
+        end do
+        arg%contiguous = is_contiguous(array)
+        arg%address = c_loc(empty_r32)
+        if (arg%contiguous .and. size(array) > 0) arg%address = c_loc(array)
+    end function
+
+    !> inloop_arg(array) for real(real64) arrays (see the type inloop_arg).
+    function arg_r64(array) result(arg)
+        real(real64), intent(in), target :: array(..)
+        type(inloop_arg) :: arg
+        integer :: k
+        arg%kind = real64
+        arg%rank = rank(array)
+        do k = 1, rank(array)
+            arg%shape(k) = size(array, k, int64)
+        end do
+        arg%contiguous = is_contiguous(array)
+        arg%address = c_loc(empty_r64)
+        if (arg%contiguous .and. size(array) > 0) arg%address = c_loc(array)
+    end function
+
+    !> Runs a model with any number of inputs and outputs:
+    !>     call net%run([inloop_arg(x1), inloop_arg(x2)], [inloop_arg(y1), inloop_arg(y2)])
+    !> inputs(i) is the model's input i and outputs(j) its output j (see input_index/output_index). Each
+    !> array's shape is the per-sample shape in Fortran order (input_shape(i)) followed by the batch, the
+    !> same batch for all arrays, or the per-sample shape alone for one sample. All arrays must be of one
+    !> kind: real(real32) (read and written in place) or real(real64) (converted on the way in and out).
+    !> Mixed kinds, arrays not made by inloop_arg, non-contiguous arrays: INLOOP_ERR_INVALID_ARGUMENT;
+    !> wrong counts or shapes: INLOOP_ERR_SIZE_MISMATCH. On error no output is written.
+    subroutine model_run(self, inputs, outputs, stat, errmsg)
         class(inloop_model), intent(in) :: self
-        real(real64), intent(in), contiguous, target :: x(:)
-        real(real64), intent(inout), contiguous, target :: y(:)
+        type(inloop_arg), intent(in) :: inputs(:), outputs(:)
         integer, intent(out), optional :: stat
         character(len=*), intent(inout), optional :: errmsg
-        type(c_ptr) :: px, py
-        px = c_loc(empty_r64)
-        py = c_loc(empty_r64)
-        if (size(x) > 0) px = c_loc(x)
-        if (size(y) > 0) py = c_loc(y)
-        call report(c_inloop_model_forward_sized_f64(self%handle, px, size(x, kind=c_int64_t), 1_c_int64_t, &
-                                                     py, size(y, kind=c_int64_t)), stat, errmsg)
+        type(c_ptr) :: pin(size(inputs)), pout(size(outputs))
+        integer(int64) :: batch, b
+        character(len=:), allocatable :: first, label
+        type(inloop_arg) :: a
+        integer :: i, j, kind, r
+        logical :: is_input
+        integer(c_int32_t) :: code
+
+        ! kinds and addresses first: they need no model
+        kind = 0
+        first = ''
+        do i = 1, size(inputs) + size(outputs)
+            a = arg_at(inputs, outputs, i)
+            label = arg_label(size(inputs), i)
+            if (a%kind == 0) then
+                call report(INLOOP_ERR_INVALID_ARGUMENT, stat, errmsg, 'run: ' // label // &
+                            ' was not made by inloop_arg(array)')
+                return
+            end if
+            if (.not. a%contiguous) then
+                call report(INLOOP_ERR_INVALID_ARGUMENT, stat, errmsg, 'run: ' // label // ' is not contiguous ' // &
+                            '(an array section?): inloop_arg keeps the address of its array, so pass a contiguous ' // &
+                            'array (copy the section into one)')
+                return
+            end if
+            if (kind == 0) then
+                kind = a%kind
+                first = label
+            else if (a%kind /= kind) then
+                call report(INLOOP_ERR_INVALID_ARGUMENT, stat, errmsg, 'run: all arrays must be of one kind, but ' // &
+                            first // ' is ' // kind_name(kind) // ' and ' // label // ' is ' // kind_name(a%kind))
+                return
+            end if
+        end do
+
+        if (.not. allocated(self%ins%rank)) then
+            call report_handle(self, .false., stat, errmsg)
+            return
+        end if
+        if (size(inputs) /= size(self%ins%rank) .or. size(outputs) /= size(self%outs%rank)) then
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'run: got ' // counted(size(inputs), 'input') // &
+                        ' and ' // counted(size(outputs), 'output') // ' but the model has ' // &
+                        counted(size(self%ins%rank), 'input') // ' (' // io_names(self, .true.) // ') and ' // &
+                        counted(size(self%outs%rank), 'output') // ' (' // io_names(self, .false.) // ')')
+            return
+        end if
+
+        ! shapes, and one batch for all
+        batch = -1
+        do i = 1, size(inputs) + size(outputs)
+            is_input = i <= size(inputs)
+            j = i
+            if (.not. is_input) j = i - size(inputs)
+            a = arg_at(inputs, outputs, i)
+            label = arg_label(size(inputs), i)
+            if (is_input) then
+                b = samples(a%shape(1:a%rank), self%ins, j)
+                r = self%ins%rank(j)
+            else
+                b = samples(a%shape(1:a%rank), self%outs, j)
+                r = self%outs%rank(j)
+            end if
+            if (b < 0) then
+                call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, &
+                            shape_mismatch(self, 'run', label, a%shape(1:a%rank), is_input, j))
+                return
+            end if
+            if (batch < 0) then
+                batch = b
+                first = holds(label, a%shape(1:a%rank), r)
+            else if (b /= batch) then
+                call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'run: ' // first // ' but ' // &
+                            holds(label, a%shape(1:a%rank), r))
+                return
+            end if
+        end do
+        if (batch == 0) then
+            call report_handle(self, .true., stat, errmsg)
+            return
+        end if
+
+        pin = inputs%address
+        pout = outputs%address
+        if (kind == real32) then
+            code = c_inloop_model_run_f32(self%handle, batch, size(inputs, kind=c_int64_t), pin, &
+                                          size(outputs, kind=c_int64_t), pout)
+        else
+            code = c_inloop_model_run_f64(self%handle, batch, size(inputs, kind=c_int64_t), pin, &
+                                          size(outputs, kind=c_int64_t), pout)
+        end if
+        call report(code, stat, errmsg)
     end subroutine
 
     ! ===================================================================== private helpers
 
-    !> Frees the handle the object held (if any; errors ignored, e.g. one freed through a copy) and
-    !> takes `new` instead.
-    subroutine replace_handle(self, new)
+    !> Takes the freshly loaded handle `new`: reads its input/output shapes, then frees the model the
+    !> object held (if any; errors ignored, e.g. one freed through a copy) and keeps `new`. If the shapes
+    !> cannot be read, `new` is freed, the object is left unchanged and the failure is reported.
+    subroutine take_handle(self, new, stat, errmsg)
         class(inloop_model), intent(inout) :: self
         type(c_ptr), intent(in) :: new
-        integer(c_int32_t) :: ignored
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        type(io_shapes) :: ins, outs
+        character(len=:), allocatable :: msg
+        integer(c_int32_t) :: code, ignored
+        call read_shapes(new, .true., ins, code, msg)
+        if (code == INLOOP_OK) call read_shapes(new, .false., outs, code, msg)
+        if (code /= INLOOP_OK) then
+            if (len(msg) == 0) msg = c_string(c_inloop_last_error())   ! before the free below
+            ignored = c_inloop_model_free(new)
+            call report(code, stat, errmsg, msg)
+            return
+        end if
         if (c_associated(self%handle)) ignored = c_inloop_model_free(self%handle)
         self%handle = new
+        call move_alloc(ins%rank, self%ins%rank)
+        call move_alloc(ins%dims, self%ins%dims)
+        call move_alloc(outs%rank, self%outs%rank)
+        call move_alloc(outs%dims, self%outs%dims)
+        call report(INLOOP_OK, stat, errmsg)
+    end subroutine
+
+    !> Per-sample shapes of all inputs (is_input) or outputs of a model, reversed into Fortran order.
+    !> msg: "" (the library's message applies) or the Fortran layer's own.
+    subroutine read_shapes(handle, is_input, io, code, msg)
+        type(c_ptr), intent(in) :: handle
+        logical, intent(in) :: is_input
+        type(io_shapes), intent(out) :: io
+        integer(c_int32_t), intent(out) :: code
+        character(len=:), allocatable, intent(out) :: msg
+        integer(c_int64_t) :: n, r, dims(max_rank)
+        integer :: i
+        msg = ''
+        if (is_input) then
+            code = c_inloop_model_num_inputs(handle, n)
+        else
+            code = c_inloop_model_num_outputs(handle, n)
+        end if
+        if (code /= INLOOP_OK) return
+        allocate (io%rank(n), io%dims(max_rank, n))
+        io%dims = 0
+        do i = 1, int(n)
+            if (is_input) then
+                code = c_inloop_model_input_rank(handle, int(i - 1, c_int64_t), r)
+            else
+                code = c_inloop_model_output_rank(handle, int(i - 1, c_int64_t), r)
+            end if
+            if (code /= INLOOP_OK) return
+            if (r < 0 .or. r >= max_rank) then
+                code = INLOOP_ERR_UNSUPPORTED
+                msg = 'model ' // trim(merge('input ', 'output', is_input)) // ' ' // itoa(int(i, int64)) // ' has ' // &
+                      itoa(int(r, int64)) // ' dimensions per sample: too many for a Fortran array (at most ' // &
+                      itoa(int(max_rank - 1, int64)) // ' besides the batch)'
+                return
+            end if
+            if (is_input) then
+                code = c_inloop_model_input_shape(handle, int(i - 1, c_int64_t), dims, int(max_rank, c_int64_t))
+            else
+                code = c_inloop_model_output_shape(handle, int(i - 1, c_int64_t), dims, int(max_rank, c_int64_t))
+            end if
+            if (code /= INLOOP_OK) return
+            io%rank(i) = int(r)
+            io%dims(1:r, i) = int(dims(r:1:-1), int64)
+        end do
+    end subroutine
+
+    !> The object holds no model any more.
+    subroutine forget_handle(self)
+        class(inloop_model), intent(inout) :: self
+        self%handle = c_null_ptr
+        if (allocated(self%ins%rank)) deallocate (self%ins%rank)
+        if (allocated(self%ins%dims)) deallocate (self%ins%dims)
+        if (allocated(self%outs%rank)) deallocate (self%outs%rank)
+        if (allocated(self%outs%dims)) deallocate (self%outs%dims)
     end subroutine
 
     !> Frees the model when the object goes out of scope or is deallocated. Never stops the program:
@@ -745,45 +1178,269 @@ contains
         type(inloop_model), intent(inout) :: self
         integer(c_int32_t) :: ignored
         if (c_associated(self%handle)) ignored = c_inloop_model_free(self%handle)
-        self%handle = c_null_ptr
+        call forget_handle(self)
     end subroutine
 
-    logical function columns_agree(ncol_x, ncol_y, stat, errmsg)
-        integer(int64), intent(in) :: ncol_x, ncol_y
+    !> Asks the library whether the object's handle is usable and reports its answer: its error (nothing
+    !> loaded, freed through a copy), or, for a usable handle, success if zero_samples (a call with no
+    !> samples is a no-op), else an internal error (an object with a live handle always has its shapes).
+    subroutine report_handle(self, zero_samples, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        logical, intent(in) :: zero_samples
         integer, intent(out), optional :: stat
         character(len=*), intent(inout), optional :: errmsg
-        columns_agree = ncol_x == ncol_y
-        if (.not. columns_agree) then
-            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'forward: x has ' // itoa(ncol_x) // &
-                        ' columns (size(x, 2)) but y has ' // itoa(ncol_y) // ' (size(y, 2))')
+        integer(c_int64_t) :: n
+        integer(c_int32_t) :: code
+        code = c_inloop_model_num_inputs(self%handle, n)
+        if (code == INLOOP_OK .and. .not. zero_samples) then
+            call report(INLOOP_ERR_INTERNAL, stat, errmsg, 'inloop module: the model''s shapes were not read at load')
+        else
+            call report(code, stat, errmsg)
+        end if
+    end subroutine
+
+    !> Number of samples in an array of shape s for input (output) i of `io`: the last extent if the other
+    !> extents are the per-sample shape, 1 if s is the per-sample shape itself, -1 if neither.
+    pure integer(int64) function samples(s, io, i)
+        integer(int64), intent(in) :: s(:)
+        type(io_shapes), intent(in) :: io
+        integer, intent(in) :: i
+        integer :: r
+        r = io%rank(i)
+        samples = -1
+        if (size(s) == r + 1) then
+            if (all(s(1:r) == io%dims(1:r, i))) samples = s(r + 1)
+        else if (size(s) == r) then
+            if (all(s == io%dims(1:r, i))) samples = 1
         end if
     end function
 
-    !> forward with zero columns: succeed if a call with columns would pass its argument checks.
-    subroutine check_no_columns(model, n_in, n_out, stat, errmsg)
-        type(inloop_model), intent(in) :: model
-        integer(int64), intent(in) :: n_in, n_out
+    !> "run: inputs(2) has shape (64,64,3,8) but model input 2 'x2' is (64,64,2,N) in Fortran order
+    !> = (N,2,64,64) in ONNX order (N: the batch, the last Fortran dimension; without it, one sample)"
+    function shape_mismatch(self, where, label, s, is_input, i) result(msg)
+        class(inloop_model), intent(in) :: self
+        character(len=*), intent(in) :: where, label
+        integer(int64), intent(in) :: s(:)
+        logical, intent(in) :: is_input
+        integer, intent(in) :: i
+        character(len=:), allocatable :: msg, what, name, fortran, onnx
+        integer(int64), allocatable :: d(:)
+        integer :: n, ignored
+        if (is_input) then
+            d = self%ins%dims(1:self%ins%rank(i), i)
+            n = size(self%ins%rank)
+            what = 'input'
+        else
+            d = self%outs%dims(1:self%outs%rank(i), i)
+            n = size(self%outs%rank)
+            what = 'output'
+        end if
+        name = io_name(self, is_input, i, ignored)
+        if (len(name) > 0) name = ' ''' // name // ''''
+        if (n > 1) name = ' ' // itoa(int(i, int64)) // name
+        if (size(d) > 0) then
+            fortran = '(' // dims_list(d) // ',N)'
+            onnx = '(N,' // dims_list(d(size(d):1:-1)) // ')'
+        else
+            fortran = '(N)'
+            onnx = '(N)'
+        end if
+        if (size(s) == 0) then
+            msg = where // ': ' // label // ' is a scalar'
+        else
+            msg = where // ': ' // label // ' has shape (' // dims_list(s) // ')'
+        end if
+        msg = msg // ' but model ' // what // name // ' is ' // fortran // ' in Fortran order = ' // onnx // &
+              ' in ONNX order (N: the batch, the last Fortran dimension; without it, one sample)'
+    end function
+
+    !> "x holds 8 samples (size(x, 4))" or "x holds 1 sample (rank 3: one sample, no batch dimension)".
+    function holds(label, s, r) result(msg)
+        character(len=*), intent(in) :: label
+        integer(int64), intent(in) :: s(:)
+        integer, intent(in) :: r
+        character(len=:), allocatable :: msg
+        if (size(s) == r + 1) then
+            msg = label // ' holds ' // counted(s(r + 1), 'sample') // ' (size(' // label // ', ' // itoa(int(r + 1, int64)) // '))'
+        else
+            msg = label // ' holds 1 sample (rank ' // itoa(int(r, int64)) // ': one sample, no batch dimension)'
+        end if
+    end function
+
+    !> The i-th array of run's arguments: inputs first, then outputs.
+    type(inloop_arg) function arg_at(inputs, outputs, i) result(a)
+        type(inloop_arg), intent(in) :: inputs(:), outputs(:)
+        integer, intent(in) :: i
+        if (i <= size(inputs)) then
+            a = inputs(i)
+        else
+            a = outputs(i - size(inputs))
+        end if
+    end function
+
+    !> "inputs(2)" or "outputs(1)" for the i-th array of run's arguments.
+    function arg_label(n_inputs, i) result(s)
+        integer, intent(in) :: n_inputs, i
+        character(len=:), allocatable :: s
+        if (i <= n_inputs) then
+            s = 'inputs(' // itoa(int(i, int64)) // ')'
+        else
+            s = 'outputs(' // itoa(int(i - n_inputs, int64)) // ')'
+        end if
+    end function
+
+    !> "1 input", "2 inputs"
+    function counted(n, noun) result(s)
+        class(*), intent(in) :: n
+        character(len=*), intent(in) :: noun
+        character(len=:), allocatable :: s
+        integer(int64) :: k
+        select type (n)
+        type is (integer)
+            k = n
+        type is (integer(int64))
+            k = n
+        class default
+            k = -1
+        end select
+        s = itoa(k) // ' ' // noun
+        if (k /= 1) s = s // 's'
+    end function
+
+    function kind_name(kind) result(s)
+        integer, intent(in) :: kind
+        character(len=:), allocatable :: s
+        if (kind == real32) then
+            s = 'real(real32)'
+        else
+            s = 'real(real64)'
+        end if
+    end function
+
+    !> "64,64,2"
+    function dims_list(d) result(s)
+        integer(int64), intent(in) :: d(:)
+        character(len=:), allocatable :: s
+        integer :: k
+        s = ''
+        do k = 1, size(d)
+            if (k > 1) s = s // ','
+            s = s // itoa(d(k))
+        end do
+    end function
+
+    !> Number of inputs (outputs), from the library; -1 on error.
+    integer function io_count(self, is_input, stat, errmsg) result(n)
+        class(inloop_model), intent(in) :: self
+        logical, intent(in) :: is_input
         integer, intent(out), optional :: stat
         character(len=*), intent(inout), optional :: errmsg
-        integer(c_int64_t) :: model_in, model_out
+        integer(c_int64_t) :: v
         integer(c_int32_t) :: code
-        code = c_inloop_model_input_size(model%handle, model_in)
-        if (code == INLOOP_OK) code = c_inloop_model_output_size(model%handle, model_out)
-        if (code /= INLOOP_OK) then
-            call report(code, stat, errmsg)
-        else if (n_in /= model_in) then
-            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'forward: size(x, 1) is ' // itoa(n_in) // &
-                        ' but the model input size is ' // itoa(int(model_in, int64)))
-        else if (n_out /= model_out) then
-            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'forward: size(y, 1) is ' // itoa(n_out) // &
-                        ' but the model output size is ' // itoa(int(model_out, int64)))
+        if (is_input) then
+            code = c_inloop_model_num_inputs(self%handle, v)
         else
-            call report(INLOOP_OK, stat, errmsg)
+            code = c_inloop_model_num_outputs(self%handle, v)
         end if
-    end subroutine
+        n = -1
+        if (code == INLOOP_OK) n = int(v)
+        call report(code, stat, errmsg)
+    end function
 
-    !> Delivers a status the `allocate` way (see the module header). The message is `message` if given,
-    !> else the library's last error (else the status description).
+    !> Checks a 1-based input (output) index against the library's count. If the handle is unusable or
+    !> the index out of range, reports it and returns .false.
+    logical function index_ok(self, is_input, i, what, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        logical, intent(in) :: is_input
+        integer, intent(in) :: i
+        character(len=*), intent(in) :: what
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer :: n, code
+        n = io_count(self, is_input, code)
+        index_ok = .false.
+        if (code /= INLOOP_OK) then
+            call report(int(code, c_int32_t), stat, errmsg)
+        else if (i < 1 .or. i > n) then
+            call report(INLOOP_ERR_INVALID_ARGUMENT, stat, errmsg, what // ': index ' // itoa(int(i, int64)) // &
+                        ' is out of range: the model has ' // counted(n, trim(merge('input ', 'output', is_input))) // &
+                        ' (1 to ' // itoa(int(n, int64)) // ')')
+        else
+            index_ok = .true.
+        end if
+    end function
+
+    !> Name of input (output) i (1-based, default 1); "" on error.
+    function io_name(self, is_input, i, stat, errmsg) result(s)
+        class(inloop_model), intent(in) :: self
+        logical, intent(in) :: is_input
+        integer, intent(in), optional :: i
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        character(len=:), allocatable :: s
+        type(c_ptr) :: p
+        integer :: k
+        integer(c_int32_t) :: code
+        k = 1
+        if (present(i)) k = i
+        s = ''
+        if (.not. index_ok(self, is_input, k, trim(merge('input_name ', 'output_name', is_input)), stat, errmsg)) return
+        if (is_input) then
+            code = c_inloop_model_input_name(self%handle, int(k - 1, c_int64_t), p)
+        else
+            code = c_inloop_model_output_name(self%handle, int(k - 1, c_int64_t), p)
+        end if
+        if (code == INLOOP_OK) s = c_string(p)
+        call report(code, stat, errmsg)
+    end function
+
+    !> Per-sample shape of input (output) i in Fortran order, from the library; zero-sized on error.
+    function io_shape(self, is_input, i, stat, errmsg) result(dims)
+        class(inloop_model), intent(in) :: self
+        logical, intent(in) :: is_input
+        integer, intent(in) :: i
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(int64), allocatable :: dims(:)
+        integer(c_int64_t) :: r, d(max_rank)
+        integer(c_int32_t) :: code
+        allocate (dims(0))
+        if (.not. index_ok(self, is_input, i, trim(merge('input_shape ', 'output_shape', is_input)), stat, errmsg)) return
+        if (is_input) then
+            code = c_inloop_model_input_rank(self%handle, int(i - 1, c_int64_t), r)
+        else
+            code = c_inloop_model_output_rank(self%handle, int(i - 1, c_int64_t), r)
+        end if
+        if (code == INLOOP_OK .and. (r < 0 .or. r > max_rank)) then
+            call report(INLOOP_ERR_UNSUPPORTED, stat, errmsg, trim(merge('input_shape ', 'output_shape', is_input)) // &
+                        ': the library reports ' // itoa(int(r, int64)) // ' dimensions per sample')
+            return
+        end if
+        if (code == INLOOP_OK) then
+            if (is_input) then
+                code = c_inloop_model_input_shape(self%handle, int(i - 1, c_int64_t), d, int(max_rank, c_int64_t))
+            else
+                code = c_inloop_model_output_shape(self%handle, int(i - 1, c_int64_t), d, int(max_rank, c_int64_t))
+            end if
+        end if
+        if (code == INLOOP_OK) dims = int(d(r:1:-1), int64)
+        call report(code, stat, errmsg)
+    end function
+
+    !> "x1, x2": the names of all inputs (outputs), for messages.
+    function io_names(self, is_input) result(s)
+        class(inloop_model), intent(in) :: self
+        logical, intent(in) :: is_input
+        character(len=:), allocatable :: s
+        integer :: i, n, code
+        n = io_count(self, is_input, code)
+        s = ''
+        do i = 1, n
+            if (i > 1) s = s // ', '
+            s = s // io_name(self, is_input, i, code)
+        end do
+    end function
+
     ! ===================================================================== training
     subroutine trainer_create(self, config, stat, errmsg)
         class(inloop_trainer), intent(inout) :: self
@@ -874,9 +1531,11 @@ contains
         type(c_ptr) :: h
         integer(c_int32_t) :: code
         code = c_inloop_trainer_get_model(self%handle, h)
-        if (code == INLOOP_OK) call model%free()
-        if (code == INLOOP_OK) model%handle = h
-        call report(code, stat, errmsg)
+        if (code == INLOOP_OK) then
+            call take_handle(model, h, stat, errmsg)   ! frees the model it held, reads the shapes
+        else
+            call report(code, stat, errmsg)
+        end if
     end subroutine
 
     subroutine trainer_free(self, stat, errmsg)
@@ -1178,6 +1837,8 @@ contains
         call report(c_inloop_model_jacobian_f64(self%handle, c_loc(x), size(x, 2, c_int64_t), c_loc(j)), stat, errmsg)
     end subroutine
 
+    !> Delivers a status the `allocate` way (see the module header). The message is `message` if given,
+    !> else the library's last error (else the status description).
     subroutine report(code, stat, errmsg, message)
         integer(c_int32_t), intent(in) :: code
         integer, intent(out), optional :: stat
