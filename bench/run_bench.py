@@ -6,6 +6,10 @@ Runs with one OpenBLAS thread and OPENBLAS_CORETYPE=SkylakeX unless set already 
 misdetects these CPUs as Haswell and leaves AVX-512 unused). Needs ../shared/models converted by
 `make models` (the Makefile's bench target does it). NumPy (x @ W.T chain, its own OpenBLAS) is timed
 as a peer when importable.
+
+The ONNX section times ../shared/models/*.onnx (l96, column_mlp, column_conv1d, cnn2d) through the C
+API (build/bench_onnx, no Python in the loop) and onnxruntime in this process (1 thread, sequential,
+`session.run` from Python, when importable), model by model in the same run.
 """
 import os
 import re
@@ -73,6 +77,10 @@ def timeit(f, n):
 
 
 def main():
+    if "--onnx-only" in sys.argv:  # just the ONNX section (needs build/bench_onnx)
+        print(f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} OPENBLAS_NUM_THREADS={env['OPENBLAS_NUM_THREADS']}")
+        onnx_bench()
+        return
     if not os.path.exists(os.path.join(MODELS, "column_mlp.safetensors")):
         sys.exit("bench: build/models/column_mlp.safetensors missing (run `make models` with ../shared present)")
     print(f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} OPENBLAS_NUM_THREADS={env['OPENBLAS_NUM_THREADS']}\n")
@@ -105,6 +113,90 @@ def main():
     print(f"| engine core called from Swift | {c * 1e9:.0f} ns | – |")
     print(f"| Fortran raw bind(C) -> C ABI -> core | {raw * 1e9:.0f} ns | {(raw - c) * 1e9:.0f} ns |")
     print(f"| Fortran `net%forward` -> C ABI -> core | {fm * 1e9:.0f} ns | {(fm - c) * 1e9:.0f} ns |")
+    onnx_bench()
+
+
+# FLOPs per sample (../shared/models/README.md) and batch sizes of the ONNX section.
+ONNX_MODELS = {"l96": (4224, [1, 16, 256, 4096]), "column_mlp": (998912, [1, 16, 256, 4096]),
+               "column_conv1d": (437760, [1, 16, 256, 4096]), "cnn2d": (12845184, [1, 16, 128])}
+SHARED = os.environ.get("SHARED", os.path.join(ROOT, "..", "shared", "models"))
+
+
+def ort_session(path):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def median_per_call(f, rounds=9, target=0.05):
+    f()
+    n = max(1, int(target / max(1e-7, timeit(f, 1))))
+    return sorted(timeit(f, n) for _ in range(rounds))[rounds // 2]
+
+
+def onnx_bench():
+    bench = os.path.join(ROOT, "build", "bench_onnx")
+    if not os.path.exists(bench):
+        print("\nONNX section skipped: build/bench_onnx not built (make bench builds it)")
+        return
+    probe = subprocess.run([bench, os.path.join(SHARED, "l96.onnx"), "1"], cwd=ROOT, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if probe.returncode != 0:
+        print(f"\nONNX section skipped: InLoop cannot run {SHARED}/l96.onnx: {probe.stdout.strip()[-300:]}")
+        return
+    try:
+        import numpy as np
+        import onnxruntime as ort
+        ort_version = ort.__version__
+    except ImportError:
+        ort, ort_version = None, ""
+        print("\nonnxruntime not importable: InLoop times only (pip install onnxruntime)")
+    print(f"\n== ONNX models: InLoop (C API) vs onnxruntime {ort_version if ort else ''} (1 thread each) ==")
+    rows = {}
+    for name, (flops, batches) in ONNX_MODELS.items():
+        path = os.path.join(SHARED, name + ".onnx")
+        inl = results([bench, path, *map(str, batches)])
+        native = os.path.join(MODELS, name + ".safetensors")  # the same model as a native layer stack
+        nat = results([bench, native, *map(str, batches)]) if os.path.exists(native) else {}
+        peer = {}
+        if ort:
+            sess = ort_session(path)
+            shape = [d if isinstance(d, int) else 1 for d in sess.get_inputs()[0].shape][1:]
+            for b in batches:
+                feed = {"x": np.random.default_rng(b).uniform(-1, 1, (b, *shape)).astype(np.float32)}
+                peer[b] = median_per_call(lambda: sess.run(None, feed))
+        rows[name] = [(b, inl[f"b{b}_s"], peer.get(b), nat.get(f"b{b}_s")) for b in batches]
+    g = lambda t, b, flops: f"{t * 1e6:.1f} µs ({flops * b / t / 1e9:.1f})" if t < 1e-3 else \
+        f"{t * 1e3:.2f} ms ({flops * b / t / 1e9:.1f})"
+    for name, (flops, _) in ONNX_MODELS.items():
+        print(f"\n## {name}.onnx forward, 1 thread (median per call; GFLOP/s)\n")
+        print("| batch | InLoop, .onnx (C API) | onnxruntime (Python session.run) | ORT time / InLoop time "
+              "| InLoop, native .safetensors |")
+        print("|---|---|---|---|---|")
+        for b, t, p, n in rows[name]:
+            ratio = f"{p / t:.2f}×" if p else "–"
+            print(f"| {b} | {g(t, b, flops)} | {g(p, b, flops) if p else '–'} | {ratio} | {g(n, b, flops) if n else '–'} |")
+    # l96 at batch 1: per call, InLoop through C vs onnxruntime's session.run overhead from Python
+    per = results([bench, os.path.join(SHARED, "l96.onnx"), "--per-call"])["b1_s"]
+    print("\n## l96.onnx at batch 1 (one grid point per call)\n")
+    print("| path | time per call | onnxruntime / InLoop |")
+    print("|---|---|---|")
+    print(f"| InLoop, inloop_model_forward_f32 from C (best of 15 × 100k calls) | {per * 1e9:.0f} ns | – |")
+    if ort:
+        sess = ort_session(os.path.join(SHARED, "l96.onnx"))
+        x = np.full((1, 1), 0.7, np.float32)
+        feed = {"x": x}
+        t_run = min(median_per_call(lambda: sess.run(None, feed), rounds=5) for _ in range(3))
+        y = np.zeros((1, 1), np.float32)
+        io = sess.io_binding()
+        io.bind_cpu_input("x", x)
+        io.bind_output("y", "cpu", 0, np.float32, [1, 1], y.ctypes.data)
+        t_io = min(median_per_call(lambda: sess.run_with_iobinding(io), rounds=5) for _ in range(3))
+        print(f"| onnxruntime `session.run` from Python | {t_run * 1e9:.0f} ns | {t_run / per:.1f}× |")
+        print(f"| onnxruntime `run_with_iobinding` from Python | {t_io * 1e9:.0f} ns | {t_io / per:.1f}× |")
 
 
 if __name__ == "__main__":

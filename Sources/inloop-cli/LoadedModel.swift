@@ -1,0 +1,60 @@
+import Foundation
+import InLoopCore
+import InLoopFormats
+
+/// A model as the CLI sees it: named inputs and outputs with per-sample shapes, a summary, and a
+/// forward over float32 arrays (one per input, batch × per-sample values each).
+struct LoadedModel {
+    struct TensorInfo {
+        var name: String
+        var dims: [Int]
+        var count: Int { dims.reduce(1, *) }
+    }
+
+    var formatName: String
+    var inputs: [TensorInfo]
+    var outputs: [TensorInfo]
+    var opCounts: [(String, Int)]
+    var parameterCount: Int
+    var flopsPerSample: Int?
+    /// How the engine runs it (compiled plan at batch 1), when there is one to describe.
+    var planDescription: String? = nil
+    var run: ([[Float]], Int) throws -> [[Float]]
+
+    /// Picks the reader by content, as inloop_model_load does: safetensors starts with an 8-byte
+    /// little-endian header length followed by '{'.
+    static func load(path: String) throws -> LoadedModel {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CLIError("\(path): cannot read the file")
+        }
+        let bytes = [UInt8](data)
+        if bytes.count > 8 && bytes[8] == UInt8(ascii: "{") {
+            return try native(NativeFormat.load(bytes: bytes))
+        }
+        return try onnx(path: path, bytes: bytes)
+    }
+
+    static func native(_ m: Model) -> LoadedModel {
+        var counts: [(String, Int)] = []
+        func count(_ layers: [Layer]) {
+            for l in layers {
+                let key: String
+                switch l {
+                case .dense(let d): key = d.activation == .identity ? "dense" : "dense+\(d.activation)"
+                case .activation(let a): key = "\(a)"
+                case .normalize: key = "normalize"
+                case .denormalize: key = "denormalize"
+                case .residual(let inner): key = "residual"; count(inner)
+                }
+                if let i = counts.firstIndex(where: { $0.0 == key }) { counts[i].1 += 1 } else { counts.append((key, 1)) }
+            }
+        }
+        count(m.layers)
+        return LoadedModel(
+            formatName: "native InLoop layer stack",
+            inputs: [TensorInfo(name: m.inputName, dims: [m.inputSize])],
+            outputs: [TensorInfo(name: m.outputName, dims: [m.outputSize])],
+            opCounts: counts, parameterCount: m.parameterCount, flopsPerSample: m.flopsPerSample,
+            run: { xs, batch in [try m.forward(xs[0], batch: batch)] })
+    }
+}
