@@ -33,6 +33,8 @@ deps:
 	  fi; \
 	fi
 	@python3 -c "import numpy" 2>/dev/null || python3 -m pip install -q numpy
+	@python3 -c "import onnx, onnxruntime" 2>/dev/null || python3 -m pip install -q onnx onnxruntime || \
+	  echo "onnx/onnxruntime not installable: the onnx test suite will be skipped"
 
 lib: deps
 	swift build -c release
@@ -43,7 +45,9 @@ header: lib
 
 # Benchmark/reference models of ../shared converted to the native format (skipped when absent).
 models:
-	@if [ -d "$(SHARED)" ]; then python3 tools/convert_peer_model.py --src "$(SHARED)" --out $(BUILD)/models; \
+	@if [ -d "$(SHARED)" ]; then python3 tools/convert_peer_model.py --src "$(SHARED)" --out $(BUILD)/models && \
+	  python3 Tests/fortran/onnx_io_bin.py --src "$(SHARED)" --out $(BUILD)/models && \
+	  cp -f "$(SHARED)"/*.onnx $(BUILD)/models/; \
 	else echo "no $(SHARED): skipping converted reference models"; fi
 
 $(BUILD)/mod/inloop.mod: fortran-bindings/inloop.f90
@@ -59,6 +63,7 @@ fortran: $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_serial.f90 $(LINK) -o $(BUILD)/test_fortran
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_error_stop.f90 $(LINK) -o $(BUILD)/test_error_stop
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_training.f90 $(LINK) -o $(BUILD)/test_fortran_training
+	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_onnx.f90 $(LINK) -o $(BUILD)/test_fortran_onnx
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o examples/fortran/example.f90 $(LINK) -o $(BUILD)/example_fortran
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi.f90 $(LINK) -o $(BUILD)/test_mpi
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_training.f90 $(LINK) -o $(BUILD)/test_mpi_training
@@ -82,6 +87,7 @@ demo: lib fortran c-programs
 bench: lib models $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o bench/bench_fortran.f90 $(LINK) -o $(BUILD)/bench_fortran
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o bench/bench_mpi_training.f90 $(LINK) -o $(BUILD)/bench_mpi_training
+	$(CC) $(CFLAGS) -IInclude bench/bench_onnx.c $(LINK) -o $(BUILD)/bench_onnx
 	python3 bench/run_bench.py
 	python3 bench/bench_training.py
 	python3 bench/bench_mpi.py

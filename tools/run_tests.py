@@ -15,6 +15,9 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
   fortran-training  Tests/fortran/test_training.f90: learn a smooth function, restart, adjoint
   mpi        Tests/mpi/test_mpi.f90 under `mpirun -np 2`; data-parallel training (test_mpi_training.f90)
              on 2 and 3 ranks; the mpi_f08 communicator (test_mpi_f08.f90)
+  onnx       Tests/onnx/conformance.py: generated ONNX models vs onnxruntime, ../shared/models, bad
+             files, run-time argument errors, the `inloop` CLI (skipped only when onnxruntime can be
+             neither imported nor pip-installed)
 
 Run from the repository root after `swift build -c release` (the Makefile's `test` target does it).
 Logs go to build/test-logs/<suite>.log.
@@ -133,6 +136,11 @@ def suite_bindings():
         declared = set(re.findall(r"\b(inloop_\w+)\(", fh.read()))
     a, b = check("bindings", "header and exported symbols agree", declared == set(exported),
                  f"header only: {sorted(declared - set(exported))}, library only: {sorted(set(exported) - declared)}"); p += a; f += b
+    # No ICU (40 MB) or full Foundation in every Fortran process: swift-protobuf without traits needs
+    # only FoundationEssentials; a dependency that pulls more must fail this test.
+    code, out = run("bindings", ["ldd", LIB])
+    heavy = [l.split()[0] for l in out.splitlines() if re.search(r"libFoundation\.so|_FoundationICU|libicu|FoundationInternationalization", l)]
+    a, b = check("bindings", "libInLoop.so does not load ICU or full Foundation", code == 0 and not heavy, ", ".join(heavy)); p += a; f += b
     stale = sorted(bound - set(exported))
     a, b = check("bindings", "Fortran binds no symbol the library lacks", not stale, ", ".join(stale)); p += a; f += b
     record("bindings", p, f)
@@ -203,6 +211,9 @@ def suite_fortran():
         return
     code, out = run("fortran", [os.path.join(BUILD, "test_fortran"), FIXTURES, MODELS])
     p, f = counted("fortran", code, out)
+    shared = os.path.join(os.path.dirname(ROOT), "shared", "models")
+    code, out = run("fortran", [os.path.join(BUILD, "test_fortran_onnx"), shared, MODELS, FIXTURES])
+    record("fortran-onnx", *counted("fortran-onnx", code, out))
     code, out = run("fortran", [os.path.join(BUILD, "test_fortran_training")])
     p2, f2 = counted("fortran-training", code, out)
     record("fortran-training", p2, f2)
@@ -229,6 +240,18 @@ def suite_mpi():
     record("mpi-f08", *counted("mpi-f08", code, out))
 
 
+def suite_onnx():
+    probe = "import numpy, onnx, onnxruntime"
+    if subprocess.run(["python3", "-c", probe], capture_output=True).returncode != 0:
+        run("onnx", ["python3", "-m", "pip", "install", "-q", "numpy", "onnx", "onnxruntime"], timeout=900)
+        if subprocess.run(["python3", "-c", probe], capture_output=True).returncode != 0:
+            print("SKIP onnx: onnxruntime cannot be imported nor pip-installed (see build/test-logs/onnx.log)")
+            record("onnx", 0, 0, "(SKIPPED: no onnxruntime)")
+            return
+    code, out = run("onnx", ["python3", "Tests/onnx/conformance.py"], timeout=1800)
+    record("onnx", *counted("onnx", code, out))
+
+
 def main():
     if not os.path.exists(LIB):
         print(f"{LIB} not built; run `make test`")
@@ -236,7 +259,7 @@ def main():
         return 1
     for old in glob.glob(os.path.join(LOGS, "*.log")):
         os.remove(old)
-    for s in (suite_header, suite_bindings, suite_python, suite_c, suite_fortran, suite_mpi, suite_examples, suite_swift):
+    for s in (suite_header, suite_bindings, suite_python, suite_c, suite_fortran, suite_mpi, suite_examples, suite_onnx, suite_swift):
         try:
             s()
         except Exception as e:  # a broken suite is a failure, not a crash of the runner
