@@ -28,6 +28,8 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
 
     /// Makes every rank start from rank 0's parameters (and optimizer state), after checking that all
     /// ranks hold the same architecture (collective).
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     public func synchronize(_ trainer: Trainer<T>) throws(InLoopError) {
         var sizes: (Double, Double) = (Double(trainer.network.parameterCount), -Double(trainer.network.parameterCount))
         try withUnsafeMutablePointer(to: &sizes) { (p) throws(InLoopError) in
@@ -42,6 +44,8 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
     }
 
     /// Installs the gradient reduction into `trainer` (see `Trainer.reduceGradients`).
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     public func attach(to trainer: Trainer<T>) {
         trainer.reduceGradients = { [unowned self] (g, n, batch, loss, localError) throws(InLoopError) -> Double in
             try self.reduce(g, n, batch, loss, localError)
@@ -50,6 +54,11 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
 
     func reduce(_ g: UnsafeMutablePointer<T>, _ n: Int, _ batch: Int, _ loss: Double, _ localError: InLoopError?) throws(InLoopError) -> Double {
         guard n + 2 <= capacity else { throw InLoopError(.internal, "data-parallel buffer too small") }
+        if comm.size == 1 {  // nothing to combine: the local gradient is the global one
+            if let localError { throw localError }
+            guard batch > 0 else { throw InLoopError(.invalidArgument, "no rank had training data in this step (every local batch was 0)") }
+            return loss
+        }
         // Each rank contributes batch × its mean gradient (and loss): the weighted average's numerator.
         let w = Double(batch)
         var peak = abs(w * loss)
