@@ -235,7 +235,8 @@ inloop_status inloop_trainer_step_f32(inloop_trainer *trainer, const float *x, c
 /// As inloop_trainer_step_f32 for double arrays (converted to the trainer's precision).
 inloop_status inloop_trainer_step_f64(inloop_trainer *trainer, const double *x, const double *y, int64_t batch, double *loss);
 
-/// Stores in *loss the loss of the current weights on (x, y), without training.
+/// Stores in *loss the loss of the current weights on (x, y), without training. On a data-parallel
+/// trainer this is the calling rank's loss (no communication): combine ranks yourself if needed.
 inloop_status inloop_trainer_evaluate_f32(inloop_trainer *trainer, const float *x, const float *y, int64_t batch, double *loss);
 
 /// As inloop_trainer_evaluate_f32 for double arrays.

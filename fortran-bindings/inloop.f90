@@ -312,7 +312,8 @@ module inloop
             type(c_ptr), intent(out) :: trainer
             integer(c_int32_t) :: status
         end function
-        function c_inloop_trainer_create_from_model(model, config, trainer) bind(C, name="inloop_trainer_create_from_model") result(status)
+        function c_inloop_trainer_create_from_model(model, config, trainer) &
+            bind(C, name="inloop_trainer_create_from_model") result(status)
             import :: c_ptr, c_int32_t
             type(c_ptr), value :: model, config
             type(c_ptr), intent(out) :: trainer
@@ -359,13 +360,15 @@ module inloop
             integer(c_int64_t), value :: batch
             integer(c_int32_t) :: status
         end function
-        function c_inloop_trainer_evaluate_f32(trainer, x, y, batch, loss) bind(C, name="inloop_trainer_evaluate_f32") result(status)
+        function c_inloop_trainer_evaluate_f32(trainer, x, y, batch, loss) &
+            bind(C, name="inloop_trainer_evaluate_f32") result(status)
             import :: c_ptr, c_int64_t, c_int32_t
             type(c_ptr), value :: trainer, x, y, loss
             integer(c_int64_t), value :: batch
             integer(c_int32_t) :: status
         end function
-        function c_inloop_trainer_evaluate_f64(trainer, x, y, batch, loss) bind(C, name="inloop_trainer_evaluate_f64") result(status)
+        function c_inloop_trainer_evaluate_f64(trainer, x, y, batch, loss) &
+            bind(C, name="inloop_trainer_evaluate_f64") result(status)
             import :: c_ptr, c_int64_t, c_int32_t
             type(c_ptr), value :: trainer, x, y, loss
             integer(c_int64_t), value :: batch
@@ -395,7 +398,8 @@ module inloop
             real(c_double), intent(out) :: norm
             integer(c_int32_t) :: status
         end function
-        function c_inloop_trainer_loss_history(trainer, losses, capacity, count) bind(C, name="inloop_trainer_loss_history") result(status)
+        function c_inloop_trainer_loss_history(trainer, losses, capacity, count) &
+            bind(C, name="inloop_trainer_loss_history") result(status)
             import :: c_ptr, c_int64_t, c_int32_t
             type(c_ptr), value :: trainer, losses
             integer(c_int64_t), value :: capacity
@@ -458,7 +462,8 @@ module inloop
             integer(c_int32_t), value :: comm
             integer(c_int32_t) :: status
         end function
-        function c_inloop_trainer_load_checkpoint_mpi(path, comm, trainer) bind(C, name="inloop_trainer_load_checkpoint_mpi") result(status)
+        function c_inloop_trainer_load_checkpoint_mpi(path, comm, trainer) &
+            bind(C, name="inloop_trainer_load_checkpoint_mpi") result(status)
             import :: c_char, c_ptr, c_int32_t
             character(kind=c_char), intent(in) :: path(*)
             integer(c_int32_t), value :: comm

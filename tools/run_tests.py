@@ -18,6 +18,9 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
   onnx       Tests/onnx/conformance.py: generated ONNX models vs onnxruntime, ../shared/models, bad
              files, run-time argument errors, the `inloop` CLI (skipped only when onnxruntime can be
              neither imported nor pip-installed)
+  lorenz96   examples/lorenz96: the two-scale truth trajectory is bitwise the same on 1, 2 and 4 ranks;
+             the short demo (`--quick`, 2 ranks) trains online and its network beats no
+             parameterization on forecast RMSE (the program's verdict and exit status)
 
 Run from the repository root after `swift build -c release` (the Makefile's `test` target does it).
 Logs go to build/test-logs/<suite>.log.
@@ -27,6 +30,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
@@ -141,6 +145,12 @@ def suite_bindings():
     code, out = run("bindings", ["ldd", LIB])
     heavy = [l.split()[0] for l in out.splitlines() if re.search(r"libFoundation\.so|_FoundationICU|libicu|FoundationInternationalization", l)]
     a, b = check("bindings", "libInLoop.so does not load ICU or full Foundation", code == 0 and not heavy, ", ".join(heavy)); p += a; f += b
+    # The README compiles the module with plain `gfortran -c`: standard free form (132 columns), no warnings.
+    os.makedirs(os.path.join(BUILD, "modcheck"), exist_ok=True)
+    code, out = run("bindings", ["gfortran", "-std=f2018", "-Wall", "-Wextra", "-Werror", "-J", os.path.join(BUILD, "modcheck"),
+                                 "-c", "fortran-bindings/inloop.f90", "-o", os.path.join(BUILD, "modcheck", "inloop.o")])
+    a, b = check("bindings", "module compiles with plain gfortran -std=f2018 -Wall -Wextra -Werror (132 columns)",
+                 code == 0, out[-1500:]); p += a; f += b
     stale = sorted(bound - set(exported))
     a, b = check("bindings", "Fortran binds no symbol the library lacks", not stale, ", ".join(stale)); p += a; f += b
     record("bindings", p, f)
@@ -252,6 +262,46 @@ def suite_onnx():
     record("onnx", *counted("onnx", code, out))
 
 
+def suite_lorenz96():
+    p = f = 0
+    code, out = run("lorenz96", "make -s lorenz96")
+    if code != 0:
+        print(out[-3000:])
+        record("lorenz96", 0, 1, "(build failed)")
+        return
+    exe = os.path.join(BUILD, "lorenz96", "lorenz96")
+    work = os.path.join(BUILD, "test-lorenz96")
+    os.makedirs(work, exist_ok=True)
+    # (a) 2000 steps of the truth model from its initial condition, written by rank 0 in global order
+    dumps = {}
+    for n in (1, 2, 4):
+        path = os.path.join(work, f"truth_np{n}.bin")
+        if os.path.exists(path):
+            os.remove(path)
+        extra = ["--oversubscribe"] if n > 2 else []
+        code, out = run("lorenz96", ["mpirun", "-np", str(n), *extra, exe, "--truth-dump", path, "--steps", "2000"],
+                        timeout=300)
+        dumps[n] = open(path, "rb").read() if code == 0 and os.path.exists(path) else None
+        if dumps[n] is None:
+            print(f"   truth dump on {n} ranks failed (exit {code}):\n{out[-1500:]}")
+    size_ok = dumps[1] is not None and len(dumps[1]) == 8 * (8 + 8 * 32)
+    for n in (2, 4):
+        a, b = check("lorenz96", f"truth trajectory bitwise identical on 1 and {n} ranks",
+                     size_ok and dumps[n] == dumps[1], "files differ or missing"); p += a; f += b
+    # (b) the short demo: trains online on 2 ranks, verdict from the program (exit status 1 on FAIL)
+    t0 = time.time()
+    code, out = run("lorenz96", ["mpirun", "-np", "2", exe, "--quick", "--out", work], timeout=600)
+    elapsed = time.time() - t0
+    card = out[out.find("===================="):] if "====================" in out else out[-2500:]
+    ok = code == 0 and "VERDICT: PASS" in out and "train step" in out
+    a, b = check("lorenz96", f"short demo: the learned parameterization beats none on forecast RMSE ({elapsed:.0f} s)",
+                 ok, f"exit {code}:\n{card}"); p += a; f += b
+    a, b = check("lorenz96", "short demo saved the model and wrote the plot data",
+                 all(os.path.exists(os.path.join(work, n)) for n in ("l96_nn.safetensors", "distributions.dat", "rmse.dat")),
+                 "missing output files"); p += a; f += b
+    record("lorenz96", p, f, f"(short demo {elapsed:.0f} s)")
+
+
 def main():
     if not os.path.exists(LIB):
         print(f"{LIB} not built; run `make test`")
@@ -259,7 +309,8 @@ def main():
         return 1
     for old in glob.glob(os.path.join(LOGS, "*.log")):
         os.remove(old)
-    for s in (suite_header, suite_bindings, suite_python, suite_c, suite_fortran, suite_mpi, suite_examples, suite_onnx, suite_swift):
+    for s in (suite_header, suite_bindings, suite_python, suite_c, suite_fortran, suite_mpi, suite_lorenz96,
+              suite_examples, suite_onnx, suite_swift):
         try:
             s()
         except Exception as e:  # a broken suite is a failure, not a crash of the runner

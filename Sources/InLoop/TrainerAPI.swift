@@ -221,7 +221,8 @@ private func onRankZero(_ comm: Communicator?, _ body: () throws(InLoopError) ->
     trainStep(trainer, x, y, batch, loss)
 }
 
-/// Stores in *loss the loss of the current weights on (x, y), without training.
+/// Stores in *loss the loss of the current weights on (x, y), without training. On a data-parallel
+/// trainer this is the calling rank's loss (no communication): combine ranks yourself if needed.
 @c public func inloop_trainer_evaluate_f32(_ trainer: OpaquePointer?, _ x: UnsafePointer<Float>?, _ y: UnsafePointer<Float>?,
                                            _ batch: Int64, _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
     evaluate(trainer, x, y, batch, loss)
