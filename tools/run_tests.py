@@ -173,7 +173,7 @@ def suite_c():
         return
     code, out = run("c", [os.path.join(BUILD, "test_c"), FIXTURES, MODELS])
     record("c", *counted("c", code, out))
-    code, out = run("training", [os.path.join(BUILD, "test_training"), FIXTURES, BUILD])
+    code, out = run("training", [os.path.join(BUILD, "test_training"), FIXTURES, BUILD, MODELS])
     record("c-training", *counted("c-training", code, out))
 
 

@@ -399,15 +399,27 @@ final class ModelBox: @unchecked Sendable {  // immutable; the model guards its 
     let derivatives = DerivativeCache()
 
     /// The layer-stack model behind the handle (training and derivatives need one; an ONNX graph is not).
+    /// The layer-stack form of the model, when it has one: the native model itself, or an ONNX graph
+    /// that is a plain chain of layers (Gemm/MatMul, activations, normalisation), converted once.
+    let layerModel: Model?
+
+    /// The layer-stack model behind the handle (training with checkpoints and saved models needs one).
     func layerStack(_ what: String) throws(InLoopError) -> Model {
-        guard let m = model as? Model else {
-            throw InLoopError(.unsupported, "\(what): model '\(model.name)' is an ONNX graph; training and derivatives need a layer-stack (native InLoop) model")
+        guard let m = layerModel else {
+            throw InLoopError(.unsupported, "\(what): model '\(model.name)' is an ONNX graph that is not a plain layer stack; this needs a layer-stack model (Gemm/MatMul, activations, normalisation)")
         }
         return m
     }
 
     init(_ model: any InferenceModel) throws(InLoopError) {
         self.model = model
+        if let m = model as? Model {
+            layerModel = m
+        } else if let g = model as? GraphModel {
+            layerModel = try? LayerStackConverter.convert(g.sourceGraph, name: g.name)
+        } else {
+            layerModel = nil
+        }
         inputs = model.inputSpecs
         outputs = model.outputSpecs
         var i: [UnsafeMutablePointer<CChar>] = [], o: [UnsafeMutablePointer<CChar>] = []

@@ -5,7 +5,8 @@
  *  - bad input gives statuses and messages: NULL pointers, bad configs, NaN data (weights kept),
  *    freed handles, wrong files,
  *  - tangent-linear/adjoint dot-product test in double precision, Jacobian vs tangent-linear.
- * Usage: test_training FIXTURES_DIR TMP_DIR. Ends with "N passed, M failed". */
+ *  - models loaded from ONNX (MODELS_DIR/l96.onnx when present): adjoint test, fine-tuning.
+ * Usage: test_training FIXTURES_DIR TMP_DIR [MODELS_DIR]. Ends with "N passed, M failed". */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,6 +241,42 @@ int main(int argc, char **argv) {
             (void)inloop_trainer_free(ft);
         }
         (void)inloop_model_free(m);
+    }
+    /* --- a model loaded from ONNX: derivatives and fine-tuning --- */
+    if (argc > 3) {
+        char path[1024];
+        inloop_model *m = NULL;
+        FILE *probe;
+        snprintf(path, sizeof path, "%s/l96.onnx", argv[3]);
+        if ((probe = fopen(path, "rb")) == NULL) {
+            printf("SKIP onnx derivatives: %s not found\n", path);
+        } else {
+            double xo[16], dxo[16], dyo[16], tlo[16], adjo[16], lhs = 0, rhs = 0, n1 = 0, n2 = 0;
+            inloop_trainer *ft = NULL;
+            inloop_model *tuned = NULL, *saved = NULL;
+            float xs[64], ys[64], y1[64], y2[64];
+            fclose(probe);
+            CHECK_OK(inloop_model_load(path, &m), "load l96.onnx");
+            for (int i = 0; i < 16; i++) { xo[i] = 10 * uniform() - 3; dxo[i] = uniform() - 0.5; dyo[i] = uniform() - 0.5; }
+            CHECK_OK(inloop_model_jvp_f64(m, xo, dxo, 16, NULL, tlo), "jvp of an ONNX model");
+            CHECK_OK(inloop_model_vjp_f64(m, xo, dyo, 16, adjo), "vjp of an ONNX model");
+            for (int i = 0; i < 16; i++) { lhs += tlo[i] * dyo[i]; rhs += dxo[i] * adjo[i]; n1 += tlo[i] * tlo[i]; n2 += dyo[i] * dyo[i]; }
+            snprintf(msg, sizeof msg, "<J dx, dy> = %.17g, <dx, J^T dy> = %.17g", lhs, rhs);
+            check(fabs(lhs - rhs) <= 1e-14 * sqrt(n1 * n2), "adjoint dot-product test of an ONNX model", msg);
+            for (int i = 0; i < 64; i++) { xs[i] = (float)(16 * uniform() - 5); ys[i] = (float)sin(xs[i]); }
+            CHECK_OK(inloop_trainer_create_from_model(m, "optimizer: {type: adam, lr: 0.001}", &ft), "fine-tune trainer from an ONNX model");
+            for (int i = 0; i < 5; i++) (void)inloop_trainer_step_f32(ft, xs, ys, 64, &loss);
+            CHECK_OK(inloop_trainer_save_model(ft, modelpath), "save the fine-tuned ONNX model (native format)");
+            CHECK_OK(inloop_trainer_get_model(ft, &tuned), "get the fine-tuned model");
+            CHECK_OK(inloop_model_load(modelpath, &saved), "load the saved fine-tuned model");
+            (void)inloop_model_forward_f32(tuned, xs, 64, y1);
+            (void)inloop_model_forward_f32(saved, xs, 64, y2);
+            check(memcmp(y1, y2, sizeof y1) == 0, "saved fine-tuned model equals the trainer's model", "outputs differ");
+            (void)inloop_model_free(tuned);
+            (void)inloop_model_free(saved);
+            (void)inloop_trainer_free(ft);
+            (void)inloop_model_free(m);
+        }
     }
     (void)inloop_trainer_free(t);
     (void)inloop_trainer_free(r);

@@ -11,14 +11,28 @@ import InLoopCore
 ///   Identity, Dropout, Flatten / Reshape / Squeeze / Unsqueeze keeping [N, features] -> nothing
 ///
 /// Every other node, a branch, or a value used twice is refused with a message naming the node.
-enum LayerStackConverter {
+/// Used by `inloop convert`, and to fine-tune ONNX layer stacks with the full training path.
+public enum LayerStackConverter {
     struct Failure: Error, CustomStringConvertible {
         let description: String
     }
 
     static let supported = "Gemm, MatMul(+Add), activations (Relu, LeakyRelu, Tanh, Sigmoid, Gelu, Softplus, Elu, ...), Sub/Div/Mul/Add by constants, Identity, Dropout, Flatten"
 
-    static func convert(_ g: Graph, name: String) throws -> Model {
+    /// The layer-stack model equal to `g`, or `.unsupported` naming what cannot be converted.
+    public static func convert(_ g: Graph, name: String) throws(InLoopError) -> Model {
+        do {
+            return try convertChecked(g, name: name)
+        } catch let e as InLoopError {
+            throw e
+        } catch let f as Failure {
+            throw InLoopError(.unsupported, f.description)
+        } catch {
+            throw InLoopError(.internal, "\(error)")
+        }
+    }
+
+    static func convertChecked(_ g: Graph, name: String) throws -> Model {
         guard g.inputs.count == 1, g.outputs.count == 1 else {
             throw Failure(description: "a layer stack has one input and one output; this graph has \(g.inputs.count) inputs and \(g.outputs.count) outputs")
         }
