@@ -403,14 +403,6 @@ final class ModelBox: @unchecked Sendable {  // immutable; the model guards its 
     /// that is a plain chain of layers (Gemm/MatMul, activations, normalisation), converted once.
     let layerModel: Model?
 
-    /// The layer-stack model behind the handle (training with checkpoints and saved models needs one).
-    func layerStack(_ what: String) throws(InLoopError) -> Model {
-        guard let m = layerModel else {
-            throw InLoopError(.unsupported, "\(what): model '\(model.name)' is an ONNX graph that is not a plain layer stack; this needs a layer-stack model (Gemm/MatMul, activations, normalisation)")
-        }
-        return m
-    }
-
     init(_ model: any InferenceModel) throws(InLoopError) {
         self.model = model
         if let m = model as? Model {

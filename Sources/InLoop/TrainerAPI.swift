@@ -35,25 +35,56 @@ final class TrainerBox: @unchecked Sendable {  // a trainer is used by one threa
 
 let trainers = HandleRegistry<TrainerBox>(kind: "trainer")
 
+/// A differentiable copy of a model: its layer stack, or its ONNX graph.
+enum DiffNet<T: Real> {
+    case stack(Network<T>)
+    case graph(GraphNetwork<T>)
+
+    var inputSize: Int { switch self { case .stack(let n): return n.inputSize; case .graph(let g): return g.inputSize } }
+    var outputSize: Int { switch self { case .stack(let n): return n.outputSize; case .graph(let g): return g.outputSize } }
+
+    func forward(_ x: UnsafePointer<T>, batch: Int) throws(InLoopError) -> UnsafePointer<T> {
+        switch self { case .stack(let n): return try n.forward(x, batch: batch); case .graph(let g): return try g.forward(x, batch: batch) }
+    }
+    func tangent(_ dx: UnsafePointer<T>, batch: Int) throws(InLoopError) -> UnsafePointer<T> {
+        switch self { case .stack(let n): return try n.tangent(dx, batch: batch); case .graph(let g): return try g.tangent(dx, batch: batch) }
+    }
+    func backward(_ dy: UnsafePointer<T>, batch: Int, inputGradient: UnsafeMutablePointer<T>) throws(InLoopError) {
+        switch self {
+        case .stack(let n): try n.backward(dy, batch: batch, parameterGradients: false, inputGradient: inputGradient)
+        case .graph(let g): try g.backward(dy, batch: batch, parameterGradients: false, inputGradient: inputGradient)
+        }
+    }
+    func jacobian(_ x: UnsafePointer<T>, batch: Int, into j: UnsafeMutablePointer<T>) throws(InLoopError) {
+        switch self { case .stack(let n): try n.jacobian(x, batch: batch, into: j); case .graph(let g): try g.jacobian(x, batch: batch, into: j) }
+    }
+}
+
 /// Differentiable copies of an inference model (float32 and float64), made on first use.
 final class DerivativeCache: @unchecked Sendable {  // guarded by `busy`
-    private var f32: Network<Float>? = nil
-    private var f64: Network<Double>? = nil
+    private var f32: DiffNet<Float>? = nil
+    private var f64: DiffNet<Double>? = nil
     private let busy = Atomic<Bool>(false)
 
-    func use<T: Real, R>(_ model: Model, _ type: T.Type, _ body: (Network<T>) throws(InLoopError) -> R) throws(InLoopError) -> R {
+    func use<T: Real, R>(_ box: ModelBox, _ type: T.Type, _ body: (DiffNet<T>) throws(InLoopError) -> R) throws(InLoopError) -> R {
         guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             throw InLoopError(.busy, "model derivatives are being computed by another thread; use one handle per thread")
         }
         defer { busy.store(false, ordering: .releasing) }
         if T.self == Float.self {
-            let net: Network<Float>
-            if let f32 { net = f32 } else { net = try Network<Float>(model: model); f32 = net }
-            return try body(unsafeBitCast(net, to: Network<T>.self))
+            let net: DiffNet<Float>
+            if let f32 { net = f32 } else { net = try DerivativeCache.make(box, Float.self); f32 = net }
+            return try body(unsafeBitCast(net, to: DiffNet<T>.self))
         }
-        let net: Network<Double>
-        if let f64 { net = f64 } else { net = try Network<Double>(model: model); f64 = net }
-        return try body(unsafeBitCast(net, to: Network<T>.self))
+        let net: DiffNet<Double>
+        if let f64 { net = f64 } else { net = try DerivativeCache.make(box, Double.self); f64 = net }
+        return try body(unsafeBitCast(net, to: DiffNet<T>.self))
+    }
+
+    private static func make<T: Real>(_ box: ModelBox, _: T.Type) throws(InLoopError) -> DiffNet<T> {
+        if let m = box.layerModel { return .stack(try Network<T>(model: m)) }
+        if let g = box.model as? GraphModel { return .graph(try GraphNetwork<T>(model: g)) }
+        throw InLoopError(.unsupported, "derivatives are not available for this model kind")
     }
 }
 
@@ -75,11 +106,23 @@ extension AnyTrainer {
         }
     }
 
-    func model() throws(InLoopError) -> Model {
+    /// An inference model with the current weights: a layer-stack Model, or a GraphModel for a
+    /// fine-tuned ONNX graph.
+    func model() throws(InLoopError) -> any InferenceModel {
         switch self {
-        case .float32(let t): return try t.network.inferenceModel()
-        case .float64(let t): return try t.network.inferenceModel()
+        case .float32(let t):
+            switch t.backend { case .stack(let n): return try n.inferenceModel(); case .graph(let g): return try g.inferenceModel() }
+        case .float64(let t):
+            switch t.backend { case .stack(let n): return try n.inferenceModel(); case .graph(let g): return try g.inferenceModel() }
         }
+    }
+
+    /// The layer-stack model for files (model files and checkpoints are written for layer stacks).
+    func layerModel(_ what: String) throws(InLoopError) -> Model {
+        guard let m = try model() as? Model else {
+            throw InLoopError(.unsupported, "\(what): this trainer fine-tunes an ONNX graph, which InLoop cannot write to a file yet; take the trained model with inloop_trainer_get_model")
+        }
+        return m
     }
 }
 
@@ -88,13 +131,15 @@ private func cString(_ p: UnsafePointer<CChar>?, _ what: String) throws(InLoopEr
     return String(cString: p)
 }
 
-private func makeTrainer(_ config: TrainerConfig, network: Model? = nil) throws(InLoopError) -> AnyTrainer {
+private func makeTrainer(_ config: TrainerConfig, network: Model? = nil, graph: GraphModel? = nil) throws(InLoopError) -> AnyTrainer {
     switch config.precision {
     case .float32:
         if let network { return .float32(try Trainer<Float>(network: try Network<Float>(model: network), config: config)) }
+        if let graph { return .float32(try Trainer<Float>(graph: try GraphNetwork<Float>(model: graph), config: config)) }
         return .float32(try Trainer<Float>(config: config))
     case .float64:
         if let network { return .float64(try Trainer<Double>(network: try Network<Double>(model: network), config: config)) }
+        if let graph { return .float64(try Trainer<Double>(graph: try GraphNetwork<Double>(model: graph), config: config)) }
         return .float64(try Trainer<Double>(config: config))
     }
 }
@@ -124,12 +169,20 @@ private func makeTrainer(_ config: TrainerConfig, network: Model? = nil) throws(
     guarded { () throws(InLoopError) in
         guard let trainer else { throw InLoopError(.nullPointer, "trainer_create_from_model: the output handle pointer is NULL") }
         trainer.pointee = nil
-        let m = try models.lookup(model).layerStack("trainer_create_from_model")
+        let box = try models.lookup(model)
         let c = config == nil ? TrainerConfig() : try TrainingConfigFormat.load(try cString(config, "config"))
         guard c.layers.isEmpty else {
             throw InLoopError(.invalidArgument, "trainer_create_from_model: the configuration must not have a model section (the model comes from the handle)")
         }
-        trainer.pointee = trainers.register(TrainerBox(try makeTrainer(c, network: m)))
+        // A layer stack (native, or an ONNX chain converted) trains with checkpoints and model files;
+        // any other ONNX graph is fine-tuned as a graph.
+        if let m = box.layerModel {
+            trainer.pointee = trainers.register(TrainerBox(try makeTrainer(c, network: m)))
+        } else if let g = box.model as? GraphModel {
+            trainer.pointee = trainers.register(TrainerBox(try makeTrainer(c, graph: g)))
+        } else {
+            throw InLoopError(.unsupported, "trainer_create_from_model: this model kind cannot be trained")
+        }
     }
 }
 
@@ -161,6 +214,7 @@ private func onRankZero(_ comm: Communicator?, _ body: () throws(InLoopError) ->
         let box = try trainers.lookup(trainer, argument: "trainer")
         let p = try cString(path, "checkpoint path")
         try box.use { (t) throws(InLoopError) in
+            _ = try t.layerModel("save_checkpoint")
             try onRankZero(box.comm) { () throws(InLoopError) in
                 switch t {
                 case .float32(let tr): try Checkpoint.save(tr, to: p)
@@ -178,7 +232,7 @@ private func onRankZero(_ comm: Communicator?, _ body: () throws(InLoopError) ->
         let box = try trainers.lookup(trainer, argument: "trainer")
         let p = try cString(path, "model path")
         try box.use { (t) throws(InLoopError) in
-            try onRankZero(box.comm) { () throws(InLoopError) in try NativeFormat.save(try t.model(), to: p) }
+            try onRankZero(box.comm) { () throws(InLoopError) in try NativeFormat.save(try t.layerModel("save_model"), to: p) }
         }
     }
 }
@@ -392,7 +446,7 @@ private func jvp<T: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<T>?, _ dx
     guarded { () throws(InLoopError) in
         let (box, n) = try derivativeArguments(handle, batch, [UnsafeRawPointer(x), UnsafeRawPointer(dx), UnsafeRawPointer(dy)], "x, dx, dy")
         guard let x, let dx, let dy else { return }
-        try box.derivatives.use(try box.layerStack("jvp"), T.self) { (net) throws(InLoopError) in
+        try box.derivatives.use(box, T.self) { (net) throws(InLoopError) in
             let out = try net.forward(x, batch: n)
             if let y { y.update(from: out, count: n * net.outputSize) }
             dy.update(from: try net.tangent(dx, batch: n), count: n * net.outputSize)
@@ -405,9 +459,9 @@ private func vjp<T: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<T>?, _ dy
     guarded { () throws(InLoopError) in
         let (box, n) = try derivativeArguments(handle, batch, [UnsafeRawPointer(x), UnsafeRawPointer(dy), UnsafeRawPointer(dx)], "x, dy, dx")
         guard let x, let dy, let dx else { return }
-        try box.derivatives.use(try box.layerStack("vjp"), T.self) { (net) throws(InLoopError) in
+        try box.derivatives.use(box, T.self) { (net) throws(InLoopError) in
             _ = try net.forward(x, batch: n)
-            try net.backward(dy, batch: n, parameterGradients: false, inputGradient: dx)
+            try net.backward(dy, batch: n, inputGradient: dx)
         }
     }
 }
@@ -416,6 +470,6 @@ private func jacobian<T: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<T>?,
     guarded { () throws(InLoopError) in
         let (box, n) = try derivativeArguments(handle, batch, [UnsafeRawPointer(x), UnsafeRawPointer(j)], "x, j")
         guard let x, let j else { return }
-        try box.derivatives.use(try box.layerStack("jacobian"), T.self) { (net) throws(InLoopError) in try net.jacobian(x, batch: n, into: j) }
+        try box.derivatives.use(box, T.self) { (net) throws(InLoopError) in try net.jacobian(x, batch: n, into: j) }
     }
 }

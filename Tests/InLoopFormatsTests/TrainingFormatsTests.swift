@@ -139,7 +139,7 @@ final class CheckpointTests: XCTestCase {
         let t = try Trainer<Float>(config: try TrainingConfigFormat.parse("model: {inputs: 2, layers: [{type: dense, out: 1}]}"))
         let ckpt = Checkpoint.serialize(t)
         XCTAssertThrowsError(try NativeFormat.load(bytes: ckpt))
-        let model = NativeFormat.serialize(try t.network.inferenceModel())
+        let model = NativeFormat.serialize(try XCTUnwrap(t.layerNetwork).inferenceModel())
         XCTAssertTrue(message { _ = try Checkpoint.load(bytes: model) }.contains("model file, not a training checkpoint"))
         // a truncated checkpoint is a format error
         XCTAssertEqual(kind { _ = try Checkpoint.load(bytes: Array(ckpt[0..<(ckpt.count - 3)])) }, .format)

@@ -277,6 +277,42 @@ int main(int argc, char **argv) {
             (void)inloop_trainer_free(ft);
             (void)inloop_model_free(m);
         }
+        /* a convolutional ONNX graph: derivatives and fine-tuning as a graph */
+        snprintf(path, sizeof path, "%s/column_conv1d.onnx", argv[3]);
+        if ((probe = fopen(path, "rb")) == NULL) {
+            printf("SKIP onnx conv derivatives: %s not found\n", path);
+        } else {
+            enum { NB = 3, NI = 4 * 60, NO = 2 * 60 };
+            double *xc = malloc(sizeof(double) * NB * NI), *dxc = malloc(sizeof(double) * NB * NI), *adj = malloc(sizeof(double) * NB * NI);
+            double *dyc = malloc(sizeof(double) * NB * NO), *tl = malloc(sizeof(double) * NB * NO);
+            float *xf = malloc(sizeof(float) * NB * NI), *yf = malloc(sizeof(float) * NB * NO), *y0 = malloc(sizeof(float) * NB * NO);
+            double lhs = 0, rhs = 0, n1 = 0, n2 = 0;
+            inloop_trainer *ct = NULL;
+            inloop_model *tuned = NULL;
+            fclose(probe);
+            CHECK_OK(inloop_model_load(path, &m), "load column_conv1d.onnx");
+            for (int i = 0; i < NB * NI; i++) { xc[i] = 2 * uniform() - 1; dxc[i] = uniform() - 0.5; xf[i] = (float)xc[i]; }
+            for (int i = 0; i < NB * NO; i++) { dyc[i] = uniform() - 0.5; yf[i] = (float)(0.1 * sin(i)); }
+            CHECK_OK(inloop_model_jvp_f64(m, xc, dxc, NB, NULL, tl), "jvp of a convolutional ONNX model");
+            CHECK_OK(inloop_model_vjp_f64(m, xc, dyc, NB, adj), "vjp of a convolutional ONNX model");
+            for (int i = 0; i < NB * NO; i++) { lhs += tl[i] * dyc[i]; n1 += tl[i] * tl[i]; n2 += dyc[i] * dyc[i]; }
+            for (int i = 0; i < NB * NI; i++) rhs += dxc[i] * adj[i];
+            snprintf(msg, sizeof msg, "<J dx, dy> = %.17g, <dx, J^T dy> = %.17g", lhs, rhs);
+            check(fabs(lhs - rhs) <= 1e-14 * sqrt(n1 * n2), "adjoint dot-product test of a convolutional ONNX model", msg);
+            CHECK_OK(inloop_trainer_create_from_model(m, "optimizer: {type: adam, lr: 0.001}", &ct), "fine-tune a convolutional ONNX graph");
+            double first = 0, last = 0;
+            for (int i = 0; i < 20; i++) { (void)inloop_trainer_step_f32(ct, xf, yf, NB, &loss); if (i == 0) first = loss; last = loss; }
+            snprintf(msg, sizeof msg, "loss %.4g -> %.4g", first, last);
+            check(last < first, "fine-tuning the graph lowers its loss", msg);
+            CHECK_OK(inloop_trainer_get_model(ct, &tuned), "get the fine-tuned graph as a model");
+            CHECK_OK(inloop_model_forward_f32(tuned, xf, NB, y0), "forward of the fine-tuned graph");
+            CHECK_STATUS(inloop_trainer_save_model(ct, modelpath), INLOOP_ERR_UNSUPPORTED, "save_model of a fine-tuned graph is refused clearly");
+            CHECK_STATUS(inloop_trainer_save_checkpoint(ct, ckpt), INLOOP_ERR_UNSUPPORTED, "checkpoint of a fine-tuned graph is refused clearly");
+            (void)inloop_model_free(tuned);
+            (void)inloop_trainer_free(ct);
+            (void)inloop_model_free(m);
+            free(xc); free(dxc); free(adj); free(dyc); free(tl); free(xf); free(yf); free(y0);
+        }
     }
     (void)inloop_trainer_free(t);
     (void)inloop_trainer_free(r);

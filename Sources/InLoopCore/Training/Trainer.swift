@@ -30,11 +30,42 @@ public struct TrainerConfig: Equatable, Sendable {
     }
 }
 
+/// What a trainer trains: a layer stack, or an ONNX graph (fine-tuning a loaded model). The two are
+/// dispatched here, concretely, so every call runs the specialised code of the concrete type.
+public enum TrainableNetwork<T: Real> {
+    case stack(Network<T>)
+    case graph(GraphNetwork<T>)
+
+    public var any: any DifferentiableNetwork<T> {
+        switch self { case .stack(let n): return n; case .graph(let g): return g }
+    }
+
+    @inline(__always)
+    func forward(_ x: UnsafePointer<T>, batch: Int) throws(InLoopError) -> UnsafePointer<T> {
+        switch self {
+        case .stack(let n): return try n.forward(x, batch: batch)
+        case .graph(let g): return try g.forward(x, batch: batch)
+        }
+    }
+
+    @inline(__always)
+    func backward(_ dy: UnsafePointer<T>, batch: Int) throws(InLoopError) {
+        switch self {
+        case .stack(let n): try n.backward(dy, batch: batch, parameterGradients: true)
+        case .graph(let g): try g.backward(dy, batch: batch, parameterGradients: true)
+        }
+    }
+}
+
 /// Mini-batch training of a `Network<T>`: one call = forward, loss, backward, (optional gradient
 /// reduction across processes), clipping, optimizer update. Bad data (NaN/Inf in inputs, labels, loss
 /// or gradients) is refused before anything changes. Steady-state steps allocate nothing.
 public final class Trainer<T: Real> {
-    public let network: Network<T>
+    public let backend: TrainableNetwork<T>
+    /// The network being trained (either kind), for its sizes and parameter buffers.
+    public let network: any DifferentiableNetwork<T>
+    /// The layer stack being trained, or nil when an ONNX graph is.
+    public var layerNetwork: Network<T>? { if case .stack(let n) = backend { return n }; return nil }
     public private(set) var config: TrainerConfig
     /// Completed optimizer steps.
     public private(set) var step = 0
@@ -70,17 +101,28 @@ public final class Trainer<T: Real> {
     }
 
     /// Trains an existing network (fine-tuning); `config.layers` is ignored.
-    public init(network: Network<T>, config: TrainerConfig, random: RandomState? = nil) throws(InLoopError) {
+    public convenience init(network: Network<T>, config: TrainerConfig, random: RandomState? = nil) throws(InLoopError) {
+        try self.init(backend: .stack(network), config: config, random: random)
+    }
+
+    /// Fine-tunes an ONNX graph (`GraphNetwork`): checkpoints and model files need a layer stack.
+    public convenience init(graph: GraphNetwork<T>, config: TrainerConfig, random: RandomState? = nil) throws(InLoopError) {
+        try self.init(backend: .graph(graph), config: config, random: random)
+    }
+
+    init(backend: TrainableNetwork<T>, config: TrainerConfig, random: RandomState?) throws(InLoopError) {
+        let network = backend.any
         guard config.optimizer.learningRate >= 0, config.optimizer.learningRate.isFinite else {
             throw InLoopError(.invalidArgument, "learning rate must be finite and >= 0")
         }
         if !config.loss.weights.isEmpty, config.loss.weights.count != network.outputSize {
             throw InLoopError(.sizeMismatch, "loss has \(config.loss.weights.count) output weights but the model has \(network.outputSize) outputs")
         }
+        self.backend = backend
         self.network = network
         var c = config
         c.inputSize = network.inputSize
-        c.layers = network.layers
+        if case .stack(let n) = backend { c.layers = n.layers } else { c.layers = [] }
         c.precision = T.self == Double.self ? .float64 : .float32  // what this trainer computes in
         self.config = c
         self.random = random ?? RandomState(seed: config.seed)
@@ -132,7 +174,7 @@ public final class Trainer<T: Real> {
         try checkData(x, y, batch: batch)
         let xt = try converted(x, count: batch * network.inputSize, into: &xConverted)
         let yt = try converted(y, count: batch * network.outputSize, into: &yConverted)
-        let pred = try network.forward(xt, batch: batch)
+        let pred = try backend.forward(xt, batch: batch)
         return config.loss.evaluate(prediction: pred, target: yt, batch: batch, outputs: network.outputSize, gradient: nil)
     }
 
@@ -191,10 +233,10 @@ public final class Trainer<T: Real> {
         let need = batch * network.outputSize
         let dy: Buffer<T>
         if let existing = outputGradient, existing.count >= need { dy = existing } else { dy = try Buffer<T>(count: need); outputGradient = dy }
-        let pred = try network.forward(xt, batch: batch)
+        let pred = try backend.forward(xt, batch: batch)
         let loss = config.loss.evaluate(prediction: pred, target: yt, batch: batch, outputs: network.outputSize, gradient: dy.base)
         guard loss.isFinite else { throw InLoopError(.nonFinite, "loss is \(loss); the step was not applied") }
-        try network.backward(UnsafePointer(dy.base), batch: batch, parameterGradients: true)
+        try backend.backward(UnsafePointer(dy.base), batch: batch)
         return loss
     }
 

@@ -36,6 +36,9 @@ public enum Checkpoint {
     }
 
     public static func save<T: Real>(_ t: Trainer<T>, to path: String) throws(InLoopError) {
+        guard t.layerNetwork != nil else {
+            throw InLoopError(.unsupported, "checkpoints of fine-tuned ONNX graphs are not supported yet (a checkpoint stores a layer stack)")
+        }
         try FileIO.write(serialize(t), to: path)
     }
 

@@ -1,0 +1,921 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Running a `GraphPlan`: forward (values kept), reverse mode and forward mode, step by step.
+/// Everything is generic over `T`; matrix products go to `T.gemm`.
+extension GraphPlan {
+    // MARK: Memory
+
+    func ensureGradients() throws(InLoopError) {
+        guard !gradsReady else { return }
+        for s in 0..<storages.count {
+            switch storages[s].kind {
+            case .input, .runtime:
+                guard storages[s].onInput || storages[s].onParameter, grads[s] == nil else { continue }
+                // Aliases share the storage index, so one buffer per storage is enough.
+                let b = try Buffer<T>(count: storages[s].count)
+                owned.append(b)
+                grads[s] = b.base
+            case .parameter, .constant: break
+            }
+        }
+        gradsReady = true
+    }
+
+    func ensureTangents() throws(InLoopError) {
+        guard !tangentsReady else { return }
+        for s in 0..<storages.count where storages[s].onInput {
+            if case .runtime = storages[s].kind {
+                let b = try Buffer<T>(count: storages[s].count)
+                owned.append(b)
+                tangents[s] = b.base
+            }
+        }
+        tangentsReady = true
+    }
+
+    // MARK: Forward
+
+    func runForward(_ x: UnsafePointer<T>, parameters: UnsafeMutablePointer<T>) {
+        values[inputStorage] = UnsafeMutablePointer(mutating: x)
+        for step in steps { forwardStep(step) }
+    }
+
+    // MARK: Reverse
+
+    func runBackward(_ dy: UnsafePointer<T>, parameterGradients: Bool, gradients: Buffer<T>,
+                     inputGradient: UnsafeMutablePointer<T>?) throws(InLoopError) {
+        try ensureGradients()
+        let want = wanted(parameters: parameterGradients, input: inputGradient != nil)
+        for s in 0..<storages.count where want[s] {
+            if case .parameter = storages[s].kind { continue }
+            if let g = grads[s] { g.update(repeating: 0, count: storages[s].count) }
+        }
+        if parameterGradients { gradients.zero() }
+        let out = outputStorage
+        if want[out], let g = grads[out] {
+            for i in 0..<storages[out].count { g[i] += dy[i] }
+        }
+        for step in steps.reversed() where want[step.output] {
+            backwardStep(step, want)
+        }
+        if let inputGradient {
+            if let g = grads[inputStorage] {
+                inputGradient.update(from: g, count: storages[inputStorage].count)
+            } else {
+                inputGradient.update(repeating: 0, count: storages[inputStorage].count)
+            }
+        }
+    }
+
+    /// Storages whose gradient a backward computes: those depending on a parameter (when parameter
+    /// gradients are asked for) or on the input (when the input gradient is); cached per combination.
+    func wanted(parameters: Bool, input: Bool) -> [Bool] {
+        let key = (parameters ? 1 : 0) + (input ? 2 : 0)
+        if let w = wantCache[key] { return w }
+        var want = [Bool](repeating: false, count: storages.count)
+        for s in 0..<storages.count {
+            want[s] = (parameters && storages[s].onParameter) || (input && storages[s].onInput)
+            if case .constant = storages[s].kind { want[s] = false }
+        }
+        wantCache[key] = want
+        return want
+    }
+
+    // MARK: Tangent
+
+    func runTangent(_ dx: UnsafePointer<T>) throws(InLoopError) -> UnsafePointer<T> {
+        try ensureTangents()
+        tangents[inputStorage] = UnsafeMutablePointer(mutating: dx)
+        for step in steps where storages[step.output].onInput { tangentStep(step) }
+        return UnsafePointer(tangents[outputStorage]!)
+    }
+
+    // MARK: Steps
+
+    @inline(__always) func v(_ s: Int) -> UnsafeMutablePointer<T> { values[s] }
+
+    func forwardStep(_ st: GStep) {
+        let y = values[st.output]
+        let count = storages[st.output].count
+        switch st.kind {
+        case .gemm(let g):
+            let a = v(st.inputs[0]), b = v(st.inputs[1])
+            var beta: T = 0
+            if st.inputs[2] >= 0 {
+                GKernels.broadcastC(v(st.inputs[2]), g, scale: T(g.beta), into: y)
+                beta = 1
+            }
+            T.gemm(transA: g.transA, transB: g.transB, m: g.m, n: g.n, k: g.k, alpha: T(g.alpha),
+                   a: a, lda: g.transA ? g.m : g.k, b: b, ldb: g.transB ? g.k : g.n, beta: beta, c: y, ldc: g.n)
+        case .matMul(let g):
+            let a = v(st.inputs[0]), b = v(st.inputs[1])
+            for e in 0..<g.aOffsets.count {
+                T.gemm(transA: false, transB: false, m: g.m, n: g.n, k: g.k, alpha: 1, a: a + g.aOffsets[e], lda: g.k,
+                       b: b + g.bOffsets[e], ldb: g.n, beta: 0, c: y + g.yOffsets[e], ldc: g.n)
+            }
+        case .binary(let op, let ma, let mb):
+            GKernels.binary(op, v(st.inputs[0]), ma, v(st.inputs[1]), mb, y)
+        case .activation(let act):
+            GKernels.activate(act, v(st.inputs[0]), y, count: count)
+        case .unary(let f):
+            let x = v(st.inputs[0])
+            for i in 0..<count { y[i] = GKernels.unary(f, x[i]) }
+        case .transpose(let m):
+            GKernels.gather(v(st.inputs[0]), m, y)
+        case .concat(let outer, let inner, let sizes):
+            let total = sizes.reduce(0, +) * inner
+            var start = 0
+            for (i, size) in sizes.enumerated() {
+                let run = size * inner, x = values[st.inputs[i]]
+                for o in 0..<outer { (y + o * total + start).update(from: x + o * run, count: run) }
+                start += run
+            }
+        case .softmax(let outer, let length, let inner, let log):
+            GKernels.softmax(v(st.inputs[0]), outer: outer, length: length, inner: inner, log: log, y)
+        case .conv(let g, let n):
+            GKernels.convForward(v(st.inputs[0]), g, batch: n, weight: v(st.inputs[1]),
+                                 bias: st.inputs[2] >= 0 ? UnsafePointer(v(st.inputs[2])) : nil, y, workspace: workspace!.base)
+        case .maxPool(let g, let planes, let idx):
+            GKernels.maxPool(v(st.inputs[0]), g, planes: planes, y, indices: indexStores[idx].base)
+        case .averagePool(let g, let planes, let includePad):
+            GKernels.averagePool(v(st.inputs[0]), g, planes: planes, includePad: includePad, y)
+        case .globalAverage(let planes, let spatial):
+            let x = v(st.inputs[0])
+            let inv = 1 / T(spatial)
+            for p in 0..<planes {
+                var s: T = 0
+                for i in 0..<spatial { s += x[p * spatial + i] }
+                y[p] = s * inv
+            }
+        case .globalMax(let planes, let spatial, let idx):
+            let x = v(st.inputs[0]), ind = indexStores[idx].base
+            for p in 0..<planes {
+                var best = 0
+                for i in 1..<max(spatial, 1) where x[p * spatial + i] > x[p * spatial + best] { best = i }
+                ind[p] = best
+                y[p] = x[p * spatial + best]
+            }
+        case .batchNorm(let n, let c, let spatial, let eps):
+            let x = v(st.inputs[0]), sc = v(st.inputs[1]), b = v(st.inputs[2]), mean = v(st.inputs[3]), vr = v(st.inputs[4])
+            for ch in 0..<c {
+                let inv = 1 / T.sqrt(vr[ch] + T(eps))
+                let a = sc[ch] * inv, shift = b[ch] - mean[ch] * a
+                for s in 0..<n {
+                    let base = (s * c + ch) * spatial
+                    for i in 0..<spatial { y[base + i] = x[base + i] * a + shift }
+                }
+            }
+        case .layerNorm(let rows, let cols, let eps, let scaleMap, let biasMap, let stats):
+            let x = v(st.inputs[0]), sc = v(st.inputs[1])
+            let bias: UnsafeMutablePointer<T>? = st.inputs[2] >= 0 ? v(st.inputs[2]) : nil
+            let stat = statBuffers[stats].base
+            let invN = 1 / T(cols)
+            for r in 0..<rows {
+                let xr = x + r * cols, yr = y + r * cols
+                var mu: T = 0
+                for j in 0..<cols { mu += xr[j] }
+                mu *= invN
+                var vsum: T = 0
+                for j in 0..<cols { let d = xr[j] - mu; vsum += d * d }
+                let rstd = 1 / T.sqrt(vsum * invN + T(eps))
+                stat[2 * r] = mu
+                stat[2 * r + 1] = rstd
+                for j in 0..<cols {
+                    var o = (xr[j] - mu) * rstd * sc[scaleMap[j]]
+                    if let bias, let bm = biasMap { o += bias[bm[j]] }
+                    yr[j] = o
+                }
+            }
+        }
+    }
+
+    /// Accumulates into the gradients of the wanted inputs of `st`.
+    func backwardStep(_ st: GStep, _ want: [Bool]) {
+        guard let gy = grads[st.output] else { return }
+        let count = storages[st.output].count
+        func g(_ i: Int) -> UnsafeMutablePointer<T>? {
+            let s = st.inputs[i]
+            return s >= 0 && want[s] ? grads[s] : nil
+        }
+        switch st.kind {
+        case .gemm(let info):
+            let a = v(st.inputs[0]), b = v(st.inputs[1])
+            let lda = info.transA ? info.m : info.k, ldb = info.transB ? info.k : info.n
+            let alpha = T(info.alpha)
+            let (m, n, k) = (info.m, info.n, info.k)
+            if let ga = g(0) {
+                if !info.transA {
+                    T.gemm(transA: false, transB: !info.transB, m: m, n: k, k: n, alpha: alpha, a: gy, lda: n,
+                           b: b, ldb: ldb, beta: 1, c: ga, ldc: k)
+                } else {
+                    T.gemm(transA: info.transB, transB: true, m: k, n: m, k: n, alpha: alpha, a: b, lda: ldb,
+                           b: gy, ldb: n, beta: 1, c: ga, ldc: m)
+                }
+            }
+            if let gb = g(1) {
+                if !info.transB {
+                    T.gemm(transA: !info.transA, transB: false, m: k, n: n, k: m, alpha: alpha, a: a, lda: lda,
+                           b: gy, ldb: n, beta: 1, c: gb, ldc: n)
+                } else {
+                    T.gemm(transA: true, transB: info.transA, m: n, n: k, k: m, alpha: alpha, a: gy, lda: n,
+                           b: a, ldb: lda, beta: 1, c: gb, ldc: k)
+                }
+            }
+            if st.inputs[2] >= 0, let gc = g(2) {
+                let beta = T(info.beta)
+                for r in 0..<m { for c in 0..<n { gc[r * info.cRow + c * info.cCol] += beta * gy[r * n + c] } }
+            }
+        case .matMul(let info):
+            let a = v(st.inputs[0]), b = v(st.inputs[1])
+            let (m, n, k) = (info.m, info.n, info.k)
+            let ga = g(0), gb = g(1)
+            for e in 0..<info.aOffsets.count {
+                let gye = gy + info.yOffsets[e]
+                if let ga {
+                    T.gemm(transA: false, transB: true, m: m, n: k, k: n, alpha: 1, a: gye, lda: n, b: b + info.bOffsets[e], ldb: n,
+                           beta: 1, c: ga + info.aOffsets[e], ldc: k)
+                }
+                if let gb {
+                    T.gemm(transA: true, transB: false, m: k, n: n, k: m, alpha: 1, a: a + info.aOffsets[e], lda: k, b: gye, ldb: n,
+                           beta: 1, c: gb + info.bOffsets[e], ldc: n)
+                }
+            }
+        case .binary(let op, let ma, let mb):
+            GKernels.binaryBackward(op, v(st.inputs[0]), ma, v(st.inputs[1]), mb, values[st.output], gy, g(0), g(1))
+        case .activation(let act):
+            guard let gx = g(0) else { return }
+            GKernels.activationDerivative(act, v(st.inputs[0]), values[st.output], gy, gx, count: count, accumulate: true)
+        case .unary(let f):
+            guard let gx = g(0) else { return }
+            let x = v(st.inputs[0]), y = values[st.output]
+            for i in 0..<count { gx[i] += gy[i] * GKernels.unaryDerivative(f, x[i], y[i]) }
+        case .transpose(let map):
+            guard let gx = g(0) else { return }
+            GKernels.scatterAdd(gy, map, gx)
+        case .concat(let outer, let inner, let sizes):
+            let total = sizes.reduce(0, +) * inner
+            var start = 0
+            for (i, size) in sizes.enumerated() {
+                let run = size * inner
+                if let gx = g(i) {
+                    for o in 0..<outer {
+                        let src = gy + o * total + start, dst = gx + o * run
+                        for j in 0..<run { dst[j] += src[j] }
+                    }
+                }
+                start += run
+            }
+        case .softmax(let outer, let length, let inner, let log):
+            guard let gx = g(0) else { return }
+            GKernels.softmaxBackward(values[st.output], gy, outer: outer, length: length, inner: inner, log: log, gx)
+        case .conv(let geo, let n):
+            GKernels.convBackward(v(st.inputs[0]), geo, batch: n, weight: v(st.inputs[1]), gy: gy,
+                                  gx: g(0), gw: g(1), gb: st.inputs[2] >= 0 ? g(2) : nil, workspace: workspace!.base)
+        case .maxPool(let geo, let planes, let idx):
+            guard let gx = g(0) else { return }
+            let ind = indexStores[idx].base, inP = geo.inputSpatialCount, outP = geo.outputSpatialCount
+            for p in 0..<planes {
+                for o in 0..<outP where ind[p * outP + o] >= 0 { gx[p * inP + ind[p * outP + o]] += gy[p * outP + o] }
+            }
+        case .averagePool(let geo, let planes, let includePad):
+            guard let gx = g(0) else { return }
+            GKernels.averagePoolAdjoint(gy, geo, planes: planes, includePad: includePad, gx)
+        case .globalAverage(let planes, let spatial):
+            guard let gx = g(0) else { return }
+            let inv = 1 / T(spatial)
+            for p in 0..<planes { let d = gy[p] * inv; for i in 0..<spatial { gx[p * spatial + i] += d } }
+        case .globalMax(let planes, let spatial, let idx):
+            guard let gx = g(0) else { return }
+            let ind = indexStores[idx].base
+            for p in 0..<planes { gx[p * spatial + ind[p]] += gy[p] }
+        case .batchNorm(let n, let c, let spatial, let eps):
+            let x = v(st.inputs[0]), sc = v(st.inputs[1]), mean = v(st.inputs[3]), vr = v(st.inputs[4])
+            let gx = g(0), gs = g(1), gb = g(2), gm = g(3), gv = g(4)
+            for ch in 0..<c {
+                let inv = 1 / T.sqrt(vr[ch] + T(eps))
+                var sumG: T = 0, sumGX: T = 0
+                for s in 0..<n {
+                    let base = (s * c + ch) * spatial
+                    for i in 0..<spatial {
+                        let d = gy[base + i]
+                        sumG += d
+                        sumGX += d * (x[base + i] - mean[ch])
+                        if let gx { gx[base + i] += d * sc[ch] * inv }
+                    }
+                }
+                if let gs { gs[ch] += sumGX * inv }
+                if let gb { gb[ch] += sumG }
+                if let gm { gm[ch] -= sumG * sc[ch] * inv }
+                if let gv { gv[ch] += sumGX * sc[ch] * T(-0.5) * inv * inv * inv }
+            }
+        case .layerNorm(let rows, let cols, _, let scaleMap, let biasMap, let stats):
+            let x = v(st.inputs[0]), sc = v(st.inputs[1]), stat = statBuffers[stats].base
+            let gx = g(0), gs = g(1), gb = st.inputs[2] >= 0 ? g(2) : nil
+            let invN = 1 / T(cols)
+            for r in 0..<rows {
+                let xr = x + r * cols, gyr = gy + r * cols
+                let mu = stat[2 * r], rstd = stat[2 * r + 1]
+                var meanG: T = 0, meanGX: T = 0
+                for j in 0..<cols {
+                    let xh = (xr[j] - mu) * rstd
+                    let gj = gyr[j] * sc[scaleMap[j]]
+                    meanG += gj
+                    meanGX += gj * xh
+                    if let gs { gs[scaleMap[j]] += gyr[j] * xh }
+                    if let gb, let bm = biasMap { gb[bm[j]] += gyr[j] }
+                }
+                meanG *= invN
+                meanGX *= invN
+                if let gx {
+                    let gxr = gx + r * cols
+                    for j in 0..<cols {
+                        let xh = (xr[j] - mu) * rstd
+                        gxr[j] += rstd * (gyr[j] * sc[scaleMap[j]] - meanG - xh * meanGX)
+                    }
+                }
+            }
+        }
+    }
+
+    /// dy = J dx for the step, from the tangents of its inputs (nil: zero).
+    func tangentStep(_ st: GStep) {
+        guard let ty = tangents[st.output] else { return }
+        let count = storages[st.output].count
+        func t(_ i: Int) -> UnsafeMutablePointer<T>? {
+            let s = st.inputs[i]
+            return s >= 0 ? tangents[s] : nil
+        }
+        switch st.kind {
+        case .gemm(let info):
+            let a = v(st.inputs[0]), b = v(st.inputs[1])
+            let lda = info.transA ? info.m : info.k, ldb = info.transB ? info.k : info.n
+            let alpha = T(info.alpha)
+            if st.inputs[2] >= 0, let tc = t(2) {
+                GKernels.broadcastC(tc, info, scale: T(info.beta), into: ty)
+            } else {
+                ty.update(repeating: 0, count: count)
+            }
+            if let ta = t(0) {
+                T.gemm(transA: info.transA, transB: info.transB, m: info.m, n: info.n, k: info.k, alpha: alpha,
+                       a: ta, lda: lda, b: b, ldb: ldb, beta: 1, c: ty, ldc: info.n)
+            }
+            if let tb = t(1) {
+                T.gemm(transA: info.transA, transB: info.transB, m: info.m, n: info.n, k: info.k, alpha: alpha,
+                       a: a, lda: lda, b: tb, ldb: ldb, beta: 1, c: ty, ldc: info.n)
+            }
+        case .matMul(let info):
+            let a = v(st.inputs[0]), b = v(st.inputs[1])
+            ty.update(repeating: 0, count: count)
+            let ta = t(0), tb = t(1)
+            for e in 0..<info.aOffsets.count {
+                if let ta {
+                    T.gemm(transA: false, transB: false, m: info.m, n: info.n, k: info.k, alpha: 1, a: ta + info.aOffsets[e], lda: info.k,
+                           b: b + info.bOffsets[e], ldb: info.n, beta: 1, c: ty + info.yOffsets[e], ldc: info.n)
+                }
+                if let tb {
+                    T.gemm(transA: false, transB: false, m: info.m, n: info.n, k: info.k, alpha: 1, a: a + info.aOffsets[e], lda: info.k,
+                           b: tb + info.bOffsets[e], ldb: info.n, beta: 1, c: ty + info.yOffsets[e], ldc: info.n)
+                }
+            }
+        case .binary(let op, let ma, let mb):
+            GKernels.binaryTangent(op, v(st.inputs[0]), ma, t(0), v(st.inputs[1]), mb, t(1), values[st.output], ty)
+        case .activation(let act):
+            GKernels.activationDerivative(act, v(st.inputs[0]), values[st.output], t(0)!, ty, count: count, accumulate: false)
+        case .unary(let f):
+            let x = v(st.inputs[0]), y = values[st.output], tx = t(0)!
+            for i in 0..<count { ty[i] = tx[i] * GKernels.unaryDerivative(f, x[i], y[i]) }
+        case .transpose(let map):
+            GKernels.gather(t(0)!, map, ty)
+        case .concat(let outer, let inner, let sizes):
+            let total = sizes.reduce(0, +) * inner
+            var start = 0
+            for (i, size) in sizes.enumerated() {
+                let run = size * inner
+                let tx = t(i)
+                for o in 0..<outer {
+                    let dst = ty + o * total + start
+                    if let tx { dst.update(from: tx + o * run, count: run) } else { dst.update(repeating: 0, count: run) }
+                }
+                start += run
+            }
+        case .softmax(let outer, let length, let inner, let log):
+            GKernels.softmaxTangent(values[st.output], t(0)!, outer: outer, length: length, inner: inner, log: log, ty)
+        case .conv(let geo, let n):
+            // Weights and bias do not depend on the input: dy = W * dx.
+            GKernels.convForward(t(0)!, geo, batch: n, weight: v(st.inputs[1]), bias: nil, ty, workspace: workspace!.base)
+        case .maxPool(let geo, let planes, let idx):
+            let tx = t(0)!, ind = indexStores[idx].base, inP = geo.inputSpatialCount, outP = geo.outputSpatialCount
+            for p in 0..<planes {
+                for o in 0..<outP {
+                    let j = ind[p * outP + o]
+                    ty[p * outP + o] = j >= 0 ? tx[p * inP + j] : 0
+                }
+            }
+        case .averagePool(let geo, let planes, let includePad):
+            GKernels.averagePool(t(0)!, geo, planes: planes, includePad: includePad, ty)
+        case .globalAverage(let planes, let spatial):
+            let tx = t(0)!
+            let inv = 1 / T(spatial)
+            for p in 0..<planes {
+                var s: T = 0
+                for i in 0..<spatial { s += tx[p * spatial + i] }
+                ty[p] = s * inv
+            }
+        case .globalMax(let planes, let spatial, let idx):
+            let tx = t(0)!, ind = indexStores[idx].base
+            for p in 0..<planes { ty[p] = tx[p * spatial + ind[p]] }
+        case .batchNorm(let n, let c, let spatial, let eps):
+            let tx = t(0)!, sc = v(st.inputs[1]), vr = v(st.inputs[4])
+            for ch in 0..<c {
+                let a = sc[ch] / T.sqrt(vr[ch] + T(eps))
+                for s in 0..<n {
+                    let base = (s * c + ch) * spatial
+                    for i in 0..<spatial { ty[base + i] = tx[base + i] * a }
+                }
+            }
+        case .layerNorm(let rows, let cols, _, let scaleMap, _, let stats):
+            let x = v(st.inputs[0]), sc = v(st.inputs[1]), stat = statBuffers[stats].base, tx = t(0)!
+            let invN = 1 / T(cols)
+            for r in 0..<rows {
+                let xr = x + r * cols, txr = tx + r * cols, tyr = ty + r * cols
+                let mu = stat[2 * r], rstd = stat[2 * r + 1]
+                var meanT: T = 0, meanTX: T = 0
+                for j in 0..<cols {
+                    meanT += txr[j]
+                    meanTX += txr[j] * (xr[j] - mu) * rstd
+                }
+                meanT *= invN
+                meanTX *= invN
+                for j in 0..<cols {
+                    let xh = (xr[j] - mu) * rstd
+                    tyr[j] = sc[scaleMap[j]] * rstd * (txr[j] - meanT - xh * meanTX)
+                }
+            }
+        }
+    }
+}
+
+/// Generic kernels of the differentiable graph executor (naive loops; GEMMs on BLAS).
+enum GKernels {
+    @inline(__always)
+    static func log<T: Real>(_ x: T) -> T { T(Glibc.log(Double(x))) }
+    @inline(__always)
+    static func pow<T: Real>(_ x: T, _ p: T) -> T { T(Glibc.pow(Double(x), Double(p))) }
+
+    // MARK: Element-wise
+
+    /// y = act(x), with the common activations in branch-free loops.
+    static func activate<T: Real>(_ act: Activation, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, count: Int) {
+        switch act {
+        case .identity: y.update(from: x, count: count)
+        case .relu: for i in 0..<count { y[i] = max(x[i], 0) }
+        case .leakyRelu(let a):
+            let al = T(a)
+            for i in 0..<count { let z = x[i]; y[i] = z >= 0 ? z : al * z }
+        default: for i in 0..<count { y[i] = Elementwise.apply(act, x[i]) }
+        }
+    }
+
+    /// out = d ⊙ act'(x) (or out += with `accumulate`), given x and y = act(x).
+    static func activationDerivative<T: Real>(_ act: Activation, _ x: UnsafePointer<T>, _ y: UnsafePointer<T>, _ d: UnsafePointer<T>,
+                                              _ out: UnsafeMutablePointer<T>, count: Int, accumulate: Bool) {
+        switch act {
+        case .relu:
+            if accumulate { for i in 0..<count { out[i] += x[i] > 0 ? d[i] : 0 } } else { for i in 0..<count { out[i] = x[i] > 0 ? d[i] : 0 } }
+        case .leakyRelu(let a):
+            let al = T(a)
+            if accumulate { for i in 0..<count { out[i] += x[i] >= 0 ? d[i] : al * d[i] } } else { for i in 0..<count { out[i] = x[i] >= 0 ? d[i] : al * d[i] } }
+        case .tanh:
+            if accumulate { for i in 0..<count { out[i] += d[i] * (1 - y[i] * y[i]) } } else { for i in 0..<count { out[i] = d[i] * (1 - y[i] * y[i]) } }
+        default:
+            if accumulate {
+                for i in 0..<count { out[i] += d[i] * Elementwise.derivative(act, z: x[i], a: y[i]) }
+            } else {
+                for i in 0..<count { out[i] = d[i] * Elementwise.derivative(act, z: x[i], a: y[i]) }
+            }
+        }
+    }
+
+    @inline(__always)
+    static func unary<T: Real>(_ f: UnaryFunction, _ x: T) -> T {
+        switch f {
+        case .erf: return T.erf(x)
+        case .exp: return T.exp(x)
+        case .log: return log(x)
+        case .sqrt: return T.sqrt(x)
+        case .neg: return -x
+        case .abs: return abs(x)
+        case .reciprocal: return 1 / x
+        case .softsign: return x / (1 + abs(x))
+        case .selu(let alpha, let gamma): return x > 0 ? T(gamma) * x : T(gamma) * T(alpha) * T.expm1(x)
+        case .pow(let e): return pow(x, T(e))
+        case .clip(let lo, let hi): return x < T(lo) ? T(lo) : (x > T(hi) ? T(hi) : x)
+        default: return x   // refused at compile time
+        }
+    }
+
+    /// f'(x), given x and y = f(x).
+    @inline(__always)
+    static func unaryDerivative<T: Real>(_ f: UnaryFunction, _ x: T, _ y: T) -> T {
+        switch f {
+        case .erf: return T(1.12837916709551257390) * T.exp(-x * x)
+        case .exp: return y
+        case .log: return 1 / x
+        case .sqrt: return 0.5 / y
+        case .neg: return -1
+        case .abs: return x > 0 ? 1 : (x < 0 ? -1 : 0)
+        case .reciprocal: return -y * y
+        case .softsign: let d = 1 + abs(x); return 1 / (d * d)
+        case .selu(let alpha, let gamma): return x > 0 ? T(gamma) : T(gamma) * T(alpha) * T.exp(x)
+        case .pow(let e): return e == 0 ? 0 : T(e) * pow(x, T(e) - 1)
+        case .clip(let lo, let hi): return x > T(lo) && x < T(hi) ? 1 : 0
+        default: return 0
+        }
+    }
+
+    @inline(__always)
+    static func apply<T: Real>(_ op: BinaryOp, _ a: T, _ b: T) -> T {
+        switch op {
+        case .add: return a + b
+        case .sub: return a - b
+        case .mul: return a * b
+        case .div: return a / b
+        case .pow: return pow(a, b)
+        default: return 0   // refused at compile time
+        }
+    }
+
+    static func binary<T: Real>(_ op: BinaryOp, _ a: UnsafePointer<T>, _ ma: StridedMap, _ b: UnsafePointer<T>, _ mb: StridedMap,
+                                _ y: UnsafeMutablePointer<T>) {
+        let n = ma.length, sa = ma.stride, sb = mb.stride
+        for r in 0..<ma.rows.count {
+            let ar = a + ma.rows[r], br = b + mb.rows[r], yr = y + r * n
+            for j in 0..<n { yr[j] = apply(op, ar[j * sa], br[j * sb]) }
+        }
+    }
+
+    static func binaryBackward<T: Real>(_ op: BinaryOp, _ a: UnsafePointer<T>, _ ma: StridedMap, _ b: UnsafePointer<T>, _ mb: StridedMap,
+                                        _ y: UnsafePointer<T>, _ gy: UnsafePointer<T>,
+                                        _ ga: UnsafeMutablePointer<T>?, _ gb: UnsafeMutablePointer<T>?) {
+        let n = ma.length, sa = ma.stride, sb = mb.stride
+        for r in 0..<ma.rows.count {
+            let ar = ma.rows[r], br = mb.rows[r], yr = r * n
+            for j in 0..<n {
+                let g = gy[yr + j], ia = ar + j * sa, ib = br + j * sb
+                switch op {
+                case .add:
+                    ga?[ia] += g; gb?[ib] += g
+                case .sub:
+                    ga?[ia] += g; gb?[ib] -= g
+                case .mul:
+                    ga?[ia] += g * b[ib]; gb?[ib] += g * a[ia]
+                case .div:
+                    ga?[ia] += g / b[ib]; gb?[ib] -= g * a[ia] / (b[ib] * b[ib])
+                case .pow:
+                    let e = b[ib]
+                    ga?[ia] += g * (e == 0 ? 0 : e * pow(a[ia], e - 1))
+                    gb?[ib] += g * (a[ia] > 0 ? y[yr + j] * log(a[ia]) : 0)
+                default: break
+                }
+            }
+        }
+    }
+
+    static func binaryTangent<T: Real>(_ op: BinaryOp, _ a: UnsafePointer<T>, _ ma: StridedMap, _ ta: UnsafePointer<T>?,
+                                       _ b: UnsafePointer<T>, _ mb: StridedMap, _ tb: UnsafePointer<T>?,
+                                       _ y: UnsafePointer<T>, _ ty: UnsafeMutablePointer<T>) {
+        let n = ma.length, sa = ma.stride, sb = mb.stride
+        for r in 0..<ma.rows.count {
+            let ar = ma.rows[r], br = mb.rows[r], yr = r * n
+            for j in 0..<n {
+                let ia = ar + j * sa, ib = br + j * sb
+                let da: T = ta?[ia] ?? 0, db: T = tb?[ib] ?? 0
+                var d: T
+                switch op {
+                case .add: d = da + db
+                case .sub: d = da - db
+                case .mul: d = da * b[ib] + a[ia] * db
+                case .div: d = da / b[ib] - a[ia] * db / (b[ib] * b[ib])
+                case .pow:
+                    let e = b[ib]
+                    d = da * (e == 0 ? 0 : e * pow(a[ia], e - 1))
+                    if db != 0 { d += db * (a[ia] > 0 ? y[yr + j] * log(a[ia]) : 0) }
+                default: d = 0
+                }
+                ty[yr + j] = d
+            }
+        }
+    }
+
+    /// y[r·n + j] = x[map(r, j)].
+    static func gather<T: Real>(_ x: UnsafePointer<T>, _ m: StridedMap, _ y: UnsafeMutablePointer<T>) {
+        let n = m.length, s = m.stride
+        for r in 0..<m.rows.count {
+            let xr = x + m.rows[r], yr = y + r * n
+            for j in 0..<n { yr[j] = xr[j * s] }
+        }
+    }
+
+    /// gx[map(r, j)] += gy[r·n + j].
+    static func scatterAdd<T: Real>(_ gy: UnsafePointer<T>, _ m: StridedMap, _ gx: UnsafeMutablePointer<T>) {
+        let n = m.length, s = m.stride
+        for r in 0..<m.rows.count {
+            let gr = gx + m.rows[r], yr = gy + r * n
+            for j in 0..<n { gr[j * s] += yr[j] }
+        }
+    }
+
+    /// y = scale · C broadcast to m × n.
+    static func broadcastC<T: Real>(_ c: UnsafePointer<T>, _ g: GemmInfo, scale: T, into y: UnsafeMutablePointer<T>) {
+        for r in 0..<g.m { for j in 0..<g.n { y[r * g.n + j] = scale * c[r * g.cRow + j * g.cCol] } }
+    }
+
+    // MARK: Softmax
+
+    static func softmax<T: Real>(_ x: UnsafePointer<T>, outer: Int, length: Int, inner: Int, log isLog: Bool,
+                                 _ y: UnsafeMutablePointer<T>) {
+        for o in 0..<outer {
+            for i in 0..<inner {
+                let base = o * length * inner + i
+                var m = x[base]
+                for l in 1..<max(length, 1) { m = max(m, x[base + l * inner]) }
+                var s: T = 0
+                for l in 0..<length { let e = T.exp(x[base + l * inner] - m); y[base + l * inner] = e; s += e }
+                if isLog {
+                    let ls = log(s)
+                    for l in 0..<length { y[base + l * inner] = x[base + l * inner] - m - ls }
+                } else {
+                    let inv = 1 / s
+                    for l in 0..<length { y[base + l * inner] *= inv }
+                }
+            }
+        }
+    }
+
+    static func softmaxBackward<T: Real>(_ y: UnsafePointer<T>, _ gy: UnsafePointer<T>, outer: Int, length: Int, inner: Int,
+                                         log isLog: Bool, _ gx: UnsafeMutablePointer<T>) {
+        for o in 0..<outer {
+            for i in 0..<inner {
+                let base = o * length * inner + i
+                if isLog {
+                    var s: T = 0
+                    for l in 0..<length { s += gy[base + l * inner] }
+                    for l in 0..<length { let k = base + l * inner; gx[k] += gy[k] - T.exp(y[k]) * s }
+                } else {
+                    var s: T = 0
+                    for l in 0..<length { let k = base + l * inner; s += gy[k] * y[k] }
+                    for l in 0..<length { let k = base + l * inner; gx[k] += y[k] * (gy[k] - s) }
+                }
+            }
+        }
+    }
+
+    static func softmaxTangent<T: Real>(_ y: UnsafePointer<T>, _ tx: UnsafePointer<T>, outer: Int, length: Int, inner: Int,
+                                        log isLog: Bool, _ ty: UnsafeMutablePointer<T>) {
+        for o in 0..<outer {
+            for i in 0..<inner {
+                let base = o * length * inner + i
+                var s: T = 0
+                if isLog {
+                    for l in 0..<length { let k = base + l * inner; s += T.exp(y[k]) * tx[k] }
+                    for l in 0..<length { let k = base + l * inner; ty[k] = tx[k] - s }
+                } else {
+                    for l in 0..<length { let k = base + l * inner; s += y[k] * tx[k] }
+                    for l in 0..<length { let k = base + l * inner; ty[k] = y[k] * (tx[k] - s) }
+                }
+            }
+        }
+    }
+
+    // MARK: Convolution (im2col + GEMM per sample and group)
+
+    /// The output columns ow whose input column ow·sW + off lies in [0, inW): [lo, hi).
+    @inline(__always)
+    static func validRange(offset off: Int, stride sW: Int, inW: Int, outW: Int) -> (Int, Int) {
+        var lo = off >= 0 ? 0 : (-off + sW - 1) / sW
+        var hi = inW - off <= 0 ? 0 : (inW - off - 1) / sW + 1
+        lo = min(lo, outW); hi = min(max(hi, lo), outW)
+        return (lo, hi)
+    }
+
+    /// col[(c·kH + i)·kW + j, oh·outW + ow] = x[c, oh·sH − pT + i·dH, ow·sW − pL + j·dW] (0 outside).
+    static func im2col<T: Real>(_ x: UnsafePointer<T>, channels: Int, _ g: ConvGeometry, _ col: UnsafeMutablePointer<T>) {
+        let p = g.outputSpatialCount, inHW = g.inH * g.inW, sW = g.strideW
+        var row = 0
+        for c in 0..<channels {
+            let xc = x + c * inHW
+            for i in 0..<g.kH {
+                for j in 0..<g.kW {
+                    let dst = col + row * p
+                    let off = j * g.dilationW - g.padLeft
+                    let (lo, hi) = validRange(offset: off, stride: sW, inW: g.inW, outW: g.outW)
+                    for oh in 0..<g.outH {
+                        let ih = oh * g.strideH - g.padTop + i * g.dilationH
+                        let d = dst + oh * g.outW
+                        if ih < 0 || ih >= g.inH || lo >= hi {
+                            d.update(repeating: 0, count: g.outW)
+                            continue
+                        }
+                        if lo > 0 { d.update(repeating: 0, count: lo) }
+                        if hi < g.outW { (d + hi).update(repeating: 0, count: g.outW - hi) }
+                        let xr = xc + ih * g.inW + off
+                        if sW == 1 {
+                            (d + lo).update(from: xr + lo, count: hi - lo)
+                        } else {
+                            for ow in lo..<hi { d[ow] = xr[ow * sW] }
+                        }
+                    }
+                    row += 1
+                }
+            }
+        }
+    }
+
+    /// The adjoint of im2col: x[...] += col[...].
+    static func col2imAdd<T: Real>(_ col: UnsafePointer<T>, channels: Int, _ g: ConvGeometry, _ x: UnsafeMutablePointer<T>) {
+        let p = g.outputSpatialCount, inHW = g.inH * g.inW, sW = g.strideW
+        var row = 0
+        for c in 0..<channels {
+            let xc = x + c * inHW
+            for i in 0..<g.kH {
+                for j in 0..<g.kW {
+                    let src = col + row * p
+                    let off = j * g.dilationW - g.padLeft
+                    let (lo, hi) = validRange(offset: off, stride: sW, inW: g.inW, outW: g.outW)
+                    for oh in 0..<g.outH {
+                        let ih = oh * g.strideH - g.padTop + i * g.dilationH
+                        if ih < 0 || ih >= g.inH { continue }
+                        let xr = xc + ih * g.inW + off, s = src + oh * g.outW
+                        for ow in lo..<hi { xr[ow * sW] += s[ow] }
+                    }
+                    row += 1
+                }
+            }
+        }
+    }
+
+    static func convForward<T: Real>(_ x: UnsafePointer<T>, _ g: ConvGeometry, batch: Int, weight: UnsafePointer<T>,
+                                     bias: UnsafePointer<T>?, _ y: UnsafeMutablePointer<T>, workspace: UnsafeMutablePointer<T>) {
+        let cg = g.channelsIn / g.group, mg = g.channelsOut / g.group
+        let kc = cg * g.kH * g.kW, p = g.outputSpatialCount, inHW = g.inH * g.inW
+        for s in 0..<batch {
+            for gr in 0..<g.group {
+                im2col(x + (s * g.channelsIn + gr * cg) * inHW, channels: cg, g, workspace)
+                T.gemm(transA: false, transB: false, m: mg, n: p, k: kc, alpha: 1, a: weight + gr * mg * kc, lda: kc,
+                       b: workspace, ldb: p, beta: 0, c: y + (s * g.channelsOut + gr * mg) * p, ldc: p)
+            }
+            if let bias {
+                for o in 0..<g.channelsOut {
+                    let yo = y + (s * g.channelsOut + o) * p, b = bias[o]
+                    for i in 0..<p { yo[i] += b }
+                }
+            }
+        }
+    }
+
+    static func convBackward<T: Real>(_ x: UnsafePointer<T>, _ g: ConvGeometry, batch: Int, weight: UnsafePointer<T>,
+                                      gy: UnsafePointer<T>, gx: UnsafeMutablePointer<T>?, gw: UnsafeMutablePointer<T>?,
+                                      gb: UnsafeMutablePointer<T>?, workspace: UnsafeMutablePointer<T>) {
+        let cg = g.channelsIn / g.group, mg = g.channelsOut / g.group
+        let kc = cg * g.kH * g.kW, p = g.outputSpatialCount, inHW = g.inH * g.inW
+        let col = workspace, dcol = workspace + kc * p
+        for s in 0..<batch {
+            for gr in 0..<g.group {
+                let gys = gy + (s * g.channelsOut + gr * mg) * p
+                if let gw {
+                    im2col(x + (s * g.channelsIn + gr * cg) * inHW, channels: cg, g, col)
+                    T.gemm(transA: false, transB: true, m: mg, n: kc, k: p, alpha: 1, a: gys, lda: p, b: col, ldb: p,
+                           beta: 1, c: gw + gr * mg * kc, ldc: kc)
+                }
+                if let gx {
+                    T.gemm(transA: true, transB: false, m: kc, n: p, k: mg, alpha: 1, a: weight + gr * mg * kc, lda: kc,
+                           b: gys, ldb: p, beta: 0, c: dcol, ldc: p)
+                    col2imAdd(dcol, channels: cg, g, gx + (s * g.channelsIn + gr * cg) * inHW)
+                }
+            }
+            if let gb {
+                for o in 0..<g.channelsOut {
+                    let go = gy + (s * g.channelsOut + o) * p
+                    var acc: T = 0
+                    for i in 0..<p { acc += go[i] }
+                    gb[o] += acc
+                }
+            }
+        }
+    }
+
+    // MARK: Pooling
+
+    /// Max pooling keeping the arg-max (first maximum in window order; -1 for an empty window).
+    static func maxPool<T: Real>(_ x: UnsafePointer<T>, _ g: PoolGeometry, planes: Int, _ y: UnsafeMutablePointer<T>,
+                                 indices: UnsafeMutablePointer<Int>) {
+        let inP = g.inputSpatialCount, p = g.outputSpatialCount
+        for pl in 0..<planes {
+            let xp = x + pl * inP, yp = y + pl * p, ip = indices + pl * p
+            for oh in 0..<g.outH {
+                let h0 = oh * g.strideH - g.padTop
+                let (iLo, iHi) = validRange(offset: h0, stride: g.dilationH, inW: g.inH, outW: g.kH)
+                for ow in 0..<g.outW {
+                    let w0 = ow * g.strideW - g.padLeft
+                    let (jLo, jHi) = validRange(offset: w0, stride: g.dilationW, inW: g.inW, outW: g.kW)
+                    var best = -1
+                    var m = -T.infinity
+                    if iLo < iHi && jLo < jHi {
+                        best = (h0 + iLo * g.dilationH) * g.inW + w0 + jLo * g.dilationW
+                        m = xp[best]
+                        for i in iLo..<iHi {
+                            let row = (h0 + i * g.dilationH) * g.inW + w0
+                            for j in jLo..<jHi {
+                                let k = row + j * g.dilationW
+                                if xp[k] > m { m = xp[k]; best = k }
+                            }
+                        }
+                    }
+                    yp[oh * g.outW + ow] = m
+                    ip[oh * g.outW + ow] = best
+                }
+            }
+        }
+    }
+
+    /// The divisor and the window of one average-pooling output (the rule of `Pool.average`).
+    @inline(__always)
+    static func averageWindow(_ g: PoolGeometry, oh: Int, ow: Int, includePad: Bool) -> Int {
+        let hEnd = g.inH + g.padBottom, wEnd = g.inW + g.padRight
+        let h0 = oh * g.strideH - g.padTop, w0 = ow * g.strideW - g.padLeft
+        var inside = 0, padded = 0
+        for i in 0..<g.kH {
+            let ih = h0 + i * g.dilationH
+            if ih >= hEnd { break }
+            for j in 0..<g.kW {
+                let iw = w0 + j * g.dilationW
+                if iw >= wEnd { break }
+                padded += 1
+                if ih >= 0 && ih < g.inH && iw >= 0 && iw < g.inW { inside += 1 }
+            }
+        }
+        return includePad ? padded : inside
+    }
+
+    static func averagePool<T: Real>(_ x: UnsafePointer<T>, _ g: PoolGeometry, planes: Int, includePad: Bool,
+                                     _ y: UnsafeMutablePointer<T>) {
+        let inP = g.inputSpatialCount, p = g.outputSpatialCount
+        let hEnd = g.inH + g.padBottom, wEnd = g.inW + g.padRight
+        for pl in 0..<planes {
+            let xp = x + pl * inP
+            for oh in 0..<g.outH {
+                let h0 = oh * g.strideH - g.padTop
+                for ow in 0..<g.outW {
+                    let w0 = ow * g.strideW - g.padLeft
+                    var s: T = 0
+                    for i in 0..<g.kH {
+                        let ih = h0 + i * g.dilationH
+                        if ih >= hEnd { break }
+                        if ih < 0 || ih >= g.inH { continue }
+                        for j in 0..<g.kW {
+                            let iw = w0 + j * g.dilationW
+                            if iw >= wEnd { break }
+                            if iw >= 0 && iw < g.inW { s += xp[ih * g.inW + iw] }
+                        }
+                    }
+                    let div = averageWindow(g, oh: oh, ow: ow, includePad: includePad)
+                    y[pl * p + oh * g.outW + ow] = div > 0 ? s / T(div) : 0
+                }
+            }
+        }
+    }
+
+    static func averagePoolAdjoint<T: Real>(_ gy: UnsafePointer<T>, _ g: PoolGeometry, planes: Int, includePad: Bool,
+                                            _ gx: UnsafeMutablePointer<T>) {
+        let inP = g.inputSpatialCount, p = g.outputSpatialCount
+        let hEnd = g.inH + g.padBottom, wEnd = g.inW + g.padRight
+        for pl in 0..<planes {
+            let gp = gx + pl * inP
+            for oh in 0..<g.outH {
+                let h0 = oh * g.strideH - g.padTop
+                for ow in 0..<g.outW {
+                    let div = averageWindow(g, oh: oh, ow: ow, includePad: includePad)
+                    guard div > 0 else { continue }
+                    let d = gy[pl * p + oh * g.outW + ow] / T(div)
+                    let w0 = ow * g.strideW - g.padLeft
+                    for i in 0..<g.kH {
+                        let ih = h0 + i * g.dilationH
+                        if ih >= hEnd { break }
+                        if ih < 0 || ih >= g.inH { continue }
+                        for j in 0..<g.kW {
+                            let iw = w0 + j * g.dilationW
+                            if iw >= wEnd { break }
+                            if iw >= 0 && iw < g.inW { gp[ih * g.inW + iw] += d }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
