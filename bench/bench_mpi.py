@@ -11,17 +11,26 @@ env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 with open("/proc/cpuinfo") as f:
     if " avx512f" in f.read():
         env["OPENBLAS_CORETYPE"] = os.environ.get("INLOOP_BENCH_CORETYPE", "SkylakeX")
-rates = {}
-for n in (1, 2):
-    p = subprocess.run(["mpirun", "-np", str(n), os.path.join(ROOT, "build", "bench_mpi_training"),
-                        os.path.join(ROOT, "build", "models")], env=env, cwd=ROOT,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if p.returncode != 0:
-        sys.exit(p.stdout)
-    m = re.search(r"RESULT mpi_training_\d+_samples_per_s\s+(\S+)", p.stdout)
-    rates[n] = float(m.group(1))
+
+
+def rate(n, mode=""):
+    best = 0.0
+    for _ in range(2):  # best of two runs: the machine is shared
+        p = subprocess.run(["mpirun", "-np", str(n), os.path.join(ROOT, "build", "bench_mpi_training"),
+                            os.path.join(ROOT, "build", "models")] + ([mode] if mode else []), env=env, cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if p.returncode != 0:
+            sys.exit(p.stdout)
+        m = re.search(r"RESULT mpi_training_\w*?\d+_samples_per_s\s+(\S+)", p.stdout)
+        best = max(best, float(m.group(1)))
+    return best
+
+
+one, two, ceiling = rate(1), rate(2), rate(2, "independent")
 print("\n## Data-parallel training, column_mlp, Adam, 256 columns per rank, 1 thread per rank\n")
-print("| ranks | samples/s | speed-up |")
+print("| run | samples/s | speed-up over 1 rank |")
 print("|---|---|---|")
-for n in (1, 2):
-    print(f"| {n} | {rates[n]:.0f} | {rates[n] / rates[1]:.2f}× |")
+print(f"| 1 rank | {one:.0f} | 1.00× |")
+print(f"| 2 ranks, data-parallel (gradients averaged every step) | {two:.0f} | {two / one:.2f}× |")
+print(f"| 2 ranks training independently (no communication: this machine's ceiling) | {ceiling:.0f} | {ceiling / one:.2f}× |")
+print(f"\ndata-parallel reaches {100 * two / ceiling:.0f}% of what two ranks can do on this machine")
