@@ -107,11 +107,32 @@ final class CompiledPlan {
         var extra: [FloatBuffer] = []
         for s in storages { if case .constant(let b) = s.kind { extra.append(b) } }
         constants = extra
+        kinds = steps.map { $0.kind }
+        let totalIds = steps.reduce(0) { $0 + $1.inputs.count + $1.outputs.count }
+        ids = .allocate(capacity: max(totalIds, 1))
+        idStart = .allocate(capacity: max(steps.count, 1))
+        inputCountOf = .allocate(capacity: max(steps.count, 1))
+        scratchOf = .allocate(capacity: max(steps.count, 1))
+        var at = 0
+        for (i, st) in steps.enumerated() {
+            idStart[i] = at; inputCountOf[i] = st.inputs.count; scratchOf[i] = st.scratch
+            for v in st.inputs + st.outputs { ids[at] = v; at += 1 }
+        }
     }
 
     private let constants: [FloatBuffer]
+    /// The step kinds, and every step's storage ids in one flat table: step i reads
+    /// ids[idStart[i] ..< idStart[i] + inputs.count], writes the outputs that follow; scratch[i] or -1.
+    private let kinds: [StepKind]
+    private let ids: UnsafeMutablePointer<Int>
+    private let idStart: UnsafeMutablePointer<Int>
+    private let inputCountOf: UnsafeMutablePointer<Int>
+    private let scratchOf: UnsafeMutablePointer<Int>
 
-    deinit { pointers.deallocate() }
+    deinit {
+        pointers.deallocate()
+        ids.deallocate(); idStart.deallocate(); inputCountOf.deallocate(); scratchOf.deallocate()
+    }
 
     /// Points every buffer storage into `arena` (after the arena was (re)allocated).
     func bind(_ arena: UnsafeMutablePointer<Float>) {
@@ -122,8 +143,12 @@ final class CompiledPlan {
 
     @inline(__always)
     func execute(reproducible: Bool) {
-        steps.withUnsafeBufferPointer { steps in
-            for st in steps { st.execute(pointers, reproducible: reproducible) }
+        // Storage ids come from the flat table: running a `Step` itself copied it, with a retain and
+        // release of each of its arrays, per step and call.
+        for i in kinds.indices {
+            let io = UnsafePointer(ids + idStart[i])
+            kinds[i].execute(pointers, inputs: io, outputs: io + inputCountOf[i], scratch: scratchOf[i],
+                             reproducible: reproducible)
         }
     }
 }
@@ -467,7 +492,11 @@ public final class GraphModel: InferenceModel, @unchecked Sendable {  // shared 
         if let f = fixedBatch, batch != f {
             throw InLoopError(.sizeMismatch, "model '\(name)' has a fixed batch size of \(f) (the first dimension of its inputs); got batch \(batch)")
         }
-        for s in inputSpecs + outputSpecs where batch.multipliedReportingOverflow(by: s.count).overflow {
+        // (two loops: `inputSpecs + outputSpecs` would allocate on every call)
+        for s in inputSpecs where batch.multipliedReportingOverflow(by: s.count).overflow {
+            throw InLoopError(.invalidArgument, "batch \(batch) is too large")
+        }
+        for s in outputSpecs where batch.multipliedReportingOverflow(by: s.count).overflow {
             throw InLoopError(.invalidArgument, "batch \(batch) is too large")
         }
     }

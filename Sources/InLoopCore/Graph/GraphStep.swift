@@ -93,11 +93,25 @@ enum StepKind {
 }
 
 extension Step {
+    /// Runs the step on the storages of `p` (compile-time folding; plans run `StepKind.execute` directly).
+    func execute(_ p: UnsafeMutablePointer<UnsafeMutablePointer<Float>>, reproducible: Bool) {
+        let io = inputs + outputs
+        io.withUnsafeBufferPointer { b in
+            guard let base = b.baseAddress else { return }
+            kind.execute(p, inputs: base, outputs: base + inputs.count, scratch: scratch, reproducible: reproducible)
+        }
+    }
+}
+
+extension StepKind {
     /// Runs the step on the storages of `p` (every id of the step has a valid pointer). Allocates nothing.
+    /// `inputs`, `outputs`, `scratch`: the step's storage ids (`Step.inputs`, …), passed as plain
+    /// pointers into a table of the plan so that running a step copies nothing reference-counted.
     /// `reproducible`: per-sample products, so a sample's result does not depend on the batch.
     @inline(__always)
-    func execute(_ p: UnsafeMutablePointer<UnsafeMutablePointer<Float>>, reproducible: Bool) {
-        switch kind {
+    func execute(_ p: UnsafeMutablePointer<UnsafeMutablePointer<Float>>, inputs: UnsafePointer<Int>,
+                 outputs: UnsafePointer<Int>, scratch: Int, reproducible: Bool) {
+        switch self {
         case .dense(let rows, let k, let m, let w, let b, let act):
             let x = p[inputs[0]], y = p[outputs[0]]
             if reproducible && rows > 1 {

@@ -24,6 +24,12 @@
 //     globalAverage(x:planes:spatial:y:)       y[p] = mean of x[p, 0..<spatial]
 //     globalMax(x:planes:spatial:y:)           y[p] = max  of x[p, 0..<spatial]
 //
+// Loops: 2×2 windows with stride 2, no padding and no partial window (the CNN case) run a dedicated
+// loop that vectorises; everything else runs per output over the kernel taps clipped to the input
+// (no per-tap bounds tests). Both visit a window's elements in the same order (row by row), so results
+// are identical either way: max keeps the first of equal values and returns NaN if the window holds
+// one; average sums from 0 in that order.
+//
 // Preconditions (caller-validated): x holds planes·inputSpatialCount floats, y planes·outputSpatialCount;
 // they do not overlap. No allocation, no traps.
 
@@ -92,31 +98,71 @@ public struct PoolGeometry: Equatable, Sendable {
 }
 
 public enum Pool {
+    /// Valid kernel taps along one axis for a window starting at `start` (may be negative):
+    /// taps t in lo ..< hi have 0 ≤ start + t·dilation < size (lo ≤ hi, both in 0...k).
+    @inlinable @inline(__always)
+    static func validTaps(start: Int, dilation d: Int, k: Int, size: Int) -> (lo: Int, hi: Int) {
+        let lo = start >= 0 ? 0 : min(k, (-start + d - 1) / d)
+        let t = size - 1 - start
+        let hi = t < 0 ? 0 : min(k, t / d + 1)
+        return (lo, Swift.max(lo, hi))
+    }
+
+    /// Number of taps t in 0 ..< k with start + t·dilation < end.
+    @inlinable @inline(__always)
+    static func tapsBefore(end: Int, start: Int, dilation d: Int, k: Int) -> Int {
+        let t = end - 1 - start
+        return t < 0 ? 0 : min(k, t / d + 1)
+    }
+
+    /// The max-pool update: NaN propagates (as in onnxruntime / PyTorch), ties keep the earlier value.
+    @inlinable @inline(__always)
+    static func maxStep(_ m: Float, _ v: Float) -> Float { (v > m || v != v) ? v : m }
+
+    /// 2×2 windows, stride 2, no padding or dilation, every window inside the input.
+    @inlinable
+    static func isPlain2x2(_ g: PoolGeometry) -> Bool {
+        g.kH == 2 && g.kW == 2 && g.strideH == 2 && g.strideW == 2 && g.dilationH == 1 && g.dilationW == 1
+            && g.padTop == 0 && g.padLeft == 0 && 2 * g.outH <= g.inH && 2 * g.outW <= g.inW
+    }
+
     /// Max pooling; layouts and preconditions in the file header.
     @inlinable
     public static func max(x: UnsafePointer<Float>, planes: Int, geometry g: PoolGeometry,
                            y: UnsafeMutablePointer<Float>) {
         let inP = g.inputSpatialCount, p = g.outputSpatialCount
+        let inH = g.inH, inW = g.inW, outH = g.outH, outW = g.outW
+        if isPlain2x2(g) {
+            for pl in 0..<planes {
+                let xp = x + pl * inP, yp = y + pl * p
+                for oh in 0..<outH {
+                    let r0 = xp + 2 * oh * inW, r1 = r0 + inW, yr = yp + oh * outW
+                    for ow in 0..<outW {
+                        // Window order as in the general loop: (0,0), (0,1), (1,0), (1,1).
+                        var m = r0[2 * ow]
+                        m = maxStep(m, r0[2 * ow + 1])
+                        m = maxStep(m, r1[2 * ow])
+                        yr[ow] = maxStep(m, r1[2 * ow + 1])
+                    }
+                }
+            }
+            return
+        }
+        let kH = g.kH, kW = g.kW, sH = g.strideH, sW = g.strideW, dH = g.dilationH, dW = g.dilationW
         for pl in 0..<planes {
             let xp = x + pl * inP, yp = y + pl * p
-            for oh in 0..<g.outH {
-                let h0 = oh * g.strideH - g.padTop
-                for ow in 0..<g.outW {
-                    let w0 = ow * g.strideW - g.padLeft
+            for oh in 0..<outH {
+                let h0 = oh * sH - g.padTop
+                let (iLo, iHi) = validTaps(start: h0, dilation: dH, k: kH, size: inH)
+                for ow in 0..<outW {
+                    let w0 = ow * sW - g.padLeft
+                    let (jLo, jHi) = validTaps(start: w0, dilation: dW, k: kW, size: inW)
                     var m = -Float.infinity
-                    for i in 0..<g.kH {
-                        let ih = h0 + i * g.dilationH
-                        if ih < 0 || ih >= g.inH { continue }
-                        let row = xp + ih * g.inW
-                        for j in 0..<g.kW {
-                            let iw = w0 + j * g.dilationW
-                            if iw < 0 || iw >= g.inW { continue }
-                            let v = row[iw]
-                            // NaN propagates (as in onnxruntime / PyTorch).
-                            if v > m || v.isNaN { m = v }
-                        }
+                    for i in iLo..<iHi {
+                        let row = xp + (h0 + i * dH) * inW + w0
+                        for j in jLo..<jHi { m = maxStep(m, row[j * dW]) }
                     }
-                    yp[oh * g.outW + ow] = m
+                    yp[oh * outW + ow] = m
                 }
             }
         }
@@ -127,29 +173,46 @@ public enum Pool {
     public static func average(x: UnsafePointer<Float>, planes: Int, geometry g: PoolGeometry,
                                countIncludePad: Bool, y: UnsafeMutablePointer<Float>) {
         let inP = g.inputSpatialCount, p = g.outputSpatialCount
-        let hEnd = g.inH + g.padBottom, wEnd = g.inW + g.padRight
+        let inH = g.inH, inW = g.inW, outH = g.outH, outW = g.outW
+        if isPlain2x2(g) {
+            for pl in 0..<planes {
+                let xp = x + pl * inP, yp = y + pl * p
+                for oh in 0..<outH {
+                    let r0 = xp + 2 * oh * inW, r1 = r0 + inW, yr = yp + oh * outW
+                    for ow in 0..<outW {
+                        // Summation order of the general loop (starting from 0, so -0 sums give +0).
+                        var s: Float = 0
+                        s += r0[2 * ow]; s += r0[2 * ow + 1]; s += r1[2 * ow]; s += r1[2 * ow + 1]
+                        yr[ow] = s / 4
+                    }
+                }
+            }
+            return
+        }
+        let kH = g.kH, kW = g.kW, sH = g.strideH, sW = g.strideW, dH = g.dilationH, dW = g.dilationW
+        // Window positions counted with countIncludePad: those before the end of the padded input.
+        let hEnd = inH + g.padBottom, wEnd = inW + g.padRight
         for pl in 0..<planes {
             let xp = x + pl * inP, yp = y + pl * p
-            for oh in 0..<g.outH {
-                let h0 = oh * g.strideH - g.padTop
-                for ow in 0..<g.outW {
-                    let w0 = ow * g.strideW - g.padLeft
+            for oh in 0..<outH {
+                let h0 = oh * sH - g.padTop
+                let (iLo, iHi) = validTaps(start: h0, dilation: dH, k: kH, size: inH)
+                let rowsPadded = tapsBefore(end: hEnd, start: h0, dilation: dH, k: kH)
+                for ow in 0..<outW {
+                    let w0 = ow * sW - g.padLeft
+                    let (jLo, jHi) = validTaps(start: w0, dilation: dW, k: kW, size: inW)
                     var s: Float = 0
-                    var inside = 0, padded = 0
-                    for i in 0..<g.kH {
-                        let ih = h0 + i * g.dilationH
-                        if ih >= hEnd { break }
-                        let rowInside = ih >= 0 && ih < g.inH
-                        let row = xp + ih * g.inW
-                        for j in 0..<g.kW {
-                            let iw = w0 + j * g.dilationW
-                            if iw >= wEnd { break }
-                            padded += 1
-                            if rowInside && iw >= 0 && iw < g.inW { s += row[iw]; inside += 1 }
-                        }
+                    for i in iLo..<iHi {
+                        let row = xp + (h0 + i * dH) * inW + w0
+                        for j in jLo..<jHi { s += row[j * dW] }
                     }
-                    let div = countIncludePad ? padded : inside
-                    yp[oh * g.outW + ow] = div > 0 ? s / Float(div) : 0
+                    let div: Int
+                    if countIncludePad {
+                        div = rowsPadded * tapsBefore(end: wEnd, start: w0, dilation: dW, k: kW)
+                    } else {
+                        div = (iHi - iLo) * (jHi - jLo)
+                    }
+                    yp[oh * outW + ow] = div > 0 ? s / Float(div) : 0
                 }
             }
         }
