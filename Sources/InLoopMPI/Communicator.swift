@@ -38,7 +38,8 @@ public final class Communicator: @unchecked Sendable {
         guard code != 0 else { return }
         var buf = [CChar](repeating: 0, count: 512)
         ilshim_error_string(code, &buf, Int32(buf.count))
-        let text = buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        buf[buf.count - 1] = 0
+        let text = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         throw InLoopError(.mpi, "\(what): \(text)")
     }
 

@@ -387,35 +387,13 @@ struct GraphCompiler {
             let shape = try required(node, 0, "data").shape
             var axes = axesAttr
             if axes == nil { axes = try ints(node, 1, "axes") }
-            var drop = Set<Int>()
-            if let axes {
-                for a in axes {
-                    let n = try normalizedAxis(a, rank: shape.count, "axes")
-                    guard shape[n] == 1 else {
-                        throw InLoopError(.format, "cannot squeeze axis \(a) of shape \(Tensor.format(shape)): its size is \(shape[n]), not 1")
-                    }
-                    drop.insert(n)
-                }
-            } else {
-                for (i, d) in shape.enumerated() where d == 1 { drop.insert(i) }
-            }
-            try alias(node, shape.enumerated().filter { !drop.contains($0.offset) }.map { $0.element })
+            try alias(node, try squeezedShape(shape, axes: axes))
         case .unsqueeze(let axesAttr):
             let shape = try required(node, 0, "data").shape
-            var axesIn = axesAttr
-            if axesIn == nil { axesIn = try ints(node, 1, "axes") }
-            guard let axes = axesIn else { throw InLoopError(.format, "no axes given") }
-            let r = shape.count + axes.count
-            var insert = Set<Int>()
-            for a in axes {
-                let n = try normalizedAxis(a, rank: r, "axes")
-                guard insert.insert(n).inserted else { throw InLoopError(.format, "axes \(Tensor.format(axes)) repeat an axis") }
-            }
-            var result: [Int] = [], k = 0
-            for i in 0..<r {
-                if insert.contains(i) { result.append(1) } else { result.append(shape[k]); k += 1 }
-            }
-            try alias(node, result)
+            var axes = axesAttr
+            if axes == nil { axes = try ints(node, 1, "axes") }
+            guard let axes else { throw InLoopError(.format, "no axes given") }
+            try alias(node, try unsqueezedShape(shape, axes: axes))
         case .gather(let axis):
             try lowerGather(node, axis)
         case .conv(let attrs):
@@ -1224,6 +1202,38 @@ struct GraphCompiler {
 
 func product<C: Collection>(_ dims: C) -> Int where C.Element == Int {
     dims.reduce(1, *)
+}
+
+/// Squeeze's output shape: `axes` removed (each of size 1), or every size-1 axis when nil.
+func squeezedShape(_ shape: [Int], axes: [Int]?) throws(InLoopError) -> [Int] {
+    var drop = Set<Int>()
+    if let axes {
+        for a in axes {
+            let n = try normalizedAxis(a, rank: shape.count, "axes")
+            guard shape[n] == 1 else {
+                throw InLoopError(.format, "cannot squeeze axis \(a) of shape \(Tensor.format(shape)): its size is \(shape[n]), not 1")
+            }
+            drop.insert(n)
+        }
+    } else {
+        for (i, d) in shape.enumerated() where d == 1 { drop.insert(i) }
+    }
+    return shape.enumerated().filter { !drop.contains($0.offset) }.map { $0.element }
+}
+
+/// Unsqueeze's output shape: size-1 axes inserted at `axes` (positions in the output).
+func unsqueezedShape(_ shape: [Int], axes: [Int]) throws(InLoopError) -> [Int] {
+    let r = shape.count + axes.count
+    var insert = Set<Int>()
+    for a in axes {
+        let n = try normalizedAxis(a, rank: r, "axes")
+        guard insert.insert(n).inserted else { throw InLoopError(.format, "axes \(Tensor.format(axes)) repeat an axis") }
+    }
+    var result: [Int] = [], k = 0
+    for i in 0..<r {
+        if insert.contains(i) { result.append(1) } else { result.append(shape[k]); k += 1 }
+    }
+    return result
 }
 
 func normalizedAxis(_ axis: Int, rank: Int, _ what: String) throws(InLoopError) -> Int {

@@ -431,35 +431,13 @@ struct GraphPlanBuilder<T: Real> {
             let shape = try slot(node, 0, "data").shape
             var axes = axesAttr
             if axes == nil { axes = try ints(node, 1, "axes") }
-            var drop = Set<Int>()
-            if let axes {
-                for a in axes {
-                    let n = try normalizedAxis(a, rank: shape.count, "axes")
-                    guard shape[n] == 1 else {
-                        throw InLoopError(.format, "cannot squeeze axis \(a) of shape \(Tensor.format(shape)): its size is \(shape[n]), not 1")
-                    }
-                    drop.insert(n)
-                }
-            } else {
-                for (i, d) in shape.enumerated() where d == 1 { drop.insert(i) }
-            }
-            try alias(node, shape.enumerated().filter { !drop.contains($0.offset) }.map { $0.element })
+            try alias(node, try squeezedShape(shape, axes: axes))
         case .unsqueeze(let axesAttr):
             let shape = try slot(node, 0, "data").shape
-            var axesIn = axesAttr
-            if axesIn == nil { axesIn = try ints(node, 1, "axes") }
-            guard let axes = axesIn else { throw InLoopError(.format, "no axes given") }
-            let r = shape.count + axes.count
-            var insert = Set<Int>()
-            for a in axes {
-                let n = try normalizedAxis(a, rank: r, "axes")
-                guard insert.insert(n).inserted else { throw InLoopError(.format, "axes \(Tensor.format(axes)) repeat an axis") }
-            }
-            var result: [Int] = [], k = 0
-            for i in 0..<r {
-                if insert.contains(i) { result.append(1) } else { result.append(shape[k]); k += 1 }
-            }
-            try alias(node, result)
+            var axes = axesAttr
+            if axes == nil { axes = try ints(node, 1, "axes") }
+            guard let axes else { throw InLoopError(.format, "no axes given") }
+            try alias(node, try unsqueezedShape(shape, axes: axes))
         case .transpose(let permAttr):
             let x = try slot(node, 0, "data")
             let r = x.shape.count

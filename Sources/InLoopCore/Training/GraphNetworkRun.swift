@@ -36,6 +36,12 @@ extension GraphPlan {
                 tangents[s] = b.base
             }
         }
+        // An output that does not depend on the input (a constant graph) has the tangent 0.
+        if tangents[outputStorage] == nil {
+            let b = try Buffer<T>(count: storages[outputStorage].count)
+            owned.append(b)
+            tangents[outputStorage] = b.base
+        }
         tangentsReady = true
     }
 
@@ -93,7 +99,8 @@ extension GraphPlan {
         try ensureTangents()
         tangents[inputStorage] = UnsafeMutablePointer(mutating: dx)
         for step in steps where storages[step.output].onInput { tangentStep(step) }
-        return UnsafePointer(tangents[outputStorage]!)
+        guard let out = tangents[outputStorage] else { throw InLoopError(.internal, "tangent of the output was not set up") }
+        return UnsafePointer(out)
     }
 
     // MARK: Steps
