@@ -309,8 +309,16 @@ def main():
         return 1
     for old in glob.glob(os.path.join(LOGS, "*.log")):
         os.remove(old)
-    for s in (suite_header, suite_bindings, suite_python, suite_c, suite_fortran, suite_mpi, suite_lorenz96,
-              suite_examples, suite_onnx, suite_swift):
+    suites = (suite_header, suite_bindings, suite_python, suite_c, suite_fortran, suite_mpi, suite_lorenz96,
+              suite_examples, suite_onnx, suite_swift)
+    chosen = sys.argv[1:]   # e.g. `run_tests.py mpi c`: only those suites (for development)
+    unknown = [c for c in chosen if "suite_" + c not in {s.__name__ for s in suites}]
+    if unknown:
+        print(f"unknown suite(s) {unknown}; suites: {[s.__name__[6:] for s in suites]}")
+        return 2
+    for s in suites:
+        if chosen and s.__name__[6:] not in chosen:
+            continue
         try:
             s()
         except Exception as e:  # a broken suite is a failure, not a crash of the runner

@@ -74,12 +74,14 @@ private func attach(_ box: TrainerBox, _ c: Communicator) throws(InLoopError) {
     try box.use { (t) throws(InLoopError) in
         switch t {
         case .float32(let tr):
-            let dp = DataParallel<Float>(comm: c, parameterCount: tr.network.parameterCount)
+            try (box.parallel as? DataParallel<Float>)?.gatherState()   // a rank-0 state to broadcast whole
+            let dp = try DataParallel<Float>(comm: c, parameterCount: tr.network.parameterCount)
             try dp.synchronize(tr)
             dp.attach(to: tr)
             box.parallel = dp
         case .float64(let tr):
-            let dp = DataParallel<Double>(comm: c, parameterCount: tr.network.parameterCount)
+            try (box.parallel as? DataParallel<Double>)?.gatherState()
+            let dp = try DataParallel<Double>(comm: c, parameterCount: tr.network.parameterCount)
             try dp.synchronize(tr)
             dp.attach(to: tr)
             box.parallel = dp

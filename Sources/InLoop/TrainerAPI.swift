@@ -215,6 +215,11 @@ private func onRankZero(_ comm: Communicator?, _ body: () throws(InLoopError) ->
         let p = try cString(path, "checkpoint path")
         try box.use { (t) throws(InLoopError) in
             _ = try t.layerModel("save_checkpoint")
+            // Data-parallel ranks each update a shard of the optimizer state: complete it first.
+            switch t {
+            case .float32: try (box.parallel as? DataParallel<Float>)?.gatherState()
+            case .float64: try (box.parallel as? DataParallel<Double>)?.gatherState()
+            }
             try onRankZero(box.comm) { () throws(InLoopError) in
                 switch t {
                 case .float32(let tr): try Checkpoint.save(tr, to: p)

@@ -58,6 +58,19 @@ public final class Communicator: @unchecked Sendable {
         try Communicator.check(ilshim_allreduce_max_f64(handle, buffer, Int64(count)), "MPI_Allreduce")
     }
 
+    /// recv = this rank's segment of the sum of every rank's `send` (segments of counts[r] values).
+    public func reduceScatterSum(_ send: UnsafePointer<Int64>, _ recv: UnsafeMutablePointer<Int64>, counts: UnsafePointer<Int32>) throws(InLoopError) {
+        try Communicator.check(ilshim_reduce_scatter_sum_i64(handle, send, recv, counts), "MPI_Reduce_scatter")
+    }
+
+    /// In place: rank r's counts[r] values at displacements[r] go to every rank.
+    public func allgather<T: BinaryFloatingPoint>(_ buffer: UnsafeMutablePointer<T>, counts: UnsafePointer<Int32>,
+                                                  displacements: UnsafePointer<Int32>) throws(InLoopError) {
+        let bytes = Int32(MemoryLayout<T>.stride)
+        guard bytes == 4 || bytes == 8 else { throw InLoopError(.internal, "allgather of \(T.self) is not supported") }
+        try Communicator.check(ilshim_allgatherv_real(handle, buffer, counts, displacements, bytes), "MPI_Allgatherv")
+    }
+
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int = 0) throws(InLoopError) {
         try Communicator.check(ilshim_bcast_bytes(handle, buffer, Int64(bytes), Int32(root)), "MPI_Bcast")
     }

@@ -96,6 +96,18 @@ int ilshim_allreduce_max_f64(int32_t fcomm, double *buf, int64_t count) {
     return MPI_SUCCESS;
 }
 
+int ilshim_reduce_scatter_sum_i64(int32_t fcomm, const int64_t *send, int64_t *recv, const int *counts) {
+    REQUIRE_MPI();
+    return MPI_Reduce_scatter(send, recv, counts, MPI_INT64_T, MPI_SUM, MPI_Comm_f2c((MPI_Fint)fcomm));
+}
+
+int ilshim_allgatherv_real(int32_t fcomm, void *buf, const int *counts, const int *displs, int bytes) {
+    REQUIRE_MPI();
+    if (bytes != 4 && bytes != 8) return MPI_ERR_TYPE;
+    return MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs,
+                          bytes == 4 ? MPI_FLOAT : MPI_DOUBLE, MPI_Comm_f2c((MPI_Fint)fcomm));
+}
+
 int ilshim_bcast_bytes(int32_t fcomm, void *buf, int64_t count, int root) {
     REQUIRE_MPI();
     MPI_Comm comm = MPI_Comm_f2c((MPI_Fint)fcomm);

@@ -93,12 +93,13 @@ public struct Schedule: Equatable, Sendable {
 }
 
 /// Applies one optimizer update to `parameters` from `gradients` (both `count` long), with state
-/// vectors `state` (`config.stateVectors` of them) and the 1-based step number `t`.
+/// vectors `state` (`config.stateVectors` of them, used from `stateOffset` on: the position of
+/// `parameters` in the whole vector when only a slice is updated) and the 1-based step number `t`.
 public enum OptimizerStep {
     @inlinable
     public static func apply<T: Real>(_ config: OptimizerConfig, learningRate lr: Double, step t: Int,
                                       parameters p: UnsafeMutablePointer<T>, gradients g: UnsafePointer<T>,
-                                      count: Int, state: [UnsafeMutablePointer<T>]) {
+                                      count: Int, state: [UnsafeMutablePointer<T>], stateOffset: Int = 0) {
         let wd = T(config.weightDecay)
         let lrT = T(lr)
         switch config.kind {
@@ -107,8 +108,8 @@ public enum OptimizerStep {
             for i in 0..<count {
                 var d = g[i] + wd * p[i]
                 if momentum != 0 {
-                    let b = t == 1 ? d : mu * state[0][i] + d
-                    state[0][i] = b
+                    let b = t == 1 ? d : mu * state[0][stateOffset + i] + d
+                    state[0][stateOffset + i] = b
                     d = nesterov ? d + mu * b : b
                 }
                 p[i] -= lrT * d
@@ -119,7 +120,7 @@ public enum OptimizerStep {
             let beta1 = T(b1), beta2 = T(b2), e = T(eps)
             let bc1 = 1 - Glibc.pow(b1, Double(t)), bc2 = 1 - Glibc.pow(b2, Double(t))
             let stepSize = T(lr / bc1), bc2Sqrt = T(bc2.squareRoot())
-            let m = state[0], v = state[1]
+            let m = state[0] + stateOffset, v = state[1] + stateOffset
             for i in 0..<count {
                 var d = g[i]
                 if decoupled { p[i] *= 1 - lrT * wd } else { d += wd * p[i] }

@@ -24,6 +24,29 @@ public protocol Real: BinaryFloatingPoint, Sendable where RawSignificand: FixedW
     static func cos(_ x: Self) -> Self
     init(_ value: Float)
     var float: Float { get }
+    /// The largest |p[i]| of `count` values (0 when count is 0), or a non-finite value when any of
+    /// them is NaN or ±Inf: one vectorised pass over the bit patterns.
+    static func largestMagnitude(_ p: UnsafePointer<Self>, count: Int) -> Self
+}
+
+extension Real {
+    /// Σ p[i]² in Double, accumulated in a fixed order (eight interleaved partial sums, then a fixed
+    /// tree): the same bits on every run and machine, and not limited by one addition's latency.
+    @inlinable
+    public static func sumOfSquares(_ p: UnsafePointer<Self>, count: Int) -> Double {
+        var a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, a4 = 0.0, a5 = 0.0, a6 = 0.0, a7 = 0.0
+        var i = 0
+        while i + 8 <= count {
+            let v0 = Double(p[i]), v1 = Double(p[i + 1]), v2 = Double(p[i + 2]), v3 = Double(p[i + 3])
+            let v4 = Double(p[i + 4]), v5 = Double(p[i + 5]), v6 = Double(p[i + 6]), v7 = Double(p[i + 7])
+            a0 += v0 * v0; a1 += v1 * v1; a2 += v2 * v2; a3 += v3 * v3
+            a4 += v4 * v4; a5 += v5 * v5; a6 += v6 * v6; a7 += v7 * v7
+            i += 8
+        }
+        var tail = 0.0
+        while i < count { let v = Double(p[i]); tail += v * v; i += 1 }
+        return (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))) + tail
+    }
 }
 
 extension Float: Real {
@@ -42,6 +65,14 @@ extension Float: Real {
     @inlinable public static func sqrt(_ x: Float) -> Float { sqrtf(x) }
     @inlinable public static func cos(_ x: Float) -> Float { cosf(x) }
     @inlinable public var float: Float { self }
+    @inlinable
+    public static func largestMagnitude(_ p: UnsafePointer<Float>, count: Int) -> Float {
+        // |x| as a bit pattern orders like the value, and NaN/Inf lie above every finite value.
+        let bits = UnsafeRawPointer(p).assumingMemoryBound(to: Int32.self)
+        var m: Int32 = 0
+        for i in 0..<count { m = Swift.max(m, bits[i] & 0x7fff_ffff) }
+        return Float(bitPattern: UInt32(m))
+    }
 }
 
 extension Double: Real {
@@ -60,6 +91,13 @@ extension Double: Real {
     @inlinable public static func sqrt(_ x: Double) -> Double { Glibc.sqrt(x) }
     @inlinable public static func cos(_ x: Double) -> Double { Glibc.cos(x) }
     @inlinable public var float: Float { Float(self) }
+    @inlinable
+    public static func largestMagnitude(_ p: UnsafePointer<Double>, count: Int) -> Double {
+        let bits = UnsafeRawPointer(p).assumingMemoryBound(to: Int64.self)
+        var m: Int64 = 0
+        for i in 0..<count { m = Swift.max(m, bits[i] & 0x7fff_ffff_ffff_ffff) }
+        return Double(bitPattern: UInt64(m))
+    }
 }
 
 /// Owned, aligned scalar storage for the differentiable engine (the generic sibling of `FloatBuffer`).

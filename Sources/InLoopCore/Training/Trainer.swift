@@ -84,12 +84,10 @@ public final class Trainer<T: Real> {
     private var xConverted: Buffer<T>? = nil
     private var yConverted: Buffer<T>? = nil
 
-    /// Data-parallel hook, called on every step after the local backward with (gradients, count,
-    /// local batch, local loss, local error). It must combine the gradients across processes in
-    /// place (weighted by the local batches) and return the global loss, or throw — on every process
-    /// alike — when any process failed. A process whose data was bad or empty passes batch 0 and
-    /// zero gradients, so that it still takes part in the collective operations.
-    public var reduceGradients: ((UnsafeMutablePointer<T>, Int, Int, Double, InLoopError?) throws(InLoopError) -> Double)? = nil
+    /// Data-parallel training (set by InLoopMPI): nil when this process trains alone.
+    public var distributed: DistributedStep<T>? = nil
+    /// Per-block sums of squares of the gradient (blocks of `DistributedStep.block` parameters).
+    private let blockSums: Buffer<Double>
 
     /// A new network from `config.layers`, initialised from `config.seed`.
     public convenience init(config: TrainerConfig) throws(InLoopError) {
@@ -132,6 +130,7 @@ public final class Trainer<T: Real> {
         state = s
         statePointers = s.map { $0.base }
         history = try Buffer<Double>(count: max(1, config.historyCapacity))
+        blockSums = try Buffer<Double>(count: DistributedStep<T>.blocks(network.parameterCount))
     }
 
     public var learningRate: Double { config.schedule.rate(base: baseLearningRate, step: step) }
@@ -179,7 +178,7 @@ public final class Trainer<T: Real> {
     }
 
     /// One optimizer step on the mini-batch (x, y); returns the loss before the update.
-    /// `batch` may be 0 only when `reduceGradients` is set (a process with no data this step).
+    /// `batch` may be 0 only when `distributed` is set (a process with no data this step).
     @_specialize(exported: true, where T == Float, U == Float)
     @_specialize(exported: true, where T == Float, U == Double)
     @_specialize(exported: true, where T == Double, U == Float)
@@ -196,29 +195,44 @@ public final class Trainer<T: Real> {
             } catch {
                 localError = error
             }
-        } else if batch < 0 || reduceGradients == nil {
+        } else if batch < 0 || distributed == nil {
             localError = InLoopError(.invalidArgument, "batch must be at least 1, got \(batch)")
         }
         if localError != nil || batch == 0 { network.gradients.zero() }
-        if let reduce = reduceGradients {
-            loss = try reduce(g, n, localError == nil ? batch : 0, loss, localError)
+        var shard = 0..<n
+        if let d = distributed {
+            loss = try d.reduce(g, n, localError == nil ? batch : 0, loss, localError)
+            shard = d.shard
         } else if let localError {
             throw localError
         }
+        // The global norm from per-block sums: the same blocks and order however many processes
+        // share the work, so one process and many compute the same bits.
+        let blockSize = DistributedStep<T>.block
+        let sums = blockSums.base
+        var b = shard.lowerBound / blockSize
+        while b * blockSize < shard.upperBound {
+            sums[b] = T.sumOfSquares(g + b * blockSize, count: min(blockSize, n - b * blockSize))
+            b += 1
+        }
+        if let d = distributed { try d.shareBlockSums(sums) }
         var sq = 0.0
-        for i in 0..<n { let v = Double(g[i]); sq += v * v }
+        for i in 0..<blockSums.count { sq += sums[i] }
         let norm = sq.squareRoot()
         guard norm.isFinite else { throw InLoopError(.nonFinite, "gradient norm is \(norm); the step was not applied") }
         lastGradientNorm = norm
         let clip = config.optimizer.clipNorm
         if clip > 0, norm > clip {
             let f = T(clip / (norm + 1e-6))
-            for i in 0..<n { g[i] *= f }
+            for i in shard { g[i] *= f }
         }
         let lr = learningRate
         step += 1
-        OptimizerStep.apply(config.optimizer, learningRate: lr, step: step, parameters: network.parameters.base,
-                            gradients: UnsafePointer(g), count: n, state: statePointers)
+        // This process's share of the update (all of it when alone), then every share to everyone.
+        OptimizerStep.apply(config.optimizer, learningRate: lr, step: step, parameters: network.parameters.base + shard.lowerBound,
+                            gradients: UnsafePointer(g + shard.lowerBound), count: shard.count, state: statePointers,
+                            stateOffset: shard.lowerBound)
+        if let d = distributed { try d.shareParameters(network.parameters.base) }
         history.base[historyCount % history.count] = loss
         historyCount += 1
         return loss

@@ -27,6 +27,12 @@ int ilshim_comm_local_size(int32_t fcomm, int *local_size);
 /* In-place all-reduces. */
 int ilshim_allreduce_sum_i64(int32_t fcomm, int64_t *buf, int64_t count);
 int ilshim_allreduce_max_f64(int32_t fcomm, double *buf, int64_t count);
+/* recv = rank's segment of the element-wise sum of every rank's send (MPI_Reduce_scatter):
+ * send holds the segments of all ranks back to back, counts[r] elements each. */
+int ilshim_reduce_scatter_sum_i64(int32_t fcomm, const int64_t *send, int64_t *recv, const int *counts);
+/* In-place MPI_Allgatherv of float (bytes = 4) or double (bytes = 8) values: each rank's
+ * counts[r] values at displs[r] go to every rank. */
+int ilshim_allgatherv_real(int32_t fcomm, void *buf, const int *counts, const int *displs, int bytes);
 /* Broadcast of count bytes from root (any size: sent in chunks below INT_MAX). */
 int ilshim_bcast_bytes(int32_t fcomm, void *buf, int64_t count, int root);
 /* The Fortran handle of MPI_COMM_WORLD. */
