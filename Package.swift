@@ -29,7 +29,11 @@ let package = Package(
         // Tiny C shim: MPI handles are C macros, so Swift reaches them through plain functions.
         .target(name: "InLoopMPIShim", dependencies: ["CMPI"], path: "Sources/InLoopMPIShim"),
         // Engine core: pure Swift (no Foundation, no C types in its API): tensors, kernels, layers, model, plan.
-        .target(name: "InLoopCore", dependencies: ["CBLAS"], path: "Sources/InLoopCore"),
+        .target(name: "InLoopCore", dependencies: ["CBLAS"], path: "Sources/InLoopCore",
+                swiftSettings: [
+                    // sqrt without errno (never read): the IEEE instruction, which loops can vectorise.
+                    .unsafeFlags(["-Xcc", "-fno-math-errno"]),
+                ]),
         // Model file formats (native safetensors, ONNX) -> core models.
         .target(name: "InLoopFormats",
                 dependencies: ["InLoopCore", "CYAML", .product(name: "SwiftProtobuf", package: "swift-protobuf")],

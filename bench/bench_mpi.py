@@ -32,5 +32,7 @@ print("| run | samples/s | speed-up over 1 rank |")
 print("|---|---|---|")
 print(f"| 1 rank | {one:.0f} | 1.00× |")
 print(f"| 2 ranks, data-parallel (gradients averaged every step) | {two:.0f} | {two / one:.2f}× |")
-print(f"| 2 ranks training independently (no communication: this machine's ceiling) | {ceiling:.0f} | {ceiling / one:.2f}× |")
-print(f"\ndata-parallel reaches {100 * two / ceiling:.0f}% of what two ranks can do on this machine")
+print(f"| 2 ranks training independently (no communication, each its whole update) | {ceiling:.0f} | {ceiling / one:.2f}× |")
+print(f"\ntarget ≥ 1.70×: {'met' if two / one >= 1.7 else 'NOT met'} ({two / one:.2f}×). Two independent ranks show what this"
+      f" machine gives two busy cores (shared caches, memory, noisy neighbours); data-parallel ranks each update only"
+      f" their shard of the parameters, so they can come close to it or pass it: {100 * two / ceiling:.0f}% of it here.")

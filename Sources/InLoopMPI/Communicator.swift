@@ -59,8 +59,11 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// recv = this rank's segment of the sum of every rank's `send` (segments of counts[r] values).
-    public func reduceScatterSum(_ send: UnsafePointer<Int64>, _ recv: UnsafeMutablePointer<Int64>, counts: UnsafePointer<Int32>) throws(InLoopError) {
-        try Communicator.check(ilshim_reduce_scatter_sum_i64(handle, send, recv, counts), "MPI_Reduce_scatter")
+    public func reduceScatterSum<I: FixedWidthInteger & SignedInteger>(_ send: UnsafePointer<I>, _ recv: UnsafeMutablePointer<I>,
+                                                                         counts: UnsafePointer<Int32>) throws(InLoopError) {
+        let bytes = Int32(MemoryLayout<I>.stride)
+        guard bytes == 4 || bytes == 8 else { throw InLoopError(.internal, "reduce-scatter of \(I.self) is not supported") }
+        try Communicator.check(ilshim_reduce_scatter_sum_int(handle, send, recv, counts, bytes), "MPI_Reduce_scatter")
     }
 
     /// In place: rank r's counts[r] values at displacements[r] go to every rank.

@@ -9,18 +9,25 @@ import Glibc
 /// that shard, and the shards are then gathered by every rank (an all-gather): the optimizer's work
 /// is divided among the ranks and all ranks keep bitwise identical weights (see `DistributedStep`).
 ///
-/// The sum is computed in 64-bit fixed point: a MAX all-reduce agrees on a scale from the largest
-/// magnitude, each rank rounds its values to integers at that scale, and an integer SUM adds them.
-/// Integer addition is associative, so the result is bitwise independent of the MPI reduction
-/// algorithm and of the order ranks are combined in: the same run twice gives the same weights.
-/// The rounding error is below |largest value| × ranks × 2⁻⁵⁰, like a float64 sum's.
+/// The sum is computed in fixed point, with one scale per block of 1024 parameters: a MAX
+/// all-reduce agrees on each block's largest magnitude, each rank rounds its values to integers at
+/// the block's power-of-two scale, and an integer SUM adds them. Integer addition is associative, so
+/// the result is bitwise independent of the MPI reduction algorithm and of the order ranks are
+/// combined in: the same run twice gives the same weights. float64 training sums 64-bit integers
+/// (rounding error below |block's largest value| × ranks × 2⁻⁵⁰, like a float64 sum's); float32
+/// training sums 32-bit integers, half the bytes to move, with an error below
+/// |block's largest value| × ranks × 2⁻³⁰, i.e. within a float32 rounding for up to 64 ranks (more
+/// ranks use 64-bit integers).
 public final class DataParallel<T: Real>: @unchecked Sendable {
     public let comm: Communicator
     /// Parameters of the model.
     public let parameterCount: Int
     /// Every rank's shard of the parameters.
     public let shards: [Range<Int>]
+    /// 64-bit (true) or 32-bit fixed point.
+    public let wide: Bool
     private let ranks: Int
+    private let blockCount: Int
     // MPI counts and displacements (per rank): fixed-point segments (shard + loss + batch),
     // parameters, norm blocks.
     private let segmentCounts: UnsafeMutablePointer<Int32>
@@ -28,10 +35,12 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
     private let shardOffsets: UnsafeMutablePointer<Int32>
     private let blockCounts: UnsafeMutablePointer<Int32>
     private let blockOffsets: UnsafeMutablePointer<Int32>
-    /// Every rank's segment, back to back (parameterCount + 2·ranks integers).
-    private let send: UnsafeMutablePointer<Int64>
+    /// [error flag, loss peak, block peaks…]: the MAX all-reduce.
+    private let peaks: UnsafeMutablePointer<Double>
+    /// Every rank's segment, back to back (parameterCount + 2·ranks integers of 4 or 8 bytes).
+    private let send: UnsafeMutableRawPointer
     /// This rank's segment of the sum.
-    private let received: UnsafeMutablePointer<Int64>
+    private let received: UnsafeMutableRawPointer
     private weak var trainer: Trainer<T>? = nil
 
     public init(comm: Communicator, parameterCount n: Int) throws(InLoopError) {
@@ -41,7 +50,9 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
         self.comm = comm
         parameterCount = n
         ranks = comm.size
+        wide = T.self == Double.self || comm.size > 64
         shards = DistributedStep<T>.shards(parameterCount: n, processes: comm.size)
+        blockCount = DistributedStep<T>.blocks(n)
         segmentCounts = .allocate(capacity: ranks)
         shardCounts = .allocate(capacity: ranks)
         shardOffsets = .allocate(capacity: ranks)
@@ -56,15 +67,19 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
             blockCounts[r] = Int32(s.isEmpty ? 0 : endBlock - firstBlock)
             blockOffsets[r] = Int32(firstBlock)
         }
-        send = .allocate(capacity: n + 2 * ranks)
-        send.initialize(repeating: 0, count: n + 2 * ranks)
-        let mine = shards[comm.rank].count + 2
-        received = .allocate(capacity: mine)
-        received.initialize(repeating: 0, count: mine)
+        peaks = .allocate(capacity: blockCount + 2)
+        peaks.initialize(repeating: 0, count: blockCount + 2)
+        let width = wide ? 8 : 4
+        send = .allocate(byteCount: (n + 2 * ranks) * width, alignment: 64)
+        send.initializeMemory(as: UInt8.self, repeating: 0, count: (n + 2 * ranks) * width)
+        let mine = (shards[comm.rank].count + 2) * width
+        received = .allocate(byteCount: mine, alignment: 64)
+        received.initializeMemory(as: UInt8.self, repeating: 0, count: mine)
     }
 
     deinit {
         for p in [segmentCounts, shardCounts, shardOffsets, blockCounts, blockOffsets] { p.deallocate() }
+        peaks.deallocate()
         send.deallocate()
         received.deallocate()
     }
@@ -123,38 +138,65 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
         }
         // Each rank contributes batch × its mean gradient (and loss): the weighted average's numerator.
         let w = Double(batch)
-        let gradientPeak = w * Double(T.largestMagnitude(g, count: n))
-        let lossPeak = abs(w * loss)
-        let peak = gradientPeak.isFinite && lossPeak.isFinite ? Swift.max(gradientPeak, lossPeak) : .infinity
-        var head: (Double, Double) = (peak, localError == nil ? 0 : 1)
-        try withUnsafeMutablePointer(to: &head) { (p) throws(InLoopError) in
-            try p.withMemoryRebound(to: Double.self, capacity: 2) { (d) throws(InLoopError) in try comm.allreduceMax(d, count: 2) }
+        var failed = localError != nil
+        if !wide, batch > Int(Int32.max) / ranks { failed = true }   // the batch sum must fit 32 bits
+        peaks[0] = failed ? 1 : 0
+        peaks[1] = abs(w * loss)
+        let B = DistributedStep<T>.block
+        for b in 0..<blockCount {
+            peaks[2 + b] = w * Double(T.largestMagnitude(g + b * B, count: Swift.min(B, n - b * B)))
         }
-        if head.1 > 0 {
+        try comm.allreduceMax(peaks, count: blockCount + 2)
+        if peaks[0] > 0 {
             if let localError { throw localError }
+            if failed { throw InLoopError(.invalidArgument, "a local batch of \(batch) is too large for 32-bit fixed-point reduction over \(ranks) ranks") }
             throw InLoopError(.nonFinite, "the step was refused on every rank because another rank reported bad data (NaN/Inf or a failed computation); the weights are unchanged")
         }
-        guard head.0.isFinite else { throw InLoopError(.nonFinite, "gradients are not finite; the step was not applied") }
-        // A power-of-two scale (exact) that keeps the sum of all ranks' values within 2^50.
-        var scale = 1.0
-        if head.0 > 0 { scale = Double(sign: .plus, exponent: (0x1p50 / (head.0 * Double(ranks))).exponent, significand: 1) }
-        let ws = w * scale
-        let lossValue = FixedPoint.round(ws * loss)
-        for (r, s) in shards.enumerated() {
-            let segment = send + s.lowerBound + 2 * r
-            FixedPoint.quantize(UnsafePointer(g + s.lowerBound), count: s.count, scale: ws, into: segment)
-            segment[s.count] = lossValue
-            segment[s.count + 1] = Int64(batch)
+        for i in 1..<(blockCount + 2) where !peaks[i].isFinite {
+            throw InLoopError(.nonFinite, "gradients are not finite; the step was not applied")
         }
-        try comm.reduceScatterSum(send, received, counts: segmentCounts)
+        // Each block's scale: a power of two (exact) keeping the sum over all ranks within the
+        // integers' range; the peaks' slots are reused for the scales.
+        let limit = (wide ? 0x1p50 : 0x1p30) / Double(ranks)
+        for i in 1..<(blockCount + 2) {
+            let peak = peaks[i]
+            peaks[i] = peak > 0 ? Double(sign: .plus, exponent: (limit / peak).exponent, significand: 1) : 1
+        }
+        return wide ? try exchange(Int64.self, g, batch, loss) : try exchange(Int32.self, g, batch, loss)
+    }
+
+    /// Rounds to integers at the scales in `peaks`, reduce-scatters them and returns this rank's shard
+    /// of the mean (in `g`) and the mean loss.
+    @inline(__always)
+    private func exchange<I: FixedWidthInteger & SignedInteger>(_: I.Type, _ g: UnsafeMutablePointer<T>, _ batch: Int, _ loss: Double) throws(InLoopError) -> Double {
+        let w = Double(batch)
+        let B = DistributedStep<T>.block
+        let out = send.assumingMemoryBound(to: I.self)
+        for (r, s) in shards.enumerated() {
+            let segment = out + s.lowerBound + 2 * r
+            var i = s.lowerBound
+            while i < s.upperBound {
+                let b = i / B, end = Swift.min(s.upperBound, (b + 1) * B)
+                FixedPoint.quantize(UnsafePointer(g + i), count: end - i, scale: w * peaks[2 + b], into: segment + (i - s.lowerBound))
+                i = end
+            }
+            segment[s.count] = I(truncatingIfNeeded: FixedPoint.round(w * peaks[1] * loss))
+            segment[s.count + 1] = I(truncatingIfNeeded: batch)
+        }
+        let sum = received.assumingMemoryBound(to: I.self)
+        try comm.reduceScatterSum(UnsafePointer(out), sum, counts: segmentCounts)
         let mine = shards[comm.rank]
-        let total = received[mine.count + 1]
+        let total = Int(sum[mine.count + 1])
         guard total > 0 else {
             throw InLoopError(.invalidArgument, "no rank had training data in this step (every local batch was 0)")
         }
-        let inv = 1 / (scale * Double(total))
-        FixedPoint.dequantize(UnsafePointer(received), count: mine.count, factor: inv, into: g + mine.lowerBound)
-        return FixedPoint.double(received[mine.count]) * inv
+        var i = mine.lowerBound
+        while i < mine.upperBound {
+            let b = i / B, end = Swift.min(mine.upperBound, (b + 1) * B)
+            FixedPoint.dequantize(UnsafePointer(sum + (i - mine.lowerBound)), count: end - i, factor: 1 / (peaks[2 + b] * Double(total)), into: g + i)
+            i = end
+        }
+        return FixedPoint.double(Int64(sum[mine.count])) / (peaks[1] * Double(total))
     }
 }
 
@@ -170,12 +212,12 @@ enum FixedPoint {
     @inline(__always) static func double(_ i: Int64) -> Double { Double(bitPattern: UInt64(bitPattern: i &+ magicBits)) - magic }
 
     @inline(__always)
-    static func quantize<T: Real>(_ x: UnsafePointer<T>, count: Int, scale: Double, into out: UnsafeMutablePointer<Int64>) {
-        for i in 0..<count { out[i] = round(scale * Double(x[i])) }
+    static func quantize<T: Real, I: FixedWidthInteger>(_ x: UnsafePointer<T>, count: Int, scale: Double, into out: UnsafeMutablePointer<I>) {
+        for i in 0..<count { out[i] = I(truncatingIfNeeded: round(scale * Double(x[i]))) }
     }
 
     @inline(__always)
-    static func dequantize<T: Real>(_ q: UnsafePointer<Int64>, count: Int, factor: Double, into out: UnsafeMutablePointer<T>) {
-        for i in 0..<count { out[i] = T(double(q[i]) * factor) }
+    static func dequantize<T: Real, I: FixedWidthInteger>(_ q: UnsafePointer<I>, count: Int, factor: Double, into out: UnsafeMutablePointer<T>) {
+        for i in 0..<count { out[i] = T(double(Int64(truncatingIfNeeded: q[i])) * factor) }
     }
 }

@@ -96,9 +96,11 @@ int ilshim_allreduce_max_f64(int32_t fcomm, double *buf, int64_t count) {
     return MPI_SUCCESS;
 }
 
-int ilshim_reduce_scatter_sum_i64(int32_t fcomm, const int64_t *send, int64_t *recv, const int *counts) {
+int ilshim_reduce_scatter_sum_int(int32_t fcomm, const void *send, void *recv, const int *counts, int bytes) {
     REQUIRE_MPI();
-    return MPI_Reduce_scatter(send, recv, counts, MPI_INT64_T, MPI_SUM, MPI_Comm_f2c((MPI_Fint)fcomm));
+    if (bytes != 4 && bytes != 8) return MPI_ERR_TYPE;
+    return MPI_Reduce_scatter(send, recv, counts, bytes == 4 ? MPI_INT32_T : MPI_INT64_T, MPI_SUM,
+                              MPI_Comm_f2c((MPI_Fint)fcomm));
 }
 
 int ilshim_allgatherv_real(int32_t fcomm, void *buf, const int *counts, const int *displs, int bytes) {

@@ -273,4 +273,46 @@ final class TrainerTests: XCTestCase {
         let b = try model.forward(x, batch: 3)
         XCTAssertLessThan(zip(a, b).map { abs($0 - $1) }.max()!, 1e-5)
     }
+
+    func testShardsCoverTheParametersInWholeBlocks() {
+        let b = DistributedStep<Float>.block
+        for n in [0, 1, 370, b - 1, b, b + 1, 4546, 501_757] {
+            for p in [1, 2, 3, 7, 64, 1000] {
+                let shards = DistributedStep<Float>.shards(parameterCount: n, processes: p)
+                XCTAssertEqual(shards.count, p)
+                var next = 0
+                for s in shards {
+                    XCTAssertEqual(s.lowerBound, next, "n \(n), p \(p): contiguous, in rank order")
+                    XCTAssertTrue(s.lowerBound % b == 0 || s.isEmpty, "starts on a block boundary")
+                    XCTAssertTrue(s.upperBound % b == 0 || s.upperBound == n, "ends on a block boundary or at the end")
+                    next = s.upperBound
+                }
+                XCTAssertEqual(next, n, "n \(n), p \(p): every parameter in exactly one shard")
+                let sizes = shards.map { ($0.count + b - 1) / b }
+                XCTAssertLessThanOrEqual(sizes.max()! - sizes.min()!, 1, "as even as whole blocks allow")
+            }
+        }
+    }
+
+    func testLargestMagnitudeAndSumOfSquares() {
+        var f: [Float] = (0..<1003).map { Float(($0 * 37) % 101) - 50.5 }
+        f[611] = -77.25
+        XCTAssertEqual(f.withUnsafeBufferPointer { Float.largestMagnitude($0.baseAddress!, count: $0.count) }, 77.25)
+        XCTAssertEqual(f.withUnsafeBufferPointer { Float.largestMagnitude($0.baseAddress!, count: 0) }, 0)
+        for bad: Float in [.nan, -.infinity, .infinity] {
+            var g = f
+            g[1002] = bad
+            XCTAssertFalse(g.withUnsafeBufferPointer { Float.largestMagnitude($0.baseAddress!, count: $0.count) }.isFinite)
+        }
+        let d = f.map { Double($0) * 1e-3 }
+        XCTAssertEqual(d.withUnsafeBufferPointer { Double.largestMagnitude($0.baseAddress!, count: $0.count) }, 77.25e-3)
+        var nd = d
+        nd[0] = -.nan
+        XCTAssertTrue(nd.withUnsafeBufferPointer { Double.largestMagnitude($0.baseAddress!, count: $0.count) }.isNaN)
+        let naive = f.reduce(0.0) { $0 + Double($1) * Double($1) }
+        let fast = f.withUnsafeBufferPointer { Float.sumOfSquares($0.baseAddress!, count: $0.count) }
+        XCTAssertEqual(fast, naive, accuracy: 1e-12 * naive)
+        XCTAssertEqual(f.withUnsafeBufferPointer { Float.sumOfSquares($0.baseAddress!, count: 5) },
+                       f[0..<5].reduce(0.0) { $0 + Double($1) * Double($1) })
+    }
 }

@@ -1,6 +1,9 @@
 !> Data-parallel training over MPI (run with mpirun -np 2, and -np 3 --oversubscribe):
 !>  - a global batch split unevenly over the ranks (one rank empty in one step) trains to the same
-!>    weights as one trainer on the whole batch, within 1e-6 relative (float64), same losses;
+!>    weights as one trainer on the whole batch, within 1e-6 relative (float64), same losses; the
+!>    model has 4,546 parameters, so each rank updates its own shard of several 1024-blocks;
+!>  - a model smaller than one block (ranks whose shard is empty) trains the same way;
+!>  - float32 (32-bit fixed-point reduction): identical weights on all ranks, close to whole-batch;
 !>  - all ranks hold bitwise identical weights; the same run twice gives bitwise the same weights;
 !>  - NaN on one rank: every rank gets INLOOP_ERR_NONFINITE and keeps its weights;
 !>  - rank-0 load + broadcast of models and checkpoints, the same error on every rank for a missing
@@ -13,8 +16,8 @@ program test_mpi_training
     integer, parameter :: g = 96, nprobe = 32, nsteps = 6
     character(len=*), parameter :: nl = new_line('a')
     character(len=*), parameter :: model_path = 'build/test_mpi_training.safetensors', ckpt = 'build/test_mpi_training.ckpt'
-    character(len=:), allocatable :: config
-    type(inloop_trainer) :: td, td2, ts, tr3
+    character(len=:), allocatable :: config, small, config32
+    type(inloop_trainer) :: td, td2, ts, tr3, tsd, tss
     type(inloop_model) :: md, ms, m3, loaded
     real(real64) :: x(3, g), y(2, g), probe(3, nprobe), yd(2, nprobe), ys(2, nprobe), y2(2, nprobe), yb(2, nprobe)
     real(real64) :: lossd, losss, reldiff
@@ -24,8 +27,12 @@ program test_mpi_training
     call MPI_Init(ierr)
     call MPI_Comm_rank(MPI_COMM_WORLD, rank, ierr)
     call MPI_Comm_size(MPI_COMM_WORLD, nranks, ierr)
-    config = 'model: {inputs: 3, layers: [{type: dense, out: 16, activation: tanh}, {type: dense, out: 16, activation: silu}, {type: dense, out: 2}]}' // nl // &
+    config = 'model: {inputs: 3, layers: [{type: dense, out: 64, activation: tanh}, {type: dense, out: 64, activation: silu}, {type: dense, out: 2}]}' // nl // &
              'optimizer: {type: adam, lr: 0.01, clip_norm: 5}' // nl // 'seed: 11' // nl // 'precision: float64' // nl
+    small = 'model: {inputs: 3, layers: [{type: dense, out: 16, activation: tanh}, {type: dense, out: 16, activation: silu}, {type: dense, out: 2}]}' // nl // &
+            'optimizer: {type: adam, lr: 0.01, clip_norm: 5}' // nl // 'seed: 11' // nl // 'precision: float64' // nl
+    config32 = 'model: {inputs: 3, layers: [{type: dense, out: 64, activation: tanh}, {type: dense, out: 64, activation: silu}, {type: dense, out: 2}]}' // nl // &
+               'optimizer: {type: adamw, lr: 0.01, weight_decay: 0.01, clip_norm: 5}' // nl // 'seed: 5' // nl // 'precision: float32' // nl
     call make_data()
 
     call td%create(config)
@@ -56,6 +63,33 @@ program test_mpi_training
     call td2%get_model(m3)
     call m3%forward(probe, y2)
     call check('the same run twice gives bitwise the same weights', all(transfer(y2, 1_int64, size(y2)) == transfer(yd, 1_int64, size(yd))), 'runs differ')
+
+    ! a model smaller than one block: some ranks own no parameters and update nothing
+    call tsd%create(small)
+    call tsd%set_communicator(MPI_COMM_WORLD)
+    call tss%create(small)
+    do step = 1, nsteps
+        call block(step, lo, hi)
+        call tsd%step(x(:, lo:hi), y(:, lo:hi))
+        call tss%step(x, y)
+    end do
+    call compare(tsd, tss, 1e-6_real64, 'model smaller than one block (empty shards): equals whole-batch training within 1e-6')
+    call tsd%free(); call tss%free()
+
+    ! float32: the gradients travel as 32-bit fixed-point integers
+    call tsd%create(config32)
+    call tsd%set_communicator(MPI_COMM_WORLD)
+    call tss%create(config32)
+    do step = 1, nsteps
+        call block(step, lo, hi)
+        call tsd%step(x(:, lo:hi), y(:, lo:hi))
+        call tss%step(x, y)
+    end do
+    call compare(tsd, tss, 1e-4_real64, 'float32 (32-bit fixed point): equals whole-batch training within 1e-4')
+    call tsd%get_model(m3)
+    call m3%forward(probe, y2)
+    call check('float32: identical weights on all ranks (bitwise)', same_on_all_ranks(y2), 'ranks differ')
+    call tsd%free(); call tss%free()
 
     ! NaN on the last rank: every rank fails, no rank changes its weights
     call block(1, lo, hi)
@@ -111,6 +145,26 @@ program test_mpi_training
     call MPI_Finalize(ierr)
     if (counts(2) > 0) error stop 1
 contains
+    !> Outputs of the data-parallel trainer a and the whole-batch trainer b on the probe points
+    !> agree within rel (relative to the largest output).
+    subroutine compare(a, b, rel, name)
+        type(inloop_trainer), intent(inout) :: a, b
+        real(real64), intent(in) :: rel
+        character(len=*), intent(in) :: name
+        type(inloop_model) :: ma, mb
+        real(real64) :: ya(2, nprobe), yb2(2, nprobe), d
+        character(len=100) :: detail
+        call a%get_model(ma)
+        call b%get_model(mb)
+        call ma%forward(probe, ya)
+        call mb%forward(probe, yb2)
+        d = maxval(abs(ya - yb2)) / maxval(abs(yb2))
+        write (detail, '(a,es10.3)') 'max relative difference ', d
+        call check(name, d < rel, detail)
+        if (rank == 0) print '(a)', 'INFO ' // name // ': ' // trim(detail)
+        call ma%free(); call mb%free()
+    end subroutine
+
     subroutine make_data()
         integer :: k
         do k = 1, g

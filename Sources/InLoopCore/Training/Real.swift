@@ -62,7 +62,8 @@ extension Float: Real {
     @inlinable public static func expm1(_ x: Float) -> Float { expm1f(x) }
     @inlinable public static func log1p(_ x: Float) -> Float { log1pf(x) }
     @inlinable public static func erf(_ x: Float) -> Float { erff(x) }
-    @inlinable public static func sqrt(_ x: Float) -> Float { sqrtf(x) }
+    // IEEE square root; built with -fno-math-errno (Package.swift), loops vectorise it.
+    @inlinable public static func sqrt(_ x: Float) -> Float { x.squareRoot() }
     @inlinable public static func cos(_ x: Float) -> Float { cosf(x) }
     @inlinable public var float: Float { self }
     @inlinable
@@ -88,7 +89,7 @@ extension Double: Real {
     @inlinable public static func expm1(_ x: Double) -> Double { Glibc.expm1(x) }
     @inlinable public static func log1p(_ x: Double) -> Double { Glibc.log1p(x) }
     @inlinable public static func erf(_ x: Double) -> Double { Glibc.erf(x) }
-    @inlinable public static func sqrt(_ x: Double) -> Double { Glibc.sqrt(x) }
+    @inlinable public static func sqrt(_ x: Double) -> Double { x.squareRoot() }
     @inlinable public static func cos(_ x: Double) -> Double { Glibc.cos(x) }
     @inlinable public var float: Float { Float(self) }
     @inlinable

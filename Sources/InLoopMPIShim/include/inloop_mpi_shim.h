@@ -28,8 +28,8 @@ int ilshim_comm_local_size(int32_t fcomm, int *local_size);
 int ilshim_allreduce_sum_i64(int32_t fcomm, int64_t *buf, int64_t count);
 int ilshim_allreduce_max_f64(int32_t fcomm, double *buf, int64_t count);
 /* recv = rank's segment of the element-wise sum of every rank's send (MPI_Reduce_scatter):
- * send holds the segments of all ranks back to back, counts[r] elements each. */
-int ilshim_reduce_scatter_sum_i64(int32_t fcomm, const int64_t *send, int64_t *recv, const int *counts);
+ * send holds the segments of all ranks back to back, counts[r] integers of 4 or 8 bytes each. */
+int ilshim_reduce_scatter_sum_int(int32_t fcomm, const void *send, void *recv, const int *counts, int bytes);
 /* In-place MPI_Allgatherv of float (bytes = 4) or double (bytes = 8) values: each rank's
  * counts[r] values at displs[r] go to every rank. */
 int ilshim_allgatherv_real(int32_t fcomm, void *buf, const int *counts, const int *displs, int bytes);
