@@ -242,10 +242,13 @@ def suite_mpi():
     code, out = run("mpi", ["mpirun", "-np", "2", os.path.join(BUILD, "test_mpi"), model + ".safetensors", model + ".io.bin"],
                     timeout=600)
     record("mpi", *counted("mpi", code, out))
-    # data-parallel training: even and uneven splits (3 ranks on 2 cores need --oversubscribe)
+    # data-parallel training: even and uneven splits (3 ranks on 2 cores need --oversubscribe), through
+    # node-shared memory (required: fails if unavailable) and through MPI collectives (the multi-node path)
     for np_args in (["-np", "2"], ["-np", "3", "--oversubscribe"]):
-        code, out = run("mpi", ["mpirun", *np_args, os.path.join(BUILD, "test_mpi_training")], timeout=600)
-        record(f"mpi-training{np_args[1]}", *counted("mpi-training", code, out))
+        for shm, name in (("1", "shm"), ("0", "mpi")):
+            code, out = run("mpi", ["mpirun", "-x", f"INLOOP_MPI_SHARED_MEMORY={shm}", *np_args,
+                                    os.path.join(BUILD, "test_mpi_training")], timeout=600)
+            record(f"mpi-training{np_args[1]}-{name}", *counted("mpi-training", code, out))
     code, out = run("mpi", ["mpirun", "-np", "2", os.path.join(BUILD, "test_mpi_f08"), model + ".safetensors"], timeout=300)
     record("mpi-f08", *counted("mpi-f08", code, out))
 

@@ -74,6 +74,23 @@ public final class Communicator: @unchecked Sendable {
         try Communicator.check(ilshim_allgatherv_real(handle, buffer, counts, displacements, bytes), "MPI_Allgatherv")
     }
 
+    /// Shared memory of `bytes` bytes mapped by every rank (all must run on one node), or nil on
+    /// every rank when it cannot be had (collective). Release with `unmapSharedMemory`.
+    public func mapSharedMemory(bytes: Int) throws(InLoopError) -> UnsafeMutableRawPointer? {
+        var base: UnsafeMutableRawPointer? = nil
+        try Communicator.check(ilshim_shm_map(handle, Int64(bytes), &base), "mapping shared memory")
+        return base
+    }
+
+    public static func unmapSharedMemory(_ base: UnsafeMutableRawPointer, bytes: Int) {
+        ilshim_shm_unmap(base, Int64(bytes))
+    }
+
+    /// A barrier after which every rank sees the others' earlier stores to shared memory.
+    public func fencedBarrier() throws(InLoopError) {
+        try Communicator.check(ilshim_barrier_fenced(handle), "MPI_Barrier")
+    }
+
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int = 0) throws(InLoopError) {
         try Communicator.check(ilshim_bcast_bytes(handle, buffer, Int64(bytes), Int32(root)), "MPI_Bcast")
     }

@@ -18,6 +18,13 @@ import Glibc
 /// training sums 32-bit integers, half the bytes to move, with an error below
 /// |block's largest value| × ranks × 2⁻³⁰, i.e. within a float32 rounding for up to 64 ranks (more
 /// ranks use 64-bit integers).
+///
+/// When all ranks run on one node, gradients and updated shards travel through node-shared memory
+/// instead of MPI messages: each rank copies its gradient where the others can read it and, after a
+/// fenced barrier, sums its shard straight from everyone's copy, in float64 and in rank order, so
+/// again independent of timing and bitwise reproducible, with no fixed-point passes at all. Set
+/// INLOOP_MPI_SHARED_MEMORY=0 to use the fixed-point reduce-scatter and MPI all-gather instead
+/// (multi-node runs always do), =1 to make its absence an error; the two round differently, so their last bits may differ.
 public final class DataParallel<T: Real>: @unchecked Sendable {
     public let comm: Communicator
     /// Parameters of the model.
@@ -42,6 +49,15 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
     /// This rank's segment of the sum.
     private let received: UnsafeMutableRawPointer
     private weak var trainer: Trainer<T>? = nil
+    /// Node-shared memory: every rank's region (`regionBytes` each: a 64-byte header with its batch,
+    /// loss and error flag, then its gradient), then the parameters.
+    private let shared: UnsafeMutableRawPointer?
+    private let regionBytes: Int
+    private let sharedBytes: Int
+    /// One block's float64 sums (shared-memory path).
+    private let accumulator: UnsafeMutablePointer<Double>
+    /// Whether the exchange goes through node-shared memory rather than MPI collectives.
+    public var usesSharedMemory: Bool { shared != nil }
 
     public init(comm: Communicator, parameterCount n: Int) throws(InLoopError) {
         guard n + 2 * comm.size < Int(Int32.max) else {
@@ -75,11 +91,29 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
         let mine = (shards[comm.rank].count + 2) * width
         received = .allocate(byteCount: mine, alignment: 64)
         received.initializeMemory(as: UInt8.self, repeating: 0, count: mine)
+        accumulator = .allocate(capacity: DistributedStep<T>.block)
+        accumulator.initialize(repeating: 0, count: DistributedStep<T>.block)
+        regionBytes = 64 + (n * MemoryLayout<T>.stride + 63) / 64 * 64
+        sharedBytes = regionBytes * ranks + n * MemoryLayout<T>.stride
+        // INLOOP_MPI_SHARED_MEMORY: 0 = never, 1 = required (an error when impossible), else when possible.
+        let setting = getenv("INLOOP_MPI_SHARED_MEMORY").map { String(cString: $0) } ?? ""
+        var mapped: UnsafeMutableRawPointer? = nil
+        // Collective decisions: every rank reaches the same one.
+        let wanted = try comm.allAgree(setting != "0")
+        if ranks > 1, wanted, try comm.localSize() == ranks {
+            mapped = try comm.mapSharedMemory(bytes: sharedBytes)
+        }
+        if mapped == nil, ranks > 1, try !comm.allAgree(setting != "1") {
+            throw InLoopError(.mpi, "INLOOP_MPI_SHARED_MEMORY=1 but the ranks cannot share memory (they are not all on one node, or /dev/shm has no room for \(sharedBytes) bytes)")
+        }
+        shared = mapped
     }
 
     deinit {
         for p in [segmentCounts, shardCounts, shardOffsets, blockCounts, blockOffsets] { p.deallocate() }
         peaks.deallocate()
+        accumulator.deallocate()
+        if let shared { Communicator.unmapSharedMemory(shared, bytes: sharedBytes) }
         send.deallocate()
         received.deallocate()
     }
@@ -116,7 +150,7 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
                 if !single { try self.comm.allgather(sums, counts: self.blockCounts, displacements: self.blockOffsets) }
             },
             shareParameters: { [unowned self] (p) throws(InLoopError) in
-                if !single { try self.comm.allgather(p, counts: self.shardCounts, displacements: self.shardOffsets) }
+                if !single { try self.shareParameters(p) }
             })
     }
 
@@ -129,6 +163,20 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
         for s in trainer.state { try comm.allgather(s.base, counts: shardCounts, displacements: shardOffsets) }
     }
 
+    /// Every rank's updated shard to every rank.
+    private func shareParameters(_ p: UnsafeMutablePointer<T>) throws(InLoopError) {
+        guard let shared else { return try comm.allgather(p, counts: shardCounts, displacements: shardOffsets) }
+        let all = (shared + regionBytes * ranks).assumingMemoryBound(to: T.self)
+        let mine = shards[comm.rank]
+        (all + mine.lowerBound).update(from: p + mine.lowerBound, count: mine.count)
+        try comm.fencedBarrier()
+        for r in 0..<ranks where r != comm.rank {
+            (p + shards[r].lowerBound).update(from: all + shards[r].lowerBound, count: shards[r].count)
+        }
+        // Nobody writes these parameters again before the next step's barrier, which every rank
+        // reaches only after copying them.
+    }
+
     func reduce(_ g: UnsafeMutablePointer<T>, _ n: Int, _ batch: Int, _ loss: Double, _ localError: InLoopError?) throws(InLoopError) -> Double {
         guard n == parameterCount else { throw InLoopError(.internal, "data-parallel buffer does not match the model") }
         if ranks == 1 {  // nothing to combine: the local gradient is the global one
@@ -136,6 +184,7 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
             guard batch > 0 else { throw InLoopError(.invalidArgument, "no rank had training data in this step (every local batch was 0)") }
             return loss
         }
+        if shared != nil { return try reduceShared(g, batch, loss, localError) }
         // Each rank contributes batch × its mean gradient (and loss): the weighted average's numerator.
         let w = Double(batch)
         var failed = localError != nil
@@ -165,6 +214,56 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
         return wide ? try exchange(Int64.self, g, batch, loss) : try exchange(Int32.self, g, batch, loss)
     }
 
+    /// The shared-memory reduction: every rank publishes its batch, loss, error flag and gradient in
+    /// its region; after a fenced barrier each rank forms Σ batch_r · gradient_r / Σ batch_r for its
+    /// shard, in float64 and in rank order. Regions are written again only after the next barrier
+    /// that follows everyone's reads (the parameter exchange, the norm's all-gather, or the barrier
+    /// before a refused step returns).
+    private func reduceShared(_ g: UnsafeMutablePointer<T>, _ batch: Int, _ loss: Double, _ localError: InLoopError?) throws(InLoopError) -> Double {
+        guard let shared else { throw InLoopError(.internal, "no shared memory") }
+        let n = parameterCount
+        let me = shared + regionBytes * comm.rank
+        me.storeBytes(of: Int64(batch), toByteOffset: 0, as: Int64.self)
+        me.storeBytes(of: loss, toByteOffset: 8, as: Double.self)
+        me.storeBytes(of: Int64(localError == nil ? 0 : 1), toByteOffset: 16, as: Int64.self)
+        (me + 64).assumingMemoryBound(to: T.self).update(from: g, count: n)
+        try comm.fencedBarrier()
+        var total = 0, failed = false, lossSum = 0.0
+        for r in 0..<ranks {
+            let header = shared + regionBytes * r
+            let b = Int(header.load(fromByteOffset: 0, as: Int64.self))
+            total += b
+            lossSum += Double(b) * header.load(fromByteOffset: 8, as: Double.self)
+            if header.load(fromByteOffset: 16, as: Int64.self) != 0 { failed = true }
+        }
+        if failed || total == 0 {
+            try comm.fencedBarrier()   // everyone has read the headers before anyone writes again
+            if let localError { throw localError }
+            if failed { throw InLoopError(.nonFinite, "the step was refused on every rank because another rank reported bad data (NaN/Inf or a failed computation); the weights are unchanged") }
+            throw InLoopError(.invalidArgument, "no rank had training data in this step (every local batch was 0)")
+        }
+        let inv = 1 / Double(total)
+        let mine = shards[comm.rank]
+        let acc = accumulator
+        var i = mine.lowerBound
+        while i < mine.upperBound {   // block by block, so the float64 sums stay in L1
+            let m = Swift.min(DistributedStep<T>.block, mine.upperBound - i)
+            for r in 0..<ranks {
+                let header = shared + regionBytes * r
+                let w = Double(header.load(fromByteOffset: 0, as: Int64.self))
+                let src = UnsafePointer((header + 64).assumingMemoryBound(to: T.self)) + i
+                if r == 0 {
+                    for j in 0..<m { acc[j] = w * Double(src[j]) }
+                } else {
+                    for j in 0..<m { acc[j] += w * Double(src[j]) }
+                }
+            }
+            for j in 0..<m { g[i + j] = T(acc[j] * inv) }
+            i += m
+        }
+        return lossSum * inv
+    }
+
     /// Rounds to integers at the scales in `peaks`, reduce-scatters them and returns this rank's shard
     /// of the mean (in `g`) and the mean loss.
     @inline(__always)
@@ -184,8 +283,8 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
             segment[s.count + 1] = I(truncatingIfNeeded: batch)
         }
         let sum = received.assumingMemoryBound(to: I.self)
-        try comm.reduceScatterSum(UnsafePointer(out), sum, counts: segmentCounts)
         let mine = shards[comm.rank]
+        try comm.reduceScatterSum(UnsafePointer(out), sum, counts: segmentCounts)
         let total = Int(sum[mine.count + 1])
         guard total > 0 else {
             throw InLoopError(.invalidArgument, "no rank had training data in this step (every local batch was 0)")

@@ -2,6 +2,11 @@
 #include "inloop_mpi_shim.h"
 #include <sched.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -108,6 +113,54 @@ int ilshim_allgatherv_real(int32_t fcomm, void *buf, const int *counts, const in
     if (bytes != 4 && bytes != 8) return MPI_ERR_TYPE;
     return MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs,
                           bytes == 4 ? MPI_FLOAT : MPI_DOUBLE, MPI_Comm_f2c((MPI_Fint)fcomm));
+}
+
+int ilshim_shm_map(int32_t fcomm, int64_t bytes, void **base) {
+    REQUIRE_MPI();
+    *base = NULL;
+    MPI_Comm comm = MPI_Comm_f2c((MPI_Fint)fcomm);
+    int rank = 0, rc;
+    if ((rc = MPI_Comm_rank(comm, &rank)) != MPI_SUCCESS) return rc;
+    char name[64] = {0};
+    int fd = -1;
+    void *p = MAP_FAILED;
+    if (rank == 0 && bytes > 0) {
+        static unsigned counter = 0;
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        snprintf(name, sizeof name, "/inloop.%ld.%u.%ld", (long)getpid(), counter++, (long)t.tv_nsec);
+        fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+        if (fd < 0) name[0] = '\0';
+        else if (ftruncate(fd, (off_t)bytes) != 0 || posix_fallocate(fd, 0, (off_t)bytes) != 0) {
+            shm_unlink(name);
+            name[0] = '\0';
+        }
+    }
+    rc = MPI_Bcast(name, (int)sizeof name, MPI_CHAR, 0, comm);
+    if (rc != MPI_SUCCESS && rank == 0 && name[0] != '\0') shm_unlink(name);
+    if (rc == MPI_SUCCESS && name[0] != '\0') {
+        if (rank != 0) fd = shm_open(name, O_RDWR, 0600);
+        if (fd >= 0) p = mmap(NULL, (size_t)bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        int mine = p != MAP_FAILED, all = 0;
+        rc = MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm);   /* every rank mapped it, or none uses it */
+        if (rank == 0) shm_unlink(name);   /* after everyone opened it */
+        if (rc == MPI_SUCCESS && all) *base = p;
+        else if (p != MAP_FAILED) munmap(p, (size_t)bytes);
+    }
+    if (fd >= 0) close(fd);
+    return rc;
+}
+
+void ilshim_shm_unmap(void *base, int64_t bytes) {
+    if (base != NULL && bytes > 0) munmap(base, (size_t)bytes);
+}
+
+int ilshim_barrier_fenced(int32_t fcomm) {
+    REQUIRE_MPI();
+    atomic_thread_fence(memory_order_seq_cst);
+    int rc = MPI_Barrier(MPI_Comm_f2c((MPI_Fint)fcomm));
+    atomic_thread_fence(memory_order_seq_cst);
+    return rc;
 }
 
 int ilshim_bcast_bytes(int32_t fcomm, void *buf, int64_t count, int root) {

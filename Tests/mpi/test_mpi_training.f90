@@ -3,7 +3,8 @@
 !>    weights as one trainer on the whole batch, within 1e-6 relative (float64), same losses; the
 !>    model has 4,546 parameters, so each rank updates its own shard of several 1024-blocks;
 !>  - a model smaller than one block (ranks whose shard is empty) trains the same way;
-!>  - float32 (32-bit fixed-point reduction): identical weights on all ranks, close to whole-batch;
+!>  - float32: identical weights on all ranks, close to whole-batch training;
+!>  run with INLOOP_MPI_SHARED_MEMORY=1 (node-shared memory) and =0 (MPI reduce-scatter of fixed point);
 !>  - all ranks hold bitwise identical weights; the same run twice gives bitwise the same weights;
 !>  - NaN on one rank: every rank gets INLOOP_ERR_NONFINITE and keeps its weights;
 !>  - rank-0 load + broadcast of models and checkpoints, the same error on every rank for a missing
@@ -85,7 +86,7 @@ program test_mpi_training
         call tsd%step(x(:, lo:hi), y(:, lo:hi))
         call tss%step(x, y)
     end do
-    call compare(tsd, tss, 1e-4_real64, 'float32 (32-bit fixed point): equals whole-batch training within 1e-4')
+    call compare(tsd, tss, 1e-4_real64, 'float32: equals whole-batch training within 1e-4')
     call tsd%get_model(m3)
     call m3%forward(probe, y2)
     call check('float32: identical weights on all ranks (bitwise)', same_on_all_ranks(y2), 'ranks differ')

@@ -33,6 +33,17 @@ int ilshim_reduce_scatter_sum_int(int32_t fcomm, const void *send, void *recv, c
 /* In-place MPI_Allgatherv of float (bytes = 4) or double (bytes = 8) values: each rank's
  * counts[r] values at displs[r] go to every rank. */
 int ilshim_allgatherv_real(int32_t fcomm, void *buf, const int *counts, const int *displs, int bytes);
+/* Node-shared memory for ranks of fcomm that all run on one node (collective): rank 0 creates a
+ * POSIX shared-memory object of `bytes` bytes with its space reserved up front (so a full /dev/shm
+ * is an error here, not a SIGBUS later), every rank maps it and the name is unlinked at once (the
+ * memory goes away with the last mapping, even after a crash). *base is the mapping, or NULL on every
+ * rank when any rank could not map it (then the return value is still 0). */
+int ilshim_shm_map(int32_t fcomm, int64_t bytes, void **base);
+/* Unmaps what ilshim_shm_map mapped (local, not collective). */
+void ilshim_shm_unmap(void *base, int64_t bytes);
+/* MPI_Barrier with full memory fences on both sides: plain stores to shared memory made before it
+ * are seen by every rank after it. */
+int ilshim_barrier_fenced(int32_t fcomm);
 /* Broadcast of count bytes from root (any size: sent in chunks below INT_MAX). */
 int ilshim_bcast_bytes(int32_t fcomm, void *buf, int64_t count, int root);
 /* The Fortran handle of MPI_COMM_WORLD. */
