@@ -44,6 +44,11 @@ public final class Network<T: Real> {
         var bias: Int = -1         // offset, or -1
         var activation: Activation = .identity
         var constant: Int = -1     // index into constants (mean, std)
+        /// In the backward pass, whether this op's contribution to src's (src2's) gradient is the
+        /// first one (in reverse order): it then writes instead of accumulating, so the gradient
+        /// buffers need no zeroing.
+        var firstToSrc = false
+        var firstToSrc2 = false
     }
 
     private(set) var ops: [Op] = []
@@ -59,6 +64,8 @@ public final class Network<T: Real> {
     private var tangents: [Buffer<T>] = []
     private var inputPointer: UnsafePointer<T>? = nil
     private var lastBatch = 0
+    /// Values whose gradient no op writes (zeroed in each backward pass).
+    private var unreachedValues: [Int] = []
 
     public init(inputSize: Int, layers: [LayerSpec], parameters initial: [T]? = nil) throws(InLoopError) {
         guard inputSize >= 1 else { throw InLoopError(.invalidArgument, "network input size must be at least 1") }
@@ -83,6 +90,13 @@ public final class Network<T: Real> {
         }
         finalValue = final
         outputSize = size
+        // Backward order: the first op to reach a value's gradient writes it; later ones add.
+        var reached = Set([finalValue])
+        for i in ops.indices.reversed() {
+            ops[i].firstToSrc = reached.insert(ops[i].src).inserted
+            if ops[i].kind == .add { ops[i].firstToSrc2 = reached.insert(ops[i].src2).inserted }
+        }
+        unreachedValues = sizes.indices.filter { !reached.contains($0) }
     }
 
     private func newValue(_ size: Int) -> Int {
@@ -236,12 +250,13 @@ public final class Network<T: Real> {
         }
         try ensure(batch: batch, gradients: true, tangents: false)
         let n = batch
-        for v in 0..<sizes.count { grads[v].base.update(repeating: 0, count: n * sizes[v]) }
+        for v in unreachedValues { grads[v].base.update(repeating: 0, count: n * sizes[v]) }
         grads[finalValue].base.update(from: dy, count: n * outputSize)
         let p = UnsafePointer(parameters.base)
         let g = gradients.base
         for op in ops.reversed() {
             let gOut = UnsafePointer(grads[op.dst].base)
+            let first = op.firstToSrc
             switch op.kind {
             case .dense:
                 let x = read(op.src)
@@ -256,15 +271,22 @@ public final class Network<T: Real> {
                     }
                 }
                 if op.src != 0 || inputGradient != nil {
-                    // dx += dz · W
+                    // dx (+)= dz · W
                     T.gemm(transA: false, transB: false, m: n, n: op.inCols, k: op.cols, alpha: 1, a: gOut, lda: op.cols,
-                           b: p + op.weight, ldb: op.inCols, beta: 1, c: grads[op.src].base, ldc: op.inCols)
+                           b: p + op.weight, ldb: op.inCols, beta: first ? 0 : 1, c: grads[op.src].base, ldc: op.inCols)
+                } else if first {
+                    grads[op.src].base.update(repeating: 0, count: n * op.inCols)   // not wanted, but defined
                 }
             case .activation:
                 let z = read(op.src), a = read(op.dst), gIn = grads[op.src].base
-                for i in 0..<(n * op.cols) { gIn[i] += gOut[i] * Elementwise.derivative(op.activation, z: z[i], a: a[i]) }
+                if first {
+                    for i in 0..<(n * op.cols) { gIn[i] = gOut[i] * Elementwise.derivative(op.activation, z: z[i], a: a[i]) }
+                } else {
+                    for i in 0..<(n * op.cols) { gIn[i] += gOut[i] * Elementwise.derivative(op.activation, z: z[i], a: a[i]) }
+                }
             case .normalize, .denormalize:
                 let s = constants[op.constant].std.base, gIn = grads[op.src].base
+                if first { gIn.update(repeating: 0, count: n * op.cols) }
                 for r in 0..<n {
                     let gi = gIn + r * op.cols, go = gOut + r * op.cols
                     if op.kind == .normalize {
@@ -275,10 +297,11 @@ public final class Network<T: Real> {
                 }
             case .add:
                 let ga = grads[op.src].base, gb = grads[op.src2].base
-                for i in 0..<(n * op.cols) { ga[i] += gOut[i]; gb[i] += gOut[i] }
+                if first { ga.update(from: gOut, count: n * op.cols) } else { for i in 0..<(n * op.cols) { ga[i] += gOut[i] } }
+                if op.firstToSrc2 { gb.update(from: gOut, count: n * op.cols) } else { for i in 0..<(n * op.cols) { gb[i] += gOut[i] } }
             case .copy:
                 let gi = grads[op.src].base
-                for i in 0..<(n * op.cols) { gi[i] += gOut[i] }
+                if first { gi.update(from: gOut, count: n * op.cols) } else { for i in 0..<(n * op.cols) { gi[i] += gOut[i] } }
             }
         }
         if let inputGradient { inputGradient.update(from: grads[0].base, count: n * inputSize) }
