@@ -63,11 +63,34 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
         guard n + 2 * comm.size < Int(Int32.max) else {
             throw InLoopError(.unsupported, "data-parallel training supports up to 2^31 parameters; the model has \(n)")
         }
+        // Collective checks and decisions first (every rank reaches the same ones), before anything
+        // is sized from n: all ranks must hold the same model.
+        var sizes = (Double(n), -Double(n))
+        try withUnsafeMutablePointer(to: &sizes) { (p) throws(InLoopError) in
+            try p.withMemoryRebound(to: Double.self, capacity: 2) { (d) throws(InLoopError) in try comm.allreduceMax(d, count: 2) }
+        }
+        guard sizes.0 == -sizes.1 else {
+            throw InLoopError(.sizeMismatch, "ranks hold models of different sizes (\(Int(-sizes.1))…\(Int(sizes.0)) parameters); every rank must create the trainer from the same configuration")
+        }
+        let ranks = comm.size
+        regionBytes = 64 + (n * MemoryLayout<T>.stride + 63) / 64 * 64
+        sharedBytes = regionBytes * ranks + n * MemoryLayout<T>.stride
+        // INLOOP_MPI_SHARED_MEMORY: 0 = never, 1 = required (an error when impossible), else when possible.
+        let setting = getenv("INLOOP_MPI_SHARED_MEMORY").map { String(cString: $0) } ?? ""
+        var mapped: UnsafeMutableRawPointer? = nil
+        if ranks > 1, try comm.allAgree(setting != "0"), try comm.localSize() == ranks {
+            mapped = try comm.mapSharedMemory(bytes: sharedBytes)
+        }
+        if mapped == nil, ranks > 1, try !comm.allAgree(setting != "1") {
+            throw InLoopError(.mpi, "INLOOP_MPI_SHARED_MEMORY=1 but the ranks cannot share memory (they are not all on one node, or /dev/shm has no room for \(sharedBytes) bytes)")
+        }
+        shared = mapped
+
         self.comm = comm
+        self.ranks = ranks
         parameterCount = n
-        ranks = comm.size
-        wide = T.self == Double.self || comm.size > 64
-        shards = DistributedStep<T>.shards(parameterCount: n, processes: comm.size)
+        wide = T.self == Double.self || ranks > 64
+        shards = DistributedStep<T>.shards(parameterCount: n, processes: ranks)
         blockCount = DistributedStep<T>.blocks(n)
         segmentCounts = .allocate(capacity: ranks)
         shardCounts = .allocate(capacity: ranks)
@@ -75,7 +98,8 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
         blockCounts = .allocate(capacity: ranks)
         blockOffsets = .allocate(capacity: ranks)
         let b = DistributedStep<T>.block
-        for (r, s) in shards.enumerated() {
+        for r in 0..<ranks {
+            let s = shards[r]
             segmentCounts[r] = Int32(s.count + 2)
             shardCounts[r] = Int32(s.count)
             shardOffsets[r] = Int32(s.lowerBound)
@@ -85,28 +109,16 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
         }
         peaks = .allocate(capacity: blockCount + 2)
         peaks.initialize(repeating: 0, count: blockCount + 2)
+        // The fixed-point buffers only when the exchange goes through MPI.
         let width = wide ? 8 : 4
-        send = .allocate(byteCount: (n + 2 * ranks) * width, alignment: 64)
-        send.initializeMemory(as: UInt8.self, repeating: 0, count: (n + 2 * ranks) * width)
-        let mine = (shards[comm.rank].count + 2) * width
+        let sendBytes = mapped == nil ? (n + 2 * ranks) * width : 64
+        send = .allocate(byteCount: sendBytes, alignment: 64)
+        send.initializeMemory(as: UInt8.self, repeating: 0, count: sendBytes)
+        let mine = mapped == nil ? (shards[comm.rank].count + 2) * width : 64
         received = .allocate(byteCount: mine, alignment: 64)
         received.initializeMemory(as: UInt8.self, repeating: 0, count: mine)
         accumulator = .allocate(capacity: DistributedStep<T>.block)
         accumulator.initialize(repeating: 0, count: DistributedStep<T>.block)
-        regionBytes = 64 + (n * MemoryLayout<T>.stride + 63) / 64 * 64
-        sharedBytes = regionBytes * ranks + n * MemoryLayout<T>.stride
-        // INLOOP_MPI_SHARED_MEMORY: 0 = never, 1 = required (an error when impossible), else when possible.
-        let setting = getenv("INLOOP_MPI_SHARED_MEMORY").map { String(cString: $0) } ?? ""
-        var mapped: UnsafeMutableRawPointer? = nil
-        // Collective decisions: every rank reaches the same one.
-        let wanted = try comm.allAgree(setting != "0")
-        if ranks > 1, wanted, try comm.localSize() == ranks {
-            mapped = try comm.mapSharedMemory(bytes: sharedBytes)
-        }
-        if mapped == nil, ranks > 1, try !comm.allAgree(setting != "1") {
-            throw InLoopError(.mpi, "INLOOP_MPI_SHARED_MEMORY=1 but the ranks cannot share memory (they are not all on one node, or /dev/shm has no room for \(sharedBytes) bytes)")
-        }
-        shared = mapped
     }
 
     deinit {

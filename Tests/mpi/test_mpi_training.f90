@@ -6,7 +6,8 @@
 !>  - float32: identical weights on all ranks, close to whole-batch training;
 !>  run with INLOOP_MPI_SHARED_MEMORY=1 (node-shared memory) and =0 (MPI reduce-scatter of fixed point);
 !>  - all ranks hold bitwise identical weights; the same run twice gives bitwise the same weights;
-!>  - NaN on one rank: every rank gets INLOOP_ERR_NONFINITE and keeps its weights;
+!>  - NaN on one rank: every rank gets INLOOP_ERR_NONFINITE and keeps its weights; ranks holding
+!>    different models get INLOOP_ERR_SIZE_MISMATCH on every rank;
 !>  - rank-0 load + broadcast of models and checkpoints, the same error on every rank for a missing
 !>    file, checkpoint -> reload over the communicator -> continue equals the uninterrupted run.
 program test_mpi_training
@@ -91,6 +92,18 @@ program test_mpi_training
     call m3%forward(probe, y2)
     call check('float32: identical weights on all ranks (bitwise)', same_on_all_ranks(y2), 'ranks differ')
     call tsd%free(); call tss%free()
+
+    ! ranks holding different models: the same clear error everywhere, before anything is shared
+    if (rank == 0) then
+        call tsd%create(small)
+    else
+        call tsd%create(config)
+    end if
+    msg = ''
+    call tsd%set_communicator(MPI_COMM_WORLD, stat=stat, errmsg=msg)
+    call check('different models on different ranks: INLOOP_ERR_SIZE_MISMATCH on every rank', &
+               all_equal(stat) .and. stat == INLOOP_ERR_SIZE_MISMATCH .and. index(msg, 'different sizes') > 0, msg)
+    call tsd%free()
 
     ! NaN on the last rank: every rank fails, no rank changes its weights
     call block(1, lo, hi)
