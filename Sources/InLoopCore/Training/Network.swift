@@ -213,8 +213,7 @@ public final class Network<T: Real> {
                     for r in 0..<n { let row = dst + r * op.cols; for c in 0..<op.cols { row[c] += b[c] } }
                 }
             case .activation:
-                let src = read(op.src)
-                for i in 0..<(n * op.cols) { dst[i] = Elementwise.apply(op.activation, src[i]) }
+                Elementwise.apply(op.activation, read(op.src), into: dst, count: n * op.cols)
             case .normalize, .denormalize:
                 let src = read(op.src)
                 let (m, s) = constants[op.constant]
@@ -278,12 +277,8 @@ public final class Network<T: Real> {
                     grads[op.src].base.update(repeating: 0, count: n * op.inCols)   // not wanted, but defined
                 }
             case .activation:
-                let z = read(op.src), a = read(op.dst), gIn = grads[op.src].base
-                if first {
-                    for i in 0..<(n * op.cols) { gIn[i] = gOut[i] * Elementwise.derivative(op.activation, z: z[i], a: a[i]) }
-                } else {
-                    for i in 0..<(n * op.cols) { gIn[i] += gOut[i] * Elementwise.derivative(op.activation, z: z[i], a: a[i]) }
-                }
+                Elementwise.backward(op.activation, z: read(op.src), a: read(op.dst), gradient: gOut,
+                                     into: grads[op.src].base, accumulate: !first, count: n * op.cols)
             case .normalize, .denormalize:
                 let s = constants[op.constant].std.base, gIn = grads[op.src].base
                 if first { gIn.update(repeating: 0, count: n * op.cols) }

@@ -168,6 +168,39 @@ public enum Elementwise {
         }
     }
 
+    /// dst[i] = f(src[i]). The piecewise-linear activations get loops of their own, which the
+    /// compiler vectorises; the others go element by element (same results either way).
+    @inlinable
+    public static func apply<T: Real>(_ act: Activation, _ src: UnsafePointer<T>, into dst: UnsafeMutablePointer<T>, count: Int) {
+        switch act {
+        case .identity: dst.update(from: src, count: count)
+        case .relu: for i in 0..<count { let z = src[i]; dst[i] = z > 0 ? z : 0 }
+        case .leakyRelu(let alpha):
+            let a = T(alpha)
+            for i in 0..<count { let z = src[i]; dst[i] = z >= 0 ? z : a * z }
+        default: for i in 0..<count { dst[i] = apply(act, src[i]) }
+        }
+    }
+
+    /// out[i] (+)= gradient[i] · f'(z[i]) (a = f(z)): the backward pass of an activation,
+    /// accumulating into `out` or overwriting it.
+    @inlinable
+    public static func backward<T: Real>(_ act: Activation, z: UnsafePointer<T>, a: UnsafePointer<T>, gradient g: UnsafePointer<T>,
+                                          into out: UnsafeMutablePointer<T>, accumulate: Bool, count: Int) {
+        switch (act, accumulate) {
+        case (.relu, false): for i in 0..<count { out[i] = g[i] * (z[i] > 0 ? 1 : 0) }
+        case (.relu, true): for i in 0..<count { out[i] += g[i] * (z[i] > 0 ? 1 : 0) }
+        case (.leakyRelu(let alpha), false):
+            let s = T(alpha)
+            for i in 0..<count { out[i] = g[i] * (z[i] >= 0 ? 1 : s) }
+        case (.leakyRelu(let alpha), true):
+            let s = T(alpha)
+            for i in 0..<count { out[i] += g[i] * (z[i] >= 0 ? 1 : s) }
+        case (_, false): for i in 0..<count { out[i] = g[i] * derivative(act, z: z[i], a: a[i]) }
+        case (_, true): for i in 0..<count { out[i] += g[i] * derivative(act, z: z[i], a: a[i]) }
+        }
+    }
+
     @inlinable
     public static func sigmoid<T: Real>(_ x: T) -> T {
         if x >= 0 { return 1 / (1 + T.exp(-x)) }
