@@ -25,7 +25,7 @@ def run(n, mode=""):
 
 # The machine is shared and its speed drifts: the three runs are interleaved, round after round, and
 # each keeps its best round, so that all three see the same quiet spells.
-rounds = int(os.environ.get("INLOOP_BENCH_ROUNDS", "5"))
+rounds = int(os.environ.get("INLOOP_BENCH_ROUNDS", "8"))
 one = two = ceiling = 0.0
 for _ in range(rounds):
     one = max(one, run(1))

@@ -249,6 +249,10 @@ def suite_mpi():
             code, out = run("mpi", ["mpirun", "-x", f"INLOOP_MPI_SHARED_MEMORY={shm}", *np_args,
                                     os.path.join(BUILD, "test_mpi_training")], timeout=600)
             record(f"mpi-training{np_args[1]}-{name}", *counted("mpi-training", code, out))
+    for shm, name in (("1", "shm"), ("0", "mpi")):
+        code, out = run("mpi", ["mpirun", "-x", f"INLOOP_MPI_SHARED_MEMORY={shm}", "-np", "2",
+                                os.path.join(BUILD, "test_mpi_alloc")], timeout=300)
+        record(f"mpi-alloc-{name}", *counted("mpi-alloc", code, out))
     code, out = run("mpi", ["mpirun", "-np", "2", os.path.join(BUILD, "test_mpi_f08"), model + ".safetensors"], timeout=300)
     record("mpi-f08", *counted("mpi-f08", code, out))
 

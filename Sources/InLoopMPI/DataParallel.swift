@@ -258,22 +258,30 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
         let mine = shards[comm.rank]
         let acc = accumulator
         var i = mine.lowerBound
+        let (w0, x0) = published(shared, 0), (w1, x1) = published(shared, 1)   // ranks ≥ 2 here
         while i < mine.upperBound {   // block by block, so the float64 sums stay in L1
             let m = Swift.min(DistributedStep<T>.block, mine.upperBound - i)
-            for r in 0..<ranks {
-                let header = shared + regionBytes * r
-                let w = Double(header.load(fromByteOffset: 0, as: Int64.self))
-                let src = UnsafePointer((header + 64).assumingMemoryBound(to: T.self)) + i
-                if r == 0 {
-                    for j in 0..<m { acc[j] = w * Double(src[j]) }
-                } else {
-                    for j in 0..<m { acc[j] += w * Double(src[j]) }
+            // (w0·x0 + w1·x1) + w2·x2 + …: the products are exact, the additions in rank order.
+            if ranks == 2 {
+                for j in i..<(i + m) { g[j] = T((w0 * Double(x0[j]) + w1 * Double(x1[j])) * inv) }
+            } else {
+                for j in 0..<m { acc[j] = w0 * Double(x0[i + j]) + w1 * Double(x1[i + j]) }
+                for r in 2..<ranks {
+                    let (w, x) = published(shared, r)
+                    for j in 0..<m { acc[j] += w * Double(x[i + j]) }
                 }
+                for j in 0..<m { g[i + j] = T(acc[j] * inv) }
             }
-            for j in 0..<m { g[i + j] = T(acc[j] * inv) }
             i += m
         }
         return lossSum * inv
+    }
+
+    /// Rank r's batch (as a weight) and gradient in the shared memory.
+    @inline(__always)
+    private func published(_ shared: UnsafeMutableRawPointer, _ r: Int) -> (Double, UnsafePointer<T>) {
+        let header = shared + regionBytes * r
+        return (Double(header.load(fromByteOffset: 0, as: Int64.self)), UnsafePointer((header + 64).assumingMemoryBound(to: T.self)))
     }
 
     /// Rounds to integers at the scales in `peaks`, reduce-scatters them and returns this rank's shard
