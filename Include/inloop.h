@@ -182,11 +182,13 @@ inloop_status inloop_model_load_mpi(const char *path, int32_t comm, inloop_model
 
 /// Makes a trainer data-parallel over a communicator: every rank then calls inloop_trainer_step with
 /// its own batch (sizes may differ, or be 0); gradients are averaged over all ranks, weighted by the
-/// local batch sizes, with a deterministic fixed-point reduction, so all ranks keep bitwise identical
-/// weights and the same run twice gives the same weights. The reported loss is the global mean.
-/// Rank 0's weights and optimizer state are broadcast first. A step that fails on one rank (NaN in
-/// its data) fails on all ranks with the weights unchanged. Checkpoints and saved models are then
-/// written by rank 0.
+/// local batch sizes, with a deterministic reduction (float64 sums in rank order through node-shared
+/// memory when all ranks share a node, else exact fixed-point sums through MPI), so all ranks keep
+/// bitwise identical weights and the same run twice gives the same weights. Each rank updates its
+/// own shard of the parameters and the shards are then exchanged. The reported loss is the global
+/// mean. Rank 0's weights and optimizer state are broadcast first. A step that fails on one rank
+/// (NaN in its data) fails on all ranks with the weights unchanged. Checkpoints and saved models are
+/// then written by rank 0. Environment: INLOOP_MPI_SHARED_MEMORY=0 avoids shared memory, =1 requires it.
 inloop_status inloop_trainer_set_communicator(inloop_trainer *trainer, int32_t comm);
 
 /// Restores a checkpoint with rank 0 reading the file and broadcasting it, and makes the trainer
