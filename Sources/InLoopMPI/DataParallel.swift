@@ -130,17 +130,13 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
         received.deallocate()
     }
 
-    /// Makes every rank start from rank 0's parameters (and optimizer state), after checking that all
-    /// ranks hold the same architecture (collective).
+    /// Makes every rank start from rank 0's parameters (and optimizer state) (collective; `init`
+    /// has checked that all ranks hold models of the same size).
     @_specialize(exported: true, where T == Float)
     @_specialize(exported: true, where T == Double)
     public func synchronize(_ trainer: Trainer<T>) throws(InLoopError) {
-        var sizes: (Double, Double) = (Double(trainer.network.parameterCount), -Double(trainer.network.parameterCount))
-        try withUnsafeMutablePointer(to: &sizes) { (p) throws(InLoopError) in
-            try p.withMemoryRebound(to: Double.self, capacity: 2) { (d) throws(InLoopError) in try comm.allreduceMax(d, count: 2) }
-        }
-        guard sizes.0 == -sizes.1, Int(sizes.0) == trainer.network.parameterCount, parameterCount == trainer.network.parameterCount else {
-            throw InLoopError(.sizeMismatch, "ranks hold models of different sizes (\(Int(-sizes.1))…\(Int(sizes.0)) parameters); every rank must create the trainer from the same configuration")
+        guard parameterCount == trainer.network.parameterCount else {
+            throw InLoopError(.internal, "data-parallel set up for \(parameterCount) parameters, the trainer has \(trainer.network.parameterCount)")
         }
         let p = trainer.network.parameters
         try comm.broadcast(UnsafeMutableRawPointer(p.base), bytes: p.count * MemoryLayout<T>.stride)

@@ -19,7 +19,7 @@ program test_mpi_training
     character(len=*), parameter :: nl = new_line('a')
     character(len=*), parameter :: model_path = 'build/test_mpi_training.safetensors', ckpt = 'build/test_mpi_training.ckpt'
     character(len=:), allocatable :: config, small, config32
-    type(inloop_trainer) :: td, td2, ts, tr3, tsd, tss
+    type(inloop_trainer) :: td, td2, ts, tr3, tsd
     type(inloop_model) :: md, ms, m3, loaded
     real(real64) :: x(3, g), y(2, g), probe(3, nprobe), yd(2, nprobe), ys(2, nprobe), y2(2, nprobe), yb(2, nprobe)
     real(real64) :: lossd, losss, reldiff
@@ -67,31 +67,9 @@ program test_mpi_training
     call check('the same run twice gives bitwise the same weights', all(transfer(y2, 1_int64, size(y2)) == transfer(yd, 1_int64, size(yd))), 'runs differ')
 
     ! a model smaller than one block: some ranks own no parameters and update nothing
-    call tsd%create(small)
-    call tsd%set_communicator(MPI_COMM_WORLD)
-    call tss%create(small)
-    do step = 1, nsteps
-        call block(step, lo, hi)
-        call tsd%step(x(:, lo:hi), y(:, lo:hi))
-        call tss%step(x, y)
-    end do
-    call compare(tsd, tss, 1e-6_real64, 'model smaller than one block (empty shards): equals whole-batch training within 1e-6')
-    call tsd%free(); call tss%free()
-
-    ! float32: the gradients travel as 32-bit fixed-point integers
-    call tsd%create(config32)
-    call tsd%set_communicator(MPI_COMM_WORLD)
-    call tss%create(config32)
-    do step = 1, nsteps
-        call block(step, lo, hi)
-        call tsd%step(x(:, lo:hi), y(:, lo:hi))
-        call tss%step(x, y)
-    end do
-    call compare(tsd, tss, 1e-4_real64, 'float32: equals whole-batch training within 1e-4')
-    call tsd%get_model(m3)
-    call m3%forward(probe, y2)
-    call check('float32: identical weights on all ranks (bitwise)', same_on_all_ranks(y2), 'ranks differ')
-    call tsd%free(); call tss%free()
+    call parallel_vs_whole(small, 1e-6_real64, 'model smaller than one block (empty shards)')
+    ! float32 (32-bit fixed-point integers through MPI, float64 sums through shared memory)
+    call parallel_vs_whole(config32, 1e-4_real64, 'float32')
 
     ! ranks holding different models: the same clear error everywhere, before anything is shared
     if (rank == 0) then
@@ -159,6 +137,32 @@ program test_mpi_training
     call MPI_Finalize(ierr)
     if (counts(2) > 0) error stop 1
 contains
+    !> Trains cfg data-parallel (uneven splits) and on the whole batch; checks that the two agree
+    !> within rel and that all ranks hold the same weights.
+    subroutine parallel_vs_whole(cfg, rel, name)
+        character(len=*), intent(in) :: cfg, name
+        real(real64), intent(in) :: rel
+        type(inloop_trainer) :: a, b
+        type(inloop_model) :: m
+        real(real64) :: out(2, nprobe)
+        character(len=20) :: tol
+        integer :: s, l, h
+        call a%create(cfg)
+        call a%set_communicator(MPI_COMM_WORLD)
+        call b%create(cfg)
+        do s = 1, nsteps
+            call block(s, l, h)
+            call a%step(x(:, l:h), y(:, l:h))
+            call b%step(x, y)
+        end do
+        write (tol, '(es8.1)') rel
+        call compare(a, b, rel, name // ': equals whole-batch training within ' // trim(adjustl(tol)))
+        call a%get_model(m)
+        call m%forward(probe, out)
+        call check(name // ': identical weights on all ranks (bitwise)', same_on_all_ranks(out), 'ranks differ')
+        call m%free(); call a%free(); call b%free()
+    end subroutine
+
     !> Outputs of the data-parallel trainer a and the whole-batch trainer b on the probe points
     !> agree within rel (relative to the largest output).
     subroutine compare(a, b, rel, name)
