@@ -129,7 +129,7 @@ extension GraphPlan {
         case .binary(let op, let ma, let mb):
             GKernels.binary(op, v(st.inputs[0]), ma, v(st.inputs[1]), mb, y)
         case .activation(let act):
-            GKernels.activate(act, v(st.inputs[0]), y, count: count)
+            Elementwise.apply(act, v(st.inputs[0]), into: y, count: count)
         case .unary(let f):
             let x = v(st.inputs[0])
             for i in 0..<count { y[i] = GKernels.unary(f, x[i]) }
@@ -257,7 +257,7 @@ extension GraphPlan {
             GKernels.binaryBackward(op, v(st.inputs[0]), ma, v(st.inputs[1]), mb, values[st.output], gy, g(0), g(1))
         case .activation(let act):
             guard let gx = g(0) else { return }
-            GKernels.activationDerivative(act, v(st.inputs[0]), values[st.output], gy, gx, count: count, accumulate: true)
+            Elementwise.backward(act, z: v(st.inputs[0]), a: values[st.output], gradient: gy, into: gx, accumulate: true, count: count)
         case .unary(let f):
             guard let gx = g(0) else { return }
             let x = v(st.inputs[0]), y = values[st.output]
@@ -393,7 +393,7 @@ extension GraphPlan {
         case .binary(let op, let ma, let mb):
             GKernels.binaryTangent(op, v(st.inputs[0]), ma, t(0), v(st.inputs[1]), mb, t(1), values[st.output], ty)
         case .activation(let act):
-            GKernels.activationDerivative(act, v(st.inputs[0]), values[st.output], t(0)!, ty, count: count, accumulate: false)
+            Elementwise.backward(act, z: v(st.inputs[0]), a: values[st.output], gradient: t(0)!, into: ty, accumulate: false, count: count)
         case .unary(let f):
             let x = v(st.inputs[0]), y = values[st.output], tx = t(0)!
             for i in 0..<count { ty[i] = tx[i] * GKernels.unaryDerivative(f, x[i], y[i]) }
@@ -476,38 +476,6 @@ enum GKernels {
     static func pow<T: Real>(_ x: T, _ p: T) -> T { T(Glibc.pow(Double(x), Double(p))) }
 
     // MARK: Element-wise
-
-    /// y = act(x), with the common activations in branch-free loops.
-    static func activate<T: Real>(_ act: Activation, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, count: Int) {
-        switch act {
-        case .identity: y.update(from: x, count: count)
-        case .relu: for i in 0..<count { y[i] = max(x[i], 0) }
-        case .leakyRelu(let a):
-            let al = T(a)
-            for i in 0..<count { let z = x[i]; y[i] = z >= 0 ? z : al * z }
-        default: for i in 0..<count { y[i] = Elementwise.apply(act, x[i]) }
-        }
-    }
-
-    /// out = d ⊙ act'(x) (or out += with `accumulate`), given x and y = act(x).
-    static func activationDerivative<T: Real>(_ act: Activation, _ x: UnsafePointer<T>, _ y: UnsafePointer<T>, _ d: UnsafePointer<T>,
-                                              _ out: UnsafeMutablePointer<T>, count: Int, accumulate: Bool) {
-        switch act {
-        case .relu:
-            if accumulate { for i in 0..<count { out[i] += x[i] > 0 ? d[i] : 0 } } else { for i in 0..<count { out[i] = x[i] > 0 ? d[i] : 0 } }
-        case .leakyRelu(let a):
-            let al = T(a)
-            if accumulate { for i in 0..<count { out[i] += x[i] >= 0 ? d[i] : al * d[i] } } else { for i in 0..<count { out[i] = x[i] >= 0 ? d[i] : al * d[i] } }
-        case .tanh:
-            if accumulate { for i in 0..<count { out[i] += d[i] * (1 - y[i] * y[i]) } } else { for i in 0..<count { out[i] = d[i] * (1 - y[i] * y[i]) } }
-        default:
-            if accumulate {
-                for i in 0..<count { out[i] += d[i] * Elementwise.derivative(act, z: x[i], a: y[i]) }
-            } else {
-                for i in 0..<count { out[i] = d[i] * Elementwise.derivative(act, z: x[i], a: y[i]) }
-            }
-        }
-    }
 
     @inline(__always)
     static func unary<T: Real>(_ f: UnaryFunction, _ x: T) -> T {

@@ -324,7 +324,7 @@ public final class Network<T: Real> {
                        b: p + op.weight, ldb: op.inCols, beta: 0, c: t, ldc: op.cols)
             case .activation:
                 let z = read(op.src), a = read(op.dst)
-                for i in 0..<(n * op.cols) { t[i] = tIn[i] * Elementwise.derivative(op.activation, z: z[i], a: a[i]) }
+                Elementwise.backward(op.activation, z: z, a: a, gradient: tIn, into: t, accumulate: false, count: n * op.cols)
             case .normalize, .denormalize:
                 let s = constants[op.constant].std.base
                 for r in 0..<n {

@@ -168,13 +168,13 @@ public enum Elementwise {
         }
     }
 
-    /// dst[i] = f(src[i]). The piecewise-linear activations get loops of their own, which the
-    /// compiler vectorises; the others go element by element (same results either way).
+    /// dst[i] = f(src[i]), the common activations in loops of their own, which the compiler
+    /// vectorises (ReLU propagates NaN, like max(x, 0)); the others element by element.
     @inlinable
     public static func apply<T: Real>(_ act: Activation, _ src: UnsafePointer<T>, into dst: UnsafeMutablePointer<T>, count: Int) {
         switch act {
         case .identity: dst.update(from: src, count: count)
-        case .relu: for i in 0..<count { let z = src[i]; dst[i] = z > 0 ? z : 0 }
+        case .relu: for i in 0..<count { dst[i] = max(src[i], 0) }
         case .leakyRelu(let alpha):
             let a = T(alpha)
             for i in 0..<count { let z = src[i]; dst[i] = z >= 0 ? z : a * z }
@@ -182,22 +182,25 @@ public enum Elementwise {
         }
     }
 
-    /// out[i] (+)= gradient[i] · f'(z[i]) (a = f(z)): the backward pass of an activation,
-    /// accumulating into `out` or overwriting it.
+    /// out[i] (+)= gradient[i] · f'(z[i]) (a = f(z)): an activation's backward pass (and its
+    /// tangent-linear one), accumulating into `out` or overwriting it.
     @inlinable
-    public static func backward<T: Real>(_ act: Activation, z: UnsafePointer<T>, a: UnsafePointer<T>, gradient g: UnsafePointer<T>,
+    public static func backward<T: Real>(_ act: Activation, z: UnsafePointer<T>, a: UnsafePointer<T>, gradient d: UnsafePointer<T>,
                                           into out: UnsafeMutablePointer<T>, accumulate: Bool, count: Int) {
-        switch (act, accumulate) {
-        case (.relu, false): for i in 0..<count { out[i] = g[i] * (z[i] > 0 ? 1 : 0) }
-        case (.relu, true): for i in 0..<count { out[i] += g[i] * (z[i] > 0 ? 1 : 0) }
-        case (.leakyRelu(let alpha), false):
+        switch act {
+        case .relu:
+            if accumulate { for i in 0..<count { out[i] += z[i] > 0 ? d[i] : 0 } } else { for i in 0..<count { out[i] = z[i] > 0 ? d[i] : 0 } }
+        case .leakyRelu(let alpha):
             let s = T(alpha)
-            for i in 0..<count { out[i] = g[i] * (z[i] >= 0 ? 1 : s) }
-        case (.leakyRelu(let alpha), true):
-            let s = T(alpha)
-            for i in 0..<count { out[i] += g[i] * (z[i] >= 0 ? 1 : s) }
-        case (_, false): for i in 0..<count { out[i] = g[i] * derivative(act, z: z[i], a: a[i]) }
-        case (_, true): for i in 0..<count { out[i] += g[i] * derivative(act, z: z[i], a: a[i]) }
+            if accumulate { for i in 0..<count { out[i] += z[i] >= 0 ? d[i] : s * d[i] } } else { for i in 0..<count { out[i] = z[i] >= 0 ? d[i] : s * d[i] } }
+        case .tanh:
+            if accumulate { for i in 0..<count { out[i] += d[i] * (1 - a[i] * a[i]) } } else { for i in 0..<count { out[i] = d[i] * (1 - a[i] * a[i]) } }
+        default:
+            if accumulate {
+                for i in 0..<count { out[i] += d[i] * derivative(act, z: z[i], a: a[i]) }
+            } else {
+                for i in 0..<count { out[i] = d[i] * derivative(act, z: z[i], a: a[i]) }
+            }
         }
     }
 
