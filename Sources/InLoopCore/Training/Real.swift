@@ -174,7 +174,7 @@ public enum Elementwise {
     public static func apply<T: Real>(_ act: Activation, _ src: UnsafePointer<T>, into dst: UnsafeMutablePointer<T>, count: Int) {
         switch act {
         case .identity: dst.update(from: src, count: count)
-        case .relu: for i in 0..<count { dst[i] = max(src[i], 0) }
+        case .relu: for i in 0..<count { let z = src[i]; dst[i] = z <= 0 ? 0 : z }   // = max(z, 0), NaN kept
         case .leakyRelu(let alpha):
             let a = T(alpha)
             for i in 0..<count { let z = src[i]; dst[i] = z >= 0 ? z : a * z }
@@ -188,11 +188,20 @@ public enum Elementwise {
     public static func backward<T: Real>(_ act: Activation, z: UnsafePointer<T>, a: UnsafePointer<T>, gradient d: UnsafePointer<T>,
                                           into out: UnsafeMutablePointer<T>, accumulate: Bool, count: Int) {
         switch act {
+        // Loads outside the conditional: a select, not a branch, so the loops vectorise.
         case .relu:
-            if accumulate { for i in 0..<count { out[i] += z[i] > 0 ? d[i] : 0 } } else { for i in 0..<count { out[i] = z[i] > 0 ? d[i] : 0 } }
+            if accumulate {
+                for i in 0..<count { let g = d[i]; out[i] += z[i] > 0 ? g : 0 }
+            } else {
+                for i in 0..<count { let g = d[i]; out[i] = z[i] > 0 ? g : 0 }
+            }
         case .leakyRelu(let alpha):
             let s = T(alpha)
-            if accumulate { for i in 0..<count { out[i] += z[i] >= 0 ? d[i] : s * d[i] } } else { for i in 0..<count { out[i] = z[i] >= 0 ? d[i] : s * d[i] } }
+            if accumulate {
+                for i in 0..<count { let g = d[i]; out[i] += z[i] >= 0 ? g : s * g }
+            } else {
+                for i in 0..<count { let g = d[i]; out[i] = z[i] >= 0 ? g : s * g }
+            }
         case .tanh:
             if accumulate { for i in 0..<count { out[i] += d[i] * (1 - a[i] * a[i]) } } else { for i in 0..<count { out[i] = d[i] * (1 - a[i] * a[i]) } }
         default:
