@@ -75,7 +75,8 @@ public final class Trainer<T: Real> {
     /// Base learning rate the schedule scales (settable: `setLearningRate`).
     public private(set) var baseLearningRate: Double
 
-    /// Optimizer state vectors (momentum / Adam moments), each `parameterCount` long.
+    /// Optimizer state vectors (momentum / Adam moments), each `parameterCount` long. In
+    /// data-parallel training each process updates only its shard (see `DistributedStep`).
     public let state: [Buffer<T>]
     private let statePointers: [UnsafeMutablePointer<T>]
     private let history: Buffer<Double>
@@ -211,7 +212,7 @@ public final class Trainer<T: Real> {
         let blockSize = DistributedStep<T>.block
         let sums = blockSums.base
         var b = shard.lowerBound / blockSize
-        while b * blockSize < shard.upperBound {
+        while b * blockSize < shard.upperBound, !shard.isEmpty {   // this process's blocks
             sums[b] = T.sumOfSquares(g + b * blockSize, count: min(blockSize, n - b * blockSize))
             b += 1
         }
