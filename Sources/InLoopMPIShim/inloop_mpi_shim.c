@@ -121,31 +121,46 @@ int ilshim_shm_map(int32_t fcomm, int64_t bytes, void **base) {
     MPI_Comm comm = MPI_Comm_f2c((MPI_Fint)fcomm);
     int rank = 0, rc;
     if ((rc = MPI_Comm_rank(comm, &rank)) != MPI_SUCCESS) return rc;
-    char name[64] = {0};
+    /* The name, and a token rank 0 writes into the memory: a rank that maps something else (another
+     * IPC namespace, say) sees no token and declines, and then nobody uses shared memory. */
+    struct { char name[64]; uint64_t token; } id;
+    memset(&id, 0, sizeof id);
     int fd = -1;
     void *p = MAP_FAILED;
-    if (rank == 0 && bytes > 0) {
+    if (rank == 0 && bytes >= (int64_t)sizeof(uint64_t)) {
         static unsigned counter = 0;
         struct timespec t;
         clock_gettime(CLOCK_MONOTONIC, &t);
-        snprintf(name, sizeof name, "/inloop.%ld.%u.%ld", (long)getpid(), counter++, (long)t.tv_nsec);
-        fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
-        if (fd < 0) name[0] = '\0';
-        else if (ftruncate(fd, (off_t)bytes) != 0 || posix_fallocate(fd, 0, (off_t)bytes) != 0) {
-            shm_unlink(name);
-            name[0] = '\0';
+        snprintf(id.name, sizeof id.name, "/inloop.%ld.%u.%ld", (long)getpid(), counter++, (long)t.tv_nsec);
+        id.token = ((uint64_t)getpid() << 32) ^ (uint64_t)t.tv_nsec ^ ((uint64_t)counter << 48) ^ 0x9e3779b97f4a7c15ull;
+        fd = shm_open(id.name, O_CREAT | O_EXCL | O_RDWR, 0600);
+        if (fd >= 0 && ftruncate(fd, (off_t)bytes) == 0 && posix_fallocate(fd, 0, (off_t)bytes) == 0)
+            p = mmap(NULL, (size_t)bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p != MAP_FAILED) {
+            memcpy(p, &id.token, sizeof id.token);
+        } else {
+            if (fd >= 0) shm_unlink(id.name);
+            id.name[0] = '\0';
         }
     }
-    rc = MPI_Bcast(name, (int)sizeof name, MPI_CHAR, 0, comm);
-    if (rc != MPI_SUCCESS && rank == 0 && name[0] != '\0') shm_unlink(name);
-    if (rc == MPI_SUCCESS && name[0] != '\0') {
-        if (rank != 0) fd = shm_open(name, O_RDWR, 0600);
-        if (fd >= 0) p = mmap(NULL, (size_t)bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    rc = MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, comm);
+    if (rc != MPI_SUCCESS && rank == 0 && id.name[0] != '\0') shm_unlink(id.name);
+    if (rc == MPI_SUCCESS && id.name[0] != '\0') {
+        if (rank != 0) {
+            fd = shm_open(id.name, O_RDWR, 0600);
+            if (fd >= 0) p = mmap(NULL, (size_t)bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (p != MAP_FAILED && memcmp(p, &id.token, sizeof id.token) != 0) {
+                munmap(p, (size_t)bytes);
+                p = MAP_FAILED;
+            }
+        }
         int mine = p != MAP_FAILED, all = 0;
         rc = MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm);   /* every rank mapped it, or none uses it */
-        if (rank == 0) shm_unlink(name);   /* after everyone opened it */
+        if (rank == 0) shm_unlink(id.name);   /* after everyone opened it */
         if (rc == MPI_SUCCESS && all) *base = p;
         else if (p != MAP_FAILED) munmap(p, (size_t)bytes);
+    } else if (p != MAP_FAILED) {
+        munmap(p, (size_t)bytes);
     }
     if (fd >= 0) close(fd);
     return rc;

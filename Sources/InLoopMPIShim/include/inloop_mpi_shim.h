@@ -36,8 +36,9 @@ int ilshim_allgatherv_real(int32_t fcomm, void *buf, const int *counts, const in
 /* Node-shared memory for ranks of fcomm that all run on one node (collective): rank 0 creates a
  * POSIX shared-memory object of `bytes` bytes with its space reserved up front (so a full /dev/shm
  * is an error here, not a SIGBUS later), every rank maps it and the name is unlinked at once (the
- * memory goes away with the last mapping, even after a crash). *base is the mapping, or NULL on every
- * rank when any rank could not map it (then the return value is still 0). */
+ * memory goes away with the last mapping, even after a crash). A token rank 0 writes must be seen by
+ * every rank (not so across IPC namespaces). *base is the mapping, or NULL on every rank when any rank
+ * could not map it (then the return value is still 0). */
 int ilshim_shm_map(int32_t fcomm, int64_t bytes, void **base);
 /* Unmaps what ilshim_shm_map mapped (local, not collective). */
 void ilshim_shm_unmap(void *base, int64_t bytes);
