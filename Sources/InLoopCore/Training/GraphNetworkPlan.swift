@@ -603,47 +603,10 @@ struct GraphPlanBuilder<T: Real> {
         try emit(.matMul(info), node, inputs: [a.storage, b.storage], shape: yShape)
     }
 
-    /// Pads [begin..., end...] of a conv/pool window from the attributes and auto_pad.
-    func windowPads(_ autoPad: AutoPad, pads: [Int]?, input: [Int], kernel: [Int], strides: [Int]?,
-                    dilations: [Int]?) throws(InLoopError) -> ([Int], [Int]) {
-        let r = input.count
-        switch autoPad {
-        case .valid:
-            return ([Int](repeating: 0, count: r), [Int](repeating: 0, count: r))
-        case .sameUpper, .sameLower:
-            let s = strides ?? [Int](repeating: 1, count: r), d = dilations ?? [Int](repeating: 1, count: r)
-            guard s.count == r, d.count == r, kernel.count == r else {
-                throw InLoopError(.format, "strides/dilations/kernel_shape need \(r) values")
-            }
-            let p = ConvGeometry.autoPads(inputSize: input, kernelSize: kernel, strides: s, dilations: d, upper: autoPad == .sameUpper)
-            return (p.begin, p.end)
-        case .notSet:
-            guard let pads else { return ([Int](repeating: 0, count: r), [Int](repeating: 0, count: r)) }
-            guard pads.count == 2 * r else {
-                throw InLoopError(.format, "pads has \(pads.count) values \(Tensor.format(pads)), expected \(2 * r) (begin and end per spatial axis)")
-            }
-            return (Array(pads[..<r]), Array(pads[r...]))
-        }
-    }
-
     mutating func lowerConv(_ node: Node, _ at: ConvAttributes) throws(InLoopError) {
         let x = try slot(node, 0, "X")
         guard let w = try weightSlot(node, 1, "W") else { throw InLoopError(.format, "input 1 (W) is missing") }
-        let r = x.shape.count
-        guard r == 3 || r == 4 else {
-            throw InLoopError(.unsupported, "input X has shape \(Tensor.format(x.shape)); only 1-D (N, C, L) and 2-D (N, C, H, W) convolutions are supported")
-        }
-        guard w.shape.count == r, at.group >= 1, x.shape[1] == w.shape[1] * at.group else {
-            throw InLoopError(.format, "weight W has shape \(Tensor.format(w.shape)); for input \(Tensor.format(x.shape)) and group \(at.group) it must be [M, C/group, kernel...] of rank \(r)")
-        }
-        let kernel = Array(w.shape[2...])
-        if let ks = at.kernelShape, ks != kernel {
-            throw InLoopError(.format, "kernel_shape \(Tensor.format(ks)) disagrees with the weight's shape \(Tensor.format(w.shape))")
-        }
-        let spatial = Array(x.shape[2...])
-        let (pb, pe) = try windowPads(at.autoPad, pads: at.pads, input: spatial, kernel: kernel, strides: at.strides, dilations: at.dilations)
-        let g = try ConvGeometry(channelsIn: x.shape[1], channelsOut: w.shape[0], group: at.group, inputSize: spatial,
-                                 kernelSize: kernel, strides: at.strides, dilations: at.dilations, padsBegin: pb, padsEnd: pe)
+        let g = try at.convGeometry(input: x.shape, weight: w.shape)
         let b = try weightSlot(node, 2, "B")
         if let b, b.shape.reduce(1, *) != g.channelsOut {
             throw InLoopError(.format, "bias B has shape \(Tensor.format(b.shape)), expected \(g.channelsOut) values")
@@ -656,17 +619,7 @@ struct GraphPlanBuilder<T: Real> {
 
     mutating func lowerPool(_ node: Node, _ at: PoolAttributes) throws(InLoopError) {
         let x = try slot(node, 0, "X")
-        let r = x.shape.count
-        guard r == 3 || r == 4 else {
-            throw InLoopError(.unsupported, "input X has shape \(Tensor.format(x.shape)); only 1-D (N, C, L) and 2-D (N, C, H, W) pooling is supported")
-        }
-        let spatial = Array(x.shape[2...])
-        guard at.kernelShape.count == spatial.count else {
-            throw InLoopError(.format, "kernel_shape \(Tensor.format(at.kernelShape)) needs \(spatial.count) values for input \(Tensor.format(x.shape))")
-        }
-        let (pb, pe) = try windowPads(at.autoPad, pads: at.pads, input: spatial, kernel: at.kernelShape, strides: at.strides, dilations: at.dilations)
-        let g = try PoolGeometry(inputSize: spatial, kernelSize: at.kernelShape, strides: at.strides, dilations: at.dilations,
-                                 padsBegin: pb, padsEnd: pe, ceilMode: at.ceilMode)
+        let g = try at.geometry(input: x.shape)
         let planes = x.shape[0] * x.shape[1]
         let yShape = [x.shape[0], x.shape[1]] + g.outputSize
         if case .maxPool = node.op {
