@@ -50,10 +50,6 @@ public final class Communicator: @unchecked Sendable {
         return Int(n)
     }
 
-    public func allreduceSum(_ buffer: UnsafeMutablePointer<Int64>, count: Int) throws(InLoopError) {
-        try Communicator.check(ilshim_allreduce_sum_i64(handle, buffer, Int64(count)), "MPI_Allreduce")
-    }
-
     public func allreduceMax(_ buffer: UnsafeMutablePointer<Double>, count: Int) throws(InLoopError) {
         try Communicator.check(ilshim_allreduce_max_f64(handle, buffer, Int64(count)), "MPI_Allreduce")
     }
@@ -116,6 +112,15 @@ public final class Communicator: @unchecked Sendable {
         if !message.isEmpty { try broadcast(&message, root: root) }
         let kind = InLoopError.Kind(rawValue: Int32(header[0])) ?? .internal
         throw InLoopError(kind, String(decoding: message, as: UTF8.self) + (rank == root ? "" : " (on rank \(root))"))
+    }
+
+    /// The smallest and largest of `value` over all ranks (collective).
+    public func extremes(_ value: Int) throws(InLoopError) -> (min: Int, max: Int) {
+        var v = (Double(value), -Double(value))
+        try withUnsafeMutablePointer(to: &v) { (p) throws(InLoopError) in
+            try p.withMemoryRebound(to: Double.self, capacity: 2) { (d) throws(InLoopError) in try allreduceMax(d, count: 2) }
+        }
+        return (Int(-v.1), Int(v.0))
     }
 
     /// Agreement: true on every rank only if `ok` is true on every rank (collective).

@@ -32,7 +32,7 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
     /// Every rank's shard of the parameters.
     public let shards: [Range<Int>]
     /// 64-bit (true) or 32-bit fixed point.
-    public let wide: Bool
+    private let wide: Bool
     private let ranks: Int
     private let blockCount: Int
     // MPI counts and displacements (per rank): fixed-point segments (shard + loss + batch),
@@ -56,8 +56,6 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
     private let sharedBytes: Int
     /// One block's float64 sums (shared-memory path).
     private let accumulator: UnsafeMutablePointer<Double>
-    /// Whether the exchange goes through node-shared memory rather than MPI collectives.
-    public var usesSharedMemory: Bool { shared != nil }
 
     public init(comm: Communicator, parameterCount n: Int) throws(InLoopError) {
         guard n + 2 * comm.size < Int(Int32.max) else {
@@ -65,12 +63,9 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
         }
         // Collective checks and decisions first (every rank reaches the same ones), before anything
         // is sized from n: all ranks must hold the same model.
-        var sizes = (Double(n), -Double(n))
-        try withUnsafeMutablePointer(to: &sizes) { (p) throws(InLoopError) in
-            try p.withMemoryRebound(to: Double.self, capacity: 2) { (d) throws(InLoopError) in try comm.allreduceMax(d, count: 2) }
-        }
-        guard sizes.0 == -sizes.1 else {
-            throw InLoopError(.sizeMismatch, "ranks hold models of different sizes (\(Int(-sizes.1))…\(Int(sizes.0)) parameters); every rank must create the trainer from the same configuration")
+        let sizes = try comm.extremes(n)
+        guard sizes.min == sizes.max else {
+            throw InLoopError(.sizeMismatch, "ranks hold models of different sizes (\(sizes.min)…\(sizes.max) parameters); every rank must create the trainer from the same configuration")
         }
         let ranks = comm.size
         regionBytes = 64 + (n * MemoryLayout<T>.stride + 63) / 64 * 64
@@ -148,18 +143,13 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
     @_specialize(exported: true, where T == Double)
     public func attach(to trainer: Trainer<T>) {
         self.trainer = trainer
-        let single = ranks == 1
         trainer.distributed = DistributedStep<T>(
             shard: shards[comm.rank],
             reduce: { [unowned self] (g, n, batch, loss, localError) throws(InLoopError) -> Double in
                 try self.reduce(g, n, batch, loss, localError)
             },
-            shareBlockSums: { [unowned self] (sums) throws(InLoopError) in
-                if !single { try self.comm.allgather(sums, counts: self.blockCounts, displacements: self.blockOffsets) }
-            },
-            shareParameters: { [unowned self] (p) throws(InLoopError) in
-                if !single { try self.shareParameters(p) }
-            })
+            shareBlockSums: { [unowned self] (sums) throws(InLoopError) in try self.shareBlockSums(sums) },
+            shareParameters: { [unowned self] (p) throws(InLoopError) in try self.shareParameters(p) })
     }
 
     /// Completes the optimizer state on every rank from every rank's shard (collective): needed
@@ -171,8 +161,14 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
         for s in trainer.state { try comm.allgather(s.base, counts: shardCounts, displacements: shardOffsets) }
     }
 
+    /// Every rank's norm blocks to every rank.
+    private func shareBlockSums(_ sums: UnsafeMutablePointer<Double>) throws(InLoopError) {
+        if ranks > 1 { try comm.allgather(sums, counts: blockCounts, displacements: blockOffsets) }
+    }
+
     /// Every rank's updated shard to every rank.
     private func shareParameters(_ p: UnsafeMutablePointer<T>) throws(InLoopError) {
+        guard ranks > 1 else { return }
         guard let shared else { return try comm.allgather(p, counts: shardCounts, displacements: shardOffsets) }
         let all = (shared + regionBytes * ranks).assumingMemoryBound(to: T.self)
         let mine = shards[comm.rank]

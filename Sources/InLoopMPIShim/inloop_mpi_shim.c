@@ -77,18 +77,6 @@ int ilshim_comm_local_size(int32_t fcomm, int *local_size) {
     return rc;
 }
 
-int ilshim_allreduce_sum_i64(int32_t fcomm, int64_t *buf, int64_t count) {
-    REQUIRE_MPI();
-    MPI_Comm comm = MPI_Comm_f2c((MPI_Fint)fcomm);
-    for (int64_t done = 0; done < count;) {
-        int n = (int)(count - done > INT_MAX / 2 ? INT_MAX / 2 : count - done);
-        int rc = MPI_Allreduce(MPI_IN_PLACE, buf + done, n, MPI_INT64_T, MPI_SUM, comm);
-        if (rc != MPI_SUCCESS) return rc;
-        done += n;
-    }
-    return MPI_SUCCESS;
-}
-
 int ilshim_allreduce_max_f64(int32_t fcomm, double *buf, int64_t count) {
     REQUIRE_MPI();
     MPI_Comm comm = MPI_Comm_f2c((MPI_Fint)fcomm);

@@ -24,8 +24,7 @@ int ilshim_comm_rank(int32_t fcomm, int *rank);
 int ilshim_comm_size(int32_t fcomm, int *size);
 /* Number of ranks of fcomm on this node (MPI_Comm_split_type SHARED; collective over fcomm). */
 int ilshim_comm_local_size(int32_t fcomm, int *local_size);
-/* In-place all-reduces. */
-int ilshim_allreduce_sum_i64(int32_t fcomm, int64_t *buf, int64_t count);
+/* In-place all-reduce. */
 int ilshim_allreduce_max_f64(int32_t fcomm, double *buf, int64_t count);
 /* recv = rank's segment of the element-wise sum of every rank's send (MPI_Reduce_scatter):
  * send holds the segments of all ranks back to back, counts[r] integers of 4 or 8 bytes each. */
