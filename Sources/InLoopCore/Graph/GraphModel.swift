@@ -363,20 +363,17 @@ public final class GraphModel: InferenceModel, @unchecked Sendable {  // shared 
     // MARK: - Forward
 
     public func forward(_ x: UnsafeBufferPointer<Float>, batch: Int, into y: UnsafeMutableBufferPointer<Float>) throws(InLoopError) {
-        try checkSingle()
-        try checkBatch(batch)
-        guard let xb = x.baseAddress, let yb = y.baseAddress else { throw InLoopError(.nullPointer, "input or output buffer is null") }
-        try checkCount("input", inputSpecs[0], x.count, batch)
-        try checkCount("output", outputSpecs[0], y.count, batch)
-        var xp = UnsafePointer(xb), yp = yb
-        try withUnsafePointer(to: &xp) { (i) throws(InLoopError) in
-            try withUnsafePointer(to: &yp) { (o) throws(InLoopError) in
-                try run(batch: batch, inputs: UnsafeBufferPointer(start: i, count: 1), outputs: UnsafeBufferPointer(start: o, count: 1))
-            }
-        }
+        try forwardSingle(x, batch, y) { (i, o) throws(InLoopError) in try run(batch: batch, inputs: i, outputs: o) }
     }
 
     public func forward(_ x: UnsafeBufferPointer<Double>, batch: Int, into y: UnsafeMutableBufferPointer<Double>) throws(InLoopError) {
+        try forwardSingle(x, batch, y) { (i, o) throws(InLoopError) in try run(batch: batch, inputs: i, outputs: o) }
+    }
+
+    /// A one-input, one-output call: checks it, then hands `run` the two pointers as arrays of one.
+    @inline(__always)
+    private func forwardSingle<T>(_ x: UnsafeBufferPointer<T>, _ batch: Int, _ y: UnsafeMutableBufferPointer<T>,
+                                  _ run: (UnsafeBufferPointer<UnsafePointer<T>>, UnsafeBufferPointer<UnsafeMutablePointer<T>>) throws(InLoopError) -> Void) throws(InLoopError) {
         try checkSingle()
         try checkBatch(batch)
         guard let xb = x.baseAddress, let yb = y.baseAddress else { throw InLoopError(.nullPointer, "input or output buffer is null") }
@@ -385,7 +382,7 @@ public final class GraphModel: InferenceModel, @unchecked Sendable {  // shared 
         var xp = UnsafePointer(xb), yp = yb
         try withUnsafePointer(to: &xp) { (i) throws(InLoopError) in
             try withUnsafePointer(to: &yp) { (o) throws(InLoopError) in
-                try run(batch: batch, inputs: UnsafeBufferPointer(start: i, count: 1), outputs: UnsafeBufferPointer(start: o, count: 1))
+                try run(UnsafeBufferPointer(start: i, count: 1), UnsafeBufferPointer(start: o, count: 1))
             }
         }
     }
