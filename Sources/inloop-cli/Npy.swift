@@ -19,8 +19,10 @@ struct NpyArray {
 
     var count: Int { shape.reduce(1, *) }
 
-    init(shape: [Int], dtype: DType, values: [Double]) {
-        precondition(shape.reduce(1, *) == values.count, "npy: shape \(shape) does not match \(values.count) values")
+    init(shape: [Int], dtype: DType, values: [Double]) throws {
+        guard shape.reduce(1, *) == values.count else {
+            throw Failure(description: "npy: shape \(shape) does not match \(values.count) values")
+        }
         self.shape = shape
         self.dtype = dtype
         self.values = values
@@ -106,7 +108,7 @@ struct NpyArray {
         if fortran == "True" && shape.count > 1 {
             values = fortranToC(values, shape: shape)
         }
-        return NpyArray(shape: shape, dtype: size == 4 ? .float32 : .float64, values: values)
+        return try NpyArray(shape: shape, dtype: size == 4 ? .float32 : .float64, values: values)
     }
 
     /// The value of `key` in the header dict (a Python literal), as text.
