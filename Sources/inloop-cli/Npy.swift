@@ -88,7 +88,12 @@ struct NpyArray {
             }
             shape.append(v)
         }
-        let n = shape.reduce(1, *)
+        var n = 1
+        for d in shape {
+            let (m, o) = n.multipliedReportingOverflow(by: d)
+            guard !o, m <= Int.max / 8 else { throw Failure(description: "shape \(shape) is too large") }
+            n = m
+        }
         let dataStart = headerStart + headerLen
         guard b.count - dataStart >= n * size else {
             throw Failure(description: "holds \(b.count - dataStart) data bytes, shape \(shape) of \(size)-byte floats needs \(n * size)")

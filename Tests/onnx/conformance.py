@@ -1788,6 +1788,14 @@ def run_cli(cli, lib_path, rep, shared, keep, only):
     code, out, err = sh(["run", mlp_path, "--input", xin, "--output", yout])
     rep.ok("cli/run with a wrong input shape exits non-zero naming the sizes", code != 0 and "93" in (out + err),
            f"exit {code}: {(out + err).strip()[-300:]}")
+    # a header whose shape overflows: a clear error, not a crash (SIGILL is exit -4 / 132)
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }"
+    header += b" " * (118 - len(header)) + b"\n"
+    with open(xin, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + bytes(16))
+    code, out, err = sh(["run", mlp_path, "--input", xin, "--output", yout])
+    rep.ok("cli/run with an npy shape that overflows exits 1 with a message", code == 1 and "too large" in (out + err),
+           f"exit {code}: {(out + err).strip()[-300:]}")
 
     # convert: column_mlp.onnx -> safetensors, same outputs as the ONNX file
     for model in ("column_mlp", "l96", "column_mlp_small"):
