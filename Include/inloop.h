@@ -73,7 +73,9 @@ const char *inloop_status_string(int32_t status);
 /// Returns INLOOP_ERR_INVALID_ARGUMENT for n < 1.
 inloop_status inloop_set_num_threads(int32_t n);
 
-/// The number of threads InLoop computes with.
+/// The number of threads the next InLoop call computes with: the caller's choice, else the default
+/// (the cores this process may use divided by the MPI ranks on its node, from the launcher's
+/// environment or a communicator), which every handle uses from its creation.
 int32_t inloop_get_num_threads(void);
 
 /// Loads a model file and stores a new handle in *model. The format is recognised by content, not by
@@ -177,7 +179,9 @@ inloop_status inloop_model_set_check_finite(inloop_model *model, int32_t enabled
 inloop_status inloop_model_set_reproducible(inloop_model *model, int32_t enabled);
 
 /// Loads a model (either format, as inloop_model_load) with rank 0 reading the file and broadcasting its bytes: one file-system read for
-/// the whole job. A missing or corrupt file gives the same status and message on every rank.
+/// the whole job. A missing or corrupt file, or an argument error on any rank (a NULL path or output
+/// pointer), gives the status on every rank: that rank's own message there, "rank r: ..." on the others.
+/// Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH, INVALID_ARGUMENT, OUT_OF_MEMORY, MPI.
 inloop_status inloop_model_load_mpi(const char *path, int32_t comm, inloop_model **model);
 
 /// Makes a trainer data-parallel over a communicator: every rank then calls inloop_trainer_step with
@@ -189,10 +193,18 @@ inloop_status inloop_model_load_mpi(const char *path, int32_t comm, inloop_model
 /// mean. Rank 0's weights and optimizer state are broadcast first. A step that fails on one rank
 /// (NaN in its data) fails on all ranks with the weights unchanged. Checkpoints and saved models are
 /// then written by rank 0. Environment: INLOOP_MPI_SHARED_MEMORY=0 avoids shared memory, =1 requires it.
+/// Collective: a bad trainer handle or a busy trainer on one rank fails the call on every rank.
+/// The collective calls of a data-parallel trainer are inloop_trainer_step_* and
+/// inloop_trainer_save_checkpoint / _save_model; a bad handle passed to them on one rank reaches the
+/// other ranks only when that process has exactly one data-parallel trainer (it cannot know the
+/// communicator otherwise). An invalid communicator cannot be agreed on: the other ranks' MPI waits.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, BUSY, SIZE_MISMATCH (ranks hold different models), MPI.
 inloop_status inloop_trainer_set_communicator(inloop_trainer *trainer, int32_t comm);
 
 /// Restores a checkpoint with rank 0 reading the file and broadcasting it, and makes the trainer
-/// data-parallel over the communicator (see inloop_trainer_set_communicator).
+/// data-parallel over the communicator (see inloop_trainer_set_communicator). Collective: an error
+/// on any rank (NULL path or output pointer, a bad file) is a status on every rank.
+/// Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH, INVALID_ARGUMENT, OUT_OF_MEMORY, MPI.
 inloop_status inloop_trainer_load_checkpoint_mpi(const char *path, int32_t comm, inloop_trainer **trainer);
 
 /// Stores in *rank and *size this process's rank in the trainer's communicator and its size
@@ -215,11 +227,14 @@ inloop_status inloop_trainer_create_from_model(inloop_model *model, const char *
 inloop_status inloop_trainer_load_checkpoint(const char *path, inloop_trainer **trainer);
 
 /// Writes the full training state to one file (atomically: a crash never leaves half a file).
-/// With a communicator attached this is collective: rank 0 writes, every rank gets the status.
+/// With a communicator attached this is collective: rank 0 writes, every rank gets the status; an
+/// argument error on one rank (NULL path, a bad handle) fails the call on every rank.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, UNSUPPORTED (a fine-tuned ONNX graph), IO, BUSY, MPI.
 inloop_status inloop_trainer_save_checkpoint(inloop_trainer *trainer, const char *path);
 
 /// Writes the current weights as a plain inference model file (native format, float32), loadable
-/// with inloop_model_load. With a communicator attached: collective, rank 0 writes.
+/// with inloop_model_load. With a communicator attached: collective, rank 0 writes (as
+/// inloop_trainer_save_checkpoint). Statuses: NULL_POINTER, INVALID_HANDLE, UNSUPPORTED, IO, BUSY, MPI.
 inloop_status inloop_trainer_save_model(inloop_trainer *trainer, const char *path);
 
 /// Stores in *model a new inference model handle holding the current weights (free it with
@@ -232,10 +247,25 @@ inloop_status inloop_trainer_free(inloop_trainer *trainer);
 /// One optimizer step on a mini-batch: x holds batch x n_in inputs, y batch x n_out targets (sample
 /// after sample). Stores the loss before the update in *loss (may be NULL). NaN/Inf in x, y, the loss
 /// or the gradients gives INLOOP_ERR_NONFINITE and leaves the weights and optimizer state unchanged.
+/// On a data-parallel trainer this is collective (see inloop_trainer_set_communicator): batch may be 0
+/// (x and y may then be NULL), and an error on any rank (a NULL array, a bad batch, NaN, a bad handle
+/// when the process has one data-parallel trainer) fails the step on every rank, that rank's own
+/// message there and "rank r: ..." on the others.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, NONFINITE, BUSY, MPI, OUT_OF_MEMORY.
 inloop_status inloop_trainer_step_f32(inloop_trainer *trainer, const float *x, const float *y, int64_t batch, double *loss);
 
 /// As inloop_trainer_step_f32 for double arrays (converted to the trainer's precision).
 inloop_status inloop_trainer_step_f64(inloop_trainer *trainer, const double *x, const double *y, int64_t batch, double *loss);
+
+/// As inloop_trainer_step_f32 with the caller's array shapes, checked against the trainer within the
+/// step (so on a data-parallel trainer a wrong size on one rank fails the step on every rank): x holds
+/// batch_x samples of n_in values, y batch_y samples of n_out values; n_in and n_out must be the
+/// model's and batch_x must equal batch_y (else INLOOP_ERR_SIZE_MISMATCH). The Fortran module's step
+/// calls this. Statuses: those of inloop_trainer_step_f32, and SIZE_MISMATCH.
+inloop_status inloop_trainer_step_sized_f32(inloop_trainer *trainer, const float *x, int64_t n_in, int64_t batch_x, const float *y, int64_t n_out, int64_t batch_y, double *loss);
+
+/// As inloop_trainer_step_sized_f32 for double arrays.
+inloop_status inloop_trainer_step_sized_f64(inloop_trainer *trainer, const double *x, int64_t n_in, int64_t batch_x, const double *y, int64_t n_out, int64_t batch_y, double *loss);
 
 /// Stores in *loss the loss of the current weights on (x, y), without training. On a data-parallel
 /// trainer this is the calling rank's loss (no communication): combine ranks yourself if needed.

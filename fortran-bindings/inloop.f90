@@ -360,6 +360,20 @@ module inloop
             integer(c_int64_t), value :: batch
             integer(c_int32_t) :: status
         end function
+        function c_inloop_trainer_step_sized_f32(trainer, x, n_in, batch_x, y, n_out, batch_y, loss) &
+                bind(C, name="inloop_trainer_step_sized_f32") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: trainer, x, y, loss
+            integer(c_int64_t), value :: n_in, batch_x, n_out, batch_y
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_trainer_step_sized_f64(trainer, x, n_in, batch_x, y, n_out, batch_y, loss) &
+                bind(C, name="inloop_trainer_step_sized_f64") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: trainer, x, y, loss
+            integer(c_int64_t), value :: n_in, batch_x, n_out, batch_y
+            integer(c_int32_t) :: status
+        end function
         function c_inloop_trainer_evaluate_f32(trainer, x, y, batch, loss) &
             bind(C, name="inloop_trainer_evaluate_f32") result(status)
             import :: c_ptr, c_int64_t, c_int32_t
@@ -1659,8 +1673,16 @@ contains
         integer, intent(out), optional :: stat
         character(len=*), intent(inout), optional :: errmsg
         real(c_double), target :: l
-        if (.not. trainer_sizes_ok(self, shape(x, int64), shape(y, int64), stat, errmsg)) return
-        call report(c_inloop_trainer_step_f32(self%handle, c_loc(x), c_loc(y), size(x, 2, c_int64_t), c_loc(l)), stat, errmsg)
+        type(c_ptr) :: px, py
+        ! The shapes are checked inside the C call: on a data-parallel trainer a wrong shape on one rank
+        ! must fail the step on every rank, not leave the others waiting in the collective.
+        px = c_null_ptr
+        py = c_null_ptr
+        if (size(x) > 0) px = c_loc(x)
+        if (size(y) > 0) py = c_loc(y)
+        l = 0
+        call report(c_inloop_trainer_step_sized_f32(self%handle, px, size(x, 1, c_int64_t), size(x, 2, c_int64_t), &
+                                                    py, size(y, 1, c_int64_t), size(y, 2, c_int64_t), c_loc(l)), stat, errmsg)
         if (present(loss)) loss = l
     end subroutine
 
@@ -1671,8 +1693,16 @@ contains
         integer, intent(out), optional :: stat
         character(len=*), intent(inout), optional :: errmsg
         real(c_double), target :: l
-        if (.not. trainer_sizes_ok(self, shape(x, int64), shape(y, int64), stat, errmsg)) return
-        call report(c_inloop_trainer_step_f64(self%handle, c_loc(x), c_loc(y), size(x, 2, c_int64_t), c_loc(l)), stat, errmsg)
+        type(c_ptr) :: px, py
+        ! The shapes are checked inside the C call: on a data-parallel trainer a wrong shape on one rank
+        ! must fail the step on every rank, not leave the others waiting in the collective.
+        px = c_null_ptr
+        py = c_null_ptr
+        if (size(x) > 0) px = c_loc(x)
+        if (size(y) > 0) py = c_loc(y)
+        l = 0
+        call report(c_inloop_trainer_step_sized_f64(self%handle, px, size(x, 1, c_int64_t), size(x, 2, c_int64_t), &
+                                                    py, size(y, 1, c_int64_t), size(y, 2, c_int64_t), c_loc(l)), stat, errmsg)
         if (present(loss)) loss = l
     end subroutine
 

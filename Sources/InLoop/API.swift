@@ -50,9 +50,12 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
     }
 }
 
-/// The number of threads InLoop computes with.
+/// The number of threads the next InLoop call computes with: the caller's choice, else the default
+/// (the cores this process may use divided by the MPI ranks on its node, from the launcher's
+/// environment or a communicator), which every handle uses from its creation.
 @c public func inloop_get_num_threads() -> Int32 {
-    Int32(clamping: Kernels.blasThreads())
+    ThreadPolicy.applyDefault()
+    return Int32(clamping: Kernels.blasThreads())
 }
 
 // MARK: - Models
@@ -66,7 +69,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
         guard let model else { throw InLoopError(.nullPointer, "model_load: the output handle pointer is NULL") }
         model.pointee = nil
         guard let path else { throw InLoopError(.nullPointer, "model_load: path is NULL") }
-        ThreadPolicy.applyDefault(localRanks: nil)
+        ThreadPolicy.applyDefault()
         let m = try ModelFile.load(path: String(cString: path))
         model.pointee = models.register(try ModelBox(m))
     }
@@ -82,6 +85,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
         model.pointee = nil
         guard let data else { throw InLoopError(.nullPointer, "model_load_buffer: data is NULL") }
         guard size >= 0 else { throw InLoopError(.invalidArgument, "model_load_buffer: size must be >= 0, got \(size)") }
+        ThreadPolicy.applyDefault()
         let bytes = [UInt8](UnsafeRawBufferPointer(start: data, count: Int(size)))
         do throws(InLoopError) {
             model.pointee = models.register(try ModelBox(try ModelFile.load(bytes: bytes)))
@@ -96,9 +100,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 @c public func inloop_model_free(_ model: OpaquePointer?) -> inloop_status {
     guarded { () throws(InLoopError) in
         guard let model else { return }
-        guard models.remove(model) else {
-            throw InLoopError(.invalidHandle, "model_free: handle is not a live InLoop model (freed twice?)")
-        }
+        try models.remove(model, "model_free")
     }
 }
 

@@ -19,21 +19,24 @@ private func communicator(_ comm: Int32) throws(InLoopError) -> Communicator {
 }
 
 /// Loads a model (either format, as inloop_model_load) with rank 0 reading the file and broadcasting its bytes: one file-system read for
-/// the whole job. A missing or corrupt file gives the same status and message on every rank.
+/// the whole job. A missing or corrupt file, or an argument error on any rank (a NULL path or output
+/// pointer), gives the status on every rank: that rank's own message there, "rank r: ..." on the others.
+/// Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH, INVALID_ARGUMENT, OUT_OF_MEMORY, MPI.
 @c public func inloop_model_load_mpi(_ path: UnsafePointer<CChar>?, _ comm: Int32, _ model: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
-        guard let model else { throw InLoopError(.nullPointer, "model_load_mpi: the output handle pointer is NULL") }
-        model.pointee = nil
-        // Every rank must take part in the collectives even with a bad argument: check after.
+        model?.pointee = nil
+        // Every rank must take part in the collectives even with a bad argument: agree first.
         let c = try communicator(comm)
-        guard try c.allAgree(path != nil) else { throw InLoopError(.nullPointer, "model_load_mpi: path is NULL on some rank") }
-        let p = path.map { String(cString: $0) } ?? ""
+        try c.agree(model == nil ? InLoopError(.nullPointer, "model_load_mpi: the output handle pointer is NULL")
+                    : path == nil ? InLoopError(.nullPointer, "model_load_mpi: path is NULL") : nil)
+        guard let path, let model else { throw InLoopError(.internal, "model_load_mpi: agreement failed") }
+        let p = String(cString: path)
         let bytes = try RankZeroFile.read(p, c)
-        do throws(InLoopError) {
-            model.pointee = models.register(try ModelBox(try ModelFile.load(bytes: bytes)))
-        } catch {
-            throw error.prefixed(p)
-        }
+        var box: ModelBox? = nil, failure: InLoopError? = nil
+        do throws(InLoopError) { box = try ModelBox(try ModelFile.load(bytes: bytes)) } catch { failure = error.prefixed(p) }
+        try c.agree(failure)
+        guard let box else { throw InLoopError(.internal, "model_load_mpi: agreement failed") }
+        model.pointee = models.register(box)
     }
 }
 
@@ -46,50 +49,66 @@ private func communicator(_ comm: Int32) throws(InLoopError) -> Communicator {
 /// mean. Rank 0's weights and optimizer state are broadcast first. A step that fails on one rank
 /// (NaN in its data) fails on all ranks with the weights unchanged. Checkpoints and saved models are
 /// then written by rank 0. Environment: INLOOP_MPI_SHARED_MEMORY=0 avoids shared memory, =1 requires it.
+/// Collective: a bad trainer handle or a busy trainer on one rank fails the call on every rank.
+/// The collective calls of a data-parallel trainer are inloop_trainer_step_* and
+/// inloop_trainer_save_checkpoint / _save_model; a bad handle passed to them on one rank reaches the
+/// other ranks only when that process has exactly one data-parallel trainer (it cannot know the
+/// communicator otherwise). An invalid communicator cannot be agreed on: the other ranks' MPI waits.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, BUSY, SIZE_MISMATCH (ranks hold different models), MPI.
 @c public func inloop_trainer_set_communicator(_ trainer: OpaquePointer?, _ comm: Int32) -> inloop_status {
     guarded { () throws(InLoopError) in
-        let box = try trainers.lookup(trainer, argument: "trainer")
+        var failure: InLoopError? = nil
+        var box: TrainerBox? = nil
+        do throws(InLoopError) { box = try trainers.lookup(trainer, argument: "set_communicator: trainer") } catch { failure = error }
         let c = try communicator(comm)
+        let locked = box?.acquire() ?? false
+        defer { if locked { box?.release() } }
+        if box != nil, !locked { failure = InLoopError(.busy, "set_communicator: trainer is being used by another thread") }
+        try c.agree(failure)
+        guard let box else { throw InLoopError(.internal, "set_communicator: agreement failed") }
         try attach(box, c)
     }
 }
 
 /// Restores a checkpoint with rank 0 reading the file and broadcasting it, and makes the trainer
-/// data-parallel over the communicator (see inloop_trainer_set_communicator).
+/// data-parallel over the communicator (see inloop_trainer_set_communicator). Collective: an error
+/// on any rank (NULL path or output pointer, a bad file) is a status on every rank.
+/// Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH, INVALID_ARGUMENT, OUT_OF_MEMORY, MPI.
 @c public func inloop_trainer_load_checkpoint_mpi(_ path: UnsafePointer<CChar>?, _ comm: Int32,
                                                   _ trainer: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
-        guard let trainer else { throw InLoopError(.nullPointer, "trainer_load_checkpoint_mpi: the output handle pointer is NULL") }
-        trainer.pointee = nil
+        trainer?.pointee = nil
         let c = try communicator(comm)
-        guard try c.allAgree(path != nil) else { throw InLoopError(.nullPointer, "trainer_load_checkpoint_mpi: path is NULL on some rank") }
-        let p = path.map { String(cString: $0) } ?? ""
+        try c.agree(trainer == nil ? InLoopError(.nullPointer, "trainer_load_checkpoint_mpi: the output handle pointer is NULL")
+                    : path == nil ? InLoopError(.nullPointer, "trainer_load_checkpoint_mpi: path is NULL") : nil)
+        guard let path, let trainer else { throw InLoopError(.internal, "trainer_load_checkpoint_mpi: agreement failed") }
+        let p = String(cString: path)
         let bytes = try RankZeroFile.read(p, c)
-        let box: TrainerBox
-        do throws(InLoopError) { box = TrainerBox(try Checkpoint.load(bytes: bytes)) } catch { throw error.prefixed(p) }
+        var box: TrainerBox? = nil, failure: InLoopError? = nil
+        do throws(InLoopError) { box = TrainerBox(try Checkpoint.load(bytes: bytes)) } catch { failure = error.prefixed(p) }
+        try c.agree(failure)
+        guard let box else { throw InLoopError(.internal, "trainer_load_checkpoint_mpi: agreement failed") }
         try attach(box, c)
         trainer.pointee = trainers.register(box)
     }
 }
 
+/// Makes the trainer data-parallel over `c` (collective; the caller holds the trainer's lock).
 private func attach(_ box: TrainerBox, _ c: Communicator) throws(InLoopError) {
-    try box.use { (t) throws(InLoopError) in
-        switch t {
-        case .float32(let tr):
-            try (box.parallel as? DataParallel<Float>)?.gatherState()   // a rank-0 state to broadcast whole
-            let dp = try DataParallel<Float>(comm: c, parameterCount: tr.network.parameterCount)
-            try dp.synchronize(tr)
-            dp.attach(to: tr)
-            box.parallel = dp
-        case .float64(let tr):
-            try (box.parallel as? DataParallel<Double>)?.gatherState()
-            let dp = try DataParallel<Double>(comm: c, parameterCount: tr.network.parameterCount)
-            try dp.synchronize(tr)
-            dp.attach(to: tr)
-            box.parallel = dp
-        }
-        box.comm = c
+    try box.parallel?.gatherState()   // a rank-0 state to broadcast whole
+    switch box.trainer {
+    case .float32(let tr):
+        let dp = try DataParallel<Float>(comm: c, parameterCount: tr.network.parameterCount)
+        try dp.synchronize(tr)
+        dp.attach(to: tr)
+        box.parallel = dp
+    case .float64(let tr):
+        let dp = try DataParallel<Double>(comm: c, parameterCount: tr.network.parameterCount)
+        try dp.synchronize(tr)
+        dp.attach(to: tr)
+        box.parallel = dp
     }
+    box.comm = c
 }
 
 /// Stores in *rank and *size this process's rank in the trainer's communicator and its size

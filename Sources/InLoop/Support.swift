@@ -42,17 +42,28 @@ func guarded(_ body: () throws(InLoopError) -> Void) -> inloop_status {
     }
 }
 
-/// Live objects behind the opaque handles given to C. A handle is a token (a never-reused
-/// number), not an address, so a freed or foreign handle is detected instead of dereferenced.
-final class HandleRegistry<Object: AnyObject & Sendable>: Sendable {
-    private let table = Mutex<(next: UInt, live: [UInt: Object])>((next: 0x1000, live: [:]))
-    let kind: String
+/// The kinds of handle the C ABI hands out; a handle's low four bits say its kind.
+enum HandleKind: UInt, Sendable {
+    case model = 1
+    case trainer = 2
 
-    init(kind: String) { self.kind = kind }
+    var name: String { self == .model ? "model" : "trainer" }
+}
+
+/// Every live object behind an opaque handle given to C, of every kind, in one table: a handle is a
+/// token (a never-reused number from one counter, its kind in the low four bits), not an address, so
+/// a freed or foreign handle, or a handle of the wrong kind, is detected instead of dereferenced.
+private let handleTable = Mutex<(next: UInt, live: [UInt: any AnyObject & Sendable])>((next: 0x1000, live: [:]))
+
+/// The handles of one kind: a typed view of the one handle table.
+final class HandleRegistry<Object: AnyObject & Sendable>: Sendable {
+    let kind: HandleKind
+
+    init(kind: HandleKind) { self.kind = kind }
 
     func register(_ object: Object) -> OpaquePointer {
-        let token: UInt = table.withLock { t in
-            let token = t.next
+        let token: UInt = handleTable.withLock { t in
+            let token = t.next | kind.rawValue
             t.next += 16
             t.live[token] = object
             return token
@@ -61,20 +72,42 @@ final class HandleRegistry<Object: AnyObject & Sendable>: Sendable {
         return OpaquePointer(bitPattern: token).unsafelyUnwrapped
     }
 
+    /// The token of a handle of this kind; a handle of another kind is INVALID_HANDLE, saying so.
+    private func token(_ handle: OpaquePointer, _ argument: String) throws(InLoopError) -> UInt {
+        let token = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))
+        if token & 15 != kind.rawValue, token >= 0x1000, let other = HandleKind(rawValue: token & 15),
+           handleTable.withLock({ $0.live[token] != nil }) {
+            throw InLoopError(.invalidHandle, "\(argument): a \(other.name) handle where a \(kind.name) handle is expected")
+        }
+        return token
+    }
+
     func lookup(_ handle: OpaquePointer?, argument: String = "model") throws(InLoopError) -> Object {
         guard let handle else { throw InLoopError(.nullPointer, "\(argument) handle is NULL (not loaded?)") }
-        let token = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))
-        guard let object = table.withLock({ $0.live[token] }) else {
-            throw InLoopError(.invalidHandle, "\(argument) handle is not a live InLoop \(kind) (already freed, or not made by InLoop)")
+        let token = try token(handle, argument)
+        guard let object = handleTable.withLock({ $0.live[token] }) as? Object else {
+            throw InLoopError(.invalidHandle, "\(argument) handle is not a live InLoop \(kind.name) (already freed, or not made by InLoop)")
         }
         return object
     }
 
-    /// Removes the handle; false when it was not live.
-    func remove(_ handle: OpaquePointer) -> Bool {
-        let token = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))
-        return table.withLock { $0.live.removeValue(forKey: token) } != nil
+    /// Removes a live handle of this kind; throws INVALID_HANDLE (and changes nothing) otherwise.
+    func remove(_ handle: OpaquePointer, _ what: String) throws(InLoopError) {
+        let token = try token(handle, what)
+        let removed: Bool = handleTable.withLock { t in
+            guard t.live[token] is Object else { return false }
+            t.live.removeValue(forKey: token)
+            return true
+        }
+        guard removed else {
+            throw InLoopError(.invalidHandle, "\(what): handle is not a live InLoop \(kind.name) (freed twice?)")
+        }
+    }
+
+    /// Every live object of this kind.
+    func all() -> [Object] {
+        handleTable.withLock { t in t.live.values.compactMap { $0 as? Object } }
     }
 }
 
-let models = HandleRegistry<ModelBox>(kind: "model")
+let models = HandleRegistry<ModelBox>(kind: .model)

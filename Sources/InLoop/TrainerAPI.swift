@@ -18,22 +18,37 @@ final class TrainerBox: @unchecked Sendable {  // a trainer is used by one threa
     var trainer: AnyTrainer
     /// Set by inloop_trainer_set_communicator: data-parallel training over this communicator.
     var comm: Communicator? = nil
-    var parallel: AnyObject? = nil
+    var parallel: (any DataParallelGroup)? = nil
     private let busy = Atomic<Bool>(false)
 
     init(_ trainer: AnyTrainer) { self.trainer = trainer }
 
     /// Runs `body` with exclusive use of the trainer; a concurrent call gets INLOOP_ERR_BUSY.
     func use<R>(_ body: (AnyTrainer) throws(InLoopError) -> R) throws(InLoopError) -> R {
-        guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
-            throw InLoopError(.busy, "trainer is being used by another thread")
-        }
-        defer { busy.store(false, ordering: .releasing) }
+        guard acquire() else { throw InLoopError(.busy, "trainer is being used by another thread") }
+        defer { release() }
         return try body(trainer)
     }
+
+    /// Takes exclusive use of the trainer (false when another thread has it); `release` gives it back.
+    func acquire() -> Bool { busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged }
+    func release() { busy.store(false, ordering: .releasing) }
 }
 
-let trainers = HandleRegistry<TrainerBox>(kind: "trainer")
+/// A collective call with a bad trainer handle (NULL, freed, of the wrong kind) cannot know the
+/// trainer's communicator: when this process has exactly one data-parallel trainer, the call takes
+/// part in that trainer's collective with the error, so the other ranks fail with it instead of
+/// waiting (`join`); otherwise the error stays on this rank. Always throws.
+func failCollective(_ error: InLoopError, _ join: (TrainerBox, any DataParallelGroup) throws(InLoopError) -> Void) throws(InLoopError) -> Never {
+    let groups = trainers.all().filter { $0.parallel != nil }
+    if groups.count == 1, let box = groups.first, let group = box.parallel, box.acquire() {
+        defer { box.release() }
+        try join(box, group)
+    }
+    throw error
+}
+
+let trainers = HandleRegistry<TrainerBox>(kind: .trainer)
 
 /// A differentiable copy of a model: its layer stack, or its ONNX graph.
 enum DiffNet<T: Real> {
@@ -153,6 +168,7 @@ private func makeTrainer(_ config: TrainerConfig, network: Model? = nil, graph: 
     guarded { () throws(InLoopError) in
         guard let trainer else { throw InLoopError(.nullPointer, "trainer_create: the output handle pointer is NULL") }
         trainer.pointee = nil
+        ThreadPolicy.applyDefault()
         let c = try TrainingConfigFormat.load(try cString(config, "trainer_create: config"))
         guard !c.layers.isEmpty else {
             throw InLoopError(.invalidArgument, "trainer_create: the configuration has no model section; to fine-tune a loaded model use inloop_trainer_create_from_model")
@@ -169,6 +185,7 @@ private func makeTrainer(_ config: TrainerConfig, network: Model? = nil, graph: 
     guarded { () throws(InLoopError) in
         guard let trainer else { throw InLoopError(.nullPointer, "trainer_create_from_model: the output handle pointer is NULL") }
         trainer.pointee = nil
+        ThreadPolicy.applyDefault()
         let box = try models.lookup(model)
         let c = config == nil ? TrainerConfig() : try TrainingConfigFormat.load(try cString(config, "config"))
         guard c.layers.isEmpty else {
@@ -193,6 +210,7 @@ private func makeTrainer(_ config: TrainerConfig, network: Model? = nil, graph: 
     guarded { () throws(InLoopError) in
         guard let trainer else { throw InLoopError(.nullPointer, "trainer_load_checkpoint: the output handle pointer is NULL") }
         trainer.pointee = nil
+        ThreadPolicy.applyDefault()
         trainer.pointee = trainers.register(TrainerBox(try Checkpoint.load(path: try cString(path, "checkpoint path"))))
     }
 }
@@ -207,19 +225,35 @@ private func onRankZero(_ comm: Communicator?, _ body: () throws(InLoopError) ->
     try comm.shareOutcome(failure)
 }
 
+/// The shared frame of the calls that are collective on a data-parallel trainer (saving): the
+/// handle, the lock and `check`'s argument errors are agreed on by every rank before `body` runs.
+private func collective(_ handle: OpaquePointer?, _ what: String, check: (AnyTrainer) throws(InLoopError) -> Void,
+                        _ body: (TrainerBox, AnyTrainer) throws(InLoopError) -> Void) throws(InLoopError) {
+    let box: TrainerBox
+    do throws(InLoopError) { box = try trainers.lookup(handle, argument: "\(what): trainer") } catch {
+        try failCollective(error) { (_, group) throws(InLoopError) in try group.comm.agree(error) }
+    }
+    try box.use { (t) throws(InLoopError) in
+        var failure: InLoopError? = nil
+        do throws(InLoopError) { try check(t) } catch { failure = error }
+        if let comm = box.comm { try comm.agree(failure) } else if let failure { throw failure }
+        try body(box, t)
+    }
+}
+
 /// Writes the full training state to one file (atomically: a crash never leaves half a file).
-/// With a communicator attached this is collective: rank 0 writes, every rank gets the status.
+/// With a communicator attached this is collective: rank 0 writes, every rank gets the status; an
+/// argument error on one rank (NULL path, a bad handle) fails the call on every rank.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, UNSUPPORTED (a fine-tuned ONNX graph), IO, BUSY, MPI.
 @c public func inloop_trainer_save_checkpoint(_ trainer: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> inloop_status {
     guarded { () throws(InLoopError) in
-        let box = try trainers.lookup(trainer, argument: "trainer")
-        let p = try cString(path, "checkpoint path")
-        try box.use { (t) throws(InLoopError) in
+        try collective(trainer, "save_checkpoint", check: { (t) throws(InLoopError) in
+            _ = try cString(path, "save_checkpoint: checkpoint path")
             _ = try t.layerModel("save_checkpoint")
+        }) { (box, t) throws(InLoopError) in
+            let p = try cString(path, "save_checkpoint: checkpoint path")
             // Data-parallel ranks each update a shard of the optimizer state: complete it first.
-            switch t {
-            case .float32: try (box.parallel as? DataParallel<Float>)?.gatherState()
-            case .float64: try (box.parallel as? DataParallel<Double>)?.gatherState()
-            }
+            try box.parallel?.gatherState()
             try onRankZero(box.comm) { () throws(InLoopError) in
                 switch t {
                 case .float32(let tr): try Checkpoint.save(tr, to: p)
@@ -231,12 +265,15 @@ private func onRankZero(_ comm: Communicator?, _ body: () throws(InLoopError) ->
 }
 
 /// Writes the current weights as a plain inference model file (native format, float32), loadable
-/// with inloop_model_load. With a communicator attached: collective, rank 0 writes.
+/// with inloop_model_load. With a communicator attached: collective, rank 0 writes (as
+/// inloop_trainer_save_checkpoint). Statuses: NULL_POINTER, INVALID_HANDLE, UNSUPPORTED, IO, BUSY, MPI.
 @c public func inloop_trainer_save_model(_ trainer: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> inloop_status {
     guarded { () throws(InLoopError) in
-        let box = try trainers.lookup(trainer, argument: "trainer")
-        let p = try cString(path, "model path")
-        try box.use { (t) throws(InLoopError) in
+        try collective(trainer, "save_model", check: { (t) throws(InLoopError) in
+            _ = try cString(path, "save_model: model path")
+            _ = try t.layerModel("save_model")
+        }) { (box, t) throws(InLoopError) in
+            let p = try cString(path, "save_model: model path")
             try onRankZero(box.comm) { () throws(InLoopError) in try NativeFormat.save(try t.layerModel("save_model"), to: p) }
         }
     }
@@ -258,9 +295,7 @@ private func onRankZero(_ comm: Communicator?, _ body: () throws(InLoopError) ->
 @c public func inloop_trainer_free(_ trainer: OpaquePointer?) -> inloop_status {
     guarded { () throws(InLoopError) in
         guard let trainer else { return }
-        guard trainers.remove(trainer) else {
-            throw InLoopError(.invalidHandle, "trainer_free: handle is not a live InLoop trainer (freed twice?)")
-        }
+        try trainers.remove(trainer, "trainer_free")
     }
 }
 
@@ -269,15 +304,38 @@ private func onRankZero(_ comm: Communicator?, _ body: () throws(InLoopError) ->
 /// One optimizer step on a mini-batch: x holds batch x n_in inputs, y batch x n_out targets (sample
 /// after sample). Stores the loss before the update in *loss (may be NULL). NaN/Inf in x, y, the loss
 /// or the gradients gives INLOOP_ERR_NONFINITE and leaves the weights and optimizer state unchanged.
+/// On a data-parallel trainer this is collective (see inloop_trainer_set_communicator): batch may be 0
+/// (x and y may then be NULL), and an error on any rank (a NULL array, a bad batch, NaN, a bad handle
+/// when the process has one data-parallel trainer) fails the step on every rank, that rank's own
+/// message there and "rank r: ..." on the others.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, NONFINITE, BUSY, MPI, OUT_OF_MEMORY.
 @c public func inloop_trainer_step_f32(_ trainer: OpaquePointer?, _ x: UnsafePointer<Float>?, _ y: UnsafePointer<Float>?,
                                        _ batch: Int64, _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
-    trainStep(trainer, x, y, batch, loss)
+    trainStep(trainer, x, nil, batch, y, nil, batch, loss)
 }
 
 /// As inloop_trainer_step_f32 for double arrays (converted to the trainer's precision).
 @c public func inloop_trainer_step_f64(_ trainer: OpaquePointer?, _ x: UnsafePointer<Double>?, _ y: UnsafePointer<Double>?,
                                        _ batch: Int64, _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
-    trainStep(trainer, x, y, batch, loss)
+    trainStep(trainer, x, nil, batch, y, nil, batch, loss)
+}
+
+/// As inloop_trainer_step_f32 with the caller's array shapes, checked against the trainer within the
+/// step (so on a data-parallel trainer a wrong size on one rank fails the step on every rank): x holds
+/// batch_x samples of n_in values, y batch_y samples of n_out values; n_in and n_out must be the
+/// model's and batch_x must equal batch_y (else INLOOP_ERR_SIZE_MISMATCH). The Fortran module's step
+/// calls this. Statuses: those of inloop_trainer_step_f32, and SIZE_MISMATCH.
+@c public func inloop_trainer_step_sized_f32(_ trainer: OpaquePointer?, _ x: UnsafePointer<Float>?, _ n_in: Int64, _ batch_x: Int64,
+                                             _ y: UnsafePointer<Float>?, _ n_out: Int64, _ batch_y: Int64,
+                                             _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
+    trainStep(trainer, x, n_in, batch_x, y, n_out, batch_y, loss)
+}
+
+/// As inloop_trainer_step_sized_f32 for double arrays.
+@c public func inloop_trainer_step_sized_f64(_ trainer: OpaquePointer?, _ x: UnsafePointer<Double>?, _ n_in: Int64, _ batch_x: Int64,
+                                             _ y: UnsafePointer<Double>?, _ n_out: Int64, _ batch_y: Int64,
+                                             _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
+    trainStep(trainer, x, n_in, batch_x, y, n_out, batch_y, loss)
 }
 
 /// Stores in *loss the loss of the current weights on (x, y), without training. On a data-parallel
@@ -293,20 +351,36 @@ private func onRankZero(_ comm: Communicator?, _ body: () throws(InLoopError) ->
     evaluate(trainer, x, y, batch, loss)
 }
 
-private func trainStep<U: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<U>?, _ y: UnsafePointer<U>?, _ batch: Int64,
+private func trainStep<U: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<U>?, _ nIn: Int64?, _ batchX: Int64,
+                                _ y: UnsafePointer<U>?, _ nOut: Int64?, _ batchY: Int64,
                                 _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
     guarded { () throws(InLoopError) in
-        let box = try trainers.lookup(handle, argument: "trainer")
-        // A data-parallel rank may have no data this step (batch 0, x and y may be NULL): it still joins
-        // the gradient average. Argument errors on such a rank go through the step, so every rank fails
-        // together instead of leaving the others waiting in a collective.
-        let parallel = box.comm != nil
-        guard batch <= Int64(Int32.max) else { throw InLoopError(.invalidArgument, "trainer_step: batch must be at most \(Int32.max), got \(batch)") }
-        if !parallel {
-            guard x != nil, y != nil else { throw InLoopError(.nullPointer, "trainer_step: x or y is NULL") }
-            guard batch >= 1 else { throw InLoopError(.invalidArgument, "trainer_step: batch must be at least 1, got \(batch)") }
+        let box: TrainerBox
+        do throws(InLoopError) { box = try trainers.lookup(handle, argument: "trainer_step: trainer") } catch {
+            try failCollective(error) { (_, group) throws(InLoopError) in try group.fail(error) }
         }
-        let l = try box.use { (t) throws(InLoopError) in try t.step(x, y, Int(max(batch, -1))) }
+        let l = try box.use { (t) throws(InLoopError) in
+            // Argument errors of a data-parallel rank go into the step's reduction, so that every rank
+            // fails together instead of leaving the others waiting in a collective.
+            let parallel = box.parallel
+            var failure: InLoopError? = nil
+            if let nIn, nIn != Int64(t.inputSize) {
+                failure = InLoopError(.sizeMismatch, "trainer_step: x has \(nIn) values per sample but the model takes \(t.inputSize)")
+            } else if let nOut, nOut != Int64(t.outputSize) {
+                failure = InLoopError(.sizeMismatch, "trainer_step: y has \(nOut) values per sample but the model gives \(t.outputSize)")
+            } else if batchX != batchY {
+                failure = InLoopError(.sizeMismatch, "trainer_step: x has \(batchX) samples but y has \(batchY)")
+            } else if batchX < (parallel == nil ? 1 : 0) || batchX > Int64(Int32.max) {
+                failure = InLoopError(.invalidArgument, "trainer_step: batch must be between \(parallel == nil ? 1 : 0) and \(Int32.max), got \(batchX)")
+            } else if batchX > 0, x == nil || y == nil {
+                failure = InLoopError(.nullPointer, "trainer_step: x or y is NULL")
+            }
+            if let failure {
+                if let parallel { try parallel.fail(failure) }
+                throw failure
+            }
+            return try t.step(x, y, Int(batchX))
+        }
         loss?.pointee = l
     }
 }

@@ -1,6 +1,7 @@
 import InLoopMPIShim
 import InLoopCore
 import InLoopFormats
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -102,16 +103,35 @@ public final class Communicator: @unchecked Sendable {
     }
 
     /// Makes every rank see the outcome of an operation done on `root` only (collective): returns
-    /// normally everywhere, or throws root's error everywhere.
+    /// normally everywhere, or throws root's error everywhere ("rank r: …" on the other ranks).
     public func shareOutcome(_ rootError: InLoopError?, root: Int = 0) throws(InLoopError) {
-        var message: [UInt8] = rank == root ? Array((rootError?.message ?? "").utf8) : []
-        var header: [Int64] = [Int64(rootError?.kind.rawValue ?? 0), Int64(message.count)]
+        var header: [Int64] = [Int64(rank == root && rootError != nil ? 1 : 0)]
         try broadcast(&header, root: root)
         guard header[0] != 0 else { return }
-        if rank != root { message = [UInt8](repeating: 0, count: Int(header[1])) }
+        try failTogether(root: root, rank == root ? rootError : nil)
+    }
+
+    /// Agreement (collective): each rank passes its own error so far, or nil. Returns on every rank
+    /// when no rank failed (one MAX all-reduce); otherwise throws on every rank: a rank that failed
+    /// throws its own error, the others the error of the lowest failing rank r as "rank r: …".
+    public func agree(_ local: InLoopError?) throws(InLoopError) {
+        var v: Double = local == nil ? 0 : Double(size - rank)
+        try allreduceMax(&v, count: 1)
+        guard v > 0 else { return }
+        try failTogether(root: size - Int(v), local)
+    }
+
+    /// When every rank knows that `root` failed (collective): root's error reaches every rank; a rank
+    /// with its own error throws that, the others root's error as "rank root: …".
+    public func failTogether(root: Int, _ local: InLoopError?) throws(InLoopError) -> Never {
+        var message: [UInt8] = rank == root ? Array((local?.message ?? "unknown error").utf8.prefix(4096)) : []
+        var header: [Int64] = [Int64(local?.kind.rawValue ?? InLoopError.Kind.internal.rawValue), Int64(message.count)]
+        try broadcast(&header, root: root)
+        if rank != root { message = [UInt8](repeating: 0, count: Int(max(0, min(header[1], 4096)))) }
         if !message.isEmpty { try broadcast(&message, root: root) }
-        let kind = InLoopError.Kind(rawValue: Int32(header[0])) ?? .internal
-        throw InLoopError(kind, String(decoding: message, as: UTF8.self) + (rank == root ? "" : " (on rank \(root))"))
+        if let local { throw local }
+        let kind = InLoopError.Kind(rawValue: Int32(truncatingIfNeeded: header[0])) ?? .internal
+        throw InLoopError(kind, "rank \(root): " + String(decoding: message, as: UTF8.self))
     }
 
     /// The smallest and largest of `value` over all ranks (collective).
@@ -152,7 +172,7 @@ public enum RankZeroFile {
             if comm.rank != 0 { message = [UInt8](repeating: 0, count: Int(header[2])) }
             if !message.isEmpty { try comm.broadcast(&message) }
             let kind = InLoopError.Kind(rawValue: Int32(header[1])) ?? .io
-            throw InLoopError(kind, String(decoding: message, as: UTF8.self) + (comm.rank == 0 ? "" : " (read on rank 0)"))
+            throw InLoopError(kind, (comm.rank == 0 ? "" : "rank 0: ") + String(decoding: message, as: UTF8.self))
         }
         if comm.rank != 0 { bytes = [UInt8](repeating: 0, count: Int(header[0])) }
         if !bytes.isEmpty { try comm.broadcast(&bytes) }
@@ -162,12 +182,14 @@ public enum RankZeroFile {
 
 /// Threads are the caller's: InLoop only picks a default when nobody chose — no
 /// inloop_set_num_threads call, no OPENBLAS_NUM_THREADS / OMP_NUM_THREADS — and then never lets
-/// ranks per node × threads exceed the cores this process may use.
+/// ranks per node × threads exceed the cores this process may use. The default is applied before
+/// the first handle is made (and when `inloop_get_num_threads` is asked), from the launcher's
+/// environment; a communicator that shows more ranks on this node lowers it.
 public enum ThreadPolicy {
-    nonisolated(unsafe) static var explicitlySet = false
-    nonisolated(unsafe) static var defaultApplied = false
+    /// (the caller chose, the largest number of ranks on this node seen so far)
+    private static let state = Mutex<(explicitlySet: Bool, localRanks: Int)>((false, 0))
 
-    public static func userChose() { explicitlySet = true }
+    public static func userChose() { state.withLock { $0.explicitlySet = true } }
 
     static var environmentChose: Bool {
         getenv("OPENBLAS_NUM_THREADS") != nil || getenv("OMP_NUM_THREADS") != nil
@@ -189,11 +211,17 @@ public enum ThreadPolicy {
         return max(1, min(cores, nodeCores / max(1, localRanks)))
     }
 
-    /// Applies the default once, unless the caller or the environment chose.
-    public static func applyDefault(localRanks: Int?) {
-        guard !explicitlySet, !environmentChose else { return }
-        guard let ranks = localRanks ?? localRanksFromEnvironment else { return }
-        Kernels.setBLASThreads(threads(localRanks: ranks))
-        defaultApplied = true
+    /// Applies the default unless the caller or the environment chose: threads for the largest of
+    /// `localRanks` (from a communicator), the launcher's count and any count seen before (1 when
+    /// none is known). Cheap after the first call; safe from any thread.
+    public static func applyDefault(localRanks: Int? = nil) {
+        guard !environmentChose else { return }
+        state.withLock { s in
+            guard !s.explicitlySet else { return }
+            let ranks = max(localRanks ?? 0, localRanksFromEnvironment ?? 0, 1)
+            guard ranks > s.localRanks else { return }
+            s.localRanks = ranks
+            Kernels.setBLASThreads(threads(localRanks: ranks))
+        }
     }
 }

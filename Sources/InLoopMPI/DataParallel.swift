@@ -25,7 +25,17 @@ import Glibc
 /// again independent of timing and bitwise reproducible, with no fixed-point passes at all. Set
 /// INLOOP_MPI_SHARED_MEMORY=0 to use the fixed-point reduce-scatter and MPI all-gather instead
 /// (multi-node runs always do), =1 to make its absence an error; the two round differently, so their last bits may differ.
-public final class DataParallel<T: Real>: @unchecked Sendable {
+/// What the C layer needs of a data-parallel trainer's group, whatever its precision.
+public protocol DataParallelGroup: AnyObject {
+    var comm: Communicator { get }
+    /// Completes the optimizer state on every rank (collective; see `DataParallel.gatherState`).
+    func gatherState() throws(InLoopError)
+    /// Takes part in a training step's reduction with a local error instead of a gradient
+    /// (collective): the step then fails on every rank, this one with `error`.
+    func fail(_ error: InLoopError) throws(InLoopError) -> Never
+}
+
+public final class DataParallel<T: Real>: DataParallelGroup, @unchecked Sendable {
     public let comm: Communicator
     /// Parameters of the model.
     public let parameterCount: Int
@@ -181,30 +191,44 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
         // reaches only after copying them.
     }
 
-    func reduce(_ g: UnsafeMutablePointer<T>, _ n: Int, _ batch: Int, _ loss: Double, _ localError: InLoopError?) throws(InLoopError) -> Double {
+    /// Takes part in a step's reduction with `error` and no gradient: the step fails on every rank.
+    public func fail(_ error: InLoopError) throws(InLoopError) -> Never {
+        _ = try reduce(nil, parameterCount, 0, 0, error)
+        throw InLoopError(.internal, "a failed data-parallel step was not refused")
+    }
+
+    /// `g` is read only when `localError` is nil. A failure on any rank throws on every rank: its own
+    /// error on a rank that failed, "rank r: …" (the lowest failing rank's error) on the others.
+    func reduce(_ g: UnsafeMutablePointer<T>?, _ n: Int, _ batch: Int, _ loss: Double, _ localError: InLoopError?) throws(InLoopError) -> Double {
         guard n == parameterCount else { throw InLoopError(.internal, "data-parallel buffer does not match the model") }
+        var localError = localError
+        if localError == nil, g == nil { localError = InLoopError(.internal, "data-parallel step without a gradient") }
         if ranks == 1 {  // nothing to combine: the local gradient is the global one
             if let localError { throw localError }
             guard batch > 0 else { throw InLoopError(.invalidArgument, "no rank had training data in this step (every local batch was 0)") }
             return loss
         }
         if shared != nil { return try reduceShared(g, batch, loss, localError) }
+        if localError == nil, !wide, batch > Int(Int32.max) / ranks {   // the batch sum must fit 32 bits
+            localError = InLoopError(.invalidArgument, "a local batch of \(batch) is too large for 32-bit fixed-point reduction over \(ranks) ranks")
+        }
         // Each rank contributes batch × its mean gradient (and loss): the weighted average's numerator.
+        // A failed rank contributes nothing but ranks − rank in the flag: the MAX names the lowest.
         let w = Double(batch)
-        var failed = localError != nil
-        if !wide, batch > Int(Int32.max) / ranks { failed = true }   // the batch sum must fit 32 bits
-        peaks[0] = failed ? 1 : 0
-        peaks[1] = abs(w * loss)
         let B = DistributedStep<T>.block
-        for b in 0..<blockCount {
-            peaks[2 + b] = w * Double(T.largestMagnitude(g + b * B, count: Swift.min(B, n - b * B)))
+        if let g, localError == nil {
+            peaks[0] = 0
+            peaks[1] = abs(w * loss)
+            for b in 0..<blockCount {
+                peaks[2 + b] = w * Double(T.largestMagnitude(g + b * B, count: Swift.min(B, n - b * B)))
+            }
+        } else {
+            peaks[0] = Double(ranks - comm.rank)
+            for i in 1..<(blockCount + 2) { peaks[i] = 0 }
         }
         try comm.allreduceMax(peaks, count: blockCount + 2)
-        if peaks[0] > 0 {
-            if let localError { throw localError }
-            if failed { throw InLoopError(.invalidArgument, "a local batch of \(batch) is too large for 32-bit fixed-point reduction over \(ranks) ranks") }
-            throw InLoopError(.nonFinite, "the step was refused on every rank because another rank reported bad data (NaN/Inf or a failed computation); the weights are unchanged")
-        }
+        if peaks[0] > 0 { try comm.failTogether(root: ranks - Int(peaks[0]), localError) }
+        guard let g else { throw InLoopError(.internal, "data-parallel step without a gradient") }
         for i in 1..<(blockCount + 2) where !peaks[i].isFinite {
             throw InLoopError(.nonFinite, "gradients are not finite; the step was not applied")
         }
@@ -223,29 +247,30 @@ public final class DataParallel<T: Real>: @unchecked Sendable {
     /// shard, in float64 and in rank order. Regions are written again only after the next barrier
     /// that follows everyone's reads (the parameter exchange, the norm's all-gather, or the barrier
     /// before a refused step returns).
-    private func reduceShared(_ g: UnsafeMutablePointer<T>, _ batch: Int, _ loss: Double, _ localError: InLoopError?) throws(InLoopError) -> Double {
+    private func reduceShared(_ g: UnsafeMutablePointer<T>?, _ batch: Int, _ loss: Double, _ localError: InLoopError?) throws(InLoopError) -> Double {
         guard let shared else { throw InLoopError(.internal, "no shared memory") }
         let n = parameterCount
         let me = shared + regionBytes * comm.rank
-        me.storeBytes(of: Int64(batch), toByteOffset: 0, as: Int64.self)
-        me.storeBytes(of: loss, toByteOffset: 8, as: Double.self)
-        me.storeBytes(of: Int64(localError == nil ? 0 : 1), toByteOffset: 16, as: Int64.self)
-        (me + 64).assumingMemoryBound(to: T.self).update(from: g, count: n)
+        let ok = localError == nil ? g : nil
+        me.storeBytes(of: Int64(ok == nil ? 0 : batch), toByteOffset: 0, as: Int64.self)
+        me.storeBytes(of: ok == nil ? 0 : loss, toByteOffset: 8, as: Double.self)
+        me.storeBytes(of: Int64(ok == nil ? 1 : 0), toByteOffset: 16, as: Int64.self)
+        if let ok { (me + 64).assumingMemoryBound(to: T.self).update(from: ok, count: n) }
         try comm.fencedBarrier()
-        var total = 0, failed = false, lossSum = 0.0
+        var total = 0, firstFailed: Int? = nil, lossSum = 0.0
         for r in 0..<ranks {
             let header = shared + regionBytes * r
             let b = Int(header.load(fromByteOffset: 0, as: Int64.self))
             total += b
             lossSum += Double(b) * header.load(fromByteOffset: 8, as: Double.self)
-            if header.load(fromByteOffset: 16, as: Int64.self) != 0 { failed = true }
+            if header.load(fromByteOffset: 16, as: Int64.self) != 0, firstFailed == nil { firstFailed = r }
         }
-        if failed || total == 0 {
+        if firstFailed != nil || total == 0 {
             try comm.fencedBarrier()   // everyone has read the headers before anyone writes again
-            if let localError { throw localError }
-            if failed { throw InLoopError(.nonFinite, "the step was refused on every rank because another rank reported bad data (NaN/Inf or a failed computation); the weights are unchanged") }
+            if let firstFailed { try comm.failTogether(root: firstFailed, localError) }
             throw InLoopError(.invalidArgument, "no rank had training data in this step (every local batch was 0)")
         }
+        guard let g else { throw InLoopError(.internal, "data-parallel step without a gradient") }
         let inv = 1 / Double(total)
         let mine = shards[comm.rank]
         let acc = accumulator

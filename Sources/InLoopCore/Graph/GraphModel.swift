@@ -391,21 +391,7 @@ public final class GraphModel: InferenceModel, @unchecked Sendable {  // shared 
                     outputs: UnsafeBufferPointer<UnsafeMutablePointer<Float>>) throws(InLoopError) {
         try checkArrays(batch: batch, inputs.count, outputs.count)
         // The float32 path reads inputs in place while outputs are written: no output may overlap anything.
-        for k in 0..<outputs.count {
-            let o0 = UnsafeRawPointer(outputs[k]), o1 = o0 + 4 * batch * outputSpecs[k].count
-            for j in 0..<inputs.count {
-                let i0 = UnsafeRawPointer(inputs[j]), i1 = i0 + 4 * batch * inputSpecs[j].count
-                if o0 < i1 && i0 < o1 {
-                    throw InLoopError(.invalidArgument, "output \(k) ('\(outputSpecs[k].name)') overlaps input \(j) ('\(inputSpecs[j].name)'); pass separate arrays")
-                }
-            }
-            for j in 0..<k {
-                let p0 = UnsafeRawPointer(outputs[j]), p1 = p0 + 4 * batch * outputSpecs[j].count
-                if o0 < p1 && p0 < o1 {
-                    throw InLoopError(.invalidArgument, "outputs \(j) and \(k) overlap; pass separate arrays")
-                }
-            }
-        }
+        try checkOverlaps(batch: batch, inputs: inputs, outputs: outputs)
         try acquire()
         defer { release() }
         if checkFinite {
@@ -423,6 +409,8 @@ public final class GraphModel: InferenceModel, @unchecked Sendable {  // shared 
     public func run(batch: Int, inputs: UnsafeBufferPointer<UnsafePointer<Double>>,
                     outputs: UnsafeBufferPointer<UnsafeMutablePointer<Double>>) throws(InLoopError) {
         try checkArrays(batch: batch, inputs.count, outputs.count)
+        // Inputs are staged before any output is written, so outputs may overlap inputs, not each other.
+        try checkOverlaps(batch: batch, inputs: nil, outputs: outputs)
         try acquire()
         defer { release() }
         if checkFinite {
@@ -518,6 +506,29 @@ public final class GraphModel: InferenceModel, @unchecked Sendable {  // shared 
         while i < count, p[i].isFinite { i += 1 }
         let spec = what == "input" ? inputSpecs[k] : outputSpecs[k]
         throw InLoopError(.nonFinite, "\(what) '\(spec.name)' value \(i % max(spec.count, 1) + 1) of sample \(i / max(spec.count, 1) + 1) is \(i < count ? Double(p[i]) : 0) (not finite)")
+    }
+
+    /// No output may overlap another output, nor (when `inputs` are given) an input.
+    private func checkOverlaps<T>(batch: Int, inputs: UnsafeBufferPointer<UnsafePointer<T>>?,
+                                  outputs: UnsafeBufferPointer<UnsafeMutablePointer<T>>) throws(InLoopError) {
+        let width = MemoryLayout<T>.stride
+        for k in 0..<outputs.count {
+            let o0 = UnsafeRawPointer(outputs[k]), o1 = o0 + width * batch * outputSpecs[k].count
+            if let inputs {
+                for j in 0..<inputs.count {
+                    let i0 = UnsafeRawPointer(inputs[j]), i1 = i0 + width * batch * inputSpecs[j].count
+                    if o0 < i1 && i0 < o1 {
+                        throw InLoopError(.invalidArgument, "output \(k) ('\(outputSpecs[k].name)') overlaps input \(j) ('\(inputSpecs[j].name)'); pass separate arrays")
+                    }
+                }
+            }
+            for j in 0..<k {
+                let p0 = UnsafeRawPointer(outputs[j]), p1 = p0 + width * batch * outputSpecs[j].count
+                if o0 < p1 && p0 < o1 {
+                    throw InLoopError(.invalidArgument, "outputs \(j) and \(k) overlap; pass separate arrays")
+                }
+            }
+        }
     }
 
     private func acquire() throws(InLoopError) {
