@@ -77,12 +77,21 @@ fortran: $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_f08.f90 $(LINK) -o $(BUILD)/test_mpi_f08
 	mpicc -O2 -std=c99 -Wall -Wextra -c Tests/mpi/alloc_count_mpi.c -o $(BUILD)/alloc_count_mpi.o
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_alloc.f90 $(BUILD)/alloc_count_mpi.o $(LINK) -o $(BUILD)/test_mpi_alloc
+	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_collective.f90 $(LINK) -o $(BUILD)/test_collective_f
+	mpicc $(CFLAGS) -IInclude Tests/mpi/test_collective.c $(LINK) -lm -o $(BUILD)/test_collective
+	@# OpenMP host threads: the module compiled as an OpenMP model would compile it
+	@mkdir -p $(BUILD)/ompmod
+	$(FC) $(FFLAGS) -fopenmp -J$(BUILD)/ompmod -c fortran-bindings/inloop.f90 -o $(BUILD)/ompmod/inloop.o
+	$(FC) $(FFLAGS) -fopenmp -I$(BUILD)/ompmod $(BUILD)/ompmod/inloop.o Tests/openmp/test_openmp.f90 $(LINK) -o $(BUILD)/test_openmp
 
 c-programs:
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) -IInclude Tests/c/test_c.c $(LINK) -lpthread -o $(BUILD)/test_c
 	$(CC) $(CFLAGS) -IInclude examples/c/example.c $(LINK) -o $(BUILD)/example_c
 	$(CC) $(CFLAGS) -IInclude Tests/c/test_training.c $(LINK) -lm -o $(BUILD)/test_training
+	$(CC) $(CFLAGS) -IInclude Tests/c/test_abi.c $(LINK) -lm -o $(BUILD)/test_abi
+	$(CC) $(CFLAGS) -IInclude Tests/c/test_busy.c $(LINK) -lpthread -lm -o $(BUILD)/test_busy
+	$(CC) $(CFLAGS) -IInclude Tests/c/test_threads.c $(LINK) -lopenblas -o $(BUILD)/test_threads
 
 # The Lorenz '96 demo (examples/lorenz96): modules first, then the program, against the MPI build of
 # the module (one mpifort command; its .mod files go to build/lorenz96/obj); the executable and its output

@@ -81,12 +81,14 @@ int32_t inloop_get_num_threads(void);
 /// Loads a model file and stores a new handle in *model. The format is recognised by content, not by
 /// name: a native InLoop .safetensors file, or an ONNX model (.onnx, default-domain operators).
 /// Free it with inloop_model_free. On error *model is set to NULL and the message names the file
-/// and the problem. Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, OUT_OF_MEMORY.
+/// and the problem. Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH (operands of a
+/// layer or node that do not fit, e.g. a Gemm weight of the wrong shape), INVALID_ARGUMENT (a size
+/// out of range), OUT_OF_MEMORY, INTERNAL.
 inloop_status inloop_model_load(const char *path, inloop_model **model);
 
 /// Loads a model from size bytes of a model file in memory (e.g. read once and broadcast with MPI)
 /// and stores a new handle in *model; either format, as inloop_model_load. The bytes are copied; the
-/// caller keeps ownership of data.
+/// caller keeps ownership of data. Statuses: as inloop_model_load (INVALID_ARGUMENT also for size < 0).
 inloop_status inloop_model_load_buffer(const void *data, int64_t size, inloop_model **model);
 
 /// Frees a model handle. NULL is a no-op (INLOOP_OK). Freeing a handle twice, or a handle that is
@@ -181,7 +183,7 @@ inloop_status inloop_model_set_reproducible(inloop_model *model, int32_t enabled
 /// Loads a model (either format, as inloop_model_load) with rank 0 reading the file and broadcasting its bytes: one file-system read for
 /// the whole job. A missing or corrupt file, or an argument error on any rank (a NULL path or output
 /// pointer), gives the status on every rank: that rank's own message there, "rank r: ..." on the others.
-/// Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH, INVALID_ARGUMENT, OUT_OF_MEMORY, MPI.
+/// Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH, INVALID_ARGUMENT, OUT_OF_MEMORY, INTERNAL, MPI.
 inloop_status inloop_model_load_mpi(const char *path, int32_t comm, inloop_model **model);
 
 /// Makes a trainer data-parallel over a communicator: every rank then calls inloop_trainer_step with
@@ -204,7 +206,7 @@ inloop_status inloop_trainer_set_communicator(inloop_trainer *trainer, int32_t c
 /// Restores a checkpoint with rank 0 reading the file and broadcasting it, and makes the trainer
 /// data-parallel over the communicator (see inloop_trainer_set_communicator). Collective: an error
 /// on any rank (NULL path or output pointer, a bad file) is a status on every rank.
-/// Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH, INVALID_ARGUMENT, OUT_OF_MEMORY, MPI.
+/// Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH, INVALID_ARGUMENT, OUT_OF_MEMORY, INTERNAL, MPI.
 inloop_status inloop_trainer_load_checkpoint_mpi(const char *path, int32_t comm, inloop_trainer **trainer);
 
 /// Stores in *rank and *size this process's rank in the trainer's communicator and its size
@@ -214,16 +216,22 @@ inloop_status inloop_trainer_rank(inloop_trainer *trainer, int32_t *rank, int32_
 /// Creates a trainer for a new model from a configuration: YAML or JSON text, or the path of a file
 /// holding it (see docs/TRAINING.md: model layers, loss, optimizer, schedule, init, seed, precision).
 /// The weights are initialised from the seed, so a run is reproducible. Free with inloop_trainer_free.
+/// Statuses: NULL_POINTER, IO (config file), FORMAT (not YAML/JSON), INVALID_ARGUMENT (a bad setting
+/// or no model section), UNSUPPORTED, SIZE_MISMATCH, OUT_OF_MEMORY, INTERNAL.
 inloop_status inloop_trainer_create(const char *config, inloop_trainer **trainer);
 
 /// Creates a trainer that fine-tunes a copy of a loaded model's weights (the model handle is not
 /// changed). config (text or path, may be NULL for defaults: Adam, lr 1e-3, MSE, float32) sets the
 /// loss, optimizer, schedule and precision; it must not have a model section.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, IO, FORMAT, INVALID_ARGUMENT, UNSUPPORTED (a model kind
+/// that cannot be trained), SIZE_MISMATCH, OUT_OF_MEMORY, INTERNAL.
 inloop_status inloop_trainer_create_from_model(inloop_model *model, const char *config, inloop_trainer **trainer);
 
 /// Restores a trainer from a checkpoint written by inloop_trainer_save_checkpoint: weights,
 /// optimizer state, step count, schedule position, random state and loss history. Continuing gives
-/// bitwise the weights the uninterrupted run would have.
+/// bitwise the weights the uninterrupted run would have. Statuses: NULL_POINTER, IO, FORMAT (not a
+/// checkpoint, or inconsistent), UNSUPPORTED (a newer version), INVALID_ARGUMENT, SIZE_MISMATCH,
+/// OUT_OF_MEMORY, INTERNAL.
 inloop_status inloop_trainer_load_checkpoint(const char *path, inloop_trainer **trainer);
 
 /// Writes the full training state to one file (atomically: a crash never leaves half a file).

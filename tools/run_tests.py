@@ -10,11 +10,19 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
   python     the NumPy reference tools' self-test; fixtures in sync with their generator
   c          Tests/c/test_c.c against fixtures and converted benchmark models
   c-training Tests/c/test_training.c: training, checkpoints, derivatives from C
+  c-abi      Tests/c/test_abi.c: a handle of the wrong kind is INVALID_HANDLE at every entry point
+             that takes a handle (checked against the header's list), run_f64 refuses overlapping
+             outputs; Tests/c/test_busy.c: one handle from two threads gives BUSY, never a wrong
+             result; Tests/c/test_threads.c: the default thread count from the first call on
   examples   examples/ compile, run, print the reference answer; README shows them verbatim
   fortran    Tests/fortran serial tests, and the error-stop behaviour without stat=
+             Tests/openmp/test_openmp.f90: per-thread handles in `!$omp parallel do` equal the
+             serial run bitwise; one handle from two OpenMP threads gives BUSY, never a wrong result
   fortran-training  Tests/fortran/test_training.f90: learn a smooth function, restart, adjoint
   mpi        Tests/mpi/test_mpi.f90 under `mpirun -np 2`; data-parallel training (test_mpi_training.f90)
-             on 2 and 3 ranks; the mpi_f08 communicator (test_mpi_f08.f90)
+             on 2 and 3 ranks; the mpi_f08 communicator (test_mpi_f08.f90); collective calls fail
+             together (Tests/mpi/test_collective.c and .f90, 2 and 3 ranks, both reduction paths, each
+             under `timeout 60`); the thread default under `mpirun -np 2` without a communicator
   onnx       Tests/onnx/conformance.py: generated ONNX models vs onnxruntime, ../shared/models, bad
              files, run-time argument errors, the `inloop` CLI (skipped only when onnxruntime can be
              neither imported nor pip-installed)
@@ -175,6 +183,30 @@ def suite_c():
     record("c", *counted("c", code, out))
     code, out = run("training", [os.path.join(BUILD, "test_training"), FIXTURES, BUILD, MODELS])
     record("c-training", *counted("c-training", code, out))
+    suite_c_abi()
+
+
+def header_handle_functions():
+    """Every function of Include/inloop.h that takes a model or trainer handle."""
+    with open(os.path.join(ROOT, "Include", "inloop.h")) as fh:
+        text = fh.read()
+    return set(re.findall(r"^inloop_status (inloop_\w+)\([^)]*\binloop_(?:model|trainer) \*\w+[,)]", text, re.M))
+
+
+def suite_c_abi():
+    code, out = run("c-abi", [os.path.join(BUILD, "test_abi"), FIXTURES])
+    p, f = counted("c-abi", code, out)
+    covered = set(re.findall(r"^covered: (\w+)$", out, re.M))
+    missing = sorted(header_handle_functions() - covered)
+    a, b = check("c-abi", "every header function that takes a handle is checked with a handle of the wrong kind",
+                 not missing and covered, "not checked: " + ", ".join(missing))
+    record("c-abi", p + a, f + b)
+    code, out = run("c-abi", [os.path.join(BUILD, "test_busy"), FIXTURES], timeout=300)
+    record("c-busy", *counted("c-busy", code, out))
+    # the default is the caller's business when OMP_NUM_THREADS / OPENBLAS_NUM_THREADS are set
+    free = ["env", "-u", "OMP_NUM_THREADS", "-u", "OPENBLAS_NUM_THREADS"]
+    code, out = run("c-abi", free + [os.path.join(BUILD, "test_threads"), FIXTURES], timeout=120)
+    record("c-threads", *counted("c-threads", code, out))
 
 
 def compare_printed(out, io_path, tol=1e-5):
@@ -227,6 +259,9 @@ def suite_fortran():
     code, out = run("fortran", [os.path.join(BUILD, "test_fortran_training")])
     p2, f2 = counted("fortran-training", code, out)
     record("fortran-training", p2, f2)
+    code, out = run("fortran", [os.path.join(BUILD, "test_openmp"), os.path.join(FIXTURES, "mlp_medium.safetensors")],
+                    timeout=300)
+    record("fortran-openmp", *counted("fortran-openmp", code, out))
     code, out = run("fortran", [os.path.join(BUILD, "test_error_stop")])
     a, b = check("fortran", "load without stat= on a missing file prints the message and stops with an error",
                  code != 0 and "inloop:" in out and "nonexistent" in out, f"exit {code}: {out[-800:]}")
@@ -255,6 +290,20 @@ def suite_mpi():
         record(f"mpi-alloc-{name}", *counted("mpi-alloc", code, out))
     code, out = run("mpi", ["mpirun", "-np", "2", os.path.join(BUILD, "test_mpi_f08"), model + ".safetensors"], timeout=300)
     record("mpi-f08", *counted("mpi-f08", code, out))
+    # collective calls fail together: an error on one rank is a status on every rank, never a hang
+    for np_args in (["-np", "2"], ["-np", "3", "--oversubscribe"]):
+        for shm, name in (("1", "shm"), ("0", "mpi")):
+            for exe in ("test_collective", "test_collective_f"):
+                code, out = run("mpi", ["timeout", "60", "mpirun", "-x", f"INLOOP_MPI_SHARED_MEMORY={shm}", *np_args,
+                                        os.path.join(BUILD, exe), BUILD], timeout=120)
+                record(f"mpi-{exe.replace('test_', '').replace('_f', '-fortran')}{np_args[1]}-{name}",
+                       *counted(exe, code, out))
+    # the thread default under a launcher, without a communicator: ranks bound to a core or not
+    free = ["env", "-u", "OMP_NUM_THREADS", "-u", "OPENBLAS_NUM_THREADS"]
+    for bind in ("core", "none"):
+        code, out = run("mpi", free + ["timeout", "60", "mpirun", "--bind-to", bind, "-np", "2",
+                                       os.path.join(BUILD, "test_threads"), FIXTURES], timeout=120)
+        record(f"mpi-threads-bind-{bind}", *counted("mpi-threads", code, out))
 
 
 def suite_onnx():

@@ -63,7 +63,9 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// Loads a model file and stores a new handle in *model. The format is recognised by content, not by
 /// name: a native InLoop .safetensors file, or an ONNX model (.onnx, default-domain operators).
 /// Free it with inloop_model_free. On error *model is set to NULL and the message names the file
-/// and the problem. Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, OUT_OF_MEMORY.
+/// and the problem. Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH (operands of a
+/// layer or node that do not fit, e.g. a Gemm weight of the wrong shape), INVALID_ARGUMENT (a size
+/// out of range), OUT_OF_MEMORY, INTERNAL.
 @c public func inloop_model_load(_ path: UnsafePointer<CChar>?, _ model: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         guard let model else { throw InLoopError(.nullPointer, "model_load: the output handle pointer is NULL") }
@@ -77,7 +79,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 
 /// Loads a model from `size` bytes of a model file in memory (e.g. read once and broadcast with MPI)
 /// and stores a new handle in *model; either format, as inloop_model_load. The bytes are copied; the
-/// caller keeps ownership of data.
+/// caller keeps ownership of data. Statuses: as inloop_model_load (INVALID_ARGUMENT also for size < 0).
 @c public func inloop_model_load_buffer(_ data: UnsafeRawPointer?, _ size: Int64,
                                         _ model: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in

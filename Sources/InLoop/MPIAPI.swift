@@ -21,7 +21,7 @@ private func communicator(_ comm: Int32) throws(InLoopError) -> Communicator {
 /// Loads a model (either format, as inloop_model_load) with rank 0 reading the file and broadcasting its bytes: one file-system read for
 /// the whole job. A missing or corrupt file, or an argument error on any rank (a NULL path or output
 /// pointer), gives the status on every rank: that rank's own message there, "rank r: ..." on the others.
-/// Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH, INVALID_ARGUMENT, OUT_OF_MEMORY, MPI.
+/// Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH, INVALID_ARGUMENT, OUT_OF_MEMORY, INTERNAL, MPI.
 @c public func inloop_model_load_mpi(_ path: UnsafePointer<CChar>?, _ comm: Int32, _ model: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         model?.pointee = nil
@@ -60,6 +60,8 @@ private func communicator(_ comm: Int32) throws(InLoopError) -> Communicator {
         var failure: InLoopError? = nil
         var box: TrainerBox? = nil
         do throws(InLoopError) { box = try trainers.lookup(trainer, argument: "set_communicator: trainer") } catch { failure = error }
+        // Without MPI there is nothing to agree on: the handle's error comes first.
+        if let failure, !Communicator.isUsable { throw failure }
         let c = try communicator(comm)
         let locked = box?.acquire() ?? false
         defer { if locked { box?.release() } }
@@ -73,7 +75,7 @@ private func communicator(_ comm: Int32) throws(InLoopError) -> Communicator {
 /// Restores a checkpoint with rank 0 reading the file and broadcasting it, and makes the trainer
 /// data-parallel over the communicator (see inloop_trainer_set_communicator). Collective: an error
 /// on any rank (NULL path or output pointer, a bad file) is a status on every rank.
-/// Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH, INVALID_ARGUMENT, OUT_OF_MEMORY, MPI.
+/// Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH, INVALID_ARGUMENT, OUT_OF_MEMORY, INTERNAL, MPI.
 @c public func inloop_trainer_load_checkpoint_mpi(_ path: UnsafePointer<CChar>?, _ comm: Int32,
                                                   _ trainer: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in

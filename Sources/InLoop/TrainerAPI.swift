@@ -164,6 +164,8 @@ private func makeTrainer(_ config: TrainerConfig, network: Model? = nil, graph: 
 /// Creates a trainer for a new model from a configuration: YAML or JSON text, or the path of a file
 /// holding it (see docs/TRAINING.md: model layers, loss, optimizer, schedule, init, seed, precision).
 /// The weights are initialised from the seed, so a run is reproducible. Free with inloop_trainer_free.
+/// Statuses: NULL_POINTER, IO (config file), FORMAT (not YAML/JSON), INVALID_ARGUMENT (a bad setting
+/// or no model section), UNSUPPORTED, SIZE_MISMATCH, OUT_OF_MEMORY, INTERNAL.
 @c public func inloop_trainer_create(_ config: UnsafePointer<CChar>?, _ trainer: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         guard let trainer else { throw InLoopError(.nullPointer, "trainer_create: the output handle pointer is NULL") }
@@ -180,6 +182,8 @@ private func makeTrainer(_ config: TrainerConfig, network: Model? = nil, graph: 
 /// Creates a trainer that fine-tunes a copy of a loaded model's weights (the model handle is not
 /// changed). config (text or path, may be NULL for defaults: Adam, lr 1e-3, MSE, float32) sets the
 /// loss, optimizer, schedule and precision; it must not have a model section.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, IO, FORMAT, INVALID_ARGUMENT, UNSUPPORTED (a model kind
+/// that cannot be trained), SIZE_MISMATCH, OUT_OF_MEMORY, INTERNAL.
 @c public func inloop_trainer_create_from_model(_ model: OpaquePointer?, _ config: UnsafePointer<CChar>?,
                                                 _ trainer: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
@@ -205,7 +209,9 @@ private func makeTrainer(_ config: TrainerConfig, network: Model? = nil, graph: 
 
 /// Restores a trainer from a checkpoint written by inloop_trainer_save_checkpoint: weights,
 /// optimizer state, step count, schedule position, random state and loss history. Continuing gives
-/// bitwise the weights the uninterrupted run would have.
+/// bitwise the weights the uninterrupted run would have. Statuses: NULL_POINTER, IO, FORMAT (not a
+/// checkpoint, or inconsistent), UNSUPPORTED (a newer version), INVALID_ARGUMENT, SIZE_MISMATCH,
+/// OUT_OF_MEMORY, INTERNAL.
 @c public func inloop_trainer_load_checkpoint(_ path: UnsafePointer<CChar>?, _ trainer: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         guard let trainer else { throw InLoopError(.nullPointer, "trainer_load_checkpoint: the output handle pointer is NULL") }
