@@ -199,7 +199,9 @@ inloop_status inloop_model_load_mpi(const char *path, int32_t comm, inloop_model
 /// The collective calls of a data-parallel trainer are inloop_trainer_step_* and
 /// inloop_trainer_save_checkpoint / _save_model; a bad handle passed to them on one rank reaches the
 /// other ranks only when that process has exactly one data-parallel trainer (it cannot know the
-/// communicator otherwise). An invalid communicator cannot be agreed on: the other ranks' MPI waits.
+/// communicator otherwise; in particular a data-parallel trainer freed on one rank only leaves the
+/// others waiting in their next collective call). An invalid communicator cannot be agreed on: the
+/// other ranks' MPI waits.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, BUSY, SIZE_MISMATCH (ranks hold different models), MPI.
 inloop_status inloop_trainer_set_communicator(inloop_trainer *trainer, int32_t comm);
 
@@ -258,7 +260,8 @@ inloop_status inloop_trainer_free(inloop_trainer *trainer);
 /// On a data-parallel trainer this is collective (see inloop_trainer_set_communicator): batch may be 0
 /// (x and y may then be NULL), and an error on any rank (a NULL array, a bad batch, NaN, a bad handle
 /// when the process has one data-parallel trainer) fails the step on every rank, that rank's own
-/// message there and "rank r: ..." on the others.
+/// message there and "rank r: ..." on the others. BUSY (another thread of this process is using the
+/// trainer) is returned on this rank only: a data-parallel trainer belongs to one thread per rank.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, NONFINITE, BUSY, MPI, OUT_OF_MEMORY.
 inloop_status inloop_trainer_step_f32(inloop_trainer *trainer, const float *x, const float *y, int64_t batch, double *loss);
 

@@ -53,7 +53,9 @@ private func communicator(_ comm: Int32) throws(InLoopError) -> Communicator {
 /// The collective calls of a data-parallel trainer are inloop_trainer_step_* and
 /// inloop_trainer_save_checkpoint / _save_model; a bad handle passed to them on one rank reaches the
 /// other ranks only when that process has exactly one data-parallel trainer (it cannot know the
-/// communicator otherwise). An invalid communicator cannot be agreed on: the other ranks' MPI waits.
+/// communicator otherwise; in particular a data-parallel trainer freed on one rank only leaves the
+/// others waiting in their next collective call). An invalid communicator cannot be agreed on: the
+/// other ranks' MPI waits.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, BUSY, SIZE_MISMATCH (ranks hold different models), MPI.
 @c public func inloop_trainer_set_communicator(_ trainer: OpaquePointer?, _ comm: Int32) -> inloop_status {
     guarded { () throws(InLoopError) in

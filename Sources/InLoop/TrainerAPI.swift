@@ -313,7 +313,8 @@ private func collective(_ handle: OpaquePointer?, _ what: String, check: (AnyTra
 /// On a data-parallel trainer this is collective (see inloop_trainer_set_communicator): batch may be 0
 /// (x and y may then be NULL), and an error on any rank (a NULL array, a bad batch, NaN, a bad handle
 /// when the process has one data-parallel trainer) fails the step on every rank, that rank's own
-/// message there and "rank r: ..." on the others.
+/// message there and "rank r: ..." on the others. BUSY (another thread of this process is using the
+/// trainer) is returned on this rank only: a data-parallel trainer belongs to one thread per rank.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, NONFINITE, BUSY, MPI, OUT_OF_MEMORY.
 @c public func inloop_trainer_step_f32(_ trainer: OpaquePointer?, _ x: UnsafePointer<Float>?, _ y: UnsafePointer<Float>?,
                                        _ batch: Int64, _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {

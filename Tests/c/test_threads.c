@@ -22,6 +22,9 @@ int openblas_get_num_threads(void);   /* what actually computes */
 
 static int passed, failed;
 
+/* got is the default want, or OpenBLAS's compile-time maximum (>= 32) below it on a large node */
+static int is_default(int got, int want) { return got == want || (got >= 32 && got < want); }
+
 static void check(int ok, const char *name, int got, int want) {
     if (ok) passed++;
     else {
@@ -48,28 +51,28 @@ int main(int argc, char **argv) {
     }
 
     int first = inloop_get_num_threads();
-    check(first == want, "inloop_get_num_threads before any other call is the default", first, want);
-    check(openblas_get_num_threads() == want, "OpenBLAS computes with the default before any other call", openblas_get_num_threads(), want);
+    check(is_default(first, want), "inloop_get_num_threads before any other call is the default", first, want);
+    check(openblas_get_num_threads() == first, "OpenBLAS computes with the default before any other call", openblas_get_num_threads(), first);
 
     inloop_trainer *t = NULL;
     const char *config = "model: {inputs: 2, layers: [{type: dense, out: 64, activation: tanh}, {type: dense, out: 1}]}\n";
     int ok = inloop_trainer_create(config, &t) == INLOOP_OK;
-    check(ok && openblas_get_num_threads() == want, "a serial trainer computes with the default from its creation",
-          openblas_get_num_threads(), want);
+    check(ok && openblas_get_num_threads() == first, "a serial trainer computes with the default from its creation",
+          openblas_get_num_threads(), first);
     float x[2 * 64], y[64];
     for (int i = 0; i < 128; i++) x[i] = 0.01f * (float)i;
     for (int i = 0; i < 64; i++) y[i] = 0.5f;
     double loss = 0;
     ok = inloop_trainer_step_f32(t, x, y, 64, &loss) == INLOOP_OK;
-    check(ok && openblas_get_num_threads() == want && inloop_get_num_threads() == first,
-          "after a training step: unchanged", openblas_get_num_threads(), want);
+    check(ok && openblas_get_num_threads() == first && inloop_get_num_threads() == first,
+          "after a training step: unchanged", openblas_get_num_threads(), first);
 
     char path[600];
     snprintf(path, sizeof path, "%s/mlp_medium.safetensors", fixtures);
     inloop_model *m = NULL;
     ok = inloop_model_load(path, &m) == INLOOP_OK;
-    check(ok && inloop_get_num_threads() == first && openblas_get_num_threads() == want,
-          "after loading a model: unchanged", inloop_get_num_threads(), want);
+    check(ok && inloop_get_num_threads() == first && openblas_get_num_threads() == first,
+          "after loading a model: unchanged", inloop_get_num_threads(), first);
 
     ok = inloop_set_num_threads(1) == INLOOP_OK;
     inloop_model *m2 = NULL;
