@@ -3,6 +3,16 @@ import InLoopCore
 import Glibc
 #endif
 
+/// What the C layer needs of a data-parallel trainer's group, whatever its precision.
+public protocol DataParallelGroup: AnyObject {
+    var comm: Communicator { get }
+    /// Completes the optimizer state on every rank (collective; see `DataParallel.gatherState`).
+    func gatherState() throws(InLoopError)
+    /// Takes part in a training step's reduction with a local error instead of a gradient
+    /// (collective): the step then fails on every rank, this one with `error`.
+    func fail(_ error: InLoopError) throws(InLoopError) -> Never
+}
+
 /// Data-parallel training over a communicator: every rank trains on its own batch; gradients are
 /// averaged across ranks, weighted by the local batch sizes (which may differ, or be 0). Each rank
 /// receives the global gradient for its shard of the parameters only (a reduce-scatter), updates
@@ -25,16 +35,6 @@ import Glibc
 /// again independent of timing and bitwise reproducible, with no fixed-point passes at all. Set
 /// INLOOP_MPI_SHARED_MEMORY=0 to use the fixed-point reduce-scatter and MPI all-gather instead
 /// (multi-node runs always do), =1 to make its absence an error; the two round differently, so their last bits may differ.
-/// What the C layer needs of a data-parallel trainer's group, whatever its precision.
-public protocol DataParallelGroup: AnyObject {
-    var comm: Communicator { get }
-    /// Completes the optimizer state on every rank (collective; see `DataParallel.gatherState`).
-    func gatherState() throws(InLoopError)
-    /// Takes part in a training step's reduction with a local error instead of a gradient
-    /// (collective): the step then fails on every rank, this one with `error`.
-    func fail(_ error: InLoopError) throws(InLoopError) -> Never
-}
-
 public final class DataParallel<T: Real>: DataParallelGroup, @unchecked Sendable {
     public let comm: Communicator
     /// Parameters of the model.
