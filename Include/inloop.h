@@ -249,6 +249,7 @@ inloop_status inloop_trainer_save_model(inloop_trainer *trainer, const char *pat
 
 /// Stores in *model a new inference model handle holding the current weights (free it with
 /// inloop_model_free; later training does not change it).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, BUSY, UNSUPPORTED, OUT_OF_MEMORY, INTERNAL.
 inloop_status inloop_trainer_get_model(inloop_trainer *trainer, inloop_model **model);
 
 /// Frees a trainer. NULL is a no-op; a freed handle gives INLOOP_ERR_INVALID_HANDLE.

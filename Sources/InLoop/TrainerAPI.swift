@@ -287,6 +287,7 @@ private func collective(_ handle: OpaquePointer?, _ what: String, check: (AnyTra
 
 /// Stores in *model a new inference model handle holding the current weights (free it with
 /// inloop_model_free; later training does not change it).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, BUSY, UNSUPPORTED, OUT_OF_MEMORY, INTERNAL.
 @c public func inloop_trainer_get_model(_ trainer: OpaquePointer?, _ model: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         guard let model else { throw InLoopError(.nullPointer, "trainer_get_model: the output handle pointer is NULL") }

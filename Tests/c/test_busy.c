@@ -1,7 +1,7 @@
 /* One handle used from two threads at once (issue 11, part 8): the second caller gets
  * INLOOP_ERR_BUSY (with a message), never a wrong result or a crash, for forward (float32 and
  * float64), run, jvp and the trainer step. Two threads call on the same handle (calls of a few ms)
- * until both have had a call succeed and BUSY was returned 10 times; BUSY must have been seen, and
+ * until BUSY was returned 10 times and 2 calls succeeded (at most 20 s); BUSY must have been seen, and
  * every call that returned OK must have the single-threaded result bitwise: for the model
  * calls the outputs; for the trainer (both threads step on the same data) the final weights equal a
  * serial trainer's after as many steps as returned OK, and the step count equals that number.
@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <time.h>
 
 #include "inloop.h"
 
@@ -44,11 +45,17 @@ typedef struct {
 
 typedef struct {
     const job_t *job;
-    atomic_int *busy_total, *ok_mask, *stop;
+    atomic_int *busy_total, *ok_total, *stop;
     int id;
     long ok, busy, other, wrong, no_message;
     int other_status;
 } worker_t;
+
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 static inloop_status call(const job_t *j, float *y, double *yd) {
     switch (j->op) {
@@ -73,12 +80,14 @@ static void *work(void *arg) {
     int64_t ny = j->batch * j->n_out;
     float *y = malloc((size_t)ny * sizeof *y);
     double *yd = malloc((size_t)ny * sizeof *yd);
-    /* both threads call until each has had an OK call and BUSY was seen 10 times (bounded) */
-    for (long calls = 0; calls < 200000 && !atomic_load(w->stop); calls++) {
+    /* both threads call until BUSY was seen 10 times and 2 calls succeeded, for at most 20 s (one
+     * thread may win the handle every time on a loaded machine: no fairness is promised) */
+    double t0 = seconds();
+    for (long calls = 0; calls < 200000 && !atomic_load(w->stop) && seconds() - t0 < 20; calls++) {
         inloop_status s = call(j, y, yd);
         if (s == INLOOP_OK) {
             w->ok++;
-            atomic_fetch_or(w->ok_mask, 1 << w->id);
+            atomic_fetch_add(w->ok_total, 1);
             if (j->op == OP_FORWARD64 ? memcmp(yd, j->refd, (size_t)ny * sizeof *yd) != 0
                 : j->op != OP_STEP && memcmp(y, j->ref, (size_t)ny * sizeof *y) != 0)
                 w->wrong++;
@@ -91,7 +100,7 @@ static void *work(void *arg) {
             w->other++;
             w->other_status = s;
         }
-        if (atomic_load(w->busy_total) >= 10 && atomic_load(w->ok_mask) == 3) atomic_store(w->stop, 1);
+        if (atomic_load(w->busy_total) >= 10 && atomic_load(w->ok_total) >= 2) atomic_store(w->stop, 1);
     }
     free(y);
     free(yd);
@@ -99,11 +108,11 @@ static void *work(void *arg) {
 }
 
 static void contend(const job_t *j) {
-    atomic_int busy_total = 0, ok_mask = 0, stop = 0;
+    atomic_int busy_total = 0, ok_total = 0, stop = 0;
     worker_t w[2];
     memset(w, 0, sizeof w);
     pthread_t th[2];
-    for (int k = 0; k < 2; k++) { w[k].job = j; w[k].busy_total = &busy_total; w[k].ok_mask = &ok_mask; w[k].stop = &stop; w[k].id = k; }
+    for (int k = 0; k < 2; k++) { w[k].job = j; w[k].busy_total = &busy_total; w[k].ok_total = &ok_total; w[k].stop = &stop; w[k].id = k; }
     for (int k = 0; k < 2; k++) pthread_create(&th[k], NULL, work, &w[k]);
     for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
     char name[200], detail[300];
@@ -111,7 +120,7 @@ static void contend(const job_t *j) {
     snprintf(detail, sizeof detail, "thread 1: %ld OK, %ld BUSY; thread 2: %ld OK, %ld BUSY", w[0].ok, w[0].busy, w[1].ok, w[1].busy);
     check(w[0].busy + w[1].busy > 0, name, detail);
     snprintf(name, sizeof name, "%s: every OK call has the single-threaded result bitwise; BUSY has a message", op_names[j->op]);
-    check(w[0].wrong + w[1].wrong == 0 && w[0].no_message + w[1].no_message == 0 && w[0].ok > 0, name, detail);
+    check(w[0].wrong + w[1].wrong == 0 && w[0].no_message + w[1].no_message == 0 && w[0].ok + w[1].ok > 0, name, detail);
     snprintf(name, sizeof name, "%s: no other status", op_names[j->op]);
     snprintf(detail, sizeof detail, "status %d", w[0].other ? w[0].other_status : w[1].other_status);
     check(w[0].other + w[1].other == 0, name, detail);
