@@ -3,6 +3,8 @@
 #   make demo    build and run the example programs on a small model, then the Lorenz '96 demo
 #                (a Fortran MPI model that learns its sub-grid parameterization online; 2 ranks)
 #   make bench   forward-pass benchmark against bare cblas_sgemm (needs ../shared/models)
+#   make sanitize the Swift, C, Fortran and MPI tests against AddressSanitizer (+UBSan for C) and the
+#                threaded ones against ThreadSanitizer builds (tools/sanitize.py; run by .ci/run)
 SHELL      := /bin/bash
 ROOT       := $(CURDIR)
 LIBDIR     := $(ROOT)/.build/release
@@ -24,7 +26,7 @@ APT_PKGS   := gfortran libopenblas-dev libopenmpi-dev openmpi-bin pkg-config lib
 export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 
-.PHONY: all deps lib header models test demo bench clean fortran c-programs lorenz96 plot-deps
+.PHONY: all deps lib header models test demo bench clean fortran c-programs lorenz96 plot-deps sanitize
 
 all: lib
 
@@ -130,5 +132,10 @@ bench: lib models $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	python3 bench/bench_training.py
 	python3 bench/bench_mpi.py
 
+# AddressSanitizer (+UBSan for the C shim) and ThreadSanitizer builds in .build-asan, .build-asan-test,
+# .build-tsan; logs in build/sanitize. Ends "N passed, M failed".
+sanitize: deps models
+	python3 tools/sanitize.py
+
 clean:
-	rm -rf $(BUILD) .build
+	rm -rf $(BUILD) .build .build-asan .build-asan-test .build-tsan

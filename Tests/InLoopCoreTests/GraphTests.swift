@@ -4,16 +4,25 @@ import Glibc
 #endif
 @testable import InLoopCore
 
-/// Bytes of heap in use (glibc mallinfo2().uordblks), or nil where it cannot be read. mallinfo2 returns
-/// a 10-word struct through a hidden result pointer, which on x86-64 is passed like a first argument.
+/// Bytes of heap in use (glibc mallinfo2().uordblks), or nil where it cannot be read: on other platforms,
+/// and where glibc's allocator is not the one in use (a sanitizer's runtime owns malloc in `make
+/// sanitize`; mallinfo2 then sees no allocation, which the probe checks with one of its own).
+/// mallinfo2 returns a 10-word struct through a hidden result pointer, passed like a first argument on x86-64.
 func heapInUse() -> Int? {
     #if os(Linux) && arch(x86_64)
     guard let sym = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallinfo2") else { return nil }
     typealias Fn = @convention(c) (UnsafeMutableRawPointer) -> UnsafeMutableRawPointer
     let f = unsafeBitCast(sym, to: Fn.self)
-    var info = [Int](repeating: 0, count: 10)
-    info.withUnsafeMutableBytes { _ = f($0.baseAddress!) }
-    return info[7]
+    func read() -> Int {
+        var info = [Int](repeating: 0, count: 10)
+        info.withUnsafeMutableBytes { _ = f($0.baseAddress!) }
+        return info[7]
+    }
+    let probe = malloc(4096)
+    let with = read()
+    free(probe)
+    let without = read()
+    return with == without ? nil : without
     #else
     return nil
     #endif
@@ -193,7 +202,7 @@ final class GraphTests: XCTestCase {
         }
         try once()
         let workspace = m.workspaceFloats
-        guard let before = heapInUse() else { throw XCTSkip("mallinfo2 is not readable on this platform") }
+        guard let before = heapInUse() else { throw XCTSkip("mallinfo2 cannot see the allocator in use (other platform, or a sanitizer)") }
         for _ in 0..<200 { try once() }
         let after = heapInUse()
         XCTAssertEqual(after, before, "heap in use changed across 200 runs at one batch size")
