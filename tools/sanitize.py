@@ -94,6 +94,7 @@ def build_programs(libdir, log):
     """The C, Fortran and MPI test programs against the sanitizer library; returns what was built."""
     os.makedirs(os.path.join(BUILD, "mod"), exist_ok=True)
     os.makedirs(os.path.join(BUILD, "mpimod"), exist_ok=True)
+    os.makedirs(os.path.join(BUILD, "ompmod"), exist_ok=True)
     link = f"-L{libdir} -lInLoop -Wl,-rpath,{libdir} -Wl,--allow-shlib-undefined"
     fflags = "-O1 -g -std=f2018 -ffree-line-length-none"
     cflags = "-O1 -g -std=c99 -DINLOOP_SANITIZE -IInclude"
@@ -105,16 +106,25 @@ def build_programs(libdir, log):
     programs = {}
     for src in sorted(glob.glob(os.path.join(ROOT, "Tests", "c", "test_*.c"))):
         exe = os.path.join(b, os.path.basename(src)[:-2])
-        programs[os.path.basename(exe)] = f"gcc {cflags} {src} {link} -lpthread -lm -o {exe}"
+        programs[os.path.basename(exe)] = f"gcc {cflags} {src} {link} -lopenblas -lpthread -lm -o {exe}"
     for src in sorted(glob.glob(os.path.join(ROOT, "Tests", "fortran", "test_*.f90"))):
         exe = os.path.join(b, "f_" + os.path.basename(src)[:-4])
-        omp = "-fopenmp" if "openmp" in src else ""
-        programs[os.path.basename(exe)] = f"gfortran {fflags} {omp} -I{b}/mod {b}/mod/inloop.o {src} {link} -o {exe}"
-    for src in sorted(glob.glob(os.path.join(ROOT, "Tests", "mpi", "test_*.f90"))):
+        programs[os.path.basename(exe)] = f"gfortran {fflags} -I{b}/mod {b}/mod/inloop.o {src} {link} -o {exe}"
+    for src in sorted(glob.glob(os.path.join(ROOT, "Tests", "openmp", "test_*.f90"))):
+        exe = os.path.join(b, "omp_" + os.path.basename(src)[:-4])
+        steps.append(f"gfortran {fflags} -fopenmp -J{b}/ompmod -c fortran-bindings/inloop.f90 -o {b}/ompmod/inloop.o")
+        programs[os.path.basename(exe)] = f"gfortran {fflags} -fopenmp -I{b}/ompmod {b}/ompmod/inloop.o {src} {link} -o {exe}"
+    for src in sorted(glob.glob(os.path.join(ROOT, "Tests", "mpi", "test_*.f90")) +
+                      glob.glob(os.path.join(ROOT, "Tests", "mpi", "test_*.c"))):
         if "alloc" in src:  # counts allocations through an interposer: the ordinary run's job
             continue
-        exe = os.path.join(b, "mpi_" + os.path.basename(src)[:-4])
-        programs[os.path.basename(exe)] = f"mpifort {fflags} -I{b}/mpimod {b}/mpimod/inloop.o {src} {link} -o {exe}"
+        base = os.path.basename(src)
+        if base.endswith(".c"):
+            exe = os.path.join(b, "mpi_" + base[:-2])
+            programs[os.path.basename(exe)] = f"mpicc {cflags} {src} {link} -lm -o {exe}"
+        else:
+            exe = os.path.join(b, "mpi_" + base[:-4] + ("_f" if os.path.exists(src[:-4] + ".c") else ""))
+            programs[os.path.basename(exe)] = f"mpifort {fflags} -I{b}/mpimod {b}/mpimod/inloop.o {src} {link} -o {exe}"
     for cmd in steps:
         code, out = sh(cmd, log=log)
         if code != 0:
@@ -140,6 +150,12 @@ def program_args(name):
         "f_test_onnx": [SHARED, MODELS, FIXTURES],
         "mpi_test_mpi": [model + ".safetensors", model + ".io.bin"],
         "mpi_test_mpi_f08": [model + ".safetensors"],
+        "test_abi": [FIXTURES],
+        "test_busy": [FIXTURES],
+        "test_threads": [FIXTURES],
+        "omp_test_openmp": [model + ".safetensors"],
+        "mpi_test_collective": [BUILD],
+        "mpi_test_collective_f": [BUILD],
     }.get(name, [])
 
 
@@ -157,6 +173,8 @@ def asan():
     for name, exe in built.items():
         if name == "f_test_error_stop":  # stops the program on purpose (error stop): not a test run
             continue
+        if name == "test_threads":  # checks the thread default under a launcher: run_tests.py runs it so
+            continue
         if name.startswith("mpi_"):
             for np_args in (["-np", "2"], ["-np", "3", "--oversubscribe"]):
                 code, out = sh(MPIRUN + np_args + [exe] + program_args(name), env=env, timeout=1200, log=log)
@@ -164,6 +182,9 @@ def asan():
         else:
             code, out = sh([exe] + program_args(name), env=env, timeout=1800, log=log)
             judge(f"asan: {name}", code, out)
+            if name == "omp_test_openmp":  # OMP_NUM_THREADS=1 above: run it with its threads too
+                code, out = sh([exe] + program_args(name), env=dict(env, OMP_NUM_THREADS="2"), timeout=1800, log=log)
+                judge(f"asan: {name} on 2 threads", code, out)
     # the Swift tests, instrumented by the Swift driver itself (no preload)
     senv = dict(os.environ, SWIFT_BACKTRACE="enable=no", ASAN_OPTIONS="detect_leaks=0:halt_on_error=1" + symbolizer(),
                 OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
@@ -187,7 +208,7 @@ def tsan():
                TSAN_OPTIONS=f"halt_on_error=1:suppressions={os.path.join(ROOT, 'tools', 'tsan.supp')}" + symbolizer(),
                OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="1")
     # the programs that call InLoop from several threads at once
-    threaded = [n for n in built if n in ("test_c", "test_threads") or "openmp" in n]
+    threaded = [n for n in built if n in ("test_c", "test_busy") or "openmp" in n]
     for name in threaded:
         code, out = sh([built[name]] + program_args(name), env=env, timeout=3600, log=log)
         judge(f"tsan: {name}", code, out)

@@ -3,7 +3,6 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Synchronization
 import InLoopCore
 
 // Plumbing of the C ABI: per-thread error messages, the handle registry, and the wrapper that
@@ -53,7 +52,7 @@ enum HandleKind: UInt, Sendable {
 /// Every live object behind an opaque handle given to C, of every kind, in one table: a handle is a
 /// token (a never-reused number from one counter, its kind in the low four bits), not an address, so
 /// a freed or foreign handle, or a handle of the wrong kind, is detected instead of dereferenced.
-private let handleTable = Mutex<(next: UInt, live: [UInt: any AnyObject & Sendable])>((next: 0x1000, live: [:]))
+private let handleTable = Lock<(next: UInt, live: [UInt: any AnyObject & Sendable])>((next: 0x1000, live: [:]))
 
 /// The handles of one kind: a typed view of the one handle table.
 final class HandleRegistry<Object: AnyObject & Sendable>: Sendable {

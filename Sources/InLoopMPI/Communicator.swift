@@ -1,7 +1,6 @@
 import InLoopMPIShim
 import InLoopCore
 import InLoopFormats
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -187,7 +186,7 @@ public enum RankZeroFile {
 /// environment; a communicator that shows more ranks on this node lowers it.
 public enum ThreadPolicy {
     /// (the caller chose, the largest number of ranks on this node seen so far)
-    private static let state = Mutex<(explicitlySet: Bool, localRanks: Int)>((false, 0))
+    private static let state = Lock<(explicitlySet: Bool, localRanks: Int)>((false, 0))
 
     public static func userChose() { state.withLock { $0.explicitlySet = true } }
 
