@@ -138,8 +138,9 @@ lorenz96: lib $(L96DIR)/lorenz96
 plot-deps:
 	@python3 -c "import matplotlib" 2>/dev/null || { echo "installing matplotlib"; python3 -m pip install -q matplotlib; }
 
+# SUITES="mpi fortran" runs only those suites (names: tools/run_tests.py)
 test: lib models
-	python3 tools/run_tests.py
+	python3 tools/run_tests.py $(SUITES)
 
 demo: lib fortran c-programs lorenz96 plot-deps
 	@echo "== Fortran example (examples/fortran/example.f90) =="

@@ -125,7 +125,7 @@ def main():
                 os.rename(os.path.join(tmp, tops[0]), first)
             ok = ok and os.path.exists(os.path.join(first, "share", "doc", "inloop", "BUILDINFO"))
         else:
-            code, out = run(["make", "-s", "install", f"PREFIX={first}"], cwd=ROOT, timeout=3000)
+            code, out = run(["make", "-s", "install", f"PREFIX={first}", f"FC={a.fc}"], cwd=ROOT, timeout=3000)
             ok = check("make install PREFIX=<tmp>", code == 0, out)
         if not ok:
             return
