@@ -53,6 +53,7 @@ export INLOOP_MPIRUN := $(MPIRUN)
 # then gets gfortran's warnings and line length itself.
 ifneq ($(findstring flang,$(notdir $(FC))),)
 FFLAGS     := -O2 -std=f2018
+APT_PKGS   += $(shell echo '$(notdir $(FC))' | sed -n -E 's/^flang-(new-)?([0-9]+)$$/flang-\2/p')
 MPIFC      := $(MPIFC) -Wall -Wextra -ffree-line-length-none
 endif
 # build/mod and build/mpimod hold one compiler's modules: a change of FC, MPIFC or MPI rebuilds them.
