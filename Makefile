@@ -7,6 +7,10 @@ SHELL      := /bin/bash
 ROOT       := $(CURDIR)
 # The site's MPI: Open MPI (default) or `MPI=mpich` (Debian libmpich-dev), which builds in its own
 # scratch directory with MPICH's explicitly named wrappers, so both MPIs coexist (see "Install on a cluster").
+# (an MPI variable from the environment that is neither, as some sites set, is ignored)
+ifeq ($(origin MPI)$(filter openmpi mpich,$(MPI)),environment)
+MPI        := openmpi
+endif
 MPI        ?= openmpi
 ifeq ($(MPI),mpich)
 SCRATCH    := .build-mpich
