@@ -7,7 +7,21 @@
 #                threaded ones against ThreadSanitizer builds (tools/sanitize.py; run by .ci/run)
 SHELL      := /bin/bash
 ROOT       := $(CURDIR)
-LIBDIR     := $(ROOT)/.build/release
+# The site's MPI: Open MPI (default) or `MPI=mpich` (Debian libmpich-dev), which builds in its own
+# scratch directory with MPICH's explicitly named wrappers, so both MPIs coexist (see "Install on a cluster").
+# (an MPI variable from the environment that is neither, as some sites set, is ignored)
+ifeq ($(origin MPI)$(filter openmpi mpich,$(MPI)),environment)
+MPI        := openmpi
+endif
+MPI        ?= openmpi
+ifeq ($(MPI),mpich)
+SCRATCH    := .build-mpich
+else ifeq ($(MPI),openmpi)
+SCRATCH    := .build
+else
+$(error MPI=$(MPI): choose openmpi or mpich)
+endif
+LIBDIR     := $(ROOT)/$(SCRATCH)/release
 BUILD      := $(ROOT)/build
 SHARED     ?= $(ROOT)/../shared/models
 MPIFC      ?= mpifort
@@ -25,8 +39,37 @@ LINK       := -L$(LIBDIR) -lInLoop -Wl,-rpath,$(LIBDIR)
 APT_PKGS   := gfortran libopenblas-dev libopenmpi-dev openmpi-bin pkg-config libyaml-dev
 export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
+ifeq ($(MPI),mpich)
+ifeq ($(origin MPIFC),file)
+MPIFC      := mpifort.mpich
+endif
+ifeq ($(origin MPIRUN),file)
+MPIRUN     := mpirun.mpich
+endif
+MPICC      ?= mpicc.mpich
+APT_PKGS   += libmpich-dev mpich
+export INLOOP_MPI := mpich
+endif
+MPICC      ?= mpicc
+# tools/run_tests.py builds and runs against the same library and MPI
+export INLOOP_SCRATCH := $(SCRATCH)
+export INLOOP_MPIRUN := $(MPIRUN)
+# A second Fortran compiler: `make ... FC=flang-22` (LLVM flang) takes no gfortran options. The MPI
+# programs stay with MPIFC (gfortran underneath: Debian's MPI Fortran modules are gfortran's), which
+# then gets gfortran's warnings and line length itself.
+ifneq ($(findstring flang,$(notdir $(FC))),)
+FFLAGS     := -O2 -std=f2018
+APT_PKGS   += $(shell echo '$(notdir $(FC))' | sed -n -E 's/^flang-(new-)?([0-9]+)$$/flang-\2/p')
+MPIFC      := $(MPIFC) -Wall -Wextra -ffree-line-length-none
+endif
+# build/mod and build/mpimod hold one compiler's modules: a change of FC, MPIFC or MPI rebuilds them.
+FORTRAN_ID := $(FC) | $(MPIFC) | $(MPI)
+ifneq ($(FORTRAN_ID),$(shell cat $(BUILD)/.fortran-id 2>/dev/null))
+$(shell rm -rf $(BUILD)/mod $(BUILD)/mpimod $(BUILD)/lorenz96/obj $(BUILD)/lorenz96/lorenz96; mkdir -p $(BUILD); echo '$(FORTRAN_ID)' > $(BUILD)/.fortran-id)
+endif
 
 .PHONY: all deps lib header models test demo bench clean fortran c-programs lorenz96 plot-deps sanitize
+.PHONY: static-lib stage install install-debug uninstall dist test-install install-test-deps footprint
 
 all: lib
 
@@ -46,7 +89,7 @@ deps:
 	  echo "onnx/onnxruntime not installable: the onnx test suite will be skipped"
 
 lib: deps
-	swift build -c release
+	swift build -c release --scratch-path $(SCRATCH)
 
 # Regenerate the committed C header from the Swift @c functions.
 header: lib
@@ -77,7 +120,7 @@ fortran: $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi.f90 $(LINK) -o $(BUILD)/test_mpi
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_training.f90 $(LINK) -o $(BUILD)/test_mpi_training
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_f08.f90 $(LINK) -o $(BUILD)/test_mpi_f08
-	mpicc -O2 -std=c99 -Wall -Wextra -c Tests/mpi/alloc_count_mpi.c -o $(BUILD)/alloc_count_mpi.o
+	$(MPICC) -O2 -std=c99 -Wall -Wextra -c Tests/mpi/alloc_count_mpi.c -o $(BUILD)/alloc_count_mpi.o
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_alloc.f90 $(BUILD)/alloc_count_mpi.o $(LINK) -o $(BUILD)/test_mpi_alloc
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_collective.f90 $(LINK) -o $(BUILD)/test_collective_f
 	mpicc $(CFLAGS) -IInclude Tests/mpi/test_collective.c $(LINK) -lm -o $(BUILD)/test_collective
@@ -111,8 +154,9 @@ lorenz96: lib $(L96DIR)/lorenz96
 plot-deps:
 	@python3 -c "import matplotlib" 2>/dev/null || { echo "installing matplotlib"; python3 -m pip install -q matplotlib; }
 
+# SUITES="mpi fortran" runs only those suites (names: tools/run_tests.py)
 test: lib models
-	python3 tools/run_tests.py
+	python3 tools/run_tests.py $(SUITES)
 
 demo: lib fortran c-programs lorenz96 plot-deps
 	@echo "== Fortran example (examples/fortran/example.f90) =="
@@ -138,4 +182,53 @@ sanitize: deps models
 	python3 tools/sanitize.py
 
 clean:
-	rm -rf $(BUILD) .build .build-asan .build-asan-test .build-tsan
+	rm -rf $(BUILD) .build .build-mpich .build-static .build-static-mpich .build-asan .build-asan-test .build-tsan
+
+# ---------------------------------------------------------------- install on a cluster without Swift
+# `make install PREFIX=...` (default /usr/local; DESTDIR honoured), `make uninstall`, `make install-debug`
+# (the library's debug info, kept apart), `make dist` (the prefix as a relocatable tarball), and
+# `make test-install` (install, move the prefix, hide the Swift toolchain, link through pkg-config,
+# CMake and fpm). The installed library has the Swift runtime linked in statically (-static-stdlib),
+# in its own scratch directory so that .build is left alone. tools/install.py writes the prefix.
+PREFIX     ?= /usr/local
+VERSION    := $(shell sed -n 's/.*static let string = "\([0-9][0-9.]*\)".*/\1/p' Sources/InLoop/Version.swift)
+SOVERSION  := $(firstword $(subst ., ,$(VERSION)))
+STATIC_SCRATCH := .build-static$(if $(filter mpich,$(MPI)),-mpich)
+STAGE      := $(BUILD)/stage$(if $(filter mpich,$(MPI)),-mpich)
+DIST_NAME  := inloop-$(VERSION)-linux-$(shell uname -m)$(if $(filter mpich,$(MPI)),-mpich)
+INSTALL_APT_PKGS := cmake
+
+static-lib: deps
+	swift build -c release -Xswiftc -static-stdlib --scratch-path $(STATIC_SCRATCH) --product InLoop \
+	  -Xlinker -soname=libInLoop.so.$(SOVERSION)
+	swift build -c release -Xswiftc -static-stdlib --scratch-path $(STATIC_SCRATCH) --product inloop
+
+# The relocatable prefix, staged in build/stage[-mpich]; install and dist copy it.
+stage: static-lib
+	python3 tools/install.py stage --stage $(STAGE) --build $(ROOT)/$(STATIC_SCRATCH)/release \
+	  --version $(VERSION) --mpi $(MPI) --fc "$(FC)"
+
+install: stage
+	python3 tools/install.py install --stage $(STAGE) --prefix "$(DESTDIR)$(PREFIX)"
+
+install-debug: stage
+	python3 tools/install.py install-debug --stage $(STAGE) --prefix "$(DESTDIR)$(PREFIX)"
+
+uninstall:
+	python3 tools/install.py uninstall --prefix "$(DESTDIR)$(PREFIX)"
+
+dist: stage
+	python3 tools/install.py dist --stage $(STAGE) --name $(DIST_NAME) --out $(BUILD)
+
+# CMake (Debian) and fpm (PyPI) for the relocation test, installed when missing.
+install-test-deps:
+	@$(MAKE) -s deps APT_PKGS="$(INSTALL_APT_PKGS)"
+	@command -v fpm >/dev/null || python3 -m pip install -q fpm || echo "fpm not installable: its check will fail"
+
+# The relocation test: `make test-install`, or TARBALL=build/inloop-...tar.gz to test an unpacked dist.
+test-install: install-test-deps stage
+	python3 tools/test_install.py --fc "$(FC)" $(if $(TARBALL),--tarball $(TARBALL))
+
+# Installed size, resident memory of a Fortran process running column_mlp, load-to-first-forward times.
+footprint: stage
+	python3 tools/footprint.py --stage $(STAGE) --models "$(SHARED)" --fc "$(FC)"

@@ -2,6 +2,10 @@
 // InLoop: neural-network inference/training engine for Fortran/C hosts, shipped as libInLoop.so.
 import PackageDescription
 
+// The MPI the library is built against: Open MPI (default, pkg-config `ompi-c`) or MPICH with
+// INLOOP_MPI=mpich (`make MPI=mpich`, in its own scratch directory; pkg-config `mpich`).
+let mpich = Context.environment["INLOOP_MPI"] == "mpich"
+
 let package = Package(
     name: "InLoop",
     products: [
@@ -19,9 +23,10 @@ let package = Package(
         // OpenBLAS (cblas_sgemm, cblas_sgemv, openblas_set_num_threads), found with pkg-config.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
-        // Open MPI's C library, found with pkg-config; only the shim below includes mpi.h.
-        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
-                       providers: [.apt(["libopenmpi-dev"])]),
+        // The MPI C library (Open MPI or MPICH, see `mpich`), found with pkg-config, which also gives the
+        // library to link; only the shim below includes mpi.h.
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: mpich ? "mpich" : "ompi-c",
+                       providers: [.apt([mpich ? "libmpich-dev" : "libopenmpi-dev"])]),
         // libyaml (Debian libyaml-dev) for YAML training configurations. Yams, its Swift wrapper,
         // needs Foundation, which would load ICU into every Fortran process.
         .systemLibrary(name: "CYAML", path: "Sources/CYAML", pkgConfig: "yaml-0.1",

@@ -26,11 +26,15 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
   onnx       Tests/onnx/conformance.py: generated ONNX models vs onnxruntime, ../shared/models, bad
              files, run-time argument errors, the `inloop` CLI (skipped only when onnxruntime can be
              neither imported nor pip-installed)
+  install    tools/test_install.py: `make install` to a temporary prefix, moved, Swift toolchain hidden;
+             C, Fortran (pkg-config), CMake and fpm consumers print the reference outputs
   lorenz96   examples/lorenz96: the two-scale truth trajectory is bitwise the same on 1, 2 and 4 ranks;
              the short demo (`--quick`, 2 ranks) trains online and its network beats no
              parameterization on forecast RMSE (the program's verdict and exit status)
 
 Run from the repository root after `swift build -c release` (the Makefile's `test` target does it).
+`make test MPI=mpich` (the Makefile exports INLOOP_SCRATCH, INLOOP_MPI, INLOOP_MPIRUN) tests the MPICH
+build: its library in .build-mpich, `mpirun.mpich`, whose options differ (see mpi_command).
 Logs go to build/test-logs/<suite>.log.
 """
 import glob
@@ -45,7 +49,9 @@ BUILD = os.path.join(ROOT, "build")
 LOGS = os.path.join(BUILD, "test-logs")
 FIXTURES = os.path.join(ROOT, "Tests", "fixtures")
 MODELS = os.path.join(BUILD, "models")
-LIB = os.path.join(ROOT, ".build", "release", "libInLoop.so")
+SCRATCH = os.environ.get("INLOOP_SCRATCH", ".build")    # the Makefile's swift build --scratch-path
+LIB = os.path.join(ROOT, SCRATCH, "release", "libInLoop.so")
+MPICH = os.environ.get("INLOOP_MPI") == "mpich"
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
 
@@ -53,9 +59,26 @@ totals = {"passed": 0, "failed": 0}
 summary = []
 
 
+def mpi_command(cmd):
+    """An Open MPI `mpirun` command line for the MPI the library is built with: MPICH's mpirun takes
+    `-genv K V` for `-x K=V` and oversubscribes without being asked."""
+    if isinstance(cmd, str) or not cmd or cmd[0] != "mpirun":
+        return cmd
+    out = [os.environ.get("INLOOP_MPIRUN", "mpirun")]
+    args = iter(cmd[1:])
+    for a in args:
+        if MPICH and a == "-x":
+            k, _, v = next(args).partition("=")
+            out += ["-genv", k, v]
+        elif not (MPICH and a == "--oversubscribe"):
+            out.append(a)
+    return out
+
+
 def run(suite, cmd, timeout=1800, **kw):
     """Runs cmd, logging its output; returns (returncode, output)."""
     os.makedirs(LOGS, exist_ok=True)
+    cmd = mpi_command(cmd)
     try:
         p = subprocess.run(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            timeout=timeout, shell=isinstance(cmd, str), **kw)
@@ -100,7 +123,7 @@ def counted(suite, code, out):
 
 def suite_swift():
     # Converted benchmark models are found through INLOOP_MODELS_DIR.
-    code, out = run("swift", ["swift", "test", "-c", "debug"], timeout=3000)
+    code, out = run("swift", ["swift", "test", "-c", "debug", "--scratch-path", SCRATCH], timeout=3000)
     # The last summary is the whole run's: "Executed 28 tests, with [1 test skipped and ]0 failures".
     m = re.findall(r"Executed (\d+) tests?, with (?:(\d+) tests? skipped and )?(\d+) failures?", out)
     for line in out.splitlines():
@@ -128,7 +151,7 @@ def suite_header():
         path = os.path.join(BUILD, "header_check." + ("c" if lang == "c" else "cpp"))
         with open(path, "w") as fh:
             fh.write(src)
-        code, out = run("header", f"{compiler} -IInclude {path} -L.build/release -lInLoop -o {BUILD}/header_check_{lang.replace('+', 'x')}")
+        code, out = run("header", f"{compiler} -IInclude {path} -L{os.path.dirname(LIB)} -lInLoop -o {BUILD}/header_check_{lang.replace('+', 'x')}")
         a, b = check("header", f"compiles and links as {compiler.split()[0]} {compiler.split()[1]}", code == 0, out[-2000:]); p += a; f += b
     record("header", p, f)
 
@@ -318,6 +341,12 @@ def suite_onnx():
     record("onnx", *counted("onnx", code, out))
 
 
+def suite_install():
+    # static build (its own scratch directory), install, move, hide the toolchain, three consumers
+    code, out = run("install", "make -s test-install", timeout=3600)
+    record("install", *counted("install", code, out))
+
+
 def suite_lorenz96():
     p = f = 0
     code, out = run("lorenz96", "make -s lorenz96")
@@ -366,7 +395,7 @@ def main():
     for old in glob.glob(os.path.join(LOGS, "*.log")):
         os.remove(old)
     suites = (suite_header, suite_bindings, suite_python, suite_c, suite_fortran, suite_mpi, suite_lorenz96,
-              suite_examples, suite_onnx, suite_swift)
+              suite_examples, suite_onnx, suite_swift, suite_install)
     chosen = sys.argv[1:]   # e.g. `run_tests.py mpi c`: only those suites (for development)
     unknown = [c for c in chosen if "suite_" + c not in {s.__name__ for s in suites}]
     if unknown:
