@@ -8,9 +8,10 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
              strict C99 and C++11
   bindings   every exported inloop_* symbol of libInLoop.so has a bind(C) interface in the
              Fortran module, and every header function is exported
-  python     the NumPy reference tools' self-test; fixtures in sync with their generator
+  python     the NumPy reference tools' self-test; fixtures in sync with their generators (by value)
   c          Tests/c/test_c.c against fixtures and converted benchmark models
-  c-training Tests/c/test_training.c: training, checkpoints, derivatives from C
+  c-training Tests/c/test_training.c: training, checkpoints, derivatives from C (vs finite differences,
+             Adam vs its formulas); InLoop's allocations counted apart from OpenBLAS's
   examples   examples/ compile, run, print the reference answer; README shows them verbatim
   fortran    Tests/fortran serial tests, and the error-stop behaviour without stat=
   fortran-training  Tests/fortran/test_training.f90: learn a smooth function, restart, adjoint
