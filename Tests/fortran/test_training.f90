@@ -2,7 +2,7 @@
 !> smooth answer) to a validation MSE below 1.2e-3; checkpoint + reload + continue equals the
 !> uninterrupted run bitwise; the adjoint dot-product test holds in real(8), and the tangent-linear
 !> equals real(8) central finite differences of the model (an independent check of the derivatives);
-!> errors come back in stat/errmsg. Prints PASS/FAIL lines and "N passed, M failed" (set-up steps
+!> Adam equals its formulas written out here (linear model); errors come back in stat/errmsg. Prints PASS/FAIL lines and "N passed, M failed" (set-up steps
 !> are not counted as checks, their failure is).
 program test_training
     use inloop
@@ -34,6 +34,7 @@ program test_training
              'precision: float64' // nl
     call make_data(xt, yt, 1)
     call make_data(xv, yv, 2)
+    call adam_reference()
 
     call tr%create(config, stat=ierr, errmsg=msg)
     call require('create a trainer from YAML text', ierr == INLOOP_OK, msg)
@@ -153,6 +154,57 @@ program test_training
     print '(i0,a,i0,a)', passed, ' passed, ', failed, ' failed'
     if (failed > 0) error stop 1
 contains
+    !> Adam on a linear 2 -> 1 model (float64 trainer, batch of 64) against PyTorch's Adam formulas on
+    !> the MSE written out here; weights read back by forwarding 0 and the unit vectors (the model
+    !> holds float32 weights: agreement to 1e-6).
+    subroutine adam_reference()
+        type(inloop_trainer) :: a
+        type(inloop_model) :: m
+        real(real64) :: w(2), b, mw(2), vw(2), mb, vb, gw(2), gb, r, e(2, 3), ye(1, 3), worst, scale, l, ref_loss
+        integer :: s, k, st
+        character(len=300) :: detail
+        call a%create('model: {inputs: 2, layers: [{type: dense, out: 1}]}' // nl // &
+                      'optimizer: {type: adam, lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1.0e-8}' // nl // &
+                      'seed: 9' // nl // 'precision: float64' // nl, stat=st, errmsg=detail)
+        call require('Adam reference: create a linear trainer', st == INLOOP_OK, detail)
+        if (st /= INLOOP_OK) return
+        e = 0
+        e(1, 2) = 1; e(2, 3) = 1
+        call a%get_model(m)
+        call m%forward(e, ye)
+        call m%free()
+        b = ye(1, 1)
+        w = ye(1, 2:3) - b
+        mw = 0; vw = 0; mb = 0; vb = 0
+        l = 0; ref_loss = 0
+        do s = 1, 15
+            gw = 0; gb = 0; ref_loss = 0
+            do k = 1, 64
+                r = dot_product(w, xt(:, k)) + b - yt(1, k)
+                ref_loss = ref_loss + r**2 / 64
+                gb = gb + 2 * r / 64
+                gw = gw + 2 * r * xt(:, k) / 64
+            end do
+            mw = 0.9_real64 * mw + 0.1_real64 * gw
+            vw = 0.999_real64 * vw + 0.001_real64 * gw**2
+            mb = 0.9_real64 * mb + 0.1_real64 * gb
+            vb = 0.999_real64 * vb + 0.001_real64 * gb**2
+            w = w - 0.01_real64 * (mw / (1 - 0.9_real64**s)) / (sqrt(vw / (1 - 0.999_real64**s)) + 1e-8_real64)
+            b = b - 0.01_real64 * (mb / (1 - 0.9_real64**s)) / (sqrt(vb / (1 - 0.999_real64**s)) + 1e-8_real64)
+            call a%step(xt(:, 1:64), yt(:, 1:64), l)
+        end do
+        call a%get_model(m)
+        call m%forward(e, ye)
+        call m%free()
+        worst = max(abs(ye(1, 1) - b), maxval(abs(ye(1, 2:3) - ye(1, 1) - w)))
+        scale = max(maxval(abs(w)), abs(b))
+        write (detail, '(a,es10.3,a,es10.3,a,es23.16,a,es23.16)') 'max weight difference ', worst, ' (max |weight| ', scale, &
+            '); last loss ', l, ', reference ', ref_loss
+        call check('Adam: 15 steps equal the Adam formulas written out in Fortran (weights, loss)', &
+                   worst <= 1e-6_real64 * scale .and. abs(l - ref_loss) <= 1e-6_real64 * ref_loss, detail)
+        call a%free()
+    end subroutine
+
     logical function same_bits(a, b)
         real(real64), intent(in) :: a(:), b(:)
         same_bits = size(a) == size(b)

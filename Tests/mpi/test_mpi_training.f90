@@ -102,7 +102,7 @@ program test_mpi_training
     call td%save_model(model_path, stat=stat, errmsg=msg)
     call check('save_model (rank 0 writes)', all_equal(stat) .and. stat == INLOOP_OK, msg)
     call loaded%load(model_path, stat=stat, errmsg=msg, comm=MPI_COMM_WORLD)
-    call check('load with comm= (rank-0 read + broadcast)', stat == INLOOP_OK, msg)
+    call require('load with comm= (rank-0 read + broadcast)', stat == INLOOP_OK, msg)
     if (stat == INLOOP_OK) then
         call loaded%forward(probe, yb)
         call check('the broadcast model equals the trained one', maxval(abs(yb - yd)) <= 1e-6_real64 * maxval(abs(yd)), 'outputs differ')
@@ -115,7 +115,7 @@ program test_mpi_training
     call td%save_checkpoint(ckpt, stat=stat, errmsg=msg)
     call check('save_checkpoint (rank 0 writes)', all_equal(stat) .and. stat == INLOOP_OK, msg)
     call tr3%load_checkpoint(ckpt, comm=MPI_COMM_WORLD, stat=stat, errmsg=msg)
-    call check('load_checkpoint with comm=', stat == INLOOP_OK, msg)
+    call require('load_checkpoint with comm=', stat == INLOOP_OK, msg)
     do step = 1, 2
         call block(step + 2, lo, hi)
         call td%step(x(:, lo:hi), y(:, lo:hi))
