@@ -120,10 +120,11 @@ fortran: $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi.f90 $(LINK) -o $(BUILD)/test_mpi
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_training.f90 $(LINK) -o $(BUILD)/test_mpi_training
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_f08.f90 $(LINK) -o $(BUILD)/test_mpi_f08
+	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_reference.f90 $(LINK) -o $(BUILD)/test_mpi_reference
 	$(MPICC) -O2 -std=c99 -Wall -Wextra -c Tests/mpi/alloc_count_mpi.c -o $(BUILD)/alloc_count_mpi.o
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_alloc.f90 $(BUILD)/alloc_count_mpi.o $(LINK) -o $(BUILD)/test_mpi_alloc
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_collective.f90 $(LINK) -o $(BUILD)/test_collective_f
-	mpicc $(CFLAGS) -IInclude Tests/mpi/test_collective.c $(LINK) -lm -o $(BUILD)/test_collective
+	$(MPICC) $(CFLAGS) -IInclude Tests/mpi/test_collective.c $(LINK) -lm -o $(BUILD)/test_collective
 	@# OpenMP host threads: the module compiled as an OpenMP model would compile it
 	@mkdir -p $(BUILD)/ompmod
 	$(FC) $(FFLAGS) -fopenmp -J$(BUILD)/ompmod -c fortran-bindings/inloop.f90 -o $(BUILD)/ompmod/inloop.o

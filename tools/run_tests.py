@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""Run every InLoop test suite and print one closing line `N passed, M failed`.
+"""Run every InLoop test suite and print one closing line `N passed, M failed, K skipped`.
 
 Suites (each counted by its own number of checks; a suite that cannot run counts as one failure):
-  swift      `swift test` (XCTest: engine core, formats, C ABI from Swift)
+  swift      `swift test` (XCTest: engine core, formats, C ABI from Swift), counted per test (not per
+             assertion); a test that never finished (a crash) counts as failed
   header     Include/inloop.h regenerated from the compiler's header and compared; compiled as
              strict C99 and C++11
   bindings   every exported inloop_* symbol of libInLoop.so has a bind(C) interface in the
              Fortran module, and every header function is exported
-  python     the NumPy reference tools' self-test; fixtures in sync with their generator
+  python     the NumPy reference tools' self-test; fixtures in sync with their generators (by value)
   c          Tests/c/test_c.c against fixtures and converted benchmark models
-  c-training Tests/c/test_training.c: training, checkpoints, derivatives from C
+  c-training Tests/c/test_training.c: training, checkpoints, derivatives from C (vs finite differences,
+             Adam vs its formulas); InLoop's allocations counted apart from OpenBLAS's
   c-abi      Tests/c/test_abi.c: a handle of the wrong kind is INVALID_HANDLE at every entry point
              that takes a handle (checked against the header's list), run_f64 refuses overlapping
              outputs; Tests/c/test_busy.c: one handle from two threads gives BUSY, never a wrong
@@ -20,9 +22,10 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
              serial run bitwise; one handle from two OpenMP threads gives BUSY, never a wrong result
   fortran-training  Tests/fortran/test_training.f90: learn a smooth function, restart, adjoint
   mpi        Tests/mpi/test_mpi.f90 under `mpirun -np 2`; data-parallel training (test_mpi_training.f90)
-             on 2 and 3 ranks; the mpi_f08 communicator (test_mpi_f08.f90); collective calls fail
-             together (Tests/mpi/test_collective.c and .f90, 2 and 3 ranks, both reduction paths, each
-             under `timeout 60`); the thread default under `mpirun -np 2` without a communicator
+             on 2 and 3 ranks; the mpi_f08 communicator (test_mpi_f08.f90); models loaded over MPI
+             against NumPy references and finite differences (test_mpi_reference.f90); collective
+             calls fail together (Tests/mpi/test_collective.c and .f90, 2 and 3 ranks, both reduction
+             paths, each under `timeout 60`); the thread default under `mpirun -np 2` without a communicator
   onnx       Tests/onnx/conformance.py: generated ONNX models vs onnxruntime, ../shared/models, bad
              files, run-time argument errors, the `inloop` CLI (skipped only when onnxruntime can be
              neither imported nor pip-installed)
@@ -31,6 +34,12 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
   lorenz96   examples/lorenz96: the two-scale truth trajectory is bitwise the same on 1, 2 and 4 ranks;
              the short demo (`--quick`, 2 ranks) trains online and its network beats no
              parameterization on forecast RMSE (the program's verdict and exit status)
+
+Counting: a program ends with `N passed, M failed` (optionally `, K skipped`); each of its `SKIP ...`
+lines counts one skipped item (a test, a model, a part of a suite); a suite that cannot run at all is
+one skipped item, or one failure. With CI=true (CI's environment) a skip counts as a failure unless it
+matches OPTIONAL_SKIPS below: what needs ../shared/models, PyTorch or a timing run; the README promises
+everything else (onnxruntime is pip-installed, the system packages are apt-installed).
 
 Run from the repository root after `swift build -c release` (the Makefile's `test` target does it).
 `make test MPI=mpich` (the Makefile exports INLOOP_SCRATCH, INLOOP_MPI, INLOOP_MPIRUN) tests the MPICH
@@ -55,8 +64,15 @@ MPICH = os.environ.get("INLOOP_MPI") == "mpich"
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
 
-totals = {"passed": 0, "failed": 0}
+totals = {"passed": 0, "failed": 0, "skipped": 0}
 summary = []
+pending_skips = []
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Skips allowed in CI (regular expressions on "<suite> <skip line>"): the benchmark models of
+# ../shared/models (and what `make models` converts from them) are not part of a fresh clone; PyTorch
+# is not installed by `make deps`; the kernel timing runs only when asked for.
+OPTIONAL_SKIPS = [r"\.\./shared|shared/models|build/models|converted models|\bmodels[/:]|(cnn2d|column_conv1d|column_mlp\w*|l96)\.onnx",
+                  r"PyTorch|torch/", r"INLOOP_KERNEL_BENCH"]
 
 
 def mpi_command(cmd):
@@ -92,11 +108,26 @@ def run(suite, cmd, timeout=1800, **kw):
     return code, out
 
 
-def record(suite, passed, failed, note=""):
+def record(suite, passed, failed, note="", skipped=None):
+    """Adds a suite's counts. skipped: a number, or the list of its skip lines (in CI, those not in
+    OPTIONAL_SKIPS become failures); None: the skip lines counted() saw since the last record()."""
+    if skipped is None:
+        skipped = pending_skips[:]
+        pending_skips.clear()
+    if not isinstance(skipped, int):
+        lines = list(skipped)
+        required = [l for l in lines if not any(re.search(r, f"{suite} {l}") for r in OPTIONAL_SKIPS)]
+        skipped = len(lines)
+        if IN_CI and required:
+            for l in required:
+                print(f"   FAIL {suite}: skipped in CI (the README promises it): {l}")
+            failed += len(required)
+            skipped -= len(required)
     totals["passed"] += passed
     totals["failed"] += failed
-    summary.append((suite, passed, failed, note))
-    print(f"-- {suite}: {passed} passed, {failed} failed {note}".rstrip(), flush=True)
+    totals["skipped"] += skipped
+    summary.append((suite, passed, failed, skipped, note))
+    print(f"-- {suite}: {passed} passed, {failed} failed, {skipped} skipped {note}".rstrip(), flush=True)
 
 
 def check(suite, name, ok, detail=""):
@@ -104,39 +135,92 @@ def check(suite, name, ok, detail=""):
     return (1, 0) if ok else (0, 1)
 
 
-def counted(suite, code, out):
-    """Counts from a program that ends with `N passed, M failed`; a crash or mismatch is a failure."""
-    m = re.findall(r"^\s*(\d+) passed, (\d+) failed", out, re.M)
+def program_counts(suite, code, out):
+    """(passed, failed, skip lines) from a program that ends with `N passed, M failed` (optionally
+    `, K skipped`: K items, of which its SKIP lines name some); a crash or mismatch is a failure."""
+    m = re.findall(r"^\s*(\d+) passed, (\d+) failed(?:, (\d+) skipped)?", out, re.M)
+    skips = []
     for line in out.splitlines():
         if line.startswith(("FAIL", "SKIP")):
             print(f"   {line}")
+        if line.startswith("SKIP"):
+            skips.append(line[4:].strip())
     if not m:
         tail = "\n".join(out.splitlines()[-15:])
         print(f"   {suite}: no summary line (exit {code}); last output:\n{tail}")
-        return 0, 1
+        return 0, 1, skips
     p, f = int(m[-1][0]), int(m[-1][1])
+    skips += ["(unnamed)"] * max(0, int(m[-1][2] or 0) - len(skips))
     if code != 0 and f == 0:
         print(f"   {suite}: exit status {code} although no check failed")
         f = 1
+    return p, f, skips
+
+
+def swift_test_list():
+    """The tests `swift test` will run (Module.Class/testName), or None when they cannot be listed."""
+    code, out = run("swift", ["swift", "test", "list", "-c", "debug", "--scratch-path", SCRATCH], timeout=3000)
+    tests = re.findall(r"^(\w+\.\w+/\w+)\s*$", out, re.M)
+    return tests if code == 0 and tests else None
+
+
+def swift_counts(out, listed):
+    """(passed, failed, skipped names, unfinished names) from XCTest's per-test lines
+    `Test Case 'Class.test' passed|failed|skipped (...)`; a listed test with no such line did not
+    finish (the process crashed or hung) and counts as failed."""
+    done = {}
+    for cls, name, how in re.findall(r"Test Case '-?\[?(?:\w+\.)?(\w+)[./ ](\w+)\]?' (passed|failed|skipped) \(", out):
+        done[f"{cls}/{name}"] = how
+    passed = sum(1 for v in done.values() if v == "passed")
+    failed = sum(1 for v in done.values() if v == "failed")
+    skipped = [k for k, v in done.items() if v == "skipped"]
+    unfinished = [] if listed is None else [t.split(".", 1)[1] for t in listed if t.split(".", 1)[1] not in done]
+    return passed, failed, skipped, unfinished
+
+
+def record_counted(suite, code, out):
+    """record() of a program's own counts (see program_counts)."""
+    p, f, skips = program_counts(suite, code, out)
+    record(suite, p, f, skipped=skips)
+
+
+def counted(suite, code, out):
+    """(passed, failed) for `record(name, *counted(...))`; the program's skip lines go to the next
+    record() call that is not given its own `skipped`."""
+    p, f, skips = program_counts(suite, code, out)
+    pending_skips.extend(skips)
     return p, f
 
 
 def suite_swift():
     # Converted benchmark models are found through INLOOP_MODELS_DIR.
+    listed = swift_test_list()
     code, out = run("swift", ["swift", "test", "-c", "debug", "--scratch-path", SCRATCH], timeout=3000)
-    # The last summary is the whole run's: "Executed 28 tests, with [1 test skipped and ]0 failures".
-    m = re.findall(r"Executed (\d+) tests?, with (?:(\d+) tests? skipped and )?(\d+) failures?", out)
+    p, f, skipped, unfinished = swift_counts(out, listed)
+    reasons = {}
+    for cls, name, why in re.findall(r"(\w+)\.(\w+) : Test skipped(?: - )?([^\n]*)", out):
+        reasons[f"{cls}/{name}"] = why.strip()
     for line in out.splitlines():
-        if "error:" in line or "failed (" in line or "skipped" in line:
+        if "error:" in line or "failed (" in line:
             print("   " + line.strip())
-    if not m:
-        print("\n".join(out.splitlines()[-30:]))
-        record("swift", 0, 1, "(no XCTest summary)")
-        return
-    n, skipped, f = int(m[-1][0]), int(m[-1][1] or 0), int(m[-1][2])
+    skips = [f"{t}: {reasons.get(t, 'skipped')}" for t in skipped]
+    for t in skips:
+        print(f"   SKIP swift/{t}")
+    note = ""
+    if listed is None:
+        print("   swift: `swift test list` failed: a crash cannot be counted per test")
+        f += 1
+        note = "(tests not listed)"
+    elif unfinished:
+        print(f"   FAIL swift: {len(unfinished)} tests never finished (exit {code}): {', '.join(unfinished[:20])}"
+              + (" ..." if len(unfinished) > 20 else ""))
+        f += len(unfinished)
+        note = f"({len(unfinished)} did not finish)"
     if code != 0 and f == 0:
+        print(f"   swift: exit status {code} although no test failed")
+        print("\n".join(out.splitlines()[-30:]))
         f = 1
-    record("swift", max(0, n - skipped - f), f, f"({skipped} skipped)" if skipped else "")
+    record("swift", p, f, note, skipped=skips)
 
 
 def suite_header():
@@ -193,7 +277,14 @@ def suite_python():
     a, b = check("python", "inloopfmt selftest", code == 0, out[-1500:]); p += a; f += b
     code, out = run("python", ["python3", "Tests/fixtures/make_fixtures.py", "--check"])
     a, b = check("python", "fixtures match their generator", code == 0, out[-1500:]); p += a; f += b
-    record("python", p, f)
+    skips = []
+    if subprocess.run(["python3", "-c", "import onnx"], capture_output=True).returncode == 0:
+        code, out = run("python", ["python3", "Tests/fixtures/onnx/make_strided_tanh.py", "--check"])
+        a, b = check("python", "ONNX fixture strided_tanh matches its generator", code == 0, out[-1500:]); p += a; f += b
+    else:
+        print("SKIP python/strided_tanh fixture check: onnx not importable")
+        skips.append("strided_tanh fixture check: onnx not importable")
+    record("python", p, f, skipped=skips)
 
 
 def suite_c():
@@ -203,9 +294,9 @@ def suite_c():
         record("c", 0, 1, "(build failed)")
         return
     code, out = run("c", [os.path.join(BUILD, "test_c"), FIXTURES, MODELS])
-    record("c", *counted("c", code, out))
+    record_counted("c", code, out)
     code, out = run("training", [os.path.join(BUILD, "test_training"), FIXTURES, BUILD, MODELS])
-    record("c-training", *counted("c-training", code, out))
+    record_counted("c-training", code, out)
     suite_c_abi()
 
 
@@ -225,11 +316,11 @@ def suite_c_abi():
                  not missing and covered, "not checked: " + ", ".join(missing))
     record("c-abi", p + a, f + b)
     code, out = run("c-abi", [os.path.join(BUILD, "test_busy"), FIXTURES], timeout=300)
-    record("c-busy", *counted("c-busy", code, out))
+    record_counted("c-busy", code, out)
     # the default is the caller's business when OMP_NUM_THREADS / OPENBLAS_NUM_THREADS are set
     free = ["env", "-u", "OMP_NUM_THREADS", "-u", "OPENBLAS_NUM_THREADS"]
     code, out = run("c-abi", free + [os.path.join(BUILD, "test_threads"), FIXTURES], timeout=120)
-    record("c-threads", *counted("c-threads", code, out))
+    record_counted("c-threads", code, out)
 
 
 def compare_printed(out, io_path, tol=1e-5):
@@ -275,20 +366,19 @@ def suite_fortran():
         record("fortran", 0, 1, "(build failed)")
         return
     code, out = run("fortran", [os.path.join(BUILD, "test_fortran"), FIXTURES, MODELS])
-    p, f = counted("fortran", code, out)
+    p, f, fskips = program_counts("fortran", code, out)
     shared = os.path.join(os.path.dirname(ROOT), "shared", "models")
     code, out = run("fortran", [os.path.join(BUILD, "test_fortran_onnx"), shared, MODELS, FIXTURES])
-    record("fortran-onnx", *counted("fortran-onnx", code, out))
+    record_counted("fortran-onnx", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_fortran_training")])
-    p2, f2 = counted("fortran-training", code, out)
-    record("fortran-training", p2, f2)
+    record_counted("fortran-training", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_openmp"), os.path.join(FIXTURES, "mlp_medium.safetensors")],
                     timeout=300)
-    record("fortran-openmp", *counted("fortran-openmp", code, out))
+    record_counted("fortran-openmp", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_error_stop")])
     a, b = check("fortran", "load without stat= on a missing file prints the message and stops with an error",
                  code != 0 and "inloop:" in out and "nonexistent" in out, f"exit {code}: {out[-800:]}")
-    record("fortran", p + a, f + b)
+    record("fortran", p + a, f + b, skipped=fskips)
 
 
 def suite_mpi():
@@ -299,34 +389,36 @@ def suite_mpi():
     model = os.path.join(FIXTURES, "mlp_medium")
     code, out = run("mpi", ["mpirun", "-np", "2", os.path.join(BUILD, "test_mpi"), model + ".safetensors", model + ".io.bin"],
                     timeout=600)
-    record("mpi", *counted("mpi", code, out))
+    record_counted("mpi", code, out)
     # data-parallel training: even and uneven splits (3 ranks on 2 cores need --oversubscribe), through
     # node-shared memory (required: fails if unavailable) and through MPI collectives (the multi-node path)
     for np_args in (["-np", "2"], ["-np", "3", "--oversubscribe"]):
         for shm, name in (("1", "shm"), ("0", "mpi")):
             code, out = run("mpi", ["mpirun", "-x", f"INLOOP_MPI_SHARED_MEMORY={shm}", *np_args,
                                     os.path.join(BUILD, "test_mpi_training")], timeout=600)
-            record(f"mpi-training{np_args[1]}-{name}", *counted("mpi-training", code, out))
+            record_counted(f"mpi-training{np_args[1]}-{name}", code, out)
     for shm, name in (("1", "shm"), ("0", "mpi")):
         code, out = run("mpi", ["mpirun", "-x", f"INLOOP_MPI_SHARED_MEMORY={shm}", "-np", "2",
                                 os.path.join(BUILD, "test_mpi_alloc")], timeout=300)
-        record(f"mpi-alloc-{name}", *counted("mpi-alloc", code, out))
+        record_counted(f"mpi-alloc-{name}", code, out)
     code, out = run("mpi", ["mpirun", "-np", "2", os.path.join(BUILD, "test_mpi_f08"), model + ".safetensors"], timeout=300)
-    record("mpi-f08", *counted("mpi-f08", code, out))
+    record_counted("mpi-f08", code, out)
+    # models loaded over MPI against independent references (NumPy outputs, finite differences)
+    code, out = run("mpi", ["mpirun", "-np", "2", os.path.join(BUILD, "test_mpi_reference"), FIXTURES], timeout=300)
+    record_counted("mpi-reference", code, out)
     # collective calls fail together: an error on one rank is a status on every rank, never a hang
     for np_args in (["-np", "2"], ["-np", "3", "--oversubscribe"]):
         for shm, name in (("1", "shm"), ("0", "mpi")):
             for exe in ("test_collective", "test_collective_f"):
                 code, out = run("mpi", ["timeout", "60", "mpirun", "-x", f"INLOOP_MPI_SHARED_MEMORY={shm}", *np_args,
                                         os.path.join(BUILD, exe), BUILD], timeout=120)
-                record(f"mpi-{exe.replace('test_', '').replace('_f', '-fortran')}{np_args[1]}-{name}",
-                       *counted(exe, code, out))
+                record_counted(f"mpi-{exe.replace('test_', '').replace('_f', '-fortran')}{np_args[1]}-{name}", code, out)
     # the thread default under a launcher, without a communicator: ranks bound to a core or not
     free = ["env", "-u", "OMP_NUM_THREADS", "-u", "OPENBLAS_NUM_THREADS"]
     for bind in ("core", "none"):
         code, out = run("mpi", free + ["timeout", "60", "mpirun", "--bind-to", bind, "-np", "2",
                                        os.path.join(BUILD, "test_threads"), FIXTURES], timeout=120)
-        record(f"mpi-threads-bind-{bind}", *counted("mpi-threads", code, out))
+        record_counted(f"mpi-threads-bind-{bind}", code, out)
 
 
 def suite_onnx():
@@ -335,16 +427,16 @@ def suite_onnx():
         run("onnx", ["python3", "-m", "pip", "install", "-q", "numpy", "onnx", "onnxruntime"], timeout=900)
         if subprocess.run(["python3", "-c", probe], capture_output=True).returncode != 0:
             print("SKIP onnx: onnxruntime cannot be imported nor pip-installed (see build/test-logs/onnx.log)")
-            record("onnx", 0, 0, "(SKIPPED: no onnxruntime)")
+            record("onnx", 0, 0, skipped=["onnx: onnxruntime cannot be imported nor pip-installed"])
             return
     code, out = run("onnx", ["python3", "Tests/onnx/conformance.py"], timeout=1800)
-    record("onnx", *counted("onnx", code, out))
+    record_counted("onnx", code, out)
 
 
 def suite_install():
     # static build (its own scratch directory), install, move, hide the toolchain, three consumers
     code, out = run("install", "make -s test-install", timeout=3600)
-    record("install", *counted("install", code, out))
+    record_counted("install", code, out)
 
 
 def suite_lorenz96():
@@ -381,6 +473,16 @@ def suite_lorenz96():
     ok = code == 0 and "VERDICT: PASS" in out and "train step" in out
     a, b = check("lorenz96", f"short demo: the learned parameterization beats none on forecast RMSE ({elapsed:.0f} s)",
                  ok, f"exit {code}:\n{card}"); p += a; f += b
+    # the program's verdict asks only to beat *no* parameterization; the demo's claim is to beat the
+    # cubic fit too, at every lead (the quick run is deterministic; margins printed to watch them)
+    rows = re.findall(r"forecast RMSE of X, lead ([\d.]+) MTU\s+-\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", out)
+    margins = [f"lead {lead}: {float(nn):.3f} vs cubic {float(cub):.3f} ({100 * (1 - float(nn) / float(cub)):.1f}% better)"
+               for lead, nn, cub, _ in rows]
+    beats = len(rows) >= 4 and all(float(nn) < float(cub) for _, nn, cub, _ in rows)
+    a, b = check("lorenz96", "short demo: the network also beats the cubic fit at every lead",
+                 code == 0 and beats, "; ".join(margins) or f"no RMSE table (exit {code})"); p += a; f += b
+    if margins:
+        print("   " + "; ".join(margins))
     a, b = check("lorenz96", "short demo saved the model and wrote the plot data",
                  all(os.path.exists(os.path.join(work, n)) for n in ("l96_nn.safetensors", "distributions.dat", "rmse.dat")),
                  "missing output files"); p += a; f += b
@@ -390,7 +492,7 @@ def suite_lorenz96():
 def main():
     if not os.path.exists(LIB):
         print(f"{LIB} not built; run `make test`")
-        print("0 passed, 1 failed")
+        print("0 passed, 1 failed, 0 skipped")
         return 1
     for old in glob.glob(os.path.join(LOGS, "*.log")):
         os.remove(old)
@@ -408,11 +510,11 @@ def main():
             s()
         except Exception as e:  # a broken suite is a failure, not a crash of the runner
             record(s.__name__[6:], 0, 1, f"(runner error: {e!r})")
-    print("\nsuite      passed  failed")
-    for suite, p, f, note in summary:
-        print(f"{suite:10s} {p:6d}  {f:6d}  {note}")
-    print(f"logs: {os.path.relpath(LOGS, ROOT)}/")
-    print(f"{totals['passed']} passed, {totals['failed']} failed")
+    print("\nsuite      passed  failed skipped")
+    for suite, p, f, k, note in summary:
+        print(f"{suite:10s} {p:6d}  {f:6d}  {k:6d}  {note}")
+    print(f"logs: {os.path.relpath(LOGS, ROOT)}/" + ("  (CI: skips of promised tests count as failures)" if IN_CI else ""))
+    print(f"{totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
     return 0 if totals["failed"] == 0 else 1
 
 

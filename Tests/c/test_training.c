@@ -1,26 +1,30 @@
 /* C tests of training and model derivatives through the public header:
  *  - a trainer made from a YAML string learns a smooth function (validation loss target),
  *  - statistics, learning rate, checkpoint -> reload -> continue equals uninterrupted (bitwise),
- *  - no allocation in steady-state train steps, evaluations, jvp and vjp (interposed allocator),
+ *  - no allocation by InLoop in steady-state train steps, evaluations, jvp and vjp (interposed
+ *    allocator; OpenBLAS's own allocations, made by its AVX-512 small GEMM kernels, counted apart),
  *  - bad input gives statuses and messages: NULL pointers, bad configs, NaN data (weights kept),
  *    freed handles, wrong files,
- *  - tangent-linear/adjoint dot-product test in double precision, Jacobian vs tangent-linear.
+ *  - tangent-linear/adjoint dot-product test in double precision, Jacobian vs tangent-linear, and
+ *    the tangent-linear against float64 central finite differences of the model (an independent check),
+ *  - Adam against the update formulas written out here (linear model, float64 trainer),
  *  - models loaded from ONNX (MODELS_DIR/l96.onnx when present): adjoint test, fine-tuning.
  * Usage: test_training FIXTURES_DIR TMP_DIR [MODELS_DIR]. Ends with "N passed, M failed". */
+#include "alloc_count_openblas.h"   /* first: it defines _GNU_SOURCE (dladdr) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "inloop.h"
-#include "alloc_count.h"
 
 static int n_pass, n_fail;
 static void check(int ok, const char *name, const char *detail) {
     if (ok) { n_pass++; printf("PASS %s\n", name); }
     else { n_fail++; printf("FAIL %s: %s\n", name, detail ? detail : inloop_last_error()); }
 }
-#define CHECK_OK(call, name) do { inloop_status st_ = (call); check(st_ == INLOOP_OK, name, NULL); } while (0)
+/* A set-up step: not a check of its own (a later check depends on it), but its failure fails the test. */
+#define CHECK_OK(call, name) do { inloop_status st_ = (call); if (st_ != INLOOP_OK) check(0, name, NULL); } while (0)
 #define CHECK_STATUS(call, want, name) do { inloop_status st_ = (call); char d_[600]; \
     snprintf(d_, sizeof d_, "status %d (%s), want %d; message: %s", (int)st_, inloop_status_string(st_), (int)(want), inloop_last_error()); \
     check(st_ == (want) && inloop_last_error()[0] != 0, name, d_); } while (0)
@@ -57,6 +61,97 @@ static int same_outputs(inloop_trainer *a, inloop_trainer *b, const float *x, in
     return same;
 }
 
+/* max |dy - (f(x + h dx) - f(x - h dx)) / 2h| / max |dy| over nb samples, f the float64 forward (the
+ * y output of jvp_f64); h = 1e-5: truncation error ~1e-10, round-off ~1e-11 relative. */
+static double fd_error(inloop_model *m, const double *x, const double *dx, const double *dy, int nb, int64_t ni, int64_t no) {
+    const double h = 1e-5;
+    size_t nx = (size_t)nb * (size_t)ni, ny = (size_t)nb * (size_t)no;
+    double *xp = malloc(sizeof(double) * nx), *xm = malloc(sizeof(double) * nx);
+    double *yp = malloc(sizeof(double) * ny), *ym = malloc(sizeof(double) * ny), *tl = malloc(sizeof(double) * ny);
+    double err = 0, scale = 0;
+    for (size_t i = 0; i < nx; i++) { xp[i] = x[i] + h * dx[i]; xm[i] = x[i] - h * dx[i]; }
+    if (inloop_model_jvp_f64(m, xp, dx, nb, yp, tl) != INLOOP_OK || inloop_model_jvp_f64(m, xm, dx, nb, ym, tl) != INLOOP_OK) {
+        err = INFINITY;
+    } else {
+        for (size_t i = 0; i < ny; i++) {
+            err = fmax(err, fabs(dy[i] - (yp[i] - ym[i]) / (2 * h)));
+            scale = fmax(scale, fabs(dy[i]));
+        }
+        err = scale > 0 ? err / scale : INFINITY;
+    }
+    free(xp); free(xm); free(yp); free(ym); free(tl);
+    return err;
+}
+
+/* Adam (PyTorch's formulas, beta1 0.9, beta2 0.999, eps 1e-8, lr 0.01) on MSE = mean over samples
+ * and outputs of (W x + b - t)^2, written out here for a linear 3 -> 2 model in a float64 trainer;
+ * the trainer's weights are read back by forwarding 0 and the unit vectors. */
+static void check_adam_reference(void) {
+    enum { NI = 3, NO = 2, NB = 8, STEPS = 12 };
+    static const char *cfg = "model: {inputs: 3, layers: [{type: dense, out: 2}]}\n"
+                             "optimizer: {type: adam, lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1.0e-8}\n"
+                             "precision: float64\nseed: 3\n";
+    inloop_trainer *tr = NULL;
+    inloop_model *m = NULL;
+    double x[NB * NI], t[NB * NO], p[NO * NI + NO], mo[NO * NI + NO] = {0}, ve[NO * NI + NO] = {0};
+    double e[(NI + 1) * NI] = {0}, y[(NI + 1) * NO], loss = 0, ref_loss = 0, worst = 0, scale = 0;
+    char msg[300];
+    const int np = NO * NI + NO;
+    for (int i = 0; i < NB * NI; i++) x[i] = 2 * uniform() - 1;
+    for (int i = 0; i < NB * NO; i++) t[i] = 2 * uniform() - 1;
+    for (int i = 0; i < NI; i++) e[(i + 1) * NI + i] = 1;   /* rows: 0, e_1, e_2, e_3 */
+    if (inloop_trainer_create(cfg, &tr) != INLOOP_OK || inloop_trainer_get_model(tr, &m) != INLOOP_OK ||
+        inloop_model_forward_f64(m, e, NI + 1, y) != INLOOP_OK) {
+        check(0, "Adam reference: set-up", NULL);
+        (void)inloop_trainer_free(tr);
+        return;
+    }
+    (void)inloop_model_free(m);
+    /* p = W (row o: weights into output o) then b */
+    for (int o = 0; o < NO; o++) {
+        p[NO * NI + o] = y[o];
+        for (int i = 0; i < NI; i++) p[o * NI + i] = y[(i + 1) * NO + o] - y[o];
+    }
+    for (int step = 1; step <= STEPS; step++) {
+        double g[NO * NI + NO] = {0};
+        ref_loss = 0;
+        for (int s = 0; s < NB; s++)
+            for (int o = 0; o < NO; o++) {
+                double r = p[NO * NI + o] - t[s * NO + o];
+                for (int i = 0; i < NI; i++) r += p[o * NI + i] * x[s * NI + i];
+                ref_loss += r * r / (NB * NO);
+                g[NO * NI + o] += 2 * r / (NB * NO);
+                for (int i = 0; i < NI; i++) g[o * NI + i] += 2 * r * x[s * NI + i] / (NB * NO);
+            }
+        for (int k = 0; k < np; k++) {
+            mo[k] = 0.9 * mo[k] + 0.1 * g[k];
+            ve[k] = 0.999 * ve[k] + 0.001 * g[k] * g[k];
+            double mhat = mo[k] / (1 - pow(0.9, step)), vhat = ve[k] / (1 - pow(0.999, step));
+            p[k] -= 0.01 * mhat / (sqrt(vhat) + 1e-8);
+        }
+        if (inloop_trainer_step_f64(tr, x, t, NB, &loss) != INLOOP_OK) { check(0, "Adam reference: train step", NULL); break; }
+    }
+    if (inloop_trainer_get_model(tr, &m) == INLOOP_OK && inloop_model_forward_f64(m, e, NI + 1, y) == INLOOP_OK) {
+        for (int o = 0; o < NO; o++) {
+            worst = fmax(worst, fabs(y[o] - p[NO * NI + o]));
+            scale = fmax(scale, fabs(p[NO * NI + o]));
+            for (int i = 0; i < NI; i++) {
+                worst = fmax(worst, fabs(y[(i + 1) * NO + o] - y[o] - p[o * NI + i]));
+                scale = fmax(scale, fabs(p[o * NI + i]));
+            }
+        }
+        /* the model handed out holds float32 weights: agreement to float32 rounding */
+        snprintf(msg, sizeof msg, "max weight difference %.3g (max |weight| %.3g); last loss %.17g, reference %.17g",
+                 worst, scale, loss, ref_loss);
+        check(worst <= 1e-6 * scale && fabs(loss - ref_loss) <= 1e-6 * ref_loss,
+              "Adam: 12 steps equal the Adam formulas written out in C (weights and loss)", msg);
+    } else {
+        check(0, "Adam reference: read back the trained weights", NULL);
+    }
+    (void)inloop_model_free(m);
+    (void)inloop_trainer_free(tr);
+}
+
 int main(int argc, char **argv) {
     const char *fixtures = argc > 1 ? argv[1] : "Tests/fixtures";
     const char *tmp = argc > 2 ? argv[2] : "/tmp";
@@ -75,6 +170,8 @@ int main(int argc, char **argv) {
     snprintf(ckpt, sizeof ckpt, "%s/inloop_test_training.ckpt", tmp);
     snprintf(modelpath, sizeof modelpath, "%s/inloop_test_training.safetensors", tmp);
 
+    check_adam_reference();
+
     /* --- training to a stated validation loss --- */
     CHECK_OK(inloop_trainer_create(config, &t), "create trainer from a YAML string");
     CHECK_OK(inloop_trainer_sizes(t, &n_in, &n_out), "trainer sizes");
@@ -89,8 +186,10 @@ int main(int argc, char **argv) {
         }
     }
     CHECK_OK(inloop_trainer_evaluate_f32(t, xv, yv, NV, &val), "evaluate on validation data");
-    snprintf(msg, sizeof msg, "validation MSE %.3g (first batch %.3g), want < 1e-3", val, first);
-    check(val < 1e-3 && val < first / 50, "learns sin(2a)cos(b) to validation MSE < 1e-3", msg);
+    /* 8.0e-4 here (AMD, AVX-512); a wrong Adam bias correction gave 1.01e-3, which "< 1e-3" missed by 1%.
+     * Adam itself is checked exactly against its formulas above; this is the end-to-end target. */
+    snprintf(msg, sizeof msg, "validation MSE %.3g (first batch %.3g), want < 9e-4", val, first);
+    check(val < 9e-4 && val < first / 50, "learns sin(2a)cos(b) to validation MSE < 9e-4", msg);
     printf("INFO validation MSE %.3e after 640 steps (first batch loss %.3e)\n", val, first);
     CHECK_OK(inloop_trainer_step_count(t, &steps), "step count");
     check(steps == 20 * (N / B), "step count is 640", "wrong step count");
@@ -123,26 +222,29 @@ int main(int argc, char **argv) {
     }
 
     /* --- no allocation in steady state (1 OpenBLAS thread) --- */
+    count_openblas_prepare();
     (void)inloop_set_num_threads(1);
     (void)inloop_trainer_step_f64(t2, x64, y64, B, &loss);   /* warm-up of the f64 conversion buffers */
     {
         long a, f;
-        count_start();
+        count_start_all();
         for (int i = 0; i < 50; i++) (void)inloop_trainer_step_f32(t2, x, y, B, &loss);
         a = count_stop(&f);
-        snprintf(msg, sizeof msg, "%ld allocations in 50 steps", a);
+        snprintf(msg, sizeof msg, "%ld allocations in 50 steps (+%ld inside OpenBLAS, not counted)", a, count_openblas());
         check(a == 0, "train step f32 allocates nothing in steady state", msg);
-        count_start();
+        printf("INFO train step f32: %ld allocations inside OpenBLAS in 50 steps (not InLoop's)\n", count_openblas());
+        count_start_all();
         for (int i = 0; i < 50; i++) (void)inloop_trainer_step_f64(t2, x64, y64, B, &loss);
         a = count_stop(&f);
-        snprintf(msg, sizeof msg, "%ld allocations in 50 steps", a);
+        snprintf(msg, sizeof msg, "%ld allocations in 50 steps (+%ld inside OpenBLAS, not counted)", a, count_openblas());
         check(a == 0, "train step f64 allocates nothing in steady state", msg);
-        count_start();
+        printf("INFO train step f64: %ld allocations inside OpenBLAS in 50 steps (not InLoop's)\n", count_openblas());
+        count_start_all();
         for (int i = 0; i < 50; i++) (void)inloop_trainer_evaluate_f32(t2, x, y, B, &loss);
         a = count_stop(&f);
-        snprintf(msg, sizeof msg, "%ld allocations in 50 evaluations", a);
+        snprintf(msg, sizeof msg, "%ld allocations in 50 evaluations (+%ld inside OpenBLAS, not counted)", a, count_openblas());
         check(a == 0, "evaluate allocates nothing in steady state", msg);
-        count_start();
+        count_start_all();
         (void)inloop_trainer_create(config, &r);
         a = count_stop(&f);
         check(a > 0, "allocation counter works (creating a trainer allocates)", "counter saw nothing");
@@ -211,6 +313,10 @@ int main(int argc, char **argv) {
             for (int i = 0; i < nb * ni; i++) rhs += dx[i] * adj[i];
             snprintf(msg, sizeof msg, "<J dx, dy> = %.17g, <dx, J^T dy> = %.17g", lhs, rhs);
             check(fabs(lhs - rhs) <= 1e-14 * sqrt(n1 * n2), "adjoint dot-product test to round-off (C, float64)", msg);
+            worst = fd_error(m, xd, dx, tl, nb, ni, no);
+            snprintf(msg, sizeof msg, "max |jvp - central difference| / max |jvp| = %.3g", worst);
+            check(worst < 1e-7, "tangent-linear equals float64 central finite differences (tanh MLP)", msg);
+            worst = 0;
             CHECK_OK(inloop_model_jacobian_f64(m, xd, nb, jac), "jacobian f64");
             /* J dx from the Jacobian equals the tangent-linear */
             for (int s = 0; s < nb; s++)
@@ -224,11 +330,13 @@ int main(int argc, char **argv) {
             /* the Jacobian call above grew the work buffers: one warm-up call of each at this batch size */
             (void)inloop_model_jvp_f64(m, xd, dx, nb, yy, tl);
             (void)inloop_model_vjp_f64(m, xd, dy, nb, adj);
-            count_start();
+            count_start_all();
             for (int k = 0; k < 20; k++) { (void)inloop_model_jvp_f64(m, xd, dx, nb, yy, tl); (void)inloop_model_vjp_f64(m, xd, dy, nb, adj); }
             a = count_stop(&f);
-            snprintf(msg, sizeof msg, "%ld allocations", a);
-            check(a == 0, "jvp/vjp allocate nothing in steady state", msg);
+            snprintf(msg, sizeof msg, "%ld allocations by InLoop in 20 jvp+vjp pairs (+%ld inside OpenBLAS, not counted)", a, count_openblas());
+            check(a == 0, "jvp/vjp: InLoop allocates nothing in steady state (OpenBLAS's own allocations counted apart)", msg);
+            printf("INFO jvp/vjp: %ld allocations inside OpenBLAS in 20 pairs (its AVX-512 small dgemm kernels allocate per call; not InLoop's)\n",
+                   count_openblas());
             CHECK_STATUS(inloop_model_vjp_f64(m, xd, NULL, nb, adj), INLOOP_ERR_NULL_POINTER, "vjp with NULL dy");
             CHECK_STATUS(inloop_model_jacobian_f32(m, NULL, nb, NULL), INLOOP_ERR_NULL_POINTER, "jacobian with NULL x");
             free(xd); free(dx); free(adj); free(dy); free(tl); free(yy); free(jac);
@@ -242,6 +350,36 @@ int main(int argc, char **argv) {
         }
         (void)inloop_model_free(m);
     }
+    /* --- an ONNX graph: strided convolutions around a tanh; derivatives vs finite differences --- */
+    {
+        char path[1024];
+        inloop_model *m = NULL;
+        int64_t ni = 0, no = 0;
+        snprintf(path, sizeof path, "%s/onnx/strided_tanh.onnx", fixtures);
+        CHECK_OK(inloop_model_load(path, &m), "load onnx/strided_tanh.onnx");
+        if (m && inloop_model_input_size(m, &ni) == INLOOP_OK && inloop_model_output_size(m, &no) == INLOOP_OK) {
+            const int nb = 3;
+            double *xd = malloc(sizeof(double) * nb * ni), *dx = malloc(sizeof(double) * nb * ni), *adj = malloc(sizeof(double) * nb * ni);
+            double *dy = malloc(sizeof(double) * nb * no), *tl = malloc(sizeof(double) * nb * no);
+            double lhs = 0, rhs = 0, n1 = 0, n2 = 0, err;
+            for (int i = 0; i < nb * ni; i++) { xd[i] = 3 * uniform() - 1.5; dx[i] = uniform() - 0.5; }
+            for (int i = 0; i < nb * no; i++) dy[i] = uniform() - 0.5;
+            CHECK_OK(inloop_model_jvp_f64(m, xd, dx, nb, NULL, tl), "jvp of strided_tanh.onnx");
+            CHECK_OK(inloop_model_vjp_f64(m, xd, dy, nb, adj), "vjp of strided_tanh.onnx");
+            for (int i = 0; i < nb * no; i++) { lhs += tl[i] * dy[i]; n1 += tl[i] * tl[i]; n2 += dy[i] * dy[i]; }
+            for (int i = 0; i < nb * ni; i++) rhs += dx[i] * adj[i];
+            snprintf(msg, sizeof msg, "<J dx, dy> = %.17g, <dx, J^T dy> = %.17g", lhs, rhs);
+            check(fabs(lhs - rhs) <= 1e-14 * sqrt(n1 * n2), "adjoint dot-product test of a strided-conv/tanh ONNX graph", msg);
+            err = fd_error(m, xd, dx, tl, nb, ni, no);
+            snprintf(msg, sizeof msg, "max |jvp - central difference| / max |jvp| = %.3g", err);
+            check(err < 1e-7, "tangent-linear of a strided-conv/tanh ONNX graph equals float64 central differences", msg);
+            free(xd); free(dx); free(adj); free(dy); free(tl);
+        } else {
+            check(0, "sizes of onnx/strided_tanh.onnx", NULL);
+        }
+        (void)inloop_model_free(m);
+    }
+
     /* --- a model loaded from ONNX: derivatives and fine-tuning --- */
     if (argc > 3) {
         char path[1024];
@@ -303,7 +441,7 @@ int main(int argc, char **argv) {
             double first = 0, last = 0;
             for (int i = 0; i < 20; i++) { (void)inloop_trainer_step_f32(ct, xf, yf, NB, &loss); if (i == 0) first = loss; last = loss; }
             snprintf(msg, sizeof msg, "loss %.4g -> %.4g", first, last);
-            check(last < first, "fine-tuning the graph lowers its loss", msg);
+            check(last < 0.5 * first, "fine-tuning the graph halves its loss in 20 steps", msg);   /* 0.667 -> 0.102 here */
             CHECK_OK(inloop_trainer_get_model(ct, &tuned), "get the fine-tuned graph as a model");
             CHECK_OK(inloop_model_forward_f32(tuned, xf, NB, y0), "forward of the fine-tuned graph");
             CHECK_STATUS(inloop_trainer_save_model(ct, modelpath), INLOOP_ERR_UNSUPPORTED, "save_model of a fine-tuned graph is refused clearly");

@@ -38,6 +38,7 @@ program test_onnx
     call shared_model('cnn2d', [64_int64, 64_int64, 2_int64], [1_int64])
     call shape_errors()
     call two_io_checks(fixdir // '/onnx/two_io')
+    call strided_tanh_checks(fixdir // '/onnx/strided_tanh.onnx')
 
     write (output_unit, '(i0, a, i0, a)') npass, ' passed, ', nfail, ' failed'
     if (nfail > 0) error stop 1
@@ -179,7 +180,7 @@ contains
         if (.not. ok) return
         msg = ''
         call m%load(path, stat, msg)
-        call check('load ' // path, stat == INLOOP_OK, trim(msg))
+        call require('load ' // path, stat == INLOOP_OK, trim(msg))
         if (stat /= INLOOP_OK) return
         label = name // ' ' // dims_str(fin) // ' -> ' // dims_str(fout)
 
@@ -244,7 +245,7 @@ contains
         call check(label // ': forward into y(..., 1:N:2) leaves the other samples', &
                    same_bits(strided(y(n_out + 1:), n_out, nb - 1), [-7.0_real64]), 'samples outside the section were written')
         call m%free(stat, msg)
-        call check(name // ': free', stat == INLOOP_OK, trim(msg))
+        call require(name // ': free', stat == INLOOP_OK, trim(msg))
     end subroutine
 
     !> Points arrays of shape (fin, nb) and (fout, nb) (without the batch if nb = 0: one sample) at x and y,
@@ -393,7 +394,7 @@ contains
 
         if (exists(shared // '/cnn2d.onnx')) then
             call cnn%load(shared // '/cnn2d.onnx', stat, msg)
-            call check('load cnn2d.onnx for the shape errors', stat == INLOOP_OK, trim(msg))
+            call require('load cnn2d.onnx for the shape errors', stat == INLOOP_OK, trim(msg))
             if (stat == INLOOP_OK) then
                 allocate (x4(64, 64, 3, 2), y2(1, 2))
                 x4 = 0
@@ -441,7 +442,7 @@ contains
 
         if (exists(shared // '/column_conv1d.onnx')) then
             call conv%load(shared // '/column_conv1d.onnx', stat, msg)
-            call check('load column_conv1d.onnx for the shape errors', stat == INLOOP_OK, trim(msg))
+            call require('load column_conv1d.onnx for the shape errors', stat == INLOOP_OK, trim(msg))
             if (stat == INLOOP_OK) then
                 allocate (x3(4, 60, 2), y3(60, 2, 2))
                 x3 = 0
@@ -625,6 +626,13 @@ contains
     end function
 
     ! ======================================================================== reporting
+    !> A set-up step (e.g. loading): not counted when it works (later checks depend on it), a failure when not.
+    subroutine require(name, cond, detail)
+        character(len=*), intent(in) :: name, detail
+        logical, intent(in) :: cond
+        if (.not. cond) call check(name, cond, detail)
+    end subroutine
+
     subroutine check(name, cond, detail)
         character(len=*), intent(in) :: name, detail
         logical, intent(in) :: cond
@@ -708,6 +716,56 @@ contains
         end do
         s = s // ']'
     end function
+
+    ! ======================================================================== strided convolutions + tanh
+    !> Tests/fixtures/onnx/strided_tanh.onnx (x(10, 10, 2, N) -> y(4, 2, 2, N), two strided convolutions
+    !> around a tanh) against its float64 NumPy reference, real(8) and real(4); its tangent-linear against
+    !> real(8) central finite differences (independent of the engine's own derivatives).
+    subroutine strided_tanh_checks(path)
+        character(len=*), intent(in) :: path
+        type(inloop_model) :: m
+        real(real64), allocatable :: xf(:), yf(:), xs(:,:), dx(:,:), tl(:,:), yp(:,:), ym(:,:), tmp(:,:)
+        real(real64) :: x(10, 10, 2, 4), y(4, 2, 2, 4), yref(4, 2, 2, 4), err
+        real(real32) :: y4(4, 2, 2, 4)
+        integer(int64) :: n_in, n_out, batch
+        integer :: stat, k, i
+        character(len=400) :: msg
+        logical :: ok
+        call read_io(path // '.io.bin', xf, yf, n_in, n_out, batch, ok)
+        call require('strided_tanh: read the reference', ok .and. n_in == 200 .and. n_out == 16 .and. batch == 4, path // '.io.bin')
+        if (.not. ok .or. n_in /= 200 .or. n_out /= 16 .or. batch /= 4) return
+        x = reshape(xf, shape(x))
+        yref = reshape(yf, shape(yref))
+        msg = ''
+        call m%load(path, stat, msg)
+        call require('load ' // path, stat == INLOOP_OK, trim(msg))
+        if (stat /= INLOOP_OK) return
+        y = huge(1.0_real64)
+        call m%forward(x, y, stat, msg)
+        err = maxval(abs(y - yref)) / maxval(abs(yref))
+        call check('strided_tanh: forward real(8) x(10,10,2,4) -> y(4,2,2,4) equals the NumPy reference (1e-5)', &
+                   stat == INLOOP_OK .and. err < 1e-5_real64, 'stat ' // itoa(stat) // ' ' // trim(msg) // ', error ' // rtoa(err))
+        y4 = huge(1.0_real32)
+        call m%forward(real(x, real32), y4, stat, msg)
+        err = maxval(abs(real(y4, real64) - yref)) / maxval(abs(yref))
+        call check('strided_tanh: forward real(4) equals the NumPy reference (1e-5)', &
+                   stat == INLOOP_OK .and. err < 1e-5_real64, 'stat ' // itoa(stat) // ' ' // trim(msg) // ', error ' // rtoa(err))
+        ! tangent-linear vs central differences, h = 1e-5 (samples flattened: the derivative API is rank 2)
+        allocate (xs(200, 4), dx(200, 4), tl(16, 4), yp(16, 4), ym(16, 4), tmp(16, 4))
+        xs = reshape(xf, [200, 4])
+        do k = 1, 4
+            dx(:, k) = sin(0.7_real64 * [(real(k * 200 + i, real64), i = 1, 200)])
+        end do
+        call m%jvp(xs, dx, tl, stat=stat, errmsg=msg)
+        call require('strided_tanh: jvp', stat == INLOOP_OK, trim(msg))
+        call m%jvp(xs + 1e-5_real64 * dx, dx, tmp, y=yp, stat=stat, errmsg=msg)
+        call m%jvp(xs - 1e-5_real64 * dx, dx, tmp, y=ym, stat=k, errmsg=msg)
+        call require('strided_tanh: jvp at x +- h dx', stat == INLOOP_OK .and. k == INLOOP_OK, trim(msg))
+        err = maxval(abs(tl - (yp - ym) / 2e-5_real64)) / maxval(abs(tl))
+        call check('strided_tanh: tangent-linear equals real(8) central finite differences', err < 1e-7_real64, &
+                   'max |jvp - central difference| / max |jvp| = ' // rtoa(err))
+        call m%free()
+    end subroutine
 
     ! ======================================================================== files and strings
     !> io.bin as flat samples: x(n_in * batch), y(n_out * batch).

@@ -91,7 +91,7 @@ contains
 
         msg = ''
         call m%load(path, stat, msg)
-        call check('load ' // label, stat == INLOOP_OK, trim(msg))
+        call require('load ' // label, stat == INLOOP_OK, trim(msg))
         if (stat /= INLOOP_OK) return
         call read_io(iopath, x, yref, ok)
         call check('read ' // iopath, ok, 'cannot read')
@@ -213,7 +213,7 @@ contains
         close (u)
         msg = ''
         call m%load_buffer(bytes, stat, msg)
-        call check('load_buffer ' // label, stat == INLOOP_OK, trim(msg))
+        call require('load_buffer ' // label, stat == INLOOP_OK, trim(msg))
         if (stat /= INLOOP_OK) return
         bytes = 0_int8   ! the model must not depend on the caller's buffer after the call
         allocate (y, mold=yexpect)
@@ -234,7 +234,7 @@ contains
         character(len=:), allocatable :: lib_msg
 
         call m%load(path, stat, msg)
-        call check('load ' // path // ' for error checks', stat == INLOOP_OK, trim(msg))
+        call require('load ' // path // ' for error checks', stat == INLOOP_OK, trim(msg))
         if (stat /= INLOOP_OK) return
         n_in = int(m%input_size())
         n_out = int(m%output_size())
@@ -431,6 +431,13 @@ contains
     end subroutine
 
     ! ======================================================================== reporting
+    !> A set-up step (e.g. loading): not counted when it works (later checks depend on it), a failure when not.
+    subroutine require(name, cond, detail)
+        character(len=*), intent(in) :: name, detail
+        logical, intent(in) :: cond
+        if (.not. cond) call check(name, cond, detail)
+    end subroutine
+
     subroutine check(name, cond, detail)
         character(len=*), intent(in) :: name, detail
         logical, intent(in) :: cond

@@ -53,11 +53,11 @@ program test_mpi
 
     ! one BLAS/engine thread per rank: the ranks already fill the cores
     call inloop_set_threads(1, stat, msg)
-    call check_all('set_threads(1) on every rank', stat == INLOOP_OK, trim(msg))
+    call require_all('set_threads(1) on every rank', stat == INLOOP_OK, trim(msg))
 
     msg = ''
     call net%load(model_path, stat, msg)
-    call check_all('load ' // model_path // ' on every rank', stat == INLOOP_OK, trim(msg))
+    call require_all('load ' // model_path // ' on every rank', stat == INLOOP_OK, trim(msg))
     if (nfail > 0) call finish()
     n_in = int(net%input_size())
     n_out = int(net%output_size())
@@ -82,9 +82,9 @@ program test_mpi
     ! ------------------------------------------------------------------ default mode
     allocate (y_serial(n_out, ncol), y_again(n_out, ncol), y_block(n_out, counts(rank)), yb_again(n_out, counts(rank)))
     call net%forward(x, y_serial, stat, msg)
-    call check_all('default: serial forward of ' // itoa(ncol) // ' columns', stat == INLOOP_OK, trim(msg))
+    call require_all('default: serial forward of ' // itoa(ncol) // ' columns', stat == INLOOP_OK, trim(msg))
     call net%forward(x(:, lo:hi), y_block, stat, msg)     ! a contiguous section: no copy
-    call check_all('default: block forward (' // sizes // ' columns)', stat == INLOOP_OK, trim(msg))
+    call require_all('default: block forward (' // sizes // ' columns)', stat == INLOOP_OK, trim(msg))
 
     call net%forward(x, y_again, stat, msg)
     call check_all('default: repeated serial forward is bitwise identical (run-to-run determinism)', &
@@ -113,12 +113,12 @@ program test_mpi
     ! ------------------------------------------------------------------ reproducible mode
     msg = ''
     call net%set_reproducible(.true., stat, msg)
-    call check_all('set_reproducible(.true.) on every rank', stat == INLOOP_OK, trim(msg))
+    call require_all('set_reproducible(.true.) on every rank', stat == INLOOP_OK, trim(msg))
     allocate (yr_serial(n_out, ncol), yr_block(n_out, counts(rank)))
     call net%forward(x, yr_serial, stat, msg)
-    call check_all('reproducible: serial forward of ' // itoa(ncol) // ' columns', stat == INLOOP_OK, trim(msg))
+    call require_all('reproducible: serial forward of ' // itoa(ncol) // ' columns', stat == INLOOP_OK, trim(msg))
     call net%forward(x(:, lo:hi), yr_block, stat, msg)
-    call check_all('reproducible: block forward (' // sizes // ' columns)', stat == INLOOP_OK, trim(msg))
+    call require_all('reproducible: block forward (' // sizes // ' columns)', stat == INLOOP_OK, trim(msg))
 
     call check_all('reproducible: block equals serial columns bitwise on every rank', &
                    nbits_differ(yr_block, yr_serial(:, lo:hi)) == 0, &
@@ -134,10 +134,20 @@ program test_mpi
     call reference_check('reproducible')
 
     call net%free(stat, msg)
-    call check_all('free on every rank', stat == INLOOP_OK, trim(msg))
+    call require_all('free on every rank', stat == INLOOP_OK, trim(msg))
     call finish()
 
 contains
+
+    !> A set-up step (collective): not counted when it works on every rank; else a failed check.
+    subroutine require_all(name, local_ok, detail)
+        character(len=*), intent(in) :: name, detail
+        logical, intent(in) :: local_ok
+        logical :: all_ok
+        integer :: e
+        call MPI_Allreduce(local_ok, all_ok, 1, MPI_LOGICAL, MPI_LAND, MPI_COMM_WORLD, e)
+        if (.not. all_ok) call check_all(name, local_ok, detail)
+    end subroutine
 
     !> Records a check that every rank evaluated; rank 0 prints it with the details of failing ranks.
     subroutine check_all(name, local_ok, detail)
