@@ -155,6 +155,7 @@ def program_args(name):
         "test_threads": [FIXTURES],
         "omp_test_openmp": [model + ".safetensors"],
         "mpi_test_collective": [BUILD],
+        "mpi_test_mpi_reference": [FIXTURES],
         "mpi_test_collective_f": [BUILD],
     }.get(name, [])
 
