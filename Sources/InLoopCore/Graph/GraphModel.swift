@@ -82,6 +82,10 @@ final class CompiledPlan {
         func aligned(_ x: Int) -> Int { (x + 15) & ~15 }
         var slotOffset: [Int] = [], total = 0
         for c in capacity {
+            // A saturated scratch count (Conv.workspaceCount) or any count past the element limit.
+            guard c <= Limits.maxElements else {
+                throw InLoopError(.outOfMemory, "batch \(batch): a buffer of \(c) floats is too large")
+            }
             slotOffset.append(total)
             let (t, o) = total.addingReportingOverflow(aligned(c))
             guard !o else { throw InLoopError(.outOfMemory, "batch \(batch): workspace too large") }
@@ -93,6 +97,7 @@ final class CompiledPlan {
         for c in inputCounts { si.append(total); total += aligned(c) }
         for c in outputCounts { so.append(total); total += aligned(c) }
         guard total < (1 << 40) else { throw InLoopError(.outOfMemory, "batch \(batch): workspace of \(total) floats is too large") }
+        try Limits.workspace(floats: total, batch: batch)
         self.stagingIn = si
         self.stagingOut = so
         self.arenaCount = total
