@@ -3,6 +3,8 @@
 #   make demo    build and run the example programs on a small model, then the Lorenz '96 demo
 #                (a Fortran MPI model that learns its sub-grid parameterization online; 2 ranks)
 #   make bench   forward-pass benchmark against bare cblas_sgemm (needs ../shared/models)
+#   make fuzz    libFuzzer campaigns over the model/config/checkpoint/npy readers, FUZZ_SECONDS each
+#                (Tests/fuzz/README.md); `make fuzz-smoke` is the short run `make test` does
 SHELL      := /bin/bash
 ROOT       := $(CURDIR)
 LIBDIR     := $(ROOT)/.build/release
@@ -25,6 +27,7 @@ export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 
 .PHONY: all deps lib header models test demo bench clean fortran c-programs lorenz96 plot-deps
+.PHONY: fuzz fuzz-build fuzz-smoke
 
 all: lib
 
@@ -121,5 +124,21 @@ bench: lib models $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	python3 bench/bench_training.py
 	python3 bench/bench_mpi.py
 
+# Fuzz targets (Tests/fuzz/targets): libFuzzer executables, debug build with -sanitize=fuzzer in .build-fuzz
+# (INLOOP_FUZZ=1 adds them to the package). One product at a time: nothing else of the package is built.
+FUZZ_TARGETS := native onnx config checkpoint npy
+FUZZ_SECONDS ?= 300
+FUZZ_RUNS    ?=
+fuzz-build:
+	@for t in $(FUZZ_TARGETS); do \
+	  INLOOP_FUZZ=1 swift build --scratch-path .build-fuzz --sanitize=fuzzer --product fuzz-$$t || exit 1; \
+	done
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) python3 Tests/fuzz/fuzz.py run
+
+fuzz-smoke: fuzz-build
+	python3 Tests/fuzz/fuzz.py smoke
+
 clean:
-	rm -rf $(BUILD) .build
+	rm -rf $(BUILD) .build .build-fuzz
