@@ -20,6 +20,7 @@ final class LimitsTests: XCTestCase {
             "maxpool_dilations_2p63.onnx": .format, "maxpool_pads_2p63.onnx": .format, "averagepool_pads_2p63.onnx": .format,
             "gather_scalar_int_data.onnx": .format, "gather_scalar_float_data.onnx": .format,
             "pool_pad_1e6.onnx": .outOfMemory,
+            "relu_chain_2p20.onnx": nil,   // runs; see testDifferentiableGraphWorkSpaceIsLimited
         ],
         "native": [
             "input_size_2p33.safetensors": .format, "workspace_8gib_per_sample.safetensors": .outOfMemory,
@@ -76,7 +77,7 @@ final class LimitsTests: XCTestCase {
                 }
             }
         }
-        XCTAssertGreaterThanOrEqual(seen, 18, "regression files missing from \(LimitsTests.regressions.path)")
+        XCTAssertGreaterThanOrEqual(seen, 19, "regression files missing from \(LimitsTests.regressions.path)")
     }
 
     func testPoolingPadMessageNamesTheWorkSpaceLimit() throws {
@@ -94,6 +95,21 @@ final class LimitsTests: XCTestCase {
         XCTAssertThrowsError(try m.run(batch: 3, [[Float](repeating: 0, count: 3 * 256 * 4)])) { e in
             XCTAssertEqual((e as? InLoopError)?.kind, .outOfMemory)
         }
+    }
+
+    func testDifferentiableGraphWorkSpaceIsLimited() throws {
+        let bytes = [UInt8](try Data(contentsOf: LimitsTests.regressions.appendingPathComponent("onnx/relu_chain_2p20.onnx")))
+        try Limits.setMaxWorkspaceBytes(perSample: 32 << 20, total: 0)
+        defer { try? Limits.setMaxWorkspaceBytes(perSample: 0, total: 0) }
+        let m = try ONNXReader.load(bytes: bytes, name: "relus")   // inference: 2 buffers of 4 MiB
+        XCTAssertEqual(try m.run(batch: 1, [[Float](repeating: -1, count: 1 << 20)])[0].max(), 0)
+        XCTAssertThrowsError(try GraphNetwork<Float>(model: m).forward([Float](repeating: 1, count: 1 << 20), batch: 1)) { e in
+            XCTAssertEqual((e as? InLoopError)?.kind, .outOfMemory, "\(e)")
+        }
+        try Limits.setMaxWorkspaceBytes(perSample: 0, total: 0)
+        let net = try GraphNetwork<Float>(model: m)
+        let y = try net.forward([Float](repeating: 2, count: 1 << 20), batch: 1)
+        XCTAssertEqual(y[(1 << 20) - 1], 2)
     }
 
     func testWindowGeometriesRefuseHugeAttributesInsteadOfTrapping() {

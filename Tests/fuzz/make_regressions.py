@@ -69,6 +69,13 @@ def main():
     # Unbounded cost: a pooling pad of 10^6 over 256 channels is 2 GB of output per sample.
     onnx_model("pool_pad_1e6", [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[1], pads=[10**6, 10**6])], [N, 256, 4])
 
+    # Ten ReLUs on 2^20 values per sample: the inference plan reuses two buffers (8 MiB per sample), the
+    # differentiable graph (GraphNetwork, fine-tuning and jvp/vjp) keeps all eleven values (44 MiB): its
+    # work space was not checked against the limits (and MaxPool's arg-max indices were allocated
+    # with a trapping allocator).
+    relus = [helper.make_node("Relu", ["x" if i == 0 else f"r{i}"], [f"r{i + 1}" if i < 9 else "y"]) for i in range(10)]
+    onnx_model("relu_chain_2p20", relus, [N, 1 << 20], y_shape=[N, 1 << 20])
+
     # A native model (an activation layer, no tensors) declaring an input size of 2^33: it loaded, then
     # forward's size arithmetic trapped in the C layer (n * inputSize) and jvp's in the layer stack.
     arch = {"format": "inloop", "version": 1, "input": {"size": 1 << 33}, "output": {"size": 1 << 33},
