@@ -47,12 +47,12 @@ public struct Tensor: CustomStringConvertible {
         for d in shape {
             guard d >= 0 else { throw InLoopError(.format, "negative dimension in shape \(format(shape))") }
             guard d <= Limits.maxDimension else {
-                throw InLoopError(.format, "shape \(format(shape)) has a dimension larger than \(Limits.maxDimension)")
+                throw InLoopError(.format, "shape \(format(shape)) is too large: dimension \(d) is larger than \(Limits.maxDimension)")
             }
             if d == 0 { hasZero = true; continue }
             let (p, o) = nonZero.multipliedReportingOverflow(by: d)
             guard !o, p <= Limits.maxElements else {
-                throw InLoopError(.format, "shape \(format(shape)) has more than \(Limits.maxElements) elements")
+                throw InLoopError(.format, "shape \(format(shape)) is too large: more than \(Limits.maxElements) elements")
             }
             nonZero = p
         }
