@@ -8,7 +8,7 @@ import InLoopFormats
 
 /// Largest input/output array the harness itself allocates for a forward (the caller's arrays; the
 /// engine's own work space is limited by `Limits`).
-let maxHarnessValues = 1 << 20
+let maxHarnessValues = 1 << 16
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzNative(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

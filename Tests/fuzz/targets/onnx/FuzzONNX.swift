@@ -4,7 +4,7 @@
 import InLoopCore
 import InLoopFormats
 
-let maxHarnessValues = 1 << 20
+let maxHarnessValues = 1 << 16
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzONNX(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
