@@ -21,6 +21,7 @@ final class LimitsTests: XCTestCase {
             "gather_scalar_int_data.onnx": .format, "gather_scalar_float_data.onnx": .format,
             "pool_pad_1e6.onnx": .outOfMemory,
             "relu_chain_2p20.onnx": nil,   // runs; see testDifferentiableGraphWorkSpaceIsLimited
+            "fuzz_range_4m_at_load.onnx": .unsupported,   // fuzz: Range of 4.4M integers took 3 s at load
         ],
         "native": [
             "input_size_2p33.safetensors": .format, "workspace_8gib_per_sample.safetensors": .outOfMemory,
@@ -77,7 +78,7 @@ final class LimitsTests: XCTestCase {
                 }
             }
         }
-        XCTAssertGreaterThanOrEqual(seen, 19, "regression files missing from \(LimitsTests.regressions.path)")
+        XCTAssertGreaterThanOrEqual(seen, 20, "regression files missing from \(LimitsTests.regressions.path)")
     }
 
     func testPoolingPadMessageNamesTheWorkSpaceLimit() throws {

@@ -9,7 +9,7 @@ let maxHarnessValues = 1 << 16
 public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     // Work space limited well below -rss_limit_mb: the fuzzer checks that the limits are kept, and
     // inputs stay fast (-timeout=1 in a debug build).
-    try? Limits.setMaxWorkspaceBytes(perSample: 16 << 20, total: 64 << 20)
+    try? Limits.setMaxWorkspaceBytes(perSample: 4 << 20, total: 16 << 20)
     let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
     guard let config = try? TrainingConfigFormat.parse(text) else { return 0 }
     // The configuration written back must read again as the same configuration.

@@ -10,7 +10,7 @@ let maxHarnessValues = 1 << 16
 public func fuzzONNX(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     // Work space limited well below -rss_limit_mb: the fuzzer checks that the limits are kept, and
     // inputs stay fast (-timeout=1 in a debug build).
-    try? Limits.setMaxWorkspaceBytes(perSample: 16 << 20, total: 64 << 20)
+    try? Limits.setMaxWorkspaceBytes(perSample: 4 << 20, total: 16 << 20)
     let bytes = [UInt8](UnsafeBufferPointer(start: data, count: size))
     guard let model = try? ONNXReader.load(bytes: bytes, name: "fuzz") else { return 0 }
     for batch in [1, 2] {
