@@ -272,6 +272,10 @@ public final class GraphModel: InferenceModel, @unchecked Sendable {  // shared 
         var defined = Set(graph.inputs.map { $0.name })
         for k in graph.constants.keys { defined.insert(k) }
         for (i, node) in graph.nodes.enumerated() {
+            // Every op InLoop runs has a first output, which the compilers bind (found by fuzzing).
+            guard let first = node.outputs.first, !first.isEmpty else {
+                throw InLoopError(.format, "node '\(node.name)' (\(node.opType)) has no output")
+            }
             for o in node.outputs where !o.isEmpty {
                 guard producerOf[o] == nil, !defined.contains(o) else {
                     throw InLoopError(.format, "node '\(node.name)' (\(node.opType)): output '\(o)' is also produced elsewhere (a graph input, an initializer or another node)")
