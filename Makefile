@@ -5,6 +5,8 @@
 #   make bench   forward-pass benchmark against bare cblas_sgemm (needs ../shared/models)
 #   make sanitize the Swift, C, Fortran and MPI tests against AddressSanitizer (+UBSan for C) and the
 #                threaded ones against ThreadSanitizer builds (tools/sanitize.py; run by .ci/run)
+#   make fuzz    libFuzzer campaigns over the model/config/checkpoint/npy readers, FUZZ_SECONDS each
+#                (Tests/fuzz/README.md); `make fuzz-smoke` is the short run `make test` does
 SHELL      := /bin/bash
 ROOT       := $(CURDIR)
 # The site's MPI: Open MPI (default) or `MPI=mpich` (Debian libmpich-dev), which builds in its own
@@ -70,6 +72,7 @@ endif
 
 .PHONY: all deps lib header models test demo bench clean fortran c-programs lorenz96 plot-deps sanitize
 .PHONY: static-lib stage install install-debug uninstall dist test-install install-test-deps footprint
+.PHONY: fuzz fuzz-build fuzz-smoke
 
 all: lib
 
@@ -177,13 +180,30 @@ bench: lib models $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	python3 bench/bench_training.py
 	python3 bench/bench_mpi.py
 
+# Fuzz targets (Tests/fuzz/targets): libFuzzer executables, debug build with -sanitize=fuzzer in .build-fuzz
+# (INLOOP_FUZZ=1 adds them to the package). One product at a time: nothing else of the package is built.
+FUZZ_TARGETS := native onnx config checkpoint npy
+FUZZ_SECONDS ?= 300
+FUZZ_RUNS    ?=
+fuzz-build:
+	@for t in $(FUZZ_TARGETS); do \
+	  INLOOP_FUZZ=1 swift build --scratch-path .build-fuzz --sanitize=fuzzer --product fuzz-$$t || exit 1; \
+	done
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) python3 Tests/fuzz/fuzz.py run
+
+fuzz-smoke: fuzz-build
+	python3 Tests/fuzz/fuzz.py smoke
+
+
 # AddressSanitizer (+UBSan for the C shim) and ThreadSanitizer builds in .build-asan, .build-asan-test,
 # .build-tsan; logs in build/sanitize. Ends "N passed, M failed".
 sanitize: deps models
 	python3 tools/sanitize.py
 
 clean:
-	rm -rf $(BUILD) .build .build-mpich .build-static .build-static-mpich .build-asan .build-asan-test .build-tsan
+	rm -rf $(BUILD) .build .build-mpich .build-static .build-static-mpich .build-asan .build-asan-test .build-tsan .build-fuzz
 
 # ---------------------------------------------------------------- install on a cluster without Swift
 # `make install PREFIX=...` (default /usr/local; DESTDIR honoured), `make uninstall`, `make install-debug`

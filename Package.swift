@@ -62,9 +62,12 @@ let package = Package(
                           path: "bench/training"),
         // `inloop inspect|run|convert`: the command-line tool (Foundation allowed here, not in the library).
         .executableTarget(name: "inloop",
-                          dependencies: ["InLoopCore", "InLoopFormats",
+                          dependencies: ["InLoopCore", "InLoopFormats", "InLoopNpy",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           path: "Sources/inloop-cli"),
+        // The CLI's .npy reader and writer (Foundation; not part of the library), a module of its own so
+        // that its fuzz target links it.
+        .target(name: "InLoopNpy", path: "Sources/InLoopNpy"),
         .testTarget(name: "InLoopCoreTests", dependencies: ["InLoopCore"], path: "Tests/InLoopCoreTests"),
         .testTarget(name: "InLoopFormatsTests", dependencies: ["InLoopFormats", "InLoopCore"],
                     path: "Tests/InLoopFormatsTests"),
@@ -72,3 +75,15 @@ let package = Package(
                     path: "Tests/InLoopTests"),
     ]
 )
+
+// Fuzz targets (Tests/fuzz, `make fuzz`): libFuzzer executables, part of the package only when
+// INLOOP_FUZZ=1, built with `swift build --sanitize=fuzzer` (libFuzzer provides `main`).
+if Context.environment["INLOOP_FUZZ"] == "1" {
+    for (name, deps) in [("native", ["InLoopCore", "InLoopFormats"]), ("onnx", ["InLoopCore", "InLoopFormats"]),
+                         ("config", ["InLoopCore", "InLoopFormats"]), ("checkpoint", ["InLoopCore", "InLoopFormats"]),
+                         ("npy", ["InLoopNpy"])] {
+        package.targets.append(.executableTarget(name: "fuzz-\(name)",
+                                                 dependencies: deps.map { .target(name: $0) },
+                                                 path: "Tests/fuzz/targets/\(name)"))
+    }
+}

@@ -180,6 +180,19 @@ inloop_status inloop_model_set_check_finite(inloop_model *model, int32_t enabled
 /// column's last bits may depend on its position in the batch (optimised GEMM sums by tiles).
 inloop_status inloop_model_set_reproducible(inloop_model *model, int32_t enabled);
 
+/// Sets the work-space limits (bytes; process-wide; for models loaded and batch sizes first run
+/// afterwards). per_sample bounds the work space a model needs per sample (activations and scratch of
+/// a batch / batch; default 1 GiB); total bounds the work space of one batch and any single allocation
+/// (weights, trainer state; default 16 GiB). A model or batch over a limit fails with
+/// INLOOP_ERR_OUT_OF_MEMORY naming the sizes, instead of taking gigabytes. 0 restores a default.
+/// Fixed limits, not settable: every tensor dimension, layer size and window attribute (kernel,
+/// stride, dilation, pad, group) is at most 2^31 - 1, every tensor at most 2^40 elements; larger
+/// values in a file are INLOOP_ERR_FORMAT. Statuses: INVALID_ARGUMENT (a negative value).
+inloop_status inloop_set_max_workspace_bytes(int64_t per_sample, int64_t total);
+
+/// Stores the work-space limits in *per_sample and *total (bytes). Statuses: NULL_POINTER.
+inloop_status inloop_get_max_workspace_bytes(int64_t *per_sample, int64_t *total);
+
 /// Loads a model (either format, as inloop_model_load) with rank 0 reading the file and broadcasting its bytes: one file-system read for
 /// the whole job. A missing or corrupt file, or an argument error on any rank (a NULL path or output
 /// pointer), gives the status on every rank: that rank's own message there, "rank r: ..." on the others.

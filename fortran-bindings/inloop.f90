@@ -81,6 +81,7 @@ module inloop
     ! ------------------------------------------------------------------------- raw C interfaces
     public :: c_inloop_version, c_inloop_last_error, c_inloop_status_string
     public :: c_inloop_set_num_threads, c_inloop_get_num_threads
+    public :: c_inloop_set_max_workspace_bytes, c_inloop_get_max_workspace_bytes
     public :: c_inloop_model_load, c_inloop_model_load_buffer, c_inloop_model_free
     public :: c_inloop_model_num_inputs, c_inloop_model_num_outputs
     public :: c_inloop_model_input_size, c_inloop_model_output_size
@@ -128,6 +129,18 @@ module inloop
         function c_inloop_get_num_threads() bind(C, name="inloop_get_num_threads") result(n)
             import :: c_int32_t
             integer(c_int32_t) :: n
+        end function
+        function c_inloop_set_max_workspace_bytes(per_sample, total) bind(C, name="inloop_set_max_workspace_bytes") &
+                result(status)
+            import :: c_int64_t, c_int32_t
+            integer(c_int64_t), value :: per_sample, total
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_get_max_workspace_bytes(per_sample, total) bind(C, name="inloop_get_max_workspace_bytes") &
+                result(status)
+            import :: c_int64_t, c_int32_t
+            integer(c_int64_t), intent(out) :: per_sample, total
+            integer(c_int32_t) :: status
         end function
         !> path: NUL-terminated (pass trim(path)//c_null_char).
         function c_inloop_model_load(path, model) bind(C, name="inloop_model_load") result(status)
@@ -495,6 +508,7 @@ module inloop
     ! ------------------------------------------------------------------------- idiomatic layer
     public :: inloop_version_string, inloop_error_message, inloop_status_name
     public :: inloop_set_threads, inloop_get_threads
+    public :: inloop_set_max_workspace_bytes, inloop_get_max_workspace_bytes
     public :: inloop_arg
 
     integer, parameter :: max_rank = 15   ! the largest rank of a Fortran array
@@ -636,6 +650,26 @@ contains
         integer :: n
         n = int(c_inloop_get_num_threads())
     end function
+
+    !> Work-space limits in bytes (process-wide): per sample (default 1 GiB) and per batch / largest
+    !> allocation (default 16 GiB); a model or batch over a limit fails with INLOOP_ERR_OUT_OF_MEMORY.
+    !> 0 restores a default; a negative value is INLOOP_ERR_INVALID_ARGUMENT.
+    subroutine inloop_set_max_workspace_bytes(per_sample, total, stat, errmsg)
+        integer(int64), intent(in) :: per_sample, total
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        call report(c_inloop_set_max_workspace_bytes(int(per_sample, c_int64_t), int(total, c_int64_t)), stat, errmsg)
+    end subroutine
+
+    !> The current work-space limits in bytes.
+    subroutine inloop_get_max_workspace_bytes(per_sample, total)
+        integer(int64), intent(out) :: per_sample, total
+        integer(c_int64_t) :: p, t
+        integer(c_int32_t) :: status
+        status = c_inloop_get_max_workspace_bytes(p, t)
+        per_sample = int(p, int64)
+        total = int(t, int64)
+    end subroutine
 
     ! ===================================================================== type-bound procedures
 

@@ -31,6 +31,9 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
              neither imported nor pip-installed)
   install    tools/test_install.py: `make install` to a temporary prefix, moved, Swift toolchain hidden;
              C, Fortran (pkg-config), CMake and fpm consumers print the reference outputs
+  fuzz       the libFuzzer targets (Tests/fuzz): built (debug, -sanitize=fuzzer, .build-fuzz), every
+             committed corpus file and crash regression file run through its target, then a few
+             seconds of fuzzing per target (`Tests/fuzz/fuzz.py smoke`; one check per target and stage)
   lorenz96   examples/lorenz96: the two-scale truth trajectory is bitwise the same on 1, 2 and 4 ranks;
              the short demo (`--quick`, 2 ranks) trains online and its network beats no
              parameterization on forecast RMSE (the program's verdict and exit status)
@@ -439,6 +442,19 @@ def suite_install():
     record_counted("install", code, out)
 
 
+def suite_fuzz():
+    t0 = time.time()
+    code, out = run("fuzz", "make -s fuzz-build", timeout=1800)
+    build = time.time() - t0
+    if code != 0:
+        print(out[-3000:])
+        record("fuzz", 0, 1, "(build failed)")
+        return
+    t0 = time.time()
+    code, out = run("fuzz", ["python3", "Tests/fuzz/fuzz.py", "smoke"], timeout=600)
+    record("fuzz", *counted("fuzz", code, out), f"(build {build:.0f} s, runs {time.time() - t0:.0f} s)")
+
+
 def suite_lorenz96():
     p = f = 0
     code, out = run("lorenz96", "make -s lorenz96")
@@ -497,7 +513,7 @@ def main():
     for old in glob.glob(os.path.join(LOGS, "*.log")):
         os.remove(old)
     suites = (suite_header, suite_bindings, suite_python, suite_c, suite_fortran, suite_mpi, suite_lorenz96,
-              suite_examples, suite_onnx, suite_swift, suite_install)
+              suite_examples, suite_onnx, suite_fuzz, suite_swift, suite_install)
     chosen = sys.argv[1:]   # e.g. `run_tests.py mpi c`: only those suites (for development)
     unknown = [c for c in chosen if "suite_" + c not in {s.__name__ for s in suites}]
     if unknown:

@@ -283,14 +283,14 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 
 @inline(__always)
 private func runModel(_ m: any InferenceModel, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) throws(InLoopError) {
-    try m.forward(UnsafeBufferPointer(start: x, count: n * m.inputSize), batch: n,
-                  into: UnsafeMutableBufferPointer(start: y, count: n * m.outputSize))
+    try m.forward(UnsafeBufferPointer(start: x, count: try Limits.arrayCount(batch: n, perSample: m.inputSize)), batch: n,
+                  into: UnsafeMutableBufferPointer(start: y, count: try Limits.arrayCount(batch: n, perSample: m.outputSize)))
 }
 
 @inline(__always)
 private func runModel(_ m: any InferenceModel, _ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ n: Int) throws(InLoopError) {
-    try m.forward(UnsafeBufferPointer(start: x, count: n * m.inputSize), batch: n,
-                  into: UnsafeMutableBufferPointer(start: y, count: n * m.outputSize))
+    try m.forward(UnsafeBufferPointer(start: x, count: try Limits.arrayCount(batch: n, perSample: m.inputSize)), batch: n,
+                  into: UnsafeMutableBufferPointer(start: y, count: try Limits.arrayCount(batch: n, perSample: m.outputSize)))
 }
 
 @inline(__always)

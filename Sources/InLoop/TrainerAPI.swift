@@ -535,8 +535,9 @@ private func jvp<T: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<T>?, _ dx
         guard let x, let dx, let dy else { return }
         try box.derivatives.use(box, T.self) { (net) throws(InLoopError) in
             let out = try net.forward(x, batch: n)
-            if let y { y.update(from: out, count: n * net.outputSize) }
-            dy.update(from: try net.tangent(dx, batch: n), count: n * net.outputSize)
+            let count = try Limits.arrayCount(batch: n, perSample: net.outputSize)
+            if let y { y.update(from: out, count: count) }
+            dy.update(from: try net.tangent(dx, batch: n), count: count)
         }
     }
 }

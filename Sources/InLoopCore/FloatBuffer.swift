@@ -17,9 +17,8 @@ public final class FloatBuffer {
         guard count >= 0 else { throw InLoopError(.invalidArgument, "negative buffer size \(count)") }
         let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
         // Refuse absurd sizes up front instead of letting the allocator trap.
-        guard !overflow, bytes <= (1 << 40) else {
-            throw InLoopError(.outOfMemory, "cannot allocate \(count) floats")
-        }
+        guard !overflow else { throw InLoopError(.outOfMemory, "cannot allocate \(count) floats") }
+        try Limits.allocation(bytes: bytes, "a buffer of \(count) floats")
         // posix_memalign reports failure; Swift's allocate would abort the host process instead.
         var raw: UnsafeMutableRawPointer? = nil
         guard posix_memalign(&raw, 64, bytes) == 0, let raw else {

@@ -34,6 +34,7 @@ public final class Model: @unchecked Sendable {  // shared use is guarded by `bu
         guard inputSize >= 1 else {
             throw InLoopError(.format, "model input size must be at least 1, got \(inputSize)")
         }
+        try Limits.dimension(inputSize, "model input size", min: 1)
         var size = inputSize
         for (i, layer) in layers.enumerated() {
             size = try layer.outputSize(input: size, path: "layers[\(i)]")
@@ -46,6 +47,10 @@ public final class Model: @unchecked Sendable {  // shared use is guarded by `bu
         self.outputSize = size
         self.layers = layers
         self.plan = Plan(layers: layers, inputSize: inputSize)
+        // The work space of one sample (its buffers and the float64 path's input), checked at load.
+        var perSample = inputSize
+        for s in plan.bufferSize { perSample = try Limits.sum(perSample, s, "work space per sample") }
+        try Limits.workspace(floats: perSample, batch: 1)
         self.workspace = Workspace(storages: plan.storageSize.count)
     }
 

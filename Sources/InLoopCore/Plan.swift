@@ -131,15 +131,18 @@ struct Workspace {
 
     mutating func ensure(batch: Int, plan: Plan, inputSize: Int) throws(InLoopError) {
         if batch <= capacity { return }
-        var newBuffers: [FloatBuffer] = []
-        for size in plan.bufferSize {
+        var counts: [Int] = [], total = 0
+        for size in plan.bufferSize + [inputSize] {
             let (n, o) = size.multipliedReportingOverflow(by: batch)
-            guard !o else { throw InLoopError(.outOfMemory, "batch \(batch) is too large") }
-            newBuffers.append(try FloatBuffer(count: n))
+            let (t, o2) = total.addingReportingOverflow(n)
+            guard !o, !o2 else { throw InLoopError(.outOfMemory, "batch \(batch) is too large") }
+            counts.append(n)
+            total = t
         }
-        let (n, o) = inputSize.multipliedReportingOverflow(by: batch)
-        guard !o else { throw InLoopError(.outOfMemory, "batch \(batch) is too large") }
-        let newInput = try FloatBuffer(count: n)
+        try Limits.workspace(floats: total, batch: batch)
+        var newBuffers: [FloatBuffer] = []
+        for n in counts.dropLast() { newBuffers.append(try FloatBuffer(count: n)) }
+        let newInput = try FloatBuffer(count: counts[counts.count - 1])
         input = newInput
         buffers = newBuffers
         capacity = batch

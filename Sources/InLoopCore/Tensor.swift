@@ -39,15 +39,24 @@ public struct Tensor: CustomStringConvertible {
     public var description: String { "Tensor\(Tensor.format(shape))" }
 
     /// Product of the dimensions, with negative dimensions and overflow reported instead of trapping.
+    /// Every dimension is at most `Limits.maxDimension` and the product of the non-zero ones at most
+    /// `Limits.maxElements`, so any partial product of a shape that passed is safe too.
     public static func elementCount(_ shape: [Int]) throws(InLoopError) -> Int {
-        var n = 1
+        var nonZero = 1
+        var hasZero = false
         for d in shape {
             guard d >= 0 else { throw InLoopError(.format, "negative dimension in shape \(format(shape))") }
-            let (p, o) = n.multipliedReportingOverflow(by: d)
-            guard !o, p <= (1 << 40) else { throw InLoopError(.format, "shape \(format(shape)) is too large") }
-            n = p
+            guard d <= Limits.maxDimension else {
+                throw InLoopError(.format, "shape \(format(shape)) is too large: dimension \(d) is larger than \(Limits.maxDimension)")
+            }
+            if d == 0 { hasZero = true; continue }
+            let (p, o) = nonZero.multipliedReportingOverflow(by: d)
+            guard !o, p <= Limits.maxElements else {
+                throw InLoopError(.format, "shape \(format(shape)) is too large: more than \(Limits.maxElements) elements")
+            }
+            nonZero = p
         }
-        return n
+        return hasZero ? 0 : nonZero
     }
 
     /// `[2, 3]` style formatting for messages.

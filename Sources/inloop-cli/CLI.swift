@@ -9,6 +9,7 @@ import ArgumentParser
 import Foundation
 import InLoopCore
 import InLoopFormats
+import InLoopNpy
 
 @main
 struct InLoopCommand: ParsableCommand {

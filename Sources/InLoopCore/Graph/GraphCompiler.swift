@@ -284,10 +284,12 @@ struct GraphCompiler {
         var temp: [FloatBuffer] = []
         let table = UnsafeMutablePointer<UnsafeMutablePointer<Float>>.allocate(capacity: max(storages.count, 1))
         defer { table.deallocate() }
+        let unused = try FloatBuffer(count: 1)   // storages before the node's: never read by its steps
         for s in 0..<storages.count {
             switch storages[s].kind {
             case .constant(let b): table[s] = b.base
             default:
+                guard s >= storageMark else { table[s] = unused.base; continue }
                 let b = try FloatBuffer(count: storages[s].count)
                 temp.append(b)
                 table[s] = b.base
@@ -814,7 +816,7 @@ struct GraphCompiler {
             guard p.shape.count == r, (0..<r).allSatisfy({ $0 == a || p.shape[$0] == first.shape[$0] }) else {
                 throw InLoopError(.format, "input shapes \(parts.map { Tensor.format($0.shape) }.joined(separator: ", ")) differ outside axis \(axis)")
             }
-            total += p.shape[a]
+            total = try Limits.sum(total, p.shape[a], "Concat length")
         }
         var yShape = first.shape
         yShape[a] = total
@@ -838,7 +840,8 @@ struct GraphCompiler {
             let each = (length + parts - 1) / parts
             sizes = (0..<parts).map { max(0, min(each, length - $0 * each)) }
         }
-        guard let sizes, sizes.count == parts, sizes.allSatisfy({ $0 >= 0 }), sizes.reduce(0, +) == length else {
+        guard let sizes, sizes.count == parts, sizes.allSatisfy({ $0 >= 0 && $0 <= Limits.maxDimension }),
+              sizes.reduce(0, +) == length else {
             throw InLoopError(.format, "split sizes \(Tensor.format(sizesAttr ?? [])) do not divide axis \(axis) of length \(length) into \(parts) outputs")
         }
         let s = try storage(of: x, "input")
@@ -900,6 +903,7 @@ struct GraphCompiler {
         guard case .int(let ind) = try required(node, 1, "indices") else {
             throw InLoopError(.unsupported, "indices must be an integer tensor known at load time")
         }
+        guard !x.shape.isEmpty else { throw InLoopError(.format, "input 0 (data) is a scalar; Gather needs rank ≥ 1") }
         let a = try normalizedAxis(axis, rank: x.shape.count, "axis")
         let dim = x.shape[a]
         var idx: [Int] = []
@@ -908,6 +912,7 @@ struct GraphCompiler {
             idx.append(i < 0 ? i + dim : i)
         }
         let yShape = Array(x.shape[..<a]) + ind.shape + Array(x.shape[(a + 1)...])
+        _ = try Tensor.elementCount(yShape)
         let s = try storage(of: x, "data")
         let y = try newBuffer(yShape)
         emit(.gather(shape: x.shape, axis: a, indices: idx), inputs: [s], outputs: [y], node: node.name)
@@ -964,6 +969,12 @@ struct GraphCompiler {
         guard strides.count == n, dil.count == n, outPad.count == n else {
             throw InLoopError(.format, "strides, dilations and output_padding need \(n) values each")
         }
+        // File attributes bounded before any arithmetic; signs and the rest are ConvTransposeGeometry's.
+        try ConvGeometry.checkLimits(["strides": strides, "dilations": dil, "output_padding": outPad, "group": [at.group],
+                                      "pads": at.pads ?? [], "output_shape": at.outputShape ?? []])
+        guard strides.allSatisfy({ $0 >= 1 }), dil.allSatisfy({ $0 >= 1 }), outPad.allSatisfy({ $0 >= 0 }) else {
+            throw InLoopError(.format, "strides \(Tensor.format(strides)) and dilations \(Tensor.format(dil)) must be positive, output_padding \(Tensor.format(outPad)) non-negative")
+        }
         var pb = [Int](repeating: 0, count: n), pe = pb
         var target: [Int]? = at.outputShape.map { Array($0.suffix(n)) }
         if target == nil, at.autoPad == .sameUpper || at.autoPad == .sameLower {
@@ -972,7 +983,10 @@ struct GraphCompiler {
         if let target {
             guard target.count == n else { throw InLoopError(.format, "output_shape needs \(n) spatial values") }
             for i in 0..<n {
-                let total = strides[i] * (spatial[i] - 1) + outPad[i] + (kernel[i] - 1) * dil[i] + 1 - target[i]
+                // products below 2^62 (bounded factors); their sum checked
+                let what = "output_shape along spatial axis \(i)"
+                let total = try Limits.sum(try Limits.sum(strides[i] * (spatial[i] - 1), (kernel[i] - 1) * dil[i], what),
+                                           outPad[i] + 1 - target[i], what)
                 guard total >= 0 else {
                     throw InLoopError(.unsupported, "output_shape \(Tensor.format(target)) needs negative padding along spatial axis \(i)")
                 }
@@ -986,7 +1000,7 @@ struct GraphCompiler {
             guard pads.count == 2 * n else { throw InLoopError(.format, "pads has \(pads.count) values, expected \(2 * n)") }
             pb = Array(pads[..<n]); pe = Array(pads[n...])
         }
-        let g = try ConvTransposeGeometry(channelsIn: x.shape[1], channelsOut: w.shape[1] * at.group, group: at.group,
+        let g = try ConvTransposeGeometry(channelsIn: x.shape[1], channelsOut: try Limits.product(w.shape[1], at.group, "output channels (W's axis 1 × group)"), group: at.group,
                                           inputSize: spatial, kernelSize: kernel, strides: strides, dilations: dil,
                                           padsBegin: pb, padsEnd: pe, outputPadding: outPad)
         var bias: Tensor? = nil

@@ -82,6 +82,10 @@ final class CompiledPlan {
         func aligned(_ x: Int) -> Int { (x + 15) & ~15 }
         var slotOffset: [Int] = [], total = 0
         for c in capacity {
+            // A saturated scratch count (Conv.workspaceCount) or any count past the element limit.
+            guard c <= Limits.maxElements else {
+                throw InLoopError(.outOfMemory, "batch \(batch): a buffer of \(c) floats is too large")
+            }
             slotOffset.append(total)
             let (t, o) = total.addingReportingOverflow(aligned(c))
             guard !o else { throw InLoopError(.outOfMemory, "batch \(batch): workspace too large") }
@@ -93,6 +97,7 @@ final class CompiledPlan {
         for c in inputCounts { si.append(total); total += aligned(c) }
         for c in outputCounts { so.append(total); total += aligned(c) }
         guard total < (1 << 40) else { throw InLoopError(.outOfMemory, "batch \(batch): workspace of \(total) floats is too large") }
+        try Limits.workspace(floats: total, batch: batch)
         self.stagingIn = si
         self.stagingOut = so
         self.arenaCount = total
@@ -267,6 +272,10 @@ public final class GraphModel: InferenceModel, @unchecked Sendable {  // shared 
         var defined = Set(graph.inputs.map { $0.name })
         for k in graph.constants.keys { defined.insert(k) }
         for (i, node) in graph.nodes.enumerated() {
+            // Every op InLoop runs has a first output, which the compilers bind (found by fuzzing).
+            guard let first = node.outputs.first, !first.isEmpty else {
+                throw InLoopError(.format, "node '\(node.name)' (\(node.opType)) has no output")
+            }
             for o in node.outputs where !o.isEmpty {
                 guard producerOf[o] == nil, !defined.contains(o) else {
                     throw InLoopError(.format, "node '\(node.name)' (\(node.opType)): output '\(o)' is also produced elsewhere (a graph input, an initializer or another node)")

@@ -7,6 +7,9 @@ extension AutoPad {
     func windowPads(_ pads: [Int]?, input: [Int], kernel: [Int], strides: [Int]?, dilations: [Int]?) throws(InLoopError) -> ([Int], [Int]) {
         let r = input.count
         let zeros = [Int](repeating: 0, count: r)
+        // Attributes come from the file: bounded before any arithmetic (the geometries check the rest).
+        try ConvGeometry.checkLimits(["pads": pads ?? [], "strides": strides ?? [], "dilations": dilations ?? [],
+                                      "kernel_shape": kernel, "input spatial shape": input])
         switch self {
         case .valid:
             return (zeros, zeros)
@@ -14,6 +17,9 @@ extension AutoPad {
             let s = strides ?? [Int](repeating: 1, count: r), d = dilations ?? [Int](repeating: 1, count: r)
             guard s.count == r, d.count == r, kernel.count == r else {
                 throw InLoopError(.format, "strides/dilations/kernel_shape need \(r) values")
+            }
+            guard s.allSatisfy({ $0 >= 1 }), d.allSatisfy({ $0 >= 1 }), kernel.allSatisfy({ $0 >= 1 }), input.allSatisfy({ $0 >= 1 }) else {
+                throw InLoopError(.format, "kernel_shape \(Tensor.format(kernel)), strides \(Tensor.format(s)) and dilations \(Tensor.format(d)) must be positive")
             }
             let p = ConvGeometry.autoPads(inputSize: input, kernelSize: kernel, strides: s, dilations: d, upper: self == .sameUpper)
             return (p.begin, p.end)
@@ -34,7 +40,9 @@ extension ConvAttributes {
         guard r == 3 || r == 4 else {
             throw InLoopError(.unsupported, "input X has shape \(Tensor.format(x)); only 1-D (N, C, L) and 2-D (N, C, H, W) convolutions are supported")
         }
-        guard w.count == r, group >= 1, x[1] == w[1] * group else {
+        try Limits.attribute([group], "group")
+        guard w.count == r, group >= 1, x[1] == w[1].multipliedReportingOverflow(by: group).partialValue,
+              !w[1].multipliedReportingOverflow(by: group).overflow else {
             throw InLoopError(.format, "weight W has shape \(Tensor.format(w)); for input \(Tensor.format(x)) and group \(group) it must be [M, \(group >= 1 ? x[1] / max(group, 1) : 0), kernel...] of rank \(r)")
         }
         let kernel = Array(w[2...])

@@ -73,14 +73,15 @@ public struct ConvGeometry: Equatable, Sendable {
     public let outH: Int, outW: Int
 
     public var spatialRank: Int { inputSize.count }
-    public var inputSpatialCount: Int { inH * inW }
-    public var outputSpatialCount: Int { outH * outW }
+    // Counts checked (each at most Limits.maxElements) by init.
+    public let inputSpatialCount: Int
+    public let outputSpatialCount: Int
     public var kernelSpatialCount: Int { kH * kW }
     /// Cout · (Cin / group) · kernel.
-    public var weightCount: Int { channelsOut * (channelsIn / group) * kH * kW }
+    public let weightCount: Int
     /// Values per sample of x and y.
-    public var inputCount: Int { channelsIn * inH * inW }
-    public var outputCount: Int { channelsOut * outH * outW }
+    public let inputCount: Int
+    public let outputCount: Int
     /// One input channel per group (group = Cin > 1): computed by direct loops.
     public var isDepthwise: Bool { group > 1 && group == channelsIn }
 
@@ -97,6 +98,8 @@ public struct ConvGeometry: Equatable, Sendable {
         let pe = padsEnd ?? [Int](repeating: 0, count: r)
         try ConvGeometry.checkCounts(r, ["kernel_shape": kernelSize, "strides": s, "dilations": d,
                                          "pads (begin)": pb, "pads (end)": pe])
+        try ConvGeometry.checkLimits(["input spatial shape": inputSize, "kernel_shape": kernelSize, "strides": s, "dilations": d,
+                                      "pads": pb + pe, "channels": [channelsIn, channelsOut], "group": [group]])
         guard channelsIn > 0, channelsOut > 0 else {
             throw InLoopError(.format, "convolution channels must be positive, got \(channelsIn) in, \(channelsOut) out")
         }
@@ -127,6 +130,24 @@ public struct ConvGeometry: Equatable, Sendable {
         dilationH = h < 0 ? 1 : d[h]; dilationW = d[w]
         padTop = h < 0 ? 0 : pb[h]; padLeft = pb[w]
         outH = h < 0 ? 1 : out[h]; outW = out[w]
+        (inputSpatialCount, outputSpatialCount, weightCount, inputCount, outputCount) = try ConvGeometry.counts(
+            channelsIn: channelsIn, channelsOut: channelsOut, input: [inH, inW], output: [outH, outW],
+            weightShape: [channelsOut, channelsIn / group, kH, kW])
+    }
+
+    /// Every size and attribute of a window within ±Limits.maxDimension: the geometry's arithmetic
+    /// (spans, padded sizes, output sizes) then cannot overflow.
+    static func checkLimits(_ lists: KeyValuePairs<String, [Int]>) throws(InLoopError) {
+        for (name, v) in lists { try Limits.attribute(v, name) }
+    }
+
+    /// Spatial, weight and per-sample counts, checked against Limits.maxElements.
+    static func counts(channelsIn: Int, channelsOut: Int, input: [Int], output: [Int], weightShape: [Int]) throws(InLoopError)
+        -> (inSpatial: Int, outSpatial: Int, weight: Int, input: Int, output: Int) {
+        let inP = try Tensor.elementCount(input), outP = try Tensor.elementCount(output)
+        let weight = try Tensor.elementCount(weightShape)
+        let inCount = try Tensor.elementCount([channelsIn] + input), outCount = try Tensor.elementCount([channelsOut] + output)
+        return (inP, outP, weight, inCount, outCount)
     }
 
     static func checkCounts(_ r: Int, _ lists: KeyValuePairs<String, [Int]>) throws(InLoopError) {
@@ -192,15 +213,22 @@ public enum Conv {
     }
 
     /// Floats of scratch `forward` needs for `batch` samples (also enough for any smaller batch).
+    /// Saturates at Int.max (a count the work-space limit then refuses) instead of overflowing.
     @inlinable
     public static func workspaceCount(geometry g: ConvGeometry, batch: Int) -> Int {
         if g.isDepthwise { return 0 }
         let b = samplesPerGEMM(g, batch: batch)
-        let k = g.channelsIn / g.group * g.kernelSpatialCount
+        let k = g.channelsIn / g.group * g.kernelSpatialCount   // ≤ weightCount ≤ 2^40
         let m = g.channelsOut / g.group
         let p = g.outputSpatialCount
-        if b == 1 { return isPointwise(g) ? 0 : k * outputRowsPerTile(g) * g.outW }
-        return (k + m) * b * p
+        if b == 1 { return isPointwise(g) ? 0 : saturatingProduct(k, outputRowsPerTile(g) * g.outW) }
+        return saturatingProduct(k + m, b * p)   // b · p ≤ max(p, targetColumns)
+    }
+
+    @inlinable
+    static func saturatingProduct(_ a: Int, _ b: Int) -> Int {
+        let (p, o) = a.multipliedReportingOverflow(by: b)
+        return o ? Int.max : p
     }
 
     /// y = activation(conv(x, weight) + bias); layouts and preconditions in the file header.
@@ -436,13 +464,14 @@ public struct ConvTransposeGeometry: Equatable, Sendable {
     public let outH: Int, outW: Int
 
     public var spatialRank: Int { inputSize.count }
-    public var inputSpatialCount: Int { inH * inW }
-    public var outputSpatialCount: Int { outH * outW }
+    // Counts checked (each at most Limits.maxElements) by init.
+    public let inputSpatialCount: Int
+    public let outputSpatialCount: Int
     public var kernelSpatialCount: Int { kH * kW }
     /// Cin · (Cout / group) · kernel.
-    public var weightCount: Int { channelsIn * (channelsOut / group) * kH * kW }
-    public var inputCount: Int { channelsIn * inH * inW }
-    public var outputCount: Int { channelsOut * outH * outW }
+    public let weightCount: Int
+    public let inputCount: Int
+    public let outputCount: Int
 
     public init(channelsIn: Int, channelsOut: Int, group: Int = 1, inputSize: [Int], kernelSize: [Int],
                 strides: [Int]? = nil, dilations: [Int]? = nil, padsBegin: [Int]? = nil,
@@ -458,6 +487,8 @@ public struct ConvTransposeGeometry: Equatable, Sendable {
         let op = outputPadding ?? [Int](repeating: 0, count: r)
         try ConvGeometry.checkCounts(r, ["kernel_shape": kernelSize, "strides": s, "dilations": d,
                                          "pads (begin)": pb, "pads (end)": pe, "output_padding": op])
+        try ConvGeometry.checkLimits(["input spatial shape": inputSize, "kernel_shape": kernelSize, "strides": s, "dilations": d,
+                                      "pads": pb + pe, "output_padding": op, "channels": [channelsIn, channelsOut], "group": [group]])
         guard channelsIn > 0, channelsOut > 0 else {
             throw InLoopError(.format, "transposed convolution channels must be positive, got \(channelsIn) in, \(channelsOut) out")
         }
@@ -474,7 +505,10 @@ public struct ConvTransposeGeometry: Equatable, Sendable {
             guard op[i] >= 0, op[i] < max(s[i], d[i]) else {
                 throw InLoopError(.format, "transposed convolution output_padding \(Tensor.format(op)) must be non-negative and smaller than the stride or the dilation")
             }
-            out[i] = s[i] * (inputSize[i] - 1) + op[i] + (kernelSize[i] - 1) * d[i] + 1 - pb[i] - pe[i]
+            // Both products are below 2^62 (sizes and attributes are at most 2^31 - 1); their sum is checked.
+            let grown = s[i] * (inputSize[i] - 1), span = (kernelSize[i] - 1) * d[i]
+            let what = "transposed convolution output size along spatial axis \(i)"
+            out[i] = try Limits.sum(try Limits.sum(grown, span, what), op[i] + 1 - pb[i] - pe[i], what)
             guard out[i] > 0 else {
                 throw InLoopError(.format, "transposed convolution output size \(out[i]) along spatial axis \(i) is not positive (pads \(Tensor.format(pb + pe)) too large)")
             }
@@ -489,6 +523,9 @@ public struct ConvTransposeGeometry: Equatable, Sendable {
         dilationH = h < 0 ? 1 : d[h]; dilationW = d[w]
         padTop = h < 0 ? 0 : pb[h]; padLeft = pb[w]
         outH = h < 0 ? 1 : out[h]; outW = out[w]
+        (inputSpatialCount, outputSpatialCount, weightCount, inputCount, outputCount) = try ConvGeometry.counts(
+            channelsIn: channelsIn, channelsOut: channelsOut, input: [inH, inW], output: [outH, outW],
+            weightShape: [channelsIn, channelsOut / group, kH, kW])
     }
 }
 
@@ -496,7 +533,7 @@ public enum ConvTranspose {
     /// Floats of scratch `forward` needs (independent of the batch).
     @inlinable
     public static func workspaceCount(geometry g: ConvTransposeGeometry, batch: Int) -> Int {
-        (g.channelsOut / g.group) * g.kernelSpatialCount * g.inputSpatialCount
+        Conv.saturatingProduct((g.channelsOut / g.group) * g.kernelSpatialCount, g.inputSpatialCount)
     }
 
     /// y = activation(convTranspose(x, weight) + bias): per sample and group one GEMM

@@ -53,8 +53,9 @@ public struct PoolGeometry: Equatable, Sendable {
     public let outH: Int, outW: Int
 
     public var spatialRank: Int { inputSize.count }
-    public var inputSpatialCount: Int { inH * inW }
-    public var outputSpatialCount: Int { outH * outW }
+    // Checked (at most Limits.maxElements) by init.
+    public let inputSpatialCount: Int
+    public let outputSpatialCount: Int
 
     public init(inputSize: [Int], kernelSize: [Int], strides: [Int]? = nil, dilations: [Int]? = nil,
                 padsBegin: [Int]? = nil, padsEnd: [Int]? = nil, ceilMode: Bool = false) throws(InLoopError) {
@@ -68,6 +69,8 @@ public struct PoolGeometry: Equatable, Sendable {
         let pe = padsEnd ?? [Int](repeating: 0, count: r)
         try ConvGeometry.checkCounts(r, ["kernel_shape": kernelSize, "strides": s, "dilations": d,
                                          "pads (begin)": pb, "pads (end)": pe])
+        try ConvGeometry.checkLimits(["input spatial shape": inputSize, "kernel_shape": kernelSize, "strides": s,
+                                      "dilations": d, "pads": pb + pe])
         var out = [Int](repeating: 0, count: r)
         for i in 0..<r {
             guard inputSize[i] > 0 else { throw InLoopError(.format, "pooling input spatial shape \(Tensor.format(inputSize)) has a non-positive size") }
@@ -94,6 +97,8 @@ public struct PoolGeometry: Equatable, Sendable {
         padTop = h < 0 ? 0 : pb[h]; padLeft = pb[w]
         padBottom = h < 0 ? 0 : pe[h]; padRight = pe[w]
         outH = h < 0 ? 1 : out[h]; outW = out[w]
+        inputSpatialCount = try Tensor.elementCount([inH, inW])
+        outputSpatialCount = try Tensor.elementCount([outH, outW])
     }
 }
 

@@ -381,9 +381,9 @@ public func networkJacobian<N: DifferentiableNetwork>(_ net: N, _ x: UnsafePoint
     let chunk = min(batch, max(1, maxRows / sweeps))
     let big = chunk * sweeps
     guard big <= Int(Int32.max) else { throw InLoopError(.invalidArgument, "\(sweeps) Jacobian sweeps are too many for one call") }
-    let xr = try Buffer<T>(count: big * nIn)
-    let seed = try Buffer<T>(count: big * (nIn <= nOut ? nIn : nOut))
-    let dx = try Buffer<T>(count: nIn <= nOut ? 1 : big * nIn)
+    let xr = try Buffer<T>(count: try Limits.arrayCount(batch: big, perSample: nIn))
+    let seed = try Buffer<T>(count: try Limits.arrayCount(batch: big, perSample: nIn <= nOut ? nIn : nOut))
+    let dx = try Buffer<T>(count: nIn <= nOut ? 1 : try Limits.arrayCount(batch: big, perSample: nIn))
     var first = 0
     while first < batch {
         let c = min(chunk, batch - first), rows = c * sweeps

@@ -115,7 +115,10 @@ struct GStep {
 /// Integer scratch (arg-max positions), owned.
 final class IndexBuffer {
     let base: UnsafeMutablePointer<Int>
-    init(count: Int) {
+    init(count: Int) throws(InLoopError) {
+        let (bytes, o) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<Int>.stride)
+        guard !o else { throw InLoopError(.outOfMemory, "cannot allocate \(count) indices") }
+        try Limits.allocation(bytes: bytes, "\(count) arg-max indices")
         base = .allocate(capacity: max(count, 1))
         base.initialize(repeating: -1, count: max(count, 1))
     }
@@ -165,6 +168,8 @@ struct GraphPlanBuilder<T: Real> {
     let plan: GraphPlan<T>
     var known: [String: Known] = [:]
     var workspaceNeed = 0
+    /// Floats of the runtime values allocated so far (checked against the work-space limits).
+    var runtimeFloats = 0
     var uses: [String: Int] = [:]
 
     init(network: GraphNetwork<T>, batch: Int) throws(InLoopError) {
@@ -238,6 +243,9 @@ struct GraphPlanBuilder<T: Real> {
     /// A new computed value depending on `inputs` (storages).
     mutating func newRuntime(_ shape: [Int], from inputs: [Int]) throws(InLoopError) -> Int {
         let count = try Tensor.elementCount(shape)
+        // Every value of the differentiable plan has its own buffer: their sum is its work space.
+        runtimeFloats = try Limits.sum(runtimeFloats, count, "work space")
+        try Limits.workspace(floats: runtimeFloats, batch: batch)
         let b = try Buffer<T>(count: count)
         plan.owned.append(b)
         let present = inputs.filter { $0 >= 0 }
@@ -474,7 +482,7 @@ struct GraphPlanBuilder<T: Real> {
             if case .globalAveragePool = node.op {
                 try emit(.globalAverage(planes: planes, spatial: spatial), node, inputs: [x.storage], shape: yShape)
             } else {
-                plan.indexStores.append(IndexBuffer(count: planes))
+                plan.indexStores.append(try IndexBuffer(count: planes))
                 try emit(.globalMax(planes: planes, spatial: spatial, indices: plan.indexStores.count - 1), node, inputs: [x.storage], shape: yShape)
             }
         case .batchNormalization(let eps):
@@ -623,7 +631,7 @@ struct GraphPlanBuilder<T: Real> {
         let planes = x.shape[0] * x.shape[1]
         let yShape = [x.shape[0], x.shape[1]] + g.outputSize
         if case .maxPool = node.op {
-            plan.indexStores.append(IndexBuffer(count: planes * g.outputSpatialCount))
+            plan.indexStores.append(try IndexBuffer(count: try Limits.product(planes, g.outputSpatialCount, "arg-max indices")))
             try emit(.maxPool(g, planes: planes, indices: plan.indexStores.count - 1), node, inputs: [x.storage], shape: yShape)
         } else {
             try emit(.averagePool(g, planes: planes, includePad: at.countIncludePad), node, inputs: [x.storage], shape: yShape)

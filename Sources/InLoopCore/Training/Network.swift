@@ -15,6 +15,29 @@ public indirect enum LayerSpec: Equatable, Sendable {
         case .residual(let inner): return inner.reduce(0) { $0 + $1.parameterCount }
         }
     }
+
+    /// `parameterCount` of a stack whose sizes are not validated yet: every layer size within
+    /// `Limits.maxDimension`, the count within `Limits.maxElements`, or an error naming the layer.
+    public static func checkedParameterCount(_ layers: [LayerSpec], path: String = "layers") throws(InLoopError) -> Int {
+        var total = 0
+        for (i, layer) in layers.enumerated() {
+            let at = "\(path)[\(i)]"
+            var n = 0
+            switch layer {
+            case .dense(let nIn, let nOut, _, let b):
+                try Limits.dimension(nIn, "\(at): dense inputs", min: 1)
+                try Limits.dimension(nOut, "\(at): dense outputs", min: 1)
+                n = try Limits.sum(try Limits.product(nIn, nOut, "\(at): dense weight"), b ? nOut : 0, "\(at): dense parameters")
+            case .activation, .normalize, .denormalize: n = 0
+            case .residual(let inner): n = try checkedParameterCount(inner, path: "\(at).layers")
+            }
+            total = try Limits.sum(total, n, "parameter count")
+            guard total <= Limits.maxElements else {
+                throw InLoopError(.format, "\(at): the network has more than \(Limits.maxElements) parameters")
+            }
+        }
+        return total
+    }
 }
 
 /// A differentiable layer stack in scalar type `T`: forward with the values backward needs, reverse
@@ -69,9 +92,10 @@ public final class Network<T: Real> {
 
     public init(inputSize: Int, layers: [LayerSpec], parameters initial: [T]? = nil) throws(InLoopError) {
         guard inputSize >= 1 else { throw InLoopError(.invalidArgument, "network input size must be at least 1") }
+        try Limits.dimension(inputSize, "network input size", min: 1)
         self.inputSize = inputSize
         self.layers = layers
-        let count = layers.reduce(0) { $0 + $1.parameterCount }
+        let count = try LayerSpec.checkedParameterCount(layers)
         parameters = try Buffer<T>(count: count)
         gradients = try Buffer<T>(count: count)
         if let initial {
@@ -170,11 +194,11 @@ public final class Network<T: Real> {
             values = []
             grads = []
             tangents = []
-            for s in sizes { values.append(try Buffer<T>(count: s * batch)) }
+            for s in sizes { values.append(try Buffer<T>(count: try Limits.arrayCount(batch: batch, perSample: s))) }
             capacity = batch
         }
-        if needGrads, grads.isEmpty { for s in sizes { grads.append(try Buffer<T>(count: s * capacity)) } }
-        if needTangents, tangents.isEmpty { for s in sizes { tangents.append(try Buffer<T>(count: s * capacity)) } }
+        if needGrads, grads.isEmpty { for s in sizes { grads.append(try Buffer<T>(count: try Limits.arrayCount(batch: capacity, perSample: s))) } }
+        if needTangents, tangents.isEmpty { for s in sizes { tangents.append(try Buffer<T>(count: try Limits.arrayCount(batch: capacity, perSample: s))) } }
     }
 
     private func valuePointer(_ v: Int) -> UnsafeMutablePointer<T> { values[v].base }

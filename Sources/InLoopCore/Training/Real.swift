@@ -108,7 +108,8 @@ public final class Buffer<T: Real> {
 
     public init(count: Int) throws(InLoopError) {
         let (bytes, o) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<T>.stride)
-        guard count >= 0, !o, bytes <= (1 << 40) else { throw InLoopError(.outOfMemory, "cannot allocate \(count) values") }
+        guard count >= 0, !o else { throw InLoopError(.outOfMemory, "cannot allocate \(count) values") }
+        try Limits.allocation(bytes: bytes, "a buffer of \(count) values")
         var raw: UnsafeMutableRawPointer? = nil
         guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
             throw InLoopError(.outOfMemory, "cannot allocate \(bytes) bytes")

@@ -157,10 +157,10 @@ public final class Trainer<T: Real> {
 
     private func checkData<U: Real>(_ x: UnsafePointer<U>, _ y: UnsafePointer<U>, batch: Int) throws(InLoopError) {
         guard batch >= 1 else { throw InLoopError(.invalidArgument, "batch must be at least 1, got \(batch)") }
-        if !Kernels.allFinite(x, count: batch * network.inputSize) {
+        if !Kernels.allFinite(x, count: try Limits.arrayCount(batch: batch, perSample: network.inputSize)) {
             throw InLoopError(.nonFinite, "training inputs contain NaN or Inf; the step was not applied")
         }
-        if !Kernels.allFinite(y, count: batch * network.outputSize) {
+        if !Kernels.allFinite(y, count: try Limits.arrayCount(batch: batch, perSample: network.outputSize)) {
             throw InLoopError(.nonFinite, "training targets contain NaN or Inf; the step was not applied")
         }
     }
@@ -172,8 +172,8 @@ public final class Trainer<T: Real> {
     @_specialize(exported: true, where T == Double, U == Double)
     public func evaluate<U: Real>(x: UnsafePointer<U>, y: UnsafePointer<U>, batch: Int) throws(InLoopError) -> Double {
         try checkData(x, y, batch: batch)
-        let xt = try converted(x, count: batch * network.inputSize, into: &xConverted)
-        let yt = try converted(y, count: batch * network.outputSize, into: &yConverted)
+        let xt = try converted(x, count: try Limits.arrayCount(batch: batch, perSample: network.inputSize), into: &xConverted)
+        let yt = try converted(y, count: try Limits.arrayCount(batch: batch, perSample: network.outputSize), into: &yConverted)
         let pred = try backend.forward(xt, batch: batch)
         return config.loss.evaluate(prediction: pred, target: yt, batch: batch, outputs: network.outputSize, gradient: nil)
     }
@@ -243,9 +243,9 @@ public final class Trainer<T: Real> {
     private func localGradient<U: Real>(x: UnsafePointer<U>?, y: UnsafePointer<U>?, batch: Int) throws(InLoopError) -> Double {
         guard let x, let y else { throw InLoopError(.nullPointer, "training inputs or targets are NULL") }
         try checkData(x, y, batch: batch)
-        let xt = try converted(x, count: batch * network.inputSize, into: &xConverted)
-        let yt = try converted(y, count: batch * network.outputSize, into: &yConverted)
-        let need = batch * network.outputSize
+        let xt = try converted(x, count: try Limits.arrayCount(batch: batch, perSample: network.inputSize), into: &xConverted)
+        let yt = try converted(y, count: try Limits.arrayCount(batch: batch, perSample: network.outputSize), into: &yConverted)
+        let need = try Limits.arrayCount(batch: batch, perSample: network.outputSize)
         let dy: Buffer<T>
         if let existing = outputGradient, existing.count >= need { dy = existing } else { dy = try Buffer<T>(count: need); outputGradient = dy }
         let pred = try backend.forward(xt, batch: batch)

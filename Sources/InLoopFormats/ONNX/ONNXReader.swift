@@ -211,6 +211,11 @@ struct GraphReader {
             shape.append(Int(d))
         }
         let count = try Tensor.elementCount(shape)
+        // Integer tensors are held as Int (8 bytes a value, whatever the file's type): the allocation limit.
+        if !type.isFloat {
+            try Limits.allocation(bytes: count.multipliedReportingOverflow(by: 8).overflow ? Int.max : count * 8,
+                                  "integer tensor of shape \(Tensor.format(shape))")
+        }
         if t.hasRawData {
             let raw = t.rawData
             let (need, o) = count.multipliedReportingOverflow(by: type.size)

@@ -65,6 +65,16 @@ public enum TrainingConfigFormat {
         return x
     }
 
+    /// Losses a trainer keeps at most (`history`): 2^24 (128 MiB).
+    static let maxHistory = 1 << 24
+
+    /// A layer size: an integer in 1 ... Limits.maxDimension.
+    static func size(_ v: JSON?, _ path: String, default d: Int? = nil) throws(InLoopError) -> Int {
+        let n = try integer(v, path, default: d, min: 1)
+        guard n <= Limits.maxDimension else { throw fail(path, "must be at most \(Limits.maxDimension), got \(n)") }
+        return n
+    }
+
     static func string(_ v: JSON?, _ path: String, default d: String) throws(InLoopError) -> String {
         guard let v else { return d }
         guard let s = v.stringValue else { throw fail(path, "must be a string, got \(v.kindName)") }
@@ -84,7 +94,7 @@ public enum TrainingConfigFormat {
         let get = { (k: String) -> JSON? in top.first { $0.0 == k }?.1 }
         if let model = get("model") {
             let m = try object(model, "model", allowed: ["inputs", "layers"])
-            let inputs = try integer(m.first { $0.0 == "inputs" }?.1, "model.inputs", min: 1)
+            let inputs = try Self.size(m.first { $0.0 == "inputs" }?.1, "model.inputs")
             guard let list = m.first(where: { $0.0 == "layers" })?.1.arrayValue, !list.isEmpty else {
                 throw fail("model.layers", "must be a non-empty list of layers")
             }
@@ -103,6 +113,7 @@ public enum TrainingConfigFormat {
         guard let prec = TrainerConfig.Precision(rawValue: p) else { throw fail("precision", "must be float32 or float64, got \(p)") }
         c.precision = prec
         c.historyCapacity = try integer(get("history"), "history", default: 10_000, min: 1)
+        guard c.historyCapacity <= maxHistory else { throw fail("history", "must be at most \(maxHistory) losses, got \(c.historyCapacity)") }
         if !c.loss.weights.isEmpty, let out = outputSize(c), c.loss.weights.count != out {
             throw fail("loss.weights", "has \(c.loss.weights.count) values but the model has \(out) outputs")
         }
@@ -126,9 +137,9 @@ public enum TrainingConfigFormat {
             let type = try string(get("type"), "\(at).type", default: "")
             switch type {
             case "dense":
-                let nIn = try integer(get("in"), "\(at).in", default: size, min: 1)
+                let nIn = try Self.size(get("in"), "\(at).in", default: size)
                 guard nIn == size else { throw fail("\(at).in", "is \(nIn) but the layer receives \(size) values") }
-                let nOut = try integer(get("out"), "\(at).out", min: 1)
+                let nOut = try Self.size(get("out"), "\(at).out")
                 var bias = true
                 if let b = get("bias") { guard case .bool(let v) = b else { throw fail("\(at).bias", "must be true or false") }; bias = v }
                 out.append(.dense(inputs: nIn, outputs: nOut, activation: try activation(item, at, optional: true), bias: bias))
@@ -251,8 +262,11 @@ public enum TrainingConfigFormat {
         case .step(let size, let g): sched += [("step_size", num(Double(size))), ("gamma", num(g))]
         case .cosine(let p, let m): sched += [("period", num(Double(p))), ("min_lr", num(m))]
         }
-        return .object([
-            ("model", .object([("inputs", num(Double(c.inputSize))), ("layers", layerJSON(c.layers))])),
+        // No layers (a configuration for fine-tuning a loaded model): no "model" section, which would
+        // not read back ("inputs": 0, "layers": []).
+        let model: [(String, JSON)] = c.layers.isEmpty ? []
+            : [("model", .object([("inputs", num(Double(c.inputSize))), ("layers", layerJSON(c.layers))]))]
+        return .object(model + [
             ("loss", .object(loss)), ("optimizer", .object(opt)), ("schedule", .object(sched)),
             ("init", .string(c.initialization.rawValue)), ("seed", num(Double(c.seed))),
             ("precision", .string(c.precision.rawValue)), ("history", num(Double(c.historyCapacity))),

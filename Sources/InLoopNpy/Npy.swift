@@ -4,23 +4,23 @@ import Foundation
 ///
 /// Reads format versions 1.0, 2.0 and 3.0, little- or big-endian `f4`/`f8`, C or Fortran order
 /// (Fortran-order data is reordered to C order on reading). Writes version 1.0, little-endian, C order.
-struct NpyArray {
-    enum DType: String {
+public struct NpyArray {
+    public enum DType: String, Sendable {
         case float32 = "<f4"
         case float64 = "<f8"
 
-        var size: Int { self == .float32 ? 4 : 8 }
+        public var size: Int { self == .float32 ? 4 : 8 }
     }
 
-    var shape: [Int]
-    var dtype: DType
+    public var shape: [Int]
+    public var dtype: DType
     /// The values in C order, as Double (exact for both dtypes).
-    var values: [Double]
+    public var values: [Double]
 
-    var count: Int { shape.reduce(1, *) }
+    public var count: Int { values.count }
 
-    init(shape: [Int], dtype: DType, values: [Double]) throws {
-        guard shape.reduce(1, *) == values.count else {
+    public init(shape: [Int], dtype: DType, values: [Double]) throws {
+        guard NpyArray.elementCount(shape) == values.count else {
             throw Failure(description: "npy: shape \(shape) does not match \(values.count) values")
         }
         self.shape = shape
@@ -28,11 +28,24 @@ struct NpyArray {
         self.values = values
     }
 
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
+    /// The product of `shape`, or nil when a dimension is negative or the product overflows.
+    public static func elementCount(_ shape: [Int]) -> Int? {
+        var n = 1
+        for d in shape {
+            guard d >= 0 else { return nil }
+            let (m, o) = n.multipliedReportingOverflow(by: d)
+            if o { return nil }
+            n = m
+        }
+        return n
     }
 
-    static func read(path: String) throws -> NpyArray {
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+        public init(description: String) { self.description = description }
+    }
+
+    public static func read(path: String) throws -> NpyArray {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw Failure(description: "\(path): cannot read the file")
         }
@@ -43,7 +56,7 @@ struct NpyArray {
         }
     }
 
-    static func parse(_ b: [UInt8]) throws -> NpyArray {
+    public static func parse(_ b: [UInt8]) throws -> NpyArray {
         let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]  // \x93NUMPY
         guard b.count >= 10, Array(b[0..<6]) == magic else { throw Failure(description: "not a .npy file (no \\x93NUMPY magic)") }
         let major = b[6]
@@ -160,7 +173,7 @@ struct NpyArray {
         return out
     }
 
-    func bytes() -> [UInt8] {
+    public func bytes() -> [UInt8] {
         let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
         var header = "{'descr': '\(dtype.rawValue)', 'fortran_order': False, 'shape': \(shapeText), }"
         // magic(6) + version(2) + length(2) + header + '\n', padded with spaces to a multiple of 64
@@ -178,7 +191,7 @@ struct NpyArray {
         return out
     }
 
-    func write(path: String) throws {
+    public func write(path: String) throws {
         guard FileManager.default.createFile(atPath: path, contents: Data(bytes())) else {
             throw Failure(description: "\(path): cannot write the file")
         }
