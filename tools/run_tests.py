@@ -181,10 +181,10 @@ def swift_counts(out, listed):
     return passed, failed, skipped, unfinished
 
 
-def record_counted(suite, code, out):
+def record_counted(suite, code, out, note=""):
     """record() of a program's own counts (see program_counts)."""
     p, f, skips = program_counts(suite, code, out)
-    record(suite, p, f, skipped=skips)
+    record(suite, p, f, note, skipped=skips)
 
 
 def counted(suite, code, out):
@@ -452,7 +452,7 @@ def suite_fuzz():
         return
     t0 = time.time()
     code, out = run("fuzz", ["python3", "Tests/fuzz/fuzz.py", "smoke"], timeout=600)
-    record("fuzz", *counted("fuzz", code, out), f"(build {build:.0f} s, runs {time.time() - t0:.0f} s)")
+    record_counted("fuzz", code, out, f"(build {build:.0f} s, runs {time.time() - t0:.0f} s)")
 
 
 def suite_lorenz96():
