@@ -1,4 +1,9 @@
-import Foundation
+// FoundationEssentials, not Foundation: full Foundation links ICU's data statically (60 MB) into
+// the installed `bin/inloop`.
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A NumPy `.npy` array of float32 or float64 values, held in C (row-major) order.
 ///
@@ -79,7 +84,7 @@ public struct NpyArray {
         let fortran = try field(header, "fortran_order")
         let shapeText = try field(header, "shape")
 
-        let unquoted = descr.trimmingCharacters(in: CharacterSet(charactersIn: "'\""))
+        let unquoted = trimmed(descr, "'\"")
         let little: Bool
         let size: Int
         switch unquoted {
@@ -91,10 +96,10 @@ public struct NpyArray {
             throw Failure(description: "dtype \(unquoted) is not supported: use float32 or float64 (e.g. x.astype(np.float32))")
         }
         guard fortran == "False" || fortran == "True" else { throw Failure(description: "bad fortran_order \(fortran)") }
-        let inner = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() "))
+        let inner = trimmed(shapeText, "() ")
         var shape: [Int] = []
         for part in inner.split(separator: ",") {
-            let p = part.trimmingCharacters(in: .whitespaces)
+            let p = trimmed(part, whitespace)
             if p.isEmpty { continue }
             guard let v = Int(p.hasSuffix("L") ? String(p.dropLast()) : p), v >= 0 else {
                 throw Failure(description: "bad shape \(shapeText)")
@@ -132,7 +137,7 @@ public struct NpyArray {
     /// The value of `key` in the header dict (a Python literal), as text.
     private static func field(_ header: String, _ key: String) throws -> String {
         for quote in ["'", "\""] {
-            guard let r = header.range(of: "\(quote)\(key)\(quote)") else { continue }
+            guard let r = header.firstRange(of: "\(quote)\(key)\(quote)") else { continue }
             var rest = header[r.upperBound...].drop { $0 == " " || $0 == ":" }
             if rest.first == "(" {
                 guard let close = rest.firstIndex(of: ")") else { break }
@@ -146,7 +151,7 @@ public struct NpyArray {
                 out.append(c)
                 rest = rest.dropFirst()
             }
-            return out.trimmingCharacters(in: .whitespaces)
+            return trimmed(out, whitespace)
         }
         throw Failure(description: "the .npy header has no '\(key)'")
     }
@@ -196,4 +201,15 @@ public struct NpyArray {
             throw Failure(description: "\(path): cannot write the file")
         }
     }
+}
+
+/// Space and tab, what a .npy header pads with.
+private let whitespace = " \t\r\n"
+
+/// `text` without the leading and trailing characters that are in `set`.
+private func trimmed(_ text: some StringProtocol, _ set: String) -> String {
+    let drop = Set(set)
+    guard let first = text.firstIndex(where: { !drop.contains($0) }),
+          let last = text.lastIndex(where: { !drop.contains($0) }) else { return "" }
+    return String(text[first...last])
 }

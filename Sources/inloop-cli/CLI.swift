@@ -6,7 +6,12 @@
 //
 // MODEL is a native InLoop .safetensors file or an ONNX file (chosen by content, as the library does).
 import ArgumentParser
-import Foundation
+// FoundationEssentials, not Foundation: full Foundation links ICU's data statically (60 MB) into
+// the installed `bin/inloop`.
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import InLoopCore
 import InLoopFormats
 import InLoopNpy
@@ -29,8 +34,9 @@ struct CLIError: Error, CustomStringConvertible {
 func fail(_ error: Error) -> Never {
     let text: String
     if let e = error as? InLoopError { text = e.message } else { text = "\(error)" }
-    FileHandle.standardError.write(Data("inloop: \(text)\n".utf8))
-    Foundation.exit(1)
+    let bytes = Array("inloop: \(text)\n".utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    exit(1)
 }
 
 func formatCount(_ n: Int) -> String {
@@ -189,7 +195,7 @@ struct Convert: ParsableCommand {
     func run() {
         do {
             let graph = try readONNXGraph(path: source)
-            let model = try LayerStackConverter.convert(graph, name: (source as NSString).lastPathComponent)
+            let model = try LayerStackConverter.convert(graph, name: baseName(source))
             try NativeFormat.save(model, to: destination)
             print("\(destination): \(model.inputSize) -> \(model.outputSize), \(model.layers.count) layers, "
                   + "\(formatCount(model.parameterCount)) parameters")

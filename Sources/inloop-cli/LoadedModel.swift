@@ -1,4 +1,9 @@
-import Foundation
+// FoundationEssentials, not Foundation: full Foundation links ICU's data statically (60 MB) into
+// the installed `bin/inloop`.
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import InLoopCore
 import InLoopFormats
 
@@ -57,4 +62,10 @@ struct LoadedModel {
             opCounts: counts, parameterCount: m.parameterCount, flopsPerSample: m.flopsPerSample,
             run: { xs, batch in [try m.forward(xs[0], batch: batch)] })
     }
+}
+
+/// The last component of a path ("dir/model.onnx" → "model.onnx"), as NSString's lastPathComponent.
+func baseName(_ path: String) -> String {
+    let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
+    return trimmed.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? path
 }

@@ -1,4 +1,9 @@
-import Foundation
+// FoundationEssentials, not Foundation: full Foundation links ICU's data statically (60 MB) into
+// the installed `bin/inloop`.
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import InLoopCore
 import InLoopFormats
 
@@ -21,7 +26,7 @@ extension LoadedModel {
         let model: GraphModel
         do {
             graph = try ONNXReader.graph(bytes: bytes)
-            model = try GraphModel(graph: graph, name: (path as NSString).lastPathComponent)
+            model = try GraphModel(graph: graph, name: baseName(path))
         } catch {
             throw CLIError("\(path): \(error.message)")
         }
