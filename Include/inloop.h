@@ -171,6 +171,7 @@ inloop_status inloop_model_run_f64(inloop_model *model, int64_t batch, int64_t n
 
 /// enabled != 0: every forward on this model checks x and y for NaN/Inf and returns
 /// INLOOP_ERR_NONFINITE naming the first bad value (y is then already written). Off by default.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, BUSY (the model is running on another thread).
 inloop_status inloop_model_set_check_finite(inloop_model *model, int32_t enabled);
 
 /// enabled != 0: results become independent of batching. Each column's output is then bitwise the same
@@ -178,6 +179,7 @@ inloop_status inloop_model_set_check_finite(inloop_model *model, int32_t enabled
 /// are spread over (dense layers run one matrix-vector product per column: slower for large batches).
 /// Off by default: results are then bitwise reproducible run to run for the same batching, but a
 /// column's last bits may depend on its position in the batch (optimised GEMM sums by tiles).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, BUSY (the model is running on another thread).
 inloop_status inloop_model_set_reproducible(inloop_model *model, int32_t enabled);
 
 /// Sets the work-space limits (bytes; process-wide; for models loaded and batch sizes first run

@@ -90,12 +90,14 @@ def build_library(kind, scratch, log):
     return code == 0
 
 
-def build_programs(libdir, log):
+def build_programs(libdir, log, runtime=None):
     """The C, Fortran and MPI test programs against the sanitizer library; returns what was built."""
     os.makedirs(os.path.join(BUILD, "mod"), exist_ok=True)
     os.makedirs(os.path.join(BUILD, "mpimod"), exist_ok=True)
     os.makedirs(os.path.join(BUILD, "ompmod"), exist_ok=True)
     link = f"-L{libdir} -lInLoop -Wl,-rpath,{libdir} -Wl,--allow-shlib-undefined"
+    if runtime:  # the sanitizer runtime as the programs' first dependency, instead of LD_PRELOAD
+        link = f"-Wl,--no-as-needed {runtime} -Wl,-rpath,{os.path.dirname(runtime)} -Wl,--as-needed " + link
     fflags = "-O1 -g -std=f2018 -ffree-line-length-none"
     cflags = "-O1 -g -std=c99 -DINLOOP_SANITIZE -IInclude"
     b = BUILD
@@ -204,8 +206,10 @@ def tsan():
     scratch = os.path.join(ROOT, ".build-tsan")
     if not build_library("thread", scratch, log):
         return
-    built = build_programs(os.path.join(scratch, "release"), log)
-    env = dict(os.environ, LD_PRELOAD=toolchain_runtime("tsan"), SWIFT_BACKTRACE="enable=no",
+    # Linked in, not preloaded: a preloaded TSan runtime is inherited by the llvm-symbolizer it starts
+    # to print a report, which cannot load it (it needs libdispatch), so the report was lost (SIGPIPE).
+    built = build_programs(os.path.join(scratch, "release"), log, runtime=toolchain_runtime("tsan"))
+    env = dict(os.environ, SWIFT_BACKTRACE="enable=no",
                TSAN_OPTIONS=f"halt_on_error=1:suppressions={os.path.join(ROOT, 'tools', 'tsan.supp')}" + symbolizer(),
                OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="1")
     # the programs that call InLoop from several threads at once

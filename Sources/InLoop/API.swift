@@ -262,9 +262,10 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 
 /// enabled != 0: every forward on this model checks x and y for NaN/Inf and returns
 /// INLOOP_ERR_NONFINITE naming the first bad value (y is then already written). Off by default.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, BUSY (the model is running on another thread).
 @c public func inloop_model_set_check_finite(_ model: OpaquePointer?, _ enabled: Int32) -> inloop_status {
     guarded { () throws(InLoopError) in
-        try models.lookup(model).model.checkFinite = enabled != 0
+        try models.lookup(model).model.setOptions(checkFinite: enabled != 0, reproducible: nil)
     }
 }
 
@@ -273,9 +274,10 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// are spread over (dense layers run one matrix-vector product per column: slower for large batches).
 /// Off by default: results are then bitwise reproducible run to run for the same batching, but a
 /// column's last bits may depend on its position in the batch (optimised GEMM sums by tiles).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, BUSY (the model is running on another thread).
 @c public func inloop_model_set_reproducible(_ model: OpaquePointer?, _ enabled: Int32) -> inloop_status {
     guarded { () throws(InLoopError) in
-        try models.lookup(model).model.reproducible = enabled != 0
+        try models.lookup(model).model.setOptions(checkFinite: nil, reproducible: enabled != 0)
     }
 }
 

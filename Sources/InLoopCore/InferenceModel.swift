@@ -31,6 +31,9 @@ public protocol InferenceModel: AnyObject {
     var checkFinite: Bool { get set }
     /// When true, each sample's output is bitwise independent of how samples are batched.
     var reproducible: Bool { get set }
+    /// Sets the options (nil: unchanged) under the model's run lock, so that a change never races a run
+    /// on another thread: that gives `.busy` instead.
+    func setOptions(checkFinite: Bool?, reproducible: Bool?) throws(InLoopError)
 
     /// Single input, single output, float32 (x and y must not overlap).
     func forward(_ x: UnsafeBufferPointer<Float>, batch: Int, into y: UnsafeMutableBufferPointer<Float>) throws(InLoopError)

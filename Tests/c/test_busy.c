@@ -107,6 +107,43 @@ static void *work(void *arg) {
     return NULL;
 }
 
+/* An option set while another thread runs the model: the setter takes the run lock (OK or BUSY, never
+ * a race: make sanitize runs this under ThreadSanitizer), and the runs keep their result bitwise. */
+typedef struct { inloop_model *m; const float *x, *ref; int64_t batch, ny; int setter; long ok, busy, other, wrong; double t_end; } opt_worker_t;
+
+static void *opt_work(void *arg) {
+    opt_worker_t *w = arg;
+    float *y = malloc((size_t)w->ny * sizeof *y);
+    for (long k = 0; k < 100000 && seconds() < w->t_end; k++) {
+        inloop_status s = w->setter ? inloop_model_set_check_finite(w->m, (int32_t)(k & 1))
+                                    : inloop_model_forward_f32(w->m, w->x, w->batch, y);
+        if (s == INLOOP_OK) {
+            w->ok++;
+            if (!w->setter && memcmp(y, w->ref, (size_t)w->ny * sizeof *y) != 0) w->wrong++;
+        } else if (s == INLOOP_ERR_BUSY) {
+            w->busy++;
+            sched_yield();
+        } else w->other++;
+    }
+    free(y);
+    return NULL;
+}
+
+static void contend_options(inloop_model *m, const float *x, const float *ref, int64_t batch, int64_t n_out) {
+    opt_worker_t w[2];
+    pthread_t th[2];
+    double t_end = seconds() + 2;
+    for (int k = 0; k < 2; k++) w[k] = (opt_worker_t){m, x, ref, batch, batch * n_out, k, 0, 0, 0, 0, t_end};
+    for (int k = 0; k < 2; k++) pthread_create(&th[k], NULL, opt_work, &w[k]);
+    for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+    char detail[300];
+    snprintf(detail, sizeof detail, "forward: %ld OK, %ld BUSY, %ld other, %ld wrong; set_check_finite: %ld OK, %ld BUSY, %ld other",
+             w[0].ok, w[0].busy, w[0].other, w[0].wrong, w[1].ok, w[1].busy, w[1].other);
+    check(w[0].other + w[1].other == 0 && w[0].wrong == 0 && w[0].ok > 0 && w[1].ok > 0,
+          "set_check_finite while another thread runs forward: OK or BUSY, results unchanged", detail);
+    (void)inloop_model_set_check_finite(m, 0);
+}
+
 static void contend(const job_t *j) {
     atomic_int busy_total = 0, ok_total = 0, stop = 0;
     worker_t w[2];
@@ -160,6 +197,7 @@ int main(int argc, char **argv) {
         job_t j = {op, m, n_in, n_out, B, x, dx, NULL, xd, ref[op], refd};
         contend(&j);
     }
+    contend_options(m, x, ref[OP_FORWARD32], B, n_out);
 
     /* The trainer: both threads step on the same data. */
     const char *config = "model: {inputs: 8, layers: [{type: dense, out: 256, activation: tanh}, {type: dense, out: 256, activation: tanh}, {type: dense, out: 4}]}\n"

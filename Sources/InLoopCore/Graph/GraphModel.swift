@@ -540,6 +540,13 @@ public final class GraphModel: InferenceModel, @unchecked Sendable {  // shared 
         }
     }
 
+    public func setOptions(checkFinite: Bool?, reproducible: Bool?) throws(InLoopError) {
+        try acquire()
+        defer { release() }
+        if let checkFinite { self.checkFinite = checkFinite }
+        if let reproducible { self.reproducible = reproducible }
+    }
+
     private func acquire() throws(InLoopError) {
         guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             throw InLoopError(.busy, "model is being run by another thread; use one model handle per thread")
