@@ -61,6 +61,17 @@ static int same_outputs(inloop_trainer *a, inloop_trainer *b, const float *x, in
     return same;
 }
 
+/* The adjoint dot-product test: <J dx, dy> (tl = J dx) against <dx, J^T dy> (adj = J^T dy), equal to
+ * round-off relative to |J dx| |dy|; the two sides go to msg. */
+static int adjoint_matches(const double *tl, const double *dy, int64_t n_out, const double *dx, const double *adj,
+                           int64_t n_in, char *msg, size_t len) {
+    double lhs = 0, rhs = 0, n1 = 0, n2 = 0;
+    for (int64_t i = 0; i < n_out; i++) { lhs += tl[i] * dy[i]; n1 += tl[i] * tl[i]; n2 += dy[i] * dy[i]; }
+    for (int64_t i = 0; i < n_in; i++) rhs += dx[i] * adj[i];
+    snprintf(msg, len, "<J dx, dy> = %.17g, <dx, J^T dy> = %.17g", lhs, rhs);
+    return fabs(lhs - rhs) <= 1e-14 * sqrt(n1 * n2);
+}
+
 /* max |dy - (f(x + h dx) - f(x - h dx)) / 2h| / max |dy| over nb samples, f the float64 forward (the
  * y output of jvp_f64); h = 1e-5: truncation error ~1e-10, round-off ~1e-11 relative. */
 static double fd_error(inloop_model *m, const double *x, const double *dx, const double *dy, int nb, int64_t ni, int64_t no) {
@@ -303,16 +314,13 @@ int main(int argc, char **argv) {
             double *xd = malloc(sizeof(double) * nb * ni), *dx = malloc(sizeof(double) * nb * ni), *adj = malloc(sizeof(double) * nb * ni);
             double *dy = malloc(sizeof(double) * nb * no), *tl = malloc(sizeof(double) * nb * no), *yy = malloc(sizeof(double) * nb * no);
             double *jac = malloc(sizeof(double) * nb * ni * no);
-            double lhs = 0, rhs = 0, n1 = 0, n2 = 0, worst = 0;
+            double worst = 0;
             long a, f;
             for (int i = 0; i < nb * ni; i++) { xd[i] = 2 * uniform() - 1; dx[i] = 2 * uniform() - 1; }
             for (int i = 0; i < nb * no; i++) dy[i] = 2 * uniform() - 1;
             CHECK_OK(inloop_model_jvp_f64(m, xd, dx, nb, yy, tl), "jvp f64");
             CHECK_OK(inloop_model_vjp_f64(m, xd, dy, nb, adj), "vjp f64");
-            for (int i = 0; i < nb * no; i++) { lhs += tl[i] * dy[i]; n1 += tl[i] * tl[i]; n2 += dy[i] * dy[i]; }
-            for (int i = 0; i < nb * ni; i++) rhs += dx[i] * adj[i];
-            snprintf(msg, sizeof msg, "<J dx, dy> = %.17g, <dx, J^T dy> = %.17g", lhs, rhs);
-            check(fabs(lhs - rhs) <= 1e-14 * sqrt(n1 * n2), "adjoint dot-product test to round-off (C, float64)", msg);
+            check(adjoint_matches(tl, dy, nb * no, dx, adj, nb * ni, msg, sizeof msg), "adjoint dot-product test to round-off (C, float64)", msg);
             worst = fd_error(m, xd, dx, tl, nb, ni, no);
             snprintf(msg, sizeof msg, "max |jvp - central difference| / max |jvp| = %.3g", worst);
             check(worst < 1e-7, "tangent-linear equals float64 central finite differences (tanh MLP)", msg);
@@ -363,15 +371,13 @@ int main(int argc, char **argv) {
             const int nb = 3;
             double *xd = malloc(sizeof(double) * nb * ni), *dx = malloc(sizeof(double) * nb * ni), *adj = malloc(sizeof(double) * nb * ni);
             double *dy = malloc(sizeof(double) * nb * no), *tl = malloc(sizeof(double) * nb * no);
-            double lhs = 0, rhs = 0, n1 = 0, n2 = 0, err;
+            double err;
             for (int i = 0; i < nb * ni; i++) { xd[i] = 3 * uniform() - 1.5; dx[i] = uniform() - 0.5; }
             for (int i = 0; i < nb * no; i++) dy[i] = uniform() - 0.5;
             CHECK_OK(inloop_model_jvp_f64(m, xd, dx, nb, NULL, tl), "jvp of strided_tanh.onnx");
             CHECK_OK(inloop_model_vjp_f64(m, xd, dy, nb, adj), "vjp of strided_tanh.onnx");
-            for (int i = 0; i < nb * no; i++) { lhs += tl[i] * dy[i]; n1 += tl[i] * tl[i]; n2 += dy[i] * dy[i]; }
-            for (int i = 0; i < nb * ni; i++) rhs += dx[i] * adj[i];
-            snprintf(msg, sizeof msg, "<J dx, dy> = %.17g, <dx, J^T dy> = %.17g", lhs, rhs);
-            check(fabs(lhs - rhs) <= 1e-14 * sqrt(n1 * n2), "adjoint dot-product test of a strided-conv/tanh ONNX graph", msg);
+            check(adjoint_matches(tl, dy, nb * no, dx, adj, nb * ni, msg, sizeof msg),
+                  "adjoint dot-product test of a strided-conv/tanh ONNX graph", msg);
             err = fd_error(m, xd, dx, tl, nb, ni, no);
             snprintf(msg, sizeof msg, "max |jvp - central difference| / max |jvp| = %.3g", err);
             check(err < 1e-7, "tangent-linear of a strided-conv/tanh ONNX graph equals float64 central differences", msg);
@@ -391,7 +397,7 @@ int main(int argc, char **argv) {
         if ((probe = fopen(path, "rb")) == NULL) {
             printf("SKIP onnx derivatives: %s not found\n", path);
         } else {
-            double xo[16], dxo[16], dyo[16], tlo[16], adjo[16], lhs = 0, rhs = 0, n1 = 0, n2 = 0;
+            double xo[16], dxo[16], dyo[16], tlo[16], adjo[16];
             inloop_trainer *ft = NULL;
             inloop_model *tuned = NULL, *saved = NULL;
             float xs[64], ys[64], y1[64], y2[64];
@@ -400,9 +406,7 @@ int main(int argc, char **argv) {
             for (int i = 0; i < 16; i++) { xo[i] = 10 * uniform() - 3; dxo[i] = uniform() - 0.5; dyo[i] = uniform() - 0.5; }
             CHECK_OK(inloop_model_jvp_f64(m, xo, dxo, 16, NULL, tlo), "jvp of an ONNX model");
             CHECK_OK(inloop_model_vjp_f64(m, xo, dyo, 16, adjo), "vjp of an ONNX model");
-            for (int i = 0; i < 16; i++) { lhs += tlo[i] * dyo[i]; rhs += dxo[i] * adjo[i]; n1 += tlo[i] * tlo[i]; n2 += dyo[i] * dyo[i]; }
-            snprintf(msg, sizeof msg, "<J dx, dy> = %.17g, <dx, J^T dy> = %.17g", lhs, rhs);
-            check(fabs(lhs - rhs) <= 1e-14 * sqrt(n1 * n2), "adjoint dot-product test of an ONNX model", msg);
+            check(adjoint_matches(tlo, dyo, 16, dxo, adjo, 16, msg, sizeof msg), "adjoint dot-product test of an ONNX model", msg);
             for (int i = 0; i < 64; i++) { xs[i] = (float)(16 * uniform() - 5); ys[i] = (float)sin(xs[i]); }
             CHECK_OK(inloop_trainer_create_from_model(m, "optimizer: {type: adam, lr: 0.001}", &ft), "fine-tune trainer from an ONNX model");
             for (int i = 0; i < 5; i++) (void)inloop_trainer_step_f32(ft, xs, ys, 64, &loss);
@@ -426,7 +430,6 @@ int main(int argc, char **argv) {
             double *xc = malloc(sizeof(double) * NB * NI), *dxc = malloc(sizeof(double) * NB * NI), *adj = malloc(sizeof(double) * NB * NI);
             double *dyc = malloc(sizeof(double) * NB * NO), *tl = malloc(sizeof(double) * NB * NO);
             float *xf = malloc(sizeof(float) * NB * NI), *yf = malloc(sizeof(float) * NB * NO), *y0 = malloc(sizeof(float) * NB * NO);
-            double lhs = 0, rhs = 0, n1 = 0, n2 = 0;
             inloop_trainer *ct = NULL;
             inloop_model *tuned = NULL;
             fclose(probe);
@@ -435,10 +438,8 @@ int main(int argc, char **argv) {
             for (int i = 0; i < NB * NO; i++) { dyc[i] = uniform() - 0.5; yf[i] = (float)(0.1 * sin(i)); }
             CHECK_OK(inloop_model_jvp_f64(m, xc, dxc, NB, NULL, tl), "jvp of a convolutional ONNX model");
             CHECK_OK(inloop_model_vjp_f64(m, xc, dyc, NB, adj), "vjp of a convolutional ONNX model");
-            for (int i = 0; i < NB * NO; i++) { lhs += tl[i] * dyc[i]; n1 += tl[i] * tl[i]; n2 += dyc[i] * dyc[i]; }
-            for (int i = 0; i < NB * NI; i++) rhs += dxc[i] * adj[i];
-            snprintf(msg, sizeof msg, "<J dx, dy> = %.17g, <dx, J^T dy> = %.17g", lhs, rhs);
-            check(fabs(lhs - rhs) <= 1e-14 * sqrt(n1 * n2), "adjoint dot-product test of a convolutional ONNX model", msg);
+            check(adjoint_matches(tl, dyc, NB * NO, dxc, adj, NB * NI, msg, sizeof msg),
+                  "adjoint dot-product test of a convolutional ONNX model", msg);
             CHECK_OK(inloop_trainer_create_from_model(m, "optimizer: {type: adam, lr: 0.001}", &ct), "fine-tune a convolutional ONNX graph");
             double first = 0, last = 0;
             for (int i = 0; i < 20; i++) { (void)inloop_trainer_step_f32(ct, xf, yf, NB, &loss); if (i == 0) first = loss; last = loss; }
