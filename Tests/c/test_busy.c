@@ -22,7 +22,10 @@
 
 static int passed, failed;
 
-static void check(int ok, const char *name, const char *detail) {
+/* `detail` is often inloop_last_error(): the macro evaluates the checked call first, since the order in
+   which a function's arguments are evaluated is unspecified (a stale message was printed otherwise). */
+#define check(ok, name, detail) do { int check_ok_ = (ok); check_((check_ok_), (name), (detail)); } while (0)
+static void check_(int ok, const char *name, const char *detail) {
     if (ok) passed++;
     else {
         failed++;

@@ -1,7 +1,8 @@
 /* The default thread count (issue 11, part 6), run as a plain process and under `mpirun -np 2` without
  * any communicator (and without OMP_NUM_THREADS / OPENBLAS_NUM_THREADS):
  *  - the default is the cores this process may use (its affinity mask) divided by the ranks on the
- *    node (the launcher's OMPI_COMM_WORLD_LOCAL_SIZE; 1 without a launcher), at least 1;
+ *    node (the launcher's OMPI_COMM_WORLD_LOCAL_SIZE, or MPICH's MPI_LOCALNRANKS; 1 without a launcher),
+ *    at least 1;
  *  - inloop_get_num_threads() says it before anything else is called, and OpenBLAS (what computes)
  *    already uses it then, after creating a trainer, after a training step and after loading a model:
  *    it never changes under the caller's feet;
@@ -35,7 +36,10 @@ static void check(int ok, const char *name, int got, int want) {
 
 int main(int argc, char **argv) {
     const char *fixtures = argc > 1 ? argv[1] : "Tests/fixtures";
+    /* the launcher's ranks on this node: Open MPI's or MPICH's (Hydra) variable */
     const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE"), *rank = getenv("OMPI_COMM_WORLD_RANK");
+    if (!local) local = getenv("MPI_LOCALNRANKS");
+    if (!rank) rank = getenv("PMI_RANK");
     int ranks = local ? atoi(local) : 1;
     if (ranks < 1) ranks = 1;
     cpu_set_t set;

@@ -33,7 +33,10 @@ static const char *config =
     "seed: 3\n";
 
 /* A check that every rank makes: it passes only if it holds on every rank. */
-static void check(int ok, const char *name, const char *detail) {
+/* `detail` is often inloop_last_error(): the macro evaluates the checked call first, since the order in
+   which a function's arguments are evaluated is unspecified (a stale message was printed otherwise). */
+#define check(ok, name, detail) do { int check_ok_ = (ok); check_((check_ok_), (name), (detail)); } while (0)
+static void check_(int ok, const char *name, const char *detail) {
     int all = 0;
     if (!ok) fprintf(stderr, "rank %d: FAIL %s%s%s\n", rank, name, detail ? ": " : "", detail ? detail : "");
     MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD);
