@@ -1,0 +1,112 @@
+/// Parsed, checked attributes of one node (each op has its own type). Encodes back to the raw form for
+/// files written by InLoop (native format version 2).
+public protocol OpAttributeSet: Sendable {
+    func encoded() -> [String: Engine.AttributeValue]
+}
+
+/// For ops without attributes.
+public struct NoAttributes: OpAttributeSet, Equatable {
+    public init() {}
+    public func encoded() -> [String: Engine.AttributeValue] { [:] }
+}
+
+/// One operator: everything the engine knows about it, in one place (`docs/ENGINE.md` §2.3). Adding an
+/// op is one conforming type (in a file of its family under `Ops/`) plus its entry in `OpTable.all`.
+///
+/// This is the part the IR needs (step 2.1: attributes, arity, type inference, compile-time evaluation);
+/// lowering to kernel steps and the vjp/jvp rules join it with the plan (steps 2.2, 2.3).
+public protocol OpDefinition: SendableMetatype {
+    associatedtype Attributes: OpAttributeSet
+    /// The ONNX op_type; also the op's name in native files.
+    static var name: String { get }
+    /// "" is ai.onnx; "inloop" for ops of InLoop's own.
+    static var domain: String { get }
+    /// The opsets whose definition this type implements.
+    static var sinceVersion: ClosedRange<Int> { get }
+    static var inputArity: ClosedRange<Int> { get }
+    static var outputArity: ClosedRange<Int> { get }
+
+    /// Attributes from their raw form, with every limit checked (typed errors naming the attribute,
+    /// never a trap).
+    static func parse(_ raw: [String: Engine.AttributeValue], opset: Int) throws(InLoopError) -> Attributes
+
+    /// Output types from input types (nil: an optional input left out). `known` gives the
+    /// compile-time integer elements of inputs where they are known (shapes, axes, indices).
+    static func inferTypes(_ a: Attributes, _ inputs: [Engine.TensorType?],
+                           _ known: [Engine.KnownInts?]) throws(InLoopError) -> [Engine.TensorType]
+
+    /// The integer elements of the outputs when they can be known at compile time (shape
+    /// computations); nil when not. Called after `inferTypes` succeeded, with its result.
+    static func evaluate(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
+                         outputs: [Engine.TensorType]) throws(InLoopError) -> [Engine.KnownInts?]?
+}
+
+extension OpDefinition {
+    public static var domain: String { "" }
+    public static var sinceVersion: ClosedRange<Int> { 1...Int.max }
+    public static var outputArity: ClosedRange<Int> { 1...1 }
+
+    public static func evaluate(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
+                                outputs: [Engine.TensorType]) throws(InLoopError) -> [Engine.KnownInts?]? { nil }
+
+    /// `parse`, boxed (what the graph stores).
+    static func parseAny(_ raw: [String: Engine.AttributeValue], opset: Int) throws(InLoopError) -> any OpAttributeSet {
+        try parse(raw, opset: opset)
+    }
+
+    /// The node's attributes as this op's type (an internal error if a pass put another op's there).
+    static func attributes(of node: Engine.Node) throws(InLoopError) -> Attributes {
+        guard let a = node.attributes as? Attributes else {
+            throw InLoopError(.internal, "node '\(node.name)' (\(name)) holds attributes of another op")
+        }
+        return a
+    }
+
+    static func inferAny(_ node: Engine.Node, _ inputs: [Engine.TensorType?],
+                         _ known: [Engine.KnownInts?]) throws(InLoopError) -> ([Engine.TensorType], [Engine.KnownInts?]?) {
+        let a = try attributes(of: node)
+        let types = try inferTypes(a, inputs, known)
+        guard types.count == node.outputs.count else {
+            throw InLoopError(.internal, "\(name) inferred \(types.count) output types for \(node.outputs.count) outputs")
+        }
+        return (types, try evaluate(a, inputs, known, outputs: types))
+    }
+}
+
+/// The op table: every op the engine runs, found by (domain, op_type).
+public struct OpRegistry: Sendable {
+    private let ops: [String: [any OpDefinition.Type]]
+
+    public init(_ list: [any OpDefinition.Type]) {
+        var ops: [String: [any OpDefinition.Type]] = [:]
+        for op in list { ops[OpRegistry.key(op.domain, op.name), default: []].append(op) }
+        self.ops = ops
+    }
+
+    private static func key(_ domain: String, _ name: String) -> String {
+        domain == "ai.onnx" || domain.isEmpty ? name : domain + "::" + name
+    }
+
+    /// The definition of `name` for `opset` (its domain's version), or `.unsupported` naming the op.
+    public func lookup(_ name: String, domain: String = "", opset: Int) throws(InLoopError) -> any OpDefinition.Type {
+        guard let candidates = ops[OpRegistry.key(domain, name)] else {
+            let d = domain.isEmpty || domain == "ai.onnx" ? "" : "\(domain)."
+            throw InLoopError(.unsupported, "operator \(d)\(name) is not supported")
+        }
+        for op in candidates where op.sinceVersion.contains(opset) { return op }
+        throw InLoopError(.unsupported, "operator \(name) is not supported in opset \(opset)")
+    }
+
+    public var names: [String] { ops.keys.sorted() }
+}
+
+public enum OpTable {
+    /// Every op of the one engine.
+    public static let all: [any OpDefinition.Type] = [
+        IdentityOp.self,
+        AddOp.self, SubOp.self, MulOp.self, DivOp.self,
+        ShapeOp.self, ReshapeOp.self, GatherOp.self, ConcatOp.self, UnsqueezeOp.self,
+    ]
+
+    public static let standard = OpRegistry(all)
+}
