@@ -248,6 +248,17 @@ extension Engine {
             for (k, node) in nodes.enumerated() { for o in node.outputs { values[o.index].producer = NodeID(k) } }
         }
 
+        func renameEntry(_ old: String, _ new: String, _ id: ValueID) {
+            names[old] = nil
+            names[new] = id
+        }
+
+        /// Sets the activation fused into a Dense node (the layer-list front end fuses as it goes).
+        func setActivation(ofNode k: Int, _ act: Activation) throws(InLoopError) {
+            guard k < nodes.count, nodes[k].op == DenseOp.self else { throw InLoopError(.internal, "not a Dense node") }
+            nodes[k].attributes = DenseOp.Attributes(activation: act)
+        }
+
         /// Makes the named value a graph output.
         public func markOutput(_ name: String) throws(InLoopError) {
             guard let id = names[name] else { throw InLoopError(.format, "graph output '\(name)' is not defined") }

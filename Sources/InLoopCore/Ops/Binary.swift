@@ -96,6 +96,15 @@ extension BinaryOpDefinition {
 public enum AddOp: BinaryOpDefinition {
     public static let name = "Add"
     public static func combine(_ a: Engine.SymInt, _ b: Engine.SymInt) -> Engine.SymInt? { a + b }
+
+    public static func lower(_ a: NoAttributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        let x = try Engine.input(ctx.inputTypes, 0), y = try Engine.input(ctx.inputTypes, 1)
+        guard x.shape == y.shape else {
+            throw InLoopError(.unsupported, "broadcasting Add (\(x.shape.formatted) + \(y.shape.formatted)) is not lowered yet")
+        }
+        let count = try ctx.outputExtent(0)
+        ctx.emit(.add(count: count), [try ctx.input(0), try ctx.input(1), try ctx.output(0)])
+    }
 }
 
 public enum SubOp: BinaryOpDefinition {

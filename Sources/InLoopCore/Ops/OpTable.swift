@@ -39,6 +39,9 @@ public protocol OpDefinition: SendableMetatype {
     /// computations); nil when not. Called after `inferTypes` succeeded, with its result.
     static func evaluate(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
                          outputs: [Engine.TensorType]) throws(InLoopError) -> [Engine.KnownInts?]?
+
+    /// Forward: emits the node's steps (kernel calls) into the plan.
+    static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError)
 }
 
 extension OpDefinition {
@@ -48,6 +51,16 @@ extension OpDefinition {
 
     public static func evaluate(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
                                 outputs: [Engine.TensorType]) throws(InLoopError) -> [Engine.KnownInts?]? { nil }
+
+    /// Ops that are only evaluated at compile time (shape computations) have no steps: a plan that
+    /// needs their result at run time is refused, naming the op.
+    public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        throw InLoopError(.unsupported, "\(name) is computed only when its inputs are known at compile time (shape computations)")
+    }
+
+    static func lowerAny(_ node: Engine.Node, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        try lower(try attributes(of: node), &ctx)
+    }
 
     /// `parse`, boxed (what the graph stores).
     static func parseAny(_ raw: [String: Engine.AttributeValue], opset: Int) throws(InLoopError) -> any OpAttributeSet {
@@ -106,6 +119,9 @@ public enum OpTable {
         IdentityOp.self,
         AddOp.self, SubOp.self, MulOp.self, DivOp.self,
         ShapeOp.self, ReshapeOp.self, GatherOp.self, ConcatOp.self, UnsqueezeOp.self,
+        DenseOp.self, GemmOp.self, ActivationOp.self,
+        ReluOp.self, TanhOp.self, SigmoidOp.self, LeakyReluOp.self, EluOp.self, SoftplusOp.self,
+        NormalizeOp.self, DenormalizeOp.self,
     ]
 
     public static let standard = OpRegistry(all)

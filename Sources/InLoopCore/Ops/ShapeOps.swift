@@ -19,6 +19,10 @@ public enum IdentityOp: OpDefinition {
                                 outputs: [Engine.TensorType]) throws(InLoopError) -> [Engine.KnownInts?]? {
         [known.first ?? nil]
     }
+
+    public static func lower(_ a: NoAttributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        try ctx.alias(output: 0, input: 0)
+    }
 }
 
 public enum ShapeOp: OpDefinition {
@@ -134,6 +138,11 @@ public enum ReshapeOp: OpDefinition {
                                 outputs: [Engine.TensorType]) throws(InLoopError) -> [Engine.KnownInts?]? {
         guard let k = known.first ?? nil, let shape = outputs[0].shape.known else { return nil }
         return [try Engine.KnownInts(shape: shape, values: k.values)]
+    }
+
+    /// Row-major data does not move: the output is the input's storage.
+    public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        try ctx.alias(output: 0, input: 0)
     }
 }
 
@@ -280,5 +289,10 @@ public enum UnsqueezeOp: OpDefinition {
                                 outputs: [Engine.TensorType]) throws(InLoopError) -> [Engine.KnownInts?]? {
         guard let k = known.first ?? nil, let shape = outputs[0].shape.known else { return nil }
         return [try Engine.KnownInts(shape: shape, values: k.values)]
+    }
+
+    /// Row-major data does not move: the output is the input's storage.
+    public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        try ctx.alias(output: 0, input: 0)
     }
 }

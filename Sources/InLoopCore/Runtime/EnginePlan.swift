@@ -1,0 +1,131 @@
+extension Engine {
+    /// A count that scales with the batch: `perBatch · n + fixed` values (perBatch = 0 for storages
+    /// whose size does not depend on the batch). Sizes in a plan are extents, so one plan serves every
+    /// batch size.
+    public struct Extent: Hashable, Sendable, CustomStringConvertible {
+        public var perBatch: Int
+        public var fixed: Int
+
+        public init(perBatch: Int = 0, fixed: Int = 0) {
+            self.perBatch = perBatch
+            self.fixed = fixed
+        }
+
+        /// The value at batch size n; overflow was ruled out when the plan was bound (`check(at:)`).
+        @inline(__always)
+        public func at(_ n: Int) -> Int { perBatch &* n &+ fixed }
+
+        /// The value at n, or nil on overflow.
+        public func checked(at n: Int) -> Int? {
+            let (p, o1) = perBatch.multipliedReportingOverflow(by: n)
+            let (s, o2) = p.addingReportingOverflow(fixed)
+            return o1 || o2 ? nil : s
+        }
+
+        /// The extent of a symbolic count in the batch symbol (nil for any other symbol).
+        init?(_ s: SymInt, batch: Symbol?) {
+            if let sym = s.symbol {
+                guard sym == batch else { return nil }
+                self.init(perBatch: s.coeff, fixed: s.constant)
+            } else {
+                self.init(perBatch: 0, fixed: s.constant)
+            }
+        }
+
+        /// Coefficient-wise max: at least as large as both for every n ≥ 0.
+        func union(_ o: Extent) -> Extent { Extent(perBatch: Swift.max(perBatch, o.perBatch), fixed: Swift.max(fixed, o.fixed)) }
+
+        /// Rounded up to a multiple of 16 elements coefficient-wise (64-byte alignment for float32 at
+        /// every n).
+        var aligned: Extent { Extent(perBatch: (perBatch + 15) & ~15, fixed: (fixed + 15) & ~15) }
+
+        static func + (a: Extent, b: Extent) -> Extent? {
+            let (p, o1) = a.perBatch.addingReportingOverflow(b.perBatch)
+            let (f, o2) = a.fixed.addingReportingOverflow(b.fixed)
+            return o1 || o2 ? nil : Extent(perBatch: p, fixed: f)
+        }
+
+        public var description: String {
+            perBatch == 0 ? "\(fixed)" : fixed == 0 ? "\(perBatch)·N" : "\(perBatch)·N+\(fixed)"
+        }
+    }
+
+    /// Numerical variants of the same kernels (`docs/ENGINE.md` D1): `.inference` reproduces the
+    /// layer-stack and graph inference engines bit for bit (Cephes tanh, the batch-1 SIMD dense path,
+    /// ReLU(NaN) = 0 in float32); `.differentiable` the training engines (libm tanh, GEMM then bias,
+    /// ReLU keeps NaN).
+    public enum Numerics: Sendable, Equatable {
+        case inference, differentiable
+    }
+
+    /// What a plan step computes: the kernel set, not the op set. POD: running a step retains nothing.
+    /// Operand storage ids are in `Plan.ids[step.io ..< step.io + count]`, in the order given per case.
+    enum StepKind {
+        /// [x, w, b?, y]: y[rows × out] = act(x[rows × in] · wᵀ + b), w stored [out, in].
+        case dense(rows: Extent, inCols: Int, outCols: Int, hasBias: Bool, activation: Activation)
+        /// [x, y]: y = act(x) (in place when x and y are one storage).
+        case activation(Activation, count: Extent)
+        /// [x, mean, std, y]: y = (x − mean) / std, or y = x · std + mean (denormalize), per column.
+        case normalize(rows: Extent, cols: Int, inverse: Bool)
+        /// [a, b, y]: y = a + b, same shapes.
+        case add(count: Extent)
+        /// [x, y]: y = x.
+        case copy(count: Extent)
+    }
+
+    struct Step {
+        var kind: StepKind
+        var io: Int32
+        /// The node it came from, for messages.
+        var node: Int32
+    }
+
+    /// Where a storage lives when the plan runs.
+    enum StorageKind: Equatable {
+        /// The caller's k-th input array (read only).
+        case input(Int)
+        /// The caller's k-th output array.
+        case output(Int)
+        /// The k-th constant of the plan (converted to the executor's type once).
+        case constant(Int)
+        /// A slot of the work space arena.
+        case slot(Int)
+    }
+
+    struct StorageInfo {
+        var kind: StorageKind
+        /// Elements.
+        var size: Extent
+    }
+
+    /// A compiled graph: steps over numbered storages, and the arena layout. Scalar-independent: the
+    /// same plan runs in `Executor<Float>` and `Executor<Double>`. Valid for every batch size n ≥ 1
+    /// (the graph's batch symbol); sizes that depend on other symbols were bound when it was compiled.
+    public final class Plan {
+        let steps: [Step]
+        let ids: [Int32]
+        let storages: [StorageInfo]
+        /// Offsets of the arena's slots (aligned) and the arena's total size.
+        let slotOffsets: [Extent]
+        let arenaSize: Extent
+        /// The graph's constants the plan uses, by `.constant(k)`.
+        let constants: [ValueID]
+        /// Elements per input / output array.
+        public let inputSizes: [Extent]
+        public let outputSizes: [Extent]
+        public let numerics: Numerics
+
+        init(steps: [Step], ids: [Int32], storages: [StorageInfo], slotOffsets: [Extent], arenaSize: Extent,
+             constants: [ValueID], inputSizes: [Extent], outputSizes: [Extent], numerics: Numerics) {
+            self.steps = steps; self.ids = ids; self.storages = storages; self.slotOffsets = slotOffsets
+            self.arenaSize = arenaSize; self.constants = constants; self.inputSizes = inputSizes
+            self.outputSizes = outputSizes; self.numerics = numerics
+        }
+
+        /// Steps, for tests and `inloop inspect`.
+        public var stepCount: Int { steps.count }
+        public var slotCount: Int { slotOffsets.count }
+        /// Elements of work space at batch n.
+        public func workspaceElements(at n: Int) -> Int? { arenaSize.checked(at: n) }
+    }
+}

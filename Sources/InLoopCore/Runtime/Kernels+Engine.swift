@@ -1,0 +1,76 @@
+/// The kernels a plan's steps call, per scalar type. Float and Double share the generic code; where
+/// `Numerics.inference` must reproduce the float32 inference engines bit for bit, Float calls their
+/// kernels (`Kernels.dense`: the batch-1 SIMD path, GEMV/GEMM, Cephes tanh).
+public protocol EngineScalar: Real, StorableElement {
+    static func denseStep(x: UnsafePointer<Self>, rows n: Int, inCols k: Int, w: UnsafePointer<Self>, b: UnsafePointer<Self>?,
+                          outCols m: Int, activation: Activation, y: UnsafeMutablePointer<Self>, numerics: Engine.Numerics)
+    static func activationStep(_ act: Activation, _ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, count: Int,
+                               numerics: Engine.Numerics)
+}
+
+extension EngineScalar {
+    /// GEMM with β = 0, then the bias row by row, then the activation: the training engines' order.
+    @inlinable
+    static func genericDense(x: UnsafePointer<Self>, rows n: Int, inCols k: Int, w: UnsafePointer<Self>, b: UnsafePointer<Self>?,
+                             outCols m: Int, activation: Activation, y: UnsafeMutablePointer<Self>) {
+        Self.gemm(transA: false, transB: true, m: n, n: m, k: k, alpha: 1, a: x, lda: k, b: w, ldb: k, beta: 0, c: y, ldc: m)
+        if let b { for r in 0..<n { let row = y + r * m; for c in 0..<m { row[c] += b[c] } } }
+        if activation != .identity { Elementwise.apply(activation, UnsafePointer(y), into: y, count: n * m) }
+    }
+
+    /// y = (x − mean) / std per column, or x · std + mean.
+    @inlinable
+    static func normalizeStep(_ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, rows: Int, cols: Int,
+                              mean: UnsafePointer<Self>, std: UnsafePointer<Self>, inverse: Bool) {
+        if inverse {
+            for r in 0..<rows { let s = x + r * cols, d = y + r * cols; for c in 0..<cols { d[c] = s[c] * std[c] + mean[c] } }
+        } else {
+            for r in 0..<rows { let s = x + r * cols, d = y + r * cols; for c in 0..<cols { d[c] = (s[c] - mean[c]) / std[c] } }
+        }
+    }
+
+    @inlinable
+    static func addStep(_ a: UnsafePointer<Self>, _ b: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, count: Int) {
+        for i in 0..<count { y[i] = a[i] + b[i] }
+    }
+}
+
+extension Float: EngineScalar {
+    @inlinable
+    public static func denseStep(x: UnsafePointer<Float>, rows n: Int, inCols k: Int, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
+                                 outCols m: Int, activation: Activation, y: UnsafeMutablePointer<Float>, numerics: Engine.Numerics) {
+        switch numerics {
+        case .inference:
+            Kernels.dense(x: x, batch: n, inFeatures: k, weight: w, bias: b, outFeatures: m, activation: activation, y: y)
+        case .differentiable:
+            genericDense(x: x, rows: n, inCols: k, w: w, b: b, outCols: m, activation: activation, y: y)
+        }
+    }
+
+    @inlinable
+    public static func activationStep(_ act: Activation, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int,
+                                      numerics: Engine.Numerics) {
+        switch numerics {
+        case .inference:
+            if UnsafePointer(y) != x { y.update(from: x, count: count) }
+            Kernels.activate(act, y, count: count)
+        case .differentiable:
+            Elementwise.apply(act, x, into: y, count: count)
+        }
+    }
+}
+
+extension Double: EngineScalar {
+    /// Double has one variant (Cephes tanh and the SIMD batch-1 path are float32 algorithms).
+    @inlinable
+    public static func denseStep(x: UnsafePointer<Double>, rows n: Int, inCols k: Int, w: UnsafePointer<Double>, b: UnsafePointer<Double>?,
+                                 outCols m: Int, activation: Activation, y: UnsafeMutablePointer<Double>, numerics: Engine.Numerics) {
+        genericDense(x: x, rows: n, inCols: k, w: w, b: b, outCols: m, activation: activation, y: y)
+    }
+
+    @inlinable
+    public static func activationStep(_ act: Activation, _ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, count: Int,
+                                      numerics: Engine.Numerics) {
+        Elementwise.apply(act, x, into: y, count: count)
+    }
+}

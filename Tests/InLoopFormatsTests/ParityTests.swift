@@ -1,0 +1,99 @@
+import Foundation
+import XCTest
+import InLoopCore
+import InLoopFormats
+
+/// The one engine against the layer-stack engine it replaces (issue 10, step 2.2): every v1 fixture,
+/// lowered to the graph IR, compiled once and run by `Engine.Executor<Float>`, gives the layer-stack
+/// `Model`'s outputs bit for bit at every batch size, batched and in reproducible mode; in float64 it
+/// matches the fixtures' float64 NumPy references.
+final class ParityTests: XCTestCase {
+    /// Deterministic inputs in [-2, 2) (a 64-bit LCG), with the batch-1 dense paths and GEMM both hit.
+    func inputs(_ count: Int, seed: UInt64) -> [Float] {
+        var s = seed
+        return (0..<count).map { _ in
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: s >> 11) % 4_000_000) / 1_000_000 - 2
+        }
+    }
+
+    func run(_ ex: Engine.Executor<Float>, _ x: [Float], batch: Int, outCount: Int) throws -> [Float] {
+        var y = [Float](repeating: .nan, count: batch * outCount)
+        try x.withUnsafeBufferPointer { xp in
+            try y.withUnsafeMutableBufferPointer { yp in
+                let ins = [xp.baseAddress!], outs = [yp.baseAddress!]
+                try ins.withUnsafeBufferPointer { i in try outs.withUnsafeBufferPointer { o in try ex.forward(batch, inputs: i, outputs: o) } }
+            }
+        }
+        return y
+    }
+
+    func bits(_ a: [Float]) -> [UInt32] { a.map(\.bitPattern) }
+
+    func testV1FixturesBitwise() throws {
+        let names = try FileManager.default.contentsOfDirectory(atPath: fixturesDir.path)
+            .filter { $0.hasSuffix(".io.bin") }.map { String($0.dropLast(7)) }.sorted()
+        XCTAssertGreaterThan(names.count, 10)
+        var checked = 0
+        for name in names {
+            let m = try NativeFormat.load(path: fixturesDir.appendingPathComponent("\(name).safetensors").path)
+            let g = try Engine.Graph(layers: m.layers, inputSize: m.inputSize, name: name)
+            XCTAssertEqual(g[g.outputs[0]].type?.shape.count, 2, name)
+            let plan = try Engine.compile(g)
+            XCTAssertEqual(plan.inputSizes, [Engine.Extent(perBatch: m.inputSize)], name)
+            XCTAssertEqual(plan.outputSizes, [Engine.Extent(perBatch: m.outputSize)], name)
+            let ex = try Engine.Executor<Float>(plan: plan, graph: g)
+            // one plan for every batch size, smaller after larger (the arena only grows)
+            for batch in [1, 3, 64, 2, 1, 17] {
+                let x = inputs(batch * m.inputSize, seed: UInt64(batch) &+ UInt64(name.utf8.count))
+                for reproducible in [false, true] {
+                    m.reproducible = reproducible
+                    ex.reproducible = reproducible
+                    let want = try m.forward(x, batch: batch)
+                    let got = try run(ex, x, batch: batch, outCount: m.outputSize)
+                    XCTAssertEqual(bits(got), bits(want), "\(name) batch \(batch) reproducible \(reproducible)")
+                }
+            }
+            m.reproducible = false
+            checked += 1
+        }
+        XCTAssertEqual(checked, names.count)
+    }
+
+    func testFloat64AgainstNumPy() throws {
+        let names = try FileManager.default.contentsOfDirectory(atPath: fixturesDir.path)
+            .filter { $0.hasSuffix(".io.bin") }.map { String($0.dropLast(7)) }.sorted()
+        var worst = 0.0, worstName = "", errors: [Double] = []
+        for name in names {
+            let m = try NativeFormat.load(path: fixturesDir.appendingPathComponent("\(name).safetensors").path)
+            let io = try readIOBin(fixturesDir.appendingPathComponent("\(name).io.bin"))
+            let g = try Engine.Graph(layers: m.layers, inputSize: m.inputSize, name: name)
+            let ex = try Engine.Executor<Double>(plan: try Engine.compile(g), graph: g)
+            var y = [Double](repeating: .nan, count: io.batch * io.nOut)
+            try io.x.withUnsafeBufferPointer { xp in
+                try y.withUnsafeMutableBufferPointer { yp in
+                    let ins = [xp.baseAddress!], outs = [yp.baseAddress!]
+                    try ins.withUnsafeBufferPointer { i in try outs.withUnsafeBufferPointer { o in try ex.forward(io.batch, inputs: i, outputs: o) } }
+                }
+            }
+            let e = relErr(y, io.y)
+            errors.append(e)
+            if e > worst { worst = e; worstName = name }
+        }
+        // Activation parameters (leaky_relu/elu alpha) are float32 in `Activation`, so models with them
+        // differ from NumPy's exact alpha by ~1e-8; every other fixture agrees to round-off. A float32
+        // evaluation of these fixtures is ~1e-6 off, so both bounds tell float64 compute from float32.
+        XCTAssertLessThan(worst, 5e-8, "worst: \(worstName)")
+        XCTAssertGreaterThan(errors.filter { $0 < 1e-13 }.count * 3, errors.count * 2, "float64 round-off on most fixtures: \(errors)")
+    }
+
+    /// The plan shares slots between values whose lifetimes do not overlap, and element-wise steps
+    /// write in place: a deep residual model needs a few slots, not one per layer.
+    func testLivenessReusesSlots() throws {
+        let m = try NativeFormat.load(path: fixturesDir.appendingPathComponent("l96_like.safetensors").path)
+        let g = try Engine.Graph(layers: m.layers, inputSize: m.inputSize)
+        let plan = try Engine.compile(g)
+        XCTAssertLessThanOrEqual(plan.slotCount, 2, "a chain of dense layers ping-pongs between two slots")
+        XCTAssertGreaterThan(plan.stepCount, 1)
+    }
+}
