@@ -96,4 +96,90 @@ final class ParityTests: XCTestCase {
         XCTAssertLessThanOrEqual(plan.slotCount, 2, "a chain of dense layers ping-pongs between two slots")
         XCTAssertGreaterThan(plan.stepCount, 1)
     }
+
+    // MARK: - Differentiable plans against the layer-stack trainer (step 2.3)
+
+    func values<T: EngineScalar>(_ count: Int, seed: UInt64, as _: T.Type) -> [T] {
+        inputs(count, seed: seed).map { T($0) }
+    }
+
+    /// Forward, reverse (parameter and input gradients, and input gradients alone) and tangent of
+    /// every v1 fixture, bit for bit against `Network<T>`, in float32 and float64, at several batches.
+    func checkDifferentiable<T: EngineScalar>(_: T.Type) throws {
+        let names = try FileManager.default.contentsOfDirectory(atPath: fixturesDir.path)
+            .filter { $0.hasSuffix(".io.bin") }.map { String($0.dropLast(7)) }.sorted()
+        XCTAssertGreaterThan(names.count, 10)
+        for name in names {
+            let m = try NativeFormat.load(path: fixturesDir.appendingPathComponent("\(name).safetensors").path)
+            let net = try Network<T>(model: m)
+            let g = try Engine.Graph(layers: m.layers, inputSize: m.inputSize, name: name)
+            let plan = try Engine.compile(g, numerics: .differentiable)
+            XCTAssertEqual(plan.parameterCount, net.parameterCount, name)
+            let ex = try Engine.Executor<T>(plan: plan, graph: g)
+            let p0 = UnsafeBufferPointer(start: try ex.parameters.pointer(as: T.self), count: plan.parameterCount)
+            XCTAssertEqual(Array(p0), net.parameters.array, "\(name): the parameter layout is the trainer's")
+            let nIn = m.inputSize, nOut = m.outputSize
+            for batch in [1, 5, 33, 2] {
+                let x: [T] = values(batch * nIn, seed: UInt64(batch), as: T.self)
+                let dy: [T] = values(batch * nOut, seed: UInt64(batch) + 100, as: T.self)
+                let dx: [T] = values(batch * nIn, seed: UInt64(batch) + 200, as: T.self)
+                var y = [T](repeating: .nan, count: batch * nOut)
+                var gx = [T](repeating: .nan, count: batch * nIn), gx2 = gx
+                var ty = [T](repeating: .nan, count: batch * nOut)
+                try x.withUnsafeBufferPointer { xp in
+                    // the trainer
+                    let wantY = Array(UnsafeBufferPointer(start: try net.forward(xp.baseAddress!, batch: batch), count: batch * nOut))
+                    var wantGx = [T](repeating: 0, count: batch * nIn)
+                    try dy.withUnsafeBufferPointer { d in
+                        try wantGx.withUnsafeMutableBufferPointer { try net.backward(d.baseAddress!, batch: batch, parameterGradients: true, inputGradient: $0.baseAddress!) }
+                    }
+                    let wantG = net.gradients.array
+                    let wantTy = Array(UnsafeBufferPointer(start: try dx.withUnsafeBufferPointer { try net.tangent($0.baseAddress!, batch: batch) }, count: batch * nOut))
+                    // the one engine
+                    try y.withUnsafeMutableBufferPointer { yp in
+                        try [xp.baseAddress!].withUnsafeBufferPointer { i in try [yp.baseAddress!].withUnsafeBufferPointer { o in try ex.forward(batch, inputs: i, outputs: o) } }
+                    }
+                    try dy.withUnsafeBufferPointer { d in
+                        try [d.baseAddress!].withUnsafeBufferPointer { seeds in
+                            try gx.withUnsafeMutableBufferPointer { g in
+                                try [g.baseAddress!].withUnsafeBufferPointer { try ex.backward(batch, seeds: seeds, inputGradients: $0, parameterGradients: true) }
+                            }
+                        }
+                    }
+                    let gotG = Array(UnsafeBufferPointer(start: try ex.gradients.pointer(as: T.self), count: plan.parameterCount))
+                    // input gradients alone leave the parameter gradients as they were
+                    try dy.withUnsafeBufferPointer { d in
+                        try [d.baseAddress!].withUnsafeBufferPointer { seeds in
+                            try gx2.withUnsafeMutableBufferPointer { g in
+                                try [g.baseAddress!].withUnsafeBufferPointer { try ex.backward(batch, seeds: seeds, inputGradients: $0, parameterGradients: false) }
+                            }
+                        }
+                    }
+                    try dx.withUnsafeBufferPointer { t in
+                        try ty.withUnsafeMutableBufferPointer { o in
+                            try [t.baseAddress!].withUnsafeBufferPointer { i in try [o.baseAddress!].withUnsafeBufferPointer { try ex.tangent(batch, inputTangents: i, outputTangents: $0) } }
+                        }
+                    }
+                    let what = "\(name) \(T.self) batch \(batch)"
+                    XCTAssertTrue(same(y, wantY), "\(what): forward")
+                    XCTAssertTrue(same(gotG, wantG), "\(what): parameter gradients")
+                    XCTAssertTrue(same(gx, wantGx), "\(what): input gradients")
+                    XCTAssertTrue(same(gx2, wantGx), "\(what): input gradients alone")
+                    XCTAssertTrue(same(Array(UnsafeBufferPointer(start: try ex.gradients.pointer(as: T.self), count: plan.parameterCount)), wantG),
+                                  "\(what): parameter gradients untouched when not asked for")
+                    XCTAssertTrue(same(ty, wantTy), "\(what): tangent")
+                }
+            }
+        }
+    }
+
+    /// Bitwise equality (NaN patterns included).
+    func same<T: EngineScalar>(_ a: [T], _ b: [T]) -> Bool {
+        a.count == b.count && zip(a, b).allSatisfy {
+            $0.sign == $1.sign && $0.exponentBitPattern == $1.exponentBitPattern && $0.significandBitPattern == $1.significandBitPattern
+        }
+    }
+
+    func testDifferentiableFloat() throws { try checkDifferentiable(Float.self) }
+    func testDifferentiableDouble() throws { try checkDifferentiable(Double.self) }
 }

@@ -37,6 +37,10 @@ extension Engine {
 
         func emit(_ kind: StepKind, _ operands: [Int32]) { builder.emit(kind, operands) }
 
+        /// A work space storage of its own (an intermediate a differentiable plan keeps, e.g. the
+        /// pre-activation of a dense layer).
+        func temporary(_ size: Extent) -> Int32 { builder.temporary(size) }
+
         public var numerics: Numerics { builder.numerics }
     }
 
@@ -52,7 +56,7 @@ extension Engine {
         private var storageOf: [Int32]
         private var currentNode: Int32 = -1
         /// Storages that are pending arena slots (assigned by `assignSlots`).
-        private var pendingSlot: Set<Int32> = []
+        var pendingSlot: Set<Int32> = []
         /// The graph output each value goes to first (its producer writes the caller's array).
         private var outputIndex: [ValueID: Int] = [:]
 
@@ -60,7 +64,28 @@ extension Engine {
             self.graph = graph
             self.numerics = numerics
             storageOf = [Int32](repeating: -1, count: graph.values.count)
-            for (k, o) in graph.outputs.enumerated() where outputIndex[o] == nil { outputIndex[o] = k }
+            // An inference plan writes graph outputs straight into the caller's arrays; a
+            // differentiable one keeps them (the reverse pass reads them) and copies them out.
+            if numerics == .inference {
+                for (k, o) in graph.outputs.enumerated() where outputIndex[o] == nil { outputIndex[o] = k }
+            } else {
+                var offset = 0
+                for v in graph.parameters {
+                    parameterOffset[v] = offset
+                    offset += graph[v].constant?.count ?? 0
+                }
+                parameterCount = offset
+            }
+        }
+
+        /// Differentiable plans: the flat-vector offset of each trainable constant.
+        var parameterOffset: [ValueID: Int] = [:]
+        var parameterCount = 0
+
+        func temporary(_ size: Extent) -> Int32 {
+            let s = newStorage(.slot(-1), size)
+            pendingSlot.insert(s)
+            return s
         }
 
         func extent(_ shape: Shape, _ what: String) throws(InLoopError) -> Extent {
@@ -70,7 +95,7 @@ extension Engine {
             return e
         }
 
-        private func newStorage(_ kind: StorageKind, _ size: Extent) -> Int32 {
+        func newStorage(_ kind: StorageKind, _ size: Extent) -> Int32 {
             storages.append(StorageInfo(kind: kind, size: size))
             return Int32(storages.count - 1)
         }
@@ -83,6 +108,8 @@ extension Engine {
             guard let type = value.type else { throw InLoopError(.internal, "value '\(value.name)' has no type") }
             if let k = graph.inputs.firstIndex(of: v) {
                 storageOf[v.index] = newStorage(.input(k), try extent(type.shape, "graph input '\(value.name)'"))
+            } else if let offset = parameterOffset[v] {
+                storageOf[v.index] = newStorage(.parameter(offset), try extent(type.shape, "parameter '\(value.name)'"))
             } else if value.constant != nil {
                 constants.append(v)
                 storageOf[v.index] = newStorage(.constant(constants.count - 1), try extent(type.shape, "constant '\(value.name)'"))
@@ -156,14 +183,40 @@ extension Engine {
                 inputSizes.append(try extent(t.shape, "graph input '\(graph[v].name)'"))
             }
             let outputSizes = outputStorage.map { storages[Int($0)].size }
-            let (offsets, total) = try assignSlots()
-            return Plan(steps: steps, ids: ids, storages: storages, slotOffsets: offsets, arenaSize: total,
-                        constants: constants, inputSizes: inputSizes, outputSizes: outputSizes, numerics: numerics)
+            var inputStorage: [Int32] = []
+            for v in graph.inputs { inputStorage.append(try storage(of: v)) }
+            var outputValueStorage: [Int32] = []
+            for v in graph.outputs { outputValueStorage.append(try storage(of: v)) }
+            let forwardSteps = steps
+            var reverse: [Step] = [], tangent: [Step] = []
+            if numerics == .differentiable {
+                var d = Differentiator(builder: self, forward: forwardSteps, inputs: inputStorage, outputs: outputValueStorage)
+                try d.build()
+                reverse = d.reverse
+                tangent = d.tangent
+            }
+            let (offsets, total) = try assignSlots(forwardSteps)
+            let plan = Plan(steps: forwardSteps, ids: ids, storages: storages, slotOffsets: offsets, arenaSize: total,
+                            constants: constants, inputSizes: inputSizes, outputSizes: outputSizes, numerics: numerics)
+            plan.reverse = reverse
+            plan.tangent = tangent
+            plan.parameterCount = parameterCount
+            return plan
         }
 
         /// Liveness: a slot is reused once the value in it is dead. Element-wise steps whose first
         /// operand dies at that step write in place.
-        private func assignSlots() throws(InLoopError) -> ([Extent], Extent) {
+        private func assignSlots(_ steps: [Step]) throws(InLoopError) -> ([Extent], Extent) {
+            if numerics == .differentiable {
+                // The reverse and tangent passes read forward values: every storage keeps a slot of its
+                // own (liveness over the whole schedule comes with the training executor).
+                var slotSize: [Extent] = []
+                for s in pendingSlot.sorted() {
+                    storages[Int(s)].kind = .slot(slotSize.count)
+                    slotSize.append(storages[Int(s)].size)
+                }
+                return try layout(slotSize)
+            }
             var lastUse = [Int](repeating: -1, count: storages.count)
             for (i, step) in steps.enumerated() { for s in operands(step) { lastUse[Int(s)] = i } }
             var slotSize: [Extent] = []
@@ -196,6 +249,10 @@ extension Engine {
                 guard slotOf[Int(s)] >= 0 else { throw InLoopError(.internal, "storage \(s) has no slot") }
                 storages[Int(s)].kind = .slot(slotOf[Int(s)])
             }
+            return try layout(slotSize)
+        }
+
+        private func layout(_ slotSize: [Extent]) throws(InLoopError) -> ([Extent], Extent) {
             var offsets: [Extent] = []
             var total = Extent()
             for size in slotSize {
@@ -206,14 +263,14 @@ extension Engine {
             return (offsets, total)
         }
 
-        private func operands(_ step: Step) -> ArraySlice<Int32> {
+        func operands(_ step: Step) -> ArraySlice<Int32> {
             ids[Int(step.io) ..< Int(step.io) + StepKind.operandCount(step.kind)]
         }
 
         private func elementwise(_ k: StepKind) -> Bool {
             switch k {
             case .activation, .normalize, .add: return true
-            case .dense, .copy: return false
+            default: return false
             }
         }
     }
@@ -223,9 +280,11 @@ extension Engine.StepKind {
     static func operandCount(_ k: Engine.StepKind) -> Int {
         switch k {
         case .dense(_, _, _, let hasBias, _): return hasBias ? 4 : 3
-        case .activation, .copy: return 2
-        case .normalize: return 4
-        case .add: return 3
+        case .activation, .copy, .accumulate: return 2
+        case .normalize, .activationBackward: return 4
+        case .add, .denseInputGradient, .normalizeLinear: return 3
+        case .zero: return 1
+        case .denseParameterGradients(_, _, _, let hasBias, _): return hasBias ? 4 : 3
         }
     }
 }

@@ -53,11 +53,12 @@ private struct LayerListBuilder {
             switch layer {
             case .dense(let d):
                 let w = fresh("weight"), out = fresh("dense")
-                try graph.addConstant(w, try Engine.Tensor(layerTensor: d.weight))
+                // trainable, in the layer-stack trainer's flat order: each dense weight, then its bias
+                graph.parameters.append(try graph.addConstant(w, try Engine.Tensor(layerTensor: d.weight)))
                 var inputs = [cur, w]
                 if let bias = d.bias {
                     let b = fresh("bias")
-                    try graph.addConstant(b, try Engine.Tensor(layerTensor: bias))
+                    graph.parameters.append(try graph.addConstant(b, try Engine.Tensor(layerTensor: bias)))
                     inputs.append(b)
                 }
                 try graph.addNode(here, DenseOp.self, ActivationOp.encode(d.activation), inputs: inputs, outputs: [out])

@@ -57,8 +57,15 @@ public enum DenseOp: OpDefinition {
         }
         var operands = [try ctx.input(0), try ctx.input(weight)]
         if hasBias, let bias { operands.append(try ctx.input(bias)) }
-        operands.append(try ctx.output(0))
-        ctx.emit(.dense(rows: rows, inCols: inp, outCols: out, hasBias: hasBias, activation: activation), operands)
+        let y = try ctx.output(0)
+        if ctx.numerics == .differentiable && activation != .identity {
+            // the reverse pass needs the pre-activation z as well as y = f(z)
+            let z = ctx.temporary(try ctx.outputExtent(0))
+            ctx.emit(.dense(rows: rows, inCols: inp, outCols: out, hasBias: hasBias, activation: .identity), operands + [z])
+            ctx.emit(.activation(activation, count: try ctx.outputExtent(0)), [z, y])
+        } else {
+            ctx.emit(.dense(rows: rows, inCols: inp, outCols: out, hasBias: hasBias, activation: activation), operands + [y])
+        }
     }
 }
 

@@ -71,6 +71,21 @@ extension Engine {
         case add(count: Extent)
         /// [x, y]: y = x.
         case copy(count: Extent)
+        /// [x]: x = 0.
+        case zero(count: Extent)
+
+        // Reverse and tangent steps (differentiable plans):
+        /// [gy, x, gw, gb?]: gw (+)= gyᵀ · x; gb = column sums of gy (zeroed first, then rows added).
+        case denseParameterGradients(rows: Extent, inCols: Int, outCols: Int, hasBias: Bool, accumulate: Bool)
+        /// [gy, w, gx]: gx (+)= gy · w.
+        case denseInputGradient(rows: Extent, inCols: Int, outCols: Int, accumulate: Bool)
+        /// [z, a, g, out]: out (+)= g · f'(z) (a = f(z)): an activation's adjoint, and its tangent.
+        case activationBackward(Activation, count: Extent, accumulate: Bool)
+        /// [g, std, out]: reverse: out (zeroed first when `zeroFirst`) += g / std (or g · std, inverse);
+        /// tangent (`tangent`): out = g / std (or g · std).
+        case normalizeLinear(rows: Extent, cols: Int, inverse: Bool, zeroFirst: Bool, tangent: Bool)
+        /// [g, out]: out (+)= g.
+        case accumulate(count: Extent, accumulate: Bool)
     }
 
     struct Step {
@@ -78,7 +93,12 @@ extension Engine {
         var io: Int32
         /// The node it came from, for messages.
         var node: Int32
+        /// Reverse steps: what the step writes is wanted only for input gradients / parameter
+        /// gradients (the executor skips it when those are not asked for).
+        var role: GradientRole = .always
     }
+
+    enum GradientRole { case always, inputGradientsOnly, parameterGradientsOnly }
 
     /// Where a storage lives when the plan runs.
     enum StorageKind: Equatable {
@@ -90,6 +110,13 @@ extension Engine {
         case constant(Int)
         /// A slot of the work space arena.
         case slot(Int)
+        /// The executor's flat parameter vector at this offset (differentiable plans).
+        case parameter(Int)
+        /// The executor's flat parameter-gradient vector at this offset.
+        case parameterGradient(Int)
+        /// The caller's arrays of a reverse or tangent pass: d loss/d output k (read), d loss/d input k
+        /// (written), the tangent of input k (read), of output k (written).
+        case outputSeed(Int), inputGradient(Int), inputTangent(Int), outputTangent(Int)
     }
 
     struct StorageInfo {
@@ -103,11 +130,17 @@ extension Engine {
     /// (the graph's batch symbol); sizes that depend on other symbols were bound when it was compiled.
     public final class Plan {
         let steps: [Step]
-        let ids: [Int32]
-        let storages: [StorageInfo]
+        /// Differentiable plans: the reverse pass (adjoint of `steps`, in reverse order) and the
+        /// tangent-linear pass.
+        var reverse: [Step] = []
+        var tangent: [Step] = []
+        /// Trainable values in flat-vector order (differentiable plans).
+        public internal(set) var parameterCount = 0
+        var ids: [Int32]
+        var storages: [StorageInfo]
         /// Offsets of the arena's slots (aligned) and the arena's total size.
-        let slotOffsets: [Extent]
-        let arenaSize: Extent
+        var slotOffsets: [Extent]
+        var arenaSize: Extent
         /// The graph's constants the plan uses, by `.constant(k)`.
         let constants: [ValueID]
         /// Elements per input / output array.
@@ -124,6 +157,7 @@ extension Engine {
 
         /// Steps, for tests and `inloop inspect`.
         public var stepCount: Int { steps.count }
+        public var isDifferentiable: Bool { numerics == .differentiable }
         public var slotCount: Int { slotOffsets.count }
         /// Elements of work space at batch n.
         public func workspaceElements(at n: Int) -> Int? { arenaSize.checked(at: n) }

@@ -15,7 +15,14 @@ extension Engine {
         /// depend on the batch it is in.
         public var reproducible = false
 
-        /// Takes the plan's constants from `graph` (the graph it was compiled from), converted to `T`.
+        /// Differentiable plans: the trainable values (flat, in `graph.parameters` order, read in place
+        /// by the steps) and d loss/d parameters after `backward(parameterGradients: true)`.
+        public let parameters: TensorStorage
+        public let gradients: TensorStorage
+        private var lastForwardN = -1
+
+        /// Takes the plan's constants (and parameters) from `graph` (the graph it was compiled from),
+        /// converted to `T`.
         public init(plan: Plan, graph: Graph) throws(InLoopError) {
             self.plan = plan
             var cs: [TensorStorage] = []
@@ -24,9 +31,29 @@ extension Engine {
                 cs.append(try Executor.convert(t))
             }
             constants = cs
+            parameters = try TensorStorage(dtype: T.dtype, count: plan.parameterCount)
+            gradients = try TensorStorage(dtype: T.dtype, count: plan.parameterCount)
+            if plan.isDifferentiable {
+                let p = try parameters.pointer(as: T.self)
+                var offset = 0
+                for v in graph.parameters {
+                    guard let t = graph[v].constant else { throw InLoopError(.internal, "parameter '\(graph[v].name)' has no data") }
+                    let converted = try Executor.convert(t)
+                    (p + offset).update(from: try converted.pointer(as: T.self), count: t.count)
+                    withExtendedLifetime(converted) {}
+                    offset += t.count
+                }
+                guard offset == plan.parameterCount else { throw InLoopError(.internal, "parameter layout") }
+            }
             table = .allocate(capacity: Swift.max(plan.storages.count, 1))
+            let p = try parameters.pointer(as: T.self), g = try gradients.pointer(as: T.self)
             for (s, info) in plan.storages.enumerated() {
-                if case .constant(let k) = info.kind { table[s] = try cs[k].pointer(as: T.self) }
+                switch info.kind {
+                case .constant(let k): table[s] = try cs[k].pointer(as: T.self)
+                case .parameter(let o): table[s] = p + o
+                case .parameterGradient(let o): table[s] = g + o
+                default: break
+                }
             }
         }
 
@@ -75,19 +102,66 @@ extension Engine {
                 switch info.kind {
                 case .input(let k): table[s] = UnsafeMutablePointer(mutating: inputs[k])
                 case .output(let k): table[s] = outputs[k]
-                case .constant, .slot: break
+                default: break
                 }
             }
-            run(n)
+            run(plan.steps, n, wantInputs: true, wantParameters: true)
+            lastForwardN = n
+        }
+
+        /// Reverse mode at the point of the last `forward` (same n; its input arrays must still hold
+        /// the same values): `seeds[k]` is d loss/d output k; d loss/d input k goes to
+        /// `inputGradients[k]` when given; with `parameterGradients`, `gradients` is overwritten with
+        /// d loss/d parameters.
+        public func backward(_ n: Int, seeds: UnsafeBufferPointer<UnsafePointer<T>>,
+                             inputGradients: UnsafeBufferPointer<UnsafeMutablePointer<T>>?,
+                             parameterGradients: Bool) throws(InLoopError) {
+            guard plan.isDifferentiable else { throw InLoopError(.internal, "backward on an inference plan") }
+            guard n == lastForwardN else { throw InLoopError(.invalidArgument, "backward needs a forward on the same batch first") }
+            guard seeds.count == plan.outputSizes.count, inputGradients.map({ $0.count == plan.inputSizes.count }) ?? true else {
+                throw InLoopError(.sizeMismatch, "backward takes \(plan.outputSizes.count) seeds and \(plan.inputSizes.count) input gradients")
+            }
+            for (s, info) in plan.storages.enumerated() {
+                switch info.kind {
+                case .outputSeed(let k): table[s] = UnsafeMutablePointer(mutating: seeds[k])
+                case .inputGradient(let k): if let inputGradients { table[s] = inputGradients[k] }
+                default: break
+                }
+            }
+            run(plan.reverse, n, wantInputs: inputGradients != nil, wantParameters: parameterGradients)
+        }
+
+        /// Tangent-linear model at the point of the last `forward` (same n): output tangents from
+        /// input tangents.
+        public func tangent(_ n: Int, inputTangents: UnsafeBufferPointer<UnsafePointer<T>>,
+                            outputTangents: UnsafeBufferPointer<UnsafeMutablePointer<T>>) throws(InLoopError) {
+            guard plan.isDifferentiable else { throw InLoopError(.internal, "tangent on an inference plan") }
+            guard n == lastForwardN else { throw InLoopError(.invalidArgument, "tangent needs a forward on the same batch first") }
+            guard inputTangents.count == plan.inputSizes.count, outputTangents.count == plan.outputSizes.count else {
+                throw InLoopError(.sizeMismatch, "tangent takes \(plan.inputSizes.count) input and \(plan.outputSizes.count) output tangents")
+            }
+            for (s, info) in plan.storages.enumerated() {
+                switch info.kind {
+                case .inputTangent(let k): table[s] = UnsafeMutablePointer(mutating: inputTangents[k])
+                case .outputTangent(let k): table[s] = outputTangents[k]
+                default: break
+                }
+            }
+            run(plan.tangent, n, wantInputs: true, wantParameters: true)
         }
 
         /// The step loop: a switch per step over POD payloads; no allocation, no look-up.
-        private func run(_ n: Int) {
+        private func run(_ list: [Step], _ n: Int, wantInputs: Bool, wantParameters: Bool) {
             let numerics = plan.numerics, perRow = reproducible && n > 1
             let t = table
             plan.ids.withUnsafeBufferPointer { ids in
-                plan.steps.withUnsafeBufferPointer { steps in
+                list.withUnsafeBufferPointer { steps in
                     for step in steps {
+                        switch step.role {
+                        case .always: break
+                        case .inputGradientsOnly: if !wantInputs { continue }
+                        case .parameterGradientsOnly: if !wantParameters { continue }
+                        }
                         let io = Int(step.io)
                         switch step.kind {
                         case .dense(let rows, let k, let m, let hasBias, let act):
@@ -114,6 +188,45 @@ extension Engine {
                         case .copy(let count):
                             let d = t[Int(ids[io + 1])], s = t[Int(ids[io])]
                             if d != s { d.update(from: s, count: count.at(n)) }
+                        case .zero(let count):
+                            t[Int(ids[io])].update(repeating: 0, count: count.at(n))
+                        case .denseParameterGradients(let rows, let k, let m, let hasBias, let accumulate):
+                            let gy = UnsafePointer(t[Int(ids[io])]), x = UnsafePointer(t[Int(ids[io + 1])])
+                            let r = rows.at(n)
+                            // dW[out, in] (+)= gyᵀ · x
+                            T.gemm(transA: true, transB: false, m: m, n: k, k: r, alpha: 1, a: gy, lda: m, b: x, ldb: k,
+                                   beta: accumulate ? 1 : 0, c: t[Int(ids[io + 2])], ldc: k)
+                            if hasBias {
+                                let db = t[Int(ids[io + 3])]
+                                if !accumulate { db.update(repeating: 0, count: m) }
+                                for row in 0..<r { let g = gy + row * m; for c in 0..<m { db[c] += g[c] } }
+                            }
+                        case .denseInputGradient(let rows, let k, let m, let accumulate):
+                            // dx (+)= gy · W
+                            T.gemm(transA: false, transB: false, m: rows.at(n), n: k, k: m, alpha: 1, a: UnsafePointer(t[Int(ids[io])]), lda: m,
+                                   b: UnsafePointer(t[Int(ids[io + 1])]), ldb: k, beta: accumulate ? 1 : 0, c: t[Int(ids[io + 2])], ldc: k)
+                        case .activationBackward(let act, let count, let accumulate):
+                            Elementwise.backward(act, z: UnsafePointer(t[Int(ids[io])]), a: UnsafePointer(t[Int(ids[io + 1])]),
+                                                 gradient: UnsafePointer(t[Int(ids[io + 2])]), into: t[Int(ids[io + 3])],
+                                                 accumulate: accumulate, count: count.at(n))
+                        case .normalizeLinear(let rows, let cols, let inverse, let zeroFirst, let tangent):
+                            let g = UnsafePointer(t[Int(ids[io])]), sd = UnsafePointer(t[Int(ids[io + 1])]), out = t[Int(ids[io + 2])]
+                            let r = rows.at(n)
+                            if tangent {
+                                for row in 0..<r {
+                                    let gi = g + row * cols, o = out + row * cols
+                                    if inverse { for c in 0..<cols { o[c] = gi[c] * sd[c] } } else { for c in 0..<cols { o[c] = gi[c] / sd[c] } }
+                                }
+                            } else {
+                                if zeroFirst { out.update(repeating: 0, count: r * cols) }
+                                for row in 0..<r {
+                                    let gi = g + row * cols, o = out + row * cols
+                                    if inverse { for c in 0..<cols { o[c] += gi[c] * sd[c] } } else { for c in 0..<cols { o[c] += gi[c] / sd[c] } }
+                                }
+                            }
+                        case .accumulate(let count, let accumulate):
+                            let g = UnsafePointer(t[Int(ids[io])]), out = t[Int(ids[io + 1])], c = count.at(n)
+                            if accumulate { for i in 0..<c { out[i] += g[i] } } else if UnsafePointer(out) != g { out.update(from: g, count: c) }
                         }
                     }
                 }
