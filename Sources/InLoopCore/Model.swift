@@ -25,8 +25,11 @@ public final class Model: @unchecked Sendable {  // shared use is guarded by `bu
     /// because optimised GEMM kernels order their sums by tile (differences ~1e-7 relative).
     public var reproducible = false
 
-    let plan: Plan
-    private var workspace: Workspace
+    /// The model as a graph, compiled once for every batch size, and run by the one engine.
+    public let graph: Engine.Graph
+    let executor: Engine.Executor<Float>
+    /// The float64 entry points' float32 copies of x and y (grown to the largest batch seen).
+    private var staging: (x: FloatBuffer, y: FloatBuffer)? = nil
     private let busy = Atomic<Bool>(false)
 
     public init(name: String = "", inputName: String = "x", outputName: String = "y",
@@ -46,15 +49,14 @@ public final class Model: @unchecked Sendable {  // shared use is guarded by `bu
         self.inputSize = inputSize
         self.outputSize = size
         self.layers = layers
-        self.plan = Plan(layers: layers, inputSize: inputSize)
-        // The work space of one sample (its buffers and the float64 path's input), checked at load.
-        var perSample = inputSize
-        for s in plan.bufferSize { perSample = try Limits.sum(perSample, s, "work space per sample") }
+        graph = try Engine.Graph(layers: layers, inputSize: inputSize, name: name, inputName: inputName, outputName: outputName)
+        let plan = try Engine.compile(graph)
+        // The work space of one sample (the plan's and the float64 path's input and output), checked at load.
+        guard let arena = plan.workspaceElements(at: 1) else { throw InLoopError(.outOfMemory, "the work space size overflows") }
+        let perSample = try Limits.sum(try Limits.sum(arena, inputSize, "work space per sample"), size, "work space per sample")
         try Limits.workspace(floats: perSample, batch: 1)
-        self.workspace = Workspace(storages: plan.storageSize.count)
+        executor = try Engine.Executor<Float>(plan: plan, graph: graph)
     }
-
-    deinit { workspace.release() }
 
     public var parameterCount: Int { layers.reduce(0) { $0 + $1.parameterCount } }
     public var flopsPerSample: Int { layers.reduce(0) { $0 + $1.flopsPerSample } }
@@ -79,10 +81,7 @@ public final class Model: @unchecked Sendable {  // shared use is guarded by `bu
         if checkFinite, !Kernels.allFinite(xBase, count: nx) {
             throw InLoopError(.nonFinite, nonFiniteMessage("input", xBase, count: nx))
         }
-        try workspace.ensure(batch: batch, plan: plan, inputSize: inputSize)
-        workspace.pointers[0] = UnsafeMutablePointer(mutating: xBase)  // storage 0 is only read
-        workspace.pointers[plan.finalStorage] = yBase
-        run(batch: batch)
+        try run(batch: batch, UnsafePointer(xBase), yBase)
         if checkFinite, !Kernels.allFinite(yBase, count: ny) {
             throw InLoopError(.nonFinite, nonFiniteMessage("output", yBase, count: ny))
         }
@@ -101,14 +100,14 @@ public final class Model: @unchecked Sendable {  // shared use is guarded by `bu
         if checkFinite, !Kernels.allFinite(xBase, count: nx) {
             throw InLoopError(.nonFinite, nonFiniteMessage("input", xBase, count: nx))
         }
-        try workspace.ensure(batch: batch, plan: plan, inputSize: inputSize)
-        guard let xf = workspace.inputBase, let yf = workspace.finalBase else {
-            throw InLoopError(.internal, "workspace was not set up")
+        if staging == nil || staging!.x.count < nx || staging!.y.count < ny {
+            try Limits.workspace(floats: try Limits.sum(nx, ny, "float64 staging"), batch: batch)
+            staging = (try FloatBuffer(count: nx), try FloatBuffer(count: ny))
         }
+        guard let (xs, ys) = staging else { throw InLoopError(.internal, "staging was not set up") }
+        let xf = xs.base, yf = ys.base
         for i in 0..<nx { xf[i] = Float(xBase[i]) }
-        workspace.pointers[0] = xf
-        workspace.pointers[plan.finalStorage] = yf
-        run(batch: batch)
+        try run(batch: batch, UnsafePointer(xf), yf)
         for i in 0..<ny { yBase[i] = Double(yf[i]) }
         if checkFinite, !Kernels.allFinite(yBase, count: ny) {
             throw InLoopError(.nonFinite, nonFiniteMessage("output", yBase, count: ny))
@@ -172,35 +171,13 @@ public final class Model: @unchecked Sendable {  // shared use is guarded by `bu
         return "\(what) value \(i % per + 1) of column \(i / per + 1) is \(p[i]) (not finite)"
     }
 
-    /// Runs the plan: a loop over the ops, all memory already in place.
-    private func run(batch n: Int) {
-        let ptr = workspace.pointers
-        let perSample = reproducible && n > 1
-        plan.ops.withUnsafeBufferPointer { ops in
-            for op in ops {
-                let src = ptr[op.src], dst = ptr[op.dst]
-                switch op.kind {
-                case .dense where perSample:
-                    for s in 0..<n {
-                        Kernels.dense(x: src + s * op.inCols, batch: 1, inFeatures: op.inCols, weight: op.a.unsafelyUnwrapped,
-                                      bias: op.b, outFeatures: op.cols, activation: op.activation, y: dst + s * op.cols)
-                    }
-                case .dense:
-                    // a/b are set for every dense op at plan time.
-                    Kernels.dense(x: src, batch: n, inFeatures: op.inCols, weight: op.a.unsafelyUnwrapped,
-                                  bias: op.b, outFeatures: op.cols, activation: op.activation, y: dst)
-                case .activation:
-                    if src != dst { dst.update(from: src, count: n * op.cols) }
-                    Kernels.activate(op.activation, dst, count: n * op.cols)
-                case .normalize:
-                    Kernels.normalize(src, dst, rows: n, cols: op.cols, mean: op.a.unsafelyUnwrapped, std: op.b.unsafelyUnwrapped)
-                case .denormalize:
-                    Kernels.denormalize(src, dst, rows: n, cols: op.cols, mean: op.a.unsafelyUnwrapped, std: op.b.unsafelyUnwrapped)
-                case .add:
-                    Kernels.add(src, into: dst, count: n * op.cols)
-                case .copy:
-                    dst.update(from: src, count: n * op.cols)
-                }
+    /// Runs the compiled graph on float32 arrays (the executor binds its work space to the batch).
+    private func run(batch n: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) throws(InLoopError) {
+        executor.reproducible = reproducible
+        var xs = x, ys = y
+        try withUnsafePointer(to: &xs) { (xp) throws(InLoopError) in
+            try withUnsafePointer(to: &ys) { (yp) throws(InLoopError) in
+                try executor.forward(n, inputs: UnsafeBufferPointer(start: xp, count: 1), outputs: UnsafeBufferPointer(start: yp, count: 1))
             }
         }
     }

@@ -99,9 +99,9 @@ private struct LayerListBuilder {
 }
 
 extension Engine.Tensor {
-    /// A copy of a float32 layer tensor.
+    /// A float32 layer tensor, sharing its memory.
     init(layerTensor t: Tensor) throws(InLoopError) {
-        try self.init(zeros: t.shape, dtype: .float32)
-        try storage.pointer(as: Float.self).update(from: t.storage.base, count: t.count)
+        try self.init(shape: t.shape, storage: Engine.TensorStorage(borrowing: UnsafeMutableRawPointer(t.storage.base), dtype: .float32,
+                                                                    count: t.count, owner: t.storage))
     }
 }

@@ -55,9 +55,22 @@ extension Engine {
             raw = p
             self.dtype = dtype
             self.count = count
+            owner = nil
         }
 
-        deinit { free(raw) }
+        /// Set when the memory belongs to another object (kept alive here, never freed here).
+        private let owner: AnyObject?
+
+        /// A view of `count` elements owned by `owner` (a layer's `FloatBuffer`): weights shared, not
+        /// copied, between a model's layers and its graph.
+        public init(borrowing raw: UnsafeMutableRawPointer, dtype: DType, count: Int, owner: AnyObject) {
+            self.raw = raw
+            self.dtype = dtype
+            self.count = count
+            self.owner = owner
+        }
+
+        deinit { if owner == nil { free(raw) } }
 
         /// The elements as `T`; `T` must be the storage's element type (checked: a wrong type is an
         /// internal error, not a reinterpretation).

@@ -20,6 +20,9 @@ extension Engine {
         public let parameters: TensorStorage
         public let gradients: TensorStorage
         private var lastForwardN = -1
+        /// (storage, caller's array) of the plan's inputs and outputs, set per call.
+        private let inputStorages: [(Int, Int)]
+        private let outputStorages: [(Int, Int)]
 
         /// Takes the plan's constants (and parameters) from `graph` (the graph it was compiled from),
         /// converted to `T`.
@@ -47,14 +50,19 @@ extension Engine {
             }
             table = .allocate(capacity: Swift.max(plan.storages.count, 1))
             let p = try parameters.pointer(as: T.self), g = try gradients.pointer(as: T.self)
+            var ins: [(Int, Int)] = [], outs: [(Int, Int)] = []
             for (s, info) in plan.storages.enumerated() {
                 switch info.kind {
                 case .constant(let k): table[s] = try cs[k].pointer(as: T.self)
                 case .parameter(let o): table[s] = p + o
                 case .parameterGradient(let o): table[s] = g + o
+                case .input(let k): ins.append((s, k))
+                case .output(let k): outs.append((s, k))
                 default: break
                 }
             }
+            inputStorages = ins
+            outputStorages = outs
         }
 
         deinit { table.deallocate() }
@@ -98,13 +106,8 @@ extension Engine {
                 throw InLoopError(.sizeMismatch, "the plan takes \(plan.inputSizes.count) inputs and \(plan.outputSizes.count) outputs, got \(inputs.count) and \(outputs.count)")
             }
             try bind(n)
-            for (s, info) in plan.storages.enumerated() {
-                switch info.kind {
-                case .input(let k): table[s] = UnsafeMutablePointer(mutating: inputs[k])
-                case .output(let k): table[s] = outputs[k]
-                default: break
-                }
-            }
+            for (s, k) in inputStorages { table[s] = UnsafeMutablePointer(mutating: inputs[k]) }
+            for (s, k) in outputStorages { table[s] = outputs[k] }
             run(plan.steps, n, wantInputs: true, wantParameters: true)
             lastForwardN = n
         }
