@@ -3,15 +3,56 @@ extension Engine.Graph {
     /// `inputName` of shape [N, inputSize] with N the batch symbol, one node per layer, in the order
     /// and with the fusions the layer-stack engine uses (an activation right after a dense layer whose
     /// result nothing else reads is fused into it), so the plan computes the same values bit for bit.
+    /// The dense weights and biases are `parameters`, in the trainer's flat order (each weight, then
+    /// its bias); they share the layers' memory.
     public convenience init(layers: [Layer], inputSize: Int, name: String = "", inputName: String = "x",
                             outputName: String = "y") throws(InLoopError) {
-        self.init(name: name, dtype: .float32, origin: .layerList)
+        var tensors: [Tensor] = []
+        func collect(_ layers: [Layer]) {
+            for layer in layers {
+                switch layer {
+                case .dense(let d):
+                    tensors.append(d.weight)
+                    if let b = d.bias { tensors.append(b) }
+                case .residual(let inner): collect(inner)
+                case .activation, .normalize, .denormalize: break
+                }
+            }
+        }
+        collect(layers)
+        try self.init(layerSpecs: LayerSpec.from(layers), inputSize: inputSize, dtype: .float32, name: name,
+                      inputName: inputName, outputName: outputName) { (k: Int) throws(InLoopError) -> Engine.Tensor in
+            try Engine.Tensor(layerTensor: tensors[k])
+        }
+    }
+
+    /// The graph of a layer list whose trainable tensors come from `parameter(k)` (the k-th in flat
+    /// order: each dense weight [out, in], then its bias [out]), in `dtype` (normalisation vectors are
+    /// converted to it).
+    public convenience init(layerSpecs: [LayerSpec], inputSize: Int, dtype: Engine.DType, name: String = "",
+                            inputName: String = "x", outputName: String = "y",
+                            parameter: (Int) throws(InLoopError) -> Engine.Tensor) throws(InLoopError) {
+        guard dtype.isFloatingPoint else { throw InLoopError(.internal, "a layer list in \(dtype)") }
+        self.init(name: name, dtype: dtype, origin: .layerList)
         let n = symbol(named: "N")
         batch = n
-        try addInput(inputName, Engine.TensorType(.float32, [Engine.SymInt(n), Engine.SymInt(inputSize)]))
-        var builder = LayerListBuilder(graph: self)
+        try Limits.dimension(inputSize, "input size", min: 1)
+        try addInput(inputName, Engine.TensorType(dtype, [Engine.SymInt(n), Engine.SymInt(inputSize)]))
+        // the trainable tensors, in flat order
+        func count(_ specs: [LayerSpec]) -> Int {
+            specs.reduce(0) { n, l in
+                switch l {
+                case .dense(_, _, _, let b): return n + (b ? 2 : 1)
+                case .residual(let inner): return n + count(inner)
+                case .activation, .normalize, .denormalize: return n
+                }
+            }
+        }
+        var tensors: [Engine.Tensor] = []
+        for k in 0..<count(layerSpecs) { tensors.append(try parameter(k)) }
+        var builder = LayerListBuilder(graph: self, parameters: tensors)
         var cur = inputName
-        cur = try builder.emit(layers, input: cur, path: "layers")
+        cur = try builder.emit(layerSpecs, input: cur, path: "layers")
         if cur == inputName || names[outputName] != nil {
             // an identity model (or a name clash) still computes its output by a node
             try addNode(outputName, IdentityOp.self, inputs: [cur], outputs: [outputName])
@@ -33,36 +74,57 @@ extension Engine.Graph {
 
 private struct LayerListBuilder {
     let graph: Engine.Graph
+    let parameters: [Engine.Tensor]
     var counter = 0
-    /// The last node added and its activation slot, for fusing a following activation layer.
+    var parameterIndex = 0
+    /// The last dense node added, for fusing a following activation layer.
     var lastDense: (node: Int, output: String, activation: Activation)? = nil
 
-    init(graph: Engine.Graph) { self.graph = graph }
+    init(graph: Engine.Graph, parameters: [Engine.Tensor]) {
+        self.graph = graph
+        self.parameters = parameters
+    }
 
     mutating func fresh(_ kind: String) -> String {
         counter += 1
         return "\(kind)_\(counter)"
     }
 
+    /// The next trainable tensor, checked against the shape the layer declares.
+    mutating func nextParameter(_ name: String, _ shape: [Int], _ path: String) throws(InLoopError) -> String {
+        guard parameterIndex < parameters.count else { throw InLoopError(.internal, "\(path): parameter \(parameterIndex) missing") }
+        let t = parameters[parameterIndex]
+        parameterIndex += 1
+        guard t.shape == shape, t.dtype == graph.dtype else {
+            throw InLoopError(.format, "\(path): \(name) is \(t); the layer needs \(graph.dtype)\(Tensor.format(shape))")
+        }
+        let id = fresh(name)
+        graph.parameters.append(try graph.addConstant(id, t))
+        return id
+    }
+
+    func vector(_ values: [Double]) throws(InLoopError) -> Engine.Tensor {
+        switch graph.dtype {
+        case .float64: return try Engine.Tensor(shape: [values.count], values: values)
+        default: return try Engine.Tensor(shape: [values.count], values: values.map { Float($0) })
+        }
+    }
+
     /// Emits `layers` reading `input`; returns the value holding the result. `protected` values are
     /// read again later (a residual block's input), so an activation is not fused into their producer.
-    mutating func emit(_ layers: [Layer], input: String, path: String, protected: Set<String> = []) throws(InLoopError) -> String {
+    mutating func emit(_ layers: [LayerSpec], input: String, path: String, protected: Set<String> = []) throws(InLoopError) -> String {
         var cur = input
         for (i, layer) in layers.enumerated() {
             let here = "\(path)[\(i)]"
             switch layer {
-            case .dense(let d):
-                let w = fresh("weight"), out = fresh("dense")
+            case .dense(let nIn, let nOut, let act, let hasBias):
                 // trainable, in the layer-stack trainer's flat order: each dense weight, then its bias
-                graph.parameters.append(try graph.addConstant(w, try Engine.Tensor(layerTensor: d.weight)))
+                let w = try nextParameter("weight", [nOut, nIn], here)
                 var inputs = [cur, w]
-                if let bias = d.bias {
-                    let b = fresh("bias")
-                    graph.parameters.append(try graph.addConstant(b, try Engine.Tensor(layerTensor: bias)))
-                    inputs.append(b)
-                }
-                try graph.addNode(here, DenseOp.self, ActivationOp.encode(d.activation), inputs: inputs, outputs: [out])
-                lastDense = (graph.nodes.count - 1, out, d.activation)
+                if hasBias { inputs.append(try nextParameter("bias", [nOut], here)) }
+                let out = fresh("dense")
+                try graph.addNode(here, DenseOp.self, ActivationOp.encode(act), inputs: inputs, outputs: [out])
+                lastDense = (graph.nodes.count - 1, out, act)
                 cur = out
             case .activation(let act):
                 if act == .identity { continue }
@@ -75,16 +137,17 @@ private struct LayerListBuilder {
                 try graph.addNode(here, ActivationOp.self, ActivationOp.encode(act), inputs: [cur], outputs: [out])
                 lastDense = nil
                 cur = out
-            case .normalize(let nrm), .denormalize(let nrm):
+            case .normalize(let mean, let std), .denormalize(let mean, let std):
                 let m = fresh("mean"), s = fresh("std"), out = fresh("norm")
-                try graph.addConstant(m, try Engine.Tensor(layerTensor: nrm.mean))
-                try graph.addConstant(s, try Engine.Tensor(layerTensor: nrm.std))
+                try graph.addConstant(m, try vector(mean))
+                try graph.addConstant(s, try vector(std))
                 let op: any OpDefinition.Type
                 if case .normalize = layer { op = NormalizeOp.self } else { op = DenormalizeOp.self }
                 try graph.addNode(here, op, inputs: [cur, m, s], outputs: [out])
                 lastDense = nil
                 cur = out
             case .residual(let inner):
+                guard !inner.isEmpty else { throw InLoopError(.format, "\(here): residual block has no layers") }
                 let res = try emit(inner, input: cur, path: "\(here).layers", protected: protected.union([cur]))
                 let out = fresh("residual")
                 // the layer-stack engine adds the block's input into its result: f(x) + x (addition
