@@ -7,6 +7,8 @@
  *    after 5 steps, written by `test_golden --write`): load + save gives the same bytes; load + K steps
  *    equals load, save, reload + K steps; creating the trainer again + 5 steps gives the fixture's bytes;
  *    load + K steps gives the committed losses, gradient norms and checkpoint bytes.
+ *  - the model a trainer starts with, for the configurations the tests and the demo train from (seeded
+ *    initialisation), at batch 1 on probe inputs (golden/init_*.b1.f32, also written by --write).
  * What depends on the CPU (docs/ENGINE-BASELINE.md): sgemm bits depend on OpenBLAS's kernel family
  * (Haswell, SkylakeX, Cooperlake, Zen... differ), so everything BLAS touches is compared in a child
  * process with OPENBLAS_CORETYPE=Haswell forced (any x86-64 CPU with AVX2+FMA runs that kernel), for
@@ -440,6 +442,92 @@ static void checkpoint_goldens(const char *fixtures, const char *tmp) {
     }
 }
 
+/* ------------------------------------------------------------------ seeded initialisation */
+
+/* The configurations the tests and the demo train from: the model a trainer starts with (seeded
+ * initialisation, the config -> network lowering), run at batch 1 on PROBES probe inputs. Class "swift":
+ * Xavier draws (uniform only) and tanh/identity layers; "libm": He draws use log1p and cos. */
+typedef struct { const char *name, *config, *klass; } init_case;
+static const init_case INITS[] = {
+    {"test_training_c",   /* Tests/c/test_training.c */
+     "model:\n  inputs: 2\n  layers:\n    - {type: dense, out: 32, activation: tanh}\n"
+     "    - {type: dense, out: 32, activation: tanh}\n    - {type: dense, out: 1}\n"
+     "optimizer: {type: adam, lr: 0.01}\nschedule: {type: cosine, period: 600, min_lr: 0.0005}\nseed: 7\n", "swift"},
+    {"test_training_f90", /* Tests/fortran/test_training.f90 */
+     "model:\n  inputs: 2\n  layers:\n    - {type: dense, out: 32, activation: tanh}\n"
+     "    - {type: dense, out: 32, activation: tanh}\n    - {type: dense, out: 1}\n"
+     "optimizer: {type: adam, lr: 0.01}\nschedule: {type: cosine, period: 800, min_lr: 0.0005}\nseed: 3\n"
+     "precision: float64\n", "swift"},
+    {"lorenz96", "examples/lorenz96/training.yaml", "libm"},   /* the demo's file, relative to the repository */
+};
+enum { N_INITS = sizeof INITS / sizeof INITS[0], PROBES = 7 };
+
+/* The outputs (PROBES x n_out floats, malloc'ed) of the model a trainer made from c starts with. */
+static float *init_outputs(const char *fixtures, const init_case *c, int64_t *n_out, char *msg, size_t len) {
+    char cfg[1200];
+    inloop_trainer *t = NULL;
+    inloop_model *m = NULL;
+    int64_t n_in = 0;
+    float *y = NULL;
+    /* a file name is taken relative to the repository root (fixtures is <root>/Tests/fixtures) */
+    if (strchr(c->config, '\n')) snprintf(cfg, sizeof cfg, "%s", c->config);
+    else snprintf(cfg, sizeof cfg, "%s/../../%s", fixtures, c->config);
+    if (inloop_trainer_create(cfg, &t) != INLOOP_OK || inloop_trainer_sizes(t, &n_in, n_out) != INLOOP_OK ||
+        inloop_trainer_get_model(t, &m) != INLOOP_OK) {
+        snprintf(msg, len, "trainer from %s: %s", c->name, inloop_last_error());
+    } else {
+        float *x = calloc((size_t)n_in, sizeof *x);
+        y = calloc((size_t)(PROBES * *n_out), sizeof *y);
+        for (int s = 0; x && y && s < PROBES; s++) {
+            for (int64_t j = 0; j < n_in; j++) x[j] = (float)((s * 7 + j * 3) % 17 - 8) / 4.0f;
+            if (inloop_model_forward_f32(m, x, 1, y + s * *n_out) != INLOOP_OK) {
+                snprintf(msg, len, "forward of %s's initial model: %s", c->name, inloop_last_error());
+                free(y); y = NULL; break;
+            }
+        }
+        free(x);
+    }
+    (void)inloop_model_free(m);
+    (void)inloop_trainer_free(t);
+    return y;
+}
+
+static int write_inits(const char *fixtures) {
+    char path[1200], msg[4096] = "";
+    for (int i = 0; i < N_INITS; i++) {
+        int64_t n_out = 0;
+        float *y = init_outputs(fixtures, &INITS[i], &n_out, msg, sizeof msg);
+        snprintf(path, sizeof path, "%s/golden/init_%s.b1.f32", fixtures, INITS[i].name);
+        FILE *f = y ? fopen(path, "wb") : NULL;
+        int ok = f && fwrite(y, sizeof *y, (size_t)(PROBES * n_out), f) == (size_t)(PROBES * n_out);
+        if (f && fclose(f) != 0) ok = 0;
+        free(y);
+        if (!ok) { fprintf(stderr, "%s: %s\n", path, msg); return 1; }
+        printf("wrote %s\n", path);
+    }
+    return 0;
+}
+
+static void check_inits(const char *fixtures, int libm_ok, const char *libm_why) {
+    char path[1200], name[2048], msg[4096];
+    for (int i = 0; i < N_INITS; i++) {
+        const init_case *c = &INITS[i];
+        int64_t n_out = 0;
+        size_t size = 0;
+        snprintf(name, sizeof name, "golden init_%s.b1.f32: the initial model of a trainer made from the config (seed) equals the golden bitwise (batch 1)", c->name);
+        if (!strcmp(c->klass, "libm") && !libm_ok) { skip(name + 7, libm_why); continue; }
+        msg[0] = 0;
+        snprintf(path, sizeof path, "%s/golden/init_%s.b1.f32", fixtures, c->name);
+        float *g = (float *)read_file(path, &size);
+        float *y = g ? init_outputs(fixtures, c, &n_out, msg, sizeof msg) : NULL;
+        if (!g) snprintf(msg, sizeof msg, "missing %s: regenerate with python3 tools/make_golden.py", path);
+        int ok = g && y && size == (size_t)(PROBES * n_out) * sizeof(float) && first_difference(y, g, PROBES * n_out, msg, sizeof msg) < 0;
+        if (g && y && size != (size_t)(PROBES * n_out) * sizeof(float)) snprintf(msg, sizeof msg, "golden has %zu bytes", size);
+        check(ok, name, msg);
+        free(g); free(y);
+    }
+}
+
 /* ------------------------------------------------------------------ driver */
 
 /* The BLAS part in a child with OPENBLAS_CORETYPE=Haswell (read by OpenBLAS when it is loaded, so
@@ -499,7 +587,7 @@ int main(int argc, char **argv) {
         printf("openblas %s\ncorename %s\nglibc %s\n", v.openblas, v.corename, v.glibc);
         return 0;
     }
-    if (argc == 3 && !strcmp(argv[1], "--write")) return write_checkpoints(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "--write")) return write_checkpoints(argv[2]) || write_inits(argv[2]);
     const int blas_only = argc == 4 && !strcmp(argv[1], "--blas");
     const char *fixtures = argc > 1 + blas_only ? argv[1 + blas_only] : "Tests/fixtures";
     const char *tmp = argc > 2 + blas_only ? argv[2 + blas_only] : "/tmp";
@@ -523,6 +611,12 @@ int main(int argc, char **argv) {
                     skip(e->file, why);
                 }
             }
+        }
+        {
+            char why[1024];
+            snprintf(why, sizeof why, "He initialisation draws with libm (log1p, cos): goldens for glibc %s on x86-64 with FMA; here glibc %s%s",
+                     m->v.glibc, v.glibc, fma ? "" : ", no AVX2/FMA");
+            check_inits(fixtures, fma && same_glibc, why);
         }
         checkpoint_checks(fixtures, tmp);
         if (!cpu_has_avx2_fma()) skip("batch-N outputs and training trajectories (sgemm bits)",
