@@ -21,8 +21,11 @@ raw little-endian float32, samples one after the other. manifest.txt lists them 
   blas    batch N: sgemm bits depend on OpenBLAS's kernel, so the goldens are written, and compared,
           with OPENBLAS_CORETYPE=Haswell forced (every AVX2+FMA x86-64 CPU can run that kernel), for
           the OpenBLAS and glibc recorded in the manifest
-Needs the release build (`swift build -c release`) and numpy; the checkpoint part needs
-`make c-programs`-style compilation (done here with gcc against the build).
+Then `build/test_golden --write` (built by `make c-programs`, run here) writes, through the C API, the
+checkpoint fixtures Tests/fixtures/checkpoint_v1_{f32,f64}.safetensors with their continuation goldens
+(golden/checkpoint_v1_*.after5.safetensors, .losses.txt) and the seeded-initialisation goldens
+(golden/init_*.b1.f32); Tests/c/test_golden.c says what each holds.
+Needs the release build (`swift build -c release`) and numpy.
 """
 import argparse
 import json
