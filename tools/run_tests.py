@@ -12,6 +12,9 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
   c          Tests/c/test_c.c against fixtures and converted benchmark models
   c-training Tests/c/test_training.c: training, checkpoints, derivatives from C (vs finite differences,
              Adam vs its formulas); InLoop's allocations counted apart from OpenBLAS's
+  c-golden   Tests/c/test_golden.c: outputs of every v1 fixture and the checkpoint fixtures' restarts
+             bitwise equal to Tests/fixtures/golden (tools/make_golden.py; the sgemm-dependent ones
+             under OPENBLAS_CORETYPE=Haswell, docs/ENGINE-BASELINE.md), part of the c suite
   c-abi      Tests/c/test_abi.c: a handle of the wrong kind is INVALID_HANDLE at every entry point
              that takes a handle (checked against the header's list), run_f64 refuses overlapping
              outputs; Tests/c/test_busy.c: one handle from two threads gives BUSY, never a wrong
@@ -75,7 +78,9 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # ../shared/models (and what `make models` converts from them) are not part of a fresh clone; PyTorch
 # is not installed by `make deps`; the kernel timing runs only when asked for.
 OPTIONAL_SKIPS = [r"\.\./shared|shared/models|build/models|converted models|\bmodels[/:]|(cnn2d|column_conv1d|column_mlp\w*|l96)\.onnx",
-                  r"PyTorch|torch/", r"INLOOP_KERNEL_BENCH"]
+                  r"PyTorch|torch/", r"INLOOP_KERNEL_BENCH",
+                  # goldens whose bits depend on glibc/OpenBLAS/AVX2 when this system's differ from the recorded ones
+                  r"^c-golden golden "]
 
 
 def mpi_command(cmd):
@@ -302,6 +307,8 @@ def suite_c():
     record_counted("c", code, out)
     code, out = run("training", [os.path.join(BUILD, "test_training"), FIXTURES, BUILD, MODELS])
     record_counted("c-training", code, out)
+    code, out = run("golden", [os.path.join(BUILD, "test_golden"), FIXTURES, BUILD])
+    record_counted("c-golden", code, out)
     suite_c_abi()
 
 

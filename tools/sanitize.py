@@ -148,6 +148,7 @@ def program_args(name):
     return {
         "test_c": [FIXTURES, MODELS],
         "test_training": [FIXTURES, BUILD, MODELS],
+        "test_golden": [FIXTURES, BUILD],
         "f_test_serial": [FIXTURES, MODELS],
         "f_test_onnx": [SHARED, MODELS, FIXTURES],
         "mpi_test_mpi": [model + ".safetensors", model + ".io.bin"],
