@@ -129,7 +129,7 @@ extension GraphPlan {
         case .binary(let op, let ma, let mb):
             GKernels.binary(op, v(st.inputs[0]), ma, v(st.inputs[1]), mb, y)
         case .activation(let act):
-            Elementwise.apply(act, v(st.inputs[0]), into: y, count: count)
+            Kernels.activate(act, v(st.inputs[0]), into: y, count: count, numerics: .differentiable)
         case .unary(let f):
             let x = v(st.inputs[0])
             for i in 0..<count { y[i] = GKernels.unary(f, x[i]) }
@@ -257,7 +257,7 @@ extension GraphPlan {
             GKernels.binaryBackward(op, v(st.inputs[0]), ma, v(st.inputs[1]), mb, values[st.output], gy, g(0), g(1))
         case .activation(let act):
             guard let gx = g(0) else { return }
-            Elementwise.backward(act, z: v(st.inputs[0]), a: values[st.output], gradient: gy, into: gx, accumulate: true, count: count)
+            Kernels.activationBackward(act, z: v(st.inputs[0]), a: values[st.output], gradient: gy, into: gx, accumulate: true, count: count)
         case .unary(let f):
             guard let gx = g(0) else { return }
             let x = v(st.inputs[0]), y = values[st.output]
@@ -393,7 +393,7 @@ extension GraphPlan {
         case .binary(let op, let ma, let mb):
             GKernels.binaryTangent(op, v(st.inputs[0]), ma, t(0), v(st.inputs[1]), mb, t(1), values[st.output], ty)
         case .activation(let act):
-            Elementwise.backward(act, z: v(st.inputs[0]), a: values[st.output], gradient: t(0)!, into: ty, accumulate: false, count: count)
+            Kernels.activationBackward(act, z: v(st.inputs[0]), a: values[st.output], gradient: t(0)!, into: ty, accumulate: false, count: count)
         case .unary(let f):
             let x = v(st.inputs[0]), y = values[st.output], tx = t(0)!
             for i in 0..<count { ty[i] = tx[i] * GKernels.unaryDerivative(f, x[i], y[i]) }
