@@ -3,8 +3,9 @@
 //
 // Public API:
 //   struct Numerics                 the numeric variants the engines differ in (docs/ENGINE.md §1.4, D1):
-//       .inference      Cephes tanh, ReLU(NaN) = 0        (Model, GraphModel)
-//       .differentiable libm tanh,   ReLU(NaN) = NaN      (Network, GraphNetwork)
+//       .inference      Cephes tanh, ReLU(NaN) = 0,   log/pow in T          (Model, GraphModel)
+//       .differentiable libm tanh,   ReLU(NaN) = NaN, log/pow in Double     (Network, GraphNetwork)
+//       log(_:), pow(_:_:)           log and pow under those variants
 //   Activation.apply(_ x: T, _ numerics:) -> T          the scalar definition (numerics default: .inference)
 //   Activation.derivative(z:a:) -> T                     f'(z) given a = f(z)
 //   Kernels.activate(_:_:into:count:numerics:)           y[i] = f(x[i]); y may equal x
@@ -22,15 +23,31 @@
 public struct Numerics: Equatable, Sendable {
     public enum Tanh: Sendable { case cephes, libm }
     public enum ReluNaN: Sendable { case zero, keep }
+    /// `.native`: log and pow in T (logf/powf for Float; the unary Pow takes the exact shortcuts for
+    /// exponents 2, 1, 0.5 and 3), Selu as γα·(eˣ − 1), log-softmax as x − (m + log s).
+    /// `.widened`: log and pow computed in Double and rounded to T, Selu as γα·expm1(x), log-softmax
+    /// as (x − m) − log s. (In Double the two differ only in the Pow shortcuts, Selu and log-softmax.)
+    public enum Elementary: Sendable { case native, widened }
     public var tanh: Tanh
     public var reluNaN: ReluNaN
+    public var elementary: Elementary
 
-    public init(tanh: Tanh, reluNaN: ReluNaN) { self.tanh = tanh; self.reluNaN = reluNaN }
+    public init(tanh: Tanh, reluNaN: ReluNaN, elementary: Elementary) {
+        self.tanh = tanh; self.reluNaN = reluNaN; self.elementary = elementary
+    }
 
     /// Today's inference engines (`Model`, `GraphModel`).
-    public static let inference = Numerics(tanh: .cephes, reluNaN: .zero)
+    public static let inference = Numerics(tanh: .cephes, reluNaN: .zero, elementary: .native)
     /// Today's differentiable engines (`Network`, `GraphNetwork`).
-    public static let differentiable = Numerics(tanh: .libm, reluNaN: .keep)
+    public static let differentiable = Numerics(tanh: .libm, reluNaN: .keep, elementary: .widened)
+
+    /// log x under `elementary`.
+    @inlinable @inline(__always)
+    public func log<T: Real>(_ x: T) -> T { elementary == .native ? T.log(x) : T(Double.log(Double(x))) }
+
+    /// xᵉ under `elementary` (no shortcuts).
+    @inlinable @inline(__always)
+    public func pow<T: Real>(_ x: T, _ e: T) -> T { elementary == .native ? T.pow(x, e) : T(Double.pow(Double(x), Double(e))) }
 }
 
 extension Float {

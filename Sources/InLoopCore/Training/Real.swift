@@ -19,6 +19,8 @@ public protocol Real: BinaryFloatingPoint, Sendable where RawSignificand: FixedW
     /// tanh by Cephes' float32 polynomial (`Numerics.Tanh.cephes`; libm tanh in Double).
     static func cephesTanh(_ x: Self) -> Self
     static func exp(_ x: Self) -> Self
+    static func log(_ x: Self) -> Self
+    static func pow(_ x: Self, _ y: Self) -> Self
     static func expm1(_ x: Self) -> Self
     static func log1p(_ x: Self) -> Self
     static func erf(_ x: Self) -> Self
@@ -61,6 +63,8 @@ extension Float: Real {
     }
     @inlinable public static func tanh(_ x: Float) -> Float { tanhf(x) }
     @inlinable public static func exp(_ x: Float) -> Float { expf(x) }
+    @inlinable public static func log(_ x: Float) -> Float { logf(x) }
+    @inlinable public static func pow(_ x: Float, _ y: Float) -> Float { powf(x, y) }
     @inlinable public static func expm1(_ x: Float) -> Float { expm1f(x) }
     @inlinable public static func log1p(_ x: Float) -> Float { log1pf(x) }
     @inlinable public static func erf(_ x: Float) -> Float { erff(x) }
@@ -88,6 +92,8 @@ extension Double: Real {
     }
     @inlinable public static func tanh(_ x: Double) -> Double { Glibc.tanh(x) }
     @inlinable public static func exp(_ x: Double) -> Double { Glibc.exp(x) }
+    @inlinable public static func log(_ x: Double) -> Double { Glibc.log(x) }
+    @inlinable public static func pow(_ x: Double, _ y: Double) -> Double { Glibc.pow(x, y) }
     @inlinable public static func expm1(_ x: Double) -> Double { Glibc.expm1(x) }
     @inlinable public static func log1p(_ x: Double) -> Double { Glibc.log1p(x) }
     @inlinable public static func erf(_ x: Double) -> Double { Glibc.erf(x) }
