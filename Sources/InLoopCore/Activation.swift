@@ -1,13 +1,6 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
-/// Element-wise activation functions. Each has a scalar definition (`apply`) and a vectorisable
-/// in-place kernel (`Kernels.activate`); the kernels are what the engine runs.
+/// Element-wise activation functions. Each has a scalar definition (`apply`, generic, in
+/// Kernels/Elementwise.swift) and vectorisable kernels (`Kernels.activate`, `activationBackward`);
+/// the kernels are what the engines run.
 public enum Activation: Equatable, Sendable, CustomStringConvertible {
     case identity
     case relu
@@ -40,25 +33,6 @@ public enum Activation: Equatable, Sendable, CustomStringConvertible {
         case .silu: return "silu"
         case .softplus: return "softplus"
         case .elu(let a): return "elu(alpha=\(a))"
-        }
-    }
-
-    /// The scalar definition (reference for tests; the kernels below must agree with it).
-    @inlinable
-    public func apply(_ x: Float) -> Float {
-        switch self {
-        case .identity: return x
-        case .relu: return x > 0 ? x : 0
-        case .leakyRelu(let a): return x >= 0 ? x : a * x
-        case .tanh: return Activation.tanh(x)
-        case .sigmoid: return Activation.sigmoid(x)
-        case .gelu: return 0.5 * x * (1 + erff(x * 0.70710678118654752))
-        case .geluTanh:
-            let u = 0.79788456080286536 * (x + 0.044715 * x * x * x)
-            return 0.5 * x * (1 + tanhf(u))
-        case .silu: return x * Activation.sigmoid(x)
-        case .softplus: return Activation.softplus(x)
-        case .elu(let a): return x > 0 ? x : a * expm1f(x)
         }
     }
 
@@ -104,22 +78,5 @@ public enum Activation: Equatable, Sendable, CustomStringConvertible {
         let er = q * (r * r) + r + 1
         let scale = Float(bitPattern: (t.bitPattern &- magic.bitPattern &+ 127) &<< 23)
         return er * scale
-    }
-
-    @inlinable
-    static func sigmoid(_ x: Float) -> Float {
-        // Both branches avoid overflow of exp for large |x|.
-        if x >= 0 {
-            return 1 / (1 + expf(-x))
-        } else {
-            let e = expf(x)
-            return e / (1 + e)
-        }
-    }
-
-    @inlinable
-    static func softplus(_ x: Float) -> Float {
-        // log(1+e^x) = max(x,0) + log1p(e^{-|x|})
-        return max(x, 0) + log1pf(expf(-abs(x)))
     }
 }

@@ -128,38 +128,6 @@ public enum Kernels {
         return s
     }
 
-    /// y[r, c] = act(y[r, c] + b[c]) for a rows × cols row-major matrix.
-    @inlinable
-    public static func biasActivate(_ act: Activation, _ y: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
-                                    bias b: UnsafePointer<Float>) {
-        switch act {
-        case .identity:
-            for r in 0..<rows { let row = y + r * cols; for c in 0..<cols { row[c] += b[c] } }
-        case .relu:
-            for r in 0..<rows { let row = y + r * cols; for c in 0..<cols { let v = row[c] + b[c]; row[c] = v > 0 ? v : 0 } }
-        case .leakyRelu(let a):
-            for r in 0..<rows { let row = y + r * cols; for c in 0..<cols { let v = row[c] + b[c]; row[c] = v >= 0 ? v : a * v } }
-        default:
-            for r in 0..<rows {
-                let row = y + r * cols
-                for c in 0..<cols { row[c] += b[c] }
-                activate(act, row, count: cols)
-            }
-        }
-    }
-
-    /// y[i] = act(y[i]) for `count` values, in place.
-    @inlinable
-    public static func activate(_ act: Activation, _ y: UnsafeMutablePointer<Float>, count: Int) {
-        switch act {
-        case .identity: return
-        case .relu: for i in 0..<count { let v = y[i]; y[i] = v > 0 ? v : 0 }
-        case .leakyRelu(let a): for i in 0..<count { let v = y[i]; y[i] = v >= 0 ? v : a * v }
-        case .tanh: for i in 0..<count { y[i] = Activation.tanh(y[i]) }
-        default: for i in 0..<count { y[i] = act.apply(y[i]) }
-        }
-    }
-
     /// dst[r, c] = (src[r, c] - mean[c]) * invStd[c].
     @inlinable
     public static func normalize(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, rows: Int, cols: Int,

@@ -94,6 +94,67 @@ final class ActivationTests: XCTestCase {
         XCTAssertEqual(Activation.sigmoid.apply(-1000), 0)
         XCTAssertEqual(Activation.sigmoid.apply(1000), 1)
     }
+
+    /// The generic kernels (in place and not, fused with a bias, backward) agree bit for bit with the
+    /// scalar definition under both numerics, in Float and Double, NaN/±Inf/±0 included; the two
+    /// numerics differ only where documented (tanh, ReLU of NaN). (Regression: the float64 scalar ReLU
+    /// turned NaN into 0 while the differentiable kernel kept it.)
+    func testGenericKernelsAgreeWithScalarDefinitionUnderBothNumerics() {
+        func same<T: Real>(_ a: T, _ b: T) -> Bool {
+            a.isNaN ? b.isNaN : (a.sign == b.sign && a.exponentBitPattern == b.exponentBitPattern && a.significandBitPattern == b.significandBitPattern)
+        }
+        func check<T: Real>(_ type: T.Type) {
+            var xs: [T] = [.nan, .infinity, -.infinity, 0, -0.0, T.leastNonzeroMagnitude, 1e-20, -1e-20, 0.625, -0.625, 10, 30, -30, 100, -100]
+            var rng = RandomState(seed: 6)
+            for _ in 0..<100 { xs.append(T(Float(24 * rng.uniform() - 12))) }
+            let bias: [T] = [0.5, -0.25, 0]
+            for num in [Numerics.inference, .differentiable] {
+                for a in Self.all + [.leakyRelu(alpha: 0.3), .elu(alpha: 1)] {
+                    let want = xs.map { a.apply($0, num) }
+                    var inPlace = xs
+                    inPlace.withUnsafeMutableBufferPointer { Kernels.activate(a, $0.baseAddress!, count: $0.count, numerics: num) }
+                    var outOfPlace = [T](repeating: 7, count: xs.count)
+                    xs.withUnsafeBufferPointer { x in outOfPlace.withUnsafeMutableBufferPointer {
+                        Kernels.activate(a, x.baseAddress!, into: $0.baseAddress!, count: x.count, numerics: num)
+                    } }
+                    let rows = xs.count / bias.count
+                    var fused = Array(xs[0..<(rows * bias.count)])
+                    fused.withUnsafeMutableBufferPointer { y in bias.withUnsafeBufferPointer {
+                        Kernels.biasActivate(a, y.baseAddress!, rows: rows, cols: 3, bias: $0.baseAddress!, numerics: num)
+                    } }
+                    for i in 0..<xs.count {
+                        XCTAssertTrue(same(inPlace[i], want[i]), "\(T.self) \(a) \(num) in place at \(xs[i])")
+                        XCTAssertTrue(same(outOfPlace[i], want[i]), "\(T.self) \(a) \(num) out of place at \(xs[i])")
+                        if i < fused.count {
+                            XCTAssertTrue(same(fused[i], a.apply(xs[i] + bias[i % 3], num)), "\(T.self) \(a) \(num) bias at \(xs[i])")
+                        }
+                    }
+                    // Backward: out = d·f'(z) (overwrite), then += d·f'(z) (accumulate).
+                    let d = xs.indices.map { T(Float($0 % 7) - 3) }
+                    var out = [T](repeating: 0, count: xs.count)
+                    for accumulate in [false, true] {
+                        xs.withUnsafeBufferPointer { z in want.withUnsafeBufferPointer { y in d.withUnsafeBufferPointer { g in out.withUnsafeMutableBufferPointer {
+                            Kernels.activationBackward(a, z: z.baseAddress!, a: y.baseAddress!, gradient: g.baseAddress!, into: $0.baseAddress!,
+                                                       accumulate: accumulate, count: z.count)
+                        } } } }
+                    }
+                    for i in 0..<xs.count {
+                        let one = d[i] * a.derivative(z: xs[i], a: want[i])
+                        // (ReLUs select the gradient or 0 rather than multiply: ±0 may differ.)
+                        XCTAssertTrue(out[i] == one + one || (out[i].isNaN && one.isNaN), "\(T.self) \(a) \(num) backward at \(xs[i])")
+                    }
+                }
+                XCTAssertEqual(Activation.relu.apply(T.nan, num).isNaN, num.reluNaN == .keep, "\(T.self) ReLU(NaN) under \(num)")
+            }
+            // Cephes and libm tanh agree to float32 rounding; in Double both are libm.
+            for x in xs where x.isFinite {
+                let c = Activation.tanh.apply(x, .inference), l = Activation.tanh.apply(x, .differentiable)
+                if T.self == Double.self { XCTAssertTrue(same(c, l)) } else { XCTAssertEqual(Double(c), Double(l), accuracy: 3e-7 * max(1e-30, abs(Double(l)))) }
+            }
+        }
+        check(Float.self)
+        check(Double.self)
+    }
 }
 
 final class DenseKernelTests: XCTestCase {

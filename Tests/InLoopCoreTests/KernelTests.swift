@@ -924,4 +924,58 @@ final class KernelTestsUnary: XCTestCase {
             XCTAssertEqual(z, y, "\(f) in place")
         }
     }
+
+    /// The generic kernels in Double and under both numerics: the vector kernel (in place and not)
+    /// equals the scalar definition bit for bit, and both agree with libm in float64; softmax and
+    /// log-softmax in Double against a naive float64 loop, and the two log-softmax variants agree.
+    func testGenericUnaryAndSoftmaxInDouble() {
+        var r = KTRandom(12)
+        let cases: [(UnaryFunction, (Double) -> Double)] = [
+            (.erf, { Foundation.erf($0) }), (.exp, { Foundation.exp($0) }), (.log, { Foundation.log($0) }),
+            (.sqrt, { $0.squareRoot() }), (.neg, { -$0 }), (.abs, { Swift.abs($0) }), (.reciprocal, { 1 / $0 }),
+            (.softsign, { $0 / (1 + Swift.abs($0)) }),
+            (.selu(alpha: 1.5, gamma: 1.25), { $0 > 0 ? 1.25 * $0 : 1.25 * 1.5 * Foundation.expm1($0) }),
+            (.pow(exponent: 2), { $0 * $0 }), (.pow(exponent: 0.5), { $0.squareRoot() }), (.pow(exponent: 3), { $0 * $0 * $0 }),
+            (.pow(exponent: -1.5), { Foundation.pow($0, -1.5) }), (.clip(min: -0.5, max: 1.25), { min(max($0, -0.5), 1.25) }),
+        ]
+        let x = r.floats(200, scale: 2.4, offset: 2.5).map { Double($0) + 1e-9 } + [0.5, 1, 2.5, .infinity, -0.5, -2]
+        for (f, ref) in cases {
+            for num in [Numerics.inference, .differentiable] {
+                var y = [Double](repeating: .nan, count: x.count)
+                x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer {
+                    UnaryFunction.apply(f, x: xp.baseAddress!, y: $0.baseAddress!, count: x.count, numerics: num)
+                } }
+                var z = x
+                z.withUnsafeMutableBufferPointer { UnaryFunction.apply(f, x: $0.baseAddress!, y: $0.baseAddress!, count: x.count, numerics: num) }
+                for i in 0..<x.count {
+                    let s = f.apply(x[i], num), want = ref(x[i])
+                    XCTAssertEqual(y[i].bitPattern, s.bitPattern, "\(f) \(num) kernel vs scalar at \(x[i])")
+                    XCTAssertEqual(z[i].bitPattern, s.bitPattern, "\(f) \(num) in place at \(x[i])")
+                    if want.isFinite { XCTAssertEqual(s, want, accuracy: 1e-15 * max(1, Swift.abs(want)), "\(f) \(num) at \(x[i])") }
+                }
+            }
+        }
+        // Softmax over the middle axis of 3 × 5 × 4, against float64 loops.
+        let (o, l, inner) = (3, 5, 4)
+        let v = r.floats(o * l * inner, scale: 30).map(Double.init)
+        var sm = [Double](repeating: 0, count: v.count)
+        v.withUnsafeBufferPointer { xp in sm.withUnsafeMutableBufferPointer { TensorOps.softmax(x: xp.baseAddress!, outer: o, axisLength: l, inner: inner, y: $0.baseAddress!) } }
+        var logs: [[Double]] = []
+        for num in [Numerics.inference, .differentiable] {
+            var ls = v
+            ls.withUnsafeMutableBufferPointer { TensorOps.logSoftmax(x: $0.baseAddress!, outer: o, axisLength: l, inner: inner, y: $0.baseAddress!, numerics: num) }
+            logs.append(ls)
+        }
+        for a in 0..<o {
+            for i in 0..<inner {
+                let idx = (0..<l).map { (a * l + $0) * inner + i }
+                let m = idx.map { v[$0] }.max()!
+                let sum = idx.map { Foundation.exp(v[$0] - m) }.reduce(0, +)
+                for k in idx {
+                    XCTAssertEqual(sm[k], Foundation.exp(v[k] - m) / sum, accuracy: 1e-15)
+                    for ls in logs { XCTAssertEqual(ls[k], v[k] - m - Foundation.log(sum), accuracy: 1e-13 * max(1, Swift.abs(ls[k]))) }
+                }
+            }
+        }
+    }
 }

@@ -28,13 +28,15 @@
 //       ONNX Gather: y = x[..., indices[j], ...] along `axis`; y shape is shape[..<axis] + indices'
 //       shape + shape[axis+1...]. indices are already normalised to 0..<shape[axis].
 //   broadcastShape(_ a: [Int], _ b: [Int]) throws(InLoopError) -> [Int]   NumPy rule (allocates)
-//   broadcastBinary(_ op: BinaryOp, a:aShape:b:bShape:y:yShape:)
+//   broadcastBinary(_ op: BinaryOp, a:aShape:b:bShape:y:yShape:numerics:)   (generic over T: Real)
 //       y = op(a, b) with NumPy broadcasting; yShape = broadcastShape(aShape, bShape); ranks ≤ 8
 //       (shorter shapes are right-aligned). y may alias a (or b) when that operand's shape equals
 //       yShape. Fast paths: equal shapes, scalar operand, vector along the last axis, per-channel.
-//   softmax(x:outer:axisLength:inner:y:)      numerically stable softmax over the middle axis of
-//   logSoftmax(x:outer:axisLength:inner:y:)   x (outer × axisLength × inner); y may equal x.
-//       (ONNX opset ≥ 13: axis = the softmax axis; opset < 13 coerces to 2-D: inner = 1.)
+//   softmax(x:outer:axisLength:inner:y:)              numerically stable softmax over the middle axis
+//   logSoftmax(x:outer:axisLength:inner:y:numerics:)  of x (outer × axisLength × inner); y may equal
+//       x. (ONNX opset ≥ 13: axis = the softmax axis; opset < 13 coerces to 2-D: inner = 1.) Generic.
+//   softmaxBackward(y:gradient:outer:axisLength:inner:log:into:)   gx += Jᵀ·gy (y: the output)
+//   softmaxTangent(y:tangent:outer:axisLength:inner:log:into:)     ty = J·tx
 //   layerNorm(x:rows:cols:scale:bias:epsilon:y:)
 //       each row of x (rows × cols): (x - mean) / sqrt(var + epsilon) · scale[c] + bias[c];
 //       scale / bias (cols values) may be nil (= 1 / 0). Biased variance. y may equal x.
@@ -47,7 +49,8 @@
 //       scales: per-axis scale factors as given to Resize, or nil to use outShape[i] / inShape[i]
 //       (Resize with `sizes`). Input index = nearestMode(transform(outIndex)) clamped to the input.
 //
-//   enum BinaryOp { add, sub, mul, div, pow, min, max }; apply(_:_:) is the scalar definition.
+//   enum BinaryOp { add, sub, mul, div, pow, min, max }; apply(_:_:_:) is the scalar definition
+//       (generic; the numerics argument picks how pow is evaluated, see Numerics.Elementary).
 //   enum ResizeCoordinateMode { halfPixel, halfPixelSymmetric, asymmetric, alignCorners,
 //       pytorchHalfPixel, tfHalfPixelForNearest }; init?(onnxName:) ("half_pixel", …)
 //       (tf_crop_and_resize is not supported).
@@ -82,24 +85,24 @@ public enum BinaryOp: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The scalar definition. Min/Max propagate NaN.
+    /// The scalar definition. Min/Max propagate NaN. Pow under `numerics.elementary`.
     @inlinable @inline(__always)
-    public func apply(_ a: Float, _ b: Float) -> Float {
+    public func apply<T: Real>(_ a: T, _ b: T, _ numerics: Numerics = .inference) -> T {
         switch self {
         case .add: return a + b
         case .sub: return a - b
         case .mul: return a * b
         case .div: return a / b
-        case .pow: return powf(a, b)
+        case .pow: return numerics.pow(a, b)
         case .min: return BinaryOp.minimum(a, b)
         case .max: return BinaryOp.maximum(a, b)
         }
     }
 
     @inlinable @inline(__always)
-    static func minimum(_ a: Float, _ b: Float) -> Float { a.isNaN || a < b ? a : b }
+    static func minimum<T: Real>(_ a: T, _ b: T) -> T { a.isNaN || a < b ? a : b }
     @inlinable @inline(__always)
-    static func maximum(_ a: Float, _ b: Float) -> Float { a.isNaN || a > b ? a : b }
+    static func maximum<T: Real>(_ a: T, _ b: T) -> T { a.isNaN || a > b ? a : b }
 }
 
 /// ONNX Resize `coordinate_transformation_mode` (tf_crop_and_resize is not supported).
@@ -345,23 +348,23 @@ public enum TensorOps {
 
     /// y = op(a, b) with NumPy broadcasting; see the file header.
     @inlinable
-    public static func broadcastBinary(_ op: BinaryOp, a: UnsafePointer<Float>, aShape: [Int],
-                                       b: UnsafePointer<Float>, bShape: [Int],
-                                       y: UnsafeMutablePointer<Float>, yShape: [Int]) {
+    public static func broadcastBinary<T: Real>(_ op: BinaryOp, a: UnsafePointer<T>, aShape: [Int],
+                                                b: UnsafePointer<T>, bShape: [Int],
+                                                y: UnsafeMutablePointer<T>, yShape: [Int], numerics: Numerics = .inference) {
         switch op {
         case .add: broadcastRun(a, aShape, b, bShape, y, yShape) { $0 + $1 }
         case .sub: broadcastRun(a, aShape, b, bShape, y, yShape) { $0 - $1 }
         case .mul: broadcastRun(a, aShape, b, bShape, y, yShape) { $0 * $1 }
         case .div: broadcastRun(a, aShape, b, bShape, y, yShape) { $0 / $1 }
-        case .pow: broadcastRun(a, aShape, b, bShape, y, yShape) { powf($0, $1) }
+        case .pow: broadcastRun(a, aShape, b, bShape, y, yShape) { numerics.pow($0, $1) }
         case .min: broadcastRun(a, aShape, b, bShape, y, yShape) { BinaryOp.minimum($0, $1) }
         case .max: broadcastRun(a, aShape, b, bShape, y, yShape) { BinaryOp.maximum($0, $1) }
         }
     }
 
     @inlinable @inline(__always)
-    static func broadcastRun(_ a: UnsafePointer<Float>, _ aShape: [Int], _ b: UnsafePointer<Float>, _ bShape: [Int],
-                             _ y: UnsafeMutablePointer<Float>, _ yShape: [Int], _ f: (Float, Float) -> Float) {
+    static func broadcastRun<T: Real>(_ a: UnsafePointer<T>, _ aShape: [Int], _ b: UnsafePointer<T>, _ bShape: [Int],
+                                      _ y: UnsafeMutablePointer<T>, _ yShape: [Int], _ f: (T, T) -> T) {
         var yCount = 1, aCount = 1, bCount = 1
         for d in yShape { yCount *= d }
         for d in aShape { aCount *= d }
@@ -450,38 +453,90 @@ public enum TensorOps {
 
     /// Numerically stable softmax over the middle axis of x (outer × axisLength × inner).
     @inlinable
-    public static func softmax(x: UnsafePointer<Float>, outer: Int, axisLength: Int, inner: Int,
-                               y: UnsafeMutablePointer<Float>) {
+    public static func softmax<T: Real>(x: UnsafePointer<T>, outer: Int, axisLength: Int, inner: Int,
+                                        y: UnsafeMutablePointer<T>) {
         let len = axisLength
         if len == 0 { return }
         for o in 0..<outer {
             for i in 0..<inner {
                 let xr = x + o * len * inner + i, yr = y + o * len * inner + i
-                var m = xr[0]
-                for a in 1..<len { let v = xr[a * inner]; if v > m { m = v } }
-                var s: Float = 0
-                for a in 0..<len { let e = expf(xr[a * inner] - m); yr[a * inner] = e; s += e }
+                let m = axisMax(xr, len, inner)
+                var s: T = 0
+                for a in 0..<len { let e = T.exp(xr[a * inner] - m); yr[a * inner] = e; s += e }
                 let inv = 1 / s
                 for a in 0..<len { yr[a * inner] *= inv }
             }
         }
     }
 
-    /// Numerically stable log-softmax over the middle axis of x (outer × axisLength × inner).
+    /// Numerically stable log-softmax over the middle axis of x (outer × axisLength × inner); the
+    /// last subtraction and the log follow `numerics.elementary`.
     @inlinable
-    public static func logSoftmax(x: UnsafePointer<Float>, outer: Int, axisLength: Int, inner: Int,
-                                  y: UnsafeMutablePointer<Float>) {
+    public static func logSoftmax<T: Real>(x: UnsafePointer<T>, outer: Int, axisLength: Int, inner: Int,
+                                           y: UnsafeMutablePointer<T>, numerics: Numerics = .inference) {
         let len = axisLength
         if len == 0 { return }
         for o in 0..<outer {
             for i in 0..<inner {
                 let xr = x + o * len * inner + i, yr = y + o * len * inner + i
-                var m = xr[0]
-                for a in 1..<len { let v = xr[a * inner]; if v > m { m = v } }
-                var s: Float = 0
-                for a in 0..<len { s += expf(xr[a * inner] - m) }
-                let shift = m + logf(s)
-                for a in 0..<len { yr[a * inner] = xr[a * inner] - shift }
+                let m = axisMax(xr, len, inner)
+                var s: T = 0
+                for a in 0..<len { s += T.exp(xr[a * inner] - m) }
+                let ls = numerics.log(s)
+                if numerics.elementary == .native {
+                    let shift = m + ls
+                    for a in 0..<len { yr[a * inner] = xr[a * inner] - shift }
+                } else {
+                    for a in 0..<len { yr[a * inner] = xr[a * inner] - m - ls }
+                }
+            }
+        }
+    }
+
+    /// The largest of x[0], x[stride], …, x[(len − 1)·stride] (len ≥ 1), skipping NaN after the first.
+    @inlinable @inline(__always)
+    static func axisMax<T: Real>(_ x: UnsafePointer<T>, _ len: Int, _ stride: Int) -> T {
+        var m = x[0]
+        for a in 1..<len { let v = x[a * stride]; if v > m { m = v } }
+        return m
+    }
+
+    /// The adjoint of (log-)softmax: gx += Jᵀ·gy, given its output y.
+    @inlinable
+    public static func softmaxBackward<T: Real>(y: UnsafePointer<T>, gradient gy: UnsafePointer<T>, outer: Int,
+                                                axisLength length: Int, inner: Int, log isLog: Bool,
+                                                into gx: UnsafeMutablePointer<T>) {
+        for o in 0..<outer {
+            for i in 0..<inner {
+                let base = o * length * inner + i
+                var s: T = 0
+                if isLog {
+                    for l in 0..<length { s += gy[base + l * inner] }
+                    for l in 0..<length { let k = base + l * inner; gx[k] += gy[k] - T.exp(y[k]) * s }
+                } else {
+                    for l in 0..<length { let k = base + l * inner; s += gy[k] * y[k] }
+                    for l in 0..<length { let k = base + l * inner; gx[k] += y[k] * (gy[k] - s) }
+                }
+            }
+        }
+    }
+
+    /// The tangent-linear map of (log-)softmax: ty = J·tx, given its output y.
+    @inlinable
+    public static func softmaxTangent<T: Real>(y: UnsafePointer<T>, tangent tx: UnsafePointer<T>, outer: Int,
+                                               axisLength length: Int, inner: Int, log isLog: Bool,
+                                               into ty: UnsafeMutablePointer<T>) {
+        for o in 0..<outer {
+            for i in 0..<inner {
+                let base = o * length * inner + i
+                var s: T = 0
+                if isLog {
+                    for l in 0..<length { let k = base + l * inner; s += T.exp(y[k]) * tx[k] }
+                    for l in 0..<length { let k = base + l * inner; ty[k] = tx[k] - s }
+                } else {
+                    for l in 0..<length { let k = base + l * inner; s += y[k] * tx[k] }
+                    for l in 0..<length { let k = base + l * inner; ty[k] = y[k] * (tx[k] - s) }
+                }
             }
         }
     }

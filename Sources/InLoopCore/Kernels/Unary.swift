@@ -7,19 +7,14 @@
 //     softsign, hardSwish, selu(alpha:gamma:), pow(exponent:), clip(min:max:),
 //     hardSigmoid(alpha:beta:)   (ONNX defaults: selu α = 1.67326319217681884765625,
 //     γ = 1.05070102214813232421875; hardSigmoid α = 0.2, β = 0.5; clip bounds ±infinity)
-//     apply(_ x: Float) -> Float                     the scalar definition
-//     static apply(_ f: UnaryFunction, x:y:count:)   y[i] = f(x[i]) for count values; y may equal x
+//     apply(_ x: T, _ numerics: Numerics = .inference) -> T     the scalar definition (T: Real)
+//     derivative(_ x: T, _ y: T) -> T                 f'(x) given y = f(x) (differentiable engine)
+//     static apply(_ f: UnaryFunction, x:y:count:numerics:)   y[i] = f(x[i]) for count values;
+//                                                     y may equal x
+//     (Numerics.elementary picks how log, pow and selu are evaluated: see Kernels/Elementwise.swift)
 //     description                                     ONNX-style name for messages
 //
-// Preconditions: x and y hold `count` floats and are identical or disjoint. No allocation, no traps.
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
+// Preconditions: x and y hold `count` values and are identical or disjoint. No allocation, no traps.
 
 /// Element-wise unary functions (ONNX Erf, Exp, Log, Sqrt, Neg, Abs, Reciprocal, Floor, Ceil, Round,
 /// Sign, Softsign, HardSwish, Selu, Pow with a constant exponent, Clip, HardSigmoid).
@@ -52,14 +47,14 @@ public enum UnaryFunction: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The scalar definition.
-    @inlinable
-    public func apply(_ x: Float) -> Float {
+    /// The scalar definition under `numerics` (the kernel below agrees with it bit for bit).
+    @inlinable @inline(__always)
+    public func apply<T: Real>(_ x: T, _ numerics: Numerics = .inference) -> T {
         switch self {
-        case .erf: return erff(x)
-        case .exp: return expf(x)
-        case .log: return logf(x)
-        case .sqrt: return sqrtf(x)
+        case .erf: return T.erf(x)
+        case .exp: return T.exp(x)
+        case .log: return numerics.log(x)
+        case .sqrt: return T.sqrt(x)
         case .neg: return -x
         case .abs: return Swift.abs(x)
         case .reciprocal: return 1 / x
@@ -69,61 +64,99 @@ public enum UnaryFunction: Equatable, Sendable, CustomStringConvertible {
         case .sign: return x > 0 ? 1 : (x < 0 ? -1 : (x.isNaN ? x : 0))
         case .softsign: return x / (1 + Swift.abs(x))
         case .hardSwish: return x * UnaryFunction.clamp01(x / 6 + 0.5)
-        case .selu(let a, let g): return x > 0 ? g * x : g * a * (expf(x) - 1)
-        case .pow(let e): return UnaryFunction.power(x, e)
-        case .clip(let lo, let hi): return UnaryFunction.clip(x, lo, hi)
-        case .hardSigmoid(let a, let b): return UnaryFunction.clamp01(a * x + b)
+        case .selu(let a, let g):
+            return x > 0 ? T(g) * x : T(g) * T(a) * (numerics.elementary == .native ? T.exp(x) - 1 : T.expm1(x))
+        case .pow(let e): return UnaryFunction.power(x, T(e), numerics)
+        case .clip(let lo, let hi): return UnaryFunction.clip(x, T(lo), T(hi))
+        case .hardSigmoid(let a, let b): return UnaryFunction.clamp01(T(a) * x + T(b))
+        }
+    }
+
+    /// f'(x), given x and y = f(x), for the functions the differentiable engine takes (0 for the others);
+    /// pow is evaluated as `Numerics.Elementary.widened`.
+    @inlinable @inline(__always)
+    public func derivative<T: Real>(_ x: T, _ y: T) -> T {
+        switch self {
+        case .erf: return T(1.12837916709551257390) * T.exp(-x * x)
+        case .exp: return y
+        case .log: return 1 / x
+        case .sqrt: return 0.5 / y
+        case .neg: return -1
+        case .abs: return x > 0 ? 1 : (x < 0 ? -1 : 0)
+        case .reciprocal: return -y * y
+        case .softsign: let d = 1 + Swift.abs(x); return 1 / (d * d)
+        case .selu(let alpha, let gamma): return x > 0 ? T(gamma) : T(gamma) * T(alpha) * T.exp(x)
+        case .pow(let e): return e == 0 ? 0 : T(e) * Numerics.differentiable.pow(x, T(e) - 1)
+        case .clip(let lo, let hi): return x > T(lo) && x < T(hi) ? 1 : 0
+        default: return 0
         }
     }
 
     @inlinable @inline(__always)
-    static func clamp01(_ v: Float) -> Float { v < 0 ? 0 : (v > 1 ? 1 : v) }
+    static func clamp01<T: Real>(_ v: T) -> T { v < 0 ? 0 : (v > 1 ? 1 : v) }
 
     /// NaN stays NaN (the comparisons are false).
     @inlinable @inline(__always)
-    static func clip(_ x: Float, _ lo: Float, _ hi: Float) -> Float { x < lo ? lo : (x > hi ? hi : x) }
+    static func clip<T: Real>(_ x: T, _ lo: T, _ hi: T) -> T { x < lo ? lo : (x > hi ? hi : x) }
 
+    /// xᵉ: `.native` takes the exact shortcuts for e = 2, 1, 0.5, 3, `.widened` is pow in Double.
     @inlinable @inline(__always)
-    static func power(_ x: Float, _ e: Float) -> Float {
-        if e == 2 { return x * x }
-        if e == 1 { return x }
-        if e == 0.5 { return sqrtf(x) }
-        if e == 3 { return x * x * x }
-        return powf(x, e)
+    static func power<T: Real>(_ x: T, _ e: T, _ numerics: Numerics) -> T {
+        if numerics.elementary == .native {
+            if e == 2 { return x * x }
+            if e == 1 { return x }
+            if e == 0.5 { return T.sqrt(x) }
+            if e == 3 { return x * x * x }
+        }
+        return numerics.pow(x, e)
     }
 
-    /// y[i] = f(x[i]) for `count` values; y may equal x.
+    /// y[i] = f(x[i]) for `count` values; y may equal x. Each function gets its own loop (vectorised
+    /// where the function allows it).
     @inlinable
-    public static func apply(_ f: UnaryFunction, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, count: Int) {
+    public static func apply<T: Real>(_ f: UnaryFunction, x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, count: Int,
+                                      numerics: Numerics = .inference) {
+        let n = count
         switch f {
-        case .erf: for i in 0..<count { y[i] = erff(x[i]) }
-        case .exp: for i in 0..<count { y[i] = expf(x[i]) }
-        case .log: for i in 0..<count { y[i] = logf(x[i]) }
-        case .sqrt: for i in 0..<count { y[i] = x[i].squareRoot() }
-        case .neg: for i in 0..<count { y[i] = -x[i] }
-        case .abs: for i in 0..<count { y[i] = Swift.abs(x[i]) }
-        case .reciprocal: for i in 0..<count { y[i] = 1 / x[i] }
-        case .floor: for i in 0..<count { y[i] = x[i].rounded(.down) }
-        case .ceil: for i in 0..<count { y[i] = x[i].rounded(.up) }
-        case .round: for i in 0..<count { y[i] = x[i].rounded(.toNearestOrEven) }
-        case .sign: for i in 0..<count { y[i] = f.apply(x[i]) }
-        case .softsign: for i in 0..<count { let v = x[i]; y[i] = v / (1 + Swift.abs(v)) }
-        case .hardSwish: for i in 0..<count { let v = x[i]; y[i] = v * clamp01(v / 6 + 0.5) }
+        case .erf: Kernels.map(x, y, n) { T.erf($0) }
+        case .exp: Kernels.map(x, y, n) { T.exp($0) }
+        case .log: Kernels.map(x, y, n) { numerics.log($0) }
+        case .sqrt: Kernels.map(x, y, n) { T.sqrt($0) }
+        case .neg: Kernels.map(x, y, n) { -$0 }
+        case .abs: Kernels.map(x, y, n) { Swift.abs($0) }
+        case .reciprocal: Kernels.map(x, y, n) { 1 / $0 }
+        case .floor: Kernels.map(x, y, n) { $0.rounded(.down) }
+        case .ceil: Kernels.map(x, y, n) { $0.rounded(.up) }
+        case .round: Kernels.map(x, y, n) { $0.rounded(.toNearestOrEven) }
+        case .sign: Kernels.map(x, y, n) { f.apply($0, numerics) }
+        case .softsign: Kernels.map(x, y, n) { $0 / (1 + Swift.abs($0)) }
+        case .hardSwish: Kernels.map(x, y, n) { $0 * clamp01($0 / 6 + 0.5) }
         case .selu(let a, let g):
-            let ga = g * a
-            for i in 0..<count { let v = x[i]; y[i] = v > 0 ? g * v : ga * (expf(v) - 1) }
-        case .pow(let e):
-            if e == 2 {
-                for i in 0..<count { let v = x[i]; y[i] = v * v }
-            } else if e == 1 {
-                if UnsafePointer(y) != x { y.update(from: x, count: count) }
-            } else if e == 0.5 {
-                for i in 0..<count { y[i] = x[i].squareRoot() }
+            let gg = T(g), ga = T(g) * T(a)
+            if numerics.elementary == .native {
+                Kernels.map(x, y, n) { $0 > 0 ? gg * $0 : ga * (T.exp($0) - 1) }
             } else {
-                for i in 0..<count { y[i] = power(x[i], e) }
+                Kernels.map(x, y, n) { $0 > 0 ? gg * $0 : ga * T.expm1($0) }
             }
-        case .clip(let lo, let hi): for i in 0..<count { y[i] = clip(x[i], lo, hi) }
-        case .hardSigmoid(let a, let b): for i in 0..<count { y[i] = clamp01(a * x[i] + b) }
+        case .pow(let e):
+            let p = T(e)
+            if numerics.elementary == .widened {
+                Kernels.map(x, y, n) { numerics.pow($0, p) }
+            } else if e == 2 {
+                Kernels.map(x, y, n) { $0 * $0 }
+            } else if e == 1 {
+                if UnsafePointer(y) != x { y.update(from: x, count: n) }
+            } else if e == 0.5 {
+                Kernels.map(x, y, n) { T.sqrt($0) }
+            } else {
+                Kernels.map(x, y, n) { power($0, p, numerics) }
+            }
+        case .clip(let lo, let hi):
+            let l = T(lo), h = T(hi)
+            Kernels.map(x, y, n) { clip($0, l, h) }
+        case .hardSigmoid(let a, let b):
+            let s = T(a), o = T(b)
+            Kernels.map(x, y, n) { clamp01(s * $0 + o) }
         }
     }
 }

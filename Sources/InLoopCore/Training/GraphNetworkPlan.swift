@@ -85,7 +85,8 @@ struct MatMulInfo {
 enum GKind {
     case gemm(GemmInfo)
     case matMul(MatMulInfo)
-    case binary(BinaryOp, a: StridedMap, b: StridedMap)
+    /// Maps for the backward and tangent sweeps; shapes for the forward kernel.
+    case binary(BinaryOp, a: StridedMap, b: StridedMap, aShape: [Int], bShape: [Int], yShape: [Int])
     case activation(Activation)
     case unary(UnaryFunction)
     case transpose(StridedMap)
@@ -396,7 +397,8 @@ struct GraphPlanBuilder<T: Real> {
                 throw InLoopError(.format, "shapes \(Tensor.format(a.shape)) and \(Tensor.format(b.shape)) do not broadcast")
             }
             try emit(.binary(op, a: StridedMap(shape: yShape, strides: StridedMap.broadcastStrides(a.shape, to: yShape)),
-                             b: StridedMap(shape: yShape, strides: StridedMap.broadcastStrides(b.shape, to: yShape))),
+                             b: StridedMap(shape: yShape, strides: StridedMap.broadcastStrides(b.shape, to: yShape)),
+                             aShape: a.shape, bShape: b.shape, yShape: yShape),
                      node, inputs: [a.storage, b.storage], shape: yShape)
         case .activation(let act):
             let x = try slot(node, 0, "X")

@@ -126,13 +126,13 @@ extension GraphPlan {
                 T.gemm(transA: false, transB: false, m: g.m, n: g.n, k: g.k, alpha: 1, a: a + g.aOffsets[e], lda: g.k,
                        b: b + g.bOffsets[e], ldb: g.n, beta: 0, c: y + g.yOffsets[e], ldc: g.n)
             }
-        case .binary(let op, let ma, let mb):
-            GKernels.binary(op, v(st.inputs[0]), ma, v(st.inputs[1]), mb, y)
+        case .binary(let op, _, _, let aShape, let bShape, let yShape):
+            TensorOps.broadcastBinary(op, a: v(st.inputs[0]), aShape: aShape, b: v(st.inputs[1]), bShape: bShape,
+                                      y: y, yShape: yShape, numerics: .differentiable)
         case .activation(let act):
-            Elementwise.apply(act, v(st.inputs[0]), into: y, count: count)
+            Kernels.activate(act, v(st.inputs[0]), into: y, count: count, numerics: .differentiable)
         case .unary(let f):
-            let x = v(st.inputs[0])
-            for i in 0..<count { y[i] = GKernels.unary(f, x[i]) }
+            UnaryFunction.apply(f, x: v(st.inputs[0]), y: y, count: count, numerics: .differentiable)
         case .transpose(let m):
             GKernels.gather(v(st.inputs[0]), m, y)
         case .concat(let outer, let inner, let sizes):
@@ -144,7 +144,11 @@ extension GraphPlan {
                 start += run
             }
         case .softmax(let outer, let length, let inner, let log):
-            GKernels.softmax(v(st.inputs[0]), outer: outer, length: length, inner: inner, log: log, y)
+            if log {
+                TensorOps.logSoftmax(x: v(st.inputs[0]), outer: outer, axisLength: length, inner: inner, y: y, numerics: .differentiable)
+            } else {
+                TensorOps.softmax(x: v(st.inputs[0]), outer: outer, axisLength: length, inner: inner, y: y)
+            }
         case .conv(let g, let n):
             GKernels.convForward(v(st.inputs[0]), g, batch: n, weight: v(st.inputs[1]),
                                  bias: st.inputs[2] >= 0 ? UnsafePointer(v(st.inputs[2])) : nil, y, workspace: workspace!.base)
@@ -253,15 +257,15 @@ extension GraphPlan {
                            beta: 1, c: gb + info.bOffsets[e], ldc: n)
                 }
             }
-        case .binary(let op, let ma, let mb):
+        case .binary(let op, let ma, let mb, _, _, _):
             GKernels.binaryBackward(op, v(st.inputs[0]), ma, v(st.inputs[1]), mb, values[st.output], gy, g(0), g(1))
         case .activation(let act):
             guard let gx = g(0) else { return }
-            Elementwise.backward(act, z: v(st.inputs[0]), a: values[st.output], gradient: gy, into: gx, accumulate: true, count: count)
+            Kernels.activationBackward(act, z: v(st.inputs[0]), a: values[st.output], gradient: gy, into: gx, accumulate: true, count: count)
         case .unary(let f):
             guard let gx = g(0) else { return }
             let x = v(st.inputs[0]), y = values[st.output]
-            for i in 0..<count { gx[i] += gy[i] * GKernels.unaryDerivative(f, x[i], y[i]) }
+            for i in 0..<count { gx[i] += gy[i] * f.derivative(x[i], y[i]) }
         case .transpose(let map):
             guard let gx = g(0) else { return }
             GKernels.scatterAdd(gy, map, gx)
@@ -280,7 +284,7 @@ extension GraphPlan {
             }
         case .softmax(let outer, let length, let inner, let log):
             guard let gx = g(0) else { return }
-            GKernels.softmaxBackward(values[st.output], gy, outer: outer, length: length, inner: inner, log: log, gx)
+            TensorOps.softmaxBackward(y: values[st.output], gradient: gy, outer: outer, axisLength: length, inner: inner, log: log, into: gx)
         case .conv(let geo, let n):
             GKernels.convBackward(v(st.inputs[0]), geo, batch: n, weight: v(st.inputs[1]), gy: gy,
                                   gx: g(0), gw: g(1), gb: st.inputs[2] >= 0 ? g(2) : nil, workspace: workspace!.base)
@@ -390,13 +394,13 @@ extension GraphPlan {
                            b: tb + info.bOffsets[e], ldb: info.n, beta: 1, c: ty + info.yOffsets[e], ldc: info.n)
                 }
             }
-        case .binary(let op, let ma, let mb):
+        case .binary(let op, let ma, let mb, _, _, _):
             GKernels.binaryTangent(op, v(st.inputs[0]), ma, t(0), v(st.inputs[1]), mb, t(1), values[st.output], ty)
         case .activation(let act):
-            Elementwise.backward(act, z: v(st.inputs[0]), a: values[st.output], gradient: t(0)!, into: ty, accumulate: false, count: count)
+            Kernels.activationBackward(act, z: v(st.inputs[0]), a: values[st.output], gradient: t(0)!, into: ty, accumulate: false, count: count)
         case .unary(let f):
             let x = v(st.inputs[0]), y = values[st.output], tx = t(0)!
-            for i in 0..<count { ty[i] = tx[i] * GKernels.unaryDerivative(f, x[i], y[i]) }
+            for i in 0..<count { ty[i] = tx[i] * f.derivative(x[i], y[i]) }
         case .transpose(let map):
             GKernels.gather(t(0)!, map, ty)
         case .concat(let outer, let inner, let sizes):
@@ -412,7 +416,7 @@ extension GraphPlan {
                 start += run
             }
         case .softmax(let outer, let length, let inner, let log):
-            GKernels.softmaxTangent(values[st.output], t(0)!, outer: outer, length: length, inner: inner, log: log, ty)
+            TensorOps.softmaxTangent(y: values[st.output], tangent: t(0)!, outer: outer, axisLength: length, inner: inner, log: log, into: ty)
         case .conv(let geo, let n):
             // Weights and bias do not depend on the input: dy = W * dx.
             GKernels.convForward(t(0)!, geo, batch: n, weight: v(st.inputs[1]), bias: nil, ty, workspace: workspace!.base)
@@ -470,70 +474,7 @@ extension GraphPlan {
 
 /// Generic kernels of the differentiable graph executor (naive loops; GEMMs on BLAS).
 enum GKernels {
-    @inline(__always)
-    static func log<T: Real>(_ x: T) -> T { T(Glibc.log(Double(x))) }
-    @inline(__always)
-    static func pow<T: Real>(_ x: T, _ p: T) -> T { T(Glibc.pow(Double(x), Double(p))) }
-
     // MARK: Element-wise
-
-    @inline(__always)
-    static func unary<T: Real>(_ f: UnaryFunction, _ x: T) -> T {
-        switch f {
-        case .erf: return T.erf(x)
-        case .exp: return T.exp(x)
-        case .log: return log(x)
-        case .sqrt: return T.sqrt(x)
-        case .neg: return -x
-        case .abs: return abs(x)
-        case .reciprocal: return 1 / x
-        case .softsign: return x / (1 + abs(x))
-        case .selu(let alpha, let gamma): return x > 0 ? T(gamma) * x : T(gamma) * T(alpha) * T.expm1(x)
-        case .pow(let e): return pow(x, T(e))
-        case .clip(let lo, let hi): return x < T(lo) ? T(lo) : (x > T(hi) ? T(hi) : x)
-        default: return x   // refused at compile time
-        }
-    }
-
-    /// f'(x), given x and y = f(x).
-    @inline(__always)
-    static func unaryDerivative<T: Real>(_ f: UnaryFunction, _ x: T, _ y: T) -> T {
-        switch f {
-        case .erf: return T(1.12837916709551257390) * T.exp(-x * x)
-        case .exp: return y
-        case .log: return 1 / x
-        case .sqrt: return 0.5 / y
-        case .neg: return -1
-        case .abs: return x > 0 ? 1 : (x < 0 ? -1 : 0)
-        case .reciprocal: return -y * y
-        case .softsign: let d = 1 + abs(x); return 1 / (d * d)
-        case .selu(let alpha, let gamma): return x > 0 ? T(gamma) : T(gamma) * T(alpha) * T.exp(x)
-        case .pow(let e): return e == 0 ? 0 : T(e) * pow(x, T(e) - 1)
-        case .clip(let lo, let hi): return x > T(lo) && x < T(hi) ? 1 : 0
-        default: return 0
-        }
-    }
-
-    @inline(__always)
-    static func apply<T: Real>(_ op: BinaryOp, _ a: T, _ b: T) -> T {
-        switch op {
-        case .add: return a + b
-        case .sub: return a - b
-        case .mul: return a * b
-        case .div: return a / b
-        case .pow: return pow(a, b)
-        default: return 0   // refused at compile time
-        }
-    }
-
-    static func binary<T: Real>(_ op: BinaryOp, _ a: UnsafePointer<T>, _ ma: StridedMap, _ b: UnsafePointer<T>, _ mb: StridedMap,
-                                _ y: UnsafeMutablePointer<T>) {
-        let n = ma.length, sa = ma.stride, sb = mb.stride
-        for r in 0..<ma.rows.count {
-            let ar = a + ma.rows[r], br = b + mb.rows[r], yr = y + r * n
-            for j in 0..<n { yr[j] = apply(op, ar[j * sa], br[j * sb]) }
-        }
-    }
 
     static func binaryBackward<T: Real>(_ op: BinaryOp, _ a: UnsafePointer<T>, _ ma: StridedMap, _ b: UnsafePointer<T>, _ mb: StridedMap,
                                         _ y: UnsafePointer<T>, _ gy: UnsafePointer<T>,
@@ -554,8 +495,8 @@ enum GKernels {
                     ga?[ia] += g / b[ib]; gb?[ib] -= g * a[ia] / (b[ib] * b[ib])
                 case .pow:
                     let e = b[ib]
-                    ga?[ia] += g * (e == 0 ? 0 : e * pow(a[ia], e - 1))
-                    gb?[ib] += g * (a[ia] > 0 ? y[yr + j] * log(a[ia]) : 0)
+                    ga?[ia] += g * (e == 0 ? 0 : e * Numerics.differentiable.pow(a[ia], e - 1))
+                    gb?[ib] += g * (a[ia] > 0 ? y[yr + j] * Numerics.differentiable.log(a[ia]) : 0)
                 default: break
                 }
             }
@@ -579,8 +520,8 @@ enum GKernels {
                 case .div: d = da / b[ib] - a[ia] * db / (b[ib] * b[ib])
                 case .pow:
                     let e = b[ib]
-                    d = da * (e == 0 ? 0 : e * pow(a[ia], e - 1))
-                    if db != 0 { d += db * (a[ia] > 0 ? y[yr + j] * log(a[ia]) : 0) }
+                    d = da * (e == 0 ? 0 : e * Numerics.differentiable.pow(a[ia], e - 1))
+                    if db != 0 { d += db * (a[ia] > 0 ? y[yr + j] * Numerics.differentiable.log(a[ia]) : 0) }
                 default: d = 0
                 }
                 ty[yr + j] = d
@@ -609,63 +550,6 @@ enum GKernels {
     /// y = scale · C broadcast to m × n.
     static func broadcastC<T: Real>(_ c: UnsafePointer<T>, _ g: GemmInfo, scale: T, into y: UnsafeMutablePointer<T>) {
         for r in 0..<g.m { for j in 0..<g.n { y[r * g.n + j] = scale * c[r * g.cRow + j * g.cCol] } }
-    }
-
-    // MARK: Softmax
-
-    static func softmax<T: Real>(_ x: UnsafePointer<T>, outer: Int, length: Int, inner: Int, log isLog: Bool,
-                                 _ y: UnsafeMutablePointer<T>) {
-        for o in 0..<outer {
-            for i in 0..<inner {
-                let base = o * length * inner + i
-                var m = x[base]
-                for l in 1..<max(length, 1) { m = max(m, x[base + l * inner]) }
-                var s: T = 0
-                for l in 0..<length { let e = T.exp(x[base + l * inner] - m); y[base + l * inner] = e; s += e }
-                if isLog {
-                    let ls = log(s)
-                    for l in 0..<length { y[base + l * inner] = x[base + l * inner] - m - ls }
-                } else {
-                    let inv = 1 / s
-                    for l in 0..<length { y[base + l * inner] *= inv }
-                }
-            }
-        }
-    }
-
-    static func softmaxBackward<T: Real>(_ y: UnsafePointer<T>, _ gy: UnsafePointer<T>, outer: Int, length: Int, inner: Int,
-                                         log isLog: Bool, _ gx: UnsafeMutablePointer<T>) {
-        for o in 0..<outer {
-            for i in 0..<inner {
-                let base = o * length * inner + i
-                if isLog {
-                    var s: T = 0
-                    for l in 0..<length { s += gy[base + l * inner] }
-                    for l in 0..<length { let k = base + l * inner; gx[k] += gy[k] - T.exp(y[k]) * s }
-                } else {
-                    var s: T = 0
-                    for l in 0..<length { let k = base + l * inner; s += gy[k] * y[k] }
-                    for l in 0..<length { let k = base + l * inner; gx[k] += y[k] * (gy[k] - s) }
-                }
-            }
-        }
-    }
-
-    static func softmaxTangent<T: Real>(_ y: UnsafePointer<T>, _ tx: UnsafePointer<T>, outer: Int, length: Int, inner: Int,
-                                        log isLog: Bool, _ ty: UnsafeMutablePointer<T>) {
-        for o in 0..<outer {
-            for i in 0..<inner {
-                let base = o * length * inner + i
-                var s: T = 0
-                if isLog {
-                    for l in 0..<length { let k = base + l * inner; s += T.exp(y[k]) * tx[k] }
-                    for l in 0..<length { let k = base + l * inner; ty[k] = tx[k] - s }
-                } else {
-                    for l in 0..<length { let k = base + l * inner; s += y[k] * tx[k] }
-                    for l in 0..<length { let k = base + l * inner; ty[k] = y[k] * (tx[k] - s) }
-                }
-            }
-        }
     }
 
     // MARK: Convolution (im2col + GEMM per sample and group)

@@ -237,7 +237,7 @@ public final class Network<T: Real> {
                     for r in 0..<n { let row = dst + r * op.cols; for c in 0..<op.cols { row[c] += b[c] } }
                 }
             case .activation:
-                Elementwise.apply(op.activation, read(op.src), into: dst, count: n * op.cols)
+                Kernels.activate(op.activation, read(op.src), into: dst, count: n * op.cols, numerics: .differentiable)
             case .normalize, .denormalize:
                 let src = read(op.src)
                 let (m, s) = constants[op.constant]
@@ -301,8 +301,8 @@ public final class Network<T: Real> {
                     grads[op.src].base.update(repeating: 0, count: n * op.inCols)   // not wanted, but defined
                 }
             case .activation:
-                Elementwise.backward(op.activation, z: read(op.src), a: read(op.dst), gradient: gOut,
-                                     into: grads[op.src].base, accumulate: !first, count: n * op.cols)
+                Kernels.activationBackward(op.activation, z: read(op.src), a: read(op.dst), gradient: gOut,
+                                           into: grads[op.src].base, accumulate: !first, count: n * op.cols)
             case .normalize, .denormalize:
                 let s = constants[op.constant].std.base, gIn = grads[op.src].base
                 if first { gIn.update(repeating: 0, count: n * op.cols) }
@@ -348,7 +348,7 @@ public final class Network<T: Real> {
                        b: p + op.weight, ldb: op.inCols, beta: 0, c: t, ldc: op.cols)
             case .activation:
                 let z = read(op.src), a = read(op.dst)
-                Elementwise.backward(op.activation, z: z, a: a, gradient: tIn, into: t, accumulate: false, count: n * op.cols)
+                Kernels.activationBackward(op.activation, z: z, a: a, gradient: tIn, into: t, accumulate: false, count: n * op.cols)
             case .normalize, .denormalize:
                 let s = constants[op.constant].std.base
                 for r in 0..<n {

@@ -16,7 +16,11 @@ public protocol Real: BinaryFloatingPoint, Sendable where RawSignificand: FixedW
                      a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
                      beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
     static func tanh(_ x: Self) -> Self
+    /// tanh by Cephes' float32 polynomial (`Numerics.Tanh.cephes`; libm tanh in Double).
+    static func cephesTanh(_ x: Self) -> Self
     static func exp(_ x: Self) -> Self
+    static func log(_ x: Self) -> Self
+    static func pow(_ x: Self, _ y: Self) -> Self
     static func expm1(_ x: Self) -> Self
     static func log1p(_ x: Self) -> Self
     static func erf(_ x: Self) -> Self
@@ -59,6 +63,8 @@ extension Float: Real {
     }
     @inlinable public static func tanh(_ x: Float) -> Float { tanhf(x) }
     @inlinable public static func exp(_ x: Float) -> Float { expf(x) }
+    @inlinable public static func log(_ x: Float) -> Float { logf(x) }
+    @inlinable public static func pow(_ x: Float, _ y: Float) -> Float { powf(x, y) }
     @inlinable public static func expm1(_ x: Float) -> Float { expm1f(x) }
     @inlinable public static func log1p(_ x: Float) -> Float { log1pf(x) }
     @inlinable public static func erf(_ x: Float) -> Float { erff(x) }
@@ -86,6 +92,8 @@ extension Double: Real {
     }
     @inlinable public static func tanh(_ x: Double) -> Double { Glibc.tanh(x) }
     @inlinable public static func exp(_ x: Double) -> Double { Glibc.exp(x) }
+    @inlinable public static func log(_ x: Double) -> Double { Glibc.log(x) }
+    @inlinable public static func pow(_ x: Double, _ y: Double) -> Double { Glibc.pow(x, y) }
     @inlinable public static func expm1(_ x: Double) -> Double { Glibc.expm1(x) }
     @inlinable public static func log1p(_ x: Double) -> Double { Glibc.log1p(x) }
     @inlinable public static func erf(_ x: Double) -> Double { Glibc.erf(x) }
@@ -122,102 +130,4 @@ public final class Buffer<T: Real> {
 
     public var array: [T] { Array(UnsafeBufferPointer(start: base, count: count)) }
     public func zero() { base.update(repeating: 0, count: count) }
-}
-
-/// Element-wise activation functions and their derivatives, generic over the scalar type.
-/// The float32 forward of `Activation.apply` and this one agree (same formulas).
-public enum Elementwise {
-    @inlinable
-    public static func apply<T: Real>(_ act: Activation, _ z: T) -> T {
-        switch act {
-        case .identity: return z
-        case .relu: return z > 0 ? z : 0
-        case .leakyRelu(let a): return z >= 0 ? z : T(a) * z
-        case .tanh: return T.tanh(z)
-        case .sigmoid: return sigmoid(z)
-        case .gelu: return 0.5 * z * (1 + T.erf(z * T(0.70710678118654752440)))
-        case .geluTanh:
-            let u = T(0.79788456080286535588) * (z + T(0.044715) * z * z * z)
-            return 0.5 * z * (1 + T.tanh(u))
-        case .silu: return z * sigmoid(z)
-        case .softplus: return max(z, 0) + T.log1p(T.exp(-abs(z)))
-        case .elu(let a): return z > 0 ? z : T(a) * T.expm1(z)
-        }
-    }
-
-    /// f'(z), given z and a = f(z).
-    @inlinable
-    public static func derivative<T: Real>(_ act: Activation, z: T, a: T) -> T {
-        switch act {
-        case .identity: return 1
-        case .relu: return z > 0 ? 1 : 0
-        case .leakyRelu(let al): return z >= 0 ? 1 : T(al)
-        case .tanh: return 1 - a * a
-        case .sigmoid: return a * (1 - a)
-        case .gelu:
-            let phi = T.exp(-0.5 * z * z) * T(0.39894228040143267794)
-            return 0.5 * (1 + T.erf(z * T(0.70710678118654752440))) + z * phi
-        case .geluTanh:
-            let c = T(0.79788456080286535588)
-            let t = T.tanh(c * (z + T(0.044715) * z * z * z))
-            return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * c * (1 + 3 * T(0.044715) * z * z)
-        case .silu:
-            let s = sigmoid(z)
-            return s * (1 + z * (1 - s))
-        case .softplus: return sigmoid(z)
-        case .elu(let al): return z > 0 ? 1 : a + T(al)
-        }
-    }
-
-    /// dst[i] = f(src[i]), the common activations in loops of their own, which the compiler
-    /// vectorises (ReLU propagates NaN, like max(x, 0)); the others element by element.
-    @inlinable
-    public static func apply<T: Real>(_ act: Activation, _ src: UnsafePointer<T>, into dst: UnsafeMutablePointer<T>, count: Int) {
-        switch act {
-        case .identity: dst.update(from: src, count: count)
-        case .relu: for i in 0..<count { let z = src[i]; dst[i] = z <= 0 ? 0 : z }   // = max(z, 0), NaN kept
-        case .leakyRelu(let alpha):
-            let a = T(alpha)
-            for i in 0..<count { let z = src[i]; dst[i] = z >= 0 ? z : a * z }
-        default: for i in 0..<count { dst[i] = apply(act, src[i]) }
-        }
-    }
-
-    /// out[i] (+)= gradient[i] · f'(z[i]) (a = f(z)): an activation's backward pass (and its
-    /// tangent-linear one), accumulating into `out` or overwriting it.
-    @inlinable
-    public static func backward<T: Real>(_ act: Activation, z: UnsafePointer<T>, a: UnsafePointer<T>, gradient d: UnsafePointer<T>,
-                                          into out: UnsafeMutablePointer<T>, accumulate: Bool, count: Int) {
-        switch act {
-        // Loads outside the conditional: a select, not a branch, so the loops vectorise.
-        case .relu:
-            if accumulate {
-                for i in 0..<count { let g = d[i]; out[i] += z[i] > 0 ? g : 0 }
-            } else {
-                for i in 0..<count { let g = d[i]; out[i] = z[i] > 0 ? g : 0 }
-            }
-        case .leakyRelu(let alpha):
-            let s = T(alpha)
-            if accumulate {
-                for i in 0..<count { let g = d[i]; out[i] += z[i] >= 0 ? g : s * g }
-            } else {
-                for i in 0..<count { let g = d[i]; out[i] = z[i] >= 0 ? g : s * g }
-            }
-        case .tanh:
-            if accumulate { for i in 0..<count { out[i] += d[i] * (1 - a[i] * a[i]) } } else { for i in 0..<count { out[i] = d[i] * (1 - a[i] * a[i]) } }
-        default:
-            if accumulate {
-                for i in 0..<count { out[i] += d[i] * derivative(act, z: z[i], a: a[i]) }
-            } else {
-                for i in 0..<count { out[i] = d[i] * derivative(act, z: z[i], a: a[i]) }
-            }
-        }
-    }
-
-    @inlinable
-    public static func sigmoid<T: Real>(_ x: T) -> T {
-        if x >= 0 { return 1 / (1 + T.exp(-x)) }
-        let e = T.exp(x)
-        return e / (1 + e)
-    }
 }
