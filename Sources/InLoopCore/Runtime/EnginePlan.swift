@@ -50,14 +50,6 @@ extension Engine {
         }
     }
 
-    /// Numerical variants of the same kernels (`docs/ENGINE.md` D1): `.inference` reproduces the
-    /// layer-stack and graph inference engines bit for bit (Cephes tanh, the batch-1 SIMD dense path,
-    /// ReLU(NaN) = 0 in float32); `.differentiable` the training engines (libm tanh, GEMM then bias,
-    /// ReLU keeps NaN).
-    public enum Numerics: Sendable, Equatable {
-        case inference, differentiable
-    }
-
     /// What a plan step computes: the kernel set, not the op set. POD: running a step retains nothing.
     /// Operand storage ids are in `Plan.ids[step.io ..< step.io + count]`, in the order given per case.
     enum StepKind {

@@ -209,9 +209,9 @@ extension Engine {
                             T.gemm(transA: false, transB: false, m: rows.at(n), n: k, k: m, alpha: 1, a: UnsafePointer(t[Int(ids[io])]), lda: m,
                                    b: UnsafePointer(t[Int(ids[io + 1])]), ldb: k, beta: accumulate ? 1 : 0, c: t[Int(ids[io + 2])], ldc: k)
                         case .activationBackward(let act, let count, let accumulate):
-                            Elementwise.backward(act, z: UnsafePointer(t[Int(ids[io])]), a: UnsafePointer(t[Int(ids[io + 1])]),
-                                                 gradient: UnsafePointer(t[Int(ids[io + 2])]), into: t[Int(ids[io + 3])],
-                                                 accumulate: accumulate, count: count.at(n))
+                            Kernels.activationBackward(act, z: UnsafePointer(t[Int(ids[io])]), a: UnsafePointer(t[Int(ids[io + 1])]),
+                                                       gradient: UnsafePointer(t[Int(ids[io + 2])]), into: t[Int(ids[io + 3])],
+                                                       accumulate: accumulate, count: count.at(n))
                         case .normalizeLinear(let rows, let cols, let inverse, let zeroFirst, let tangent):
                             let g = UnsafePointer(t[Int(ids[io])]), sd = UnsafePointer(t[Int(ids[io + 1])]), out = t[Int(ids[io + 2])]
                             let r = rows.at(n)

@@ -3,9 +3,9 @@
 /// kernels (`Kernels.dense`: the batch-1 SIMD path, GEMV/GEMM, Cephes tanh).
 public protocol EngineScalar: Real, StorableElement {
     static func denseStep(x: UnsafePointer<Self>, rows n: Int, inCols k: Int, w: UnsafePointer<Self>, b: UnsafePointer<Self>?,
-                          outCols m: Int, activation: Activation, y: UnsafeMutablePointer<Self>, numerics: Engine.Numerics)
+                          outCols m: Int, activation: Activation, y: UnsafeMutablePointer<Self>, numerics: Numerics)
     static func activationStep(_ act: Activation, _ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, count: Int,
-                               numerics: Engine.Numerics)
+                               numerics: Numerics)
 }
 
 extension EngineScalar {
@@ -15,7 +15,7 @@ extension EngineScalar {
                              outCols m: Int, activation: Activation, y: UnsafeMutablePointer<Self>) {
         Self.gemm(transA: false, transB: true, m: n, n: m, k: k, alpha: 1, a: x, lda: k, b: w, ldb: k, beta: 0, c: y, ldc: m)
         if let b { for r in 0..<n { let row = y + r * m; for c in 0..<m { row[c] += b[c] } } }
-        if activation != .identity { Elementwise.apply(activation, UnsafePointer(y), into: y, count: n * m) }
+        if activation != .identity { Kernels.activate(activation, UnsafePointer(y), into: y, count: n * m, numerics: .differentiable) }
     }
 
     /// y = (x − mean) / std per column, or x · std + mean.
@@ -38,25 +38,18 @@ extension EngineScalar {
 extension Float: EngineScalar {
     @inlinable
     public static func denseStep(x: UnsafePointer<Float>, rows n: Int, inCols k: Int, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
-                                 outCols m: Int, activation: Activation, y: UnsafeMutablePointer<Float>, numerics: Engine.Numerics) {
-        switch numerics {
-        case .inference:
+                                 outCols m: Int, activation: Activation, y: UnsafeMutablePointer<Float>, numerics: Numerics) {
+        if numerics == .inference {
             Kernels.dense(x: x, batch: n, inFeatures: k, weight: w, bias: b, outFeatures: m, activation: activation, y: y)
-        case .differentiable:
+        } else {
             genericDense(x: x, rows: n, inCols: k, w: w, b: b, outCols: m, activation: activation, y: y)
         }
     }
 
     @inlinable
     public static func activationStep(_ act: Activation, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int,
-                                      numerics: Engine.Numerics) {
-        switch numerics {
-        case .inference:
-            if UnsafePointer(y) != x { y.update(from: x, count: count) }
-            Kernels.activate(act, y, count: count)
-        case .differentiable:
-            Elementwise.apply(act, x, into: y, count: count)
-        }
+                                      numerics: Numerics) {
+        Kernels.activate(act, x, into: y, count: count, numerics: numerics)
     }
 }
 
@@ -64,13 +57,13 @@ extension Double: EngineScalar {
     /// Double has one variant (Cephes tanh and the SIMD batch-1 path are float32 algorithms).
     @inlinable
     public static func denseStep(x: UnsafePointer<Double>, rows n: Int, inCols k: Int, w: UnsafePointer<Double>, b: UnsafePointer<Double>?,
-                                 outCols m: Int, activation: Activation, y: UnsafeMutablePointer<Double>, numerics: Engine.Numerics) {
+                                 outCols m: Int, activation: Activation, y: UnsafeMutablePointer<Double>, numerics: Numerics) {
         genericDense(x: x, rows: n, inCols: k, w: w, b: b, outCols: m, activation: activation, y: y)
     }
 
     @inlinable
     public static func activationStep(_ act: Activation, _ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, count: Int,
-                                      numerics: Engine.Numerics) {
-        Elementwise.apply(act, x, into: y, count: count)
+                                      numerics: Numerics) {
+        Kernels.activate(act, x, into: y, count: count, numerics: numerics)
     }
 }
