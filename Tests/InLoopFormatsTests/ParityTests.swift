@@ -105,6 +105,9 @@ final class ParityTests: XCTestCase {
 
     /// Forward, reverse (parameter and input gradients, and input gradients alone) and tangent of
     /// every v1 fixture, bit for bit against `Network<T>`, in float32 and float64, at several batches.
+    /// (Written against the layer-stack trainer's own engine, which it then replaced; `Network` is now
+    /// an adapter over the executor with shared parameter buffers, and what guards the numbers across
+    /// the rewrite are the committed goldens of `Tests/c/test_golden.c`.)
     func checkDifferentiable<T: EngineScalar>(_: T.Type) throws {
         let names = try FileManager.default.contentsOfDirectory(atPath: fixturesDir.path)
             .filter { $0.hasSuffix(".io.bin") }.map { String($0.dropLast(7)) }.sorted()

@@ -25,8 +25,11 @@ extension Engine {
         private let outputStorages: [(Int, Int)]
 
         /// Takes the plan's constants (and parameters) from `graph` (the graph it was compiled from),
-        /// converted to `T`.
-        public init(plan: Plan, graph: Graph) throws(InLoopError) {
+        /// converted to `T`. With `sharing`, the parameters are read in place from that flat vector
+        /// (it holds `plan.parameterCount` values in the graph's parameter order) and gradients go to
+        /// the other: a trainer's own buffers, seen by its optimizer without a copy.
+        public init(plan: Plan, graph: Graph,
+                    sharing: (parameters: TensorStorage, gradients: TensorStorage)? = nil) throws(InLoopError) {
             self.plan = plan
             var cs: [TensorStorage] = []
             for v in plan.constants {
@@ -34,9 +37,18 @@ extension Engine {
                 cs.append(try Executor.convert(t))
             }
             constants = cs
-            parameters = try TensorStorage(dtype: T.dtype, count: plan.parameterCount)
-            gradients = try TensorStorage(dtype: T.dtype, count: plan.parameterCount)
-            if plan.isDifferentiable {
+            if let sharing {
+                guard sharing.parameters.count == plan.parameterCount, sharing.gradients.count == plan.parameterCount,
+                      sharing.parameters.dtype == T.dtype, sharing.gradients.dtype == T.dtype else {
+                    throw InLoopError(.internal, "shared parameter vectors of the wrong size or type")
+                }
+                parameters = sharing.parameters
+                gradients = sharing.gradients
+            } else {
+                parameters = try TensorStorage(dtype: T.dtype, count: plan.parameterCount)
+                gradients = try TensorStorage(dtype: T.dtype, count: plan.parameterCount)
+            }
+            if plan.isDifferentiable && sharing == nil {
                 let p = try parameters.pointer(as: T.self)
                 var offset = 0
                 for v in graph.parameters {

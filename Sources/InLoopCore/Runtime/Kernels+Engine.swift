@@ -1,14 +1,9 @@
-/// The kernels a plan's steps call, per scalar type. Float and Double share the generic code; where
-/// `Numerics.inference` must reproduce the float32 inference engines bit for bit, Float calls their
-/// kernels (`Kernels.dense`: the batch-1 SIMD path, GEMV/GEMM, Cephes tanh).
-public protocol EngineScalar: Real, StorableElement {
-    static func denseStep(x: UnsafePointer<Self>, rows n: Int, inCols k: Int, w: UnsafePointer<Self>, b: UnsafePointer<Self>?,
-                          outCols m: Int, activation: Activation, y: UnsafeMutablePointer<Self>, numerics: Numerics)
-    static func activationStep(_ act: Activation, _ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, count: Int,
-                               numerics: Numerics)
-}
+/// The kernels a plan's steps call, per scalar type: the `Real` types (Float, Double). They share the
+/// generic code; where `Numerics.inference` must reproduce the float32 inference engines bit for bit,
+/// Float calls their kernels (`Kernels.dense`: the batch-1 SIMD path, GEMV/GEMM).
+public typealias EngineScalar = Real
 
-extension EngineScalar {
+extension Real {
     /// GEMM with β = 0, then the bias row by row, then the activation: the training engines' order.
     @inlinable
     static func genericDense(x: UnsafePointer<Self>, rows n: Int, inCols k: Int, w: UnsafePointer<Self>, b: UnsafePointer<Self>?,
@@ -30,12 +25,18 @@ extension EngineScalar {
     }
 
     @inlinable
+    static func activationStep(_ act: Activation, _ x: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, count: Int,
+                               numerics: Numerics) {
+        Kernels.activate(act, x, into: y, count: count, numerics: numerics)
+    }
+
+    @inlinable
     static func addStep(_ a: UnsafePointer<Self>, _ b: UnsafePointer<Self>, _ y: UnsafeMutablePointer<Self>, count: Int) {
         for i in 0..<count { y[i] = a[i] + b[i] }
     }
 }
 
-extension Float: EngineScalar {
+extension Float {
     @inlinable
     public static func denseStep(x: UnsafePointer<Float>, rows n: Int, inCols k: Int, w: UnsafePointer<Float>, b: UnsafePointer<Float>?,
                                  outCols m: Int, activation: Activation, y: UnsafeMutablePointer<Float>, numerics: Numerics) {
@@ -46,14 +47,9 @@ extension Float: EngineScalar {
         }
     }
 
-    @inlinable
-    public static func activationStep(_ act: Activation, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int,
-                                      numerics: Numerics) {
-        Kernels.activate(act, x, into: y, count: count, numerics: numerics)
-    }
 }
 
-extension Double: EngineScalar {
+extension Double {
     /// Double has one variant (Cephes tanh and the SIMD batch-1 path are float32 algorithms).
     @inlinable
     public static func denseStep(x: UnsafePointer<Double>, rows n: Int, inCols k: Int, w: UnsafePointer<Double>, b: UnsafePointer<Double>?,
@@ -61,9 +57,4 @@ extension Double: EngineScalar {
         genericDense(x: x, rows: n, inCols: k, w: w, b: b, outCols: m, activation: activation, y: y)
     }
 
-    @inlinable
-    public static func activationStep(_ act: Activation, _ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, count: Int,
-                                      numerics: Numerics) {
-        Kernels.activate(act, x, into: y, count: count, numerics: numerics)
-    }
 }

@@ -44,8 +44,10 @@ public indirect enum LayerSpec: Equatable, Sendable {
 /// mode (gradients of the parameters and of the input), and forward mode (tangent-linear).
 ///
 /// Parameters live in one flat buffer (each dense layer's `[out, in]` weight, then its bias), so an
-/// optimizer, gradient clipping, a checkpoint or an MPI all-reduce treats them as one vector. Work
-/// buffers are sized for the largest batch seen and reused: steady-state calls allocate nothing.
+/// optimizer, gradient clipping, a checkpoint or an MPI all-reduce treats them as one vector. The
+/// network is the layer list's graph (`Engine.Graph(layerSpecs:...)`), compiled once into a
+/// differentiable plan for every batch size and run by `Engine.Executor<T>`, which reads the weights
+/// in place; work memory grows to the largest batch seen: steady-state calls allocate nothing.
 public final class Network<T: Real> {
     public let inputSize: Int
     public private(set) var outputSize = 0
@@ -54,41 +56,14 @@ public final class Network<T: Real> {
     /// d(loss)/d(parameters) after `backward(..., parameterGradients: true)`.
     public let gradients: Buffer<T>
     public var parameterCount: Int { parameters.count }
-
-    enum Kind { case dense, activation, normalize, denormalize, add, copy }
-    struct Op {
-        var kind: Kind
-        var src: Int
-        var src2: Int = 0
-        var dst: Int
-        var cols: Int
-        var inCols: Int = 0
-        var weight: Int = 0        // offset into parameters
-        var bias: Int = -1         // offset, or -1
-        var activation: Activation = .identity
-        var constant: Int = -1     // index into constants (mean, std)
-        /// In the backward pass, whether this op's contribution to src's (src2's) gradient is the
-        /// first one (in reverse order): it then writes instead of accumulating, so the gradient
-        /// buffers need no zeroing.
-        var firstToSrc = false
-        var firstToSrc2 = false
-    }
-
-    private(set) var ops: [Op] = []
-    private var sizes: [Int] = []
-    private var constants: [(mean: Buffer<T>, std: Buffer<T>)] = []
     /// Per dense layer (in layer order): parameter offsets, for conversions and initialisation.
     public private(set) var denseLayers: [(weight: Int, bias: Int?, inputs: Int, outputs: Int, activation: Activation)] = []
 
-    // Work memory, grown to `capacity` samples.
-    private var capacity = 0
-    private var values: [Buffer<T>] = []
-    private var grads: [Buffer<T>] = []
-    private var tangents: [Buffer<T>] = []
-    private var inputPointer: UnsafePointer<T>? = nil
-    private var lastBatch = 0
-    /// Values whose gradient no op writes (zeroed in each backward pass).
-    private var unreachedValues: [Int] = []
+    public let graph: Engine.Graph
+    let executor: Engine.Executor<T>
+    /// The caller-visible results of `forward` and `tangent` (grown to the largest batch seen).
+    private var output: Buffer<T>? = nil
+    private var tangentOutput: Buffer<T>? = nil
 
     public init(inputSize: Int, layers: [LayerSpec], parameters initial: [T]? = nil) throws(InLoopError) {
         guard inputSize >= 1 else { throw InLoopError(.invalidArgument, "network input size must be at least 1") }
@@ -96,41 +71,40 @@ public final class Network<T: Real> {
         self.inputSize = inputSize
         self.layers = layers
         let count = try LayerSpec.checkedParameterCount(layers)
-        parameters = try Buffer<T>(count: count)
-        gradients = try Buffer<T>(count: count)
+        let p = try Buffer<T>(count: count), g = try Buffer<T>(count: count)
+        parameters = p
+        gradients = g
         if let initial {
             guard initial.count == count else {
                 throw InLoopError(.sizeMismatch, "network has \(count) parameters, \(initial.count) given")
             }
-            for (i, v) in initial.enumerated() { parameters.base[i] = v }
+            for (i, v) in initial.enumerated() { p.base[i] = v }
         }
-        sizes = [inputSize]
-        var offset = 0
-        let (out, size) = try compile(layers, input: 0, size: inputSize, offset: &offset, path: "layers")
-        var final = out
-        if final == 0 {
-            final = newValue(size)
-            ops.append(Op(kind: .copy, src: 0, dst: final, cols: size))
+        var offset = 0, dense: [(weight: Int, bias: Int?, inputs: Int, outputs: Int, activation: Activation)] = []
+        outputSize = try Network.validate(layers, size: inputSize, offset: &offset, dense: &dense, path: "layers")
+        denseLayers = dense
+        // the graph's trainable tensors are views of the flat parameter buffer
+        var views: [(offset: Int, shape: [Int])] = []
+        for d in dense {
+            views.append((d.weight, [d.outputs, d.inputs]))
+            if let b = d.bias { views.append((b, [d.outputs])) }
         }
-        finalValue = final
-        outputSize = size
-        // Backward order: the first op to reach a value's gradient writes it; later ones add.
-        var reached = Set([finalValue])
-        for i in ops.indices.reversed() {
-            ops[i].firstToSrc = reached.insert(ops[i].src).inserted
-            if ops[i].kind == .add { ops[i].firstToSrc2 = reached.insert(ops[i].src2).inserted }
+        graph = try Engine.Graph(layerSpecs: layers, inputSize: inputSize, dtype: T.dtype) { (k: Int) throws(InLoopError) -> Engine.Tensor in
+            let v = views[k]
+            return try Engine.Tensor(shape: v.shape, storage: Engine.TensorStorage(
+                borrowing: UnsafeMutableRawPointer(p.base + v.offset), dtype: T.dtype, count: v.shape.reduce(1, *), owner: p))
         }
-        unreachedValues = sizes.indices.filter { !reached.contains($0) }
+        let plan = try Engine.compile(graph, numerics: .differentiable)
+        executor = try Engine.Executor<T>(plan: plan, graph: graph, sharing: (
+            Engine.TensorStorage(borrowing: UnsafeMutableRawPointer(p.base), dtype: T.dtype, count: count, owner: p),
+            Engine.TensorStorage(borrowing: UnsafeMutableRawPointer(g.base), dtype: T.dtype, count: count, owner: g)))
     }
 
-    private func newValue(_ size: Int) -> Int {
-        sizes.append(size)
-        return sizes.count - 1
-    }
-
-    private func compile(_ layers: [LayerSpec], input: Int, size: Int, offset: inout Int,
-                         path: String) throws(InLoopError) -> (Int, Int) {
-        var cur = input, size = size
+    /// Checks the layer sizes (errors name the layer) and lays out the parameters; returns the output size.
+    private static func validate(_ layers: [LayerSpec], size: Int, offset: inout Int,
+                                 dense: inout [(weight: Int, bias: Int?, inputs: Int, outputs: Int, activation: Activation)],
+                                 path: String) throws(InLoopError) -> Int {
+        var size = size
         for (i, layer) in layers.enumerated() {
             let at = "\(path)[\(i)]"
             switch layer {
@@ -138,25 +112,14 @@ public final class Network<T: Real> {
                 guard nIn == size, nOut >= 1 else {
                     throw InLoopError(.format, "\(at): dense layer takes \(nIn) inputs but receives \(size)")
                 }
-                let z = newValue(nOut)
                 let w = offset
                 offset += nIn * nOut
-                var b = -1
+                var b: Int? = nil
                 if hasBias { b = offset; offset += nOut }
-                ops.append(Op(kind: .dense, src: cur, dst: z, cols: nOut, inCols: nIn, weight: w, bias: b))
-                denseLayers.append((w, hasBias ? b : nil, nIn, nOut, act))
-                cur = z
-                if act != .identity {
-                    let a = newValue(nOut)
-                    ops.append(Op(kind: .activation, src: z, dst: a, cols: nOut, activation: act))
-                    cur = a
-                }
+                dense.append((w, b, nIn, nOut, act))
                 size = nOut
-            case .activation(let act):
-                if act == .identity { continue }
-                let a = newValue(size)
-                ops.append(Op(kind: .activation, src: cur, dst: a, cols: size, activation: act))
-                cur = a
+            case .activation:
+                continue
             case .normalize(let mean, let std), .denormalize(let mean, let std):
                 guard mean.count == size, std.count == size else {
                     throw InLoopError(.format, "\(at): normalisation vectors have \(mean.count)/\(std.count) values but the layer receives \(size)")
@@ -164,51 +127,23 @@ public final class Network<T: Real> {
                 guard std.allSatisfy({ $0 > 0 && $0.isFinite }), mean.allSatisfy({ $0.isFinite }) else {
                     throw InLoopError(.format, "\(at): normalisation needs finite means and finite std > 0")
                 }
-                let m = try Buffer<T>(count: size), s = try Buffer<T>(count: size)
-                for k in 0..<size { m.base[k] = T(mean[k]); s.base[k] = T(std[k]) }
-                constants.append((m, s))
-                let dst = newValue(size)
-                var kind = Kind.normalize
-                if case .denormalize = layer { kind = .denormalize }
-                ops.append(Op(kind: kind, src: cur, dst: dst, cols: size, constant: constants.count - 1))
-                cur = dst
             case .residual(let inner):
                 guard !inner.isEmpty else { throw InLoopError(.format, "\(at): residual block has no layers") }
-                let (res, s) = try compile(inner, input: cur, size: size, offset: &offset, path: "\(at).layers")
+                let s = try validate(inner, size: size, offset: &offset, dense: &dense, path: "\(at).layers")
                 guard s == size else {
                     throw InLoopError(.format, "\(at): residual block maps \(size) values to \(s); it must preserve the size")
                 }
-                let dst = newValue(size)
-                ops.append(Op(kind: .add, src: cur, src2: res, dst: dst, cols: size))
-                cur = dst
             }
         }
-        return (cur, size)
+        return size
     }
 
-    // MARK: Memory
-
-    private func ensure(batch: Int, gradients needGrads: Bool, tangents needTangents: Bool) throws(InLoopError) {
-        guard batch >= 1 else { throw InLoopError(.invalidArgument, "batch must be at least 1, got \(batch)") }
-        if batch > capacity {
-            values = []
-            grads = []
-            tangents = []
-            for s in sizes { values.append(try Buffer<T>(count: try Limits.arrayCount(batch: batch, perSample: s))) }
-            capacity = batch
-        }
-        if needGrads, grads.isEmpty { for s in sizes { grads.append(try Buffer<T>(count: try Limits.arrayCount(batch: capacity, perSample: s))) } }
-        if needTangents, tangents.isEmpty { for s in sizes { tangents.append(try Buffer<T>(count: try Limits.arrayCount(batch: capacity, perSample: s))) } }
-    }
-
-    private func valuePointer(_ v: Int) -> UnsafeMutablePointer<T> { values[v].base }
-    /// The value holding the network's output (the last op produces it).
-    private var finalValue = 0
-
-    /// Values of value `v` for the last forward: the input is the caller's array.
-    private func read(_ v: Int) -> UnsafePointer<T> {
-        if v == 0, let inputPointer { return inputPointer }
-        return UnsafePointer(values[v].base)
+    /// A buffer of at least `count` values, grown (the only allocation) when too small.
+    private static func ensure(_ b: inout Buffer<T>?, _ count: Int) throws(InLoopError) -> UnsafeMutablePointer<T> {
+        if let have = b, have.count >= count { return have.base }
+        let new = try Buffer<T>(count: count)
+        b = new
+        return new.base
     }
 
     // MARK: Forward
@@ -216,47 +151,17 @@ public final class Network<T: Real> {
     /// Runs the network on `batch` samples (`batch × inputSize` values, sample after sample) and keeps
     /// what `backward` and `tangent` need. Returns the output (`batch × outputSize`), valid until the
     /// next call. `x` must stay valid and unchanged until `backward`/`tangent` have run.
-    @_specialize(exported: true, where T == Float)
-    @_specialize(exported: true, where T == Double)
     @discardableResult
     public func forward(_ x: UnsafePointer<T>, batch: Int) throws(InLoopError) -> UnsafePointer<T> {
-        try ensure(batch: batch, gradients: false, tangents: false)
-        inputPointer = x
-        lastBatch = batch
-        let n = batch
-        let p = UnsafePointer(parameters.base)
-        for op in ops {
-            let dst = values[op.dst].base
-            switch op.kind {
-            case .dense:
-                let src = read(op.src)
-                T.gemm(transA: false, transB: true, m: n, n: op.cols, k: op.inCols, alpha: 1, a: src, lda: op.inCols,
-                       b: p + op.weight, ldb: op.inCols, beta: 0, c: dst, ldc: op.cols)
-                if op.bias >= 0 {
-                    let b = p + op.bias
-                    for r in 0..<n { let row = dst + r * op.cols; for c in 0..<op.cols { row[c] += b[c] } }
-                }
-            case .activation:
-                Kernels.activate(op.activation, read(op.src), into: dst, count: n * op.cols, numerics: .differentiable)
-            case .normalize, .denormalize:
-                let src = read(op.src)
-                let (m, s) = constants[op.constant]
-                for r in 0..<n {
-                    let a = src + r * op.cols, d = dst + r * op.cols
-                    if op.kind == .normalize {
-                        for c in 0..<op.cols { d[c] = (a[c] - m.base[c]) / s.base[c] }
-                    } else {
-                        for c in 0..<op.cols { d[c] = a[c] * s.base[c] + m.base[c] }
-                    }
-                }
-            case .add:
-                let a = read(op.src), b = read(op.src2)
-                for i in 0..<(n * op.cols) { dst[i] = a[i] + b[i] }
-            case .copy:
-                dst.update(from: read(op.src), count: n * op.cols)
+        guard batch >= 1 else { throw InLoopError(.invalidArgument, "batch must be at least 1, got \(batch)") }
+        let y = try Network.ensure(&output, try Limits.arrayCount(batch: batch, perSample: outputSize))
+        var xs = x, ys = y
+        try withUnsafePointer(to: &xs) { (xp) throws(InLoopError) in
+            try withUnsafePointer(to: &ys) { (yp) throws(InLoopError) in
+                try executor.forward(batch, inputs: UnsafeBufferPointer(start: xp, count: 1), outputs: UnsafeBufferPointer(start: yp, count: 1))
             }
         }
-        return read(finalValue)
+        return UnsafePointer(y)
     }
 
     // MARK: Reverse mode
@@ -264,108 +169,36 @@ public final class Network<T: Real> {
     /// Back-propagates `dy` (`batch × outputSize`, d loss/d output) through the last `forward`.
     /// With `parameterGradients`, `gradients` receives d loss/d parameters (overwritten); with
     /// `inputGradient`, d loss/d input is written there (`batch × inputSize`).
-    @_specialize(exported: true, where T == Float)
-    @_specialize(exported: true, where T == Double)
     public func backward(_ dy: UnsafePointer<T>, batch: Int, parameterGradients: Bool,
                          inputGradient: UnsafeMutablePointer<T>? = nil) throws(InLoopError) {
-        guard batch == lastBatch, inputPointer != nil else {
-            throw InLoopError(.invalidArgument, "backward needs a forward on the same batch first")
-        }
-        try ensure(batch: batch, gradients: true, tangents: false)
-        let n = batch
-        for v in unreachedValues { grads[v].base.update(repeating: 0, count: n * sizes[v]) }
-        grads[finalValue].base.update(from: dy, count: n * outputSize)
-        let p = UnsafePointer(parameters.base)
-        let g = gradients.base
-        for op in ops.reversed() {
-            let gOut = UnsafePointer(grads[op.dst].base)
-            let first = op.firstToSrc
-            switch op.kind {
-            case .dense:
-                let x = read(op.src)
-                if parameterGradients {
-                    // dW[out, in] = dzᵀ · x ; db = column sums of dz
-                    T.gemm(transA: true, transB: false, m: op.cols, n: op.inCols, k: n, alpha: 1, a: gOut, lda: op.cols,
-                           b: x, ldb: op.inCols, beta: 0, c: g + op.weight, ldc: op.inCols)
-                    if op.bias >= 0 {
-                        let db = g + op.bias
-                        db.update(repeating: 0, count: op.cols)
-                        for r in 0..<n { let row = gOut + r * op.cols; for c in 0..<op.cols { db[c] += row[c] } }
-                    }
+        var seed = dy
+        try withUnsafePointer(to: &seed) { (sp) throws(InLoopError) in
+            let seeds = UnsafeBufferPointer(start: sp, count: 1)
+            if var gx = inputGradient {
+                try withUnsafePointer(to: &gx) { (gp) throws(InLoopError) in
+                    try executor.backward(batch, seeds: seeds, inputGradients: UnsafeBufferPointer(start: gp, count: 1),
+                                          parameterGradients: parameterGradients)
                 }
-                if op.src != 0 || inputGradient != nil {
-                    // dx (+)= dz · W
-                    T.gemm(transA: false, transB: false, m: n, n: op.inCols, k: op.cols, alpha: 1, a: gOut, lda: op.cols,
-                           b: p + op.weight, ldb: op.inCols, beta: first ? 0 : 1, c: grads[op.src].base, ldc: op.inCols)
-                } else if first {
-                    grads[op.src].base.update(repeating: 0, count: n * op.inCols)   // not wanted, but defined
-                }
-            case .activation:
-                Kernels.activationBackward(op.activation, z: read(op.src), a: read(op.dst), gradient: gOut,
-                                           into: grads[op.src].base, accumulate: !first, count: n * op.cols)
-            case .normalize, .denormalize:
-                let s = constants[op.constant].std.base, gIn = grads[op.src].base
-                if first { gIn.update(repeating: 0, count: n * op.cols) }
-                for r in 0..<n {
-                    let gi = gIn + r * op.cols, go = gOut + r * op.cols
-                    if op.kind == .normalize {
-                        for c in 0..<op.cols { gi[c] += go[c] / s[c] }
-                    } else {
-                        for c in 0..<op.cols { gi[c] += go[c] * s[c] }
-                    }
-                }
-            case .add:
-                let ga = grads[op.src].base, gb = grads[op.src2].base
-                if first { ga.update(from: gOut, count: n * op.cols) } else { for i in 0..<(n * op.cols) { ga[i] += gOut[i] } }
-                if op.firstToSrc2 { gb.update(from: gOut, count: n * op.cols) } else { for i in 0..<(n * op.cols) { gb[i] += gOut[i] } }
-            case .copy:
-                let gi = grads[op.src].base
-                if first { gi.update(from: gOut, count: n * op.cols) } else { for i in 0..<(n * op.cols) { gi[i] += gOut[i] } }
+            } else {
+                try executor.backward(batch, seeds: seeds, inputGradients: nil, parameterGradients: parameterGradients)
             }
         }
-        if let inputGradient { inputGradient.update(from: grads[0].base, count: n * inputSize) }
     }
 
     // MARK: Forward mode
 
     /// Tangent-linear model at the point of the last `forward`: dy = J dx for each sample
     /// (`dx`: `batch × inputSize`). Returns dy (`batch × outputSize`), valid until the next call.
-    @_specialize(exported: true, where T == Float)
-    @_specialize(exported: true, where T == Double)
     public func tangent(_ dx: UnsafePointer<T>, batch: Int) throws(InLoopError) -> UnsafePointer<T> {
-        guard batch == lastBatch, inputPointer != nil else {
-            throw InLoopError(.invalidArgument, "tangent needs a forward on the same batch first")
-        }
-        try ensure(batch: batch, gradients: false, tangents: true)
-        let n = batch
-        tangents[0].base.update(from: dx, count: n * inputSize)
-        let p = UnsafePointer(parameters.base)
-        for op in ops {
-            let t = tangents[op.dst].base, tIn = UnsafePointer(tangents[op.src].base)
-            switch op.kind {
-            case .dense:
-                T.gemm(transA: false, transB: true, m: n, n: op.cols, k: op.inCols, alpha: 1, a: tIn, lda: op.inCols,
-                       b: p + op.weight, ldb: op.inCols, beta: 0, c: t, ldc: op.cols)
-            case .activation:
-                let z = read(op.src), a = read(op.dst)
-                Kernels.activationBackward(op.activation, z: z, a: a, gradient: tIn, into: t, accumulate: false, count: n * op.cols)
-            case .normalize, .denormalize:
-                let s = constants[op.constant].std.base
-                for r in 0..<n {
-                    let ti = tIn + r * op.cols, to = t + r * op.cols
-                    if op.kind == .normalize {
-                        for c in 0..<op.cols { to[c] = ti[c] / s[c] }
-                    } else {
-                        for c in 0..<op.cols { to[c] = ti[c] * s[c] }
-                    }
-                }
-            case .add:
-                let tb = tangents[op.src2].base
-                for i in 0..<(n * op.cols) { t[i] = tIn[i] + tb[i] }
-            case .copy:
-                t.update(from: tIn, count: n * op.cols)
+        guard batch >= 1 else { throw InLoopError(.invalidArgument, "batch must be at least 1, got \(batch)") }
+        let t = try Network.ensure(&tangentOutput, try Limits.arrayCount(batch: batch, perSample: outputSize))
+        var xs = dx, ts = t
+        try withUnsafePointer(to: &xs) { (xp) throws(InLoopError) in
+            try withUnsafePointer(to: &ts) { (tp) throws(InLoopError) in
+                try executor.tangent(batch, inputTangents: UnsafeBufferPointer(start: xp, count: 1),
+                                     outputTangents: UnsafeBufferPointer(start: tp, count: 1))
             }
         }
-        return UnsafePointer(tangents[finalValue].base)
+        return UnsafePointer(t)
     }
 }

@@ -10,7 +10,11 @@ import Darwin
 /// The scalar types the differentiable engine computes in: `Float` (training speed) and `Double`
 /// (gradient checks, tangent-linear/adjoint models for data assimilation). Each brings its BLAS
 /// routines and elementary functions, so the engine code is written once, generically.
-public protocol Real: BinaryFloatingPoint, Sendable where RawSignificand: FixedWidthInteger {
+public protocol Real: BinaryFloatingPoint, Sendable, StorableElement where RawSignificand: FixedWidthInteger {
+    /// The one engine's dense step (`Runtime/Kernels+Engine.swift`): Float under `.inference` takes the
+    /// float32 inference kernels, everything else GEMM, bias, activation.
+    static func denseStep(x: UnsafePointer<Self>, rows n: Int, inCols k: Int, w: UnsafePointer<Self>, b: UnsafePointer<Self>?,
+                          outCols m: Int, activation: Activation, y: UnsafeMutablePointer<Self>, numerics: Numerics)
     /// C = alpha·op(A)·op(B) + beta·C, row-major; op(A) is m×k, op(B) is k×n.
     static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self,
                      a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
