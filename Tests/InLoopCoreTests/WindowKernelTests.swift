@@ -113,6 +113,17 @@ extension KernelTestsPool {
         XCTAssert(y[0].isNaN)
         XCTAssertEqual(ind, [1, 3])
         XCTAssertEqual(y[1], -.infinity)
+        // The 2×2 stride-2 loop: the first maximum (-0 == +0 keeps the earlier), the last NaN.
+        let g2 = try PoolGeometry(inputSize: [2, 6], kernelSize: [2, 2], strides: [2, 2])
+        let x2: [Float] = [-0.0, 0, 3, .nan, 4, 4,
+                           0, -1, 2, .nan, 4, 1]
+        var y2 = [Float](repeating: 0, count: 3), i2 = [Int](repeating: -7, count: 3)
+        Pool.max(x: x2, planes: 1, geometry: g2, y: &y2, indices: &i2)
+        XCTAssertEqual(i2, [0, 9, 4])
+        XCTAssertEqual(y2[0].sign, .minus); XCTAssert(y2[1].isNaN); XCTAssertEqual(y2[2], 4)
+        var y3 = [Float](repeating: 0, count: 3)
+        Pool.max(x: x2, planes: 1, geometry: g2, y: &y3)
+        XCTAssertEqual(y3[0].bitPattern, y2[0].bitPattern); XCTAssert(y3[1].isNaN); XCTAssertEqual(y3[2], 4)
         var gy = [Double](repeating: 0, count: 1), gi = [Int](repeating: -1, count: 1)
         Pool.globalMax(x: [2, .nan, 7], planes: 1, spatial: 3, y: &gy, indices: &gi)
         XCTAssert(gy[0].isNaN)

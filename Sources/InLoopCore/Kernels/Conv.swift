@@ -459,12 +459,13 @@ public enum Conv {
         }
     }
 
-    /// dst[0 ..< count] = src[0 ..< count] inline (im2col rows are short: a memmove call per row cost
-    /// more than the copy). 32 bytes per step, then the tail.
+    /// dst[0 ..< count] = src[0 ..< count]: rows under 256 bytes inline (a memmove call per short row
+    /// cost more than the copy), 32 bytes per step, then the tail; longer rows by memmove (wider vectors).
     @inlinable @inline(__always)
     static func copyElements<T>(_ dst: UnsafeMutablePointer<T>, _ src: UnsafePointer<T>, count n: Int) {
         let rd = UnsafeMutableRawPointer(dst), rs = UnsafeRawPointer(src)
         let bytes = n * MemoryLayout<T>.stride
+        if bytes >= 256 { dst.update(from: src, count: n); return }
         var i = 0
         while i + 32 <= bytes {
             let a = rs.loadUnaligned(fromByteOffset: i, as: SIMD4<UInt32>.self)

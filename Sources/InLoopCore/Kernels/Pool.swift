@@ -116,6 +116,13 @@ public enum Pool {
     @inlinable @inline(__always)
     static func maxStep<T: Real>(_ m: T, _ v: T) -> T { (v > m || v != v) ? v : m }
 
+    /// maxStep with element k of xp, keeping the position of the value taken in `best`.
+    @inlinable @inline(__always)
+    static func maxStep<T: Real>(_ m: inout T, _ best: inout Int, _ xp: UnsafePointer<T>, _ k: Int) {
+        let v = xp[k]
+        if v > m { m = v; best = k } else if v != v { m = v; best = k }
+    }
+
     /// 2×2 windows, stride 2, no padding or dilation, every window inside the input.
     @inlinable
     static func isPlain2x2(_ g: PoolGeometry) -> Bool {
@@ -132,17 +139,27 @@ public enum Pool {
                                     y: UnsafeMutablePointer<T>, indices: UnsafeMutablePointer<Int>? = nil) {
         let inP = g.inputSpatialCount, p = g.outputSpatialCount
         let inH = g.inH, inW = g.inW, outH = g.outH, outW = g.outW
-        if indices == nil && isPlain2x2(g) {
+        if isPlain2x2(g) {
             for pl in 0..<planes {
                 let xp = x + pl * inP, yp = y + pl * p
                 for oh in 0..<outH {
                     let r0 = xp + 2 * oh * inW, r1 = r0 + inW, yr = yp + oh * outW
-                    for ow in 0..<outW {
-                        // Window order as in the general loop: (0,0), (0,1), (1,0), (1,1).
-                        var m = r0[2 * ow]
-                        m = maxStep(m, r0[2 * ow + 1])
-                        m = maxStep(m, r1[2 * ow])
-                        yr[ow] = maxStep(m, r1[2 * ow + 1])
+                    // Window order as in the general loop: (0,0), (0,1), (1,0), (1,1).
+                    if let indices {
+                        let ir = indices + pl * p + oh * outW
+                        for ow in 0..<outW {
+                            let v0 = r0[2 * ow], v1 = r0[2 * ow + 1], v2 = r1[2 * ow], v3 = r1[2 * ow + 1]
+                            let m = maxStep(maxStep(maxStep(v0, v1), v2), v3)
+                            // The element maxStep took: the first equal to m, or the last NaN.
+                            var t = v0 == m ? 0 : v1 == m ? 1 : v2 == m ? inW : inW + 1
+                            if m != m { t = v3 != v3 ? inW + 1 : v2 != v2 ? inW : v1 != v1 ? 1 : 0 }
+                            yr[ow] = m
+                            ir[ow] = 2 * oh * inW + 2 * ow + t
+                        }
+                    } else {
+                        for ow in 0..<outW {   // vectorises
+                            yr[ow] = maxStep(maxStep(maxStep(r0[2 * ow], r0[2 * ow + 1]), r1[2 * ow]), r1[2 * ow + 1])
+                        }
                     }
                 }
             }
@@ -161,13 +178,10 @@ public enum Pool {
                     var best = iLo < iHi && jLo < jHi ? (h0 + iLo * dH) * inW + w0 + jLo * dW : -1
                     for i in iLo..<iHi {
                         let row = (h0 + i * dH) * inW + w0
-                        for j in jLo..<jHi {
-                            let v = xp[row + j * dW]
-                            if v > m || v != v { m = v; best = row + j * dW }
-                        }
+                        for j in jLo..<jHi { maxStep(&m, &best, xp, row + j * dW) }
                     }
                     yp[oh * outW + ow] = m
-                    if let indices { indices[pl * p + oh * outW + ow] = best }
+                    indices?[pl * p + oh * outW + ow] = best
                 }
             }
         }
