@@ -96,11 +96,28 @@ extension KernelTestsPool {
                     XCTAssertEqual(y[i], -.infinity, "empty window " + what)
                 }
             }
+            // Through the indices: the tangent gathers dx there, the adjoint scatters gy back.
+            let dx = (0..<x.count).map { _ in r.unit() }
+            var ty = [Double](repeating: .nan, count: gy.count), gxm = [Double](repeating: 0, count: x.count)
+            Pool.maxTangent(tx: dx, planes: planes, inputSpatial: g.inputSpatialCount, outputSpatial: p, indices: ind, ty: &ty)
+            Pool.maxBackward(gy: gy, planes: planes, inputSpatial: g.inputSpatialCount, outputSpatial: p, indices: ind, gx: &gxm)
+            for i in 0..<gy.count { XCTAssertEqual(ty[i], ind[i] >= 0 ? dx[(i / p) * g.inputSpatialCount + ind[i]] : 0, what) }
+            assertRelative(dot(ty, gy), dot(dx, gxm), scale: Double(gy.count), "maxBackward " + what)
             // Float without indices (the inference engine's call): the same values.
             var yf = [Float](repeating: .nan, count: gy.count)
             Pool.max(x: x, planes: planes, geometry: g, y: &yf)
             XCTAssertEqual(yf.map(Double.init), y, "float max " + what)
         }
+    }
+
+    func testGlobalAverageBackwardIsTheAdjointOfTheMean() {
+        var r = KTRandom(33)
+        let planes = 3, spatial = 7
+        let dx = (0..<(planes * spatial)).map { _ in r.unit() }, gy = (0..<planes).map { _ in r.unit() }
+        var gx = [Double](repeating: 0.5, count: dx.count)
+        Pool.globalAverageBackward(gy: gy, planes: planes, spatial: spatial, gx: &gx)
+        let mean = (0..<planes).map { p in (0..<spatial).reduce(0.0) { $0 + dx[p * spatial + $1] } / Double(spatial) }
+        assertRelative(dot(mean, gy), dot(dx, gx.map { $0 - 0.5 }), scale: 1, "globalAverageBackward")
     }
 
     /// The differentiable engine used to drop a NaN behind the first element of a max window

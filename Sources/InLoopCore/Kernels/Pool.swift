@@ -23,7 +23,8 @@
 //         [-padsBegin, in + padsEnd) (positions past it, possible only with ceilMode, are not counted);
 //         an empty window gives 0.
 //     averageBackward(gy:planes:geometry:countIncludePad:gx:)   gx += adjoint of average
-//     globalAverage(x:planes:spatial:y:)       y[p] = mean of x[p, 0..<spatial]
+//     maxBackward / maxTangent(…:planes:inputSpatial:outputSpatial:indices:…)   through the indices
+//     globalAverage(x:planes:spatial:y:)       y[p] = mean of x[p, 0..<spatial]; globalAverageBackward
 //     globalMax(x:planes:spatial:y:indices:)   y[p] = max  of x[p, 0..<spatial]
 //
 // Loops: 2×2 windows with stride 2, no padding and no partial window (the CNN case) run a dedicated
@@ -268,6 +269,42 @@ public enum Pool {
                 }
             }
         }
+    }
+
+    /// The adjoint of `max` through its arg-max indices (also of `globalMax`: outputSpatial 1):
+    /// gx[plane, indices[o]] += gy[o], outputs in order; an output with index -1 adds nothing.
+    @inlinable
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public static func maxBackward<T: Real>(gy: UnsafePointer<T>, planes: Int, inputSpatial inP: Int, outputSpatial outP: Int,
+                                            indices: UnsafePointer<Int>, gx: UnsafeMutablePointer<T>) {
+        for p in 0..<planes {
+            for o in 0..<outP where indices[p * outP + o] >= 0 { gx[p * inP + indices[p * outP + o]] += gy[p * outP + o] }
+        }
+    }
+
+    /// The tangent of `max` (and `globalMax`) at its arg-max indices: ty[o] = tx[plane, indices[o]] (0 for -1).
+    @inlinable
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public static func maxTangent<T: Real>(tx: UnsafePointer<T>, planes: Int, inputSpatial inP: Int, outputSpatial outP: Int,
+                                           indices: UnsafePointer<Int>, ty: UnsafeMutablePointer<T>) {
+        for p in 0..<planes {
+            for o in 0..<outP {
+                let j = indices[p * outP + o]
+                ty[p * outP + o] = j >= 0 ? tx[p * inP + j] : 0
+            }
+        }
+    }
+
+    /// The adjoint of `globalAverage`: gx[p, i] += gy[p] / spatial.
+    @inlinable
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public static func globalAverageBackward<T: Real>(gy: UnsafePointer<T>, planes: Int, spatial: Int,
+                                                      gx: UnsafeMutablePointer<T>) {
+        let inv = 1 / T(spatial)
+        for p in 0..<planes { let d = gy[p] * inv; for i in 0..<spatial { gx[p * spatial + i] += d } }
     }
 
     /// y[p] = mean of x[p, 0..<spatial].

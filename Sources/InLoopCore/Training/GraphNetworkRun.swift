@@ -274,21 +274,17 @@ extension GraphPlan {
                           gx: g(0), gw: g(1), gb: st.inputs[2] >= 0 ? g(2) : nil, workspace: workspace!.base)
         case .maxPool(let geo, let planes, let idx):
             guard let gx = g(0) else { return }
-            let ind = indexStores[idx].base, inP = geo.inputSpatialCount, outP = geo.outputSpatialCount
-            for p in 0..<planes {
-                for o in 0..<outP where ind[p * outP + o] >= 0 { gx[p * inP + ind[p * outP + o]] += gy[p * outP + o] }
-            }
+            Pool.maxBackward(gy: gy, planes: planes, inputSpatial: geo.inputSpatialCount, outputSpatial: geo.outputSpatialCount,
+                             indices: indexStores[idx].base, gx: gx)
         case .averagePool(let geo, let planes, let includePad):
             guard let gx = g(0) else { return }
             Pool.averageBackward(gy: gy, planes: planes, geometry: geo, countIncludePad: includePad, gx: gx)
         case .globalAverage(let planes, let spatial):
             guard let gx = g(0) else { return }
-            let inv = 1 / T(spatial)
-            for p in 0..<planes { let d = gy[p] * inv; for i in 0..<spatial { gx[p * spatial + i] += d } }
+            Pool.globalAverageBackward(gy: gy, planes: planes, spatial: spatial, gx: gx)
         case .globalMax(let planes, let spatial, let idx):
             guard let gx = g(0) else { return }
-            let ind = indexStores[idx].base
-            for p in 0..<planes { gx[p * spatial + ind[p]] += gy[p] }
+            Pool.maxBackward(gy: gy, planes: planes, inputSpatial: spatial, outputSpatial: 1, indices: indexStores[idx].base, gx: gx)
         case .batchNorm(let n, let c, let spatial, let eps):
             let x = v(st.inputs[0]), sc = v(st.inputs[1]), mean = v(st.inputs[3]), vr = v(st.inputs[4])
             let gx = g(0), gs = g(1), gb = g(2), gm = g(3), gv = g(4)
@@ -406,20 +402,14 @@ extension GraphPlan {
             Conv.forwardPerSample(x: t(0)!, batch: n, geometry: geo, weight: v(st.inputs[1]), bias: nil, y: ty,
                                   workspace: workspace!.base)
         case .maxPool(let geo, let planes, let idx):
-            let tx = t(0)!, ind = indexStores[idx].base, inP = geo.inputSpatialCount, outP = geo.outputSpatialCount
-            for p in 0..<planes {
-                for o in 0..<outP {
-                    let j = ind[p * outP + o]
-                    ty[p * outP + o] = j >= 0 ? tx[p * inP + j] : 0
-                }
-            }
+            Pool.maxTangent(tx: t(0)!, planes: planes, inputSpatial: geo.inputSpatialCount, outputSpatial: geo.outputSpatialCount,
+                            indices: indexStores[idx].base, ty: ty)
         case .averagePool(let geo, let planes, let includePad):
             Pool.average(x: t(0)!, planes: planes, geometry: geo, countIncludePad: includePad, y: ty)
         case .globalAverage(let planes, let spatial):
             Pool.globalAverage(x: t(0)!, planes: planes, spatial: spatial, y: ty)
         case .globalMax(let planes, let spatial, let idx):
-            let tx = t(0)!, ind = indexStores[idx].base
-            for p in 0..<planes { ty[p] = tx[p * spatial + ind[p]] }
+            Pool.maxTangent(tx: t(0)!, planes: planes, inputSpatial: spatial, outputSpatial: 1, indices: indexStores[idx].base, ty: ty)
         case .batchNorm(let n, let c, let spatial, let eps):
             let tx = t(0)!, sc = v(st.inputs[1]), vr = v(st.inputs[4])
             for ch in 0..<c {
