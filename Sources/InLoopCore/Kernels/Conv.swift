@@ -18,10 +18,19 @@
 //     inputCount (Cin·inSpatial per sample), outputCount (Cout·outSpatial per sample), isDepthwise
 //     static autoPads(inputSize:kernelSize:strides:dilations:upper:) -> (begin: [Int], end: [Int])
 //       ONNX auto_pad SAME_UPPER (upper = true) / SAME_LOWER; also valid for pooling.
+//   struct ColumnMap                    the window of im2col/col2im (ConvGeometry.columns: input →
+//                                       output positions; ConvTransposeGeometry.columns: the reverse)
+//   func convValidRange(offset:stride:inSize:outSize:)   the one valid-range helper (conv, pooling)
 //   enum Conv
 //     workspaceCount(geometry:batch:) -> Int       floats of scratch forward needs for this batch
 //                                                   (enough for any smaller batch too)
-//     forward(x:batch:geometry:weight:bias:activation:y:workspace:)
+//     forward(x:batch:geometry:weight:bias:activation:y:workspace:)     float32, inference engine
+//   Generic over Float and Double (the differentiable engine; one GEMM per sample and group, so a
+//   sample's result does not depend on the batch):
+//     perSampleWorkspaceCount(geometry:) -> Int
+//     forwardPerSample(x:batch:geometry:weight:bias:y:workspace:)       y = conv(x) + bias
+//     backward(x:batch:geometry:weight:gy:gx:gw:gb:workspace:)          gx, gw, gb += adjoints
+//     im2col(x:channels:map:rowStart:rowEnd:col:ld:), col2im(col:channels:map:image:)  (col2im adds)
 //   struct ConvTransposeGeometry        validated sizes of one ConvTranspose node
 //     init(channelsIn:channelsOut:group:inputSize:kernelSize:strides:dilations:padsBegin:padsEnd:outputPadding:)
 //       throws(InLoopError); outputSize[i] = stride·(in - 1) + outputPadding + (k - 1)·dilation + 1
@@ -33,13 +42,15 @@
 //     workspaceCount(geometry:batch:) -> Int
 //     forward(x:batch:geometry:weight:bias:activation:y:workspace:)
 //
-// Strategy: group = Cin > 1 (depthwise, any channel multiplier) runs direct loops (no workspace).
+// Strategy of Conv.forward: group = Cin > 1 (depthwise, any channel multiplier) runs direct loops
+// (no workspace).
 // Otherwise, per group, im2col + cblas_sgemm: when a sample has at most 128 output positions several
 // samples share one GEMM (~256 im2col columns side by side; the copy back into y's N×Cout×P layout
 // applies bias + activation); else each sample is cut into tiles of whole output rows (~384 columns,
 // so the im2col block stays in cache) whose GEMMs write straight into y (ldc = P), each followed by
-// bias + activation on that tile while it is in cache. A 1×1 kernel with stride 1 and no padding skips im2col. ConvTranspose does,
-// per sample and group, col = Wᵀ·x (one sgemm) and a col2im scatter-add into y preset to the bias.
+// bias + activation on that tile while it is in cache. A 1×1 kernel with stride 1 and no padding
+// skips im2col (in forward). ConvTranspose does, per sample and group, col = Wᵀ·x (one sgemm) and a
+// col2im scatter-add into y preset to the bias.
 //
 // Preconditions (caller-validated, not checked here): every pointer holds the counts above for
 // `batch` samples; `workspace` holds at least workspaceCount(geometry:batch:) floats (0 is a valid
@@ -182,6 +193,40 @@ func convValidRange(offset: Int, stride: Int, inSize: Int, outSize: Int) -> (lo:
     return (lo, max(lo, hi))
 }
 
+/// What im2col and col2im need of a window, 2-D normalised: an image of `imageH × imageW` values per
+/// channel and `outH × outW` window positions. Column-matrix row (c·kH + i)·kW + j, column oh·outW + ow
+/// holds image[c, oh·strideH + i·dilationH - padTop, ow·strideW + j·dilationW - padLeft] (0 outside).
+/// A Conv maps its input to its output positions; a ConvTranspose scatters from its input positions
+/// into its output image (the same map with the roles of input and output exchanged).
+public struct ColumnMap: Sendable {
+    public let imageH: Int, imageW: Int, outH: Int, outW: Int, kH: Int, kW: Int
+    public let strideH: Int, strideW: Int, dilationH: Int, dilationW: Int, padTop: Int, padLeft: Int
+
+    @inlinable
+    public init(imageH: Int, imageW: Int, outH: Int, outW: Int, kH: Int, kW: Int, strideH: Int, strideW: Int,
+                dilationH: Int, dilationW: Int, padTop: Int, padLeft: Int) {
+        self.imageH = imageH; self.imageW = imageW; self.outH = outH; self.outW = outW; self.kH = kH; self.kW = kW
+        self.strideH = strideH; self.strideW = strideW; self.dilationH = dilationH; self.dilationW = dilationW
+        self.padTop = padTop; self.padLeft = padLeft
+    }
+}
+
+extension ConvGeometry {
+    /// Input image → output positions.
+    @inlinable public var columns: ColumnMap {
+        ColumnMap(imageH: inH, imageW: inW, outH: outH, outW: outW, kH: kH, kW: kW, strideH: strideH, strideW: strideW,
+                  dilationH: dilationH, dilationW: dilationW, padTop: padTop, padLeft: padLeft)
+    }
+}
+
+extension ConvTransposeGeometry {
+    /// Output image ← input positions (col2im of Wᵀ·x is the transposed convolution).
+    @inlinable public var columns: ColumnMap {
+        ColumnMap(imageH: outH, imageW: outW, outH: inH, outW: inW, kH: kH, kW: kW, strideH: strideH, strideW: strideW,
+                  dilationH: dilationH, dilationW: dilationW, padTop: padTop, padLeft: padLeft)
+    }
+}
+
 public enum Conv {
     /// Output columns (samples × output positions) one GEMM aims for when samples are batched.
     /// 256 (4 samples of column_conv1d's 60 levels: an im2col block of ≤ 96 KB) measured ~10% faster
@@ -251,6 +296,7 @@ public enum Conv {
         let b = samplesPerGEMM(g, batch: batch)
         let pointwise = isPointwise(g)
         let rowsPerTile = outputRowsPerTile(g)
+        let map = g.columns
 
         if b == 1 {
             for n in 0..<batch {
@@ -271,7 +317,7 @@ public enum Conv {
                     while r0 < g.outH {
                         let r1 = min(g.outH, r0 + rowsPerTile)
                         let cols = (r1 - r0) * g.outW
-                        im2col(x: xs, channels: cg, geometry: g, rowStart: r0, rowEnd: r1, col: workspace, ld: cols)
+                        im2col(x: xs, channels: cg, map: map, rowStart: r0, rowEnd: r1, col: workspace, ld: cols)
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(cols), Int32(k),
                                     1, weight + gi * m * k, Int32(k), workspace, Int32(cols), 0,
                                     ys + r0 * g.outW, Int32(p))
@@ -294,7 +340,7 @@ public enum Conv {
             let ld = nb * p
             for gi in 0..<g.group {
                 for s in 0..<nb {
-                    im2col(x: x + ((n0 + s) * g.channelsIn + gi * cg) * inP, channels: cg, geometry: g,
+                    im2col(x: x + ((n0 + s) * g.channelsIn + gi * cg) * inP, channels: cg, map: map,
                            rowStart: 0, rowEnd: g.outH, col: col + s * p, ld: ld)
                 }
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(ld), Int32(k),
@@ -341,14 +387,15 @@ public enum Conv {
         }
     }
 
-    /// Writes the im2col matrix of one sample's `channels` channels: row (c·kH + i)·kW + j, column
-    /// oh·outW + ow holds x[c, oh·sH + i·dH - padTop, ow·sW + j·dW - padLeft] (0 in the padding).
-    /// Rows are `ld` floats apart.
-    /// Only output rows `rowStart ..< rowEnd` are written (column (oh - rowStart)·outW + ow).
+    /// Writes the im2col matrix of `channels` image channels (layout in `ColumnMap`): row
+    /// (c·kH + i)·kW + j, column oh·outW + ow (0 in the padding). Rows are `ld` values apart. Only
+    /// output rows `rowStart ..< rowEnd` are written (column (oh - rowStart)·outW + ow).
     @inlinable
-    static func im2col(x: UnsafePointer<Float>, channels: Int, geometry g: ConvGeometry,
-                       rowStart: Int, rowEnd: Int, col: UnsafeMutablePointer<Float>, ld: Int) {
-        let inH = g.inH, inW = g.inW, outW = g.outW
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public static func im2col<T: Real>(x: UnsafePointer<T>, channels: Int, map g: ColumnMap,
+                                       rowStart: Int, rowEnd: Int, col: UnsafeMutablePointer<T>, ld: Int) {
+        let inH = g.imageH, inW = g.imageW, outW = g.outW
         let sH = g.strideH, sW = g.strideW
         let kk = g.kH * g.kW
         // The valid ranges depend on the kernel tap only: computed once per tap, not per channel.
@@ -369,7 +416,7 @@ public enum Conv {
                         let src = xc + (oh * sH + hOff) * inW + wOff
                         for ow in 0..<lo { dst[ow] = 0 }
                         if sW == 1 {
-                            copyFloats(dst + lo, src + lo, count: hi - lo)
+                            copyElements(dst + lo, src + lo, count: hi - lo)
                         } else {
                             for ow in lo..<hi { dst[ow] = src[ow * sW] }
                         }
@@ -380,27 +427,136 @@ public enum Conv {
         }
     }
 
-    /// dst[0 ..< count] = src[0 ..< count] inline (im2col rows are short: a memmove call per row cost
-    /// more than the copy). Two 4-float vectors per step, then the tail.
-    @inlinable @inline(__always)
-    static func copyFloats(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count n: Int) {
-        let rd = UnsafeMutableRawPointer(dst), rs = UnsafeRawPointer(src)
-        var i = 0
-        while i + 8 <= n {
-            let a = rs.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self)
-            let b = rs.loadUnaligned(fromByteOffset: 4 * i + 16, as: SIMD4<Float>.self)
-            rd.storeBytes(of: a, toByteOffset: 4 * i, as: SIMD4<Float>.self)
-            rd.storeBytes(of: b, toByteOffset: 4 * i + 16, as: SIMD4<Float>.self)
-            i += 8
+    /// The adjoint of `im2col` over all output positions (rows `outH·outW` values apart):
+    /// image[c, …] += col[(c·kH + i)·kW + j, oh·outW + ow] for every tap inside the image, in the
+    /// order c, i, j, oh, ow.
+    @inlinable
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public static func col2im<T: Real>(col: UnsafePointer<T>, channels: Int, map g: ColumnMap,
+                                       image: UnsafeMutablePointer<T>) {
+        let p = g.outH * g.outW, inW = g.imageW, sH = g.strideH, sW = g.strideW
+        for c in 0..<channels {
+            let xc = image + c * g.imageH * inW
+            for i in 0..<g.kH {
+                let hOff = i * g.dilationH - g.padTop
+                let (ohLo, ohHi) = convValidRange(offset: hOff, stride: sH, inSize: g.imageH, outSize: g.outH)
+                for j in 0..<g.kW {
+                    let wOff = j * g.dilationW - g.padLeft
+                    let (lo, hi) = convValidRange(offset: wOff, stride: sW, inSize: inW, outSize: g.outW)
+                    let row = col + ((c * g.kH + i) * g.kW + j) * p
+                    for oh in ohLo..<ohHi {
+                        let src = row + oh * g.outW
+                        let dst = xc + (oh * sH + hOff) * inW + wOff
+                        if sW == 1 {
+                            for ow in lo..<hi { dst[ow] += src[ow] }
+                        } else {
+                            for ow in lo..<hi { dst[ow * sW] += src[ow] }
+                        }
+                    }
+                }
+            }
         }
-        while i < n { dst[i] = src[i]; i += 1 }
+    }
+
+    /// dst[0 ..< count] = src[0 ..< count]: rows under 256 bytes inline (a memmove call per short row
+    /// cost more than the copy), 32 bytes per step, then the tail; longer rows by memmove (wider vectors).
+    @inlinable @inline(__always)
+    static func copyElements<T>(_ dst: UnsafeMutablePointer<T>, _ src: UnsafePointer<T>, count n: Int) {
+        let rd = UnsafeMutableRawPointer(dst), rs = UnsafeRawPointer(src)
+        let bytes = n * MemoryLayout<T>.stride
+        if bytes >= 256 { dst.update(from: src, count: n); return }
+        var i = 0
+        while i + 32 <= bytes {
+            let a = rs.loadUnaligned(fromByteOffset: i, as: SIMD4<UInt32>.self)
+            let b = rs.loadUnaligned(fromByteOffset: i + 16, as: SIMD4<UInt32>.self)
+            rd.storeBytes(of: a, toByteOffset: i, as: SIMD4<UInt32>.self)
+            rd.storeBytes(of: b, toByteOffset: i + 16, as: SIMD4<UInt32>.self)
+            i += 32
+        }
+        var k = i / MemoryLayout<T>.stride
+        while k < n { dst[k] = src[k]; k += 1 }
     }
 
     /// dst[0 ..< count] = 0 inline (short runs in im2col).
     @inlinable @inline(__always)
-    static func fillZero(_ dst: UnsafeMutablePointer<Float>, count n: Int) {
+    static func fillZero<T: Real>(_ dst: UnsafeMutablePointer<T>, count n: Int) {
         if n > 64 { dst.update(repeating: 0, count: n); return }
         for i in 0..<n { dst[i] = 0 }
+    }
+
+    /// Floats of scratch `forwardPerSample` and `backward` need (independent of the batch).
+    @inlinable
+    public static func perSampleWorkspaceCount(geometry g: ConvGeometry) -> Int {
+        saturatingProduct(2 * (g.channelsIn / g.group) * g.kernelSpatialCount, g.outputSpatialCount)
+    }
+
+    /// y = conv(x, weight) + bias, the differentiable engine's order of operations: per sample and
+    /// group an im2col and one GEMM (β = 0) into y, then the bias added. No fusion, no batching of
+    /// samples, so a sample's result does not depend on the batch. `workspace` holds
+    /// perSampleWorkspaceCount(geometry:) values.
+    @inlinable
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public static func forwardPerSample<T: Real>(x: UnsafePointer<T>, batch: Int, geometry g: ConvGeometry,
+                                                 weight: UnsafePointer<T>, bias: UnsafePointer<T>?,
+                                                 y: UnsafeMutablePointer<T>, workspace: UnsafeMutablePointer<T>) {
+        let cg = g.channelsIn / g.group, mg = g.channelsOut / g.group
+        let kc = cg * g.kernelSpatialCount, p = g.outputSpatialCount, inP = g.inputSpatialCount
+        let map = g.columns
+        for s in 0..<batch {
+            for gr in 0..<g.group {
+                im2col(x: x + (s * g.channelsIn + gr * cg) * inP, channels: cg, map: map,
+                       rowStart: 0, rowEnd: g.outH, col: workspace, ld: p)
+                T.gemm(transA: false, transB: false, m: mg, n: p, k: kc, alpha: 1, a: weight + gr * mg * kc, lda: kc,
+                       b: workspace, ldb: p, beta: 0, c: y + (s * g.channelsOut + gr * mg) * p, ldc: p)
+            }
+            if let bias {
+                for o in 0..<g.channelsOut {
+                    let yo = y + (s * g.channelsOut + o) * p, b = bias[o]
+                    for i in 0..<p { yo[i] += b }
+                }
+            }
+        }
+    }
+
+    /// The adjoint of `forwardPerSample`: gw += dy ⋆ x, gb += Σ dy, gx += col2im(Wᵀ·dy) (each only
+    /// when given). `workspace` holds perSampleWorkspaceCount(geometry:) values.
+    @inlinable
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public static func backward<T: Real>(x: UnsafePointer<T>, batch: Int, geometry g: ConvGeometry,
+                                         weight: UnsafePointer<T>, gy: UnsafePointer<T>,
+                                         gx: UnsafeMutablePointer<T>?, gw: UnsafeMutablePointer<T>?,
+                                         gb: UnsafeMutablePointer<T>?, workspace: UnsafeMutablePointer<T>) {
+        let cg = g.channelsIn / g.group, mg = g.channelsOut / g.group
+        let kc = cg * g.kernelSpatialCount, p = g.outputSpatialCount, inP = g.inputSpatialCount
+        let map = g.columns
+        let col = workspace, dcol = workspace + kc * p
+        for s in 0..<batch {
+            for gr in 0..<g.group {
+                let gys = gy + (s * g.channelsOut + gr * mg) * p
+                if let gw {
+                    im2col(x: x + (s * g.channelsIn + gr * cg) * inP, channels: cg, map: map,
+                           rowStart: 0, rowEnd: g.outH, col: col, ld: p)
+                    T.gemm(transA: false, transB: true, m: mg, n: kc, k: p, alpha: 1, a: gys, lda: p, b: col, ldb: p,
+                           beta: 1, c: gw + gr * mg * kc, ldc: kc)
+                }
+                if let gx {
+                    T.gemm(transA: true, transB: false, m: kc, n: p, k: mg, alpha: 1, a: weight + gr * mg * kc, lda: kc,
+                           b: gys, ldb: p, beta: 0, c: dcol, ldc: p)
+                    col2im(col: dcol, channels: cg, map: map, image: gx + (s * g.channelsIn + gr * cg) * inP)
+                }
+            }
+            if let gb {
+                for o in 0..<g.channelsOut {
+                    let go = gy + (s * g.channelsOut + o) * p
+                    var acc: T = 0
+                    for i in 0..<p { acc += go[i] }
+                    gb[o] += acc
+                }
+            }
+        }
     }
 
     /// group = Cin: output channel co reads input channel co / (Cout / Cin) only.
@@ -548,8 +704,7 @@ public enum ConvTranspose {
         let kk = g.kernelSpatialCount
         let rows = m * kk
         let inP = g.inputSpatialCount, p = g.outputSpatialCount
-        let inH = g.inH, inW = g.inW, outH = g.outH, outW = g.outW
-        let sH = g.strideH, sW = g.strideW
+        let map = g.columns
         for n in 0..<batch {
             let yn = y + n * g.channelsOut * p
             for co in 0..<g.channelsOut { (yn + co * p).update(repeating: bias?[co] ?? 0, count: p) }
@@ -558,28 +713,7 @@ public enum ConvTranspose {
                 // weight rows of this group: cg × rows, transposed into rows × cg.
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows), Int32(inP), Int32(cg),
                             1, weight + gi * cg * rows, Int32(rows), xs, Int32(inP), 0, workspace, Int32(inP))
-                for o in 0..<m {
-                    let yc = yn + (gi * m + o) * p
-                    for i in 0..<g.kH {
-                        let hOff = i * g.dilationH - g.padTop
-                        // input rows ih with 0 ≤ ih·sH + hOff < outH
-                        let (ihLo, ihHi) = convValidRange(offset: hOff, stride: sH, inSize: outH, outSize: inH)
-                        for j in 0..<g.kW {
-                            let wOff = j * g.dilationW - g.padLeft
-                            let (lo, hi) = convValidRange(offset: wOff, stride: sW, inSize: outW, outSize: inW)
-                            let row = workspace + ((o * g.kH + i) * g.kW + j) * inP
-                            for ih in ihLo..<ihHi {
-                                let src = row + ih * inW
-                                let dst = yc + (ih * sH + hOff) * outW + wOff
-                                if sW == 1 {
-                                    for iw in lo..<hi { dst[iw] += src[iw] }
-                                } else {
-                                    for iw in lo..<hi { dst[iw * sW] += src[iw] }
-                                }
-                            }
-                        }
-                    }
-                }
+                Conv.col2im(col: workspace, channels: m, map: map, image: yn + gi * m * p)
             }
             Kernels.activate(activation, yn, count: g.channelsOut * p)
         }

@@ -621,8 +621,7 @@ struct GraphPlanBuilder<T: Real> {
         if let b, b.shape.reduce(1, *) != g.channelsOut {
             throw InLoopError(.format, "bias B has shape \(Tensor.format(b.shape)), expected \(g.channelsOut) values")
         }
-        let kCount = (g.channelsIn / g.group) * g.kH * g.kW
-        workspaceNeed = max(workspaceNeed, 2 * kCount * g.outputSpatialCount)
+        workspaceNeed = max(workspaceNeed, Conv.perSampleWorkspaceCount(geometry: g))
         try emit(.conv(g, batch: x.shape[0]), node, inputs: [x.storage, w.storage, b?.storage ?? -1],
                  shape: [x.shape[0], g.channelsOut] + g.outputSize)
     }

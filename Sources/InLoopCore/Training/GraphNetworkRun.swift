@@ -150,28 +150,16 @@ extension GraphPlan {
                 TensorOps.softmax(x: v(st.inputs[0]), outer: outer, axisLength: length, inner: inner, y: y)
             }
         case .conv(let g, let n):
-            GKernels.convForward(v(st.inputs[0]), g, batch: n, weight: v(st.inputs[1]),
-                                 bias: st.inputs[2] >= 0 ? UnsafePointer(v(st.inputs[2])) : nil, y, workspace: workspace!.base)
+            Conv.forwardPerSample(x: v(st.inputs[0]), batch: n, geometry: g, weight: v(st.inputs[1]),
+                                  bias: st.inputs[2] >= 0 ? UnsafePointer(v(st.inputs[2])) : nil, y: y, workspace: workspace!.base)
         case .maxPool(let g, let planes, let idx):
-            GKernels.maxPool(v(st.inputs[0]), g, planes: planes, y, indices: indexStores[idx].base)
+            Pool.max(x: v(st.inputs[0]), planes: planes, geometry: g, y: y, indices: indexStores[idx].base)
         case .averagePool(let g, let planes, let includePad):
-            GKernels.averagePool(v(st.inputs[0]), g, planes: planes, includePad: includePad, y)
+            Pool.average(x: v(st.inputs[0]), planes: planes, geometry: g, countIncludePad: includePad, y: y)
         case .globalAverage(let planes, let spatial):
-            let x = v(st.inputs[0])
-            let inv = 1 / T(spatial)
-            for p in 0..<planes {
-                var s: T = 0
-                for i in 0..<spatial { s += x[p * spatial + i] }
-                y[p] = s * inv
-            }
+            Pool.globalAverage(x: v(st.inputs[0]), planes: planes, spatial: spatial, y: y)
         case .globalMax(let planes, let spatial, let idx):
-            let x = v(st.inputs[0]), ind = indexStores[idx].base
-            for p in 0..<planes {
-                var best = 0
-                for i in 1..<max(spatial, 1) where x[p * spatial + i] > x[p * spatial + best] { best = i }
-                ind[p] = best
-                y[p] = x[p * spatial + best]
-            }
+            Pool.globalMax(x: v(st.inputs[0]), planes: planes, spatial: spatial, y: y, indices: indexStores[idx].base)
         case .batchNorm(let n, let c, let spatial, let eps):
             let x = v(st.inputs[0]), sc = v(st.inputs[1]), b = v(st.inputs[2]), mean = v(st.inputs[3]), vr = v(st.inputs[4])
             for ch in 0..<c {
@@ -286,25 +274,21 @@ extension GraphPlan {
             guard let gx = g(0) else { return }
             TensorOps.softmaxBackward(y: values[st.output], gradient: gy, outer: outer, axisLength: length, inner: inner, log: log, into: gx)
         case .conv(let geo, let n):
-            GKernels.convBackward(v(st.inputs[0]), geo, batch: n, weight: v(st.inputs[1]), gy: gy,
-                                  gx: g(0), gw: g(1), gb: st.inputs[2] >= 0 ? g(2) : nil, workspace: workspace!.base)
+            Conv.backward(x: v(st.inputs[0]), batch: n, geometry: geo, weight: v(st.inputs[1]), gy: gy,
+                          gx: g(0), gw: g(1), gb: st.inputs[2] >= 0 ? g(2) : nil, workspace: workspace!.base)
         case .maxPool(let geo, let planes, let idx):
             guard let gx = g(0) else { return }
-            let ind = indexStores[idx].base, inP = geo.inputSpatialCount, outP = geo.outputSpatialCount
-            for p in 0..<planes {
-                for o in 0..<outP where ind[p * outP + o] >= 0 { gx[p * inP + ind[p * outP + o]] += gy[p * outP + o] }
-            }
+            Pool.maxBackward(gy: gy, planes: planes, inputSpatial: geo.inputSpatialCount, outputSpatial: geo.outputSpatialCount,
+                             indices: indexStores[idx].base, gx: gx)
         case .averagePool(let geo, let planes, let includePad):
             guard let gx = g(0) else { return }
-            GKernels.averagePoolAdjoint(gy, geo, planes: planes, includePad: includePad, gx)
+            Pool.averageBackward(gy: gy, planes: planes, geometry: geo, countIncludePad: includePad, gx: gx)
         case .globalAverage(let planes, let spatial):
             guard let gx = g(0) else { return }
-            let inv = 1 / T(spatial)
-            for p in 0..<planes { let d = gy[p] * inv; for i in 0..<spatial { gx[p * spatial + i] += d } }
+            Pool.globalAverageBackward(gy: gy, planes: planes, spatial: spatial, gx: gx)
         case .globalMax(let planes, let spatial, let idx):
             guard let gx = g(0) else { return }
-            let ind = indexStores[idx].base
-            for p in 0..<planes { gx[p * spatial + ind[p]] += gy[p] }
+            Pool.maxBackward(gy: gy, planes: planes, inputSpatial: spatial, outputSpatial: 1, indices: indexStores[idx].base, gx: gx)
         case .batchNorm(let n, let c, let spatial, let eps):
             let x = v(st.inputs[0]), sc = v(st.inputs[1]), mean = v(st.inputs[3]), vr = v(st.inputs[4])
             let gx = g(0), gs = g(1), gb = g(2), gm = g(3), gv = g(4)
@@ -419,28 +403,17 @@ extension GraphPlan {
             TensorOps.softmaxTangent(y: values[st.output], tangent: t(0)!, outer: outer, axisLength: length, inner: inner, log: log, into: ty)
         case .conv(let geo, let n):
             // Weights and bias do not depend on the input: dy = W * dx.
-            GKernels.convForward(t(0)!, geo, batch: n, weight: v(st.inputs[1]), bias: nil, ty, workspace: workspace!.base)
+            Conv.forwardPerSample(x: t(0)!, batch: n, geometry: geo, weight: v(st.inputs[1]), bias: nil, y: ty,
+                                  workspace: workspace!.base)
         case .maxPool(let geo, let planes, let idx):
-            let tx = t(0)!, ind = indexStores[idx].base, inP = geo.inputSpatialCount, outP = geo.outputSpatialCount
-            for p in 0..<planes {
-                for o in 0..<outP {
-                    let j = ind[p * outP + o]
-                    ty[p * outP + o] = j >= 0 ? tx[p * inP + j] : 0
-                }
-            }
+            Pool.maxTangent(tx: t(0)!, planes: planes, inputSpatial: geo.inputSpatialCount, outputSpatial: geo.outputSpatialCount,
+                            indices: indexStores[idx].base, ty: ty)
         case .averagePool(let geo, let planes, let includePad):
-            GKernels.averagePool(t(0)!, geo, planes: planes, includePad: includePad, ty)
+            Pool.average(x: t(0)!, planes: planes, geometry: geo, countIncludePad: includePad, y: ty)
         case .globalAverage(let planes, let spatial):
-            let tx = t(0)!
-            let inv = 1 / T(spatial)
-            for p in 0..<planes {
-                var s: T = 0
-                for i in 0..<spatial { s += tx[p * spatial + i] }
-                ty[p] = s * inv
-            }
+            Pool.globalAverage(x: t(0)!, planes: planes, spatial: spatial, y: ty)
         case .globalMax(let planes, let spatial, let idx):
-            let tx = t(0)!, ind = indexStores[idx].base
-            for p in 0..<planes { ty[p] = tx[p * spatial + ind[p]] }
+            Pool.maxTangent(tx: t(0)!, planes: planes, inputSpatial: spatial, outputSpatial: 1, indices: indexStores[idx].base, ty: ty)
         case .batchNorm(let n, let c, let spatial, let eps):
             let tx = t(0)!, sc = v(st.inputs[1]), vr = v(st.inputs[4])
             for ch in 0..<c {
@@ -552,229 +525,4 @@ enum GKernels {
         for r in 0..<g.m { for j in 0..<g.n { y[r * g.n + j] = scale * c[r * g.cRow + j * g.cCol] } }
     }
 
-    // MARK: Convolution (im2col + GEMM per sample and group)
-
-    /// The output columns ow whose input column ow·sW + off lies in [0, inW): [lo, hi).
-    @inline(__always)
-    static func validRange(offset off: Int, stride sW: Int, inW: Int, outW: Int) -> (Int, Int) {
-        var lo = off >= 0 ? 0 : (-off + sW - 1) / sW
-        var hi = inW - off <= 0 ? 0 : (inW - off - 1) / sW + 1
-        lo = min(lo, outW); hi = min(max(hi, lo), outW)
-        return (lo, hi)
-    }
-
-    /// col[(c·kH + i)·kW + j, oh·outW + ow] = x[c, oh·sH − pT + i·dH, ow·sW − pL + j·dW] (0 outside).
-    static func im2col<T: Real>(_ x: UnsafePointer<T>, channels: Int, _ g: ConvGeometry, _ col: UnsafeMutablePointer<T>) {
-        let p = g.outputSpatialCount, inHW = g.inH * g.inW, sW = g.strideW
-        var row = 0
-        for c in 0..<channels {
-            let xc = x + c * inHW
-            for i in 0..<g.kH {
-                for j in 0..<g.kW {
-                    let dst = col + row * p
-                    let off = j * g.dilationW - g.padLeft
-                    let (lo, hi) = validRange(offset: off, stride: sW, inW: g.inW, outW: g.outW)
-                    for oh in 0..<g.outH {
-                        let ih = oh * g.strideH - g.padTop + i * g.dilationH
-                        let d = dst + oh * g.outW
-                        if ih < 0 || ih >= g.inH || lo >= hi {
-                            d.update(repeating: 0, count: g.outW)
-                            continue
-                        }
-                        if lo > 0 { d.update(repeating: 0, count: lo) }
-                        if hi < g.outW { (d + hi).update(repeating: 0, count: g.outW - hi) }
-                        let xr = xc + ih * g.inW + off
-                        if sW == 1 {
-                            (d + lo).update(from: xr + lo, count: hi - lo)
-                        } else {
-                            for ow in lo..<hi { d[ow] = xr[ow * sW] }
-                        }
-                    }
-                    row += 1
-                }
-            }
-        }
-    }
-
-    /// The adjoint of im2col: x[...] += col[...].
-    static func col2imAdd<T: Real>(_ col: UnsafePointer<T>, channels: Int, _ g: ConvGeometry, _ x: UnsafeMutablePointer<T>) {
-        let p = g.outputSpatialCount, inHW = g.inH * g.inW, sW = g.strideW
-        var row = 0
-        for c in 0..<channels {
-            let xc = x + c * inHW
-            for i in 0..<g.kH {
-                for j in 0..<g.kW {
-                    let src = col + row * p
-                    let off = j * g.dilationW - g.padLeft
-                    let (lo, hi) = validRange(offset: off, stride: sW, inW: g.inW, outW: g.outW)
-                    for oh in 0..<g.outH {
-                        let ih = oh * g.strideH - g.padTop + i * g.dilationH
-                        if ih < 0 || ih >= g.inH { continue }
-                        let xr = xc + ih * g.inW + off, s = src + oh * g.outW
-                        for ow in lo..<hi { xr[ow * sW] += s[ow] }
-                    }
-                    row += 1
-                }
-            }
-        }
-    }
-
-    static func convForward<T: Real>(_ x: UnsafePointer<T>, _ g: ConvGeometry, batch: Int, weight: UnsafePointer<T>,
-                                     bias: UnsafePointer<T>?, _ y: UnsafeMutablePointer<T>, workspace: UnsafeMutablePointer<T>) {
-        let cg = g.channelsIn / g.group, mg = g.channelsOut / g.group
-        let kc = cg * g.kH * g.kW, p = g.outputSpatialCount, inHW = g.inH * g.inW
-        for s in 0..<batch {
-            for gr in 0..<g.group {
-                im2col(x + (s * g.channelsIn + gr * cg) * inHW, channels: cg, g, workspace)
-                T.gemm(transA: false, transB: false, m: mg, n: p, k: kc, alpha: 1, a: weight + gr * mg * kc, lda: kc,
-                       b: workspace, ldb: p, beta: 0, c: y + (s * g.channelsOut + gr * mg) * p, ldc: p)
-            }
-            if let bias {
-                for o in 0..<g.channelsOut {
-                    let yo = y + (s * g.channelsOut + o) * p, b = bias[o]
-                    for i in 0..<p { yo[i] += b }
-                }
-            }
-        }
-    }
-
-    static func convBackward<T: Real>(_ x: UnsafePointer<T>, _ g: ConvGeometry, batch: Int, weight: UnsafePointer<T>,
-                                      gy: UnsafePointer<T>, gx: UnsafeMutablePointer<T>?, gw: UnsafeMutablePointer<T>?,
-                                      gb: UnsafeMutablePointer<T>?, workspace: UnsafeMutablePointer<T>) {
-        let cg = g.channelsIn / g.group, mg = g.channelsOut / g.group
-        let kc = cg * g.kH * g.kW, p = g.outputSpatialCount, inHW = g.inH * g.inW
-        let col = workspace, dcol = workspace + kc * p
-        for s in 0..<batch {
-            for gr in 0..<g.group {
-                let gys = gy + (s * g.channelsOut + gr * mg) * p
-                if let gw {
-                    im2col(x + (s * g.channelsIn + gr * cg) * inHW, channels: cg, g, col)
-                    T.gemm(transA: false, transB: true, m: mg, n: kc, k: p, alpha: 1, a: gys, lda: p, b: col, ldb: p,
-                           beta: 1, c: gw + gr * mg * kc, ldc: kc)
-                }
-                if let gx {
-                    T.gemm(transA: true, transB: false, m: kc, n: p, k: mg, alpha: 1, a: weight + gr * mg * kc, lda: kc,
-                           b: gys, ldb: p, beta: 0, c: dcol, ldc: p)
-                    col2imAdd(dcol, channels: cg, g, gx + (s * g.channelsIn + gr * cg) * inHW)
-                }
-            }
-            if let gb {
-                for o in 0..<g.channelsOut {
-                    let go = gy + (s * g.channelsOut + o) * p
-                    var acc: T = 0
-                    for i in 0..<p { acc += go[i] }
-                    gb[o] += acc
-                }
-            }
-        }
-    }
-
-    // MARK: Pooling
-
-    /// Max pooling keeping the arg-max (first maximum in window order; -1 for an empty window).
-    static func maxPool<T: Real>(_ x: UnsafePointer<T>, _ g: PoolGeometry, planes: Int, _ y: UnsafeMutablePointer<T>,
-                                 indices: UnsafeMutablePointer<Int>) {
-        let inP = g.inputSpatialCount, p = g.outputSpatialCount
-        for pl in 0..<planes {
-            let xp = x + pl * inP, yp = y + pl * p, ip = indices + pl * p
-            for oh in 0..<g.outH {
-                let h0 = oh * g.strideH - g.padTop
-                let (iLo, iHi) = validRange(offset: h0, stride: g.dilationH, inW: g.inH, outW: g.kH)
-                for ow in 0..<g.outW {
-                    let w0 = ow * g.strideW - g.padLeft
-                    let (jLo, jHi) = validRange(offset: w0, stride: g.dilationW, inW: g.inW, outW: g.kW)
-                    var best = -1
-                    var m = -T.infinity
-                    if iLo < iHi && jLo < jHi {
-                        best = (h0 + iLo * g.dilationH) * g.inW + w0 + jLo * g.dilationW
-                        m = xp[best]
-                        for i in iLo..<iHi {
-                            let row = (h0 + i * g.dilationH) * g.inW + w0
-                            for j in jLo..<jHi {
-                                let k = row + j * g.dilationW
-                                if xp[k] > m { m = xp[k]; best = k }
-                            }
-                        }
-                    }
-                    yp[oh * g.outW + ow] = m
-                    ip[oh * g.outW + ow] = best
-                }
-            }
-        }
-    }
-
-    /// The divisor and the window of one average-pooling output (the rule of `Pool.average`).
-    @inline(__always)
-    static func averageWindow(_ g: PoolGeometry, oh: Int, ow: Int, includePad: Bool) -> Int {
-        let hEnd = g.inH + g.padBottom, wEnd = g.inW + g.padRight
-        let h0 = oh * g.strideH - g.padTop, w0 = ow * g.strideW - g.padLeft
-        var inside = 0, padded = 0
-        for i in 0..<g.kH {
-            let ih = h0 + i * g.dilationH
-            if ih >= hEnd { break }
-            for j in 0..<g.kW {
-                let iw = w0 + j * g.dilationW
-                if iw >= wEnd { break }
-                padded += 1
-                if ih >= 0 && ih < g.inH && iw >= 0 && iw < g.inW { inside += 1 }
-            }
-        }
-        return includePad ? padded : inside
-    }
-
-    static func averagePool<T: Real>(_ x: UnsafePointer<T>, _ g: PoolGeometry, planes: Int, includePad: Bool,
-                                     _ y: UnsafeMutablePointer<T>) {
-        let inP = g.inputSpatialCount, p = g.outputSpatialCount
-        let hEnd = g.inH + g.padBottom, wEnd = g.inW + g.padRight
-        for pl in 0..<planes {
-            let xp = x + pl * inP
-            for oh in 0..<g.outH {
-                let h0 = oh * g.strideH - g.padTop
-                for ow in 0..<g.outW {
-                    let w0 = ow * g.strideW - g.padLeft
-                    var s: T = 0
-                    for i in 0..<g.kH {
-                        let ih = h0 + i * g.dilationH
-                        if ih >= hEnd { break }
-                        if ih < 0 || ih >= g.inH { continue }
-                        for j in 0..<g.kW {
-                            let iw = w0 + j * g.dilationW
-                            if iw >= wEnd { break }
-                            if iw >= 0 && iw < g.inW { s += xp[ih * g.inW + iw] }
-                        }
-                    }
-                    let div = averageWindow(g, oh: oh, ow: ow, includePad: includePad)
-                    y[pl * p + oh * g.outW + ow] = div > 0 ? s / T(div) : 0
-                }
-            }
-        }
-    }
-
-    static func averagePoolAdjoint<T: Real>(_ gy: UnsafePointer<T>, _ g: PoolGeometry, planes: Int, includePad: Bool,
-                                            _ gx: UnsafeMutablePointer<T>) {
-        let inP = g.inputSpatialCount, p = g.outputSpatialCount
-        let hEnd = g.inH + g.padBottom, wEnd = g.inW + g.padRight
-        for pl in 0..<planes {
-            let gp = gx + pl * inP
-            for oh in 0..<g.outH {
-                let h0 = oh * g.strideH - g.padTop
-                for ow in 0..<g.outW {
-                    let div = averageWindow(g, oh: oh, ow: ow, includePad: includePad)
-                    guard div > 0 else { continue }
-                    let d = gy[pl * p + oh * g.outW + ow] / T(div)
-                    let w0 = ow * g.strideW - g.padLeft
-                    for i in 0..<g.kH {
-                        let ih = h0 + i * g.dilationH
-                        if ih >= hEnd { break }
-                        if ih < 0 || ih >= g.inH { continue }
-                        for j in 0..<g.kW {
-                            let iw = w0 + j * g.dilationW
-                            if iw >= wEnd { break }
-                            if iw >= 0 && iw < g.inW { gp[ih * g.inW + iw] += d }
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
