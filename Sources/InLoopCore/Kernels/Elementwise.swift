@@ -127,16 +127,23 @@ extension Kernels {
 
     /// y[i] = act(x[i]) for `count` values; y may equal x. The common activations get loops of their
     /// own (vectorised), the others go element by element through `Activation.apply`.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     @inlinable
     public static func activate<T: Real>(_ act: Activation, _ x: UnsafePointer<T>, into y: UnsafeMutablePointer<T>,
                                          count: Int, numerics: Numerics) {
+        let zero: T = 0   // (a literal 0 inside these closures keeps the loops from vectorising)
         switch act {
         case .identity: if UnsafePointer(y) != x { y.update(from: x, count: count) }
         case .relu:
-            if numerics.reluNaN == .zero { map(x, y, count) { $0 > 0 ? $0 : 0 } } else { map(x, y, count) { $0 <= 0 ? 0 : $0 } }
+            if numerics.reluNaN == .zero {
+                map(x, y, count) { $0 > zero ? $0 : zero }
+            } else {
+                map(x, y, count) { $0 <= zero ? zero : $0 }
+            }
         case .leakyRelu(let alpha):
             let a = T(alpha)
-            map(x, y, count) { $0 >= 0 ? $0 : a * $0 }
+            map(x, y, count) { $0 >= zero ? $0 : a * $0 }
         case .tanh:
             if numerics.tanh == .cephes { map(x, y, count) { T.cephesTanh($0) } } else { map(x, y, count) { T.tanh($0) } }
         default: map(x, y, count) { act.apply($0, numerics) }
@@ -152,19 +159,22 @@ extension Kernels {
 
     /// y[r, c] = act(y[r, c] + b[c]) for a rows × cols row-major matrix (identity and the ReLUs in one
     /// pass over y).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     @inlinable
     public static func biasActivate<T: Real>(_ act: Activation, _ y: UnsafeMutablePointer<T>, rows: Int, cols: Int,
                                              bias b: UnsafePointer<T>, numerics: Numerics = .inference) {
         @inline(__always) func fused(_ f: (T) -> T) {
             for r in 0..<rows { let row = y + r * cols; for c in 0..<cols { row[c] = f(row[c] + b[c]) } }
         }
+        let zero: T = 0
         switch act {
         case .identity: fused { $0 }
         case .relu:
-            if numerics.reluNaN == .zero { fused { $0 > 0 ? $0 : 0 } } else { fused { $0 <= 0 ? 0 : $0 } }
+            if numerics.reluNaN == .zero { fused { $0 > zero ? $0 : zero } } else { fused { $0 <= zero ? zero : $0 } }
         case .leakyRelu(let alpha):
             let a = T(alpha)
-            fused { $0 >= 0 ? $0 : a * $0 }
+            fused { $0 >= zero ? $0 : a * $0 }
         default:
             for r in 0..<rows {
                 let row = y + r * cols
@@ -176,6 +186,8 @@ extension Kernels {
 
     /// out[i] (+)= gradient[i]·f'(z[i]) (a = f(z)): an activation's backward pass (and its
     /// tangent-linear one), accumulating into `out` or overwriting it.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     @inlinable
     public static func activationBackward<T: Real>(_ act: Activation, z: UnsafePointer<T>, a: UnsafePointer<T>,
                                                    gradient d: UnsafePointer<T>, into out: UnsafeMutablePointer<T>,
@@ -185,11 +197,12 @@ extension Kernels {
         @inline(__always) func write(_ f: (Int) -> T) {
             if accumulate { for i in 0..<count { out[i] += f(i) } } else { for i in 0..<count { out[i] = f(i) } }
         }
+        let zero: T = 0
         switch act {
-        case .relu: write { let g = d[$0]; return z[$0] > 0 ? g : 0 }
+        case .relu: write { let g = d[$0]; return z[$0] > zero ? g : zero }
         case .leakyRelu(let alpha):
             let s = T(alpha)
-            write { let g = d[$0]; return z[$0] >= 0 ? g : s * g }
+            write { let g = d[$0]; return z[$0] >= zero ? g : s * g }
         case .tanh: write { d[$0] * (1 - a[$0] * a[$0]) }
         default: write { d[$0] * act.derivative(z: z[$0], a: a[$0]) }
         }

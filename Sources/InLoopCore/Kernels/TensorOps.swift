@@ -347,6 +347,8 @@ public enum TensorOps {
     }
 
     /// y = op(a, b) with NumPy broadcasting; see the file header.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     @inlinable
     public static func broadcastBinary<T: Real>(_ op: BinaryOp, a: UnsafePointer<T>, aShape: [Int],
                                                 b: UnsafePointer<T>, bShape: [Int],
@@ -452,6 +454,8 @@ public enum TensorOps {
     // MARK: softmax
 
     /// Numerically stable softmax over the middle axis of x (outer × axisLength × inner).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     @inlinable
     public static func softmax<T: Real>(x: UnsafePointer<T>, outer: Int, axisLength: Int, inner: Int,
                                         y: UnsafeMutablePointer<T>) {
@@ -471,6 +475,8 @@ public enum TensorOps {
 
     /// Numerically stable log-softmax over the middle axis of x (outer × axisLength × inner); the
     /// last subtraction and the log follow `numerics.elementary`.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     @inlinable
     public static func logSoftmax<T: Real>(x: UnsafePointer<T>, outer: Int, axisLength: Int, inner: Int,
                                            y: UnsafeMutablePointer<T>, numerics: Numerics = .inference) {
@@ -502,6 +508,8 @@ public enum TensorOps {
     }
 
     /// The adjoint of (log-)softmax: gx += Jᵀ·gy, given its output y.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     @inlinable
     public static func softmaxBackward<T: Real>(y: UnsafePointer<T>, gradient gy: UnsafePointer<T>, outer: Int,
                                                 axisLength length: Int, inner: Int, log isLog: Bool,
@@ -522,6 +530,8 @@ public enum TensorOps {
     }
 
     /// The tangent-linear map of (log-)softmax: ty = J·tx, given its output y.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     @inlinable
     public static func softmaxTangent<T: Real>(y: UnsafePointer<T>, tangent tx: UnsafePointer<T>, outer: Int,
                                                axisLength length: Int, inner: Int, log isLog: Bool,

@@ -113,6 +113,8 @@ public enum UnaryFunction: Equatable, Sendable, CustomStringConvertible {
 
     /// y[i] = f(x[i]) for `count` values; y may equal x. Each function gets its own loop (vectorised
     /// where the function allows it).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     @inlinable
     public static func apply<T: Real>(_ f: UnaryFunction, x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, count: Int,
                                       numerics: Numerics = .inference) {
