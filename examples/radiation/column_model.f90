@@ -10,10 +10,13 @@ module column_model
     implicit none
     private
 
-    integer, parameter, public :: n_flux = 5                 ! emulated fluxes, in this order:
+    ! Fluxes held by the model, in this order; the first n_flux are radiation output (scheme or emulator).
+    ! The last, the surface's upward LW flux, is computed from t_sfc and the downward flux as the scheme
+    ! does (surface_lw_up) in both runs: the surface's own emission, sigma T^4 in effect, is not emulated.
+    integer, parameter, public :: n_flux = 4
     integer, parameter, public :: F_SW_UP_TOA = 1, F_SW_DN_SFC = 2, F_LW_UP_TOA = 3, F_LW_DN_SFC = 4, F_LW_UP_SFC = 5
     character(len=*), parameter, public :: flux_names(n_flux) = &
-        [character(len=11) :: 'SW up TOA', 'SW down sfc', 'LW up TOA', 'LW down sfc', 'LW up sfc']
+        [character(len=11) :: 'SW up TOA', 'SW down sfc', 'LW up TOA', 'LW down sfc']
     real(wp), parameter, public :: p_sfc = 100000.0_wp, co2_mmr = 6.08e-4_wp   ! 400 ppmv
     real(wp), parameter, public :: s_toa = 1361.0_wp * 0.5_wp                  ! solar constant x day fraction
     real(wp), parameter, public :: emissivity = 0.98_wp
@@ -27,7 +30,7 @@ module column_model
         real(wp), allocatable :: p_half(:), p_full(:)             ! (0:nlay), (nlay) Pa
         real(wp), allocatable :: t(:, :), q(:, :), o3(:, :)       ! (nlay, n)
         real(wp), allocatable :: t_sfc(:), albedo(:), mu0(:), rh_sfc(:)
-        real(wp), allocatable :: hr_sw(:, :), hr_lw(:, :), flux(:, :)   ! held radiation output (nlay, n), (n_flux, n)
+        real(wp), allocatable :: hr_sw(:, :), hr_lw(:, :), flux(:, :)   ! held radiation output (nlay, n), (n_flux + 1, n)
     contains
         procedure :: init => columns_init
         procedure :: step => columns_step
@@ -66,13 +69,14 @@ contains
         end do
         self%p_full = 0.5_wp * (self%p_half(0:nlay - 1) + self%p_half(1:nlay))
         allocate (self%t(nlay, n), self%q(nlay, n), self%o3(nlay, n), self%t_sfc(n), self%albedo(n), self%mu0(n), &
-                  self%rh_sfc(n), self%hr_sw(nlay, n), self%hr_lw(nlay, n), self%flux(n_flux, n))
+                  self%rh_sfc(n), self%hr_sw(nlay, n), self%hr_lw(nlay, n), self%flux(n_flux + 1, n))
         do j = 1, n
             call column_random(seed, first_global + j - 1, r)
-            self%mu0(j) = 0.3_wp + 0.15_wp * r(1)
-            self%albedo(j) = 0.06_wp + 0.24_wp * r(2)
+            self%mu0(j) = 0.32_wp + 0.1_wp * r(1)
+            self%albedo(j) = 0.1_wp + 0.2_wp * r(2)
             self%rh_sfc(j) = 0.6_wp + 0.25_wp * r(3)
-            t0 = 270.0_wp + 35.0_wp * r(4)
+            ! initial surface temperature: a rough equilibrium for the absorbed sunlight, +-4 K
+            t0 = 278 + 0.75_wp * (s_toa * self%mu0(j) * (1 - self%albedo(j)) - 203) + 8 * (r(4) - 0.5_wp)
             amp = 0.7_wp + 0.6_wp * r(5)
             self%t_sfc(j) = t0
             do k = 1, nlay
@@ -127,19 +131,15 @@ contains
         end do
     end subroutine
 
-    !> One step of length dt (s) with the held radiative heating and fluxes. Returns the largest number of
-    !> convective-adjustment sweeps any column needed.
+    !> One step of length dt (s) with the held radiative heating and fluxes.
     subroutine columns_step(self, dt)
         class(column_set), intent(inout) :: self
         real(wp), intent(in) :: dt
-        integer :: j, k, nl, sweep
-        real(wp) :: rho, sh, lh, r_net, dpk(self%nlay), ratio(self%nlay), tl, tu, mass_l, mass_u
-        logical :: changed
+        integer :: j, nl
+        real(wp) :: rho, sh, lh, r_net, dpk(self%nlay), exner(self%nlay)
         nl = self%nlay
         dpk = self%p_half(1:nl) - self%p_half(0:nl - 1)
-        ! the critical lapse rate in pressure: T(upper) >= T(lower) (p_upper/p_lower)^(R Gamma / g)
-        ratio(1) = 1
-        ratio(2:nl) = (self%p_full(1:nl - 1) / self%p_full(2:nl))**(r_dry * lapse_crit / grav)
+        exner = (self%p_full / p_sfc)**(r_dry * lapse_crit / grav)
         do j = 1, self%n
             self%t(:, j) = self%t(:, j) + dt * (self%hr_sw(:, j) + self%hr_lw(:, j)) / seconds_per_day
             rho = self%p_full(nl) / (r_dry * self%t(nl, j))
@@ -148,25 +148,41 @@ contains
             r_net = (1 - self%albedo(j)) * self%flux(F_SW_DN_SFC, j) + self%flux(F_LW_DN_SFC, j) - self%flux(F_LW_UP_SFC, j)
             self%t_sfc(j) = self%t_sfc(j) + dt * (r_net - sh - lh) / c_sfc
             self%t(nl, j) = self%t(nl, j) + dt * (sh + lh) * grav / (cp_air * dpk(nl))
-            ! convective adjustment: unstable neighbours are set on the critical lapse rate with their
-            ! enthalpy sum kept; sweeps from the bottom until nothing changes
-            do sweep = 1, 4 * nl
-                changed = .false.
-                do k = nl, 2, -1
-                    if (self%t(k - 1, j) < self%t(k, j) * ratio(k) - 1e-9_wp) then
-                        mass_l = dpk(k)
-                        mass_u = dpk(k - 1)
-                        tl = (mass_l * self%t(k, j) + mass_u * self%t(k - 1, j)) / (mass_l + mass_u * ratio(k))
-                        tu = tl * ratio(k)
-                        self%t(k, j) = tl
-                        self%t(k - 1, j) = tu
-                        changed = .true.
-                    end if
-                end do
-                if (.not. changed) exit
-            end do
+            call adjust(nl, dpk, exner, self%t(:, j))
         end do
         call self%humidity()
+    end subroutine
+
+    !> Convective adjustment to the critical lapse rate: with phi = T / (p/ps)^(R Gamma/g) (constant along
+    !> the critical lapse rate), a column is stable where phi does not decrease upwards. Unstable runs of
+    !> layers are mixed to a common phi that keeps their enthalpy sum(cp T dp/g): the pool-adjacent-violators
+    !> algorithm, bottom up, exact in one pass (O(nlay)).
+    pure subroutine adjust(nl, dp, exner, t)
+        integer, intent(in) :: nl
+        real(wp), intent(in) :: dp(nl), exner(nl)
+        real(wp), intent(inout) :: t(nl)
+        real(wp) :: w(nl), wphi(nl)
+        integer :: first(nl), nb, k, b
+        nb = 0
+        do k = nl, 1, -1
+            nb = nb + 1
+            first(nb) = k
+            w(nb) = dp(k) * exner(k)
+            wphi(nb) = dp(k) * t(k)
+            ! block nb (above) lower in phi than block nb-1 (below): unstable, merge
+            do while (nb > 1)
+                if (wphi(nb) * w(nb - 1) >= wphi(nb - 1) * w(nb)) exit
+                w(nb - 1) = w(nb - 1) + w(nb)
+                wphi(nb - 1) = wphi(nb - 1) + wphi(nb)
+                first(nb - 1) = first(nb)
+                nb = nb - 1
+            end do
+        end do
+        k = nl
+        do b = 1, nb          ! block b covers layers first(b)..k
+            if (k > first(b)) t(first(b):k) = exner(first(b):k) * (wphi(b) / w(b))
+            k = first(b) - 1
+        end do
     end subroutine
 
     !> The emulator's inputs for every column: T (nlay), q (nlay), O3 (nlay), t_sfc, albedo, mu0.
@@ -194,15 +210,19 @@ contains
         y(2 * nl + 1:2 * nl + n_flux, 1:self%n) = self%flux
     end subroutine
 
-    !> Holds radiation output given as targets (the emulator's output).
-    subroutine columns_set_radiation(self, y)
+    !> Holds radiation output laid out as the targets (scheme or emulator), and the surface's upward LW flux.
+    subroutine columns_set_radiation(self, opt, y)
         class(column_set), intent(inout) :: self
+        type(gas_optics), intent(in) :: opt
         real(wp), intent(in) :: y(:, :)
-        integer :: nl
+        integer :: nl, j
         nl = self%nlay
         self%hr_sw = y(1:nl, 1:self%n)
         self%hr_lw = y(nl + 1:2 * nl, 1:self%n)
-        self%flux = y(2 * nl + 1:2 * nl + n_flux, 1:self%n)
+        self%flux(1:n_flux, :) = y(2 * nl + 1:2 * nl + n_flux, 1:self%n)
+        do j = 1, self%n
+            self%flux(F_LW_UP_SFC, j) = surface_lw_up(opt, self%t_sfc(j), emissivity, self%flux(F_LW_DN_SFC, j))
+        end do
     end subroutine
 
     !> The scheme on every column; y(n_targets, n) as columns_targets lays it out.
@@ -233,7 +253,6 @@ contains
             y(2 * nl + F_SW_DN_SFC, j) = f%sw_dn(nl)
             y(2 * nl + F_LW_UP_TOA, j) = f%lw_up(0)
             y(2 * nl + F_LW_DN_SFC, j) = f%lw_dn(nl)
-            y(2 * nl + F_LW_UP_SFC, j) = f%lw_up(nl)
         end do
     end subroutine
 

@@ -70,11 +70,12 @@ contains
     subroutine energy_balance()
         type(column_set) :: c
         type(column_fluxes) :: f
-        real(wp) :: t_half(0:60), cl_sw(60), cl_lw(60), err_sw, err_lw, toa, sfc, col, mu0, scale
+        real(wp) :: t_half(0:60), cl_sw(60), cl_lw(60), err_sw, err_lw, err_up, toa, sfc, col, mu0, scale
         integer :: j, k, case
         call c%init(60, 4, 1, 7)
         err_sw = 0
         err_lw = 0
+        err_up = 0
         scale = 0
         do case = 1, 3
             do j = 1, c%n
@@ -99,12 +100,15 @@ contains
                 sfc = f%lw_dn(60) - f%lw_up(60)
                 col = sum([(cp_air / grav * (c%p_half(k) - c%p_half(k - 1)) * f%hr_lw(k) / seconds_per_day, k = 1, 60)])
                 err_lw = max(err_lw, abs(toa - sfc - col))
+                err_up = max(err_up, abs(f%lw_up(60) - surface_lw_up(opt, c%t_sfc(j), emissivity, f%lw_dn(60))))
             end do
         end do
         call check('energy balance SW: TOA net = surface net + column absorption (max error ' // trim(fmt(err_sw)) // &
                    ' W/m2)', err_sw <= 1e-11_wp * scale)
         call check('energy balance LW: TOA net = surface net + column absorption (max error ' // trim(fmt(err_lw)) // &
                    ' W/m2)', err_lw <= 1e-11_wp * scale)
+        call check('surface_lw_up (the column model''s surface emission) = the scheme''s upward LW flux at the surface', &
+                   err_up <= 1e-12_wp * scale)
         call check('no sun (mu0 <= 0): no shortwave flux', maxval(abs(f%sw_dn)) + maxval(abs(f%sw_up)) <= 0)
     end subroutine
 

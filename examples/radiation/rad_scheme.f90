@@ -37,7 +37,7 @@ module rad_scheme
         procedure :: init => fluxes_init
     end type
 
-    public :: rad_column, lw_solve, sw_solve, heating_rates
+    public :: rad_column, lw_solve, sw_solve, heating_rates, surface_lw_up
 
 contains
 
@@ -190,6 +190,19 @@ contains
         call heating_rates(nlay, p_half, f%sw_dn - f%sw_up, f%hr_sw)
         call heating_rates(nlay, p_half, f%lw_dn - f%lw_up, f%hr_lw)
     end subroutine
+
+    !> The upward longwave flux at the surface, as rad_column computes it: emission e pi sum_b B_b(t_sfc)
+    !> plus the reflected part (1 - e) of the downward flux.
+    pure real(wp) function surface_lw_up(opt, t_sfc, emissivity, lw_dn)
+        type(gas_optics), intent(in) :: opt
+        real(wp), intent(in) :: t_sfc, emissivity, lw_dn
+        integer :: b
+        surface_lw_up = 0
+        do b = 1, opt%nlw
+            surface_lw_up = surface_lw_up + band_planck(opt, b, t_sfc) * sum(opt%gw)
+        end do
+        surface_lw_up = emissivity * pi * surface_lw_up + (1 - emissivity) * lw_dn
+    end function
 
     !> Bilinear interpolation weights in (ln p, T), clamped to the table.
     pure subroutine table_weights(opt, p, t, ip, it, w)
