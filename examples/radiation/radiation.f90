@@ -37,6 +37,7 @@ program radiation
         integer :: batch = 256               !< samples per rank in a training step
         integer :: buffer = 40000            !< replay buffer per rank
         integer :: diag_every = 8            !< emulator-run radiation calls between comparisons with the scheme
+        real(wp) :: noise_t = 1.0_wp         !< training run: std (K) of independent noise on each layer's T per call
     end type
 
     real(wp), parameter :: target_speedup = 10, target_rmse = 0.3_wp, target_drift = 1
@@ -165,6 +166,16 @@ contains
             ' days; the trainer starts after ' // num(rs%days_stats) // ' days (normalisation from that data), then ' // &
             num(rs%steps_per_call) // ' steps of ' // num(rs%batch) // ' samples per rank per radiation call'
         do call_no = 1, n_calls
+            ! independent noise on every layer's temperature (std noise_t): in the smooth profiles of an RCE
+            ! run the layers move together, and a network trained on them alone does not learn each layer's
+            ! own radiative damping (the coupled run then drifts). The run continues from the noisy state.
+            do j = 1, nloc
+                do i = 1, nl
+                    c%t(i, j) = c%t(i, j) + rs%noise_t * sqrt(3.0_wp) * &
+                        (2 * real(next_random(rng), wp) / real(huge(0_int64), wp) - 1)
+                end do
+            end do
+            call c%humidity()
             t_scheme = t_scheme - MPI_Wtime()
             call scheme_radiation(opt, c, y)
             t_scheme = t_scheme + MPI_Wtime()
