@@ -25,15 +25,15 @@ program radiation
 
     type :: run_settings
         integer :: nlay = 60
-        integer :: cols_train = 512          !< global columns of the training run
+        integer :: cols_train = 384          !< global columns of the training run
         integer :: cols_couple = 128         !< global columns of the coupled run (twice: scheme and emulator)
         real(wp) :: dt = 3 * 3600.0_wp       !< model step (s)
         integer :: n_rad = 4                 !< steps between radiation calls (12 h)
         real(wp) :: days_stats = 10          !< scheme data gathered before the trainer is made
-        real(wp) :: days_train = 120         !< training run length
+        real(wp) :: days_train = 100         !< training run length
         real(wp) :: days_couple = 365        !< coupled run length
         real(wp) :: days_mean = 60           !< equilibrium profile: mean over the last days of the coupled run
-        integer :: steps_per_call = 12       !< training steps per radiation call
+        integer :: steps_per_call = 10       !< training steps per radiation call
         integer :: batch = 256               !< samples per rank in a training step
         integer :: buffer = 40000            !< replay buffer per rank
         integer :: diag_every = 8            !< emulator-run radiation calls between comparisons with the scheme
@@ -70,7 +70,7 @@ program radiation
     call parse_arguments()
     if (quick) then   ! the same experiment, shorter: for `make test`
         rs%cols_train = 256; rs%cols_couple = 64; rs%days_train = 60; rs%days_couple = 120; rs%days_mean = 30
-        rs%steps_per_call = 16; rs%diag_every = 4
+        rs%steps_per_call = 24; rs%diag_every = 4
     end if
     call inloop_set_threads(1)                   ! 1 thread per rank: the speed-up is per core
     nl = rs%nlay
