@@ -28,7 +28,7 @@ program rad_checks
     end if
     call get_command_argument(1, path)
     call opt%read(trim(path), ok, why)
-    call check('gas-optics tables read (' // trim(why) // ')', ok)
+    call check('gas-optics tables read', ok, trim(why))
     if (ok) then
         call check('100..250 g-points in all', opt%n_gpoints() >= 100 .and. opt%n_gpoints() <= 250)
         call energy_balance()
