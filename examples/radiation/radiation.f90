@@ -33,7 +33,7 @@ program radiation
         real(wp) :: days_train = 100         !< training run length
         real(wp) :: days_couple = 365        !< coupled run length
         real(wp) :: days_mean = 60           !< equilibrium profile: mean over the last days of the coupled run
-        integer :: steps_per_call = 10       !< training steps per radiation call
+        integer :: steps_per_call = 16       !< training steps per radiation call
         integer :: batch = 256               !< samples per rank in a training step
         integer :: buffer = 40000            !< replay buffer per rank
         integer :: diag_every = 8            !< emulator-run radiation calls between comparisons with the scheme
