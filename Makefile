@@ -2,6 +2,8 @@
 #   make test    install missing system packages (as root on Debian/Ubuntu), build, run every test suite
 #   make demo    build and run the example programs on a small model, then the Lorenz '96 demo
 #                (a Fortran MPI model that learns its sub-grid parameterization online; 2 ranks)
+#   make demo-radiation  a Fortran column radiation scheme replaced in the loop by its InLoop emulator,
+#                trained online over 2 MPI ranks: scorecard, speed-up, verdict (examples/radiation)
 #   make bench   forward-pass benchmark against bare cblas_sgemm (needs ../shared/models)
 #   make sanitize the Swift, C, Fortran and MPI tests against AddressSanitizer (+UBSan for C) and the
 #                threaded ones against ThreadSanitizer builds (tools/sanitize.py; run by .ci/run)
@@ -67,10 +69,11 @@ endif
 # build/mod and build/mpimod hold one compiler's modules: a change of FC, MPIFC or MPI rebuilds them.
 FORTRAN_ID := $(FC) | $(MPIFC) | $(MPI)
 ifneq ($(FORTRAN_ID),$(shell cat $(BUILD)/.fortran-id 2>/dev/null))
-$(shell rm -rf $(BUILD)/mod $(BUILD)/mpimod $(BUILD)/lorenz96/obj $(BUILD)/lorenz96/lorenz96; mkdir -p $(BUILD); echo '$(FORTRAN_ID)' > $(BUILD)/.fortran-id)
+$(shell rm -rf $(BUILD)/mod $(BUILD)/mpimod $(BUILD)/lorenz96/obj $(BUILD)/lorenz96/lorenz96 $(BUILD)/radiation/obj $(BUILD)/radiation/obj-serial $(BUILD)/radiation/radiation $(BUILD)/radiation/rad_checks; mkdir -p $(BUILD); echo '$(FORTRAN_ID)' > $(BUILD)/.fortran-id)
 endif
 
 .PHONY: all deps lib header models test demo bench clean fortran c-programs lorenz96 plot-deps sanitize
+.PHONY: radiation demo-radiation
 .PHONY: static-lib stage install install-debug uninstall dist test-install install-test-deps footprint
 .PHONY: fuzz fuzz-build fuzz-smoke
 
@@ -155,6 +158,26 @@ $(L96DIR)/lorenz96: $(L96_SRC) $(BUILD)/mpimod/inloop.mod
 
 lorenz96: lib $(L96DIR)/lorenz96
 
+# The radiation demo (examples/radiation): gas-optics tables from make_tables.py, the scheme's checks (a
+# serial program), the MPI program; everything in build/radiation.
+RADDIR     := $(BUILD)/radiation
+RAD_SRC    := $(addprefix examples/radiation/,rad_scheme.f90 column_model.f90 radiation.f90)
+RAD_CHECKS := $(addprefix examples/radiation/,rad_scheme.f90 column_model.f90 rad_checks.f90)
+
+$(RADDIR)/rad_tables.txt: examples/radiation/make_tables.py
+	@mkdir -p $(RADDIR)
+	python3 $< $@
+
+$(RADDIR)/radiation: $(RAD_SRC) $(BUILD)/mpimod/inloop.mod
+	@mkdir -p $(RADDIR)/obj
+	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod -J$(RADDIR)/obj $(RAD_SRC) $(BUILD)/mpimod/inloop.o $(LINK) -o $@
+
+$(RADDIR)/rad_checks: $(RAD_CHECKS)
+	@mkdir -p $(RADDIR)/obj-serial
+	$(FC) $(FFLAGS) -J$(RADDIR)/obj-serial $(RAD_CHECKS) -o $@
+
+radiation: lib $(RADDIR)/radiation $(RADDIR)/rad_checks $(RADDIR)/rad_tables.txt
+
 # matplotlib for the demo's picture (pip-installed when missing)
 plot-deps:
 	@python3 -c "import matplotlib" 2>/dev/null || { echo "installing matplotlib"; python3 -m pip install -q matplotlib; }
@@ -172,6 +195,14 @@ demo: lib fortran c-programs lorenz96 plot-deps
 	@# the picture is drawn even when the verdict fails (exit status 1), to see why; the status is kept
 	$(MPIRUN) -np 2 $(L96DIR)/lorenz96 --config examples/lorenz96/training.yaml --out $(L96DIR); \
 	status=$$?; python3 examples/lorenz96/plot.py $(L96DIR) || status=1; exit $$status
+
+# The radiation demo: the scheme's checks, then train its emulator online over 2 ranks, the coupled run,
+# the scorecard and verdict, the picture (build/radiation/radiation.png). 1 thread per rank.
+demo-radiation: radiation plot-deps
+	$(RADDIR)/rad_checks $(RADDIR)/rad_tables.txt
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(MPIRUN) -np 2 $(RADDIR)/radiation --tables $(RADDIR)/rad_tables.txt \
+	  --config examples/radiation/training.yaml --out $(RADDIR); \
+	status=$$?; python3 examples/radiation/plot.py $(RADDIR) || status=1; exit $$status
 
 bench: lib models $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o bench/bench_fortran.f90 $(LINK) -o $(BUILD)/bench_fortran

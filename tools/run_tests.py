@@ -40,6 +40,10 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
   lorenz96   examples/lorenz96: the two-scale truth trajectory is bitwise the same on 1, 2 and 4 ranks;
              the short demo (`--quick`, 2 ranks) trains online and its network beats no
              parameterization on forecast RMSE (the program's verdict and exit status)
+  radiation  examples/radiation: the radiation scheme's checks (rad_checks: energy balance to round-off,
+             grey longwave and shortwave limits vs their analytic solutions, conservative scattering,
+             Kirchhoff, doubled CO2); the short demo (`--quick`, 2 ranks) trains the emulator online and
+             its coupled run meets the targets (the program's verdict and exit status)
 
 Counting: a program ends with `N passed, M failed` (optionally `, K skipped`); each of its `SKIP ...`
 lines counts one skipped item (a test, a model, a part of a suite); a suite that cannot run at all is
@@ -515,6 +519,39 @@ def suite_lorenz96():
     record("lorenz96", p, f, f"(short demo {elapsed:.0f} s)")
 
 
+def suite_radiation():
+    p = f = 0
+    code, out = run("radiation", "make -s radiation")
+    if code != 0:
+        print(out[-3000:])
+        record("radiation", 0, 1, "(build failed)")
+        return
+    rad = os.path.join(BUILD, "radiation")
+    tables = os.path.join(rad, "rad_tables.txt")
+    # (a) the scheme's checks: energy balance, grey longwave/shortwave limits vs analytic solutions, ...
+    code, out = run("radiation", [os.path.join(rad, "rad_checks"), tables], timeout=300)
+    a, b = counted("radiation", code, out); p += a; f += b
+    # (b) the short demo on 2 ranks: online training, coupled run, the program's verdict (exit 1 on FAIL)
+    work = os.path.join(BUILD, "test-radiation")
+    os.makedirs(work, exist_ok=True)
+    t0 = time.time()
+    code, out = run("radiation", ["mpirun", "-np", "2", os.path.join(rad, "radiation"), "--quick", "--tables", tables,
+                                  "--config", "examples/radiation/training.yaml", "--out", work], timeout=600)
+    elapsed = time.time() - t0
+    card = out[out.find("========================"):] if "========================" in out else out[-2500:]
+    a, b = check("radiation", f"short demo: emulator >= 10x faster, heating-rate RMSE <= 0.3 K/day, drift <= 1 K, "
+                 f"stable ({elapsed:.0f} s)", code == 0 and "VERDICT: PASS" in out and "train step" in out,
+                 f"exit {code}:\n{card}"); p += a; f += b
+    m = re.search(r"VERDICT: \w+ - (.*?) \(run:", out)
+    if m:
+        print("   " + m.group(1))
+    a, b = check("radiation", "short demo saved the emulator and wrote the plot data",
+                 all(os.path.exists(os.path.join(work, n)) for n in
+                     ("radiation_emulator.safetensors", "profiles.dat", "drift.dat", "timing.dat")),
+                 "missing output files"); p += a; f += b
+    record("radiation", p, f, f"(short demo {elapsed:.0f} s)")
+
+
 def main():
     if not os.path.exists(LIB):
         print(f"{LIB} not built; run `make test`")
@@ -523,6 +560,7 @@ def main():
     for old in glob.glob(os.path.join(LOGS, "*.log")):
         os.remove(old)
     suites = (suite_header, suite_bindings, suite_python, suite_c, suite_fortran, suite_mpi, suite_lorenz96,
+              suite_radiation,
               suite_examples, suite_onnx, suite_fuzz, suite_swift, suite_install)
     chosen = sys.argv[1:]   # e.g. `run_tests.py mpi c`: only those suites (for development)
     unknown = [c for c in chosen if "suite_" + c not in {s.__name__ for s in suites}]
