@@ -539,8 +539,8 @@ def suite_radiation():
                                   "--config", "examples/radiation/training.yaml", "--out", work], timeout=600)
     elapsed = time.time() - t0
     card = out[out.find("========================"):] if "========================" in out else out[-2500:]
-    a, b = check("radiation", f"short demo: emulator >= 10x faster, heating-rate RMSE <= 0.3 K/day, drift <= 1 K, "
-                 f"stable ({elapsed:.0f} s)", code == 0 and "VERDICT: PASS" in out and "train step" in out,
+    a, b = check("radiation", f"short demo: heating-rate RMSE <= 0.3 K/day, drift <= 1 K, stable; the speed-up is "
+                 f"printed, not tested ({elapsed:.0f} s)", code == 0 and "VERDICT: PASS" in out and "train step" in out,
                  f"exit {code}:\n{card}"); p += a; f += b
     m = re.search(r"VERDICT: \w+ - (.*?) \(run:", out)
     if m:

@@ -535,9 +535,13 @@ contains
             1e3_wp * t_step_a / n_steps_couple, ' ms -> ', 1e3_wp * t_step_b / n_steps_couple, ' ms'
         write (u, '(a,f6.2,a)') '  whole model step ', sp_step, 'x faster with the emulator (radiation every ' // &
             num(rs%n_rad) // ' steps; times: slowest rank)'
-        ok = sp_call >= target_speedup .and. rm_all <= target_rmse .and. drift <= target_drift .and. .not. unstable
+        ! --quick (make test) judges accuracy and stability only: a speed-up depends on the machine and its
+        ! load, so the test prints it and the full demo (a measurement) judges it
+        ok = (quick .or. sp_call >= target_speedup) .and. rm_all <= target_rmse .and. drift <= target_drift .and. &
+            .not. unstable
         write (u, '(a,f5.1,a,f5.3,a,f5.3,a)') 'VERDICT: ' // merge('PASS', 'FAIL', ok) // ' - radiation call ', sp_call, &
-            'x faster (target >= 10x), heating-rate RMSE ', rm_all, ' K/day (<= 0.3), drift ', drift, ' K (<= 1 K), ' // &
+            'x faster (target >= 10x' // trim(merge(', not judged in --quick)', ')                       ', quick)) // &
+            ', heating-rate RMSE ', rm_all, ' K/day (<= 0.3), drift ', drift, ' K (<= 1 K), ' // &
             merge('stable  ', 'UNSTABLE', .not. unstable) // ' (run: ' // num(MPI_Wtime() - t_start, 1) // ' s)'
         flush (u)
     end subroutine
