@@ -202,3 +202,13 @@ public final class Network<T: Real> {
         return UnsafePointer(t)
     }
 }
+
+extension Network {
+    /// Per-sample Jacobians J[s] = ∂y/∂x at each of `batch` samples, written as `j[(s·nIn + i)·nOut + o]`
+    /// = ∂y_o/∂x_i: the memory of a Fortran array J(n_out, n_in, batch). The one implementation
+    /// (`networkJacobian`): nIn tangent-linear or nOut adjoint sweeps, whichever is fewer, batched in
+    /// chunks so that memory stays bounded.
+    public func jacobian(_ x: UnsafePointer<T>, batch: Int, into j: UnsafeMutablePointer<T>) throws(InLoopError) {
+        try networkJacobian(self, x, batch: batch, into: j)
+    }
+}
