@@ -61,9 +61,10 @@ export INLOOP_MPIRUN := $(MPIRUN)
 # A second Fortran compiler: `make ... FC=flang-22` (LLVM flang) takes no gfortran options. The MPI
 # programs stay with MPIFC (gfortran underneath: Debian's MPI Fortran modules are gfortran's), which
 # then gets gfortran's warnings and line length itself.
+# flang links OpenMP programs (test_openmp) with LLVM's runtime, libomp-N-dev.
 ifneq ($(findstring flang,$(notdir $(FC))),)
 FFLAGS     := -O2 -std=f2018
-APT_PKGS   += $(shell echo '$(notdir $(FC))' | sed -n -E 's/^flang-(new-)?([0-9]+)$$/flang-\2/p')
+APT_PKGS   += $(shell echo '$(notdir $(FC))' | sed -n -E 's/^flang-(new-)?([0-9]+)$$/flang-\2 libomp-\2-dev/p')
 MPIFC      := $(MPIFC) -Wall -Wextra -ffree-line-length-none
 endif
 # build/mod and build/mpimod hold one compiler's modules: a change of FC, MPIFC or MPI rebuilds them.
