@@ -197,10 +197,8 @@ extension Engine {
             }
             let (offsets, total) = try assignSlots(forwardSteps)
             let plan = Plan(steps: forwardSteps, ids: ids, storages: storages, slotOffsets: offsets, arenaSize: total,
-                            constants: constants, inputSizes: inputSizes, outputSizes: outputSizes, numerics: numerics)
-            plan.reverse = reverse
-            plan.tangent = tangent
-            plan.parameterCount = parameterCount
+                            constants: constants, inputSizes: inputSizes, outputSizes: outputSizes, numerics: numerics,
+                            reverse: reverse, tangent: tangent, parameterCount: parameterCount)
             return plan
         }
 

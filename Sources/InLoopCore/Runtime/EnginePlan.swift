@@ -124,15 +124,15 @@ extension Engine {
         let steps: [Step]
         /// Differentiable plans: the reverse pass (adjoint of `steps`, in reverse order) and the
         /// tangent-linear pass.
-        var reverse: [Step] = []
-        var tangent: [Step] = []
+        let reverse: [Step]
+        let tangent: [Step]
         /// Trainable values in flat-vector order (differentiable plans).
-        public internal(set) var parameterCount = 0
-        var ids: [Int32]
-        var storages: [StorageInfo]
+        public let parameterCount: Int
+        let ids: [Int32]
+        let storages: [StorageInfo]
         /// Offsets of the arena's slots (aligned) and the arena's total size.
-        var slotOffsets: [Extent]
-        var arenaSize: Extent
+        let slotOffsets: [Extent]
+        let arenaSize: Extent
         /// The graph's constants the plan uses, by `.constant(k)`.
         let constants: [ValueID]
         /// Elements per input / output array.
@@ -141,7 +141,9 @@ extension Engine {
         public let numerics: Numerics
 
         init(steps: [Step], ids: [Int32], storages: [StorageInfo], slotOffsets: [Extent], arenaSize: Extent,
-             constants: [ValueID], inputSizes: [Extent], outputSizes: [Extent], numerics: Numerics) {
+             constants: [ValueID], inputSizes: [Extent], outputSizes: [Extent], numerics: Numerics,
+             reverse: [Step] = [], tangent: [Step] = [], parameterCount: Int = 0) {
+            self.reverse = reverse; self.tangent = tangent; self.parameterCount = parameterCount
             self.steps = steps; self.ids = ids; self.storages = storages; self.slotOffsets = slotOffsets
             self.arenaSize = arenaSize; self.constants = constants; self.inputSizes = inputSizes
             self.outputSizes = outputSizes; self.numerics = numerics
