@@ -128,32 +128,6 @@ public enum Kernels {
         return s
     }
 
-    /// dst[r, c] = (src[r, c] - mean[c]) * invStd[c].
-    @inlinable
-    public static func normalize(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
-                                 mean: UnsafePointer<Float>, std: UnsafePointer<Float>) {
-        for r in 0..<rows {
-            let s = src + r * cols, d = dst + r * cols
-            for c in 0..<cols { d[c] = (s[c] - mean[c]) / std[c] }
-        }
-    }
-
-    /// dst[r, c] = src[r, c] * std[c] + mean[c].
-    @inlinable
-    public static func denormalize(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
-                                   mean: UnsafePointer<Float>, std: UnsafePointer<Float>) {
-        for r in 0..<rows {
-            let s = src + r * cols, d = dst + r * cols
-            for c in 0..<cols { d[c] = s[c] * std[c] + mean[c] }
-        }
-    }
-
-    /// dst[i] += src[i].
-    @inlinable
-    public static func add(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { dst[i] += src[i] }
-    }
-
     /// True when all `count` values are finite.
     @inlinable
     public static func allFinite<T: BinaryFloatingPoint>(_ p: UnsafePointer<T>, count: Int) -> Bool {
