@@ -103,3 +103,21 @@ public indirect enum Layer {
         }
     }
 }
+
+extension Array where Element == Layer {
+    /// The trainable tensors in the trainer's flat order: each dense weight, then its bias, nested
+    /// residual blocks in place.
+    public var trainableTensors: [Tensor] {
+        var out: [Tensor] = []
+        for layer in self {
+            switch layer {
+            case .dense(let d):
+                out.append(d.weight)
+                if let b = d.bias { out.append(b) }
+            case .residual(let inner): out += inner.trainableTensors
+            case .activation, .normalize, .denormalize: break
+            }
+        }
+        return out
+    }
+}

@@ -7,52 +7,29 @@ extension Engine.Graph {
     /// its bias); they share the layers' memory.
     public convenience init(layers: [Layer], inputSize: Int, name: String = "", inputName: String = "x",
                             outputName: String = "y") throws(InLoopError) {
-        var tensors: [Tensor] = []
-        func collect(_ layers: [Layer]) {
-            for layer in layers {
-                switch layer {
-                case .dense(let d):
-                    tensors.append(d.weight)
-                    if let b = d.bias { tensors.append(b) }
-                case .residual(let inner): collect(inner)
-                case .activation, .normalize, .denormalize: break
-                }
-            }
-        }
-        collect(layers)
-        try self.init(layerSpecs: LayerSpec.from(layers), inputSize: inputSize, dtype: .float32, name: name,
-                      inputName: inputName, outputName: outputName) { (k: Int) throws(InLoopError) -> Engine.Tensor in
-            try Engine.Tensor(layerTensor: tensors[k])
-        }
+        var tensors: [Engine.Tensor] = []
+        for t in layers.trainableTensors { tensors.append(try Engine.Tensor(layerTensor: t)) }
+        try self.init(layerSpecs: LayerSpec.from(layers), inputSize: inputSize, dtype: .float32, parameters: tensors,
+                      name: name, inputName: inputName, outputName: outputName)
     }
 
-    /// The graph of a layer list whose trainable tensors come from `parameter(k)` (the k-th in flat
-    /// order: each dense weight [out, in], then its bias [out]), in `dtype` (normalisation vectors are
+    /// The graph of a layer list whose trainable tensors are `parameters`, in flat order (each dense
+    /// weight [out, in], then its bias [out]; shapes checked), in `dtype` (normalisation vectors are
     /// converted to it).
-    public convenience init(layerSpecs: [LayerSpec], inputSize: Int, dtype: Engine.DType, name: String = "",
-                            inputName: String = "x", outputName: String = "y",
-                            parameter: (Int) throws(InLoopError) -> Engine.Tensor) throws(InLoopError) {
+    public convenience init(layerSpecs: [LayerSpec], inputSize: Int, dtype: Engine.DType, parameters: [Engine.Tensor],
+                            name: String = "", inputName: String = "x", outputName: String = "y") throws(InLoopError) {
         guard dtype.isFloatingPoint else { throw InLoopError(.internal, "a layer list in \(dtype)") }
         self.init(name: name, dtype: dtype, origin: .layerList)
         let n = symbol(named: "N")
         batch = n
         try Limits.dimension(inputSize, "input size", min: 1)
         try addInput(inputName, Engine.TensorType(dtype, [Engine.SymInt(n), Engine.SymInt(inputSize)]))
-        // the trainable tensors, in flat order
-        func count(_ specs: [LayerSpec]) -> Int {
-            specs.reduce(0) { n, l in
-                switch l {
-                case .dense(_, _, _, let b): return n + (b ? 2 : 1)
-                case .residual(let inner): return n + count(inner)
-                case .activation, .normalize, .denormalize: return n
-                }
-            }
-        }
-        var tensors: [Engine.Tensor] = []
-        for k in 0..<count(layerSpecs) { tensors.append(try parameter(k)) }
-        var builder = LayerListBuilder(graph: self, parameters: tensors)
+        var builder = LayerListBuilder(graph: self, parameters: parameters)
         var cur = inputName
         cur = try builder.emit(layerSpecs, input: cur, path: "layers")
+        guard builder.parameterIndex == parameters.count else {
+            throw InLoopError(.internal, "\(parameters.count) parameter tensors for \(builder.parameterIndex) in the layers")
+        }
         if cur == inputName || names[outputName] != nil {
             // an identity model (or a name clash) still computes its output by a node
             try addNode(outputName, IdentityOp.self, inputs: [cur], outputs: [outputName])

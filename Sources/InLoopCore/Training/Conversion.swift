@@ -18,19 +18,7 @@ extension LayerSpec {
 extension Network {
     /// A differentiable copy of an inference model (its float32 weights, converted to `T`).
     public convenience init(model: Model) throws(InLoopError) {
-        var values: [T] = []
-        func collect(_ layers: [Layer]) {
-            for layer in layers {
-                switch layer {
-                case .dense(let d):
-                    values += d.weight.values.map { T($0) }
-                    if let b = d.bias { values += b.values.map { T($0) } }
-                case .residual(let inner): collect(inner)
-                default: break
-                }
-            }
-        }
-        collect(model.layers)
+        let values = model.layers.trainableTensors.flatMap { $0.values.map { T($0) } }
         try self.init(inputSize: model.inputSize, layers: LayerSpec.from(model.layers), parameters: values)
     }
 

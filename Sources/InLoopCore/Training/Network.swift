@@ -89,11 +89,12 @@ public final class Network<T: Real> {
             views.append((d.weight, [d.outputs, d.inputs]))
             if let b = d.bias { views.append((b, [d.outputs])) }
         }
-        graph = try Engine.Graph(layerSpecs: layers, inputSize: inputSize, dtype: T.dtype) { (k: Int) throws(InLoopError) -> Engine.Tensor in
-            let v = views[k]
-            return try Engine.Tensor(shape: v.shape, storage: Engine.TensorStorage(
-                borrowing: UnsafeMutableRawPointer(p.base + v.offset), dtype: T.dtype, count: v.shape.reduce(1, *), owner: p))
+        var tensors: [Engine.Tensor] = []
+        for v in views {
+            tensors.append(try Engine.Tensor(shape: v.shape, storage: Engine.TensorStorage(
+                borrowing: UnsafeMutableRawPointer(p.base + v.offset), dtype: T.dtype, count: v.shape.reduce(1, *), owner: p)))
         }
+        graph = try Engine.Graph(layerSpecs: layers, inputSize: inputSize, dtype: T.dtype, parameters: tensors)
         let plan = try Engine.compile(graph, numerics: .differentiable)
         executor = try Engine.Executor<T>(plan: plan, graph: graph, sharing: (
             Engine.TensorStorage(borrowing: UnsafeMutableRawPointer(p.base), dtype: T.dtype, count: count, owner: p),
