@@ -303,4 +303,31 @@ final class IRTests: XCTestCase {
         XCTAssertNil(try Engine.Tensor(shape: [1], values: [Float(1)]).integers)
         expectError(.sizeMismatch, "needs 4 values, got 3") { _ = try Engine.Tensor(shape: [2, 2], values: [Float(1), 2, 3]) }
     }
+
+    /// The shared gradient check (`OpTest.checkGradients`) on a Dense(tanh) → Dense graph with trainable
+    /// weights: it passes on the correct reverse and tangent passes, and it fails when the weights move
+    /// under it (a check that cannot fail would guard nothing).
+    func testGradientCheckHelper() throws {
+        func graph() throws -> Engine.Graph {
+            let g = Engine.Graph(dtype: .float64)
+            try g.addInput("x", Engine.TensorType(.float64, OpTest.shape(g, ["N", 3])))
+            let w1 = try g.addConstant("w1", try Engine.Tensor(shape: [4, 3], values: OpTest.values(12, seed: 1, as: Double.self)))
+            let b1 = try g.addConstant("b1", try Engine.Tensor(shape: [4], values: OpTest.values(4, seed: 2, as: Double.self)))
+            let w2 = try g.addConstant("w2", try Engine.Tensor(shape: [2, 4], values: OpTest.values(8, seed: 3, as: Double.self)))
+            try g.addNode("d1", DenseOp.self, ["activation": .string("tanh")], inputs: ["x", "w1", "b1"], outputs: ["h"])
+            try g.addNode("d2", DenseOp.self, inputs: ["h", "w2"], outputs: ["y"])
+            try g.markOutput("y")
+            g.parameters = [w1, b1, w2]
+            try g.verify()
+            try g.inferTypes()
+            return g
+        }
+        let worst = try OpTest.checkGradients(try graph(), n: 3)
+        XCTAssertLessThan(worst, 1e-7)
+        // the forward of a float64 inference plan agrees with the differentiable one
+        let g = try graph()
+        let x: [Double] = OpTest.values(9, seed: 5)
+        let a = try OpTest.run(g, [x], n: 3), b = try OpTest.run(g, [x], n: 3, numerics: .differentiable)
+        XCTAssertLessThan(OpTest.maxRelativeError(a[0], b[0]), 1e-15)
+    }
 }

@@ -124,6 +124,14 @@ extension Engine {
                     emitReverse(.accumulate(count: count, accumulate: !first(x)), [gy, gradient(x)], node: node, role: role(x))
                 case .zero:
                     continue
+                // MARK: family elementwise (reverse rules)
+
+                // MARK: family shape (reverse rules)
+
+                // MARK: family matmul-norm (reverse rules)
+
+                // MARK: family conv-pool (reverse rules)
+
                 default:
                     throw InLoopError(.internal, "a reverse step in a forward pass")
                 }
@@ -191,6 +199,14 @@ extension Engine {
                     }
                 case .zero(let count):
                     emitTangent(.zero(count: count), [ty], node: step.node)
+                // MARK: family elementwise (tangent rules)
+
+                // MARK: family shape (tangent rules)
+
+                // MARK: family matmul-norm (tangent rules)
+
+                // MARK: family conv-pool (tangent rules)
+
                 default:
                     throw InLoopError(.internal, "a reverse step in a forward pass")
                 }

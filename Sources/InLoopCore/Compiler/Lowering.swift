@@ -41,6 +41,14 @@ extension Engine {
         /// pre-activation of a dense layer).
         func temporary(_ size: Extent) -> Int32 { builder.temporary(size) }
 
+        /// Scratch space for the steps that name it as an operand (before their output): it gets a slot
+        /// at its first use and gives it back after its last, like any value (im2col columns, packed
+        /// operands).
+        func scratch(_ size: Extent) -> Int32 { builder.scratch(size) }
+
+        /// Integer geometry for a step (shapes, strides, index lists): its offset in `Plan.ints`.
+        func ints(_ values: [Int]) -> Int32 { builder.addInts(values) }
+
         public var numerics: Numerics { builder.numerics }
     }
 
@@ -52,11 +60,14 @@ extension Engine {
         var storages: [StorageInfo] = []
         var steps: [Step] = []
         var ids: [Int32] = []
+        var ints: [Int] = []
         var constants: [ValueID] = []
         private var storageOf: [Int32]
         private var currentNode: Int32 = -1
         /// Storages that are pending arena slots (assigned by `assignSlots`).
         var pendingSlot: Set<Int32> = []
+        /// Pending storages that steps use as scratch (not written as their output).
+        var scratchStorages: Set<Int32> = []
         /// The graph output each value goes to first (its producer writes the caller's array).
         private var outputIndex: [ValueID: Int] = [:]
 
@@ -86,6 +97,18 @@ extension Engine {
             let s = newStorage(.slot(-1), size)
             pendingSlot.insert(s)
             return s
+        }
+
+        func scratch(_ size: Extent) -> Int32 {
+            let s = temporary(size)
+            scratchStorages.insert(s)
+            return s
+        }
+
+        func addInts(_ values: [Int]) -> Int32 {
+            let offset = Int32(ints.count)
+            ints += values
+            return offset
         }
 
         func extent(_ shape: Shape, _ what: String) throws(InLoopError) -> Extent {
@@ -196,7 +219,7 @@ extension Engine {
                 tangent = d.tangent
             }
             let (offsets, total) = try assignSlots(forwardSteps)
-            let plan = Plan(steps: forwardSteps, ids: ids, storages: storages, slotOffsets: offsets, arenaSize: total,
+            let plan = Plan(steps: forwardSteps, ids: ids, ints: ints, storages: storages, slotOffsets: offsets, arenaSize: total,
                             constants: constants, inputSizes: inputSizes, outputSizes: outputSizes, numerics: numerics,
                             reverse: reverse, tangent: tangent, parameterCount: parameterCount)
             return plan
@@ -237,6 +260,17 @@ extension Engine {
                         slotSize.append(storages[out].size)
                     }
                 }
+                // scratch operands: a slot from their first use (never the output's, nor an input's:
+                // slots read here are freed only after the step)
+                for s in ops.dropLast().map({ Int($0) }) where scratchStorages.contains(Int32(s)) && slotOf[s] < 0 {
+                    if let b = free.popLast() {
+                        slotOf[s] = b
+                        slotSize[b] = slotSize[b].union(storages[s].size)
+                    } else {
+                        slotOf[s] = slotSize.count
+                        slotSize.append(storages[s].size)
+                    }
+                }
                 // values read for the last time here (or an output nothing reads) free their slots for
                 // the next steps; a slot taken over in place now belongs to the output
                 for s in Set(ops.map { Int($0) }).sorted() where s != reused && slotOf[s] >= 0 && lastUse[s] == i {
@@ -268,6 +302,14 @@ extension Engine {
         private func elementwise(_ k: StepKind) -> Bool {
             switch k {
             case .activation, .normalize, .add: return true
+            // MARK: family elementwise (in place)
+
+            // MARK: family shape (in place)
+
+            // MARK: family matmul-norm (in place)
+
+            // MARK: family conv-pool (in place)
+
             default: return false
             }
         }
@@ -283,6 +325,14 @@ extension Engine.StepKind {
         case .add, .denseInputGradient, .normalizeLinear: return 3
         case .zero: return 1
         case .denseParameterGradients(_, _, _, let hasBias, _): return hasBias ? 4 : 3
+        // MARK: family elementwise (operands)
+
+        // MARK: family shape (operands)
+
+        // MARK: family matmul-norm (operands)
+
+        // MARK: family conv-pool (operands)
+
         }
     }
 }

@@ -52,6 +52,9 @@ extension Engine {
 
     /// What a plan step computes: the kernel set, not the op set. POD: running a step retains nothing.
     /// Operand storage ids are in `Plan.ids[step.io ..< step.io + count]`, in the order given per case.
+    /// Every step writes one storage, its last operand; operands before it are read, except scratch
+    /// storages (`LoweringContext.scratch`), which the step may overwrite and which live only for
+    /// that step.
     enum StepKind {
         /// [x, w, b?, y]: y[rows × out] = act(x[rows × in] · wᵀ + b), w stored [out, in].
         case dense(rows: Extent, inCols: Int, outCols: Int, hasBias: Bool, activation: Activation)
@@ -66,6 +69,18 @@ extension Engine {
         /// [x]: x = 0.
         case zero(count: Extent)
 
+        // Op families (phase 3): each family adds its forward cases after its own marker, so that
+        // parallel work merges without conflicts. Geometry that does not fit a few integers goes to
+        // `Plan.ints` (`LoweringContext.ints`), referenced by offset: steps stay small and POD.
+        // MARK: family elementwise (forward)
+
+        // MARK: family shape (forward)
+
+        // MARK: family matmul-norm (forward)
+
+        // MARK: family conv-pool (forward)
+
+
         // Reverse and tangent steps (differentiable plans):
         /// [gy, x, gw, gb?]: gw (+)= gyᵀ · x; gb = column sums of gy (zeroed first, then rows added).
         case denseParameterGradients(rows: Extent, inCols: Int, outCols: Int, hasBias: Bool, accumulate: Bool)
@@ -78,6 +93,15 @@ extension Engine {
         case normalizeLinear(rows: Extent, cols: Int, inverse: Bool, zeroFirst: Bool, tangent: Bool)
         /// [g, out]: out (+)= g.
         case accumulate(count: Extent, accumulate: Bool)
+
+        // MARK: family elementwise (reverse, tangent)
+
+        // MARK: family shape (reverse, tangent)
+
+        // MARK: family matmul-norm (reverse, tangent)
+
+        // MARK: family conv-pool (reverse, tangent)
+
     }
 
     struct Step {
@@ -129,6 +153,8 @@ extension Engine {
         /// Trainable values in flat-vector order (differentiable plans).
         public let parameterCount: Int
         let ids: [Int32]
+        /// Integer geometry of steps (shapes, strides, offsets), referenced by offset from step payloads.
+        let ints: [Int]
         let storages: [StorageInfo]
         /// Offsets of the arena's slots (aligned) and the arena's total size.
         let slotOffsets: [Extent]
@@ -140,11 +166,11 @@ extension Engine {
         public let outputSizes: [Extent]
         public let numerics: Numerics
 
-        init(steps: [Step], ids: [Int32], storages: [StorageInfo], slotOffsets: [Extent], arenaSize: Extent,
+        init(steps: [Step], ids: [Int32], ints: [Int], storages: [StorageInfo], slotOffsets: [Extent], arenaSize: Extent,
              constants: [ValueID], inputSizes: [Extent], outputSizes: [Extent], numerics: Numerics,
              reverse: [Step] = [], tangent: [Step] = [], parameterCount: Int = 0) {
             self.reverse = reverse; self.tangent = tangent; self.parameterCount = parameterCount
-            self.steps = steps; self.ids = ids; self.storages = storages; self.slotOffsets = slotOffsets
+            self.steps = steps; self.ids = ids; self.ints = ints; self.storages = storages; self.slotOffsets = slotOffsets
             self.arenaSize = arenaSize; self.constants = constants; self.inputSizes = inputSizes
             self.outputSizes = outputSizes; self.numerics = numerics
         }

@@ -170,6 +170,7 @@ extension Engine {
             let numerics = plan.numerics, perRow = reproducible && n > 1
             let t = table
             plan.ids.withUnsafeBufferPointer { ids in
+              plan.ints.withUnsafeBufferPointer { ints in
                 list.withUnsafeBufferPointer { steps in
                     for step in steps {
                         switch step.role {
@@ -242,9 +243,18 @@ extension Engine {
                         case .accumulate(let count, let accumulate):
                             let g = UnsafePointer(t[Int(ids[io])]), out = t[Int(ids[io + 1])], c = count.at(n)
                             if accumulate { for i in 0..<c { out[i] += g[i] } } else if UnsafePointer(out) != g { out.update(from: g, count: c) }
+                        // MARK: family elementwise (run)
+
+                        // MARK: family shape (run)
+
+                        // MARK: family matmul-norm (run)
+
+                        // MARK: family conv-pool (run)
+
                         }
                     }
                 }
+              }
             }
         }
     }
