@@ -122,6 +122,14 @@ public enum OpTable {
         DenseOp.self, GemmOp.self, ActivationOp.self,
         ReluOp.self, TanhOp.self, SigmoidOp.self, LeakyReluOp.self, EluOp.self, SoftplusOp.self,
         NormalizeOp.self, DenormalizeOp.self,
+        // MARK: family elementwise (ops)
+
+        // MARK: family shape (ops)
+
+        // MARK: family matmul-norm (ops)
+
+        // MARK: family conv-pool (ops)
+
     ]
 
     public static let standard = OpRegistry(all)
