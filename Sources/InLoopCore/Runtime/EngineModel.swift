@@ -63,6 +63,12 @@ extension Engine {
             guard graph.dtype == .float32 || graph.dtype == .float64 else {
                 throw InLoopError(.unsupported, "a graph of \(graph.dtype) values")
             }
+            // Fusion (Dense from Gemm/MatMul, activations into Dense) on a typed graph; a graph that is
+            // typed per batch size runs unfused.
+            do {
+                try graph.inferTypes()
+                try Engine.fuse(graph)
+            } catch where Engine.isNotLinear(error) {}
             // The batch convenience: axis 0 of every input is the batch.
             var fixed: Int? = nil
             var specs: [TensorSpec] = []
