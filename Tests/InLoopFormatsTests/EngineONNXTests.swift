@@ -102,3 +102,90 @@ final class EngineONNXTests: XCTestCase {
         XCTAssertEqual(plain.nodes.count, 1, "Gemm and Tanh fused into one Dense")
     }
 }
+
+/// Derivatives and training of ONNX graphs on the one engine (`EngineNetwork`, step 4.3), against the
+/// graph engine's `GraphNetwork` (float64, same weights) and float64 central differences.
+final class EngineNetworkTests: XCTestCase {
+    func engineModel(_ name: String) throws -> (Engine.Model, [UInt8]) {
+        let url = sharedModels.appendingPathComponent("\(name).onnx")
+        guard FileManager.default.fileExists(atPath: url.path) else { throw XCTSkip("\(url.path) not present") }
+        let bytes = [UInt8](try Data(contentsOf: url))
+        do { return (try ONNXReader.engineModel(bytes: bytes, name: name), bytes) } catch {
+            throw XCTSkip("\(name) does not run on the one engine yet: \(error.message)")
+        }
+    }
+
+    func check(_ name: String) throws {
+        let (model, bytes) = try engineModel(name)
+        let legacy = try GraphNetwork<Double>(graph: try ONNXReader.graph(bytes: bytes))
+        let net = try EngineNetwork<Double>(model: model)
+        XCTAssertEqual(net.inputSize, legacy.inputSize)
+        XCTAssertEqual(net.outputSize, legacy.outputSize)
+        XCTAssertEqual(net.parameterCount, legacy.parameterCount, "\(name): the same trainable values")
+        let nIn = net.inputSize, nOut = net.outputSize
+        for b in [1, 3] {
+            var rng = RandomState(seed: UInt64(b))
+            let x = (0..<(b * nIn)).map { _ in 2 * rng.uniform() - 1 }
+            let dy = (0..<(b * nOut)).map { _ in 2 * rng.uniform() - 1 }
+            let dx = (0..<(b * nIn)).map { _ in 2 * rng.uniform() - 1 }
+            try x.withUnsafeBufferPointer { xp in
+                let y = Array(UnsafeBufferPointer(start: try net.forward(xp.baseAddress!, batch: b), count: b * nOut))
+                let yl = Array(UnsafeBufferPointer(start: try legacy.forward(xp.baseAddress!, batch: b), count: b * nOut))
+                XCTAssertLessThan(OpTestLite.err(y, yl), 1e-12, "\(name) batch \(b): forward")
+                var gx = [Double](repeating: .nan, count: b * nIn), gxl = gx
+                try dy.withUnsafeBufferPointer { d in
+                    try gx.withUnsafeMutableBufferPointer { try net.backward(d.baseAddress!, batch: b, parameterGradients: true, inputGradient: $0.baseAddress!) }
+                    try gxl.withUnsafeMutableBufferPointer { try legacy.backward(d.baseAddress!, batch: b, parameterGradients: true, inputGradient: $0.baseAddress!) }
+                }
+                XCTAssertLessThan(OpTestLite.err(gx, gxl), 1e-12, "\(name) batch \(b): input gradient")
+                XCTAssertLessThan(OpTestLite.err(net.gradients.array.sorted(), legacy.gradients.array.sorted()), 1e-10,
+                                  "\(name) batch \(b): parameter gradients (as a set: the layouts may differ)")
+                let t = try dx.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: try net.tangent($0.baseAddress!, batch: b), count: b * nOut)) }
+                _ = try legacy.forward(xp.baseAddress!, batch: b)
+                let tl = try dx.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: try legacy.tangent($0.baseAddress!, batch: b), count: b * nOut)) }
+                XCTAssertLessThan(OpTestLite.err(t, tl), 1e-12, "\(name) batch \(b): tangent")
+            }
+        }
+        // Jacobian against tangent columns through the same network
+        let b = 2
+        let x = (0..<(b * nIn)).map { Double($0 % 7) / 7 - 0.4 }
+        var j = [Double](repeating: .nan, count: b * nIn * nOut)
+        try x.withUnsafeBufferPointer { xp in try j.withUnsafeMutableBufferPointer { try net.jacobian(xp.baseAddress!, batch: b, into: $0.baseAddress!) } }
+        var jl = j
+        try x.withUnsafeBufferPointer { xp in try jl.withUnsafeMutableBufferPointer { try legacy.jacobian(xp.baseAddress!, batch: b, into: $0.baseAddress!) } }
+        XCTAssertLessThan(OpTestLite.err(j, jl), 1e-12, "\(name): Jacobian")
+
+        // Ten Adam steps in float64 on both engines: the same losses; the fine-tuned model runs on the
+        // one engine and gives the trainer's outputs.
+        let config = TrainerConfig(precision: .float64)
+        let t1 = try Trainer<Double>(backend: .engine(net), config: config, random: nil)
+        let t2 = try Trainer<Double>(backend: .graph(legacy), config: config, random: nil)
+        let n = 8
+        var rng = RandomState(seed: 99)
+        let xs = (0..<(n * nIn)).map { _ in 2 * rng.uniform() - 1 }, ys = (0..<(n * nOut)).map { _ in 2 * rng.uniform() - 1 }
+        for _ in 0..<10 {
+            let l1 = try xs.withUnsafeBufferPointer { xp in try ys.withUnsafeBufferPointer { try t1.trainStep(x: xp.baseAddress!, y: $0.baseAddress!, batch: n) } }
+            let l2 = try xs.withUnsafeBufferPointer { xp in try ys.withUnsafeBufferPointer { try t2.trainStep(x: xp.baseAddress!, y: $0.baseAddress!, batch: n) } }
+            XCTAssertEqual(l1, l2, accuracy: 1e-10 * max(1, abs(l2)), "\(name): loss")
+        }
+        let tuned = try net.inferenceModel()
+        let yTuned = try tuned.runArrays(batch: n, [xs.map { Float($0) }])[0]
+        let yNet = try xs.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: try net.forward($0.baseAddress!, batch: n), count: n * nOut)) }
+        XCTAssertLessThan(OpTestLite.err(yTuned.map { Double($0) }, yNet), 1e-5, "\(name): fine-tuned model")
+    }
+
+    func testL96() throws { try check("l96") }
+    func testColumnMLP() throws { try check("column_mlp") }
+    func testColumnMLPSmall() throws { try check("column_mlp_small") }
+    func testColumnConv1D() throws { try check("column_conv1d") }
+    func testCNN2D() throws { try check("cnn2d") }
+}
+
+enum OpTestLite {
+    /// max |a − b| / max(1, max |b|).
+    static func err(_ a: [Double], _ b: [Double]) -> Double {
+        guard a.count == b.count else { return .infinity }
+        let scale = max(1, b.map(abs).max() ?? 0)
+        return zip(a, b).map { abs($0 - $1) }.max().map { $0 / scale } ?? 0
+    }
+}
