@@ -103,6 +103,15 @@ extension AnyTrainer {
         }
     }
 
+    /// The bytes of a model file with the current weights: native version 1 for a layer stack,
+    /// version 2 for a graph on the one engine.
+    func modelFile(_ what: String) throws(InLoopError) -> [UInt8] {
+        let m = try model()
+        if let l = m as? Model { return NativeFormat.serialize(l) }
+        if let e = m as? Engine.Model { return try NativeV2.serialize(e.graph) }
+        throw InLoopError(.unsupported, "\(what): this trainer fine-tunes a graph on the graph engine (an op not yet on the one engine), which InLoop cannot write to a file; take the trained model with inloop_trainer_get_model")
+    }
+
     /// The layer-stack model for files (model files and checkpoints are written for layer stacks).
     func layerModel(_ what: String) throws(InLoopError) -> Model {
         guard let m = try model() as? Model else {
@@ -233,17 +242,19 @@ private func collective(_ handle: OpaquePointer?, _ what: String, check: (AnyTra
     }
 }
 
-/// Writes the current weights as a plain inference model file (native format, float32), loadable
-/// with inloop_model_load. With a communicator attached: collective, rank 0 writes (as
-/// inloop_trainer_save_checkpoint). Statuses: NULL_POINTER, INVALID_HANDLE, UNSUPPORTED, IO, BUSY, MPI.
+/// Writes the current weights as an inference model file loadable with inloop_model_load: native
+/// format version 1 (a layer list) for a layer-stack model, version 2 (the graph itself) for a
+/// fine-tuned graph, in the model's type. With a communicator attached: collective, rank 0 writes (as
+/// inloop_trainer_save_checkpoint). Statuses: NULL_POINTER, INVALID_HANDLE, UNSUPPORTED (a graph with
+/// an op that has not moved to the one engine), IO, BUSY, MPI.
 @c public func inloop_trainer_save_model(_ trainer: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         try collective(trainer, "save_model", check: { (t) throws(InLoopError) in
             _ = try cString(path, "save_model: model path")
-            _ = try t.layerModel("save_model")
+            _ = try t.modelFile("save_model")
         }) { (box, t) throws(InLoopError) in
             let p = try cString(path, "save_model: model path")
-            try onRankZero(box.comm) { () throws(InLoopError) in try NativeFormat.save(try t.layerModel("save_model"), to: p) }
+            try onRankZero(box.comm) { () throws(InLoopError) in try FileIO.write(try t.modelFile("save_model"), to: p) }
         }
     }
 }

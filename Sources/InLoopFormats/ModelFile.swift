@@ -11,7 +11,7 @@ public enum ModelFile {
 
     /// `name` names an ONNX model in messages (a native file carries its own name).
     public static func load(bytes: [UInt8], name: String = "") throws(InLoopError) -> any InferenceModel {
-        if isSafetensors(bytes) { return try NativeFormat.load(bytes: bytes) }
+        if isSafetensors(bytes) { return try NativeFormat.loadAny(bytes: bytes) }
         do {
             return try ONNXReader.loadModel(bytes: bytes, name: name)
         } catch {

@@ -14,7 +14,33 @@ public enum NativeFormat {
         do { return try load(bytes: bytes) } catch { throw error.prefixed(path) }
     }
 
-    /// Loads a model from the bytes of a native model file.
+    /// Loads a native file of either version: a layer stack (version 1) as `Model`, a graph
+    /// (version 2) as `Engine.Model`.
+    public static func loadAny(bytes: [UInt8]) throws(InLoopError) -> any InferenceModel {
+        let file = try SafetensorsFile(bytes: bytes)
+        if let archText = file.metadataValue(metadataKey) {
+            let arch: JSON
+            do { arch = try JSON.parse(archText) } catch { throw error.prefixed("architecture") }
+            if arch["version"]?.intValue == NativeV2.version, arch["format"]?.stringValue == "inloop" {
+                let g: Engine.Graph
+                do { g = try NativeV2.graph(arch: arch, file: file) } catch { throw error.prefixed("architecture") }
+                return try Engine.Model(graph: g)
+            }
+        }
+        return try load(bytes: bytes)
+    }
+
+    /// The graph of a version-2 file (for tools and tests).
+    public static func loadGraph(bytes: [UInt8]) throws(InLoopError) -> Engine.Graph {
+        let file = try SafetensorsFile(bytes: bytes)
+        guard let archText = file.metadataValue(metadataKey) else { throw InLoopError(.format, "no InLoop architecture in the file") }
+        let arch: JSON
+        do { arch = try JSON.parse(archText) } catch { throw error.prefixed("architecture") }
+        guard arch["version"]?.intValue == NativeV2.version else { throw InLoopError(.format, "not a version-2 (graph) file") }
+        return try NativeV2.graph(arch: arch, file: file)
+    }
+
+    /// Loads a model from the bytes of a native model file (version 1, a layer stack).
     public static func load(bytes: [UInt8]) throws(InLoopError) -> Model {
         let file = try SafetensorsFile(bytes: bytes)
         guard let archText = file.metadataValue(metadataKey) else {
@@ -35,9 +61,12 @@ public enum NativeFormat {
         guard let v = arch["version"]?.intValue else {
             throw InLoopError(.format, "architecture \"version\" must be an integer")
         }
+        if v == NativeV2.version {
+            throw InLoopError(.unsupported, "architecture version 2 is a graph, not a layer stack: load it with inloop_model_load (ModelFile.load)")
+        }
         guard v == version else {
-            throw InLoopError(v > version ? .unsupported : .format,
-                              "architecture version \(v) is not supported; this InLoop reads version \(version)")
+            throw InLoopError(v > NativeV2.version ? .unsupported : .format,
+                              "architecture version \(v) is not supported; this InLoop reads versions \(version) and \(NativeV2.version)")
         }
         let name = arch["name"]?.stringValue ?? ""
         guard let input = arch["input"], let inSize = input["size"]?.intValue, inSize >= 1 else {

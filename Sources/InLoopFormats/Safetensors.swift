@@ -5,8 +5,15 @@ import InLoopCore
 /// Every field of an untrusted file is checked before any tensor is touched.
 public struct SafetensorsFile {
     public enum DType: String, Sendable {
-        case f32 = "F32", f64 = "F64"
-        var size: Int { self == .f32 ? 4 : 8 }
+        case f32 = "F32", f64 = "F64", i64 = "I64", bool = "BOOL"
+        var size: Int {
+            switch self {
+            case .f32: return 4
+            case .f64, .i64: return 8
+            case .bool: return 1
+            }
+        }
+        var isFloat: Bool { self == .f32 || self == .f64 }
     }
 
     public struct Entry {
@@ -88,7 +95,7 @@ public struct SafetensorsFile {
         guard value.objectValue != nil else { throw InLoopError(.format, "\(at): entry is \(value.kindName), expected an object") }
         guard let dt = value["dtype"]?.stringValue else { throw InLoopError(.format, "\(at): missing \"dtype\"") }
         guard let dtype = DType(rawValue: dt) else {
-            throw InLoopError(.format, "\(at): dtype \(dt) is not supported (InLoop reads F32 and F64)")
+            throw InLoopError(.format, "\(at): dtype \(dt) is not supported (InLoop reads F32, F64, I64 and BOOL)")
         }
         guard let shapeJSON = value["shape"]?.arrayValue else { throw InLoopError(.format, "\(at): missing \"shape\" array") }
         var shape: [Int] = []
@@ -112,9 +119,37 @@ public struct SafetensorsFile {
         return Entry(name: name, dtype: dtype, shape: shape, begin: begin, end: end)
     }
 
+    /// The named tensor in its own type, for the one engine (F32, F64, I64 as int64, BOOL as bool;
+    /// a BOOL byte other than 0 or 1 is an error).
+    public func engineTensor(_ name: String) throws(InLoopError) -> Engine.Tensor {
+        guard let e = entry(name) else { throw InLoopError(.format, "tensor '\(name)' is missing from the file") }
+        let dtype: Engine.DType
+        switch e.dtype {
+        case .f32: dtype = .float32
+        case .f64: dtype = .float64
+        case .i64: dtype = .int64
+        case .bool: dtype = .bool
+        }
+        let t = try Engine.Tensor(zeros: e.shape, dtype: dtype)
+        let start = dataStart + e.begin, n = e.end - e.begin
+        if e.dtype == .bool {
+            for i in 0..<n where bytes[start + i] > 1 {
+                throw InLoopError(.format, "tensor '\(name)': BOOL byte \(i) is \(bytes[start + i]), not 0 or 1")
+            }
+        }
+        // little-endian data into the (aligned) storage, byte for byte (this library runs on
+        // little-endian machines only: x86-64, aarch64)
+        let dst = t.storage.raw
+        bytes.withUnsafeBufferPointer { b in
+            if n > 0, let base = b.baseAddress { dst.copyMemory(from: base + start, byteCount: n) }
+        }
+        return t
+    }
+
     /// The named tensor as float32 (F64 values are rounded to nearest).
     public func tensor(_ name: String) throws(InLoopError) -> Tensor {
         guard let e = entry(name) else { throw InLoopError(.format, "tensor '\(name)' is missing from the file") }
+        guard e.dtype.isFloat else { throw InLoopError(.format, "tensor '\(name)' is \(e.dtype.rawValue), a floating type is needed") }
         let t = try Tensor(zeros: e.shape)
         let p = t.storage.base
         let start = dataStart + e.begin
@@ -132,6 +167,7 @@ public struct SafetensorsFile {
                 for k in 0..<8 { u |= UInt64(bytes[o + k]) << (8 * UInt64(k)) }
                 p[i] = Float(Double(bitPattern: u))
             }
+        default: break
         }
         return t
     }
@@ -139,6 +175,7 @@ public struct SafetensorsFile {
     /// Values of the named tensor, exactly (F32 widened, F64 as stored).
     public func doubles(_ name: String) throws(InLoopError) -> [Double] {
         guard let e = entry(name) else { throw InLoopError(.format, "tensor '\(name)' is missing from the file") }
+        guard e.dtype.isFloat else { throw InLoopError(.format, "tensor '\(name)' is \(e.dtype.rawValue), a floating type is needed") }
         let count = (e.end - e.begin) / e.dtype.size
         let start = dataStart + e.begin
         var out = [Double](repeating: 0, count: count)
@@ -160,6 +197,20 @@ public struct SafetensorsFile {
 
         public init(name: String, dtype: DType, shape: [Int], bytes: [UInt8]) {
             self.name = name; self.dtype = dtype; self.shape = shape; self.bytes = bytes
+        }
+
+        /// An engine tensor's bytes (little-endian, as stored).
+        public init(name: String, tensor t: Engine.Tensor) throws(InLoopError) {
+            let dtype: DType
+            switch t.dtype {
+            case .float32: dtype = .f32
+            case .float64: dtype = .f64
+            case .int64: dtype = .i64
+            case .bool: dtype = .bool
+            }
+            let n = t.count * t.dtype.size
+            let src = t.storage.raw
+            self.init(name: name, dtype: dtype, shape: t.shape, bytes: Array(UnsafeRawBufferPointer(start: src, count: n)))
         }
 
         public init(name: String, float32 values: [Float], shape: [Int]? = nil) {

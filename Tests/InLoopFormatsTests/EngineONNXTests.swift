@@ -189,3 +189,119 @@ enum OpTestLite {
         return zip(a, b).map { abs($0 - $1) }.max().map { $0 / scale } ?? 0
     }
 }
+
+/// Native format version 2 (step 4.4): a graph written and read back gives the same outputs bit for
+/// bit; a fine-tuned ONNX graph can be saved; hostile files are errors.
+final class NativeV2Tests: XCTestCase {
+    func bits(_ a: [Float]) -> [UInt32] { a.map(\.bitPattern) }
+
+    /// A graph with an int64 constant (Reshape's shape), attributes of several kinds, two inputs.
+    func handMade() throws -> Engine.Graph {
+        let g = Engine.Graph(name: "hand", dtype: .float32, opset: 13)
+        let n = g.symbol(named: "batch")
+        g.batch = n
+        try g.addInput("a", Engine.TensorType(.float32, [Engine.SymInt(n), 2, 3]))
+        try g.addInput("b", Engine.TensorType(.float32, [Engine.SymInt(n), 6]))
+        try g.addConstant("shape", try Engine.Tensor(shape: [2], values: [Int64(0), -1]))
+        try g.addConstant("w", try Engine.Tensor(shape: [4, 6], values: (0..<24).map { Float($0) / 10 - 1 }))
+        try g.addConstant("c", try Engine.Tensor(shape: [4], values: [Float(0.5), -0.25, 1e-3, 3]))
+        try g.addNode("flat", ReshapeOp.self, inputs: ["a", "shape"], outputs: ["af"])
+        try g.addNode("sum", AddOp.self, inputs: ["af", "b"], outputs: ["s"])
+        try g.addNode("gemm", GemmOp.self, ["transB": .int(1), "alpha": .float(1), "beta": .float(1)], inputs: ["s", "w", "c"], outputs: ["h"])
+        try g.addNode("act", LeakyReluOp.self, ["alpha": .float(0.125)], inputs: ["h"], outputs: ["y"])
+        try g.markOutput("y")
+        g.parameters = [g.names["w"]!, g.names["c"]!]
+        try g.verify()
+        try g.inferTypes()
+        return g
+    }
+
+    func testRoundTripIsBitwise() throws {
+        let g = try handMade()
+        let bytes = try NativeV2.serialize(g)
+        let back = try NativeFormat.loadGraph(bytes: bytes)
+        XCTAssertEqual(back.nodes.map { $0.op.name }, g.nodes.map { $0.op.name })
+        XCTAssertEqual(back.parameters.map { back[$0].name }, ["w", "c"])
+        XCTAssertEqual(back[back.inputs[0]].type, g[g.inputs[0]].type)
+        XCTAssertEqual(try NativeV2.serialize(back), bytes, "re-saving gives the same bytes")
+        let m1 = try Engine.Model(graph: g), m2 = try NativeFormat.loadAny(bytes: bytes)
+        XCTAssertTrue(m2 is Engine.Model)
+        for batch in [1, 4] {
+            let a: [Float] = OpTestFloats.make(batch * 6, seed: 1), b: [Float] = OpTestFloats.make(batch * 6, seed: 2)
+            let y1 = try m1.runArrays(batch: batch, [a, b])[0], y2 = try m2.runArrays(batch: batch, [a, b])[0]
+            XCTAssertEqual(bits(y1), bits(y2), "batch \(batch)")
+            // against the formula: leaky_relu(W·(a+b) + c)
+            for s in 0..<batch {
+                for o in 0..<4 {
+                    var z = Double([0.5, -0.25, 1e-3, 3][o])
+                    for k in 0..<6 { z += Double(Float(o * 6 + k) / 10 - 1) * Double(a[s * 6 + k] + b[s * 6 + k]) }
+                    let want = z > 0 ? z : 0.125 * z
+                    XCTAssertEqual(Double(y1[s * 4 + o]), want, accuracy: 1e-5 * max(1, abs(want)))
+                }
+            }
+        }
+    }
+
+    /// Load an ONNX model, fine-tune 10 steps on the one engine, save (v2), load again: the outputs
+    /// are bitwise those of the in-memory fine-tuned model (float32 and float64 trainers).
+    func testFineTunedONNXSavesAndReloadsBitwise() throws {
+        let url = sharedModels.appendingPathComponent("l96.onnx")
+        guard FileManager.default.fileExists(atPath: url.path) else { throw XCTSkip("\(url.path) not present") }
+        let model = try ONNXReader.engineModel(bytes: [UInt8](try Data(contentsOf: url)), name: "l96")
+        func run<T: Real>(_: T.Type) throws {
+            let net = try EngineNetwork<T>(model: model)
+            let trainer = try Trainer<T>(backend: .engine(net), config: TrainerConfig(), random: nil)
+            let n = 16
+            let x: [T] = (0..<n).map { T(Float($0) / 4 - 2) }, y: [T] = (0..<n).map { T(sin(Float($0) / 3)) }
+            var losses: [Double] = []
+            for _ in 0..<10 {
+                losses.append(try x.withUnsafeBufferPointer { xp in try y.withUnsafeBufferPointer { try trainer.trainStep(x: xp.baseAddress!, y: $0.baseAddress!, batch: n) } })
+            }
+            XCTAssertLessThan(losses.last!, losses.first!, "training moves the loss")
+            let tuned = try net.inferenceModel()
+            let file = try NativeV2.serialize(tuned.graph)
+            let reloaded = try NativeFormat.loadAny(bytes: file)
+            let xf = x.map { Float($0) }
+            XCTAssertEqual(bits(try tuned.runArrays(batch: n, [xf])[0]), bits(try reloaded.runArrays(batch: n, [xf])[0]), "\(T.self)")
+            XCTAssertNotEqual(bits(try tuned.runArrays(batch: n, [xf])[0]), bits(try model.runArrays(batch: n, [xf])[0]), "the weights changed")
+        }
+        try run(Float.self)
+        try run(Double.self)
+    }
+
+    func testHostileFilesAreErrors() throws {
+        let bytes = try NativeV2.serialize(try handMade())
+        // every truncation is an error, never a trap
+        for cut in stride(from: 0, to: bytes.count, by: max(1, bytes.count / 97)) {
+            XCTAssertThrowsError(try NativeFormat.loadAny(bytes: Array(bytes.prefix(cut))), "cut at \(cut)")
+        }
+        // edits of the architecture
+        let text = String(decoding: bytes, as: UTF8.self)
+        for (old, new) in [("\"op\":\"Gemm\"", "\"op\":\"Nope\""), ("\"transB\":{\"int\":1}", "\"transB\":{\"blob\":1}"),
+                           ("\"opset\":13", "\"opset\":-4"), ("\"constants\":[", "\"constants\":[\"ghost\","),
+                           ("\"outputs\":[\"y\"]", "\"outputs\":[\"nowhere\"]")] {
+            // the architecture is a JSON string inside the header: its quotes are escaped
+            let old = old.replacingOccurrences(of: "\"", with: "\\\""), new = new.replacingOccurrences(of: "\"", with: "\\\"")
+            guard text.contains(old) else { XCTFail("fixture text lacks \(old)"); continue }
+            let edited = Array(text.replacingOccurrences(of: old, with: new).utf8)
+            // the header length prefix no longer matches when sizes change: fix it
+            var fixed = edited
+            let delta = edited.count - bytes.count
+            var n: UInt64 = 0
+            for k in 0..<8 { n |= UInt64(bytes[k]) << (8 * UInt64(k)) }
+            n = UInt64(Int(n) + delta)
+            for k in 0..<8 { fixed[k] = UInt8(truncatingIfNeeded: n >> (8 * UInt64(k))) }
+            XCTAssertThrowsError(try NativeFormat.loadAny(bytes: fixed), "\(old) → \(new)")
+        }
+    }
+}
+
+enum OpTestFloats {
+    static func make(_ count: Int, seed: UInt64) -> [Float] {
+        var s = seed &* 0x9E3779B97F4A7C15 &+ 7
+        return (0..<count).map { _ in
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Double(s >> 11) / Double(1 << 53) * 4 - 2)
+        }
+    }
+}
