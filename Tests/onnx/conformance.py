@@ -1906,6 +1906,86 @@ def run_cli(cli, lib_path, rep, shared, keep, only):
 
 
 # =====================================================================================================
+def run_float64(lib_path, rep, keep, only):
+    """float64 models compute in float64 (issue 10): a Gemm/Tanh chain and a MatMul+Add/Relu chain in
+    DOUBLE, run through inloop_model_run_f64, match onnxruntime's float64 result within 1e-12
+    relative; the same network computed in float32 misses that bound by orders of magnitude (so the
+    check tells the two apart)."""
+    if not wanted(only, "float64"):
+        return
+    rng = np.random.default_rng(64)
+    D = TensorProto.DOUBLE
+
+    def build(kind):
+        nodes, inits = [], []
+        def init(name, arr):
+            inits.append(numpy_helper.from_array(np.asarray(arr, np.float64), name=name))
+            return name
+        cur, width = "x", 7
+        for k, out in enumerate([16, 16, 3]):
+            w = rng.standard_normal((out, width)) / np.sqrt(width)
+            b = rng.standard_normal(out) * 0.1
+            y = f"h{k}"
+            if kind == "gemm":
+                nodes.append(helper.make_node("Gemm", [cur, init(f"w{k}", w), init(f"b{k}", b)], [y], transB=1))
+            else:
+                nodes.append(helper.make_node("MatMul", [cur, init(f"w{k}", w.T)], [y + "m"]))
+                nodes.append(helper.make_node("Add", [y + "m", init(f"b{k}", b)], [y]))
+            if k < 2:
+                nodes.append(helper.make_node("Tanh" if kind == "gemm" else "Relu", [y], [y + "a"]))
+                y += "a"
+            cur, width = y, out
+        graph = helper.make_graph(nodes, f"f64_{kind}", [helper.make_tensor_value_info("x", D, ["N", 7])],
+                                  [helper.make_tensor_value_info(cur, D, ["N", 3])], initializer=inits)
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        m.ir_version = 8
+        onnx.checker.check_model(m)
+        return m
+
+    lib = InLoop(lib_path)
+    for kind in ("gemm", "matmul"):
+        name = f"float64/{kind} chain in DOUBLE vs onnxruntime float64 within 1e-12"
+        m = build(kind)
+        path = os.path.join(keep, f"float64_{kind}.onnx")
+        with open(path, "wb") as f:
+            f.write(m.SerializeToString())
+        x = rng.uniform(-2, 2, (9, 7))
+        ref = ort_session(m.SerializeToString()).run(None, {"x": x})[0]
+        st, h = lib.load(path)
+        if st != 0:
+            rep.ok(name, False, f"load -> {lib.status(st)}: {lib.error()}")
+            continue
+        try:
+            y = lib.run(h, [x], [[3]], dtype=np.float64)[0]
+            err = float(np.max(np.abs(y - ref)) / np.max(np.abs(ref)))
+            # the float32 computation of the same network, as a control
+            sess32 = ort_session(onnx_to_float32(m).SerializeToString())
+            y32 = sess32.run(None, {"x": x.astype(np.float32)})[0].astype(np.float64)
+            err32 = float(np.max(np.abs(y32 - ref)) / np.max(np.abs(ref)))
+            rep.ok(name, err <= 1e-12 and err32 > 1e-10,
+                   f"max rel err {err:.2e} (float32 control {err32:.2e})")
+            y1 = lib.run(h, [x.astype(np.float32)], [[3]])[0]
+            p = compare(y1, ref)
+            rep.ok(f"float64/{kind}: the float32 entry point converts at the boundary", p is None, p)
+        except CallFailed as e:
+            rep.ok(name, False, str(e))
+        finally:
+            lib.fn("inloop_model_free")(h)
+
+
+def onnx_to_float32(m):
+    """The same model with DOUBLE initializers and values declared FLOAT (a float32 control)."""
+    m2 = onnx.ModelProto()
+    m2.CopyFrom(m)
+    for t in m2.graph.initializer:
+        a = numpy_helper.to_array(t).astype(np.float32)
+        t.CopyFrom(numpy_helper.from_array(a, name=t.name))
+    for vi in list(m2.graph.input) + list(m2.graph.output):
+        vi.type.tensor_type.elem_type = TensorProto.FLOAT
+    return m2
+
+
+# =====================================================================================================
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-k", dest="only", action="append", help="run only checks whose name contains this (repeatable)")
@@ -1954,6 +2034,7 @@ def main():
     run_bad(a.lib, rep, shared, a.keep, a.only)
     run_runtime_errors(a.lib, rep, a.keep, a.only)
     run_format_dispatch(a.lib, rep, shared, a.keep, a.only)
+    run_float64(a.lib, rep, a.keep, a.only)
     run_torch(a.lib, rep, a.keep, a.only)
     run_cli(a.cli, a.lib, rep, shared, a.keep, a.only)
     if rep.failures:
