@@ -112,13 +112,6 @@ extension AnyTrainer {
         throw InLoopError(.unsupported, "\(what): this trainer fine-tunes a graph on the graph engine (an op not yet on the one engine), which InLoop cannot write to a file; take the trained model with inloop_trainer_get_model")
     }
 
-    /// The layer-stack model for files (model files and checkpoints are written for layer stacks).
-    func layerModel(_ what: String) throws(InLoopError) -> Model {
-        guard let m = try model() as? Model else {
-            throw InLoopError(.unsupported, "\(what): this trainer fine-tunes an ONNX graph, which InLoop cannot write to a file yet; take the trained model with inloop_trainer_get_model")
-        }
-        return m
-    }
 }
 
 private func cString(_ p: UnsafePointer<CChar>?, _ what: String) throws(InLoopError) -> String {
@@ -222,12 +215,15 @@ private func collective(_ handle: OpaquePointer?, _ what: String, check: (AnyTra
 /// Writes the full training state to one file (atomically: a crash never leaves half a file).
 /// With a communicator attached this is collective: rank 0 writes, every rank gets the status; an
 /// argument error on one rank (NULL path, a bad handle) fails the call on every rank.
-/// Statuses: NULL_POINTER, INVALID_HANDLE, UNSUPPORTED (a fine-tuned ONNX graph), IO, BUSY, MPI.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, UNSUPPORTED (a graph with an op not yet on the one engine), IO, BUSY, MPI.
 @c public func inloop_trainer_save_checkpoint(_ trainer: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         try collective(trainer, "save_checkpoint", check: { (t) throws(InLoopError) in
             _ = try cString(path, "save_checkpoint: checkpoint path")
-            _ = try t.layerModel("save_checkpoint")
+            switch t {
+            case .float32(let tr): try Checkpoint.check(tr)
+            case .float64(let tr): try Checkpoint.check(tr)
+            }
         }) { (box, t) throws(InLoopError) in
             let p = try cString(path, "save_checkpoint: checkpoint path")
             // Data-parallel ranks each update a shard of the optimizer state: complete it first.

@@ -89,7 +89,7 @@ public enum NativeV2 {
     // MARK: Reading
 
     /// The graph of a version-2 architecture (verified and typed, or left for typing per batch size).
-    static func graph(arch: JSON, file: SafetensorsFile) throws(InLoopError) -> Engine.Graph {
+    static func graph(arch: JSON, file: SafetensorsFile, tensorPrefix: String = "") throws(InLoopError) -> Engine.Graph {
         func strings(_ key: String) throws(InLoopError) -> [String] {
             guard let list = arch[key]?.arrayValue else { throw InLoopError(.format, "architecture \"\(key)\" must be an array") }
             var out: [String] = []
@@ -111,7 +111,7 @@ public enum NativeV2 {
             g.batch = g.symbol(named: name)
         }
         for name in try strings("constants") {
-            do { try g.addConstant(name, try file.engineTensor(name)) } catch { throw error.prefixed("constant '\(name)'") }
+            do { try g.addConstant(name, try file.engineTensor(tensorPrefix + name)) } catch { throw error.prefixed("constant '\(name)'") }
         }
         guard let inputs = arch["inputs"]?.arrayValue, !inputs.isEmpty else {
             throw InLoopError(.format, "architecture \"inputs\" must be a non-empty array")

@@ -305,3 +305,39 @@ enum OpTestFloats {
         }
     }
 }
+
+/// Checkpoints of graph trainers on the one engine: 5 steps, checkpoint, restore, 5 more steps gives
+/// bitwise the parameters, optimizer state and losses of 10 uninterrupted steps (float32 and float64).
+final class GraphCheckpointTests: XCTestCase {
+    func testGraphCheckpointRestartsExactly() throws {
+        let url = sharedModels.appendingPathComponent("column_mlp_small.onnx")
+        guard FileManager.default.fileExists(atPath: url.path) else { throw XCTSkip("\(url.path) not present") }
+        let model = try ONNXReader.engineModel(bytes: [UInt8](try Data(contentsOf: url)), name: "column_mlp_small")
+        func check<T: Real>(_: T.Type, _ wrap: (Trainer<T>) -> AnyTrainer, _ unwrap: (AnyTrainer) -> Trainer<T>?) throws {
+            let n = 6, nIn = model.inputSize, nOut = model.outputSize
+            let x: [T] = (0..<(n * nIn)).map { T(Float(($0 * 37) % 19) / 9 - 1) }
+            let y: [T] = (0..<(n * nOut)).map { T(Float(($0 * 11) % 7) / 7 - 0.5) }
+            func steps(_ t: Trainer<T>, _ k: Int) throws -> [Double] {
+                try (0..<k).map { _ in try x.withUnsafeBufferPointer { xp in try y.withUnsafeBufferPointer { try t.trainStep(x: xp.baseAddress!, y: $0.baseAddress!, batch: n) } } }
+            }
+            let config = TrainerConfig(precision: T.self == Double.self ? .float64 : .float32)
+            let straight = try Trainer<T>(backend: .engine(try EngineNetwork<T>(model: model)), config: config, random: nil)
+            let all = try steps(straight, 10)
+            let first = try Trainer<T>(backend: .engine(try EngineNetwork<T>(model: model)), config: config, random: nil)
+            let a = try steps(first, 5)
+            let bytes = try Checkpoint.serialize(first)
+            guard let restored = unwrap(try Checkpoint.load(bytes: bytes)) else { return XCTFail("restored in another precision") }
+            guard case .engine = restored.backend else { return XCTFail("restored as another kind of network") }
+            let b = try steps(restored, 5)
+            XCTAssertEqual((a + b).map(\.bitPattern), all.map(\.bitPattern), "\(T.self): losses")
+            XCTAssertEqual(restored.network.parameters.array, straight.network.parameters.array, "\(T.self): parameters")
+            for (s1, s2) in zip(restored.state, straight.state) { XCTAssertEqual(s1.array, s2.array, "\(T.self): optimizer state") }
+            XCTAssertEqual(restored.step, 10)
+            // and the model a restored trainer gives back runs in the loaded model's type
+            XCTAssertEqual((try restored.backend.inferenceModel() as? Engine.Model)?.graph.dtype, .float32)
+            _ = wrap
+        }
+        try check(Float.self, { .float32($0) }, { if case .float32(let t) = $0 { return t }; return nil })
+        try check(Double.self, { .float64($0) }, { if case .float64(let t) = $0 { return t }; return nil })
+    }
+}

@@ -137,7 +137,7 @@ final class CheckpointTests: XCTestCase {
 
     func testCheckpointIsNotAModelAndViceVersa() throws {
         let t = try Trainer<Float>(config: try TrainingConfigFormat.parse("model: {inputs: 2, layers: [{type: dense, out: 1}]}"))
-        let ckpt = Checkpoint.serialize(t)
+        let ckpt = try Checkpoint.serialize(t)
         XCTAssertThrowsError(try NativeFormat.load(bytes: ckpt))
         let model = NativeFormat.serialize(try XCTUnwrap(t.layerNetwork).inferenceModel())
         XCTAssertTrue(message { _ = try Checkpoint.load(bytes: model) }.contains("model file, not a training checkpoint"))

@@ -50,9 +50,10 @@ public final class EngineNetwork<T: Real> {
         try self.init(graph: model.graph, trainable: trainable)
     }
 
-    /// `source` must be verified (and typed unless it is typed per batch size).
-    public init(graph source: Engine.Graph, trainable: Set<String>? = nil) throws(InLoopError) {
-        modelType = source.dtype
+    /// `source` must be verified (and typed unless it is typed per batch size). `modelType`: the type
+    /// `inferenceModel` gives back (default: the source graph's).
+    public init(graph source: Engine.Graph, trainable: Set<String>? = nil, modelType: Engine.DType? = nil) throws(InLoopError) {
+        self.modelType = modelType ?? source.dtype
         let g = try source.copy(as: T.dtype)
         graph = g
         guard g.inputs.count == 1 else {

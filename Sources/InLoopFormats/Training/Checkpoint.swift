@@ -14,7 +14,7 @@ public enum Checkpoint {
     public static let metadataKey = "inloop_checkpoint"
     public static let version = 1
 
-    public static func serialize<T: Real>(_ t: Trainer<T>) -> [UInt8] {
+    public static func serialize<T: Real>(_ t: Trainer<T>) throws(InLoopError) -> [UInt8] {
         func raw(_ name: String, _ b: Buffer<T>) -> SafetensorsFile.RawTensor {
             if T.self == Double.self { return .init(name: name, float64: (0..<b.count).map { Double(b.base[$0]) }) }
             return .init(name: name, float32: (0..<b.count).map { b.base[$0].float })
@@ -23,6 +23,15 @@ public enum Checkpoint {
         for (i, s) in t.state.enumerated() { tensors.append(raw("optimizer.state.\(i)", s)) }
         tensors.append(.init(name: "loss_history", float64: t.lossHistory))
         let words = t.random.words
+        var metadata: [(String, String)] = []
+        var graphFields: [(String, JSON)] = []
+        if case .engine(let net) = t.backend {
+            // a graph trainer: its graph (native version 2, parameters at their current values) too
+            let file = try SafetensorsFile(bytes: try NativeV2.serialize(net.graph))
+            for e in file.entries { tensors.append(try .init(name: "graph." + e.name, tensor: try file.engineTensor(e.name))) }
+            if let arch = file.metadataValue(NativeFormat.metadataKey) { metadata.append((NativeFormat.metadataKey, arch)) }
+            graphFields = [("model", .string("graph")), ("model_dtype", .string(net.modelType.description))]
+        }
         let state: JSON = .object([
             ("format", .string("inloop-checkpoint")), ("version", .number(Double(version))),
             ("config", TrainingConfigFormat.json(t.config)),
@@ -31,15 +40,20 @@ public enum Checkpoint {
             ("gradient_norm", .string(hex(t.lastGradientNorm.bitPattern))),
             // 64-bit words as hex strings: JSON numbers hold only 53 bits exactly.
             ("rng", .array(words.map { .string(hex($0)) })),
-        ])
-        return SafetensorsFile.serialize(raw: tensors, metadata: [(metadataKey, state.description)])
+        ] + graphFields)
+        return SafetensorsFile.serialize(raw: tensors, metadata: [(metadataKey, state.description)] + metadata)
     }
 
     public static func save<T: Real>(_ t: Trainer<T>, to path: String) throws(InLoopError) {
-        guard t.layerNetwork != nil else {
-            throw InLoopError(.unsupported, "checkpoints of fine-tuned ONNX graphs are not supported yet (a checkpoint stores a layer stack)")
+        try check(t)
+        try FileIO.write(try serialize(t), to: path)
+    }
+
+    /// Checkpoints store layer stacks and graphs on the one engine; not graphs on the graph engine.
+    public static func check<T: Real>(_ t: Trainer<T>) throws(InLoopError) {
+        if case .graph = t.backend {
+            throw InLoopError(.unsupported, "checkpoints of graphs with an op not yet on the one engine are not supported")
         }
-        try FileIO.write(serialize(t), to: path)
     }
 
     public static func load(path: String) throws(InLoopError) -> AnyTrainer {
@@ -70,6 +84,24 @@ public enum Checkpoint {
         var words: [UInt64] = []
         for w in rng { guard let v = unhex(w.stringValue) else { throw InLoopError(.format, "checkpoint rng state is malformed") }; words.append(v) }
         let history = try file.doubles("loss_history")
+        if state["model"]?.stringValue == "graph" {
+            guard let arch = file.metadataValue(NativeFormat.metadataKey), let t = state["model_dtype"]?.stringValue,
+                  let modelType = NativeV2.dtypeNamed(t), modelType.isFloatingPoint else {
+                throw InLoopError(.format, "graph checkpoint without its graph")
+            }
+            let archJSON: JSON
+            do { archJSON = try JSON.parse(arch) } catch { throw error.prefixed("checkpoint graph") }
+            let g: Engine.Graph
+            do { g = try NativeV2.graph(arch: archJSON, file: file, tensorPrefix: "graph.") } catch { throw error.prefixed("checkpoint graph") }
+            switch config.precision {
+            case .float32:
+                let net = try EngineNetwork<Float>(graph: g, trainable: Set(g.parameters.map { g[$0].name }), modelType: modelType)
+                return .float32(try restore(.engine(net), file, config, step, words, Double(bitPattern: baseBits), history, Double(bitPattern: normBits)))
+            case .float64:
+                let net = try EngineNetwork<Double>(graph: g, trainable: Set(g.parameters.map { g[$0].name }), modelType: modelType)
+                return .float64(try restore(.engine(net), file, config, step, words, Double(bitPattern: baseBits), history, Double(bitPattern: normBits)))
+            }
+        }
         switch config.precision {
         case .float32:
             return .float32(try restore(Trainer<Float>.self, file, config, step, words, Double(bitPattern: baseBits), history, Double(bitPattern: normBits)))
@@ -80,8 +112,13 @@ public enum Checkpoint {
 
     static func restore<T: Real>(_: Trainer<T>.Type, _ file: SafetensorsFile, _ config: TrainerConfig, _ step: Int,
                                  _ words: [UInt64], _ baseLR: Double, _ history: [Double], _ norm: Double) throws(InLoopError) -> Trainer<T> {
-        let net = try Network<T>(inputSize: config.inputSize, layers: config.layers)
-        let t = try Trainer<T>(network: net, config: config, random: RandomState(words: words))
+        try restore(.stack(try Network<T>(inputSize: config.inputSize, layers: config.layers)), file, config, step, words, baseLR, history, norm)
+    }
+
+    static func restore<T: Real>(_ backend: TrainableNetwork<T>, _ file: SafetensorsFile, _ config: TrainerConfig, _ step: Int,
+                                 _ words: [UInt64], _ baseLR: Double, _ history: [Double], _ norm: Double) throws(InLoopError) -> Trainer<T> {
+        let t = try Trainer<T>(backend: backend, config: config, random: RandomState(words: words))
+        let net = backend.any
         func fill(_ name: String, _ b: Buffer<T>) throws(InLoopError) {
             let v = try file.doubles(name)
             guard v.count == b.count else { throw InLoopError(.format, "checkpoint tensor '\(name)' has \(v.count) values, expected \(b.count)") }

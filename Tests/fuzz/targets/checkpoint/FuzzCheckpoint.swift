@@ -26,5 +26,5 @@ func step<T: Real>(_ t: Trainer<T>) {
     let x = (0..<(batch * nIn)).map { T(Double($0 % 5) - 2) }
     let y = (0..<(batch * nOut)).map { T(Double($0 % 3) - 1) }
     _ = try? t.trainStep(x: x, y: y, batch: batch)
-    _ = Checkpoint.serialize(t)
+    _ = try? Checkpoint.serialize(t)
 }
