@@ -22,18 +22,38 @@ func readONNXGraph(path: String) throws -> Graph {
 
 extension LoadedModel {
     static func onnx(path: String, bytes: [UInt8]) throws -> LoadedModel {
-        let graph: Graph
         let loaded: any InferenceModel
         do {
-            graph = try ONNXReader.graph(bytes: bytes)
             loaded = try ONNXReader.loadModel(bytes: bytes, name: baseName(path))
         } catch {
             throw CLIError("\(path): \(error.message)")
         }
-        // the graph engine describes the plan (and counts FLOPs) until the one engine does
+        if let m = loaded as? Engine.Model {
+            // operator counts and FLOPs from the file's graph as written (before fusion)
+            let file = try? ONNXReader.engineGraph(bytes: bytes)
+            var counts: [(String, Int)] = []
+            for n in file?.nodes ?? [] {
+                if let i = counts.firstIndex(where: { $0.0 == n.op.name }) { counts[i].1 += 1 } else { counts.append((n.op.name, 1)) }
+            }
+            let b = m.fixedBatch ?? 1
+            let flops = (try? file?.flops(batch: b)).flatMap { $0 }.map { $0 / b }
+            let plan = "runs on the one engine: \(m.stepCount ?? 0) steps (plan for \(m.fixedBatch == nil ? "every batch size" : "batch \(b)"))"
+            return LoadedModel(
+                formatName: "ONNX graph",
+                inputs: m.inputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
+                outputs: m.outputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
+                opCounts: counts, parameterCount: m.parameterCount, flopsPerSample: flops, planDescription: plan,
+                run: { xs, batch in try m.runArrays(batch: batch, xs) })
+        }
+        // the graph engine (ops not yet on the one engine)
+        let graph: Graph
         let model: GraphModel
-        do { model = try GraphModel(graph: graph, name: baseName(path)) } catch { throw CLIError("\(path): \(error.message)") }
-        // operator counts in order of first appearance, by the file's operator names
+        do {
+            graph = try ONNXReader.graph(bytes: bytes)
+            model = try GraphModel(graph: graph, name: baseName(path))
+        } catch {
+            throw CLIError("\(path): \(error.message)")
+        }
         var counts: [(String, Int)] = []
         for n in graph.nodes {
             if let i = counts.firstIndex(where: { $0.0 == n.opType }) { counts[i].1 += 1 } else { counts.append((n.opType, 1)) }
@@ -47,8 +67,7 @@ extension LoadedModel {
             for k in s.steps {
                 if let i = steps.firstIndex(where: { $0.0 == k }) { steps[i].1 += 1 } else { steps.append((k, 1)) }
             }
-            plan = (loaded is Engine.Model ? "runs on the one engine (\(ONNXReader.engineStepCount(loaded) ?? 0) steps); graph-engine " : "runs on the graph engine; ")
-                + "plan at batch \(b): \(s.steps.count) steps (" + steps.map { "\($0.0) \($0.1)" }.joined(separator: ", ")
+            plan = "runs on the graph engine; plan at batch \(b): \(s.steps.count) steps (" + steps.map { "\($0.0) \($0.1)" }.joined(separator: ", ")
                 + "); \(s.folded) nodes folded, \(s.fused) fused, \(s.aliased) aliased; \(s.buffers) buffers, "
                 + "\(formatCount(s.workspaceFloats)) workspace floats"
         }
@@ -57,6 +76,6 @@ extension LoadedModel {
             inputs: model.inputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
             outputs: model.outputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
             opCounts: counts, parameterCount: model.parameterCount, flopsPerSample: flops, planDescription: plan,
-            run: { xs, batch in try loaded.runArrays(batch: batch, xs) })
+            run: { xs, batch in try model.run(batch: batch, xs) })
     }
 }

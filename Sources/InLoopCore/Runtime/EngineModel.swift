@@ -102,9 +102,12 @@ extension Engine {
             }
             fixedBatch = fixed
             inputSpecs = specs
+            // floating constants the nodes use (not those a fusion left behind)
             var params = 0
-            for value in graph.values {
-                if let c = value.constant, c.dtype.isFloatingPoint { params += c.count }
+            var used = Set<ValueID>()
+            for n in graph.nodes { for case let v? in n.inputs { used.insert(v) } }
+            for v in used.sorted() {
+                if let c = graph[v].constant, c.dtype.isFloatingPoint { params += c.count }
             }
             parameterCount = params
             inPointers = .allocate(byteCount: Swift.max(graph.inputs.count, 1) * 8, alignment: 8)

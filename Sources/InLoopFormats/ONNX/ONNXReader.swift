@@ -57,9 +57,6 @@ public enum ONNXReader {
         return try Engine.Model(graph: g, name: name, legacy: legacy)
     }
 
-    /// Steps of the one engine's plan of a model (nil when it runs on the graph engine).
-    public static func engineStepCount(_ m: any InferenceModel) -> Int? { (m as? Engine.Model)?.stepCount }
-
     /// ONNX bytes on the one engine only (no fallback): for tests and tools that compare the engines.
     public static func engineModel(bytes: [UInt8], name: String = "") throws(InLoopError) -> Engine.Model {
         let (proto, opset) = try decode(bytes)
