@@ -98,7 +98,7 @@ final class DerivativeCache: @unchecked Sendable {  // guarded by `busy`
 
     private static func make<T: Real>(_ box: ModelBox, _: T.Type) throws(InLoopError) -> DiffNet<T> {
         if let m = box.layerModel { return .stack(try Network<T>(model: m)) }
-        if let g = box.model as? GraphModel { return .graph(try GraphNetwork<T>(model: g)) }
+        if let g = (box.model as? LegacyGraphSource)?.legacyGraph { return .graph(try GraphNetwork<T>(graph: g)) }
         throw InLoopError(.unsupported, "derivatives are not available for this model kind")
     }
 }
@@ -146,15 +146,15 @@ private func cString(_ p: UnsafePointer<CChar>?, _ what: String) throws(InLoopEr
     return String(cString: p)
 }
 
-private func makeTrainer(_ config: TrainerConfig, network: Model? = nil, graph: GraphModel? = nil) throws(InLoopError) -> AnyTrainer {
+private func makeTrainer(_ config: TrainerConfig, network: Model? = nil, graph: Graph? = nil) throws(InLoopError) -> AnyTrainer {
     switch config.precision {
     case .float32:
         if let network { return .float32(try Trainer<Float>(network: try Network<Float>(model: network), config: config)) }
-        if let graph { return .float32(try Trainer<Float>(graph: try GraphNetwork<Float>(model: graph), config: config)) }
+        if let graph { return .float32(try Trainer<Float>(graph: try GraphNetwork<Float>(graph: graph), config: config)) }
         return .float32(try Trainer<Float>(config: config))
     case .float64:
         if let network { return .float64(try Trainer<Double>(network: try Network<Double>(model: network), config: config)) }
-        if let graph { return .float64(try Trainer<Double>(graph: try GraphNetwork<Double>(model: graph), config: config)) }
+        if let graph { return .float64(try Trainer<Double>(graph: try GraphNetwork<Double>(graph: graph), config: config)) }
         return .float64(try Trainer<Double>(config: config))
     }
 }
@@ -199,7 +199,7 @@ private func makeTrainer(_ config: TrainerConfig, network: Model? = nil, graph: 
         // any other ONNX graph is fine-tuned as a graph.
         if let m = box.layerModel {
             trainer.pointee = trainers.register(TrainerBox(try makeTrainer(c, network: m)))
-        } else if let g = box.model as? GraphModel {
+        } else if let g = (box.model as? LegacyGraphSource)?.legacyGraph {
             trainer.pointee = trainers.register(TrainerBox(try makeTrainer(c, graph: g)))
         } else {
             throw InLoopError(.unsupported, "trainer_create_from_model: this model kind cannot be trained")
