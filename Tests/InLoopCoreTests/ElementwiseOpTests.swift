@@ -174,6 +174,11 @@ final class ElementwiseOpTests: XCTestCase {
             try g.addConstant("e", try Engine.Tensor(shape: [], values: [Int64(3)]))
             try g.addNode("pow", PowOp.self, inputs: ["x0", "e"], outputs: ["y"])
         }, reference: { x, _ in x[0].map { $0 * $0 * $0 } })
+        // an exponent constant of the other float type (ONNX Pow's T1), converted
+        try checkForward(Float.self, [["N", 3]], ranges: [0.5...2], tolerance: 1e-5, { g in
+            try g.addConstant("e", try Engine.Tensor(shape: [3], values: [2.0, -0.5, 1.25]))
+            try g.addNode("pow", PowOp.self, inputs: ["x0", "e"], outputs: ["y"])
+        }, reference: { x, _ in x[0].enumerated().map { i, v in Foundation.pow(v, [2, -0.5, 1.25][i % 3]) } })
         try checkBoth([["N", 3]], ranges: [0.5...2], floatTolerance: 1e-5, { g in
             try Self.constant(g, "e", [3], [2, -0.5, 1.5])
             try g.addNode("pow", PowOp.self, inputs: ["x0", "e"], outputs: ["y"])
@@ -448,6 +453,10 @@ final class ElementwiseOpTests: XCTestCase {
         }
         fails("an integer exponent at run time", [["N", 3]]) { g in
             try g.addInput("e", Engine.TensorType(.int64, [3]))
+            try g.addNode("p", PowOp.self, inputs: ["x0", "e"], outputs: ["y"])
+        }
+        fails("an exponent of the other float type at run time", compile: true, [["N", 3]]) { g in
+            try g.addInput("e", Engine.TensorType(.float64, [3]))
             try g.addNode("p", PowOp.self, inputs: ["x0", "e"], outputs: ["y"])
         }
         fails("rank above 8", [[1, 1, 1, 1, 1, 1, 1, 1, 2]]) { g in try g.addNode("e", ExpOp.self, inputs: ["x0"], outputs: ["y"]) }

@@ -159,8 +159,8 @@ public enum DivOp: BinaryOpDefinition {
     public static func combine(_ a: Engine.SymInt, _ b: Engine.SymInt) -> Engine.SymInt? { a / b }
 }
 
-/// ONNX Pow: base and exponent broadcast. The exponent may be an integer tensor when it is known at
-/// compile time (a constant); a one-element exponent known at compile time lowers to the unary power
+/// ONNX Pow: base and exponent broadcast. The exponent may be of another type when it is a constant
+/// (float32/float64, converted; int64 known at compile time); a one-element exponent known at compile time lowers to the unary power
 /// (exact shortcuts for 2, 1, 0.5 and 3 in inference plans), any other to the broadcast step.
 public enum PowOp: BinaryOpDefinition {
     public static let name = "Pow"
@@ -171,7 +171,9 @@ public enum PowOp: BinaryOpDefinition {
                                   _ known: [Engine.KnownInts?]) throws(InLoopError) -> [Engine.TensorType] {
         let x = try Engine.input(inputs, 0), e = try Engine.input(inputs, 1)
         guard x.dtype.isFloatingPoint else { throw InLoopError(.unsupported, "Pow of \(x.dtype) values; InLoop computes floating values") }
-        guard e.dtype == x.dtype || (e.dtype == .int64 && known.count > 1 && known[1] != nil) else {
+        // ONNX lets the exponent's type differ; InLoop takes any floating one (converted when it is a
+        // constant: checked when lowered) and integer ones known at compile time
+        guard e.dtype.isFloatingPoint || (e.dtype == .int64 && known.count > 1 && known[1] != nil) else {
             throw InLoopError(.format, "exponent of type \(e.dtype) for a \(x.dtype) base (an integer exponent must be a constant)")
         }
         return [Engine.TensorType(x.dtype, try Engine.broadcast(x.shape, e.shape))]
@@ -199,8 +201,11 @@ public enum PowOp: BinaryOpDefinition {
             ctx.emit(.unary(.pow(exponent: e), count: try ctx.inputExtent(0)), [try ctx.input(0), try ctx.output(0)])
             return
         }
-        guard try Engine.input(ctx.inputTypes, 1).dtype == x.dtype else {
-            throw InLoopError(.unsupported, "an integer exponent with more than one element")
+        let e = try Engine.input(ctx.inputTypes, 1)
+        guard e.dtype == x.dtype || (e.dtype.isFloatingPoint && ctx.isConstant(1)) else {
+            throw InLoopError(.unsupported, e.dtype.isFloatingPoint
+                ? "a \(e.dtype) exponent computed at run time for a \(x.dtype) base"
+                : "an integer exponent with more than one element")
         }
         try Engine.lowerBroadcast(op, &ctx, 0, 1, output: try ctx.output(0), outputShape: ctx.outputTypes[0].shape)
     }
