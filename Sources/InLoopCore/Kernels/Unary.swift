@@ -218,8 +218,13 @@ public enum UnaryFunction: Equatable, Sendable, CustomStringConvertible {
             }
         }
         if target == 0 || tangent {
-            let s: (Int) -> T = target == 0 ? { g[$0] } : { _ in g[0] }
-            if accumulate { for i in 0..<count { out[i] += s(i) * d(x[i]) } } else { for i in 0..<count { out[i] = s(i) * d(x[i]) } }
+            // the gradient element by element (x), or the bound's one tangent broadcast
+            let step = target == 0 ? 1 : 0
+            if accumulate {
+                for i in 0..<count { out[i] += g[i * step] * d(x[i]) }
+            } else {
+                for i in 0..<count { out[i] = g[i * step] * d(x[i]) }
+            }
         } else {
             var sum: T = 0
             for i in 0..<count { sum += g[i] * d(x[i]) }
