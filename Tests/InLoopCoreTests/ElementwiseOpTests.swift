@@ -110,10 +110,11 @@ final class ElementwiseOpTests: XCTestCase {
     ] }
 
     /// Shape pairs: same shape, per-feature vector (either side), the batch on a later axis, both
-    /// sides stretched, a scalar, a rank-0 operand, a batch-free result.
+    /// sides stretched, a scalar, a rank-0 operand, a batch-free result, rank 8.
     static var shapePairs: [([Any], [Any])] { [
         (["N", 3], ["N", 3]), (["N", 4], [4]), ([4], ["N", 4]), (["N", 1, 4], [2, 1]), ([2, "N"], [2, 1]),
         (["N", 3], [1]), ([], ["N", 2]), ([1, 3], [2, 1]), (["N", 2, 3], ["N", 1, 3]), (["N", 1], [1, 3]),
+        (["N", 1, 2, 1, 2, 1, 2, 1], [2, 1, 2, 1, 2, 1, 2]),       // rank 8, nothing merges: 8 strided axes
     ] }
 
     func testBinaryOpsBroadcastForward() throws {

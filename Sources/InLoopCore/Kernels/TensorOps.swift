@@ -493,7 +493,7 @@ public enum TensorOps {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     @inlinable
-    @usableFromInline static func broadcastBinary<T: Real>(_ op: BinaryOp, a: UnsafePointer<T>, b: UnsafePointer<T>,
+    static func broadcastBinary<T: Real>(_ op: BinaryOp, a: UnsafePointer<T>, b: UnsafePointer<T>,
                                                 y: UnsafeMutablePointer<T>, geometry g: BroadcastGeometry,
                                                 numerics: Numerics) {
         switch op {
@@ -513,7 +513,7 @@ public enum TensorOps {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     @inlinable
-    @usableFromInline static func broadcastAdjoint<T: Real>(_ op: BinaryOp, operand k: Int, a: UnsafePointer<T>, b: UnsafePointer<T>,
+    static func broadcastAdjoint<T: Real>(_ op: BinaryOp, operand k: Int, a: UnsafePointer<T>, b: UnsafePointer<T>,
                                                  y: UnsafePointer<T>, gradient gy: UnsafePointer<T>,
                                                  into gx: UnsafeMutablePointer<T>, geometry g: BroadcastGeometry,
                                                  accumulate: Bool) {
@@ -534,7 +534,7 @@ public enum TensorOps {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     @inlinable
-    @usableFromInline static func broadcastTangent<T: Real>(_ op: BinaryOp, operand k: Int, a: UnsafePointer<T>, b: UnsafePointer<T>,
+    static func broadcastTangent<T: Real>(_ op: BinaryOp, operand k: Int, a: UnsafePointer<T>, b: UnsafePointer<T>,
                                                  y: UnsafePointer<T>, tangent tx: UnsafePointer<T>,
                                                  into ty: UnsafeMutablePointer<T>, geometry g: BroadcastGeometry,
                                                  accumulate: Bool) {
