@@ -96,7 +96,9 @@ extension Engine {
     /// Element-wise combination of two known integer tensors (broadcast), or nil.
     static func combineKnown(_ p: KnownInts, _ q: KnownInts, _ out: TensorType,
                              _ combine: (SymInt, SymInt) -> SymInt?) throws(InLoopError) -> KnownInts? {
-        guard let shape = out.shape.known, shape.reduce(1, *) <= Engine.maxKnownElements else { return nil }
+        guard let shape = out.shape.known, let n = try? InLoopCore.Tensor.elementCount(shape), n <= Engine.maxKnownElements else {
+            return nil
+        }
         let ip = Engine.broadcastIndices(p.shape, to: shape), iq = Engine.broadcastIndices(q.shape, to: shape)
         var values: [SymInt] = []
         values.reserveCapacity(ip.count)
