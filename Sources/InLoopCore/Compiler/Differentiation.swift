@@ -125,6 +125,29 @@ extension Engine {
                 case .zero:
                     continue
                 // MARK: family elementwise (reverse rules)
+                case .broadcast(let op, let geometry):
+                    // constants get no gradient; parameters theirs in the flat vector (role)
+                    for (k, x) in [ops[0], ops[1]].enumerated() where !isConstant(x) {
+                        emitReverse(.broadcastAdjoint(op, operand: Int8(k), geometry: geometry, accumulate: !first(x)),
+                                    [ops[0], ops[1], y, gy, gradient(x)], node: node, role: role(x))
+                    }
+                case .unary(let f, let count):
+                    let x = ops[0]
+                    guard !isConstant(x) else { continue }
+                    emitReverse(.unaryBackward(f, count: count, accumulate: !first(x)), [x, y, gy, gradient(x)], node: node, role: role(x))
+                case .clip(let count, let hasMin, let hasMax):
+                    let bounds = Array(ops[1..<(ops.count - 1)])
+                    var targets: [(Int8, Int32)] = [(0, ops[0])]
+                    if hasMin { targets.append((1, ops[1])) }
+                    if hasMax { targets.append((2, ops[hasMin ? 2 : 1])) }
+                    for (target, x) in targets where !isConstant(x) {
+                        emitReverse(.clipLinear(count: count, hasMin: hasMin, hasMax: hasMax, target: target, tangent: false, accumulate: !first(x)),
+                                    [ops[0]] + bounds + [gy, gradient(x)], node: node, role: role(x))
+                    }
+                case .softmax(let geometry, let log):
+                    let x = ops[0]
+                    guard !isConstant(x) else { continue }
+                    emitReverse(.softmaxBackward(geometry: geometry, log: log, accumulate: !first(x)), [y, gy, gradient(x)], node: node, role: role(x))
 
                 // MARK: family shape (reverse rules)
 
@@ -200,6 +223,40 @@ extension Engine {
                 case .zero(let count):
                     emitTangent(.zero(count: count), [ty], node: step.node)
                 // MARK: family elementwise (tangent rules)
+                case .broadcast(let op, let geometry):
+                    var wrote = false
+                    for (k, x) in [ops[0], ops[1]].enumerated() {
+                        guard let tx = tangentStorage(x) else { continue }
+                        emitTangent(.broadcastTangent(op, operand: Int8(k), geometry: geometry, accumulate: wrote),
+                                    [ops[0], ops[1], y, tx, ty], node: step.node)
+                        wrote = true
+                    }
+                    if !wrote { emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node) }
+                case .unary(let f, let count):
+                    if let tx = tangentStorage(ops[0]) {
+                        emitTangent(.unaryBackward(f, count: count, accumulate: false), [ops[0], y, tx, ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: count), [ty], node: step.node)
+                    }
+                case .clip(let count, let hasMin, let hasMax):
+                    let bounds = Array(ops[1..<(ops.count - 1)])
+                    var targets: [(Int8, Int32)] = [(0, ops[0])]
+                    if hasMin { targets.append((1, ops[1])) }
+                    if hasMax { targets.append((2, ops[hasMin ? 2 : 1])) }
+                    var wrote = false
+                    for (target, x) in targets {
+                        guard let tx = tangentStorage(x) else { continue }
+                        emitTangent(.clipLinear(count: count, hasMin: hasMin, hasMax: hasMax, target: target, tangent: true, accumulate: wrote),
+                                    [ops[0]] + bounds + [tx, ty], node: step.node)
+                        wrote = true
+                    }
+                    if !wrote { emitTangent(.zero(count: count), [ty], node: step.node) }
+                case .softmax(let geometry, let log):
+                    if let tx = tangentStorage(ops[0]) {
+                        emitTangent(.softmaxTangent(geometry: geometry, log: log), [y, tx, ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
 
                 // MARK: family shape (tangent rules)
 

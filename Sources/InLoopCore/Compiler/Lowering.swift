@@ -303,6 +303,7 @@ extension Engine {
             switch k {
             case .activation, .normalize, .add: return true
             // MARK: family elementwise (in place)
+            case .broadcast, .unary, .clip, .softmax: return true
 
             // MARK: family shape (in place)
 
@@ -326,6 +327,13 @@ extension Engine.StepKind {
         case .zero: return 1
         case .denseParameterGradients(_, _, _, let hasBias, _): return hasBias ? 4 : 3
         // MARK: family elementwise (operands)
+        case .broadcast: return 3
+        case .broadcastAdjoint, .broadcastTangent: return 5
+        case .unary, .softmax: return 2
+        case .unaryBackward: return 4
+        case .clip(_, let lo, let hi): return 2 + (lo ? 1 : 0) + (hi ? 1 : 0)
+        case .clipLinear(_, let lo, let hi, _, _, _): return 3 + (lo ? 1 : 0) + (hi ? 1 : 0)
+        case .softmaxBackward, .softmaxTangent: return 3
 
         // MARK: family shape (operands)
 

@@ -35,7 +35,12 @@
 //   softmax(x:outer:axisLength:inner:y:)              numerically stable softmax over the middle axis
 //   logSoftmax(x:outer:axisLength:inner:y:numerics:)  of x (outer × axisLength × inner); y may equal
 //       x. (ONNX opset ≥ 13: axis = the softmax axis; opset < 13 coerces to 2-D: inner = 1.) Generic.
-//   softmaxBackward(y:gradient:outer:axisLength:inner:log:into:)   gx += Jᵀ·gy (y: the output)
+//   broadcastBinary(_:a:b:y:geometry:numerics:)       the same over a merged BroadcastGeometry
+//   broadcastAdjoint(_:operand:a:b:y:gradient:into:geometry:accumulate:)
+//       gx (+)= Σ over broadcast axes of BinaryOp.adjoint (unbroadcast / sum-to-shape)
+//   broadcastTangent(_:operand:a:b:y:tangent:into:geometry:accumulate:)   ty (+)= adjoint of tx
+//   softmaxBackward(y:gradient:outer:axisLength:inner:log:into:accumulate:)
+//       gx (+)= Jᵀ·gy (y: the output; accumulate defaults to true)
 //   softmaxTangent(y:tangent:outer:axisLength:inner:log:into:)     ty = J·tx
 //   layerNorm(x:rows:cols:scale:bias:epsilon:y:)
 //       each row of x (rows × cols): (x - mean) / sqrt(var + epsilon) · scale[c] + bias[c];
@@ -96,6 +101,29 @@ public enum BinaryOp: Equatable, Sendable, CustomStringConvertible {
         case .pow: return numerics.pow(a, b)
         case .min: return BinaryOp.minimum(a, b)
         case .max: return BinaryOp.maximum(a, b)
+        }
+    }
+
+    /// g·∂op/∂(operand k) at (a, b) with y = op(a, b): the reverse contribution of a gradient g, and
+    /// the tangent contribution of a tangent g. Pow as the differentiable engine has it (base: 0 for
+    /// a zero exponent; exponent: 0 where a ≤ 0); Min/Max route to the selected operand, a on ties
+    /// and when a is NaN (the first input of a variadic Min/Max).
+    @inlinable @inline(__always)
+    public func adjoint<T: Real>(_ k: Int, _ g: T, _ a: T, _ b: T, _ y: T) -> T {
+        switch self {
+        case .add: return g
+        case .sub: return k == 0 ? g : -g
+        case .mul: return k == 0 ? g * b : g * a
+        case .div: return k == 0 ? g / b : -(g * a / (b * b))
+        case .pow:
+            if k == 0 { return g * (b == 0 ? 0 : b * Numerics.differentiable.pow(a, b - 1)) }
+            return g * (a > 0 ? y * Numerics.differentiable.log(a) : 0)
+        case .min:
+            let first = a.isNaN || a <= b
+            return (k == 0) == first ? g : 0
+        case .max:
+            let first = a.isNaN || a >= b
+            return (k == 0) == first ? g : 0
         }
     }
 
@@ -386,41 +414,23 @@ public enum TensorOps {
             for i in 0..<yCount { y[i] = f(av, b[i]) }
             return
         }
-        // General case: strides (0 where broadcast), size-1 axes dropped, compatible axes merged.
-        let r = yShape.count
-        guard r <= maxRank, aShape.count <= r, bShape.count <= r else { return }
-        var dims = Dims(repeating: 1), sa = Dims(repeating: 0), sb = Dims(repeating: 0)
-        var k = 0
-        var strideA = 1, strideB = 1
-        // Walk from the innermost axis outwards, building reversed lists, then reverse.
-        var i = r - 1
-        while i >= 0 {
-            let dy = yShape[i]
-            let ia = i - (r - aShape.count), ib = i - (r - bShape.count)
-            let da = ia >= 0 ? aShape[ia] : 1, db = ib >= 0 ? bShape[ib] : 1
-            let ca = da == 1 ? 0 : strideA, cb = db == 1 ? 0 : strideB
-            strideA *= da; strideB *= db
-            i -= 1
-            if dy == 1 { continue }
-            // Merge with the previous (inner) axis when both operands continue the same pattern.
-            if k > 0 && ca == sa[k - 1] * dims[k - 1] && cb == sb[k - 1] * dims[k - 1] {
-                dims[k - 1] *= dy
-            } else {
-                dims[k] = dy; sa[k] = ca; sb[k] = cb; k += 1
-            }
-        }
-        // Reverse into outer-to-inner order.
-        var lo = 0, hi = k - 1
-        while lo < hi {
-            let t = dims[lo]; dims[lo] = dims[hi]; dims[hi] = t
-            let u = sa[lo]; sa[lo] = sa[hi]; sa[hi] = u
-            let v = sb[lo]; sb[lo] = sb[hi]; sb[hi] = v
-            lo += 1; hi -= 1
-        }
+        guard let g = BroadcastGeometry(aShape, bShape, yShape) else { return }
+        broadcastLoop(a, b, y, g, f)
+    }
+
+    /// y = f(a, b) over a merged broadcast geometry (y contiguous, a and b strided): the strided loop
+    /// of `broadcastBinary`, also what the engine's broadcast step runs. Runs along the innermost axis
+    /// take the contiguous or scalar-operand forms.
+    @inlinable @inline(__always)
+    static func broadcastLoop<T>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>,
+                                 _ g: BroadcastGeometry, _ f: (T, T) -> T) {
+        let k = g.rank
         if k == 0 { y[0] = f(a[0], b[0]); return }
+        let dims = g.dims, sa = g.sa, sb = g.sb
         let run = dims[k - 1], ia = sa[k - 1], ib = sb[k - 1]
         var count = 1
         for d in 0..<(k - 1) { count *= dims[d] }
+        if count == 0 || run == 0 { return }
         var idx = Dims(repeating: 0)
         var offA = 0, offB = 0
         var yr = y
@@ -448,6 +458,91 @@ public enum TensorOps {
                 idx[d] = 0
                 d -= 1
             }
+        }
+    }
+
+    /// Calls body(i, ia, ib) for every element i of y (row-major) with the offsets of the a and b
+    /// elements broadcasting maps to it.
+    @inlinable @inline(__always)
+    static func forEachBroadcast(_ g: BroadcastGeometry, _ body: (_ i: Int, _ ia: Int, _ ib: Int) -> Void) {
+        let k = g.rank
+        if k == 0 { body(0, 0, 0); return }
+        let dims = g.dims, sa = g.sa, sb = g.sb
+        let run = dims[k - 1], ra = sa[k - 1], rb = sb[k - 1]
+        var count = 1
+        for d in 0..<(k - 1) { count *= dims[d] }
+        if count == 0 || run == 0 { return }
+        var idx = Dims(repeating: 0)
+        var offA = 0, offB = 0, i = 0
+        for _ in 0..<count {
+            for j in 0..<run { body(i + j, offA + j * ra, offB + j * rb) }
+            i += run
+            var d = k - 2
+            while d >= 0 {
+                idx[d] += 1
+                offA += sa[d]; offB += sb[d]
+                if idx[d] < dims[d] { break }
+                offA -= sa[d] * dims[d]; offB -= sb[d] * dims[d]
+                idx[d] = 0
+                d -= 1
+            }
+        }
+    }
+
+    /// y = op(a, b) over a merged broadcast geometry; y may equal a when a is not broadcast.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    @inlinable
+    static func broadcastBinary<T: Real>(_ op: BinaryOp, a: UnsafePointer<T>, b: UnsafePointer<T>,
+                                                y: UnsafeMutablePointer<T>, geometry g: BroadcastGeometry,
+                                                numerics: Numerics) {
+        switch op {
+        case .add: broadcastLoop(a, b, y, g) { $0 + $1 }
+        case .sub: broadcastLoop(a, b, y, g) { $0 - $1 }
+        case .mul: broadcastLoop(a, b, y, g) { $0 * $1 }
+        case .div: broadcastLoop(a, b, y, g) { $0 / $1 }
+        case .pow: broadcastLoop(a, b, y, g) { numerics.pow($0, $1) }
+        case .min: broadcastLoop(a, b, y, g) { BinaryOp.minimum($0, $1) }
+        case .max: broadcastLoop(a, b, y, g) { BinaryOp.maximum($0, $1) }
+        }
+    }
+
+    /// The adjoint of y = op(a, b) with respect to operand k (0: a, 1: b): gx (+)= the sum, over the
+    /// elements broadcasting maps x's element to, of `BinaryOp.adjoint` (the unbroadcast / sum-to-shape
+    /// reduction). gx holds x's elements (zeroed first unless `accumulate`).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    @inlinable
+    static func broadcastAdjoint<T: Real>(_ op: BinaryOp, operand k: Int, a: UnsafePointer<T>, b: UnsafePointer<T>,
+                                                 y: UnsafePointer<T>, gradient gy: UnsafePointer<T>,
+                                                 into gx: UnsafeMutablePointer<T>, geometry g: BroadcastGeometry,
+                                                 accumulate: Bool) {
+        if !accumulate {
+            var n = 1
+            for d in 0..<g.rank where (k == 0 ? g.sa[d] : g.sb[d]) != 0 { n *= g.dims[d] }
+            gx.update(repeating: 0, count: n)
+        }
+        if k == 0 {
+            forEachBroadcast(g) { i, ia, ib in gx[ia] += op.adjoint(0, gy[i], a[ia], b[ib], y[i]) }
+        } else {
+            forEachBroadcast(g) { i, ia, ib in gx[ib] += op.adjoint(1, gy[i], a[ia], b[ib], y[i]) }
+        }
+    }
+
+    /// The tangent of y = op(a, b) along operand k: ty (+)= `BinaryOp.adjoint` of the broadcast
+    /// tangent tx (x's elements) at every element of y.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    @inlinable
+    static func broadcastTangent<T: Real>(_ op: BinaryOp, operand k: Int, a: UnsafePointer<T>, b: UnsafePointer<T>,
+                                                 y: UnsafePointer<T>, tangent tx: UnsafePointer<T>,
+                                                 into ty: UnsafeMutablePointer<T>, geometry g: BroadcastGeometry,
+                                                 accumulate: Bool) {
+        switch (k == 0, accumulate) {
+        case (true, false): forEachBroadcast(g) { i, ia, ib in ty[i] = op.adjoint(0, tx[ia], a[ia], b[ib], y[i]) }
+        case (true, true): forEachBroadcast(g) { i, ia, ib in ty[i] += op.adjoint(0, tx[ia], a[ia], b[ib], y[i]) }
+        case (false, false): forEachBroadcast(g) { i, ia, ib in ty[i] = op.adjoint(1, tx[ib], a[ia], b[ib], y[i]) }
+        case (false, true): forEachBroadcast(g) { i, ia, ib in ty[i] += op.adjoint(1, tx[ib], a[ia], b[ib], y[i]) }
         }
     }
 
@@ -513,7 +608,8 @@ public enum TensorOps {
     @inlinable
     public static func softmaxBackward<T: Real>(y: UnsafePointer<T>, gradient gy: UnsafePointer<T>, outer: Int,
                                                 axisLength length: Int, inner: Int, log isLog: Bool,
-                                                into gx: UnsafeMutablePointer<T>) {
+                                                into gx: UnsafeMutablePointer<T>, accumulate: Bool = true) {
+        if !accumulate { gx.update(repeating: 0, count: outer * length * inner) }
         for o in 0..<outer {
             for i in 0..<inner {
                 let base = o * length * inner + i
@@ -704,5 +800,72 @@ struct Fixed8<T> {
         @inline(__always) set {
             withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: newValue, toByteOffset: i &* MemoryLayout<T>.stride, as: T.self) }
         }
+    }
+}
+
+/// A broadcast after merging: `rank` axes (outer to inner, rank ≤ 8) of sizes `dims`, and the element
+/// strides of a and b along them (0 where that operand is broadcast). Size-1 axes are dropped and
+/// adjacent axes along which both operands keep their pattern are merged, so a same-shape operation
+/// is one axis and a per-feature vector along the last axis is two.
+@frozen @usableFromInline
+struct BroadcastGeometry {
+    @usableFromInline var rank: Int
+    @usableFromInline var dims: Fixed8<Int>
+    @usableFromInline var sa: Fixed8<Int>
+    @usableFromInline var sb: Fixed8<Int>
+
+    /// From merged axes: `dims[0..<rank]` and whether a / b vary along each (true) or are broadcast.
+    @inlinable @inline(__always)
+    init(rank: Int, dims: Fixed8<Int>, aVaries: Fixed8<Int>, bVaries: Fixed8<Int>) {
+        self.rank = rank
+        self.dims = dims
+        sa = Fixed8(repeating: 0)
+        sb = Fixed8(repeating: 0)
+        var strideA = 1, strideB = 1
+        var i = rank - 1
+        while i >= 0 {
+            if aVaries[i] != 0 { sa[i] = strideA; strideA &*= dims[i] }
+            if bVaries[i] != 0 { sb[i] = strideB; strideB &*= dims[i] }
+            i -= 1
+        }
+    }
+
+    /// From full shapes (NumPy rule, right-aligned; nil for ranks above 8).
+    @inlinable
+    init?(_ aShape: [Int], _ bShape: [Int], _ yShape: [Int]) {
+        let r = yShape.count
+        guard r <= TensorOps.maxRank, aShape.count <= r, bShape.count <= r else { return nil }
+        var dims = Fixed8<Int>(repeating: 1), sa = Fixed8<Int>(repeating: 0), sb = Fixed8<Int>(repeating: 0)
+        var k = 0
+        var strideA = 1, strideB = 1
+        // Walk from the innermost axis outwards, building reversed lists, then reverse.
+        var i = r - 1
+        while i >= 0 {
+            let dy = yShape[i]
+            let ia = i - (r - aShape.count), ib = i - (r - bShape.count)
+            let da = ia >= 0 ? aShape[ia] : 1, db = ib >= 0 ? bShape[ib] : 1
+            let ca = da == 1 ? 0 : strideA, cb = db == 1 ? 0 : strideB
+            strideA *= da; strideB *= db
+            i -= 1
+            if dy == 1 { continue }
+            // Merge with the previous (inner) axis when both operands continue the same pattern.
+            if k > 0 && ca == sa[k - 1] * dims[k - 1] && cb == sb[k - 1] * dims[k - 1] {
+                dims[k - 1] *= dy
+            } else {
+                dims[k] = dy; sa[k] = ca; sb[k] = cb; k += 1
+            }
+        }
+        // Reverse into outer-to-inner order.
+        var lo = 0, hi = k - 1
+        while lo < hi {
+            let t = dims[lo]; dims[lo] = dims[hi]; dims[hi] = t
+            let u = sa[lo]; sa[lo] = sa[hi]; sa[hi] = u
+            let v = sb[lo]; sb[lo] = sb[hi]; sb[hi] = v
+            lo += 1; hi -= 1
+        }
+        rank = k
+        self.dims = dims
+        self.sa = sa
+        self.sb = sb
     }
 }

@@ -8,7 +8,13 @@
 //     hardSigmoid(alpha:beta:)   (ONNX defaults: selu α = 1.67326319217681884765625,
 //     γ = 1.05070102214813232421875; hardSigmoid α = 0.2, β = 0.5; clip bounds ±infinity)
 //     apply(_ x: T, _ numerics: Numerics = .inference) -> T     the scalar definition (T: Real)
-//     derivative(_ x: T, _ y: T) -> T                 f'(x) given y = f(x) (differentiable engine)
+//     derivative(_ x: T, _ y: T) -> T                 f'(x) given y = f(x) (0 almost everywhere for
+//                                                     floor, ceil, round, sign; clip: 1 strictly inside)
+//     static backward(_ f:x:y:gradient:into:accumulate:count:)   out[i] (+)= g[i]·f'(x[i]): the
+//                                                     adjoint and the tangent-linear map
+//     static clip(x:lo:hi:y:count:)                    y = min(max(x, lo), hi), bounds read from
+//                                                     scalars (nil: unbounded) at run time
+//     static clipLinear(x:lo:hi:gradient:into:target:tangent:accumulate:count:)   derivatives of it
 //     static apply(_ f: UnaryFunction, x:y:count:numerics:)   y[i] = f(x[i]) for count values;
 //                                                     y may equal x
 //     (Numerics.elementary picks how log, pow and selu are evaluated: see Kernels/Elementwise.swift)
@@ -88,16 +94,22 @@ public enum UnaryFunction: Equatable, Sendable, CustomStringConvertible {
         case .selu(let alpha, let gamma): return x > 0 ? T(gamma) : T(gamma) * T(alpha) * T.exp(x)
         case .pow(let e): return e == 0 ? 0 : T(e) * Numerics.differentiable.pow(x, T(e) - 1)
         case .clip(let lo, let hi): return x > T(lo) && x < T(hi) ? 1 : 0
-        default: return 0
+        case .hardSwish: return x < -3 ? 0 : (x <= 3 ? x / 3 + 0.5 : 1)
+        case .hardSigmoid(let a, let b): let v = T(a) * x + T(b); return v > 0 && v < 1 ? T(a) : 0
+        case .floor, .ceil, .round, .sign: return 0
         }
     }
 
     @inlinable @inline(__always)
     static func clamp01<T: Real>(_ v: T) -> T { v < 0 ? 0 : (v > 1 ? 1 : v) }
 
-    /// NaN stays NaN (the comparisons are false).
+    /// min(max(x, lo), hi) (so every value is hi when lo > hi, as ONNX and onnxruntime have it); NaN
+    /// stays NaN (the comparisons are false).
     @inlinable @inline(__always)
-    static func clip<T: Real>(_ x: T, _ lo: T, _ hi: T) -> T { x < lo ? lo : (x > hi ? hi : x) }
+    static func clip<T: Real>(_ x: T, _ lo: T, _ hi: T) -> T {
+        let v = x < lo ? lo : x
+        return v > hi ? hi : v
+    }
 
     /// xᵉ: `.native` takes the exact shortcuts for e = 2, 1, 0.5, 3, `.widened` is pow in Double.
     @inlinable @inline(__always)
@@ -159,6 +171,64 @@ public enum UnaryFunction: Equatable, Sendable, CustomStringConvertible {
         case .hardSigmoid(let a, let b):
             let s = T(a), o = T(b)
             Kernels.map(x, y, n) { clamp01(s * $0 + o) }
+        }
+    }
+
+    /// out[i] (+)= g[i]·f'(x[i]) (y = f(x)): the adjoint of `apply` and its tangent-linear map.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    @inlinable
+    public static func backward<T: Real>(_ f: UnaryFunction, x: UnsafePointer<T>, y: UnsafePointer<T>, gradient g: UnsafePointer<T>,
+                                         into out: UnsafeMutablePointer<T>, accumulate: Bool, count: Int) {
+        if accumulate {
+            for i in 0..<count { out[i] += g[i] * f.derivative(x[i], y[i]) }
+        } else {
+            for i in 0..<count { out[i] = g[i] * f.derivative(x[i], y[i]) }
+        }
+    }
+
+    /// ONNX Clip (opset ≥ 11) with bounds read at run time from one-element tensors (nil: unbounded):
+    /// y = min(max(x, lo), hi); y may equal x.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    @inlinable
+    public static func clip<T: Real>(x: UnsafePointer<T>, lo: UnsafePointer<T>?, hi: UnsafePointer<T>?,
+                                     y: UnsafeMutablePointer<T>, count: Int) {
+        let l = lo?[0] ?? -T.infinity, h = hi?[0] ?? T.infinity
+        Kernels.map(x, y, count) { clip($0, l, h) }
+    }
+
+    /// Derivatives of `clip(x:lo:hi:y:count:)`, as `UnaryFunction.clip` has them: x passes the
+    /// gradient strictly inside (lo < x < hi); lo takes it where x < lo (unless lo > hi), hi where
+    /// max(x, lo) > hi. target 0 (x): out[i] (+)= g[i]·∂y[i]/∂x[i] (reverse and tangent alike);
+    /// target 1 (lo) or 2 (hi): reverse, out[0] (+)= Σ g[i]·∂y[i]/∂bound; tangent, out[i] (+)=
+    /// g[0]·∂y[i]/∂bound.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    @inlinable
+    public static func clipLinear<T: Real>(x: UnsafePointer<T>, lo: UnsafePointer<T>?, hi: UnsafePointer<T>?,
+                                           gradient g: UnsafePointer<T>, into out: UnsafeMutablePointer<T>,
+                                           target: Int, tangent: Bool, accumulate: Bool, count: Int) {
+        let l = lo?[0] ?? -T.infinity, h = hi?[0] ?? T.infinity
+        @inline(__always) func d(_ v: T) -> T {
+            switch target {
+            case 0: return v > l && v < h ? 1 : 0
+            case 1: return v < l && !(l > h) ? 1 : 0
+            default: return (v < l ? l : v) > h ? 1 : 0
+            }
+        }
+        if target == 0 || tangent {
+            // the gradient element by element (x), or the bound's one tangent broadcast
+            let step = target == 0 ? 1 : 0
+            if accumulate {
+                for i in 0..<count { out[i] += g[i * step] * d(x[i]) }
+            } else {
+                for i in 0..<count { out[i] = g[i * step] * d(x[i]) }
+            }
+        } else {
+            var sum: T = 0
+            for i in 0..<count { sum += g[i] * d(x[i]) }
+            if accumulate { out[0] += sum } else { out[0] = sum }
         }
     }
 }

@@ -123,6 +123,10 @@ public enum OpTable {
         ReluOp.self, TanhOp.self, SigmoidOp.self, LeakyReluOp.self, EluOp.self, SoftplusOp.self,
         NormalizeOp.self, DenormalizeOp.self,
         // MARK: family elementwise (ops)
+        PowOp.self, MinOp.self, MaxOp.self,
+        ErfOp.self, ExpOp.self, LogOp.self, SqrtOp.self, NegOp.self, AbsOp.self, ReciprocalOp.self, FloorOp.self,
+        CeilOp.self, RoundOp.self, SignOp.self, SoftsignOp.self, HardSwishOp.self, HardSigmoidOp.self, SeluOp.self,
+        GeluOp.self, ClipOp.self, SoftmaxOp.self, LogSoftmaxOp.self,
 
         // MARK: family shape (ops)
 

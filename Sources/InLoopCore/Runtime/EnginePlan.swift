@@ -73,6 +73,16 @@ extension Engine {
         // parallel work merges without conflicts. Geometry that does not fit a few integers goes to
         // `Plan.ints` (`LoweringContext.ints`), referenced by offset: steps stay small and POD.
         // MARK: family elementwise (forward)
+        /// [a, b, y]: y = op(a, b) with NumPy broadcasting; the merged geometry (`Engine.BroadcastLayout`)
+        /// is in `Plan.ints` at `geometry`.
+        case broadcast(BinaryOp, geometry: Int32)
+        /// [x, y]: y = f(x) (in place when x and y are one storage).
+        case unary(UnaryFunction, count: Extent)
+        /// [x, lo?, hi?, y]: y = min(max(x, lo), hi) with one-element bounds read at run time.
+        case clip(count: Extent, hasMin: Bool, hasMax: Bool)
+        /// [x, y]: (log-)softmax over the middle axis of x (outer × length × inner; three extents in
+        /// `Plan.ints` at `geometry`).
+        case softmax(geometry: Int32, log: Bool)
 
         // MARK: family shape (forward)
 
@@ -95,6 +105,20 @@ extension Engine {
         case accumulate(count: Extent, accumulate: Bool)
 
         // MARK: family elementwise (reverse, tangent)
+        /// [a, b, y, g, out]: out (+)= the broadcast adjoint of `broadcast(op)` for operand k (0: a, 1: b),
+        /// summed over the axes k is broadcast along (out holds k's elements).
+        case broadcastAdjoint(BinaryOp, operand: Int8, geometry: Int32, accumulate: Bool)
+        /// [a, b, y, t, out]: out (+)= the tangent of `broadcast(op)` along operand k (t holds k's elements).
+        case broadcastTangent(BinaryOp, operand: Int8, geometry: Int32, accumulate: Bool)
+        /// [x, y, g, out]: out (+)= g · f'(x) (y = f(x)): a unary function's adjoint, and its tangent.
+        case unaryBackward(UnaryFunction, count: Extent, accumulate: Bool)
+        /// [x, lo?, hi?, g, out]: derivatives of `clip` w.r.t. x (target 0), lo (1) or hi (2); reverse
+        /// (a bound's gradient is a sum) or tangent (`UnaryFunction.clipLinear`).
+        case clipLinear(count: Extent, hasMin: Bool, hasMax: Bool, target: Int8, tangent: Bool, accumulate: Bool)
+        /// [y, g, out]: out (+)= Jᵀ·g of `softmax` (y its output).
+        case softmaxBackward(geometry: Int32, log: Bool, accumulate: Bool)
+        /// [y, t, out]: out = J·t of `softmax`.
+        case softmaxTangent(geometry: Int32, log: Bool)
 
         // MARK: family shape (reverse, tangent)
 

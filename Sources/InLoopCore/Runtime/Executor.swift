@@ -244,6 +244,54 @@ extension Engine {
                             let g = UnsafePointer(t[Int(ids[io])]), out = t[Int(ids[io + 1])], c = count.at(n)
                             if accumulate { for i in 0..<c { out[i] += g[i] } } else if UnsafePointer(out) != g { out.update(from: g, count: c) }
                         // MARK: family elementwise (run)
+                        case .broadcast(let op, let geometry):
+                            TensorOps.broadcastBinary(op, a: UnsafePointer(t[Int(ids[io])]), b: UnsafePointer(t[Int(ids[io + 1])]),
+                                                      y: t[Int(ids[io + 2])], geometry: BroadcastLayout.decode(ints, geometry, n),
+                                                      numerics: numerics)
+                        case .broadcastAdjoint(let op, let k, let geometry, let accumulate):
+                            TensorOps.broadcastAdjoint(op, operand: Int(k), a: UnsafePointer(t[Int(ids[io])]), b: UnsafePointer(t[Int(ids[io + 1])]),
+                                                       y: UnsafePointer(t[Int(ids[io + 2])]), gradient: UnsafePointer(t[Int(ids[io + 3])]),
+                                                       into: t[Int(ids[io + 4])], geometry: BroadcastLayout.decode(ints, geometry, n),
+                                                       accumulate: accumulate)
+                        case .broadcastTangent(let op, let k, let geometry, let accumulate):
+                            TensorOps.broadcastTangent(op, operand: Int(k), a: UnsafePointer(t[Int(ids[io])]), b: UnsafePointer(t[Int(ids[io + 1])]),
+                                                       y: UnsafePointer(t[Int(ids[io + 2])]), tangent: UnsafePointer(t[Int(ids[io + 3])]),
+                                                       into: t[Int(ids[io + 4])], geometry: BroadcastLayout.decode(ints, geometry, n),
+                                                       accumulate: accumulate)
+                        case .unary(let f, let count):
+                            UnaryFunction.apply(f, x: UnsafePointer(t[Int(ids[io])]), y: t[Int(ids[io + 1])], count: count.at(n), numerics: numerics)
+                        case .unaryBackward(let f, let count, let accumulate):
+                            UnaryFunction.backward(f, x: UnsafePointer(t[Int(ids[io])]), y: UnsafePointer(t[Int(ids[io + 1])]),
+                                                   gradient: UnsafePointer(t[Int(ids[io + 2])]), into: t[Int(ids[io + 3])],
+                                                   accumulate: accumulate, count: count.at(n))
+                        case .clip(let count, let hasMin, let hasMax):
+                            let lo: UnsafePointer<T>? = hasMin ? UnsafePointer(t[Int(ids[io + 1])]) : nil
+                            let hi: UnsafePointer<T>? = hasMax ? UnsafePointer(t[Int(ids[io + (hasMin ? 2 : 1)])]) : nil
+                            UnaryFunction.clip(x: UnsafePointer(t[Int(ids[io])]), lo: lo, hi: hi,
+                                               y: t[Int(ids[io + 1 + (hasMin ? 1 : 0) + (hasMax ? 1 : 0)])], count: count.at(n))
+                        case .clipLinear(let count, let hasMin, let hasMax, let target, let tangent, let accumulate):
+                            let lo: UnsafePointer<T>? = hasMin ? UnsafePointer(t[Int(ids[io + 1])]) : nil
+                            let hi: UnsafePointer<T>? = hasMax ? UnsafePointer(t[Int(ids[io + (hasMin ? 2 : 1)])]) : nil
+                            let g = io + 1 + (hasMin ? 1 : 0) + (hasMax ? 1 : 0)
+                            UnaryFunction.clipLinear(x: UnsafePointer(t[Int(ids[io])]), lo: lo, hi: hi, gradient: UnsafePointer(t[Int(ids[g])]),
+                                                     into: t[Int(ids[g + 1])], target: Int(target), tangent: tangent,
+                                                     accumulate: accumulate, count: count.at(n))
+                        case .softmax(let geometry, let log):
+                            let (o, l, i) = SoftmaxLayout.decode(ints, geometry, n)
+                            let x = UnsafePointer(t[Int(ids[io])]), y = t[Int(ids[io + 1])]
+                            if log {
+                                TensorOps.logSoftmax(x: x, outer: o, axisLength: l, inner: i, y: y, numerics: numerics)
+                            } else {
+                                TensorOps.softmax(x: x, outer: o, axisLength: l, inner: i, y: y)
+                            }
+                        case .softmaxBackward(let geometry, let log, let accumulate):
+                            let (o, l, i) = SoftmaxLayout.decode(ints, geometry, n)
+                            TensorOps.softmaxBackward(y: UnsafePointer(t[Int(ids[io])]), gradient: UnsafePointer(t[Int(ids[io + 1])]), outer: o,
+                                                      axisLength: l, inner: i, log: log, into: t[Int(ids[io + 2])], accumulate: accumulate)
+                        case .softmaxTangent(let geometry, let log):
+                            let (o, l, i) = SoftmaxLayout.decode(ints, geometry, n)
+                            TensorOps.softmaxTangent(y: UnsafePointer(t[Int(ids[io])]), tangent: UnsafePointer(t[Int(ids[io + 1])]), outer: o,
+                                                     axisLength: l, inner: i, log: log, into: t[Int(ids[io + 2])])
 
                         // MARK: family shape (run)
 
