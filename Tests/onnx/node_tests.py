@@ -292,12 +292,15 @@ def compare(meta, d, out_dir):
     return True, "", margin
 
 
-def run_case(meta, cli, work, timeout, env, tag="default"):
+def run_case(meta, cli, work, timeout, env, tag="default", deadline=None):
     """The case's result: {"name", "class", "message", "margin", "unsupported_op"}."""
     name = meta["name"]
     d = os.path.join(work, "cases", name)
     model = os.path.join(d, "model.onnx")
     res = {"name": name, "class": None, "message": "", "margin": None, "unsupported_op": None}
+    if deadline is not None and time.time() > deadline:
+        res["class"], res["message"] = "timeout", "not run: the whole run's time budget (--budget) is spent"
+        return res
 
     def unsupported(text):
         m = UNSUPPORTED.search(text)
@@ -355,11 +358,11 @@ def run_case(meta, cli, work, timeout, env, tag="default"):
     return res
 
 
-def run_all(metas, cli, work, timeout, jobs, env, tag="default", progress=True):
+def run_all(metas, cli, work, timeout, jobs, env, tag="default", progress=True, deadline=None):
     results = {}
     t0 = time.time()
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(run_case, m, cli, work, timeout, env, tag): m["name"] for m in metas}
+        futures = {pool.submit(run_case, m, cli, work, timeout, env, tag, deadline): m["name"] for m in metas}
         for k, fut in enumerate(concurrent.futures.as_completed(futures), 1):
             name = futures[fut]
             try:
@@ -453,8 +456,10 @@ def report(metas, results, work, brief, out=print):
     bad = sorted((r["name"], r["class"], r["message"]) for r in results.values() if r["class"] in ("crash", "timeout"))
     if bad:
         out(f"crashes and timeouts ({len(bad)}, each a bug):")
-        for name, cls, msg in bad:
+        for name, cls, msg in bad[: 50 if brief else None]:
             out(f"  {cls:7s} {name}: {msg}")
+        if brief and len(bad) > 50:
+            out(f"  ... {len(bad) - 50} more")
     if not brief:
         out("unlisted ops: " + ", ".join(unlisted))
     # cross-check with the list InLoop prints in its "not supported" message, when it prints one
@@ -511,6 +516,8 @@ def main():
     ap.add_argument("-k", dest="filter", default="", help="only cases whose name contains this")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=20.0, help="seconds per inloop process")
+    ap.add_argument("--budget", type=float, default=1200.0,
+                    help="seconds for the whole run; cases not started by then are timeouts (default: %(default)s)")
     ap.add_argument("--regen", action="store_true", help="regenerate the cases even if cached")
     ap.add_argument("--brief", action="store_true", help="no per-op table (the make test suite)")
     ap.add_argument("--update", action="store_true", help="rewrite the passing list from this run")
@@ -533,7 +540,7 @@ def main():
         return 1
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     t0 = time.time()
-    results = run_all(metas, args.cli, args.work, args.timeout, args.jobs, env)
+    results = run_all(metas, args.cli, args.work, args.timeout, args.jobs, env, deadline=t_start + args.budget)
     t_run = time.time() - t0
     print(f"ran {len(metas)} cases in {t_run:.0f} s ({args.jobs} processes at a time), onnx {stamp['onnx']}")
     print("== report ==")
