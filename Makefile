@@ -7,6 +7,8 @@
 #   make bench   forward-pass benchmark against bare cblas_sgemm (needs ../shared/models)
 #   make sanitize the Swift, C, Fortran and MPI tests against AddressSanitizer (+UBSan for C) and the
 #                threaded ones against ThreadSanitizer builds (tools/sanitize.py; run by .ci/run)
+#   make node-tests  ONNX's backend node tests through `inloop run`: the per-op pass-rate table
+#                (Tests/onnx/node_tests.py; NODE_ARGS=--update rewrites Tests/onnx/node_passing.txt)
 #   make fuzz    libFuzzer campaigns over the model/config/checkpoint/npy readers, FUZZ_SECONDS each
 #                (Tests/fuzz/README.md); `make fuzz-smoke` is the short run `make test` does
 SHELL      := /bin/bash
@@ -76,7 +78,7 @@ endif
 .PHONY: all deps lib header models test demo bench clean fortran c-programs lorenz96 plot-deps sanitize
 .PHONY: radiation demo-radiation
 .PHONY: static-lib stage install install-debug uninstall dist test-install install-test-deps footprint
-.PHONY: fuzz fuzz-build fuzz-smoke
+.PHONY: fuzz fuzz-build fuzz-smoke node-tests
 
 all: lib
 
@@ -204,6 +206,12 @@ demo-radiation: radiation plot-deps
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(MPIRUN) -np 2 $(RADDIR)/radiation --tables $(RADDIR)/rad_tables.txt \
 	  --config examples/radiation/training.yaml --out $(RADDIR); \
 	status=$$?; python3 examples/radiation/plot.py $(RADDIR) || status=1; exit $$status
+
+# ONNX's backend node tests (regenerated from the onnx package into build/onnx-node) through the CLI:
+# the per-op table, the failure reasons, the regression check against Tests/onnx/node_passing.txt.
+NODE_ARGS  ?=
+node-tests: lib
+	python3 Tests/onnx/node_tests.py $(NODE_ARGS)
 
 bench: lib models $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o bench/bench_fortran.f90 $(LINK) -o $(BUILD)/bench_fortran

@@ -32,6 +32,10 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
   onnx       Tests/onnx/conformance.py: generated ONNX models vs onnxruntime, ../shared/models, bad
              files, run-time argument errors, the `inloop` CLI (skipped only when onnxruntime can be
              neither imported nor pip-installed)
+  onnx-node  Tests/onnx/node_tests.py: ONNX's backend node tests (regenerated from the onnx package)
+             through `inloop run`; a case listed in Tests/onnx/node_passing.txt that no longer passes
+             fails, and so does any crash or timeout; prints the pass rate over the ops InLoop lists
+             (`make node-tests` prints the per-op table)
   install    tools/test_install.py: `make install` to a temporary prefix, moved, Swift toolchain hidden;
              C, Fortran (pkg-config), CMake and fpm consumers print the reference outputs
   fuzz       the libFuzzer targets (Tests/fuzz): built (debug, -sanitize=fuzzer, .build-fuzz), every
@@ -450,6 +454,23 @@ def suite_onnx():
     record_counted("onnx", code, out)
 
 
+def suite_onnx_node():
+    probe = "import numpy, onnx"
+    if subprocess.run(["python3", "-c", probe], capture_output=True).returncode != 0:
+        run("onnx-node", ["python3", "-m", "pip", "install", "-q", "numpy", "onnx"], timeout=900)
+        if subprocess.run(["python3", "-c", probe], capture_output=True).returncode != 0:
+            print("SKIP onnx-node: onnx cannot be imported nor pip-installed (see build/test-logs/onnx-node.log)")
+            record("onnx-node", 0, 0, skipped=["onnx-node: onnx cannot be imported nor pip-installed"])
+            return
+    t0 = time.time()
+    code, out = run("onnx-node", ["python3", "Tests/onnx/node_tests.py", "--brief"], timeout=1500)
+    m = re.search(r"^== report ==\n(.*?)^== end of report ==", out, re.S | re.M)
+    for line in (m.group(1).strip().splitlines() if m else []) + \
+            [l for l in out.splitlines() if l.startswith(("newly passing", "passing too close", "note:"))]:
+        print("   " + line)
+    record_counted("onnx-node", code, out, f"({time.time() - t0:.0f} s)")
+
+
 def suite_install():
     # static build (its own scratch directory), install, move, hide the toolchain, three consumers
     code, out = run("install", "make -s test-install", timeout=3600)
@@ -561,11 +582,12 @@ def main():
         os.remove(old)
     suites = (suite_header, suite_bindings, suite_python, suite_c, suite_fortran, suite_mpi, suite_lorenz96,
               suite_radiation,
-              suite_examples, suite_onnx, suite_fuzz, suite_swift, suite_install)
-    chosen = sys.argv[1:]   # e.g. `run_tests.py mpi c`: only those suites (for development)
+              suite_examples, suite_onnx, suite_onnx_node, suite_fuzz, suite_swift, suite_install)
+    # e.g. `run_tests.py mpi c`: only those suites (for development); onnx-node is suite_onnx_node
+    chosen = [c.replace("-", "_") for c in sys.argv[1:]]
     unknown = [c for c in chosen if "suite_" + c not in {s.__name__ for s in suites}]
     if unknown:
-        print(f"unknown suite(s) {unknown}; suites: {[s.__name__[6:] for s in suites]}")
+        print(f"unknown suite(s) {unknown}; suites: {[s.__name__[6:].replace('_', '-') for s in suites]}")
         return 2
     for s in suites:
         if chosen and s.__name__[6:] not in chosen:
@@ -573,7 +595,7 @@ def main():
         try:
             s()
         except Exception as e:  # a broken suite is a failure, not a crash of the runner
-            record(s.__name__[6:], 0, 1, f"(runner error: {e!r})")
+            record(s.__name__[6:].replace("_", "-"), 0, 1, f"(runner error: {e!r})")
     print("\nsuite      passed  failed skipped")
     for suite, p, f, k, note in summary:
         print(f"{suite:10s} {p:6d}  {f:6d}  {k:6d}  {note}")
