@@ -181,6 +181,33 @@ final class MatMulNormOpTests: XCTestCase {
         }
     }
 
+    /// x[..., k] · W[k, m] stays one GEMM over every leading row (the geometry has no stack axes);
+    /// a batched product loops over its stack.
+    func testMatMulPlanShape() throws {
+        let folded = try Engine.compile(try Self.graph(.float32, [.input("x", [2, "N", 3]),
+                                                                  .constant("w", [3, 4], Self.v(12, seed: 1), trainable: false)],
+                                                       op: MatMulOp.self))
+        XCTAssertEqual(folded.steps.count, 1)
+        guard case .matMul(let geo, _, _, false, false, .identity) = folded.steps[0].kind else { return XCTFail("\(folded.steps[0].kind)") }
+        // stack rank 0, rows = 2·N
+        XCTAssertEqual(Array(folded.ints[Int(geo) ..< Int(geo) + 3]), [0, 2, 0])
+        let batched = try Engine.compile(try Self.graph(.float32, [.input("a", ["N", 2, 3]), .input("b", ["N", 3, 4])], op: MatMulOp.self))
+        guard case .matMul(let geo2, _, _, _, _, _) = batched.steps[0].kind else { return XCTFail("\(batched.steps[0].kind)") }
+        XCTAssertEqual(batched.ints[Int(geo2)], 1)
+    }
+
+    /// Empty inner dimension: the product is 0 (plus beta·C for Gemm), no BLAS call with k = 0.
+    func testEmptyInnerDimension() throws {
+        try checkForward([.input("a", ["N", 0]), .input("b", [0, 3])], op: MatMulOp.self) { _, n in
+            [Double](repeating: 0, count: 3 * n)
+        }
+        let c = Self.v(3, seed: 12)
+        try checkForward([.input("a", ["N", 0]), .input("b", [0, 3]), .constant("c", [3], c, trainable: false)], op: GemmOp.self,
+                         ["beta": .float(2)]) { _, n in
+            (0..<(3 * n)).map { 2 * c[$0 % 3] }
+        }
+    }
+
     func testMatMulShapes() throws {
         func type(_ a: [Any], _ b: [Any]) throws -> Engine.Shape {
             let g = try Self.graph(.float32, [.input("a", a), .input("b", b)], op: MatMulOp.self)

@@ -139,7 +139,7 @@ public enum MatMulKernels {
         let m = g.rows, k = g.inner, cols = g.cols, count = g.stackCount
         let blocks = g.blocks(operand: 0)
         var beta: T = accumulate ? 1 : 0
-        if (blocks < count || cols == 0 || !g.fitsBLAS) && !accumulate {
+        if (blocks != count || cols == 0 || !g.fitsBLAS) && !accumulate {
             ga.update(repeating: 0, count: m &* k &* blocks)
             beta = 1
         }
@@ -167,7 +167,7 @@ public enum MatMulKernels {
         let m = g.rows, k = g.inner, cols = g.cols, count = g.stackCount
         let blocks = g.blocks(operand: 1)
         var beta: T = accumulate ? 1 : 0
-        if (blocks < count || m == 0 || !g.fitsBLAS) && !accumulate {
+        if (blocks != count || m == 0 || !g.fitsBLAS) && !accumulate {
             gb.update(repeating: 0, count: k &* cols &* blocks)
             beta = 1
         }
