@@ -105,12 +105,14 @@ public struct MatMulGeometry {
 
 public enum MatMulKernels {
     /// y_e (+)= alpha·op(A_e)·op(B_e) for every stack element; with C (no stack axes, Gemm), y = beta·C
-    /// broadcast first and the product added to it.
+    /// broadcast first and the product added to it. `rowByRow`: a product without stack axes runs one
+    /// row of op(A) at a time, so that each row's result does not depend on how many rows there are
+    /// (the reproducible mode; rows of a stored Aᵀ are not split).
     @inlinable
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     public static func forward<T: Real>(a: UnsafePointer<T>, b: UnsafePointer<T>, c: UnsafePointer<T>?, y: UnsafeMutablePointer<T>,
-                                        geometry g: MatMulGeometry, alpha: T, beta: T, accumulate: Bool) {
+                                        geometry g: MatMulGeometry, alpha: T, beta: T, accumulate: Bool, rowByRow: Bool = false) {
         let m = g.rows, k = g.inner, cols = g.cols, count = g.stackCount
         guard m > 0, cols > 0, count > 0 else { return }
         var betaY: T = accumulate ? 1 : 0
@@ -121,6 +123,13 @@ public enum MatMulKernels {
         guard g.fitsBLAS else { y.update(repeating: .nan, count: m &* cols &* count); return }
         if k == 0 {
             if betaY == 0 { y.update(repeating: 0, count: m &* cols &* count) }
+            return
+        }
+        if rowByRow && g.stackRank == 0 && !g.transA {
+            for r in 0..<m {
+                T.gemm(transA: false, transB: g.transB, m: 1, n: cols, k: k, alpha: alpha, a: a + r &* g.lda, lda: g.lda,
+                       b: b, ldb: g.ldb, beta: betaY, c: y + r &* cols, ldc: cols)
+            }
             return
         }
         for e in 0..<count {

@@ -253,7 +253,7 @@ extension Engine {
                             let g = MatMulGeometry(ints, at: Int(geo), batch: n)
                             MatMulKernels.forward(a: UnsafePointer(t[Int(ids[io])]), b: UnsafePointer(t[Int(ids[io + 1])]),
                                                   c: hasC ? UnsafePointer(t[Int(ids[io + 2])]) : nil, y: y, geometry: g,
-                                                  alpha: T(alpha), beta: T(beta), accumulate: accumulate)
+                                                  alpha: T(alpha), beta: T(beta), accumulate: accumulate, rowByRow: perRow)
                             if act != .identity {
                                 Kernels.activate(act, UnsafePointer(y), into: y, count: g.rows &* g.cols &* g.stackCount, numerics: numerics)
                             }
