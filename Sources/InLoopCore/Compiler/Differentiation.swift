@@ -152,6 +152,59 @@ extension Engine {
                 // MARK: family shape (reverse rules)
 
                 // MARK: family matmul-norm (reverse rules)
+                case .matMul(let geo, let alpha, let beta, let hasC, let accumulate, let act):
+                    guard act == .identity, !accumulate else {
+                        throw InLoopError(.internal, "a differentiable plan fuses no activation into a matrix product")
+                    }
+                    let a = ops[0], b = ops[1]
+                    if !isConstant(a) {
+                        emitReverse(.matMulGradientA(geometry: geo, alpha: alpha, accumulate: !first(a)), [gy, b, gradient(a)],
+                                    node: node, role: role(a))
+                    }
+                    if !isConstant(b) {
+                        emitReverse(.matMulGradientB(geometry: geo, alpha: alpha, accumulate: !first(b)), [a, gy, gradient(b)],
+                                    node: node, role: role(b))
+                    }
+                    if hasC, !isConstant(ops[2]) {
+                        let c = ops[2]
+                        emitReverse(.matMulGradientC(geometry: geo, beta: beta, accumulate: !first(c)), [gy, gradient(c)],
+                                    node: node, role: role(c))
+                    }
+                case .channelAffine(let outer, let channels, let spatial, let coef, let shift, let accumulate):
+                    guard shift, !accumulate else { throw InLoopError(.internal, "a linear channel map in a forward pass") }
+                    let x = ops[0]
+                    guard !isConstant(x) else { continue }
+                    emitReverse(.channelAffine(outer: outer, channels: channels, spatial: spatial, coefficients: coef, shift: false,
+                                               accumulate: !first(x)), [gy, gradient(x)], node: node, role: role(x))
+                case .batchNorm(let outer, let channels, let spatial, let stats):
+                    let x = ops[0], sc = ops[1], bias = ops[2]
+                    if !isConstant(x) {
+                        emitReverse(.batchNormInputGradient(outer: outer, channels: channels, spatial: spatial, statistics: stats,
+                                                            accumulate: !first(x)), [gy, sc, gradient(x)], node: node, role: role(x))
+                    }
+                    if !isConstant(sc) {
+                        emitReverse(.batchNormScaleGradient(outer: outer, channels: channels, spatial: spatial, statistics: stats,
+                                                            accumulate: !first(sc)), [gy, x, gradient(sc)], node: node, role: role(sc))
+                    }
+                    if !isConstant(bias) {
+                        emitReverse(.channelSums(outer: outer, channels: channels, spatial: spatial, accumulate: !first(bias)),
+                                    [gy, gradient(bias)], node: node, role: role(bias))
+                    }
+                case .layerNorm(let rows, let cols, let eps, let hasBias):
+                    let x = ops[0], sc = ops[1]
+                    if !isConstant(x) {
+                        emitReverse(.layerNormLinear(rows: rows, cols: cols, epsilon: eps, tangent: false, accumulate: !first(x)),
+                                    [x, sc, gy, gradient(x)], node: node, role: role(x))
+                    }
+                    if !isConstant(sc) {
+                        emitReverse(.layerNormScaleGradient(rows: rows, cols: cols, epsilon: eps, accumulate: !first(sc)),
+                                    [x, gy, gradient(sc)], node: node, role: role(sc))
+                    }
+                    if hasBias, !isConstant(ops[2]) {
+                        let bias = ops[2]
+                        emitReverse(.channelSums(outer: rows, channels: cols, spatial: Extent(fixed: 1), accumulate: !first(bias)),
+                                    [gy, gradient(bias)], node: node, role: role(bias))
+                    }
 
                 // MARK: family conv-pool (reverse rules)
 
@@ -261,6 +314,49 @@ extension Engine {
                 // MARK: family shape (tangent rules)
 
                 // MARK: family matmul-norm (tangent rules)
+                case .matMul(let geo, let alpha, let beta, let hasC, _, _):
+                    // ty = alpha·(tA·B + A·tB) + beta·tC (weights and parameters have no tangent)
+                    let a = ops[0], b = ops[1]
+                    let tc = hasC ? tangentStorage(ops[2]) : nil
+                    var wrote = false
+                    for isA in [true, false] {
+                        guard let tx = tangentStorage(isA ? a : b) else { continue }
+                        let withC = !wrote && tc != nil
+                        var o = isA ? [tx, b] : [a, tx]
+                        if withC, let tc { o.append(tc) }
+                        emitTangent(.matMul(geometry: geo, alpha: alpha, beta: beta, hasC: withC, accumulate: wrote, activation: .identity),
+                                    o + [ty], node: step.node)
+                        wrote = true
+                    }
+                    if !wrote {
+                        if let tc {
+                            emitTangent(.matMulBroadcastC(geometry: geo, beta: beta), [tc, ty], node: step.node)
+                        } else {
+                            emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                        }
+                    }
+                case .channelAffine(let outer, let channels, let spatial, let coef, _, _):
+                    if let tx = tangentStorage(ops[0]) {
+                        emitTangent(.channelAffine(outer: outer, channels: channels, spatial: spatial, coefficients: coef, shift: false,
+                                                   accumulate: false), [tx, ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
+                case .batchNorm(let outer, let channels, let spatial, let stats):
+                    // scale and bias are constants or parameters: no tangent of their own
+                    if let tx = tangentStorage(ops[0]) {
+                        emitTangent(.batchNormInputGradient(outer: outer, channels: channels, spatial: spatial, statistics: stats,
+                                                            accumulate: false), [tx, ops[1], ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
+                case .layerNorm(let rows, let cols, let eps, _):
+                    if let tx = tangentStorage(ops[0]) {
+                        emitTangent(.layerNormLinear(rows: rows, cols: cols, epsilon: eps, tangent: true, accumulate: false),
+                                    [ops[0], ops[1], tx, ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
 
                 // MARK: family conv-pool (tangent rules)
 

@@ -308,6 +308,7 @@ extension Engine {
             // MARK: family shape (in place)
 
             // MARK: family matmul-norm (in place)
+            case .channelAffine, .batchNorm: return true
 
             // MARK: family conv-pool (in place)
 
@@ -338,6 +339,11 @@ extension Engine.StepKind {
         // MARK: family shape (operands)
 
         // MARK: family matmul-norm (operands)
+        case .matMul(_, _, _, let hasC, _, _): return hasC ? 4 : 3
+        case .channelAffine, .matMulGradientC, .matMulBroadcastC, .channelSums: return 2
+        case .batchNorm, .layerNormLinear: return 4
+        case .layerNorm(_, _, _, let hasBias): return hasBias ? 4 : 3
+        case .matMulGradientA, .matMulGradientB, .batchNormInputGradient, .batchNormScaleGradient, .layerNormScaleGradient: return 3
 
         // MARK: family conv-pool (operands)
 

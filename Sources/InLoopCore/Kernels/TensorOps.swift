@@ -649,20 +649,17 @@ public enum TensorOps {
 
     // MARK: normalisation
 
-    /// Layer normalisation of each row of x (rows × cols); see the file header.
+    /// Layer normalisation of each row of x (rows × cols); see the file header. The row statistics are
+    /// accumulated in Double (`layerNormStatistics`), in Float and Double alike.
     @inlinable
-    public static func layerNorm(x: UnsafePointer<Float>, rows: Int, cols: Int, scale: UnsafePointer<Float>?,
-                                 bias: UnsafePointer<Float>?, epsilon: Float, y: UnsafeMutablePointer<Float>) {
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public static func layerNorm<T: Real>(x: UnsafePointer<T>, rows: Int, cols: Int, scale: UnsafePointer<T>?,
+                                          bias: UnsafePointer<T>?, epsilon: T, y: UnsafeMutablePointer<T>) {
         if cols == 0 { return }
         for r in 0..<rows {
             let xr = x + r * cols, yr = y + r * cols
-            var s: Double = 0
-            for c in 0..<cols { s += Double(xr[c]) }
-            let mean = s / Double(cols)
-            var q: Double = 0
-            for c in 0..<cols { let d = Double(xr[c]) - mean; q += d * d }
-            let inv = Float(1 / (q / Double(cols) + Double(epsilon)).squareRoot())
-            let mf = Float(mean)
+            let (mf, inv) = layerNormStatistics(xr, cols: cols, epsilon: epsilon)
             switch (scale, bias) {
             case let (sc?, bi?): for c in 0..<cols { yr[c] = (xr[c] - mf) * inv * sc[c] + bi[c] }
             case let (sc?, nil): for c in 0..<cols { yr[c] = (xr[c] - mf) * inv * sc[c] }
@@ -670,6 +667,18 @@ public enum TensorOps {
             case (nil, nil): for c in 0..<cols { yr[c] = (xr[c] - mf) * inv }
             }
         }
+    }
+
+    /// Mean and 1/sqrt(biased variance + epsilon) of one row (cols ≥ 1), accumulated in Double and
+    /// rounded to T: what `layerNorm` computes, and what its adjoint and tangent recompute.
+    @inlinable
+    public static func layerNormStatistics<T: Real>(_ xr: UnsafePointer<T>, cols: Int, epsilon: T) -> (mean: T, inverse: T) {
+        var s: Double = 0
+        for c in 0..<cols { s += Double(xr[c]) }
+        let mean = s / Double(cols)
+        var q: Double = 0
+        for c in 0..<cols { let d = Double(xr[c]) - mean; q += d * d }
+        return (T(mean), T(1 / (q / Double(cols) + Double(epsilon)).squareRoot()))
     }
 
     /// Folds BatchNormalization's statistics into a per-channel affine map.

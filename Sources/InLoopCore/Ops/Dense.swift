@@ -1,6 +1,6 @@
 /// Fully connected layers: InLoop's `Dense` (the layer of native files and trainer configurations,
-/// activation fused) and ONNX `Gemm` in the form exporters write for `nn.Linear` (constant weight,
-/// transB = 1, alpha = beta = 1).
+/// activation fused) and ONNX `Gemm` (its `nn.Linear` form on the dense step, every other form on the
+/// general matrix product of `Ops/MatMulNorm.swift`).
 
 /// y = act(x · wᵀ + b) over the last axis of x; w is [out, in] (PyTorch layout), b is [out] or absent.
 public enum DenseOp: OpDefinition {
@@ -69,8 +69,10 @@ public enum DenseOp: OpDefinition {
     }
 }
 
-/// ONNX Gemm, Y = alpha·A'·B' + beta·C: lowered here in the `nn.Linear` form (B constant and transposed,
-/// alpha = beta = 1, C a vector or absent); other forms join with the general matrix product.
+/// ONNX Gemm, Y = alpha·A'·B' + beta·C (A' = Aᵀ when transA, B' likewise; C absent, a scalar, a
+/// vector or a matrix broadcast to [M, N]); A, B and C constants or computed at run time. The
+/// `nn.Linear` form (B constant and transposed, alpha = beta = 1, C a vector or absent) is a `dense`
+/// step; every other form one `matMul` step (`Ops/MatMulNorm.swift`).
 public enum GemmOp: OpDefinition {
     public struct Attributes: OpAttributeSet, Equatable {
         public var alpha: Double, beta: Double
@@ -83,32 +85,66 @@ public enum GemmOp: OpDefinition {
     public static let inputArity: ClosedRange<Int> = 2...3
 
     public static func parse(_ raw: [String: Engine.AttributeValue], opset: Int) throws(InLoopError) -> Attributes {
-        Attributes(alpha: try raw.float("alpha") ?? 1, beta: try raw.float("beta") ?? 1,
-                   transA: try raw.int("transA", default: 0) != 0, transB: try raw.int("transB", default: 0) != 0)
+        let alpha = try raw.float("alpha") ?? 1, beta = try raw.float("beta") ?? 1
+        guard alpha.isFinite, beta.isFinite else { throw InLoopError(.format, "alpha \(alpha) and beta \(beta) must be finite") }
+        let transA = try raw.int("transA", default: 0), transB = try raw.int("transB", default: 0)
+        guard (0...1).contains(transA), (0...1).contains(transB) else {
+            throw InLoopError(.format, "transA \(transA) and transB \(transB) must be 0 or 1")
+        }
+        if opset > 0 && opset < 7 && raw["broadcast"] != nil {
+            throw InLoopError(.unsupported, "the legacy 'broadcast' attribute (opset < 7)")
+        }
+        return Attributes(alpha: alpha, beta: beta, transA: transA != 0, transB: transB != 0)
     }
 
-    public static func inferTypes(_ a: Attributes, _ inputs: [Engine.TensorType?],
-                                  _ known: [Engine.KnownInts?]) throws(InLoopError) -> [Engine.TensorType] {
-        let x = try Engine.input(inputs, 0), w = try Engine.input(inputs, 1)
+    /// (M, K, N) of op(A)·op(B).
+    static func sizes(_ a: Attributes, _ x: Engine.TensorType, _ w: Engine.TensorType) throws(InLoopError) -> (Engine.SymInt, Engine.SymInt, Engine.SymInt) {
         guard x.rank == 2, w.rank == 2 else { throw InLoopError(.format, "Gemm takes matrices, got \(x) and \(w)") }
         guard x.dtype == w.dtype, x.dtype.isFloatingPoint else { throw InLoopError(.format, "inputs \(x.dtype) and \(w.dtype)") }
         let m = a.transA ? x.shape[1] : x.shape[0], k = a.transA ? x.shape[0] : x.shape[1]
         let k2 = a.transB ? w.shape[1] : w.shape[0], n = a.transB ? w.shape[0] : w.shape[1]
         guard k == k2 else { throw InLoopError(.format, "A is \(x.shape.formatted) and B \(w.shape.formatted): inner sizes \(k) and \(k2) differ") }
+        return (m, k, n)
+    }
+
+    public static func inferTypes(_ a: Attributes, _ inputs: [Engine.TensorType?],
+                                  _ known: [Engine.KnownInts?]) throws(InLoopError) -> [Engine.TensorType] {
+        let x = try Engine.input(inputs, 0, "A"), w = try Engine.input(inputs, 1, "B")
+        let (m, _, n) = try sizes(a, x, w)
         if inputs.count > 2, let c = inputs[2] {
-            let b = try Engine.broadcast(c.shape, [m, n])
-            guard b == [m, n] else { throw InLoopError(.format, "C \(c.shape.formatted) does not broadcast to [\(m), \(n)]") }
+            guard c.rank <= 2, c.dtype == x.dtype, try Engine.broadcast(c.shape, [m, n]) == [m, n] else {
+                throw InLoopError(.format, "C \(c) does not broadcast to [\(m), \(n)]")
+            }
         }
         return [Engine.TensorType(x.dtype, [m, n])]
     }
 
     public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        let x = try Engine.input(ctx.inputTypes, 0, "A"), w = try Engine.input(ctx.inputTypes, 1, "B")
+        let (m, k, n) = try sizes(a, x, w)
         let hasC = ctx.hasInput(2)
-        let c = hasC ? try Engine.input(ctx.inputTypes, 2) : nil
-        let w = try Engine.input(ctx.inputTypes, 1)
-        guard a.alpha == 1, !a.transA, a.transB, !hasC || a.beta == 1, c == nil || c!.shape == [w.shape[0]] else {
-            throw InLoopError(.unsupported, "Gemm with alpha=\(a.alpha), beta=\(a.beta), transA=\(a.transA), transB=\(a.transB) is not lowered yet")
+        let c = hasC ? try Engine.input(ctx.inputTypes, 2, "C") : nil
+        // the nn.Linear form: a dense step (its reverse rule wants weight and bias both trainable or both not)
+        if !a.transA, a.transB, a.alpha == 1, ctx.isConstant(1), let nk = n.known, nk >= 1, k.known.map({ $0 >= 1 }) == true,
+           c.map({ c in a.beta == 1 && ctx.isConstant(2) && c.shape.known?.last == nk && c.shape.dropLast().allSatisfy { $0 == 1 } }) ?? true,
+           !hasC || ctx.isParameter(1) == ctx.isParameter(2) {
+            try DenseOp.lowerDense(&ctx, activation: .identity, weight: 1, bias: hasC ? 2 : nil)
+            return
         }
-        try DenseOp.lowerDense(&ctx, activation: .identity, weight: 1, bias: hasC ? 2 : nil)
+        var cRow = Engine.Extent(), cCol = Engine.Extent()
+        if let c {
+            let cm: Engine.SymInt = c.rank == 2 ? c.shape[0] : 1, cn: Engine.SymInt = c.rank >= 1 ? c.shape[c.rank - 1] : 1
+            if cm != 1 { cRow = try ctx.extent([cn], "C's row stride") }
+            if cn != 1 { cCol = Engine.Extent(fixed: 1) }
+            guard (cm == m || cm == 1), (cn == n || cn == 1) else {
+                throw InLoopError(.unsupported, "C \(c.shape.formatted) against [\(m), \(n)]: a symbolic dimension that may be 1 is not lowered")
+            }
+        }
+        let geometry = MatMulGeometry.encode(rows: try ctx.extent([m], "M"), inner: try ctx.extent([k], "K"), cols: try ctx.extent([n], "N"),
+                                             transA: a.transA, transB: a.transB, cRowStride: cRow, cColStride: cCol, stack: [])
+        var operands = [try ctx.input(0), try ctx.input(1)]
+        if hasC { operands.append(try ctx.input(2)) }
+        ctx.emit(.matMul(geometry: ctx.ints(geometry), alpha: a.alpha, beta: a.beta, hasC: hasC, accumulate: false, activation: .identity),
+                 operands + [try ctx.output(0)])
     }
 }

@@ -131,6 +131,7 @@ public enum OpTable {
         // MARK: family shape (ops)
 
         // MARK: family matmul-norm (ops)
+        MatMulOp.self, BatchNormalizationOp.self, LayerNormalizationOp.self,
 
         // MARK: family conv-pool (ops)
 

@@ -87,6 +87,17 @@ extension Engine {
         // MARK: family shape (forward)
 
         // MARK: family matmul-norm (forward)
+        /// [a, b, c?, y]: y_e (+)= act(alpha·op(A_e)·op(B_e) [+ beta·C]) over the stack elements of the
+        /// geometry (`MatMulGeometry`, at `geometry` in `Plan.ints`); `accumulate` adds to y (tangents).
+        case matMul(geometry: Int32, alpha: Double, beta: Double, hasC: Bool, accumulate: Bool, activation: Activation)
+        /// [x, y]: y (+)= x·s[c] (+ t[c] when `shift`) over x = outer × channels × spatial; s, t folded at
+        /// compile time, at `coefficients` in `Plan.ints` (`NormKernels`).
+        case channelAffine(outer: Extent, channels: Int, spatial: Extent, coefficients: Int32, shift: Bool, accumulate: Bool)
+        /// [x, scale, bias, y]: y = (x − mean[c])·inv[c]·scale[c] + bias[c] (BatchNormalization with
+        /// trainable scale/bias; mean and inv at `statistics` in `Plan.ints`).
+        case batchNorm(outer: Extent, channels: Int, spatial: Extent, statistics: Int32)
+        /// [x, scale, bias?, y]: layer normalisation of each row (rows × cols) times scale plus bias.
+        case layerNorm(rows: Extent, cols: Int, epsilon: Double, hasBias: Bool)
 
         // MARK: family conv-pool (forward)
 
@@ -123,6 +134,24 @@ extension Engine {
         // MARK: family shape (reverse, tangent)
 
         // MARK: family matmul-norm (reverse, tangent)
+        /// [gy, b, ga]: ga (+)= the adjoint of `matMul` with respect to A (summed over broadcast axes).
+        case matMulGradientA(geometry: Int32, alpha: Double, accumulate: Bool)
+        /// [a, gy, gb]: gb (+)= the adjoint of `matMul` with respect to B.
+        case matMulGradientB(geometry: Int32, alpha: Double, accumulate: Bool)
+        /// [gy, gc]: gc (+)= beta·gy summed over C's broadcast axes.
+        case matMulGradientC(geometry: Int32, beta: Double, accumulate: Bool)
+        /// [c, y]: y = beta·C broadcast (the tangent of Gemm when only C has one).
+        case matMulBroadcastC(geometry: Int32, beta: Double)
+        /// [g, scale, out]: out (+)= g·scale[c]·inv[c].
+        case batchNormInputGradient(outer: Extent, channels: Int, spatial: Extent, statistics: Int32, accumulate: Bool)
+        /// [gy, x, gs]: gs[c] (+)= Σ gy·(x − mean[c])·inv[c].
+        case batchNormScaleGradient(outer: Extent, channels: Int, spatial: Extent, statistics: Int32, accumulate: Bool)
+        /// [gy, g]: g[c] (+)= Σ gy over outer and spatial (a bias gradient).
+        case channelSums(outer: Extent, channels: Int, spatial: Extent, accumulate: Bool)
+        /// [x, scale, g, out]: layer normalisation's Jacobian in x: reverse out (+)= Jᵀg, tangent out = Jg.
+        case layerNormLinear(rows: Extent, cols: Int, epsilon: Double, tangent: Bool, accumulate: Bool)
+        /// [x, gy, gs]: gs (+)= Σ_rows gy·x̂.
+        case layerNormScaleGradient(rows: Extent, cols: Int, epsilon: Double, accumulate: Bool)
 
         // MARK: family conv-pool (reverse, tangent)
 

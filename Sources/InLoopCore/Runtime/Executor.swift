@@ -296,6 +296,61 @@ extension Engine {
                         // MARK: family shape (run)
 
                         // MARK: family matmul-norm (run)
+                        case .matMul(let geo, let alpha, let beta, let hasC, let accumulate, let act):
+                            let y = t[Int(ids[io + (hasC ? 3 : 2)])]
+                            let g = MatMulGeometry(ints, at: Int(geo), batch: n)
+                            MatMulKernels.forward(a: UnsafePointer(t[Int(ids[io])]), b: UnsafePointer(t[Int(ids[io + 1])]),
+                                                  c: hasC ? UnsafePointer(t[Int(ids[io + 2])]) : nil, y: y, geometry: g,
+                                                  alpha: T(alpha), beta: T(beta), accumulate: accumulate, rowByRow: perRow)
+                            if act != .identity {
+                                Kernels.activate(act, UnsafePointer(y), into: y, count: g.rows &* g.cols &* g.stackCount, numerics: numerics)
+                            }
+                        case .matMulGradientA(let geo, let alpha, let accumulate):
+                            MatMulKernels.gradientA(gy: UnsafePointer(t[Int(ids[io])]), b: UnsafePointer(t[Int(ids[io + 1])]),
+                                                    ga: t[Int(ids[io + 2])], geometry: MatMulGeometry(ints, at: Int(geo), batch: n),
+                                                    alpha: T(alpha), accumulate: accumulate)
+                        case .matMulGradientB(let geo, let alpha, let accumulate):
+                            MatMulKernels.gradientB(a: UnsafePointer(t[Int(ids[io])]), gy: UnsafePointer(t[Int(ids[io + 1])]),
+                                                    gb: t[Int(ids[io + 2])], geometry: MatMulGeometry(ints, at: Int(geo), batch: n),
+                                                    alpha: T(alpha), accumulate: accumulate)
+                        case .matMulGradientC(let geo, let beta, let accumulate):
+                            MatMulKernels.gradientC(gy: UnsafePointer(t[Int(ids[io])]), gc: t[Int(ids[io + 1])],
+                                                    geometry: MatMulGeometry(ints, at: Int(geo), batch: n), beta: T(beta), accumulate: accumulate)
+                        case .matMulBroadcastC(let geo, let beta):
+                            MatMulKernels.broadcastC(UnsafePointer(t[Int(ids[io])]), geometry: MatMulGeometry(ints, at: Int(geo), batch: n),
+                                                     beta: T(beta), into: t[Int(ids[io + 1])], accumulate: false)
+                        case .channelAffine(let outer, let channels, let spatial, let coef, let shift, let accumulate):
+                            NormKernels.channelAffine(x: UnsafePointer(t[Int(ids[io])]), outer: outer.at(n), channels: channels,
+                                                      spatial: spatial.at(n), table: ints, at: Int(coef), shift: shift,
+                                                      accumulate: accumulate, y: t[Int(ids[io + 1])])
+                        case .batchNorm(let outer, let channels, let spatial, let stats):
+                            NormKernels.batchNorm(x: UnsafePointer(t[Int(ids[io])]), scale: UnsafePointer(t[Int(ids[io + 1])]),
+                                                  bias: UnsafePointer(t[Int(ids[io + 2])]), outer: outer.at(n), channels: channels,
+                                                  spatial: spatial.at(n), table: ints, at: Int(stats), y: t[Int(ids[io + 3])])
+                        case .layerNorm(let rows, let cols, let eps, let hasBias):
+                            TensorOps.layerNorm(x: UnsafePointer(t[Int(ids[io])]), rows: rows.at(n), cols: cols,
+                                                scale: UnsafePointer(t[Int(ids[io + 1])]),
+                                                bias: hasBias ? UnsafePointer(t[Int(ids[io + 2])]) : nil, epsilon: T(eps),
+                                                y: t[Int(ids[io + (hasBias ? 3 : 2)])])
+                        case .batchNormInputGradient(let outer, let channels, let spatial, let stats, let accumulate):
+                            NormKernels.batchNormInputGradient(g: UnsafePointer(t[Int(ids[io])]), scale: UnsafePointer(t[Int(ids[io + 1])]),
+                                                               outer: outer.at(n), channels: channels, spatial: spatial.at(n), table: ints,
+                                                               at: Int(stats), accumulate: accumulate, out: t[Int(ids[io + 2])])
+                        case .batchNormScaleGradient(let outer, let channels, let spatial, let stats, let accumulate):
+                            NormKernels.batchNormScaleGradient(gy: UnsafePointer(t[Int(ids[io])]), x: UnsafePointer(t[Int(ids[io + 1])]),
+                                                               outer: outer.at(n), channels: channels, spatial: spatial.at(n), table: ints,
+                                                               at: Int(stats), accumulate: accumulate, gs: t[Int(ids[io + 2])])
+                        case .channelSums(let outer, let channels, let spatial, let accumulate):
+                            NormKernels.channelSums(gy: UnsafePointer(t[Int(ids[io])]), outer: outer.at(n), channels: channels,
+                                                    spatial: spatial.at(n), accumulate: accumulate, g: t[Int(ids[io + 1])])
+                        case .layerNormLinear(let rows, let cols, let eps, let tangent, let accumulate):
+                            NormKernels.layerNormLinear(x: UnsafePointer(t[Int(ids[io])]), scale: UnsafePointer(t[Int(ids[io + 1])]),
+                                                        g: UnsafePointer(t[Int(ids[io + 2])]), rows: rows.at(n), cols: cols, epsilon: T(eps),
+                                                        tangent: tangent, accumulate: accumulate, out: t[Int(ids[io + 3])])
+                        case .layerNormScaleGradient(let rows, let cols, let eps, let accumulate):
+                            NormKernels.layerNormScaleGradient(x: UnsafePointer(t[Int(ids[io])]), gy: UnsafePointer(t[Int(ids[io + 1])]),
+                                                               rows: rows.at(n), cols: cols, epsilon: T(eps), accumulate: accumulate,
+                                                               gs: t[Int(ids[io + 2])])
 
                         // MARK: family conv-pool (run)
 
