@@ -170,7 +170,13 @@ struct EngineGraphReader {
             if !at.refAttrName.isEmpty { throw InLoopError(.unsupported, "attribute '\(at.name)' refers to a function attribute") }
             raw[at.name] = try EngineGraphReader.attribute(at)
         }
-        try g.addNode(name, op, raw, inputs: n.input, outputs: n.output)
+        // trailing optional outputs left out ("") are not outputs (BatchNormalization's statistics,
+        // Dropout's mask, LayerNormalization's Mean/InvStdDev, as exporters write them)
+        var outputs = n.output
+        while outputs.count > 1, outputs.last == "" { outputs.removeLast() }
+        var inputs = n.input
+        while inputs.last == "" { inputs.removeLast() }
+        try g.addNode(name, op, raw, inputs: inputs, outputs: outputs)
     }
 
     /// A raw attribute value (its kind from the declared type, or from the field set when the type is
