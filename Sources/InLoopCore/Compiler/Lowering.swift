@@ -305,6 +305,7 @@ extension Engine {
             // MARK: family elementwise (in place)
 
             // MARK: family shape (in place)
+            case .roundToFloat32: return true
 
             // MARK: family matmul-norm (in place)
 
@@ -328,6 +329,9 @@ extension Engine.StepKind {
         // MARK: family elementwise (operands)
 
         // MARK: family shape (operands)
+        case .layoutCopy, .gather, .roundToFloat32, .gatherBackward: return 2
+        case .concat(_, let parts): return parts + 1
+        case .fill, .fillLinear: return 1
 
         // MARK: family matmul-norm (operands)
 
