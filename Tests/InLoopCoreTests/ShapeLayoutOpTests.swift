@@ -397,6 +397,37 @@ final class ShapeLayoutOpTests: XCTestCase {
         try OpTest.checkGradients(a, n: 2)
     }
 
+    func testLayoutOpsOfConstantsAreFoldedIntoConstants() throws {
+        // Transpose/Slice/Concat/Gather/Reshape/Cast of constants are constants: a dense layer takes
+        // the result as its weight (it needs a constant weight), and no step moves them at run time
+        let w: [Double] = OpTest.values(12, seed: 9)
+        let g = try Self.graph(opset: 13, [("x", ["N", 3])])
+        try g.addConstant("w", try Engine.Tensor(shape: [3, 4], values: w))
+        try g.addConstant("extra", try Engine.Tensor(shape: [3, 1], values: [1.0, 2, 3]))
+        try Self.ints(g, "s", [1]); try Self.ints(g, "e", [5]); try Self.ints(g, "a", [1]); try Self.ints(g, "i", [3, 0, 1, 2])
+        try Self.ints(g, "shape", [3, 4])
+        try g.addNode("cat", ConcatOp.self, ["axis": .int(1)], inputs: ["w", "extra"], outputs: ["w5"])     // [3, 5]
+        try g.addNode("sl", SliceOp.self, inputs: ["w5", "s", "e", "a"], outputs: ["w4"])                    // [3, 4]: columns 1..4
+        try g.addNode("ga", GatherOp.self, ["axis": .int(1)], inputs: ["w4", "i"], outputs: ["wg"])         // columns permuted
+        try g.addNode("c32", CastOp.self, ["to": .int(1)], inputs: ["wg"], outputs: ["w32"])
+        try g.addNode("c64", CastOp.self, ["to": .int(11)], inputs: ["w32"], outputs: ["w64"])
+        try g.addNode("rs", ReshapeOp.self, inputs: ["w64", "shape"], outputs: ["wr"])
+        try g.addNode("t", TransposeOp.self, inputs: ["wr"], outputs: ["wt"])                                // [4, 3]
+        try g.addNode("d", DenseOp.self, inputs: ["x", "wt"], outputs: ["y"])
+        _ = try Self.finish(g, ["y"])
+        XCTAssertEqual(try Engine.compile(g).stepCount, 1)
+        // the folded weight: wt[o, i] = float32(w5[i, 1 + perm[o]]) with w5 = [w | extra]
+        let perm = [3, 0, 1, 2]
+        func w5(_ i: Int, _ j: Int) -> Double { j < 4 ? w[i * 4 + j] : Double(i + 1) }
+        let wt = (0..<4).map { o in (0..<3).map { i in Double(Float(w5(i, 1 + perm[o]))) } }
+        func dense(_ n: Int, _ x: [Double]) -> [Double] {
+            var y = [Double](repeating: 0, count: n * 4)
+            for r in 0..<n { for o in 0..<4 { for i in 0..<3 { y[r * 4 + o] += x[r * 3 + i] * wt[o][i] } } }
+            return y
+        }
+        try checkForward(g, sizes: { [3 * $0] }, tolerance: 1e-6) { n, x in [dense(n, x[0])] }
+    }
+
     // MARK: - Errors
 
     func testBadInputIsAnErrorNotATrap() throws {

@@ -284,9 +284,14 @@ public enum CastOp: OpDefinition {
         }
         if x.dtype.isFloatingPoint {
             if x.dtype == .float64 && a.to == .float32 {
+                if let (_, values) = try ctx.constantDoubles(0) {
+                    try ctx.fold(output: 0, dtype: .float32, values)
+                    return
+                }
+                ctx.unfold(output: 0)
                 ctx.emit(.roundToFloat32(count: try ctx.inputExtent(0)), [try ctx.input(0), try ctx.output(0)])
             } else {
-                try ctx.alias(output: 0, input: 0)
+                try ctx.aliasOrFold(output: 0, input: 0)
             }
             return
         }

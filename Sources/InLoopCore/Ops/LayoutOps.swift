@@ -63,8 +63,24 @@ extension Engine {
         static func emitCopy(_ ctx: inout LoweringContext, input: Int, output: Int, dims: [SymInt], xStrides: [SymInt],
                              xBase: SymInt) throws(InLoopError) {
             let covers = try ctx.outputExtent(output) == ctx.inputExtent(input)
-            let g = ctx.ints(try gatherGeometry(ctx, dims: dims, xStrides: xStrides, xBase: xBase, coversSource: covers))
-            ctx.emit(.layoutCopy(geometry: g, mode: .write), [try ctx.input(input), try ctx.output(output)])
+            let geometry = try gatherGeometry(ctx, dims: dims, xStrides: xStrides, xBase: xBase, coversSource: covers)
+            if let (dtype, x) = try ctx.constantDoubles(input) {
+                // a constant in, a constant out: the same kernel, now
+                var y = [Double](repeating: 0, count: try ctx.outputExtent(output).fixed)
+                geometry.withUnsafeBufferPointer { g in
+                    x.withUnsafeBufferPointer { xp in
+                        y.withUnsafeMutableBufferPointer { yp in
+                            if let gb = g.baseAddress, let xb = xp.baseAddress, let yb = yp.baseAddress {
+                                TensorOps.layoutCopyStep(xb, yb, geometry: gb, n: 0, mode: .write)
+                            }
+                        }
+                    }
+                }
+                try ctx.fold(output: output, dtype: dtype, y)
+                return
+            }
+            ctx.unfold(output: output)
+            ctx.emit(.layoutCopy(geometry: ctx.ints(geometry), mode: .write), [try ctx.input(input), try ctx.output(output)])
         }
     }
 
@@ -121,6 +137,46 @@ extension Engine.LoweringContext {
     /// Output k is a constant computed at compile time (float results of constant inputs).
     func fold(output k: Int, _ t: Engine.Tensor) {
         builder.graph[node.outputs[k]].constant = t
+    }
+
+    /// Output k is computed by steps: a constant left by an earlier compile (when its inputs were
+    /// constants, e.g. parameters of an inference plan) is dropped.
+    func unfold(output k: Int) {
+        builder.graph[node.outputs[k]].constant = nil
+    }
+
+    /// The elements of input k, widened to Double, when it is a float constant that may be folded.
+    func constantDoubles(_ k: Int) throws(InLoopError) -> (dtype: Engine.DType, values: [Double])? {
+        guard isFoldable(k), let v = node.inputs[k], let t = builder.graph[v].constant else { return nil }
+        switch t.dtype {
+        case .float32: return (.float32, try t.values(as: Float.self).map { Double($0) })
+        case .float64: return (.float64, try t.values(as: Double.self))
+        case .int64, .bool: return nil
+        }
+    }
+
+    /// Folds output k from Double values (exact for the copies of layout ops).
+    func fold(output k: Int, dtype: Engine.DType, _ values: [Double]) throws(InLoopError) {
+        guard let shape = outputTypes[k].shape.known else { throw InLoopError(.internal, "a folded value of symbolic shape") }
+        fold(output: k, dtype == .float32 ? try Engine.Tensor(shape: shape, values: values.map { Float($0) })
+                                          : try Engine.Tensor(shape: shape, values: values))
+    }
+
+    /// Output k is input j's storage; when input j is a constant, output k is that constant seen in
+    /// its own shape (so that ops which need constant operands, such as a dense weight, see it).
+    func aliasOrFold(output k: Int, input j: Int) throws(InLoopError) {
+        if isFoldable(j), let v = node.inputs[j], let t = builder.graph[v].constant, let shape = outputTypes[k].shape.known,
+           t.dtype == outputTypes[k].dtype {
+            fold(output: k, try Engine.Tensor(shape: shape, storage: t.storage))
+            return
+        }
+        if outputTypes[k].dtype.isFloatingPoint, let (_, values) = try constantDoubles(j) {
+            // a widening Cast of a constant
+            try fold(output: k, dtype: outputTypes[k].dtype, values)
+            return
+        }
+        unfold(output: k)
+        try alias(output: k, input: j)
     }
 }
 
@@ -179,7 +235,7 @@ public enum TransposeOp: OpDefinition {
         let p = try perm(a, rank: x.rank)
         // moving only size-1 axes keeps the memory order
         let moved = p.filter { x.shape[$0].known != 1 }
-        if moved == moved.sorted() { try ctx.alias(output: 0, input: 0); return }
+        if moved == moved.sorted() { try ctx.aliasOrFold(output: 0, input: 0); return }
         let xs = try Engine.Layout.strides(x.shape)
         try Engine.Layout.emitCopy(&ctx, input: 0, output: 0, dims: p.map { x.shape[$0] }, xStrides: p.map { xs[$0] }, xBase: 0)
     }
@@ -319,7 +375,7 @@ public enum SliceOp: OpDefinition {
         let known = (0..<ctx.inputTypes.count).map { ctx.knownInput($0) }
         let p = try plan(a, ctx.inputTypes, known, shape: x.shape)
         if p.indices.allSatisfy({ p[$0].step == 1 && p[$0].start == 0 && p[$0].count == x.shape[$0] }) {
-            try ctx.alias(output: 0, input: 0)
+            try ctx.aliasOrFold(output: 0, input: 0)
             return
         }
         let xs = try Engine.Layout.strides(x.shape)
@@ -444,7 +500,7 @@ public enum SplitOp: OpDefinition {
         let (axis, sizes) = try parts(a, ctx.inputTypes, known, outputCount: ctx.outputTypes.count)
         let xs = try Engine.Layout.strides(x.shape)
         if sizes.count == 1 {
-            try ctx.alias(output: 0, input: 0)
+            try ctx.aliasOrFold(output: 0, input: 0)
             return
         }
         var offset: Engine.SymInt = 0
@@ -489,7 +545,7 @@ public enum FlattenOp: OpDefinition {
     }
 
     public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
-        try ctx.alias(output: 0, input: 0)
+        try ctx.aliasOrFold(output: 0, input: 0)
     }
 }
 
@@ -534,7 +590,7 @@ public enum SqueezeOp: OpDefinition {
     }
 
     public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
-        try ctx.alias(output: 0, input: 0)
+        try ctx.aliasOrFold(output: 0, input: 0)
     }
 }
 
@@ -570,6 +626,6 @@ public enum DropoutOp: OpDefinition {
     }
 
     public static func lower(_ a: NoAttributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
-        try ctx.alias(output: 0, input: 0)
+        try ctx.aliasOrFold(output: 0, input: 0)
     }
 }

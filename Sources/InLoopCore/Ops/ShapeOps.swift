@@ -22,7 +22,7 @@ public enum IdentityOp: OpDefinition {
     }
 
     public static func lower(_ a: NoAttributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
-        try ctx.alias(output: 0, input: 0)
+        try ctx.aliasOrFold(output: 0, input: 0)
     }
 }
 
@@ -146,7 +146,7 @@ public enum ReshapeOp: OpDefinition {
 
     /// Row-major data does not move: the output is the input's storage.
     public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
-        try ctx.alias(output: 0, input: 0)
+        try ctx.aliasOrFold(output: 0, input: 0)
     }
 }
 
@@ -212,8 +212,23 @@ extension GatherOp {
         }
         let outer = try ctx.extent(Array(x.shape[..<axis]), "the axes before the gather axis")
         let inner = try ctx.extent(Array(x.shape[(axis + 1)...]), "the axes after the gather axis")
-        let g = ctx.ints([outer.perBatch, outer.fixed, dim, inner.perBatch, inner.fixed, indices.count] + indices)
-        ctx.emit(.gather(geometry: g), [try ctx.input(0), try ctx.output(0)])
+        let geometry = [outer.perBatch, outer.fixed, dim, inner.perBatch, inner.fixed, indices.count] + indices
+        if let (dtype, x) = try ctx.constantDoubles(0) {
+            var y = [Double](repeating: 0, count: try ctx.outputExtent(0).fixed)
+            geometry.withUnsafeBufferPointer { g in
+                x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        if let gb = g.baseAddress, let xb = xp.baseAddress, let yb = yp.baseAddress {
+                            TensorOps.gatherStep(xb, yb, geometry: gb, n: 0)
+                        }
+                    }
+                }
+            }
+            try ctx.fold(output: 0, dtype: dtype, y)
+            return
+        }
+        ctx.unfold(output: 0)
+        ctx.emit(.gather(geometry: ctx.ints(geometry)), [try ctx.input(0), try ctx.output(0)])
     }
 }
 
@@ -225,7 +240,7 @@ extension ConcatOp {
         let axis = try Engine.axis(a.axis, rank: y.rank)
         var present: [Int] = []
         for k in 0..<ctx.inputTypes.count where ctx.hasInput(k) { present.append(k) }
-        if present.count == 1 { try ctx.alias(output: 0, input: present[0]); return }
+        if present.count == 1 { try ctx.aliasOrFold(output: 0, input: present[0]); return }
         let outer = try ctx.extent(Array(y.shape[..<axis]), "the axes before the concat axis")
         let innerShape = Array(y.shape[(axis + 1)...])
         let inner = try ctx.extent(innerShape, "the axes after the concat axis")
@@ -250,6 +265,32 @@ extension ConcatOp {
             offset = try Engine.linear(offset + t.shape[axis], "concat offset")
             operands.append(try ctx.input(k))
         }
+        var constants: [[Double]] = []
+        var dtype: Engine.DType? = nil
+        for k in present {
+            guard let (d, x) = try ctx.constantDoubles(k) else { break }
+            constants.append(x); dtype = d
+        }
+        if constants.count == present.count, let dtype {
+            // every input a constant: the output is one, concatenated now
+            var y = [Double](repeating: 0, count: try ctx.outputExtent(0).fixed)
+            var at = 0
+            for (k, x) in zip(present, constants) {
+                let len = try Engine.input(ctx.inputTypes, k).shape[axis].known ?? 0
+                x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        if let xb = xp.baseAddress, let yb = yp.baseAddress {
+                            TensorOps.concat(x: xb, outer: outer.fixed, axisLength: len, inner: inner.fixed, y: yb,
+                                             yAxisLength: total.fixed, axisOffset: at)
+                        }
+                    }
+                }
+                at += len
+            }
+            try ctx.fold(output: 0, dtype: dtype, y)
+            return
+        }
+        ctx.unfold(output: 0)
         let geometry = ctx.ints(g)
         ctx.emit(.concat(geometry: geometry, parts: operands.count), operands + [try ctx.output(0)])
     }
@@ -359,6 +400,6 @@ public enum UnsqueezeOp: OpDefinition {
 
     /// Row-major data does not move: the output is the input's storage.
     public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
-        try ctx.alias(output: 0, input: 0)
+        try ctx.aliasOrFold(output: 0, input: 0)
     }
 }
