@@ -496,6 +496,20 @@ final class ShapeLayoutOpTests: XCTestCase {
             try g.addNode("r", RangeOp.self, inputs: ["a", "a", "a"], outputs: ["y"])
             try g.markOutput("y"); try g.verify(); try g.inferTypes()
         }
+        assertThrows("num_outputs far from the node's outputs") { try node(SplitOp.self, ["num_outputs": .int(Int(Int32.max))], opset: 18, outputs: 2) }
+        assertThrows("Range whose span overflows") {
+            let g = try Self.graph([("x", ["N", 4])])
+            try Self.ints(g, "a", [0], shape: []); try Self.ints(g, "b", [Int.min], shape: []); try Self.ints(g, "m", [-1], shape: [])
+            try g.addNode("r", RangeOp.self, inputs: ["a", "b", "m"], outputs: ["y"])
+            try g.markOutput("y"); try g.verify(); try g.inferTypes()
+        }
+        assertThrows("ConstantOfShape too large to allocate") {
+            let g = try Self.graph([("x", ["N", 4])])
+            try Self.ints(g, "s", [Int(Int32.max), Int(Int32.max)])
+            try g.addNode("c", ConstantOfShapeOp.self, inputs: ["s"], outputs: ["y"])
+            try g.markOutput("y"); try g.verify(); try g.inferTypes()
+            _ = try Engine.compile(g)
+        }
         // huge slice bounds and steps are clamped, not overflowed
         let g = try Self.graph(opset: 9, [("x", ["N", 4])])
         try g.addNode("sl", SliceOp.self, ["starts": .ints([Int.min]), "ends": .ints([Int.max]), "axes": .ints([1])], inputs: ["x"], outputs: ["y"])

@@ -130,8 +130,13 @@ public enum ConstantOfShapeOp: OpDefinition {
             throw InLoopError(.unsupported, "an integer ConstantOfShape is needed at run time; InLoop computes float values only")
         }
         if let shape = ctx.outputTypes[0].shape.known {
-            let n = try InLoopCore.Tensor.elementCount(shape)
-            let t = try Engine.TensorValue(dtype: a.value.dtype, shape: shape, floats: [Double](repeating: value, count: n)).tensor()
+            // allocated with its size checked (a shape from the file may be huge)
+            let t = try Engine.Tensor(zeros: shape, dtype: a.value.dtype)
+            if a.value.dtype == .float32 {
+                try t.storage.pointer(as: Float.self).update(repeating: Float(value), count: t.count)
+            } else {
+                try t.storage.pointer(as: Double.self).update(repeating: value, count: t.count)
+            }
             ctx.fold(output: 0, t)
         } else {
             ctx.emit(.fill(count: try ctx.outputExtent(0), value: value), [try ctx.output(0)])
@@ -164,6 +169,7 @@ public enum RangeOp: OpDefinition {
         let span = try Engine.linear(v[1] - v[0], what)
         let count: Engine.SymInt
         if let s = span.known {
+            guard !(s == Int.min && delta == -1) else { throw InLoopError(.format, "\(what) overflows") }
             let (q, r) = s.quotientAndRemainder(dividingBy: delta)
             count = Engine.SymInt(Swift.max(0, r != 0 && (r > 0) == (delta > 0) ? q + 1 : q))
         } else {
@@ -185,7 +191,8 @@ public enum RangeOp: OpDefinition {
         guard let n = count.known, n <= Engine.maxKnownElements else { return nil }
         var values: [Engine.SymInt] = []
         for i in 0..<n {
-            guard let v = start + Engine.SymInt(i * delta) else { return nil }
+            let (step, overflow) = i.multipliedReportingOverflow(by: delta)
+            guard !overflow, let v = start + Engine.SymInt(step) else { return nil }
             values.append(v)
         }
         return [Engine.KnownInts(values)]

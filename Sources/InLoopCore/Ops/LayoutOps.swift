@@ -64,9 +64,8 @@ extension Engine {
                              xBase: SymInt) throws(InLoopError) {
             let covers = try ctx.outputExtent(output) == ctx.inputExtent(input)
             let geometry = try gatherGeometry(ctx, dims: dims, xStrides: xStrides, xBase: xBase, coversSource: covers)
-            if let (dtype, x) = try ctx.constantDoubles(input) {
+            if let (dtype, x) = try ctx.constantDoubles(input), var y = ctx.foldBuffer(try ctx.outputExtent(output).fixed) {
                 // a constant in, a constant out: the same kernel, now
-                var y = [Double](repeating: 0, count: try ctx.outputExtent(output).fixed)
                 geometry.withUnsafeBufferPointer { g in
                     x.withUnsafeBufferPointer { xp in
                         y.withUnsafeMutableBufferPointer { yp in
@@ -153,6 +152,14 @@ extension Engine.LoweringContext {
         case .float64: return (.float64, try t.values(as: Double.self))
         case .int64, .bool: return nil
         }
+    }
+
+    /// A zeroed buffer for a folded output of `count` elements, or nil when it is too large to fold
+    /// (an op on constants may make a larger constant, e.g. a Gather with repeated indices: it then
+    /// runs as a step on the constant).
+    func foldBuffer(_ count: Int) -> [Double]? {
+        guard count >= 0, count <= 1 << 24 else { return nil }
+        return [Double](repeating: 0, count: count)
     }
 
     /// Folds output k from Double values (exact for the copies of layout ops).
@@ -444,7 +451,9 @@ public enum SplitOp: OpDefinition {
         } else {
             guard let length = len.known else { throw Engine.notLinear("a split into equal parts of an axis of size \(len)") }
             let parts = a.numOutputs ?? outputCount
-            guard parts >= 1 else { throw InLoopError(.format, "no outputs") }
+            guard parts >= 1, parts == outputCount else {
+                throw InLoopError(.format, "\(parts) parts for \(outputCount) outputs")
+            }
             if a.numOutputs == nil {
                 // before opset 18 the parts are equal
                 guard length % parts == 0 else {

@@ -213,8 +213,7 @@ extension GatherOp {
         let outer = try ctx.extent(Array(x.shape[..<axis]), "the axes before the gather axis")
         let inner = try ctx.extent(Array(x.shape[(axis + 1)...]), "the axes after the gather axis")
         let geometry = [outer.perBatch, outer.fixed, dim, inner.perBatch, inner.fixed, indices.count] + indices
-        if let (dtype, x) = try ctx.constantDoubles(0) {
-            var y = [Double](repeating: 0, count: try ctx.outputExtent(0).fixed)
+        if let (dtype, x) = try ctx.constantDoubles(0), var y = ctx.foldBuffer(try ctx.outputExtent(0).fixed) {
             geometry.withUnsafeBufferPointer { g in
                 x.withUnsafeBufferPointer { xp in
                     y.withUnsafeMutableBufferPointer { yp in
@@ -271,9 +270,8 @@ extension ConcatOp {
             guard let (d, x) = try ctx.constantDoubles(k) else { break }
             constants.append(x); dtype = d
         }
-        if constants.count == present.count, let dtype {
+        if constants.count == present.count, let dtype, var y = ctx.foldBuffer(try ctx.outputExtent(0).fixed) {
             // every input a constant: the output is one, concatenated now
-            var y = [Double](repeating: 0, count: try ctx.outputExtent(0).fixed)
             var at = 0
             for (k, x) in zip(present, constants) {
                 let len = try Engine.input(ctx.inputTypes, k).shape[axis].known ?? 0
