@@ -150,6 +150,31 @@ extension Engine {
                     emitReverse(.softmaxBackward(geometry: geometry, log: log, accumulate: !first(x)), [y, gy, gradient(x)], node: node, role: role(x))
 
                 // MARK: family shape (reverse rules)
+                case .layoutCopy(let geometry, _):
+                    // gx (+)= gy through the inverse map; zero first where the map reaches part of x
+                    let x = ops[0]
+                    guard !isConstant(x) else { continue }
+                    let mode: TensorOps.CopyMode = !first(x) ? .accumulate : Layout.coversSource(builder.ints, geometry) ? .write : .zeroThenAccumulate
+                    let g = builder.addInts(Layout.reversed(builder.ints, geometry, zeroCount: storages[Int(x)].size))
+                    emitReverse(.layoutCopy(geometry: g, mode: mode), [gy, gradient(x)], node: node, role: role(x))
+                case .concat(let geometry, let parts):
+                    // each input's gradient is its slice of gy
+                    for i in 0..<parts where !isConstant(ops[i]) {
+                        let x = ops[i]
+                        emitReverse(.layoutCopy(geometry: Layout.concatSlice(builder.ints, geometry, part: i), mode: first(x) ? .write : .accumulate),
+                                    [gy, gradient(x)], node: node, role: role(x))
+                    }
+                case .gather(let geometry):
+                    let x = ops[0]
+                    guard !isConstant(x) else { continue }
+                    emitReverse(.gatherBackward(geometry: geometry, accumulate: !first(x)), [gy, gradient(x)], node: node, role: role(x))
+                case .roundToFloat32(let count):
+                    // rounding passes gradients through unchanged (as PyTorch's cast)
+                    let x = ops[0]
+                    guard !isConstant(x) else { continue }
+                    emitReverse(.accumulate(count: count, accumulate: !first(x)), [gy, gradient(x)], node: node, role: role(x))
+                case .fill, .fillLinear:
+                    continue
 
                 // MARK: family matmul-norm (reverse rules)
                 case .matMul(let geo, let alpha, let beta, let hasC, let accumulate, let act):
@@ -312,6 +337,35 @@ extension Engine {
                     }
 
                 // MARK: family shape (tangent rules)
+                case .layoutCopy(let geometry, _):
+                    if let tx = tangentStorage(ops[0]) {
+                        emitTangent(.layoutCopy(geometry: geometry, mode: .write), [tx, ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
+                case .concat(let geometry, let parts):
+                    var o: [Int32] = []
+                    for x in ops.prefix(parts) {
+                        if let tx = tangentStorage(x) { o.append(tx); continue }
+                        let z = builder.temporary(storages[Int(x)].size)
+                        emitTangent(.zero(count: storages[Int(x)].size), [z], node: step.node)
+                        o.append(z)
+                    }
+                    emitTangent(.concat(geometry: geometry, parts: parts), o + [ty], node: step.node)
+                case .gather(let geometry):
+                    if let tx = tangentStorage(ops[0]) {
+                        emitTangent(.gather(geometry: geometry), [tx, ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
+                case .roundToFloat32(let count):
+                    if let tx = tangentStorage(ops[0]) {
+                        emitTangent(.copy(count: count), [tx, ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: count), [ty], node: step.node)
+                    }
+                case .fill(let count, _), .fillLinear(_, let count):
+                    emitTangent(.zero(count: count), [ty], node: step.node)
 
                 // MARK: family matmul-norm (tangent rules)
                 case .matMul(let geo, let alpha, let beta, let hasC, _, _):
@@ -365,8 +419,12 @@ extension Engine {
                 }
             }
             for (k, o) in outputs.enumerated() {
-                guard let t = tangentOf[o] else { throw InLoopError(.internal, "output without a tangent") }
                 let out = builder.newStorage(.outputTangent(k), storages[Int(o)].size)
+                // an output no step computes (a constant, also a folded one) has a zero tangent
+                guard let t = tangentOf[o] else {
+                    emitTangent(.zero(count: storages[Int(o)].size), [out], node: -1)
+                    continue
+                }
                 emitTangent(.copy(count: storages[Int(o)].size), [t, out], node: -1)
             }
         }

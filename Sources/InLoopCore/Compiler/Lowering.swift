@@ -306,6 +306,7 @@ extension Engine {
             case .broadcast, .unary, .clip, .softmax: return true
 
             // MARK: family shape (in place)
+            case .roundToFloat32: return true
 
             // MARK: family matmul-norm (in place)
             case .channelAffine, .batchNorm: return true
@@ -337,6 +338,9 @@ extension Engine.StepKind {
         case .softmaxBackward, .softmaxTangent: return 3
 
         // MARK: family shape (operands)
+        case .layoutCopy, .gather, .roundToFloat32, .gatherBackward: return 2
+        case .concat(_, let parts): return parts + 1
+        case .fill, .fillLinear: return 1
 
         // MARK: family matmul-norm (operands)
         case .matMul(_, _, _, let hasC, _, _): return hasC ? 4 : 3

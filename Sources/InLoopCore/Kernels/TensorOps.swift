@@ -173,64 +173,22 @@ public enum TensorOps {
 
     // MARK: transpose
 
-    /// ONNX Transpose: y axis i is x axis perm[i]. Size-1 axes are dropped and axes that stay
-    /// adjacent are merged first; a contiguous innermost run is copied as a block, a 2-D transpose
-    /// of the two innermost axes is tiled.
+    /// ONNX Transpose: y axis i is x axis perm[i]; one `stridedCopy` (`Kernels/Layout.swift`).
     @inlinable
-    public static func transpose(x: UnsafePointer<Float>, shape: [Int], perm: [Int], y: UnsafeMutablePointer<Float>) {
+    public static func transpose<T: Real>(x: UnsafePointer<T>, shape: [Int], perm: [Int], y: UnsafeMutablePointer<T>) {
         let r = shape.count
-        guard r <= maxRank else { return }
+        guard r <= maxRank, perm.count == r else { return }
         var xs = Dims(repeating: 0)
         var total = 1
         var i = r - 1
         while i >= 0 { xs[i] = total; total *= shape[i]; i -= 1 }
         if total == 0 { return }
-        var dims = Dims(repeating: 1), st = Dims(repeating: 0)
-        var k = 0
-        for o in 0..<r {
-            let a = perm[o], d = shape[a]
-            if d == 1 { continue }
-            if k > 0 && st[k - 1] == xs[a] * d {
-                dims[k - 1] *= d; st[k - 1] = xs[a]
-            } else {
-                dims[k] = d; st[k] = xs[a]; k += 1
-            }
-        }
-        if k == 0 { y[0] = x[0]; return }
-        if st[k - 1] == 1 {
-            // Contiguous innermost run.
-            let run = dims[k - 1]
-            forEachOffset(dims: dims, strides: st, rank: k - 1) { off, n in
-                (y + n * run).update(from: x + off, count: run)
-            }
-        } else if k >= 2 && st[k - 2] == 1 {
-            // y[.., r, c] = x[off + r + c·cs]: a tiled 2-D transpose per outer index.
-            let rows = dims[k - 2], cols = dims[k - 1], cs = st[k - 1]
-            let tile = 32
-            forEachOffset(dims: dims, strides: st, rank: k - 2) { off, n in
-                let yb = y + n * rows * cols, xb = x + off
-                var r0 = 0
-                while r0 < rows {
-                    let r1 = Swift.min(rows, r0 + tile)
-                    var c0 = 0
-                    while c0 < cols {
-                        let c1 = Swift.min(cols, c0 + tile)
-                        for rr in r0..<r1 {
-                            let yr = yb + rr * cols, xr = xb + rr
-                            for cc in c0..<c1 { yr[cc] = xr[cc * cs] }
-                        }
-                        c0 = c1
-                    }
-                    r0 = r1
-                }
-            }
-        } else {
-            let run = dims[k - 1], s = st[k - 1]
-            forEachOffset(dims: dims, strides: st, rank: k - 1) { off, n in
-                let yr = y + n * run, xr = x + off
-                for j in 0..<run { yr[j] = xr[j * s] }
-            }
-        }
+        var dims = Dims(repeating: 1), st = Dims(repeating: 0), ys = Dims(repeating: 0)
+        for o in 0..<r { dims[o] = shape[perm[o]]; st[o] = xs[perm[o]] }
+        var acc = 1
+        i = r - 1
+        while i >= 0 { ys[i] = acc; acc *= dims[i]; i -= 1 }
+        stridedCopy(x: x, xBase: 0, xStrides: st, y: y, yBase: 0, yStrides: ys, dims: dims, rank: r, accumulate: false)
     }
 
     /// Calls body(offset, n) for the n-th index (row-major) of the first `rank` axes of `dims`, with
@@ -260,8 +218,8 @@ public enum TensorOps {
     /// Copies x (outer × axisLength × inner) into y (outer × yAxisLength × inner) at axis offset
     /// `axisOffset`.
     @inlinable
-    public static func concat(x: UnsafePointer<Float>, outer: Int, axisLength: Int, inner: Int,
-                              y: UnsafeMutablePointer<Float>, yAxisLength: Int, axisOffset: Int) {
+    public static func concat<T: Real>(x: UnsafePointer<T>, outer: Int, axisLength: Int, inner: Int,
+                                       y: UnsafeMutablePointer<T>, yAxisLength: Int, axisOffset: Int) {
         let run = axisLength * inner, ys = yAxisLength * inner
         if run == 0 { return }
         for o in 0..<outer { (y + o * ys + axisOffset * inner).update(from: x + o * run, count: run) }
@@ -269,8 +227,8 @@ public enum TensorOps {
 
     /// y (outer × yAxisLength × inner) = x[:, axisOffset ..< axisOffset + yAxisLength, :].
     @inlinable
-    public static func split(x: UnsafePointer<Float>, outer: Int, axisLength: Int, inner: Int, axisOffset: Int,
-                             y: UnsafeMutablePointer<Float>, yAxisLength: Int) {
+    public static func split<T: Real>(x: UnsafePointer<T>, outer: Int, axisLength: Int, inner: Int, axisOffset: Int,
+                                      y: UnsafeMutablePointer<T>, yAxisLength: Int) {
         let run = yAxisLength * inner, xs = axisLength * inner
         if run == 0 { return }
         for o in 0..<outer { (y + o * run).update(from: x + o * xs + axisOffset * inner, count: run) }
@@ -303,56 +261,39 @@ public enum TensorOps {
         (0..<shape.count).map { sliceRange(dim: shape[$0], start: starts[$0], end: ends[$0], step: steps[$0]).count }
     }
 
-    /// ONNX Slice with one start/end/step per axis; see the file header.
+    /// ONNX Slice with one start/end/step per axis (see the file header): one `stridedCopy`.
     @inlinable
-    public static func slice(x: UnsafePointer<Float>, shape: [Int], starts: [Int], ends: [Int], steps: [Int],
-                             y: UnsafeMutablePointer<Float>) {
+    public static func slice<T: Real>(x: UnsafePointer<T>, shape: [Int], starts: [Int], ends: [Int], steps: [Int],
+                                      y: UnsafeMutablePointer<T>) {
         let r = shape.count
         guard r <= maxRank else { return }
         if r == 0 { y[0] = x[0]; return }
-        var dims = Dims(repeating: 1), st = Dims(repeating: 0)
-        var stride = 1, base = 0, total = 1
+        var dims = Dims(repeating: 1), st = Dims(repeating: 0), ys = Dims(repeating: 0)
+        var stride = 1, base = 0
         var i = r - 1
         while i >= 0 {
             let (s, c) = sliceRange(dim: shape[i], start: starts[i], end: ends[i], step: steps[i])
             let step = steps[i] > 0 ? Swift.min(steps[i], shape[i]) : Swift.max(steps[i], -shape[i])
             dims[i] = c; st[i] = step * stride; base += s * stride
-            total *= c
             stride *= shape[i]
             i -= 1
         }
-        if total == 0 { return }
-        let run = dims[r - 1], s = st[r - 1]
-        let xb = x + base
-        forEachOffset(dims: dims, strides: st, rank: r - 1) { off, n in
-            let yr = y + n * run, xr = xb + off
-            if s == 1 {
-                yr.update(from: xr, count: run)
-            } else {
-                for j in 0..<run { yr[j] = xr[j * s] }
-            }
-        }
+        var acc = 1
+        i = r - 1
+        while i >= 0 { ys[i] = acc; acc *= dims[i]; i -= 1 }
+        stridedCopy(x: x, xBase: base, xStrides: st, y: y, yBase: 0, yStrides: ys, dims: dims, rank: r, accumulate: false)
     }
 
     // MARK: gather
 
     /// ONNX Gather along `axis` with normalised indices; see the file header.
     @inlinable
-    public static func gather(x: UnsafePointer<Float>, shape: [Int], axis: Int, indices: UnsafePointer<Int>,
-                              indexCount: Int, y: UnsafeMutablePointer<Float>) {
+    public static func gather<T: Real>(x: UnsafePointer<T>, shape: [Int], axis: Int, indices: UnsafePointer<Int>,
+                                       indexCount: Int, y: UnsafeMutablePointer<T>) {
         var outer = 1, inner = 1
         for d in 0..<axis { outer *= shape[d] }
         for d in (axis + 1)..<shape.count { inner *= shape[d] }
-        let len = shape[axis]
-        if inner == 0 { return }
-        for o in 0..<outer {
-            let xo = x + o * len * inner, yo = y + o * indexCount * inner
-            if inner == 1 {
-                for j in 0..<indexCount { yo[j] = xo[indices[j]] }
-            } else {
-                for j in 0..<indexCount { (yo + j * inner).update(from: xo + indices[j] * inner, count: inner) }
-            }
-        }
+        gather(x: x, outer: outer, axisLength: shape[axis], inner: inner, indices: indices, indexCount: indexCount, y: y)
     }
 
     // MARK: broadcasting binary ops

@@ -35,6 +35,11 @@ public protocol OpDefinition: SendableMetatype {
     static func inferTypes(_ a: Attributes, _ inputs: [Engine.TensorType?],
                            _ known: [Engine.KnownInts?]) throws(InLoopError) -> [Engine.TensorType]
 
+    /// `inferTypes` for a node with `outputCount` outputs: ops whose number of outputs is the node's
+    /// (Split into equal parts) implement this one; the default calls `inferTypes`.
+    static func inferTypes(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
+                           outputCount: Int) throws(InLoopError) -> [Engine.TensorType]
+
     /// The integer elements of the outputs when they can be known at compile time (shape
     /// computations); nil when not. Called after `inferTypes` succeeded, with its result.
     static func evaluate(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
@@ -48,6 +53,11 @@ extension OpDefinition {
     public static var domain: String { "" }
     public static var sinceVersion: ClosedRange<Int> { 1...Int.max }
     public static var outputArity: ClosedRange<Int> { 1...1 }
+
+    public static func inferTypes(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
+                                  outputCount: Int) throws(InLoopError) -> [Engine.TensorType] {
+        try inferTypes(a, inputs, known)
+    }
 
     public static func evaluate(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
                                 outputs: [Engine.TensorType]) throws(InLoopError) -> [Engine.KnownInts?]? { nil }
@@ -78,7 +88,7 @@ extension OpDefinition {
     static func inferAny(_ node: Engine.Node, _ inputs: [Engine.TensorType?],
                          _ known: [Engine.KnownInts?]) throws(InLoopError) -> ([Engine.TensorType], [Engine.KnownInts?]?) {
         let a = try attributes(of: node)
-        let types = try inferTypes(a, inputs, known)
+        let types = try inferTypes(a, inputs, known, outputCount: node.outputs.count)
         guard types.count == node.outputs.count else {
             throw InLoopError(.internal, "\(name) inferred \(types.count) output types for \(node.outputs.count) outputs")
         }
@@ -129,6 +139,8 @@ public enum OpTable {
         GeluOp.self, ClipOp.self, SoftmaxOp.self, LogSoftmaxOp.self,
 
         // MARK: family shape (ops)
+        TransposeOp.self, SliceOp.self, SplitOp.self, FlattenOp.self, SqueezeOp.self, DropoutOp.self,
+        ConstantOp.self, ConstantOfShapeOp.self, RangeOp.self, CastOp.self, SizeOp.self,
 
         // MARK: family matmul-norm (ops)
         MatMulOp.self, BatchNormalizationOp.self, LayerNormalizationOp.self,

@@ -1,6 +1,7 @@
 /// Ops on shapes and layout that keep symbolic dimensions symbolic: Identity, Shape, Reshape,
 /// Gather, Concat, Unsqueeze. Their integer results are computed at compile time in `SymInt`s, so
-/// `Shape → Gather → Concat → Reshape` chains give a plan valid for every batch size.
+/// `Shape → Gather → Concat → Reshape` chains give a plan valid for every batch size; on float data
+/// Gather and Concat run as steps (`Kernels/Layout.swift`), the others are aliases.
 
 public enum IdentityOp: OpDefinition {
     public static let name = "Identity"
@@ -21,7 +22,7 @@ public enum IdentityOp: OpDefinition {
     }
 
     public static func lower(_ a: NoAttributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
-        try ctx.alias(output: 0, input: 0)
+        try ctx.aliasOrFold(output: 0, input: 0)
     }
 }
 
@@ -80,6 +81,9 @@ public enum ReshapeOp: OpDefinition {
     static func outputShape(_ a: Attributes, _ x: Engine.Shape, _ spec: [Engine.SymInt]) throws(InLoopError) -> Engine.Shape {
         guard spec.count <= Engine.maxRank else {
             throw InLoopError(.unsupported, "target rank \(spec.count); InLoop takes ranks up to \(Engine.maxRank)")
+        }
+        if a.allowZero && spec.contains(0) && spec.contains(-1) {
+            throw InLoopError(.format, "shape \(spec.formatted) holds both 0 and -1 with allowzero = 1")
         }
         var out = spec
         var inferred: Int? = nil
@@ -142,7 +146,7 @@ public enum ReshapeOp: OpDefinition {
 
     /// Row-major data does not move: the output is the input's storage.
     public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
-        try ctx.alias(output: 0, input: 0)
+        try ctx.aliasOrFold(output: 0, input: 0)
     }
 }
 
@@ -186,6 +190,107 @@ public enum GatherOp: OpDefinition {
             }
         }
         return [try Engine.KnownInts(shape: outShape, values: values)]
+    }
+}
+
+extension GatherOp {
+    /// Float data at run time, indices known at compile time (negative ones wrap): one gather step;
+    /// its adjoint scatter-adds (repeated indices accumulate).
+    public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        let x = try Engine.input(ctx.inputTypes, 0)
+        let axis = try Engine.axis(a.axis, rank: x.rank)
+        guard let dim = x.shape[axis].known else {
+            throw InLoopError(.unsupported, "a Gather along axis \(axis) of size \(x.shape[axis]) (indices are checked when the model is compiled)")
+        }
+        guard let k = ctx.knownInput(1), let idx = k.values.known else {
+            throw InLoopError(.unsupported, "Gather indices must be known when the model is compiled")
+        }
+        var indices: [Int] = []
+        for i in idx {
+            guard i >= -dim, i < dim else { throw InLoopError(.format, "index \(i) is out of range for axis \(axis) of size \(dim)") }
+            indices.append(i < 0 ? i + dim : i)
+        }
+        let outer = try ctx.extent(Array(x.shape[..<axis]), "the axes before the gather axis")
+        let inner = try ctx.extent(Array(x.shape[(axis + 1)...]), "the axes after the gather axis")
+        let geometry = [outer.perBatch, outer.fixed, dim, inner.perBatch, inner.fixed, indices.count] + indices
+        if let (dtype, x) = try ctx.constantDoubles(0), var y = ctx.foldBuffer(try ctx.outputExtent(0).fixed) {
+            geometry.withUnsafeBufferPointer { g in
+                x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        if let gb = g.baseAddress, let xb = xp.baseAddress, let yb = yp.baseAddress {
+                            TensorOps.gatherStep(xb, yb, geometry: gb, n: 0)
+                        }
+                    }
+                }
+            }
+            try ctx.fold(output: 0, dtype: dtype, y)
+            return
+        }
+        ctx.unfold(output: 0)
+        ctx.emit(.gather(geometry: ctx.ints(geometry)), [try ctx.input(0), try ctx.output(0)])
+    }
+}
+
+extension ConcatOp {
+    /// One step writes the output; in differentiable plans each input's slice of the output is also
+    /// described (the adjoint copies it out).
+    public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        let y = ctx.outputTypes[0]
+        let axis = try Engine.axis(a.axis, rank: y.rank)
+        var present: [Int] = []
+        for k in 0..<ctx.inputTypes.count where ctx.hasInput(k) { present.append(k) }
+        if present.count == 1 { try ctx.aliasOrFold(output: 0, input: present[0]); return }
+        let outer = try ctx.extent(Array(y.shape[..<axis]), "the axes before the concat axis")
+        let innerShape = Array(y.shape[(axis + 1)...])
+        let inner = try ctx.extent(innerShape, "the axes after the concat axis")
+        let total = try ctx.extent([y.shape[axis]], "the concat axis")
+        var g = [outer.perBatch, outer.fixed, inner.perBatch, inner.fixed, total.perBatch, total.fixed]
+        var offset: Engine.SymInt = 0
+        var operands: [Int32] = []
+        let innerCount = try Engine.linear(innerShape.elementCount, "the axes after the concat axis")
+        let outerShape = Array(y.shape[..<axis])
+        for k in present {
+            let t = try Engine.input(ctx.inputTypes, k)
+            let len = try ctx.extent([t.shape[axis]], "the concat axis")
+            var slice: Int32 = -1
+            if ctx.numerics == .differentiable {
+                // the input's gradient: y[outer, offset ..< offset + len, inner] as an [outer, len, inner] block
+                let xs = try Engine.Layout.strides(y.shape)
+                let dims = outerShape + [t.shape[axis]] + innerShape
+                let base = try Engine.linear(offset * innerCount, "concat offset")
+                slice = ctx.ints(try Engine.Layout.gatherGeometry(ctx, dims: dims, xStrides: xs, xBase: base, coversSource: false))
+            }
+            g += [len.perBatch, len.fixed, Int(slice)]
+            offset = try Engine.linear(offset + t.shape[axis], "concat offset")
+            operands.append(try ctx.input(k))
+        }
+        var constants: [[Double]] = []
+        var dtype: Engine.DType? = nil
+        for k in present {
+            guard let (d, x) = try ctx.constantDoubles(k) else { break }
+            constants.append(x); dtype = d
+        }
+        if constants.count == present.count, let dtype, var y = ctx.foldBuffer(try ctx.outputExtent(0).fixed) {
+            // every input a constant: the output is one, concatenated now
+            var at = 0
+            for (k, x) in zip(present, constants) {
+                let len = try Engine.input(ctx.inputTypes, k).shape[axis].known ?? 0
+                x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        if let xb = xp.baseAddress, let yb = yp.baseAddress {
+                            TensorOps.concat(x: xb, outer: outer.fixed, axisLength: len, inner: inner.fixed, y: yb,
+                                             yAxisLength: total.fixed, axisOffset: at)
+                        }
+                    }
+                }
+                at += len
+            }
+            try ctx.fold(output: 0, dtype: dtype, y)
+            return
+        }
+        ctx.unfold(output: 0)
+        let geometry = ctx.ints(g)
+        ctx.emit(.concat(geometry: geometry, parts: operands.count), operands + [try ctx.output(0)])
     }
 }
 
@@ -293,6 +398,6 @@ public enum UnsqueezeOp: OpDefinition {
 
     /// Row-major data does not move: the output is the input's storage.
     public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
-        try ctx.alias(output: 0, input: 0)
+        try ctx.aliasOrFold(output: 0, input: 0)
     }
 }

@@ -85,6 +85,19 @@ extension Engine {
         case softmax(geometry: Int32, log: Bool)
 
         // MARK: family shape (forward)
+        /// [x, y]: y (=, += or zero-then-+=, `mode`) x through a strided map (Transpose, Slice, Split;
+        /// geometry in `Plan.ints`, see `TensorOps.layoutCopyStep`; forward steps write all of y).
+        case layoutCopy(geometry: Int32, mode: TensorOps.CopyMode)
+        /// [x1, …, x_parts, y]: y = the inputs concatenated (`TensorOps.concatStep`).
+        case concat(geometry: Int32, parts: Int)
+        /// [x, y]: y = x gathered along an axis at compile-time indices (`TensorOps.gatherStep`).
+        case gather(geometry: Int32)
+        /// [x, y]: y = x rounded to float32 (Cast from float64).
+        case roundToFloat32(count: Extent)
+        /// [y]: y = value (ConstantOfShape of a shape known only at run time).
+        case fill(count: Extent, value: Double)
+        /// [y]: y[i] = integer form i at the batch size (a Cast of integers computed from shapes).
+        case fillLinear(geometry: Int32, count: Extent)
 
         // MARK: family matmul-norm (forward)
         /// [a, b, c?, y]: y_e (+)= act(alpha·op(A_e)·op(B_e) [+ beta·C]) over the stack elements of the
@@ -132,6 +145,8 @@ extension Engine {
         case softmaxTangent(geometry: Int32, log: Bool)
 
         // MARK: family shape (reverse, tangent)
+        /// [gy, gx]: gx (+)= scatter-add of gy at the gather's indices (zeroed first unless accumulating).
+        case gatherBackward(geometry: Int32, accumulate: Bool)
 
         // MARK: family matmul-norm (reverse, tangent)
         /// [gy, b, ga]: ga (+)= the adjoint of `matMul` with respect to A (summed over broadcast axes).

@@ -294,6 +294,29 @@ extension Engine {
                                                      axisLength: l, inner: i, log: log, into: t[Int(ids[io + 2])])
 
                         // MARK: family shape (run)
+                        case .layoutCopy(let g, let mode):
+                            if let gb = ints.baseAddress {
+                                TensorOps.layoutCopyStep(UnsafePointer(t[Int(ids[io])]), t[Int(ids[io + 1])], geometry: gb + Int(g), n: n, mode: mode)
+                            }
+                        case .concat(let g, let parts):
+                            if let gb = ints.baseAddress, let ib = ids.baseAddress {
+                                TensorOps.concatStep(t, ids: ib + io, parts: parts, geometry: gb + Int(g), n: n)
+                            }
+                        case .gather(let g):
+                            if let gb = ints.baseAddress {
+                                TensorOps.gatherStep(UnsafePointer(t[Int(ids[io])]), t[Int(ids[io + 1])], geometry: gb + Int(g), n: n)
+                            }
+                        case .gatherBackward(let g, let accumulate):
+                            if let gb = ints.baseAddress {
+                                TensorOps.gatherBackwardStep(UnsafePointer(t[Int(ids[io])]), t[Int(ids[io + 1])], geometry: gb + Int(g), n: n,
+                                                             accumulate: accumulate)
+                            }
+                        case .roundToFloat32(let count):
+                            TensorOps.roundToFloat32(UnsafePointer(t[Int(ids[io])]), t[Int(ids[io + 1])], count: count.at(n))
+                        case .fill(let count, let value):
+                            t[Int(ids[io])].update(repeating: T(value), count: count.at(n))
+                        case .fillLinear(let g, _):
+                            if let gb = ints.baseAddress { TensorOps.fillLinearStep(t[Int(ids[io])], geometry: gb + Int(g), n: n) }
 
                         // MARK: family matmul-norm (run)
                         case .matMul(let geo, let alpha, let beta, let hasC, let accumulate, let act):
