@@ -129,6 +129,8 @@ public enum OpTable {
         // MARK: family matmul-norm (ops)
 
         // MARK: family conv-pool (ops)
+        ConvOp.self, ConvTransposeOp.self, MaxPoolOp.self, AveragePoolOp.self, GlobalAveragePoolOp.self, GlobalMaxPoolOp.self,
+        ResizeOp.self, UpsampleOp.self,
 
     ]
 
