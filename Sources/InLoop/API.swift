@@ -413,8 +413,8 @@ final class ModelBox: @unchecked Sendable {  // immutable; the model guards its 
         self.model = model
         if let m = model as? Model {
             layerModel = m
-        } else if let g = model as? GraphModel {
-            layerModel = try? LayerStackConverter.convert(g.sourceGraph, name: g.name)
+        } else if let g = (model as? LegacyGraphSource)?.legacyGraph {
+            layerModel = try? LayerStackConverter.convert(g, name: model.name)
         } else {
             layerModel = nil
         }

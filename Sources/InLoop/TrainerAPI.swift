@@ -50,56 +50,29 @@ func failCollective(_ error: InLoopError, _ join: (TrainerBox, any DataParallelG
 
 let trainers = HandleRegistry<TrainerBox>(kind: .trainer)
 
-/// A differentiable copy of a model: its layer stack, or its ONNX graph.
-enum DiffNet<T: Real> {
-    case stack(Network<T>)
-    case graph(GraphNetwork<T>)
-
-    var inputSize: Int { switch self { case .stack(let n): return n.inputSize; case .graph(let g): return g.inputSize } }
-    var outputSize: Int { switch self { case .stack(let n): return n.outputSize; case .graph(let g): return g.outputSize } }
-
-    func forward(_ x: UnsafePointer<T>, batch: Int) throws(InLoopError) -> UnsafePointer<T> {
-        switch self { case .stack(let n): return try n.forward(x, batch: batch); case .graph(let g): return try g.forward(x, batch: batch) }
-    }
-    func tangent(_ dx: UnsafePointer<T>, batch: Int) throws(InLoopError) -> UnsafePointer<T> {
-        switch self { case .stack(let n): return try n.tangent(dx, batch: batch); case .graph(let g): return try g.tangent(dx, batch: batch) }
-    }
-    func backward(_ dy: UnsafePointer<T>, batch: Int, inputGradient: UnsafeMutablePointer<T>) throws(InLoopError) {
-        switch self {
-        case .stack(let n): try n.backward(dy, batch: batch, parameterGradients: false, inputGradient: inputGradient)
-        case .graph(let g): try g.backward(dy, batch: batch, parameterGradients: false, inputGradient: inputGradient)
-        }
-    }
-    func jacobian(_ x: UnsafePointer<T>, batch: Int, into j: UnsafeMutablePointer<T>) throws(InLoopError) {
-        switch self { case .stack(let n): try n.jacobian(x, batch: batch, into: j); case .graph(let g): try g.jacobian(x, batch: batch, into: j) }
-    }
-}
-
 /// Differentiable copies of an inference model (float32 and float64), made on first use.
 final class DerivativeCache: @unchecked Sendable {  // guarded by `busy`
-    private var f32: DiffNet<Float>? = nil
-    private var f64: DiffNet<Double>? = nil
+    private var f32: TrainableNetwork<Float>? = nil
+    private var f64: TrainableNetwork<Double>? = nil
     private let busy = Atomic<Bool>(false)
 
-    func use<T: Real, R>(_ box: ModelBox, _ type: T.Type, _ body: (DiffNet<T>) throws(InLoopError) -> R) throws(InLoopError) -> R {
+    func use<T: Real, R>(_ box: ModelBox, _ type: T.Type, _ body: (TrainableNetwork<T>) throws(InLoopError) -> R) throws(InLoopError) -> R {
         guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             throw InLoopError(.busy, "model derivatives are being computed by another thread; use one handle per thread")
         }
         defer { busy.store(false, ordering: .releasing) }
         if T.self == Float.self {
-            let net: DiffNet<Float>
+            let net: TrainableNetwork<Float>
             if let f32 { net = f32 } else { net = try DerivativeCache.make(box, Float.self); f32 = net }
-            return try body(unsafeBitCast(net, to: DiffNet<T>.self))
+            return try body(unsafeBitCast(net, to: TrainableNetwork<T>.self))
         }
-        let net: DiffNet<Double>
+        let net: TrainableNetwork<Double>
         if let f64 { net = f64 } else { net = try DerivativeCache.make(box, Double.self); f64 = net }
-        return try body(unsafeBitCast(net, to: DiffNet<T>.self))
+        return try body(unsafeBitCast(net, to: TrainableNetwork<T>.self))
     }
 
-    private static func make<T: Real>(_ box: ModelBox, _: T.Type) throws(InLoopError) -> DiffNet<T> {
-        if let m = box.layerModel { return .stack(try Network<T>(model: m)) }
-        if let g = box.model as? GraphModel { return .graph(try GraphNetwork<T>(model: g)) }
-        throw InLoopError(.unsupported, "derivatives are not available for this model kind")
+    private static func make<T: Real>(_ box: ModelBox, _: T.Type) throws(InLoopError) -> TrainableNetwork<T> {
+        try TrainableNetwork<T>.of(box.model, layerModel: box.layerModel)
     }
 }
 
@@ -125,10 +98,8 @@ extension AnyTrainer {
     /// fine-tuned ONNX graph.
     func model() throws(InLoopError) -> any InferenceModel {
         switch self {
-        case .float32(let t):
-            switch t.backend { case .stack(let n): return try n.inferenceModel(); case .graph(let g): return try g.inferenceModel() }
-        case .float64(let t):
-            switch t.backend { case .stack(let n): return try n.inferenceModel(); case .graph(let g): return try g.inferenceModel() }
+        case .float32(let t): return try t.backend.inferenceModel()
+        case .float64(let t): return try t.backend.inferenceModel()
         }
     }
 
@@ -146,15 +117,13 @@ private func cString(_ p: UnsafePointer<CChar>?, _ what: String) throws(InLoopEr
     return String(cString: p)
 }
 
-private func makeTrainer(_ config: TrainerConfig, network: Model? = nil, graph: GraphModel? = nil) throws(InLoopError) -> AnyTrainer {
+private func makeTrainer(_ config: TrainerConfig, model: ModelBox? = nil) throws(InLoopError) -> AnyTrainer {
     switch config.precision {
     case .float32:
-        if let network { return .float32(try Trainer<Float>(network: try Network<Float>(model: network), config: config)) }
-        if let graph { return .float32(try Trainer<Float>(graph: try GraphNetwork<Float>(model: graph), config: config)) }
+        if let model { return .float32(try Trainer<Float>(backend: try .of(model.model, layerModel: model.layerModel), config: config, random: nil)) }
         return .float32(try Trainer<Float>(config: config))
     case .float64:
-        if let network { return .float64(try Trainer<Double>(network: try Network<Double>(model: network), config: config)) }
-        if let graph { return .float64(try Trainer<Double>(graph: try GraphNetwork<Double>(model: graph), config: config)) }
+        if let model { return .float64(try Trainer<Double>(backend: try .of(model.model, layerModel: model.layerModel), config: config, random: nil)) }
         return .float64(try Trainer<Double>(config: config))
     }
 }
@@ -197,13 +166,7 @@ private func makeTrainer(_ config: TrainerConfig, network: Model? = nil, graph: 
         }
         // A layer stack (native, or an ONNX chain converted) trains with checkpoints and model files;
         // any other ONNX graph is fine-tuned as a graph.
-        if let m = box.layerModel {
-            trainer.pointee = trainers.register(TrainerBox(try makeTrainer(c, network: m)))
-        } else if let g = box.model as? GraphModel {
-            trainer.pointee = trainers.register(TrainerBox(try makeTrainer(c, graph: g)))
-        } else {
-            throw InLoopError(.unsupported, "trainer_create_from_model: this model kind cannot be trained")
-        }
+        trainer.pointee = trainers.register(TrainerBox(try makeTrainer(c, model: box)))
     }
 }
 

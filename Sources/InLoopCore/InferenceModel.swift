@@ -47,6 +47,38 @@ public protocol InferenceModel: AnyObject {
 }
 
 extension InferenceModel {
+    /// Convenience for Swift callers, tools and tests: runs arrays (batch × per-sample values each, in
+    /// input order), returns arrays.
+    public func runArrays(batch: Int, _ inputs: [[Float]]) throws(InLoopError) -> [[Float]] {
+        guard inputs.count == inputSpecs.count else {
+            throw InLoopError(.sizeMismatch, "model '\(name)' has \(inputSpecs.count) inputs; got \(inputs.count) arrays")
+        }
+        guard batch >= 1, batch <= Int(Int32.max) else {
+            throw InLoopError(.invalidArgument, "batch must be between 1 and \(Int32.max), got \(batch)")
+        }
+        var outs: [UnsafeMutableBufferPointer<Float>] = []
+        var ins: [UnsafeMutableBufferPointer<Float>] = []
+        defer { for b in outs + ins { b.deallocate() } }
+        for (k, x) in inputs.enumerated() {
+            guard x.count == batch * inputSpecs[k].count else {
+                throw InLoopError(.sizeMismatch, "input '\(inputSpecs[k].name)' has \(x.count) values; batch \(batch) × \(inputSpecs[k].count) needs \(batch * inputSpecs[k].count)")
+            }
+            let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: Swift.max(x.count, 1))
+            _ = b.initialize(from: x)
+            ins.append(b)
+        }
+        for s in outputSpecs {
+            let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: Swift.max(batch * s.count, 1))
+            b.initialize(repeating: 0)
+            outs.append(b)
+        }
+        let ip = ins.map { UnsafePointer($0.baseAddress!) }, op = outs.map { $0.baseAddress! }
+        try ip.withUnsafeBufferPointer { (i) throws(InLoopError) in
+            try op.withUnsafeBufferPointer { (o) throws(InLoopError) in try run(batch: batch, inputs: i, outputs: o) }
+        }
+        return zip(outs, outputSpecs).map { Array($0.0.prefix(batch * $0.1.count)) }
+    }
+
     public func inputIndex(_ name: String) -> Int? { inputSpecs.firstIndex { $0.name == name } }
     public func outputIndex(_ name: String) -> Int? { outputSpecs.firstIndex { $0.name == name } }
 }

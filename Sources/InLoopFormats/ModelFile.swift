@@ -13,7 +13,7 @@ public enum ModelFile {
     public static func load(bytes: [UInt8], name: String = "") throws(InLoopError) -> any InferenceModel {
         if isSafetensors(bytes) { return try NativeFormat.load(bytes: bytes) }
         do {
-            return try ONNXReader.load(bytes: bytes, name: name)
+            return try ONNXReader.loadModel(bytes: bytes, name: name)
         } catch {
             // Not protobuf, but a plausible safetensors length prefix: the safetensors reader's message
             // says more (e.g. "header is an array").

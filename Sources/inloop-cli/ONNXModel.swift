@@ -23,13 +23,16 @@ func readONNXGraph(path: String) throws -> Graph {
 extension LoadedModel {
     static func onnx(path: String, bytes: [UInt8]) throws -> LoadedModel {
         let graph: Graph
-        let model: GraphModel
+        let loaded: any InferenceModel
         do {
             graph = try ONNXReader.graph(bytes: bytes)
-            model = try GraphModel(graph: graph, name: baseName(path))
+            loaded = try ONNXReader.loadModel(bytes: bytes, name: baseName(path))
         } catch {
             throw CLIError("\(path): \(error.message)")
         }
+        // the graph engine describes the plan (and counts FLOPs) until the one engine does
+        let model: GraphModel
+        do { model = try GraphModel(graph: graph, name: baseName(path)) } catch { throw CLIError("\(path): \(error.message)") }
         // operator counts in order of first appearance, by the file's operator names
         var counts: [(String, Int)] = []
         for n in graph.nodes {
@@ -44,7 +47,8 @@ extension LoadedModel {
             for k in s.steps {
                 if let i = steps.firstIndex(where: { $0.0 == k }) { steps[i].1 += 1 } else { steps.append((k, 1)) }
             }
-            plan = "plan at batch \(b): \(s.steps.count) steps (" + steps.map { "\($0.0) \($0.1)" }.joined(separator: ", ")
+            plan = (loaded is Engine.Model ? "runs on the one engine (\(ONNXReader.engineStepCount(loaded) ?? 0) steps); graph-engine " : "runs on the graph engine; ")
+                + "plan at batch \(b): \(s.steps.count) steps (" + steps.map { "\($0.0) \($0.1)" }.joined(separator: ", ")
                 + "); \(s.folded) nodes folded, \(s.fused) fused, \(s.aliased) aliased; \(s.buffers) buffers, "
                 + "\(formatCount(s.workspaceFloats)) workspace floats"
         }
@@ -53,6 +57,6 @@ extension LoadedModel {
             inputs: model.inputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
             outputs: model.outputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
             opCounts: counts, parameterCount: model.parameterCount, flopsPerSample: flops, planDescription: plan,
-            run: { xs, batch in try model.run(batch: batch, xs) })
+            run: { xs, batch in try loaded.runArrays(batch: batch, xs) })
     }
 }

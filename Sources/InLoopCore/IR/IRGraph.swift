@@ -127,9 +127,9 @@ extension Engine {
         public var parameters: [ValueID] = []
         public var origin: Origin
         /// Symbols by name (one per distinct symbolic dimension name of the inputs).
-        public private(set) var symbols: [Symbol] = []
+        public internal(set) var symbols: [Symbol] = []
         /// Values by name, for front ends while they build the graph.
-        public private(set) var names: [String: ValueID] = [:]
+        public internal(set) var names: [String: ValueID] = [:]
         /// The opset the attributes were parsed for (ONNX default domain; 0 when not from ONNX).
         public var opset: Int
 
@@ -155,7 +155,7 @@ extension Engine {
 
         /// Values used by a node before any node, input or constant defined them (files may list nodes
         /// in any order); `verify()` reports those still undefined.
-        private var pending: Set<ValueID> = []
+        var pending: Set<ValueID> = []
 
         private func newValue(_ name: String, type: TensorType?, constant: Tensor? = nil,
                               claimPending: Bool = false) throws(InLoopError) -> ValueID {
@@ -271,6 +271,35 @@ extension Engine {
             for node in nodes { for case let i? in node.inputs { uses[i.index] += 1 } }
             for o in outputs { uses[o.index] += 1 }
             return uses
+        }
+
+        /// A copy to edit apart from this graph (constants share their storage, which is immutable).
+        /// With `dtype`, every floating constant and input is converted to that type (a trainer in
+        /// float64 of a float32 model, and back).
+        public func copy(as newType: DType? = nil) throws(InLoopError) -> Graph {
+            let g = Graph(name: name, dtype: newType ?? dtype, origin: origin, opset: opset)
+            g.values = values
+            g.nodes = nodes
+            g.inputs = inputs
+            g.outputs = outputs
+            g.batch = batch
+            g.parameters = parameters
+            g.symbols = symbols
+            g.names = names
+            g.pending = pending
+            if let newType, newType != dtype {
+                guard newType.isFloatingPoint else { throw InLoopError(.internal, "a graph in \(newType)") }
+                for i in g.values.indices {
+                    if let c = g.values[i].constant, c.dtype.isFloatingPoint, c.dtype != newType {
+                        g.values[i].constant = try c.converted(to: newType)
+                    }
+                    if var t = g.values[i].type, t.dtype.isFloatingPoint {
+                        t.dtype = newType
+                        g.values[i].type = t
+                    }
+                }
+            }
+            return g
         }
 
         /// The message prefix for a node.

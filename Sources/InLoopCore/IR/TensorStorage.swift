@@ -123,6 +123,23 @@ extension Engine {
             self.storage = storage
         }
 
+        /// A floating tensor converted to another floating type (new storage; itself when it has it).
+        public func converted(to dtype: DType) throws(InLoopError) -> Tensor {
+            if dtype == self.dtype { return self }
+            let out = try Tensor(zeros: shape, dtype: dtype)
+            switch (self.dtype, dtype) {
+            case (.float32, .float64):
+                let s = try storage.pointer(as: Float.self), d = try out.storage.pointer(as: Double.self)
+                for i in 0..<count { d[i] = Double(s[i]) }
+            case (.float64, .float32):
+                let s = try storage.pointer(as: Double.self), d = try out.storage.pointer(as: Float.self)
+                for i in 0..<count { d[i] = Float(s[i]) }
+            default:
+                throw InLoopError(.unsupported, "a \(self.dtype) tensor converted to \(dtype)")
+            }
+            return out
+        }
+
         /// The elements as `[T]` (T must be the dtype's type).
         public func values<T: StorableElement>(as _: T.Type) throws(InLoopError) -> [T] {
             Array(UnsafeBufferPointer(start: try storage.pointer(as: T.self), count: count))

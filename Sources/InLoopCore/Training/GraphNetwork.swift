@@ -335,6 +335,8 @@ public protocol DifferentiableNetwork<Scalar>: AnyObject {
     var parameters: Buffer<Scalar> { get }
     var gradients: Buffer<Scalar> { get }
     var parameterCount: Int { get }
+    /// The batch size the model fixes (nil: any batch).
+    var fixedBatch: Int? { get }
     func forward(_ x: UnsafePointer<Scalar>, batch: Int) throws(InLoopError) -> UnsafePointer<Scalar>
     func backward(_ dy: UnsafePointer<Scalar>, batch: Int, parameterGradients: Bool,
                   inputGradient: UnsafeMutablePointer<Scalar>?) throws(InLoopError)
@@ -357,7 +359,7 @@ public func networkJacobian<N: DifferentiableNetwork>(_ net: N, _ x: UnsafePoint
     let nIn = net.inputSize, nOut = net.outputSize
     guard batch >= 1 else { throw InLoopError(.invalidArgument, "batch must be at least 1, got \(batch)") }
     let sweeps = min(nIn, nOut)
-    if let g = net as? GraphNetwork<T>, let fixed = g.fixedBatch {
+    if let fixed = net.fixedBatch {
         guard fixed == 1 else {
             throw InLoopError(.unsupported, "the Jacobian of a graph with a fixed batch of \(fixed) is not available")
         }

@@ -56,6 +56,8 @@ public final class Network<T: Real> {
     /// d(loss)/d(parameters) after `backward(..., parameterGradients: true)`.
     public let gradients: Buffer<T>
     public var parameterCount: Int { parameters.count }
+    /// A layer stack takes any batch size.
+    public var fixedBatch: Int? { nil }
     /// Per dense layer (in layer order): parameter offsets, for conversions and initialisation.
     public private(set) var denseLayers: [(weight: Int, bias: Int?, inputs: Int, outputs: Int, activation: Activation)] = []
 

@@ -30,30 +30,77 @@ public struct TrainerConfig: Equatable, Sendable {
     }
 }
 
-/// What a trainer trains: a layer stack, or an ONNX graph (fine-tuning a loaded model). The two are
-/// dispatched here, concretely, so every call runs the specialised code of the concrete type.
+/// What a trainer trains and the derivative entry points differentiate: a layer stack, or a graph
+/// (fine-tuning a loaded model) on the one engine (`EngineNetwork`) or, for graphs whose ops have not
+/// moved to it yet, on the graph engine (`GraphNetwork`). Dispatched here, concretely, so every call
+/// runs the specialised code of the concrete type.
 public enum TrainableNetwork<T: Real> {
     case stack(Network<T>)
+    case engine(EngineNetwork<T>)
     case graph(GraphNetwork<T>)
 
     public var any: any DifferentiableNetwork<T> {
-        switch self { case .stack(let n): return n; case .graph(let g): return g }
+        switch self { case .stack(let n): return n; case .engine(let e): return e; case .graph(let g): return g }
     }
 
+    public var inputSize: Int { any.inputSize }
+    public var outputSize: Int { any.outputSize }
+
     @inline(__always)
-    func forward(_ x: UnsafePointer<T>, batch: Int) throws(InLoopError) -> UnsafePointer<T> {
+    public func forward(_ x: UnsafePointer<T>, batch: Int) throws(InLoopError) -> UnsafePointer<T> {
         switch self {
         case .stack(let n): return try n.forward(x, batch: batch)
+        case .engine(let e): return try e.forward(x, batch: batch)
         case .graph(let g): return try g.forward(x, batch: batch)
         }
     }
 
     @inline(__always)
-    func backward(_ dy: UnsafePointer<T>, batch: Int) throws(InLoopError) {
+    public func backward(_ dy: UnsafePointer<T>, batch: Int, parameterGradients: Bool = true,
+                         inputGradient: UnsafeMutablePointer<T>? = nil) throws(InLoopError) {
         switch self {
-        case .stack(let n): try n.backward(dy, batch: batch, parameterGradients: true)
-        case .graph(let g): try g.backward(dy, batch: batch, parameterGradients: true)
+        case .stack(let n): try n.backward(dy, batch: batch, parameterGradients: parameterGradients, inputGradient: inputGradient)
+        case .engine(let e): try e.backward(dy, batch: batch, parameterGradients: parameterGradients, inputGradient: inputGradient)
+        case .graph(let g): try g.backward(dy, batch: batch, parameterGradients: parameterGradients, inputGradient: inputGradient)
         }
+    }
+
+    public func tangent(_ dx: UnsafePointer<T>, batch: Int) throws(InLoopError) -> UnsafePointer<T> {
+        switch self {
+        case .stack(let n): return try n.tangent(dx, batch: batch)
+        case .engine(let e): return try e.tangent(dx, batch: batch)
+        case .graph(let g): return try g.tangent(dx, batch: batch)
+        }
+    }
+
+    public func jacobian(_ x: UnsafePointer<T>, batch: Int, into j: UnsafeMutablePointer<T>) throws(InLoopError) {
+        switch self {
+        case .stack(let n): try n.jacobian(x, batch: batch, into: j)
+        case .engine(let e): try e.jacobian(x, batch: batch, into: j)
+        case .graph(let g): try g.jacobian(x, batch: batch, into: j)
+        }
+    }
+
+    /// An inference model with the current parameters.
+    public func inferenceModel() throws(InLoopError) -> any InferenceModel {
+        switch self {
+        case .stack(let n): return try n.inferenceModel()
+        case .engine(let e): return try e.inferenceModel()
+        case .graph(let g): return try g.inferenceModel()
+        }
+    }
+
+    /// The differentiable form of a loaded model: its layer stack when it has one, else its graph on
+    /// the one engine, else (ops not moved yet) on the graph engine.
+    public static func of(_ model: any InferenceModel, layerModel: Model?) throws(InLoopError) -> TrainableNetwork<T> {
+        if let m = layerModel { return .stack(try Network<T>(model: m)) }
+        var engineError: InLoopError? = nil
+        if let e = model as? Engine.Model {
+            do { return .engine(try EngineNetwork<T>(model: e)) } catch { engineError = error }
+        }
+        if let g = (model as? LegacyGraphSource)?.legacyGraph { return .graph(try GraphNetwork<T>(graph: g)) }
+        if let engineError { throw engineError }
+        throw InLoopError(.unsupported, "this model kind cannot be differentiated")
     }
 }
 
@@ -109,7 +156,7 @@ public final class Trainer<T: Real> {
         try self.init(backend: .graph(graph), config: config, random: random)
     }
 
-    init(backend: TrainableNetwork<T>, config: TrainerConfig, random: RandomState?) throws(InLoopError) {
+    public init(backend: TrainableNetwork<T>, config: TrainerConfig, random: RandomState?) throws(InLoopError) {
         let network = backend.any
         guard config.optimizer.learningRate >= 0, config.optimizer.learningRate.isFinite else {
             throw InLoopError(.invalidArgument, "learning rate must be finite and >= 0")

@@ -34,6 +34,38 @@ public enum ONNXReader {
         return try GraphModel(graph: g, name: name.isEmpty ? g.name : name)
     }
 
+    /// Loads ONNX bytes for the C ABI and the CLI: on the one engine (`Engine.Model`) when every op of
+    /// the graph is in its op table and lowers; on the graph engine it replaces otherwise (while the
+    /// ops move, `docs/ENGINE.md` phase 3), whose errors are then the ones reported.
+    public static func loadModel(bytes: [UInt8], name: String = "") throws(InLoopError) -> any InferenceModel {
+        let (proto, opset) = try decode(bytes)
+        var reader = GraphReader(opset: opset, functions: Set(proto.functions.map { $0.name }))
+        var legacy: Graph? = nil, legacyError: InLoopError? = nil
+        do { legacy = try reader.read(proto.graph) } catch { legacyError = error }
+        let modelName = name.isEmpty ? proto.graph.name : name
+        if let m = try? engineModel(proto, opset: opset, name: modelName, legacy: legacy) { return m }
+        guard let legacy else { throw legacyError ?? InLoopError(.internal, "the graph could not be read") }
+        return try GraphModel(graph: legacy, name: modelName)
+    }
+
+    /// The one engine's model of a decoded file.
+    static func engineModel(_ proto: Onnx_ModelProto, opset: Int, name: String, legacy: Graph?) throws(InLoopError) -> Engine.Model {
+        let g = try EngineGraphReader(opset: opset, functions: Set(proto.functions.map { $0.name })).read(proto.graph)
+        g.name = name
+        try g.verify()
+        do { try g.inferTypes() } catch where Engine.isNotLinear(error) {}   // specialised per batch by the model
+        return try Engine.Model(graph: g, name: name, legacy: legacy)
+    }
+
+    /// Steps of the one engine's plan of a model (nil when it runs on the graph engine).
+    public static func engineStepCount(_ m: any InferenceModel) -> Int? { (m as? Engine.Model)?.stepCount }
+
+    /// ONNX bytes on the one engine only (no fallback): for tests and tools that compare the engines.
+    public static func engineModel(bytes: [UInt8], name: String = "") throws(InLoopError) -> Engine.Model {
+        let (proto, opset) = try decode(bytes)
+        return try engineModel(proto, opset: opset, name: name.isEmpty ? proto.graph.name : name, legacy: nil)
+    }
+
     /// "dir/column_mlp.onnx" → "column_mlp".
     static func modelName(_ path: String) -> String {
         var base = Substring(path)
@@ -44,26 +76,7 @@ public enum ONNXReader {
 
     /// Decodes ONNX bytes into a `Graph`.
     public static func graph(bytes: [UInt8]) throws(InLoopError) -> Graph {
-        guard !bytes.isEmpty else { throw InLoopError(.format, "file is empty") }
-        let model: Onnx_ModelProto
-        do {
-            var options = BinaryDecodingOptions()
-            options.messageDepthLimit = 64
-            model = try Onnx_ModelProto(serializedBytes: bytes, options: options)
-        } catch {
-            throw InLoopError(.format, "not a valid ONNX file (protobuf decoding failed: \(describe(error))); is it truncated, or not an ONNX model?")
-        }
-        guard model.hasGraph, model.irVersion > 0 else {
-            throw InLoopError(.format, "not an ONNX model (no ir_version or no graph in the protobuf message)")
-        }
-        var opset: Int? = nil
-        for imp in model.opsetImport where imp.domain.isEmpty || imp.domain == "ai.onnx" {
-            opset = Int(imp.version)
-        }
-        guard let opset else {
-            throw InLoopError(.format, "the model imports no opset of the default ONNX domain (opset_import)")
-        }
-        guard opset >= 1 else { throw InLoopError(.format, "default-domain opset version \(opset) is invalid") }
+        let (model, opset) = try decode(bytes)
         var reader = GraphReader(opset: opset, functions: Set(model.functions.map { $0.name }))
         return try reader.read(model.graph)
     }
