@@ -209,9 +209,9 @@ extension Engine.LoweringContext {
 
 extension Engine {
     /// A value stored by `LoweringContext.store` at `offset` of the plan's integers.
-    @inlinable @inline(__always)
+    @inline(__always)
     static func load<G: BitwiseCopyable>(_ ints: UnsafeBufferPointer<Int>, _ offset: Int32, as _: G.Type) -> G {
-        UnsafeRawPointer(ints.baseAddress! + Int(offset)).loadUnaligned(as: G.self)
+        UnsafeRawBufferPointer(ints).loadUnaligned(fromByteOffset: Int(offset) &* MemoryLayout<Int>.stride, as: G.self)
     }
 
     /// Which gradient a convolution's reverse step computes.

@@ -327,10 +327,10 @@ extension Engine {
                                 Pool.averageBackward(gy: gy, planes: p, geometry: g, countIncludePad: cip, gx: gx)
                             }
                         case .resizeNearest(let geo, let outer):
-                            NearestResize.forward(x: UnsafePointer(t[Int(ids[io])]), outer: outer.at(n), geometry: ints.baseAddress! + Int(geo),
+                            NearestResize.forward(x: UnsafePointer(t[Int(ids[io])]), outer: outer.at(n), geometry: UnsafeBufferPointer(rebasing: ints[Int(geo)...]),
                                                   y: t[Int(ids[io + 1])])
                         case .resizeNearestGradient(let geo, let outer, let accumulate):
-                            let gx = t[Int(ids[io + 1])], p = ints.baseAddress! + Int(geo), o = outer.at(n)
+                            let gx = t[Int(ids[io + 1])], p = UnsafeBufferPointer(rebasing: ints[Int(geo)...]), o = outer.at(n)
                             if !accumulate {
                                 var count = o
                                 for d in 0..<p[0] { count *= p[1 + d] }
