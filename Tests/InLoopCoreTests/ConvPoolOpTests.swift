@@ -218,6 +218,60 @@ final class ConvPoolOpTests: XCTestCase {
         }
     }
 
+    /// The float32 inference step is the graph engine's kernel call (samples batched into one GEMM,
+    /// bias and activation fused): bit for bit what `Conv.forward` gives on the same arrays.
+    func testConvFloatInferenceIsTheFastKernel() throws {
+        for k in [0, 3, 5, 6, 11] {
+            let cc = Self.convCases[k]
+            let g = try Self.graph(.float32, ConvOp.self, cc.attrs, x: cc.x, weight: (cc.weightShape, cc.weights), bias: cc.biases)
+            let (h, w) = cc.resolved
+            let geo = try ConvGeometry(channelsIn: cc.c, channelsOut: cc.m, group: cc.group, inputSize: cc.h == nil ? [w.size] : [h.size, w.size],
+                                       kernelSize: cc.kernel, strides: cc.h == nil ? [w.s] : [h.s, w.s],
+                                       dilations: cc.h == nil ? [w.d] : [h.d, w.d], padsBegin: cc.h == nil ? [w.pb] : [h.pb, w.pb],
+                                       padsEnd: cc.h == nil ? [w.pe] : [h.pe, w.pe])
+            let x: [Float] = OpTest.values(5 * cc.x.reduce(1, *), seed: 21)
+            let got = try OpTest.run(g, [x], n: 5)[0]
+            let wts = cc.weights.map { Float($0) }, b = cc.biases?.map { Float($0) }
+            var want = [Float](repeating: .nan, count: got.count)
+            var work = [Float](repeating: 0, count: max(1, Conv.workspaceCount(geometry: geo, batch: 5)))
+            let act: Activation = cc.activation == "relu" ? .relu : .identity
+            x.withUnsafeBufferPointer { xp in wts.withUnsafeBufferPointer { wp in want.withUnsafeMutableBufferPointer { yp in
+                work.withUnsafeMutableBufferPointer { ws in
+                    if let b {
+                        b.withUnsafeBufferPointer { bp in
+                            Conv.forward(x: xp.baseAddress!, batch: 5, geometry: geo, weight: wp.baseAddress!, bias: bp.baseAddress!,
+                                         activation: act, y: yp.baseAddress!, workspace: ws.baseAddress!)
+                        }
+                    } else {
+                        Conv.forward(x: xp.baseAddress!, batch: 5, geometry: geo, weight: wp.baseAddress!, bias: nil,
+                                     activation: act, y: yp.baseAddress!, workspace: ws.baseAddress!)
+                    }
+                }
+            } } }
+            XCTAssertEqual(got, want, cc.name)
+        }
+    }
+
+    /// A weight given as a graph input (valid ONNX): inference plans take it; differentiable plans
+    /// refuse it with an error (its tangent and gradient are not wired yet).
+    func testWeightAsInput() throws {
+        let cc = Self.convCases[2]
+        let g = Engine.Graph(dtype: .float64)
+        try g.addInput("x", Engine.TensorType(.float64, OpTest.shape(g, ["N"] + cc.x)))
+        try g.addInput("w", Engine.TensorType(.float64, cc.weightShape.map { Engine.SymInt($0) }))
+        try g.addNode("n", ConvOp.self, cc.attrs, inputs: ["x", "w"], outputs: ["y"])
+        try g.markOutput("y")
+        try g.verify()
+        try g.inferTypes()
+        let x: [Double] = OpTest.values(3 * cc.x.reduce(1, *), seed: 8)
+        let (h, w) = cc.resolved
+        let want = Self.conv(x, n: 3, c: cc.c, h: h, w: w, weight: cc.weights, m: cc.m, group: cc.group, bias: nil)
+        XCTAssertLessThan(OpTest.maxRelativeError(try OpTest.run(g, [x, cc.weights], n: 3)[0], want), 1e-12)
+        XCTAssertThrowsError(try Engine.compile(g, numerics: .differentiable)) {
+            XCTAssertEqual(($0 as? InLoopError)?.kind, .unsupported)
+        }
+    }
+
     func testConvGradients() throws {
         for k in [0, 1, 2, 3, 6, 7] {
             var cc = Self.convCases[k]
