@@ -232,6 +232,51 @@ extension Engine {
                     }
 
                 // MARK: family conv-pool (reverse rules)
+                case .conv(let geo, let batch, let hasBias, let act), .convTranspose(let geo, let batch, let hasBias, let act):
+                    guard act == .identity else { throw InLoopError(.internal, "a differentiable plan fuses no activation into a convolution") }
+                    var transposed = false
+                    if case .convTranspose = step.kind { transposed = true }
+                    func kind(_ of: WindowGradient, _ accumulate: Bool) -> StepKind {
+                        transposed ? .convTransposeGradient(geometry: geo, batch: batch, of: of, accumulate: accumulate)
+                                   : .convGradient(geometry: geo, batch: batch, of: of, accumulate: accumulate)
+                    }
+                    let x = ops[0], w = ops[1], scratch = ops[hasBias ? 3 : 2]
+                    if !isConstant(w) {
+                        emitReverse(kind(.weight, !first(w)), [gy, x, scratch, gradient(w)], node: node, role: role(w))
+                    }
+                    if hasBias, !isConstant(ops[2]) {
+                        emitReverse(kind(.bias, !first(ops[2])), [gy, gradient(ops[2])], node: node, role: role(ops[2]))
+                    }
+                    if !isConstant(x) && !isParameter(x) {
+                        emitReverse(kind(.input, !first(x)), [gy, w, scratch, gradient(x)], node: node, role: role(x))
+                    }
+                case .maxPool(let geo, let planes):
+                    let x = ops[0]
+                    guard !isConstant(x), !isParameter(x) else { continue }
+                    let scratch = builder.scratch(try Differentiator.indexScratch(storages[Int(y)].size))
+                    emitReverse(.maxPoolDerivative(geometry: geo, planes: planes, spatial: 0, tangent: false, accumulate: !first(x)),
+                                [x, gy, scratch, gradient(x)], node: node, role: role(x))
+                case .averagePool(let geo, let planes, let cip):
+                    let x = ops[0]
+                    guard !isConstant(x), !isParameter(x) else { continue }
+                    emitReverse(.averagePoolGradient(geometry: geo, planes: planes, spatial: 0, countIncludePad: cip, accumulate: !first(x)),
+                                [gy, gradient(x)], node: node, role: role(x))
+                case .globalPool(let takesMax, let planes, let spatial):
+                    let x = ops[0]
+                    guard !isConstant(x), !isParameter(x) else { continue }
+                    if takesMax {
+                        let scratch = builder.scratch(try Differentiator.indexScratch(storages[Int(y)].size))
+                        emitReverse(.maxPoolDerivative(geometry: -1, planes: planes, spatial: spatial, tangent: false, accumulate: !first(x)),
+                                    [x, gy, scratch, gradient(x)], node: node, role: role(x))
+                    } else {
+                        emitReverse(.averagePoolGradient(geometry: -1, planes: planes, spatial: spatial, countIncludePad: false,
+                                                         accumulate: !first(x)), [gy, gradient(x)], node: node, role: role(x))
+                    }
+                case .resizeNearest(let geo, let outer):
+                    let x = ops[0]
+                    guard !isConstant(x), !isParameter(x) else { continue }
+                    emitReverse(.resizeNearestGradient(geometry: geo, outer: outer, accumulate: !first(x)), [gy, gradient(x)],
+                                node: node, role: role(x))
 
                 default:
                     throw InLoopError(.internal, "a reverse step in a forward pass")
@@ -413,6 +458,47 @@ extension Engine {
                     }
 
                 // MARK: family conv-pool (tangent rules)
+                case .conv(let geo, let batch, let hasBias, _), .convTranspose(let geo, let batch, let hasBias, _):
+                    // linear in x (W and B are constants or parameters, which have no tangent)
+                    if let tx = tangentStorage(ops[0]) {
+                        var kind = StepKind.conv(geometry: geo, batch: batch, hasBias: false, activation: .identity)
+                        if case .convTranspose = step.kind { kind = .convTranspose(geometry: geo, batch: batch, hasBias: false, activation: .identity) }
+                        emitTangent(kind, [tx, ops[1], ops[hasBias ? 3 : 2], ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
+                case .maxPool(let geo, let planes):
+                    if let tx = tangentStorage(ops[0]) {
+                        let scratch = builder.scratch(try Differentiator.indexScratch(storages[Int(y)].size))
+                        emitTangent(.maxPoolDerivative(geometry: geo, planes: planes, spatial: 0, tangent: true, accumulate: false),
+                                    [ops[0], tx, scratch, ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
+                case .averagePool(let geo, let planes, let cip):
+                    if let tx = tangentStorage(ops[0]) {
+                        emitTangent(.averagePool(geometry: geo, planes: planes, countIncludePad: cip), [tx, ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
+                case .globalPool(let takesMax, let planes, let spatial):
+                    if let tx = tangentStorage(ops[0]) {
+                        if takesMax {
+                            let scratch = builder.scratch(try Differentiator.indexScratch(storages[Int(y)].size))
+                            emitTangent(.maxPoolDerivative(geometry: -1, planes: planes, spatial: spatial, tangent: true, accumulate: false),
+                                        [ops[0], tx, scratch, ty], node: step.node)
+                        } else {
+                            emitTangent(.globalPool(max: false, planes: planes, spatial: spatial), [tx, ty], node: step.node)
+                        }
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
+                case .resizeNearest(let geo, let outer):
+                    if let tx = tangentStorage(ops[0]) {
+                        emitTangent(.resizeNearest(geometry: geo, outer: outer), [tx, ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
 
                 default:
                     throw InLoopError(.internal, "a reverse step in a forward pass")

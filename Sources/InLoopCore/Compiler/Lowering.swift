@@ -350,6 +350,10 @@ extension Engine.StepKind {
         case .matMulGradientA, .matMulGradientB, .batchNormInputGradient, .batchNormScaleGradient, .layerNormScaleGradient: return 3
 
         // MARK: family conv-pool (operands)
+        case .conv(_, _, let hasBias, _), .convTranspose(_, _, let hasBias, _): return hasBias ? 5 : 4
+        case .maxPool, .averagePool, .globalPool, .averagePoolGradient, .resizeNearest, .resizeNearestGradient: return 2
+        case .convGradient(_, _, let of, _), .convTransposeGradient(_, _, let of, _): return of == .bias ? 2 : 4
+        case .maxPoolDerivative: return 4
 
         }
     }

@@ -62,18 +62,15 @@ import CBLAS
 
 /// Validated sizes of a 1-D or 2-D convolution. Internally everything is 2-D: a 1-D convolution has
 /// `inH = kH = outH = 1`, stride/dilation 1 and no padding along H.
-public struct ConvGeometry: Equatable, Sendable {
+///
+/// Plain integers only (`BitwiseCopyable`): a plan stores it in its integer table and a step reads it
+/// back without allocating. The per-axis lists are computed from the 2-D normalised sizes.
+public struct ConvGeometry: Equatable, Sendable, BitwiseCopyable {
     public let channelsIn: Int
     public let channelsOut: Int
     public let group: Int
-    /// Spatial sizes as given (count 1 or 2).
-    public let inputSize: [Int]
-    public let kernelSize: [Int]
-    public let strides: [Int]
-    public let dilations: [Int]
-    public let padsBegin: [Int]
-    public let padsEnd: [Int]
-    public let outputSize: [Int]
+    /// 1 or 2.
+    public let spatialRank: Int
 
     // The 2-D normalised sizes the kernels use.
     public let inH: Int, inW: Int
@@ -81,9 +78,18 @@ public struct ConvGeometry: Equatable, Sendable {
     public let strideH: Int, strideW: Int
     public let dilationH: Int, dilationW: Int
     public let padTop: Int, padLeft: Int
+    public let padBottom: Int, padRight: Int
     public let outH: Int, outW: Int
 
-    public var spatialRank: Int { inputSize.count }
+    /// Spatial sizes as given (count 1 or 2).
+    public var inputSize: [Int] { spatialList(inH, inW) }
+    public var kernelSize: [Int] { spatialList(kH, kW) }
+    public var strides: [Int] { spatialList(strideH, strideW) }
+    public var dilations: [Int] { spatialList(dilationH, dilationW) }
+    public var padsBegin: [Int] { spatialList(padTop, padLeft) }
+    public var padsEnd: [Int] { spatialList(padBottom, padRight) }
+    public var outputSize: [Int] { spatialList(outH, outW) }
+    private func spatialList(_ h: Int, _ w: Int) -> [Int] { spatialRank == 2 ? [h, w] : [w] }
     // Counts checked (each at most Limits.maxElements) by init.
     public let inputSpatialCount: Int
     public let outputSpatialCount: Int
@@ -131,15 +137,14 @@ public struct ConvGeometry: Equatable, Sendable {
             }
             out[i] = (padded - span) / s[i] + 1
         }
-        self.channelsIn = channelsIn; self.channelsOut = channelsOut; self.group = group
-        self.inputSize = inputSize; self.kernelSize = kernelSize; self.strides = s; self.dilations = d
-        self.padsBegin = pb; self.padsEnd = pe; self.outputSize = out
+        self.channelsIn = channelsIn; self.channelsOut = channelsOut; self.group = group; spatialRank = r
         let h = r == 2 ? 0 : -1, w = r - 1
         inH = h < 0 ? 1 : inputSize[h]; inW = inputSize[w]
         kH = h < 0 ? 1 : kernelSize[h]; kW = kernelSize[w]
         strideH = h < 0 ? 1 : s[h]; strideW = s[w]
         dilationH = h < 0 ? 1 : d[h]; dilationW = d[w]
         padTop = h < 0 ? 0 : pb[h]; padLeft = pb[w]
+        padBottom = h < 0 ? 0 : pe[h]; padRight = pe[w]
         outH = h < 0 ? 1 : out[h]; outW = out[w]
         (inputSpatialCount, outputSpatialCount, weightCount, inputCount, outputCount) = try ConvGeometry.counts(
             channelsIn: channelsIn, channelsOut: channelsOut, input: [inH, inW], output: [outH, outW],
@@ -599,27 +604,32 @@ public enum Conv {
 }
 
 /// Validated sizes of a 1-D or 2-D transposed convolution (same 2-D normalisation as ConvGeometry).
-public struct ConvTransposeGeometry: Equatable, Sendable {
+/// Plain integers only, like ConvGeometry.
+public struct ConvTransposeGeometry: Equatable, Sendable, BitwiseCopyable {
     public let channelsIn: Int
     public let channelsOut: Int
     public let group: Int
-    public let inputSize: [Int]
-    public let kernelSize: [Int]
-    public let strides: [Int]
-    public let dilations: [Int]
-    public let padsBegin: [Int]
-    public let padsEnd: [Int]
-    public let outputPadding: [Int]
-    public let outputSize: [Int]
+    /// 1 or 2.
+    public let spatialRank: Int
 
     public let inH: Int, inW: Int
     public let kH: Int, kW: Int
     public let strideH: Int, strideW: Int
     public let dilationH: Int, dilationW: Int
     public let padTop: Int, padLeft: Int
+    public let padBottom: Int, padRight: Int
+    public let outputPaddingH: Int, outputPaddingW: Int
     public let outH: Int, outW: Int
 
-    public var spatialRank: Int { inputSize.count }
+    public var inputSize: [Int] { spatialList(inH, inW) }
+    public var kernelSize: [Int] { spatialList(kH, kW) }
+    public var strides: [Int] { spatialList(strideH, strideW) }
+    public var dilations: [Int] { spatialList(dilationH, dilationW) }
+    public var padsBegin: [Int] { spatialList(padTop, padLeft) }
+    public var padsEnd: [Int] { spatialList(padBottom, padRight) }
+    public var outputPadding: [Int] { spatialList(outputPaddingH, outputPaddingW) }
+    public var outputSize: [Int] { spatialList(outH, outW) }
+    private func spatialList(_ h: Int, _ w: Int) -> [Int] { spatialRank == 2 ? [h, w] : [w] }
     // Counts checked (each at most Limits.maxElements) by init.
     public let inputSpatialCount: Int
     public let outputSpatialCount: Int
@@ -669,15 +679,15 @@ public struct ConvTransposeGeometry: Equatable, Sendable {
                 throw InLoopError(.format, "transposed convolution output size \(out[i]) along spatial axis \(i) is not positive (pads \(Tensor.format(pb + pe)) too large)")
             }
         }
-        self.channelsIn = channelsIn; self.channelsOut = channelsOut; self.group = group
-        self.inputSize = inputSize; self.kernelSize = kernelSize; self.strides = s; self.dilations = d
-        self.padsBegin = pb; self.padsEnd = pe; self.outputPadding = op; self.outputSize = out
+        self.channelsIn = channelsIn; self.channelsOut = channelsOut; self.group = group; spatialRank = r
         let h = r == 2 ? 0 : -1, w = r - 1
         inH = h < 0 ? 1 : inputSize[h]; inW = inputSize[w]
         kH = h < 0 ? 1 : kernelSize[h]; kW = kernelSize[w]
         strideH = h < 0 ? 1 : s[h]; strideW = s[w]
         dilationH = h < 0 ? 1 : d[h]; dilationW = d[w]
         padTop = h < 0 ? 0 : pb[h]; padLeft = pb[w]
+        padBottom = h < 0 ? 0 : pe[h]; padRight = pe[w]
+        outputPaddingH = h < 0 ? 0 : op[h]; outputPaddingW = op[w]
         outH = h < 0 ? 1 : out[h]; outW = out[w]
         (inputSpatialCount, outputSpatialCount, weightCount, inputCount, outputCount) = try ConvGeometry.counts(
             channelsIn: channelsIn, channelsOut: channelsOut, input: [inH, inW], output: [outH, outW],
@@ -695,11 +705,15 @@ public enum ConvTranspose {
     /// y = activation(convTranspose(x, weight) + bias): per sample and group one GEMM
     /// col = W_gᵀ · x_g (rows (co·kH + i)·kW + j, one column per input position), then col2im
     /// scatter-adds col into y, which was preset to the bias.
+    /// Generic over Float and Double (the same GEMM and scatter order in both); `numerics` picks the
+    /// activation variant.
     @inlinable
-    public static func forward(x: UnsafePointer<Float>, batch: Int, geometry g: ConvTransposeGeometry,
-                               weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                               activation: Activation, y: UnsafeMutablePointer<Float>,
-                               workspace: UnsafeMutablePointer<Float>) {
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public static func forward<T: Real>(x: UnsafePointer<T>, batch: Int, geometry g: ConvTransposeGeometry,
+                                        weight: UnsafePointer<T>, bias: UnsafePointer<T>?,
+                                        activation: Activation, y: UnsafeMutablePointer<T>,
+                                        workspace: UnsafeMutablePointer<T>, numerics: Numerics = .inference) {
         let cg = g.channelsIn / g.group, m = g.channelsOut / g.group
         let kk = g.kernelSpatialCount
         let rows = m * kk
@@ -711,11 +725,50 @@ public enum ConvTranspose {
             for gi in 0..<g.group {
                 let xs = x + (n * g.channelsIn + gi * cg) * inP
                 // weight rows of this group: cg × rows, transposed into rows × cg.
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows), Int32(inP), Int32(cg),
-                            1, weight + gi * cg * rows, Int32(rows), xs, Int32(inP), 0, workspace, Int32(inP))
-                Conv.col2im(col: workspace, channels: m, map: map, image: yn + gi * m * p)
+                T.gemm(transA: true, transB: false, m: rows, n: inP, k: cg, alpha: 1, a: weight + gi * cg * rows, lda: rows,
+                       b: xs, ldb: inP, beta: 0, c: workspace, ldc: inP)
+                Conv.col2im(col: UnsafePointer(workspace), channels: m, map: map, image: yn + gi * m * p)
             }
-            Kernels.activate(activation, yn, count: g.channelsOut * p)
+            if activation != .identity { Kernels.activate(activation, yn, count: g.channelsOut * p, numerics: numerics) }
+        }
+    }
+
+    /// The adjoint of `forward` (identity activation): with dcol = im2col(gy) over the same window map,
+    /// gx += W_g · dcol, gw += x_g · dcolᵀ, gb += Σ gy (each only when given). `workspace` holds
+    /// workspaceCount(geometry:batch:) values.
+    @inlinable
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public static func backward<T: Real>(x: UnsafePointer<T>, batch: Int, geometry g: ConvTransposeGeometry,
+                                         weight: UnsafePointer<T>, gy: UnsafePointer<T>,
+                                         gx: UnsafeMutablePointer<T>?, gw: UnsafeMutablePointer<T>?,
+                                         gb: UnsafeMutablePointer<T>?, workspace: UnsafeMutablePointer<T>) {
+        let cg = g.channelsIn / g.group, m = g.channelsOut / g.group
+        let rows = m * g.kernelSpatialCount
+        let inP = g.inputSpatialCount, p = g.outputSpatialCount
+        let map = g.columns
+        for n in 0..<batch {
+            for gi in 0..<g.group where gx != nil || gw != nil {
+                Conv.im2col(x: gy + (n * g.channelsOut + gi * m) * p, channels: m, map: map,
+                            rowStart: 0, rowEnd: g.inH, col: workspace, ld: inP)
+                let off = (n * g.channelsIn + gi * cg) * inP
+                if let gx {
+                    T.gemm(transA: false, transB: false, m: cg, n: inP, k: rows, alpha: 1, a: weight + gi * cg * rows, lda: rows,
+                           b: workspace, ldb: inP, beta: 1, c: gx + off, ldc: inP)
+                }
+                if let gw {
+                    T.gemm(transA: false, transB: true, m: cg, n: rows, k: inP, alpha: 1, a: x + off, lda: inP,
+                           b: workspace, ldb: inP, beta: 1, c: gw + gi * cg * rows, ldc: rows)
+                }
+            }
+            if let gb {
+                for o in 0..<g.channelsOut {
+                    let go = gy + (n * g.channelsOut + o) * p
+                    var acc: T = 0
+                    for i in 0..<p { acc += go[i] }
+                    gb[o] += acc
+                }
+            }
         }
     }
 }

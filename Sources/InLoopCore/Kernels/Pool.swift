@@ -37,15 +37,11 @@
 // planes·outputSpatialCount; they do not overlap. No allocation, no traps.
 
 /// Validated sizes of a 1-D or 2-D pooling window (2-D normalised like ConvGeometry: 1-D has H = 1).
-public struct PoolGeometry: Equatable, Sendable {
-    public let inputSize: [Int]
-    public let kernelSize: [Int]
-    public let strides: [Int]
-    public let dilations: [Int]
-    public let padsBegin: [Int]
-    public let padsEnd: [Int]
+/// Plain values only (`BitwiseCopyable`): a plan stores it in its integer table.
+public struct PoolGeometry: Equatable, Sendable, BitwiseCopyable {
+    /// 1 or 2.
+    public let spatialRank: Int
     public let ceilMode: Bool
-    public let outputSize: [Int]
 
     public let inH: Int, inW: Int
     public let kH: Int, kW: Int
@@ -55,7 +51,15 @@ public struct PoolGeometry: Equatable, Sendable {
     public let padBottom: Int, padRight: Int
     public let outH: Int, outW: Int
 
-    public var spatialRank: Int { inputSize.count }
+    public var inputSize: [Int] { spatialList(inH, inW) }
+    public var kernelSize: [Int] { spatialList(kH, kW) }
+    public var strides: [Int] { spatialList(strideH, strideW) }
+    public var dilations: [Int] { spatialList(dilationH, dilationW) }
+    public var padsBegin: [Int] { spatialList(padTop, padLeft) }
+    public var padsEnd: [Int] { spatialList(padBottom, padRight) }
+    public var outputSize: [Int] { spatialList(outH, outW) }
+    private func spatialList(_ h: Int, _ w: Int) -> [Int] { spatialRank == 2 ? [h, w] : [w] }
+
     // Checked (at most Limits.maxElements) by init.
     public let inputSpatialCount: Int
     public let outputSpatialCount: Int
@@ -90,8 +94,7 @@ public struct PoolGeometry: Equatable, Sendable {
             if ceilMode && (o - 1) * s[i] >= inputSize[i] + pb[i] { o -= 1 }
             out[i] = o
         }
-        self.inputSize = inputSize; self.kernelSize = kernelSize; self.strides = s; self.dilations = d
-        self.padsBegin = pb; self.padsEnd = pe; self.ceilMode = ceilMode; self.outputSize = out
+        spatialRank = r; self.ceilMode = ceilMode
         let h = r == 2 ? 0 : -1, w = r - 1
         inH = h < 0 ? 1 : inputSize[h]; inW = inputSize[w]
         kH = h < 0 ? 1 : kernelSize[h]; kW = kernelSize[w]

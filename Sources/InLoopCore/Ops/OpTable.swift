@@ -146,6 +146,8 @@ public enum OpTable {
         MatMulOp.self, BatchNormalizationOp.self, LayerNormalizationOp.self,
 
         // MARK: family conv-pool (ops)
+        ConvOp.self, ConvTransposeOp.self, MaxPoolOp.self, AveragePoolOp.self, GlobalAveragePoolOp.self, GlobalMaxPoolOp.self,
+        ResizeOp.self, UpsampleOp.self,
 
     ]
 

@@ -113,6 +113,18 @@ extension Engine {
         case layerNorm(rows: Extent, cols: Int, epsilon: Double, hasBias: Bool)
 
         // MARK: family conv-pool (forward)
+        /// [x, w, b?, scratch, y]: y = act(conv(x, w) + b); `geometry`: a ConvGeometry in `Plan.ints`.
+        case conv(geometry: Int32, batch: Extent, hasBias: Bool, activation: Activation)
+        /// [x, w, b?, scratch, y]: y = act(convTranspose(x, w) + b); a ConvTransposeGeometry.
+        case convTranspose(geometry: Int32, batch: Extent, hasBias: Bool, activation: Activation)
+        /// [x, y]: max pooling of planes (N·C) of values; a PoolGeometry.
+        case maxPool(geometry: Int32, planes: Extent)
+        /// [x, y]: average pooling.
+        case averagePool(geometry: Int32, planes: Extent, countIncludePad: Bool)
+        /// [x, y]: y[p] = max or mean of x[p, 0 ..< spatial].
+        case globalPool(max: Bool, planes: Extent, spatial: Int)
+        /// [x, y]: nearest resize of `outer` blocks through the index maps at `geometry` (Kernels/Resize.swift).
+        case resizeNearest(geometry: Int32, outer: Extent)
 
 
         // Reverse and tangent steps (differentiable plans):
@@ -169,6 +181,18 @@ extension Engine {
         case layerNormScaleGradient(rows: Extent, cols: Int, epsilon: Double, accumulate: Bool)
 
         // MARK: family conv-pool (reverse, tangent)
+        /// Conv's adjoint: .input [gy, w, scratch, gx], .weight [gy, x, scratch, gw], .bias [gy, gb]
+        /// ((+)= by `accumulate`).
+        case convGradient(geometry: Int32, batch: Extent, of: WindowGradient, accumulate: Bool)
+        /// ConvTranspose's adjoint, operands as convGradient.
+        case convTransposeGradient(geometry: Int32, batch: Extent, of: WindowGradient, accumulate: Bool)
+        /// [x, g, scratch, out]: max pooling (geometry; -1: global over `spatial`) at x: reverse
+        /// out (+)= g routed to each window's first maximum, or tangent out = g there.
+        case maxPoolDerivative(geometry: Int32, planes: Extent, spatial: Int, tangent: Bool, accumulate: Bool)
+        /// [gy, gx]: gx (+)= the adjoint of average pooling (geometry; -1: global over `spatial`).
+        case averagePoolGradient(geometry: Int32, planes: Extent, spatial: Int, countIncludePad: Bool, accumulate: Bool)
+        /// [gy, gx]: gx (+)= the adjoint of resizeNearest.
+        case resizeNearestGradient(geometry: Int32, outer: Extent, accumulate: Bool)
 
     }
 

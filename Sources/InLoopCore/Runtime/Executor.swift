@@ -376,6 +376,93 @@ extension Engine {
                                                                gs: t[Int(ids[io + 2])])
 
                         // MARK: family conv-pool (run)
+                        case .conv(let geo, let batch, let hasBias, let act):
+                            let b = hasBias ? 1 : 0
+                            T.convStep(x: UnsafePointer(t[Int(ids[io])]), batch: batch.at(n), geometry: Engine.load(ints, geo, as: ConvGeometry.self),
+                                       weight: UnsafePointer(t[Int(ids[io + 1])]), bias: hasBias ? UnsafePointer(t[Int(ids[io + 2])]) : nil,
+                                       activation: act, y: t[Int(ids[io + 3 + b])], workspace: t[Int(ids[io + 2 + b])],
+                                       numerics: numerics, perSample: perRow)
+                        case .convTranspose(let geo, let batch, let hasBias, let act):
+                            let b = hasBias ? 1 : 0
+                            ConvTranspose.forward(x: UnsafePointer(t[Int(ids[io])]), batch: batch.at(n),
+                                                  geometry: Engine.load(ints, geo, as: ConvTransposeGeometry.self),
+                                                  weight: UnsafePointer(t[Int(ids[io + 1])]), bias: hasBias ? UnsafePointer(t[Int(ids[io + 2])]) : nil,
+                                                  activation: act, y: t[Int(ids[io + 3 + b])], workspace: t[Int(ids[io + 2 + b])], numerics: numerics)
+                        case .maxPool(let geo, let planes):
+                            Pool.max(x: UnsafePointer(t[Int(ids[io])]), planes: planes.at(n), geometry: Engine.load(ints, geo, as: PoolGeometry.self),
+                                     y: t[Int(ids[io + 1])])
+                        case .averagePool(let geo, let planes, let cip):
+                            Pool.average(x: UnsafePointer(t[Int(ids[io])]), planes: planes.at(n), geometry: Engine.load(ints, geo, as: PoolGeometry.self),
+                                         countIncludePad: cip, y: t[Int(ids[io + 1])])
+                        case .globalPool(let takesMax, let planes, let spatial):
+                            let x = UnsafePointer(t[Int(ids[io])]), y = t[Int(ids[io + 1])]
+                            if takesMax { Pool.globalMax(x: x, planes: planes.at(n), spatial: spatial, y: y) } else {
+                                Pool.globalAverage(x: x, planes: planes.at(n), spatial: spatial, y: y)
+                            }
+                        case .convGradient(let geo, let batch, let of, let accumulate):
+                            let g = Engine.load(ints, geo, as: ConvGeometry.self), nb = batch.at(n)
+                            let gy = UnsafePointer(t[Int(ids[io])])
+                            switch of {
+                            case .input:
+                                let gx = t[Int(ids[io + 3])]
+                                if !accumulate { gx.update(repeating: 0, count: nb * g.inputCount) }
+                                Conv.backward(x: gy, batch: nb, geometry: g, weight: UnsafePointer(t[Int(ids[io + 1])]), gy: gy,
+                                              gx: gx, gw: nil, gb: nil, workspace: t[Int(ids[io + 2])])
+                            case .weight:
+                                let gw = t[Int(ids[io + 3])]
+                                if !accumulate { gw.update(repeating: 0, count: g.weightCount) }
+                                Conv.backward(x: UnsafePointer(t[Int(ids[io + 1])]), batch: nb, geometry: g, weight: gy, gy: gy,
+                                              gx: nil, gw: gw, gb: nil, workspace: t[Int(ids[io + 2])])
+                            case .bias:
+                                let gb = t[Int(ids[io + 1])]
+                                if !accumulate { gb.update(repeating: 0, count: g.channelsOut) }
+                                Conv.backward(x: gy, batch: nb, geometry: g, weight: gy, gy: gy, gx: nil, gw: nil, gb: gb, workspace: gb)
+                            }
+                        case .convTransposeGradient(let geo, let batch, let of, let accumulate):
+                            let g = Engine.load(ints, geo, as: ConvTransposeGeometry.self), nb = batch.at(n)
+                            let gy = UnsafePointer(t[Int(ids[io])])
+                            switch of {
+                            case .input:
+                                let gx = t[Int(ids[io + 3])]
+                                if !accumulate { gx.update(repeating: 0, count: nb * g.inputCount) }
+                                ConvTranspose.backward(x: gy, batch: nb, geometry: g, weight: UnsafePointer(t[Int(ids[io + 1])]), gy: gy,
+                                                       gx: gx, gw: nil, gb: nil, workspace: t[Int(ids[io + 2])])
+                            case .weight:
+                                let gw = t[Int(ids[io + 3])]
+                                if !accumulate { gw.update(repeating: 0, count: g.weightCount) }
+                                ConvTranspose.backward(x: UnsafePointer(t[Int(ids[io + 1])]), batch: nb, geometry: g, weight: gy, gy: gy,
+                                                       gx: nil, gw: gw, gb: nil, workspace: t[Int(ids[io + 2])])
+                            case .bias:
+                                let gb = t[Int(ids[io + 1])]
+                                if !accumulate { gb.update(repeating: 0, count: g.channelsOut) }
+                                ConvTranspose.backward(x: gy, batch: nb, geometry: g, weight: gy, gy: gy, gx: nil, gw: nil, gb: gb, workspace: gb)
+                            }
+                        case .maxPoolDerivative(let geo, let planes, let spatial, let tangent, let accumulate):
+                            T.maxPoolDerivative(x: UnsafePointer(t[Int(ids[io])]), planes: planes.at(n),
+                                                geometry: geo < 0 ? nil : Engine.load(ints, geo, as: PoolGeometry.self), spatial: spatial,
+                                                gradient: UnsafePointer(t[Int(ids[io + 1])]), scratch: t[Int(ids[io + 2])],
+                                                out: t[Int(ids[io + 3])], tangent: tangent, accumulate: accumulate)
+                        case .averagePoolGradient(let geo, let planes, let spatial, let cip, let accumulate):
+                            let gy = UnsafePointer(t[Int(ids[io])]), gx = t[Int(ids[io + 1])], p = planes.at(n)
+                            if geo < 0 {
+                                if !accumulate { gx.update(repeating: 0, count: p * spatial) }
+                                Pool.globalAverageBackward(gy: gy, planes: p, spatial: spatial, gx: gx)
+                            } else {
+                                let g = Engine.load(ints, geo, as: PoolGeometry.self)
+                                if !accumulate { gx.update(repeating: 0, count: p * g.inputSpatialCount) }
+                                Pool.averageBackward(gy: gy, planes: p, geometry: g, countIncludePad: cip, gx: gx)
+                            }
+                        case .resizeNearest(let geo, let outer):
+                            NearestResize.forward(x: UnsafePointer(t[Int(ids[io])]), outer: outer.at(n), geometry: UnsafeBufferPointer(rebasing: ints[Int(geo)...]),
+                                                  y: t[Int(ids[io + 1])])
+                        case .resizeNearestGradient(let geo, let outer, let accumulate):
+                            let gx = t[Int(ids[io + 1])], p = UnsafeBufferPointer(rebasing: ints[Int(geo)...]), o = outer.at(n)
+                            if !accumulate {
+                                var count = o
+                                for d in 0..<p[0] { count *= p[1 + d] }
+                                gx.update(repeating: 0, count: count)
+                            }
+                            NearestResize.backward(gy: UnsafePointer(t[Int(ids[io])]), outer: o, geometry: p, gx: gx)
 
                         }
                     }

@@ -1,0 +1,67 @@
+// Nearest-neighbour resizing as a gather through per-axis index maps (ONNX Resize mode=nearest,
+// Upsample): generic over Float and Double, with its adjoint (a scatter-add).
+//
+// Geometry (a flat Int list, built once when a plan is compiled): [r, inShape[r], outShape[r], then
+// for each axis d the outShape[d] input indices it reads]. x is `outer` blocks of Π inShape values,
+// y `outer` blocks of Π outShape values, row-major. 1 ≤ r ≤ 8 (caller-validated). No allocation.
+// `geometry` is the plan's integer table from the list's start on.
+
+public enum NearestResize {
+    /// y[b, o...] = x[b, map_0[o_0], ..., map_{r-1}[o_{r-1}]].
+    @inlinable
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public static func forward<T: Real>(x: UnsafePointer<T>, outer: Int, geometry p: UnsafeBufferPointer<Int>, y: UnsafeMutablePointer<T>) {
+        visit(outer: outer, geometry: p) { src, dst, map, count in
+            for o in 0..<count { y[dst + o] = x[src + p[map + o]] }
+        }
+    }
+
+    /// The adjoint: gx[b, map...] += gy[b, o...] (output positions in order).
+    @inlinable
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public static func backward<T: Real>(gy: UnsafePointer<T>, outer: Int, geometry p: UnsafeBufferPointer<Int>, gx: UnsafeMutablePointer<T>) {
+        visit(outer: outer, geometry: p) { src, dst, map, count in
+            for o in 0..<count { gx[src + p[map + o]] += gy[dst + o] }
+        }
+    }
+
+    /// Calls `row(src, dst, lastMap, count)` for every output row (last axis): the input offset of the
+    /// row's first element before the last axis's map, the output offset, where the last axis's map
+    /// starts in `p`.
+    @inlinable @inline(__always)
+    static func visit(outer: Int, geometry p: UnsafeBufferPointer<Int>, _ row: (Int, Int, Int, Int) -> Void) {
+        let r = p[0]
+        guard r >= 1, r <= 8 else { return }
+        @inline(__always) func inS(_ d: Int) -> Int { p[1 + d] }
+        @inline(__always) func outS(_ d: Int) -> Int { p[1 + r + d] }
+        var step = SIMD8<Int>(repeating: 0), mapAt = SIMD8<Int>(repeating: 0)
+        var acc = 1, m = 1 + 2 * r, inCount = 1, outCount = 1
+        for d in 0..<r { mapAt[d] = m; m += outS(d); inCount *= inS(d); outCount *= outS(d) }
+        var e = r - 1
+        while e >= 0 { step[e] = acc; acc *= inS(e); e -= 1 }
+        let last = outS(r - 1), lastMap = mapAt[r - 1]
+        if outCount == 0 { return }
+        var idx = SIMD8<Int>(repeating: 0)
+        var dst = 0
+        for b in 0..<outer {
+            let base = b * inCount
+            idx = SIMD8<Int>(repeating: 0)
+            while true {
+                var src = base
+                for d in 0..<(r - 1) { src += p[mapAt[d] + idx[d]] * step[d] }
+                row(src, dst, lastMap, last)
+                dst += last
+                var d = r - 2
+                while d >= 0 {
+                    idx[d] += 1
+                    if idx[d] < outS(d) { break }
+                    idx[d] = 0
+                    d -= 1
+                }
+                if d < 0 { break }
+            }
+        }
+    }
+}
