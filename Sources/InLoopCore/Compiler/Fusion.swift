@@ -12,7 +12,8 @@ extension Engine {
     /// - ONNX Gemm in the `nn.Linear` form (constant B, alpha = 1, transA = 0, C a constant vector or
     ///   absent with beta = 1) and MatMul by a constant matrix, with a following Add of a constant
     ///   vector, become InLoop's Dense (weights [out, in]: B transposed once when transB = 0);
-    /// - an activation whose input is a Dense output used nowhere else is folded into that Dense.
+    /// - an activation whose input is a Dense, Conv or ConvTranspose output used nowhere else is folded
+    ///   into that node (the step applies it as it writes, as the graph engine did).
     /// Values that are graph outputs are never fused away. The graph is re-verified and re-typed.
     @discardableResult
     public static func fuse(_ g: Graph) throws(InLoopError) -> FusionSummary {
@@ -109,13 +110,22 @@ extension Engine {
         for (i, n) in nodes.enumerated() { for case let v? in n.inputs where removed.contains(i) { uses[v.index] -= 1 } }
         consumer = [Int](repeating: -1, count: g.values.count)
         for (i, n) in nodes.enumerated() where !removed.contains(i) { for case let v? in n.inputs { consumer[v.index] = i } }
-        for i in nodes.indices where !removed.contains(i) && nodes[i].op == DenseOp.self {
-            guard let a = nodes[i].attributes as? DenseOp.Attributes, a.activation == .identity,
-                  let y = nodes[i].outputs.first, uses[y.index] == 1, !isOutput.contains(y), consumer[y.index] >= 0 else { continue }
+        for i in nodes.indices where !removed.contains(i) {
+            let isDense = nodes[i].op == DenseOp.self
+            let isConv = nodes[i].op == ConvOp.self || nodes[i].op == ConvTransposeOp.self
+            guard isDense || isConv, let y = nodes[i].outputs.first, uses[y.index] == 1, !isOutput.contains(y),
+                  consumer[y.index] >= 0 else { continue }
             let j = consumer[y.index]
             guard !removed.contains(j), let act = nodes[j].op as? any ActivationOpDefinition.Type,
                   let f = act.activationAny(nodes[j]) else { continue }
-            nodes[i].attributes = DenseOp.Attributes(activation: f)
+            if isDense {
+                guard let a = nodes[i].attributes as? DenseOp.Attributes, a.activation == .identity else { continue }
+                nodes[i].attributes = DenseOp.Attributes(activation: f)
+            } else {
+                guard var a = nodes[i].attributes as? WindowAttributes, a.activation == .identity else { continue }
+                a.activation = f
+                nodes[i].attributes = a
+            }
             nodes[i].outputs = nodes[j].outputs
             removed.insert(j)
             summary.activations += 1

@@ -19,7 +19,8 @@ extension ONNXReader {
     /// Decodes ONNX bytes into a verified, typed `Engine.Graph`.
     public static func engineGraph(bytes: [UInt8], name: String = "") throws(InLoopError) -> Engine.Graph {
         let (model, opset) = try decode(bytes)
-        let g = try EngineGraphReader(opset: opset, functions: Set(model.functions.map { $0.name })).read(model.graph)
+        var reader = EngineGraphReader(opset: opset, functions: Set(model.functions.map { $0.name }))
+        let g = try reader.read(model.graph)
         if !name.isEmpty { g.name = name }
         try g.verify()
         do { try g.inferTypes() } catch where Engine.isNotLinear(error) {}   // typed per batch size when compiled
@@ -55,8 +56,10 @@ extension ONNXReader {
 struct EngineGraphReader {
     let opset: Int
     let functions: Set<String>
+    /// Float values of Constant nodes seen so far (by output name).
+    var constantNodeFloats: [String: [Double]] = [:]
 
-    func read(_ proto: Onnx_GraphProto) throws(InLoopError) -> Engine.Graph {
+    mutating func read(_ proto: Onnx_GraphProto) throws(InLoopError) -> Engine.Graph {
         if !proto.sparseInitializer.isEmpty {
             throw InLoopError(.unsupported, "the graph has sparse initializers ('\(proto.sparseInitializer[0].values.name)'); InLoop reads dense tensors only")
         }
@@ -151,7 +154,18 @@ struct EngineGraphReader {
         return Engine.TensorType(t == .double ? .float64 : .float32, shape)
     }
 
-    func node(_ n: Onnx_NodeProto, name: String, into g: Engine.Graph) throws(InLoopError) {
+    /// The float values of a constant: an initializer, or the value of an earlier Constant node.
+    func constantFloats(_ name: String, _ g: Engine.Graph) -> [Double]? {
+        if let v = constantNodeFloats[name] { return v }
+        guard let id = g.names[name], let c = g[id].constant, c.count <= Engine.maxKnownElements else { return nil }
+        switch c.dtype {
+        case .float32: return (try? c.values(as: Float.self))?.map { Double($0) }
+        case .float64: return try? c.values(as: Double.self)
+        default: return nil
+        }
+    }
+
+    mutating func node(_ n: Onnx_NodeProto, name: String, into g: Engine.Graph) throws(InLoopError) {
         guard n.domain.isEmpty || n.domain == "ai.onnx" else {
             throw InLoopError(.unsupported, "operator domain '\(n.domain)' is not supported; InLoop runs operators of the default ONNX domain")
         }
@@ -170,11 +184,23 @@ struct EngineGraphReader {
             if !at.refAttrName.isEmpty { throw InLoopError(.unsupported, "attribute '\(at.name)' refers to a function attribute") }
             raw[at.name] = try EngineGraphReader.attribute(at)
         }
+        var inputs = n.input
+        // Resize/Upsample: constant scales (an initializer or a Constant node's value) become the
+        // `scales` attribute (floats are not visible to type inference as inputs)
+        if n.opType == "Resize" || n.opType == "Upsample", raw["scales"] == nil {
+            let k = n.opType == "Upsample" || opset < 11 ? 1 : 2
+            if k < inputs.count, !inputs[k].isEmpty, let values = constantFloats(inputs[k], g) {
+                if !values.isEmpty { raw["scales"] = .floats(values) }
+                inputs[k] = ""
+            }
+        }
+        if n.opType == "Constant", let out = n.output.first, case .tensor(let t)? = raw["value"], t.dtype.isFloatingPoint {
+            constantNodeFloats[out] = t.floats
+        }
         // trailing optional outputs left out ("") are not outputs (BatchNormalization's statistics,
         // Dropout's mask, LayerNormalization's Mean/InvStdDev, as exporters write them)
         var outputs = n.output
         while outputs.count > 1, outputs.last == "" { outputs.removeLast() }
-        var inputs = n.input
         while inputs.last == "" { inputs.removeLast() }
         try g.addNode(name, op, raw, inputs: inputs, outputs: outputs)
     }

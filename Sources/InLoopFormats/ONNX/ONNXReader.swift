@@ -50,7 +50,8 @@ public enum ONNXReader {
 
     /// The one engine's model of a decoded file.
     static func engineModel(_ proto: Onnx_ModelProto, opset: Int, name: String, legacy: Graph?) throws(InLoopError) -> Engine.Model {
-        let g = try EngineGraphReader(opset: opset, functions: Set(proto.functions.map { $0.name })).read(proto.graph)
+        var reader = EngineGraphReader(opset: opset, functions: Set(proto.functions.map { $0.name }))
+        let g = try reader.read(proto.graph)
         g.name = name
         try g.verify()
         do { try g.inferTypes() } catch where Engine.isNotLinear(error) {}   // specialised per batch by the model
