@@ -450,8 +450,34 @@ int main(int argc, char **argv) {
             check(last < 0.5 * first, "fine-tuning the graph halves its loss in 20 steps", msg);   /* 0.667 -> 0.102 here */
             CHECK_OK(inloop_trainer_get_model(ct, &tuned), "get the fine-tuned graph as a model");
             CHECK_OK(inloop_model_forward_f32(tuned, xf, NB, y0), "forward of the fine-tuned graph");
-            CHECK_STATUS(inloop_trainer_save_model(ct, modelpath), INLOOP_ERR_UNSUPPORTED, "save_model of a fine-tuned graph is refused clearly");
-            CHECK_STATUS(inloop_trainer_save_checkpoint(ct, ckpt), INLOOP_ERR_UNSUPPORTED, "checkpoint of a fine-tuned graph is refused clearly");
+            /* the fine-tuned graph saved (native version 2) and loaded: bitwise the trainer's model */
+            {
+                inloop_model *back = NULL;
+                float *y1 = malloc(sizeof(float) * NB * NO);
+                CHECK_OK(inloop_trainer_save_model(ct, modelpath), "save_model of a fine-tuned graph (native version 2)");
+                CHECK_OK(inloop_model_load(modelpath, &back), "load the saved fine-tuned graph");
+                if (back) {
+                    CHECK_OK(inloop_model_forward_f32(back, xf, NB, y1), "forward of the reloaded graph");
+                    check(memcmp(y0, y1, sizeof(float) * NB * NO) == 0, "reloaded fine-tuned graph equals the trainer's model bitwise", "outputs differ");
+                    (void)inloop_model_free(back);
+                }
+                free(y1);
+            }
+            /* a checkpoint of the graph trainer restarts exactly: 3 more steps, same losses bit for bit */
+            {
+                inloop_trainer *rc = NULL;
+                CHECK_OK(inloop_trainer_save_checkpoint(ct, ckpt), "checkpoint of a fine-tuned graph");
+                CHECK_OK(inloop_trainer_load_checkpoint(ckpt, &rc), "restore the graph trainer");
+                int same = rc != NULL;
+                for (int i = 0; i < 3 && rc; i++) {
+                    double l1 = 0, l2 = 1;
+                    (void)inloop_trainer_step_f32(ct, xf, yf, NB, &l1);
+                    (void)inloop_trainer_step_f32(rc, xf, yf, NB, &l2);
+                    if (memcmp(&l1, &l2, sizeof l1) != 0) same = 0;
+                }
+                check(same, "a restored graph trainer continues with bitwise the same losses", "losses differ");
+                (void)inloop_trainer_free(rc);
+            }
             (void)inloop_model_free(tuned);
             (void)inloop_trainer_free(ct);
             (void)inloop_model_free(m);
