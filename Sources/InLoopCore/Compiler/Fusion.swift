@@ -61,7 +61,6 @@ extension Engine {
             return id
         }
 
-        let matMul = MatMulOpReference.op.map { ObjectIdentifier($0) }
         for i in nodes.indices where !removed.contains(i) {
             let n = nodes[i]
             guard let x = n.inputs.first ?? nil, let xt = g[x].type, xt.dtype == g.dtype else { continue }
@@ -82,7 +81,7 @@ extension Engine {
                     b = bv
                 }
                 dense = (transB ? wv : try transpose(wv, w), b)
-            } else if let matMul, ObjectIdentifier(n.op) == matMul, xt.rank >= 2, let wv = n.inputs[1], let w = floatMatrix(wv), w.dtype == xt.dtype {
+            } else if n.op == MatMulOp.self, xt.rank >= 2, let wv = n.inputs[1], let w = floatMatrix(wv), w.dtype == xt.dtype {
                 var b: ValueID? = nil
                 // a following Add of a constant vector, when the product is used only there
                 if let y = n.outputs.first, uses[y.index] == 1, !isOutput.contains(y), consumer[y.index] >= 0 {
@@ -143,12 +142,5 @@ extension ActivationOpDefinition {
     static func activationAny(_ node: Engine.Node) -> Activation? {
         guard let a = node.attributes as? Attributes else { return nil }
         return activation(a)
-    }
-}
-
-/// The op the MatMul rule matches: ONNX MatMul, once it is in the op table (none while it is not).
-enum MatMulOpReference {
-    static var op: (any OpDefinition.Type)? {
-        try? OpTable.standard.lookup("MatMul", opset: 13)
     }
 }
