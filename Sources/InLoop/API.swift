@@ -404,20 +404,13 @@ final class ModelBox: @unchecked Sendable {  // immutable; the model guards its 
     /// Differentiable copies of a layer-stack model, for the derivative functions (TrainerAPI.swift).
     let derivatives = DerivativeCache()
 
-    /// The layer-stack model behind the handle (training and derivatives need one; an ONNX graph is not).
-    /// The layer-stack form of the model, when it has one: the native model itself, or an ONNX graph
-    /// that is a plain chain of layers (Gemm/MatMul, activations, normalisation), converted once.
+    /// The layer-stack model behind the handle, when it is one (a native v1 file or a trained layer
+    /// stack); graphs are differentiated and trained on the one engine.
     let layerModel: Model?
 
     init(_ model: any InferenceModel) throws(InLoopError) {
         self.model = model
-        if let m = model as? Model {
-            layerModel = m
-        } else if let g = (model as? LegacyGraphSource)?.legacyGraph {
-            layerModel = try? LayerStackConverter.convert(g, name: model.name)
-        } else {
-            layerModel = nil
-        }
+        layerModel = model as? Model
         inputs = model.inputSpecs
         outputs = model.outputSpecs
         var i: [UnsafeMutablePointer<CChar>] = [], o: [UnsafeMutablePointer<CChar>] = []

@@ -179,11 +179,11 @@ struct Run: ParsableCommand {
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Convert an ONNX model that is a plain layer stack to the native InLoop .safetensors format.",
+        abstract: "Convert an ONNX model to the native InLoop .safetensors format (version 2: the graph itself).",
         discussion: """
-            Supported: Gemm / MatMul(+Add) with constant weights (dense), activations (fused into the \
-            dense layer before them), Sub/Div by constants (normalise), Mul/Add by constants \
-            (denormalise), Identity, Dropout, and Flatten of a vector.
+            Any model InLoop runs converts: the graph, its attributes and its initializers (in their own \
+            element types) are stored in the safetensors file, which loads without the ONNX reader and \
+            gives bitwise the outputs of the ONNX file.
             """)
 
     @Argument(help: "ONNX model file.")
@@ -195,10 +195,10 @@ struct Convert: ParsableCommand {
     func run() {
         do {
             let graph = try readONNXGraph(path: source)
-            let model = try LayerStackConverter.convert(graph, name: baseName(source))
-            try NativeFormat.save(model, to: destination)
-            print("\(destination): \(model.inputSize) -> \(model.outputSize), \(model.layers.count) layers, "
-                  + "\(formatCount(model.parameterCount)) parameters")
+            try NativeV2.save(graph, to: destination)
+            var parameters = 0
+            for v in graph.values { if let c = v.constant, c.dtype.isFloatingPoint { parameters += c.count } }
+            print("\(destination): \(graph.nodes.count) nodes, \(formatCount(parameters)) parameters")
         } catch {
             fail(error)
         }

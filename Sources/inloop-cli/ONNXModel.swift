@@ -9,12 +9,12 @@ import InLoopFormats
 
 // ONNX through the library's reader (InLoopFormats) and graph model (InLoopCore), public API only.
 
-func readONNXGraph(path: String) throws -> Graph {
+func readONNXGraph(path: String) throws -> Engine.Graph {
     guard let data = FileManager.default.contents(atPath: path) else {
         throw CLIError("\(path): cannot read the file")
     }
     do {
-        return try ONNXReader.graph(bytes: [UInt8](data))
+        return try ONNXReader.engineGraph(bytes: [UInt8](data), name: baseName(path))
     } catch {
         throw CLIError("\(path): \(error.message)")
     }
@@ -22,60 +22,26 @@ func readONNXGraph(path: String) throws -> Graph {
 
 extension LoadedModel {
     static func onnx(path: String, bytes: [UInt8]) throws -> LoadedModel {
-        let loaded: any InferenceModel
+        let m: Engine.Model
         do {
-            loaded = try ONNXReader.loadModel(bytes: bytes, name: baseName(path))
+            m = try ONNXReader.load(bytes: bytes, name: baseName(path))
         } catch {
             throw CLIError("\(path): \(error.message)")
         }
-        if let m = loaded as? Engine.Model {
-            // operator counts and FLOPs from the file's graph as written (before fusion)
-            let file = try? ONNXReader.engineGraph(bytes: bytes)
-            var counts: [(String, Int)] = []
-            for n in file?.nodes ?? [] {
-                if let i = counts.firstIndex(where: { $0.0 == n.op.name }) { counts[i].1 += 1 } else { counts.append((n.op.name, 1)) }
-            }
-            let b = m.fixedBatch ?? 1
-            let flops = (try? file?.flops(batch: b)).flatMap { $0 }.map { $0 / b }
-            let plan = "runs on the one engine: \(m.stepCount ?? 0) steps (plan for \(m.fixedBatch == nil ? "every batch size" : "batch \(b)"))"
-            return LoadedModel(
-                formatName: "ONNX graph",
-                inputs: m.inputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
-                outputs: m.outputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
-                opCounts: counts, parameterCount: m.parameterCount, flopsPerSample: flops, planDescription: plan,
-                run: { xs, batch in try m.runArrays(batch: batch, xs) })
-        }
-        // the graph engine (ops not yet on the one engine)
-        let graph: Graph
-        let model: GraphModel
-        do {
-            graph = try ONNXReader.graph(bytes: bytes)
-            model = try GraphModel(graph: graph, name: baseName(path))
-        } catch {
-            throw CLIError("\(path): \(error.message)")
-        }
+        // operator counts and FLOPs from the file's graph as written (before fusion)
+        let file = try? ONNXReader.engineGraph(bytes: bytes)
         var counts: [(String, Int)] = []
-        for n in graph.nodes {
-            if let i = counts.firstIndex(where: { $0.0 == n.opType }) { counts[i].1 += 1 } else { counts.append((n.opType, 1)) }
+        for n in file?.nodes ?? [] {
+            if let i = counts.firstIndex(where: { $0.0 == n.op.name }) { counts[i].1 += 1 } else { counts.append((n.op.name, 1)) }
         }
-        let b = model.fixedBatch ?? 1
-        let summary = try? model.summary(batch: b)
-        let flops = summary.map { $0.flops / b }
-        var plan: String? = nil
-        if let s = summary {
-            var steps: [(String, Int)] = []
-            for k in s.steps {
-                if let i = steps.firstIndex(where: { $0.0 == k }) { steps[i].1 += 1 } else { steps.append((k, 1)) }
-            }
-            plan = "runs on the graph engine; plan at batch \(b): \(s.steps.count) steps (" + steps.map { "\($0.0) \($0.1)" }.joined(separator: ", ")
-                + "); \(s.folded) nodes folded, \(s.fused) fused, \(s.aliased) aliased; \(s.buffers) buffers, "
-                + "\(formatCount(s.workspaceFloats)) workspace floats"
-        }
+        let b = m.fixedBatch ?? 1
+        let flops = (try? file?.flops(batch: b)).flatMap { $0 }.map { $0 / b }
+        let plan = "\(m.stepCount ?? 0) steps (one plan for \(m.fixedBatch == nil ? "every batch size" : "batch \(b)"))"
         return LoadedModel(
             formatName: "ONNX graph",
-            inputs: model.inputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
-            outputs: model.outputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
-            opCounts: counts, parameterCount: model.parameterCount, flopsPerSample: flops, planDescription: plan,
-            run: { xs, batch in try model.run(batch: batch, xs) })
+            inputs: m.inputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
+            outputs: m.outputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
+            opCounts: counts, parameterCount: m.parameterCount, flopsPerSample: flops, planDescription: plan,
+            run: { xs, batch in try m.runArrays(batch: batch, xs) })
     }
 }

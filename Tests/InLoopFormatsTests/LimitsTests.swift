@@ -43,7 +43,7 @@ final class LimitsTests: XCTestCase {
             switch target {
             case "onnx":
                 let m = try ONNXReader.load(bytes: bytes, name: "regression")
-                for batch in [1, 3] { _ = try m.run(batch: batch, m.inputSpecs.map { [Float](repeating: 0.5, count: batch * $0.count) }) }
+                for batch in [1, 3] { _ = try m.runArrays(batch: batch, m.inputSpecs.map { [Float](repeating: 0.5, count: batch * $0.count) }) }
             case "native":
                 let m = try NativeFormat.load(bytes: bytes)
                 for batch in [1, 3] { _ = try m.forward([Float](repeating: 0.5, count: batch * m.inputSize), batch: batch) }
@@ -94,7 +94,7 @@ final class LimitsTests: XCTestCase {
         // ...and a batch whose work space passes the total limit is refused before allocating.
         let m = try ONNXReader.load(bytes: bytes, name: "pool")
         try Limits.setMaxWorkspaceBytes(perSample: 1 << 32, total: 1 << 30)
-        XCTAssertThrowsError(try m.run(batch: 3, [[Float](repeating: 0, count: 3 * 256 * 4)])) { e in
+        XCTAssertThrowsError(try m.runArrays(batch: 3, [[Float](repeating: 0, count: 3 * 256 * 4)])) { e in
             XCTAssertEqual((e as? InLoopError)?.kind, .outOfMemory)
         }
     }
@@ -104,14 +104,17 @@ final class LimitsTests: XCTestCase {
         try Limits.setMaxWorkspaceBytes(perSample: 32 << 20, total: 0)
         defer { try? Limits.setMaxWorkspaceBytes(perSample: 0, total: 0) }
         let m = try ONNXReader.load(bytes: bytes, name: "relus")   // inference: 2 buffers of 4 MiB
-        XCTAssertEqual(try m.run(batch: 1, [[Float](repeating: -1, count: 1 << 20)])[0].max(), 0)
-        XCTAssertThrowsError(try GraphNetwork<Float>(model: m).forward([Float](repeating: 1, count: 1 << 20), batch: 1)) { e in
+        XCTAssertEqual(try m.runArrays(batch: 1, [[Float](repeating: -1, count: 1 << 20)])[0].max(), 0)
+        func forward(_ value: Float) throws -> [Float] {
+            let net = try EngineNetwork<Float>(model: m)
+            let x = [Float](repeating: value, count: 1 << 20)
+            return try x.withUnsafeBufferPointer { Array(UnsafeBufferPointer(start: try net.forward($0.baseAddress!, batch: 1), count: 1 << 20)) }
+        }
+        XCTAssertThrowsError(try forward(1)) { e in
             XCTAssertEqual((e as? InLoopError)?.kind, .outOfMemory, "\(e)")
         }
         try Limits.setMaxWorkspaceBytes(perSample: 0, total: 0)
-        let net = try GraphNetwork<Float>(model: m)
-        let y = try net.forward([Float](repeating: 2, count: 1 << 20), batch: 1)
-        XCTAssertEqual(y[(1 << 20) - 1], 2)
+        XCTAssertEqual(try forward(2)[(1 << 20) - 1], 2)
     }
 
     func testWindowGeometriesRefuseHugeAttributesInsteadOfTrapping() {

@@ -29,14 +29,14 @@ final class ONNXReferenceModelTests: XCTestCase {
         XCTAssertEqual(model.outputSpecs[0].shape, Array(yRef.shape.dropFirst()), "\(name): output shape")
         let nIn = model.inputSize, nOut = model.outputSize
         // Full batch, float32 and float64 paths.
-        let y = try model.run(batch: batch, [x.values])[0]
+        let y = try model.runArrays(batch: batch, [x.values])[0]
         let err = maxRelErr(y, yRef.values)
         XCTAssertLessThan(err, 1e-5, "\(name): batch \(batch) max relative error \(err)")
         let y64 = try model.forward(x.values.map { Double($0) }, batch: batch)
         XCTAssertLessThan(maxRelErr(y64.map { Float($0) }, yRef.values), 1e-5, "\(name): float64 path")
         // Batch 1, every sample of the first few, against the same reference rows.
         for s in 0..<min(batch, 3) {
-            let y1 = try model.run(batch: 1, [Array(x.values[(s * nIn)..<((s + 1) * nIn)])])[0]
+            let y1 = try model.runArrays(batch: 1, [Array(x.values[(s * nIn)..<((s + 1) * nIn)])])[0]
             let ref = Array(yRef.values[(s * nOut)..<((s + 1) * nOut)])
             XCTAssertLessThan(maxRelErr(y1, ref), 1e-5, "\(name): batch 1, sample \(s)")
         }
@@ -50,7 +50,7 @@ final class ONNXReferenceModelTests: XCTestCase {
     func testCNN2D() throws { try check("cnn2d") }
 }
 
-extension GraphModel {
+extension Engine.Model {
     /// Single-input float64 convenience for the tests.
     func forward(_ x: [Double], batch: Int) throws -> [Double] {
         var y = [Double](repeating: 0, count: batch * outputSize)
@@ -125,7 +125,7 @@ final class ONNXBadFileTests: XCTestCase {
 
     func testTinyModelRuns() throws {
         let m = try ONNXReader.load(bytes: try bytes(model()))
-        let y = try m.run(batch: 2, [[1, 1, 1, -1, 0, 2]])[0]
+        let y = try m.runArrays(batch: 2, [[1, 1, 1, -1, 0, 2]])[0]
         // Row 1: [6 + 0.5, 15 - 10] = [6.5, 5]; row 2: [-1 + 6 + 0.5, -4 + 12 - 10] → [5.5, relu(-2) = 0].
         XCTAssertEqual(y, [6.5, 5, 5.5, 0])
     }
@@ -213,9 +213,9 @@ final class ONNXBadFileTests: XCTestCase {
 
     func testWrongSizesAtRunTime() throws {
         let m = try ONNXReader.load(bytes: try bytes(model()))
-        XCTAssertEqual(kind { _ = try m.run(batch: 2, [[1, 2, 3]]) }, .sizeMismatch)
-        XCTAssertEqual(kind { _ = try m.run(batch: 0, [[]]) }, .invalidArgument)
-        XCTAssertEqual(kind { _ = try m.run(batch: 1, [[1, 2, 3], [1]]) }, .sizeMismatch)
+        XCTAssertEqual(kind { _ = try m.runArrays(batch: 2, [[1, 2, 3]]) }, .sizeMismatch)
+        XCTAssertEqual(kind { _ = try m.runArrays(batch: 0, [[]]) }, .invalidArgument)
+        XCTAssertEqual(kind { _ = try m.runArrays(batch: 1, [[1, 2, 3], [1]]) }, .sizeMismatch)
     }
 
     func testSafetensorsStillLoadsByContent() throws {

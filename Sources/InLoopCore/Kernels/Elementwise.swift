@@ -3,8 +3,8 @@
 //
 // Public API:
 //   struct Numerics                 the numeric variants the engines differ in (docs/ENGINE.md §1.4, D1):
-//       .inference      Cephes tanh, ReLU(NaN) = 0,   log/pow in T          (Model, GraphModel)
-//       .differentiable libm tanh,   ReLU(NaN) = NaN, log/pow in Double     (Network, GraphNetwork)
+//       .inference      Cephes tanh, ReLU(NaN) = 0,   log/pow in T          (Model, Engine.Model)
+//       .differentiable libm tanh,   ReLU(NaN) = NaN, log/pow in Double     (Network, EngineNetwork)
 //       log(_:), pow(_:_:)           log and pow under those variants
 //   Activation.apply(_ x: T, _ numerics:) -> T          the scalar definition (numerics default: .inference)
 //   Activation.derivative(z:a:) -> T                     f'(z) given a = f(z)
@@ -36,9 +36,9 @@ public struct Numerics: Equatable, Sendable {
         self.tanh = tanh; self.reluNaN = reluNaN; self.elementary = elementary
     }
 
-    /// Today's inference engines (`Model`, `GraphModel`).
+    /// The inference plans (`Model`, `Engine.Model`).
     public static let inference = Numerics(tanh: .cephes, reluNaN: .zero, elementary: .native)
-    /// Today's differentiable engines (`Network`, `GraphNetwork`).
+    /// The differentiable plans (`Network`, `EngineNetwork`).
     public static let differentiable = Numerics(tanh: .libm, reluNaN: .keep, elementary: .widened)
 
     /// log x under `elementary`.

@@ -1,15 +1,5 @@
 import Synchronization
 
-/// A model the C ABI can hold that came from a graph of the old IR: training and derivatives of ONNX
-/// graphs still run on it until the graph trainer moves to the one engine (`docs/ENGINE.md` step 4.3).
-public protocol LegacyGraphSource: AnyObject {
-    var legacyGraph: Graph? { get }
-}
-
-extension GraphModel: LegacyGraphSource {
-    public var legacyGraph: Graph? { graph }
-}
-
 extension Engine {
     /// A graph ready to run from C and Fortran: the one engine's plan and executor behind the batch
     /// convenience (every input and output leads with the batch: a symbolic axis 0, or the same fixed
@@ -20,7 +10,7 @@ extension Engine {
     /// plan is specialised per batch size (the 8 most recently used are kept).
     ///
     /// Not meant to be run from two threads at once: a concurrent call fails with `.busy`.
-    public final class Model: InferenceModel, LegacyGraphSource, @unchecked Sendable {  // guarded by `busy`
+    public final class Model: InferenceModel, @unchecked Sendable {  // guarded by `busy`
         public let name: String
         public let inputSpecs: [TensorSpec]
         public let outputSpecs: [TensorSpec]
@@ -32,7 +22,6 @@ extension Engine {
         /// The batch size every input fixes (no symbolic axis 0), if any.
         public let fixedBatch: Int?
         public let graph: Graph
-        public let legacyGraph: InLoopCore.Graph?
         /// Plans compiled so far (for tests of plan reuse).
         public private(set) var compileCount = 0
 
@@ -54,10 +43,9 @@ extension Engine {
 
         /// `graph` must be verified and typed (`verify()`, `inferTypes()`; a graph whose shapes are
         /// not linear in the batch may fail `inferTypes()` with `notLinear`: it is then specialised).
-        public init(graph: Graph, name: String = "", legacy: InLoopCore.Graph? = nil) throws(InLoopError) {
+        public init(graph: Graph, name: String = "") throws(InLoopError) {
             self.graph = graph
             self.name = name.isEmpty ? graph.name : name
-            self.legacyGraph = legacy
             guard !graph.inputs.isEmpty else { throw InLoopError(.unsupported, "the graph has no inputs") }
             guard !graph.outputs.isEmpty else { throw InLoopError(.format, "the graph has no outputs") }
             guard graph.dtype == .float32 || graph.dtype == .float64 else {

@@ -31,16 +31,14 @@ public struct TrainerConfig: Equatable, Sendable {
 }
 
 /// What a trainer trains and the derivative entry points differentiate: a layer stack, or a graph
-/// (fine-tuning a loaded model) on the one engine (`EngineNetwork`) or, for graphs whose ops have not
-/// moved to it yet, on the graph engine (`GraphNetwork`). Dispatched here, concretely, so every call
+/// (fine-tuning a loaded model) on the one engine (`EngineNetwork`). Dispatched here, concretely, so every call
 /// runs the specialised code of the concrete type.
 public enum TrainableNetwork<T: Real> {
     case stack(Network<T>)
     case engine(EngineNetwork<T>)
-    case graph(GraphNetwork<T>)
 
     public var any: any DifferentiableNetwork<T> {
-        switch self { case .stack(let n): return n; case .engine(let e): return e; case .graph(let g): return g }
+        switch self { case .stack(let n): return n; case .engine(let e): return e }
     }
 
     public var inputSize: Int { any.inputSize }
@@ -51,7 +49,6 @@ public enum TrainableNetwork<T: Real> {
         switch self {
         case .stack(let n): return try n.forward(x, batch: batch)
         case .engine(let e): return try e.forward(x, batch: batch)
-        case .graph(let g): return try g.forward(x, batch: batch)
         }
     }
 
@@ -61,7 +58,6 @@ public enum TrainableNetwork<T: Real> {
         switch self {
         case .stack(let n): try n.backward(dy, batch: batch, parameterGradients: parameterGradients, inputGradient: inputGradient)
         case .engine(let e): try e.backward(dy, batch: batch, parameterGradients: parameterGradients, inputGradient: inputGradient)
-        case .graph(let g): try g.backward(dy, batch: batch, parameterGradients: parameterGradients, inputGradient: inputGradient)
         }
     }
 
@@ -69,7 +65,6 @@ public enum TrainableNetwork<T: Real> {
         switch self {
         case .stack(let n): return try n.tangent(dx, batch: batch)
         case .engine(let e): return try e.tangent(dx, batch: batch)
-        case .graph(let g): return try g.tangent(dx, batch: batch)
         }
     }
 
@@ -77,7 +72,6 @@ public enum TrainableNetwork<T: Real> {
         switch self {
         case .stack(let n): try n.jacobian(x, batch: batch, into: j)
         case .engine(let e): try e.jacobian(x, batch: batch, into: j)
-        case .graph(let g): try g.jacobian(x, batch: batch, into: j)
         }
     }
 
@@ -86,20 +80,14 @@ public enum TrainableNetwork<T: Real> {
         switch self {
         case .stack(let n): return try n.inferenceModel()
         case .engine(let e): return try e.inferenceModel()
-        case .graph(let g): return try g.inferenceModel()
         }
     }
 
     /// The differentiable form of a loaded model: its layer stack when it has one, else its graph on
-    /// the one engine, else (ops not moved yet) on the graph engine.
+    /// the one engine.
     public static func of(_ model: any InferenceModel, layerModel: Model?) throws(InLoopError) -> TrainableNetwork<T> {
         if let m = layerModel { return .stack(try Network<T>(model: m)) }
-        var engineError: InLoopError? = nil
-        if let e = model as? Engine.Model {
-            do { return .engine(try EngineNetwork<T>(model: e)) } catch { engineError = error }
-        }
-        if let g = (model as? LegacyGraphSource)?.legacyGraph { return .graph(try GraphNetwork<T>(graph: g)) }
-        if let engineError { throw engineError }
+        if let e = model as? Engine.Model { return .engine(try EngineNetwork<T>(model: e)) }
         throw InLoopError(.unsupported, "this model kind cannot be differentiated")
     }
 }
@@ -149,11 +137,6 @@ public final class Trainer<T: Real> {
     /// Trains an existing network (fine-tuning); `config.layers` is ignored.
     public convenience init(network: Network<T>, config: TrainerConfig, random: RandomState? = nil) throws(InLoopError) {
         try self.init(backend: .stack(network), config: config, random: random)
-    }
-
-    /// Fine-tunes an ONNX graph (`GraphNetwork`): checkpoints and model files need a layer stack.
-    public convenience init(graph: GraphNetwork<T>, config: TrainerConfig, random: RandomState? = nil) throws(InLoopError) {
-        try self.init(backend: .graph(graph), config: config, random: random)
     }
 
     public init(backend: TrainableNetwork<T>, config: TrainerConfig, random: RandomState?) throws(InLoopError) {

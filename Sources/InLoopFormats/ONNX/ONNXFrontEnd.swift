@@ -309,7 +309,7 @@ struct EngineGraphReader {
         case .float16, .bfloat16:
             try check(t.int32Data.count, "int32_data")
             let p = try out.storage.pointer(as: Float.self)
-            for i in 0..<count { p[i] = GraphReader.half(UInt16(truncatingIfNeeded: t.int32Data[i]), bfloat: type == .bfloat16) }
+            for i in 0..<count { p[i] = ONNXType.half(UInt16(truncatingIfNeeded: t.int32Data[i]), bfloat: type == .bfloat16) }
         case .int64:
             try check(t.int64Data.count, "int64_data")
             let p = try out.storage.pointer(as: Int64.self)
@@ -348,7 +348,7 @@ struct EngineGraphReader {
             for i in 0..<count { p[i] = Double(bitPattern: u(i, 8)) }
         case .float16, .bfloat16:
             let p = try out.storage.pointer(as: Float.self)
-            for i in 0..<count { p[i] = GraphReader.half(UInt16(truncatingIfNeeded: u(i, 2)), bfloat: type == .bfloat16) }
+            for i in 0..<count { p[i] = ONNXType.half(UInt16(truncatingIfNeeded: u(i, 2)), bfloat: type == .bfloat16) }
         case .bool:
             let p = try out.storage.pointer(as: Bool.self)
             for i in 0..<count { p[i] = u(i, 1) != 0 }

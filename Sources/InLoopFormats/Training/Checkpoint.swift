@@ -45,15 +45,7 @@ public enum Checkpoint {
     }
 
     public static func save<T: Real>(_ t: Trainer<T>, to path: String) throws(InLoopError) {
-        try check(t)
         try FileIO.write(try serialize(t), to: path)
-    }
-
-    /// Checkpoints store layer stacks and graphs on the one engine; not graphs on the graph engine.
-    public static func check<T: Real>(_ t: Trainer<T>) throws(InLoopError) {
-        if case .graph = t.backend {
-            throw InLoopError(.unsupported, "checkpoints of graphs with an op not yet on the one engine are not supported")
-        }
     }
 
     public static func load(path: String) throws(InLoopError) -> AnyTrainer {

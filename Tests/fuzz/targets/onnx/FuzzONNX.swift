@@ -1,5 +1,5 @@
-// libFuzzer target: the ONNX reader + graph compiler, then a first forward of what loads (batch 1
-// and 2, every input), and the differentiable graph (GraphNetwork) of single-input models. Built by
+// libFuzzer target: the ONNX reader + the one engine's compiler, then a first forward of what loads
+// (batch 1 and 2, every input), and the differentiable plan (EngineNetwork) of single-input models. Built by
 // `make fuzz` (Tests/fuzz/README.md). Bad bytes must give an InLoopError: never a trap, a hang or gigabytes.
 import InLoopCore
 import InLoopFormats
@@ -24,12 +24,12 @@ public func fuzzONNX(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             let (n, o) = batch.multipliedReportingOverflow(by: spec.count)
             guard !o, n <= maxHarnessValues else { return 0 }
         }
-        _ = try? model.run(batch: batch, inputs)
+        _ = try? model.runArrays(batch: batch, inputs)
     }
     // The differentiable graph (fine-tuning, jvp/vjp of an ONNX model) compiles the same graph again:
     // a forward and a tangent on one sample (single-input models).
     if model.inputSpecs.count == 1, model.outputSpecs.count == 1, model.inputSize <= maxHarnessValues,
-       let net = try? GraphNetwork<Float>(model: model) {
+       let net = try? EngineNetwork<Float>(model: model) {
         let x = (0..<model.inputSize).map { Float($0 % 5) - 2 }
         x.withUnsafeBufferPointer { p in
             guard let base = p.baseAddress else { return }
