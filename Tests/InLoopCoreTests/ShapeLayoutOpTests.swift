@@ -459,7 +459,7 @@ final class ShapeLayoutOpTests: XCTestCase {
         assertThrows("flatten axis out of range") { try node(FlattenOp.self, ["axis": .int(3)]) }
         assertThrows("Dropout's mask output") { try node(DropoutOp.self, outputs: 2) }
         assertThrows("Cast to an unsupported type") { try node(CastOp.self, ["to": .int(6)]) }
-        assertThrows("Cast of floats to integers at run time") { try node(CastOp.self, ["to": .int(7)]) }
+        // (a Cast of floats to integers at run time truncates in T storage: LogicOpTests.testModForward)
         assertThrows("Cast without 'to'") { try node(CastOp.self) }
         assertThrows("Reshape with 0 and -1 under allowzero") { try node(ReshapeOp.self, ["allowzero": .int(1)], extra: [("s", [0, -1])]) }
         assertThrows("Concat of different ranks") {

@@ -1084,6 +1084,43 @@ def _():  # a tiny transformer-ish block: LayerNorm, projections, Softmax(QK^T),
     g.output(f, "y"); g.opset = 20; return g
 
 
+# ---- comparison, logic, selection, broadcasting (family logic, issue 10 phase 6) -----------------------
+@case("logic_where_mask_o13")
+def _():  # masks as exporters build them: comparisons, Not/And/Or/Xor, Where with broadcast operands
+    g = G(13); x = g.input("x", [2, 4])
+    a = g.op("Greater", [x, g.const(np.float32(0.5))])
+    b = g.op("Less", [x, g.w(4, lo=-1, hi=1)])
+    c = g.op("Or", [g.op("And", [a, g.op("Not", [b])]), g.op("Xor", [b, g.op("Equal", [x, x])])])
+    g.output(g.op("Where", [c, g.op("Mul", [x, g.const(np.float32(2))]), g.w(1, 4)]), "y"); return g
+
+
+@case("logic_masked_fill_o17")
+def _():  # torch masked_fill(mask, -1e4) then softmax; GreaterOrEqual/LessOrEqual (opset 12+)
+    g = G(17); x = g.input("x", [3, 5])
+    m = g.op("And", [g.op("GreaterOrEqual", [x, g.w(5, lo=-1, hi=0)]), g.op("LessOrEqual", [x, g.const(np.float32(1.5))])])
+    w = g.op("Where", [m, g.const(np.float32(-1e4)), x])
+    g.output(g.op("Softmax", [w], axis=-1), "y"); return g
+
+
+@case("expand_tile_o13")
+def _():  # Expand of a [1, K] constant to Shape(x) = [N, K], Expand along a new axis, Tile
+    g = G(13); x = g.input("x", [3])
+    e = g.op("Expand", [g.w(1, 3), g.op("Shape", [x])])
+    t = g.op("Tile", [x, g.ints([1, 2])])
+    u = g.op("Expand", [g.op("Unsqueeze", [x, g.ints([1])]), g.ints([1, 2, 1])])
+    g.output(g.op("Concat", [g.op("Add", [e, x]), t, g.op("Reshape", [u, g.ints([0, -1])])], axis=1), "y"); return g
+
+
+@case("prelu_mod_sum_mean_o13")
+def _():  # PRelu with torch's per-channel slope, Mod (fmod 1), variadic Sum and Mean, CastLike (opset 15)
+    g = G(15); x = g.input("x", [4, 2, 2])
+    p = g.op("PRelu", [x, g.w(4, 1, 1, lo=0.1, hi=0.5)])
+    r = g.op("Mod", [x, g.const(np.float32(0.7))], fmod=1)
+    s = g.op("Sum", [p, r, g.w(2, 2)])
+    mask = g.op("CastLike", [g.op("Greater", [x, g.const(np.float32(0))]), x])
+    g.output(g.op("Mean", [s, g.op("Mul", [mask, x]), p]), "y"); return g
+
+
 # =====================================================================================================
 # Running a case
 # =====================================================================================================

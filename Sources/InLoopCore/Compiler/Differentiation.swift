@@ -278,6 +278,22 @@ extension Engine {
                     emitReverse(.resizeNearestGradient(geometry: geo, outer: outer, accumulate: !first(x)), [gy, gradient(x)],
                                 node: node, role: role(x))
 
+                // MARK: family logic (reverse rules)
+                case .logic(let op, let geometry):
+                    // comparisons and logic: boolean results, no gradient reaches their operands
+                    guard op.isDifferentiable else { continue }
+                    for (k, x) in [ops[0], ops[1]].enumerated() where !isConstant(x) {
+                        emitReverse(.logicAdjoint(op, operand: Int8(k), geometry: geometry, accumulate: !first(x)),
+                                    [ops[0], ops[1], gy, gradient(x)], node: node, role: role(x))
+                    }
+                case .select(let geometry):
+                    // the gradient goes where the condition routed the value; none to the condition
+                    for k in 1...2 where !isConstant(ops[k]) {
+                        let x = ops[k]
+                        emitReverse(.selectAdjoint(operand: Int8(k), geometry: geometry, accumulate: !first(x)),
+                                    [ops[0], gy, gradient(x)], node: node, role: role(x))
+                    }
+
                 default:
                     throw InLoopError(.internal, "a reverse step in a forward pass")
                 }
@@ -498,6 +514,34 @@ extension Engine {
                         emitTangent(.resizeNearest(geometry: geo, outer: outer), [tx, ty], node: step.node)
                     } else {
                         emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
+
+                // MARK: family logic (tangent rules)
+                case .logic(let op, let geometry):
+                    var wrote = false
+                    if op.isDifferentiable {
+                        for (k, x) in [ops[0], ops[1]].enumerated() {
+                            guard let tx = tangentStorage(x) else { continue }
+                            emitTangent(.logicTangent(op, operand: Int8(k), geometry: geometry, accumulate: wrote),
+                                        [ops[0], ops[1], tx, ty], node: step.node)
+                            wrote = true
+                        }
+                    }
+                    if !wrote { emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node) }
+                case .select(let geometry):
+                    // ty = c ? tx : ty' (an operand without a tangent contributes zeros)
+                    let tx = tangentStorage(ops[1]), tv = tangentStorage(ops[2])
+                    if tx == nil && tv == nil {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    } else {
+                        var o: [Int32] = [ops[0]]
+                        for (k, t) in [(1, tx), (2, tv)] {
+                            if let t { o.append(t); continue }
+                            let z = builder.temporary(storages[Int(ops[k])].size)
+                            emitTangent(.zero(count: storages[Int(ops[k])].size), [z], node: step.node)
+                            o.append(z)
+                        }
+                        emitTangent(.select(geometry: geometry), o + [ty], node: step.node)
                     }
 
                 default:

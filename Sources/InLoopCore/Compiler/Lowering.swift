@@ -313,6 +313,9 @@ extension Engine {
 
             // MARK: family conv-pool (in place)
 
+            // MARK: family logic (in place)
+            case .logic, .select: return true
+
             default: return false
             }
         }
@@ -354,6 +357,10 @@ extension Engine.StepKind {
         case .maxPool, .averagePool, .globalPool, .averagePoolGradient, .resizeNearest, .resizeNearestGradient: return 2
         case .convGradient(_, _, let of, _), .convTransposeGradient(_, _, let of, _): return of == .bias ? 2 : 4
         case .maxPoolDerivative: return 4
+
+        // MARK: family logic (operands)
+        case .logic, .selectAdjoint: return 3
+        case .select, .logicAdjoint, .logicTangent: return 4
 
         }
     }

@@ -285,6 +285,8 @@ public enum CastOp: OpDefinition {
     }
 
     public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        // booleans and integers at run time (family logic: `Engine.lowerRuntimeCast`)
+        if try Engine.lowerRuntimeCast(to: a.to, &ctx) { return }
         let x = try Engine.input(ctx.inputTypes, 0)
         guard a.to.isFloatingPoint else {
             throw InLoopError(.unsupported, "a Cast of \(x.dtype) values to \(a.to) at run time; InLoop computes float values only")

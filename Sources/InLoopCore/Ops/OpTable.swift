@@ -149,6 +149,10 @@ public enum OpTable {
         ConvOp.self, ConvTransposeOp.self, MaxPoolOp.self, AveragePoolOp.self, GlobalAveragePoolOp.self, GlobalMaxPoolOp.self,
         ResizeOp.self, UpsampleOp.self,
 
+        // MARK: family logic (ops)
+        GreaterOp.self, LessOp.self, EqualOp.self, GreaterOrEqualOp.self, LessOrEqualOp.self, NotOp.self, AndOp.self, OrOp.self,
+        XorOp.self, ModOp.self, PReluOp.self, WhereOp.self, CastLikeOp.self, ExpandOp.self, TileOp.self, SumOp.self, MeanOp.self,
+
     ]
 
     public static let standard = OpRegistry(all)

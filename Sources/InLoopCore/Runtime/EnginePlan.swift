@@ -126,6 +126,13 @@ extension Engine {
         /// [x, y]: nearest resize of `outer` blocks through the index maps at `geometry` (Kernels/Resize.swift).
         case resizeNearest(geometry: Int32, outer: Extent)
 
+        // MARK: family logic (forward)
+        /// [a, b, y]: y = op(a, b) with NumPy broadcasting (comparisons and logic give 0/1; unary ops
+        /// read a and take a as b too); the geometry is a `BroadcastLayout` in `Plan.ints`.
+        case logic(LogicOp, geometry: Int32)
+        /// [c, x, y, out]: out = c != 0 ? x : y with broadcasting (ONNX Where; a `SelectLayout`).
+        case select(geometry: Int32)
+
 
         // Reverse and tangent steps (differentiable plans):
         /// [gy, x, gw, gb?]: gw (+)= gyᵀ · x; gb = column sums of gy (zeroed first, then rows added).
@@ -193,6 +200,15 @@ extension Engine {
         case averagePoolGradient(geometry: Int32, planes: Extent, spatial: Int, countIncludePad: Bool, accumulate: Bool)
         /// [gy, gx]: gx (+)= the adjoint of resizeNearest.
         case resizeNearestGradient(geometry: Int32, outer: Extent, accumulate: Bool)
+
+        // MARK: family logic (reverse, tangent)
+        /// [a, b, g, out]: out (+)= the broadcast adjoint of `logic(op)` for operand k (summed over the
+        /// axes k is broadcast along; out holds k's elements).
+        case logicAdjoint(LogicOp, operand: Int8, geometry: Int32, accumulate: Bool)
+        /// [a, b, t, out]: out (+)= the tangent of `logic(op)` along operand k (t holds k's elements).
+        case logicTangent(LogicOp, operand: Int8, geometry: Int32, accumulate: Bool)
+        /// [c, g, out]: out (+)= the adjoint of `select` for operand k (1: x, 2: y).
+        case selectAdjoint(operand: Int8, geometry: Int32, accumulate: Bool)
 
     }
 

@@ -86,7 +86,11 @@ extension Engine {
             switch t.dtype {
             case .float32: let s = try t.storage.pointer(as: Float.self); for i in 0..<t.count { d[i] = T(s[i]) }
             case .float64: let s = try t.storage.pointer(as: Double.self); for i in 0..<t.count { d[i] = T(s[i]) }
-            case .int64, .bool: throw InLoopError(.unsupported, "an integer constant used as \(T.dtype) data")
+            case .int64, .bool:
+                // booleans and integers at run time are carried in T storage (0/1; integers exact up to
+                // 2^24 in float32, 2^53 in float64)
+                guard let ints = t.integers else { throw InLoopError(.internal, "integer constant without integers") }
+                for i in 0..<t.count { d[i] = T(ints[i]) }
             }
             return out
         }
@@ -463,6 +467,27 @@ extension Engine {
                                 gx.update(repeating: 0, count: count)
                             }
                             NearestResize.backward(gy: UnsafePointer(t[Int(ids[io])]), outer: o, geometry: p, gx: gx)
+
+                        // MARK: family logic (run)
+                        case .logic(let op, let geometry):
+                            TensorOps.logicBroadcast(op, a: UnsafePointer(t[Int(ids[io])]), b: UnsafePointer(t[Int(ids[io + 1])]),
+                                                     y: t[Int(ids[io + 2])], geometry: BroadcastLayout.decode(ints, geometry, n))
+                        case .select(let geometry):
+                            TensorOps.select(c: UnsafePointer(t[Int(ids[io])]), x: UnsafePointer(t[Int(ids[io + 1])]),
+                                             y: UnsafePointer(t[Int(ids[io + 2])]), out: t[Int(ids[io + 3])],
+                                             geometry: SelectLayout.decode(ints, geometry, n))
+                        case .logicAdjoint(let op, let k, let geometry, let accumulate):
+                            TensorOps.logicAdjoint(op, operand: Int(k), a: UnsafePointer(t[Int(ids[io])]), b: UnsafePointer(t[Int(ids[io + 1])]),
+                                                   gradient: UnsafePointer(t[Int(ids[io + 2])]), into: t[Int(ids[io + 3])],
+                                                   geometry: BroadcastLayout.decode(ints, geometry, n), accumulate: accumulate)
+                        case .logicTangent(let op, let k, let geometry, let accumulate):
+                            TensorOps.logicTangent(op, operand: Int(k), a: UnsafePointer(t[Int(ids[io])]), b: UnsafePointer(t[Int(ids[io + 1])]),
+                                                   tangent: UnsafePointer(t[Int(ids[io + 2])]), into: t[Int(ids[io + 3])],
+                                                   geometry: BroadcastLayout.decode(ints, geometry, n), accumulate: accumulate)
+                        case .selectAdjoint(let k, let geometry, let accumulate):
+                            TensorOps.selectAdjoint(c: UnsafePointer(t[Int(ids[io])]), gradient: UnsafePointer(t[Int(ids[io + 1])]),
+                                                    into: t[Int(ids[io + 2])], operand: Int(k), geometry: SelectLayout.decode(ints, geometry, n),
+                                                    accumulate: accumulate)
 
                         }
                     }
