@@ -161,7 +161,14 @@ extension Engine {
         private static func makeRunner(_ graph: Graph, specialisedAt n: Int?) throws(InLoopError) -> Runner {
             if let n, let b = graph.batch { try graph.inferTypes(bindings: [b: n]) }
             let plan = try Engine.compile(graph)
-            guard let w = plan.workspaceElements(at: 1) else { throw InLoopError(.outOfMemory, "the work space size overflows") }
+            guard var w = plan.workspaceElements(at: 1) else { throw InLoopError(.outOfMemory, "the work space size overflows") }
+            // The outputs the caller provides count too: a hostile file must not make the caller
+            // allocate (and the model fill) gigabytes per sample.
+            for o in plan.outputSizes {
+                let (sum, overflow) = w.addingReportingOverflow(o.at(1))
+                guard !overflow else { throw InLoopError(.outOfMemory, "the work space size overflows") }
+                w = sum
+            }
             try Limits.workspace(floats: w * (graph.dtype.size / 4), batch: 1)
             if graph.dtype == .float64 { return .double(try Executor<Double>(plan: plan, graph: graph)) }
             return .single(try Executor<Float>(plan: plan, graph: graph))
