@@ -1487,8 +1487,9 @@ def bad_files(shared, keep):
     ext = TensorProto(name="Wext", data_type=TensorProto.FLOAT, dims=[5, 4])
     ext.data_location = TensorProto.EXTERNAL
     e = ext.external_data.add(); e.key = "location"; e.value = "weights.bin"
-    out.append(("external_data_refused", bad_graph([
-        helper.make_node("Gemm", ["x", "Wext"], ["y"], name="gemm", transB=1)], [ext]), ["external"], [6, 7]))
+    # from a file: the data file is missing (IO); from a buffer: refused (UNSUPPORTED)
+    out.append(("external_data_missing", bad_graph([
+        helper.make_node("Gemm", ["x", "Wext"], ["y"], name="gemm", transB=1)], [ext]), ["external", "weights.bin"], [5, 7]))
     out.append(("undefined_tensor", bad_graph([
         helper.make_node("Add", ["x", "nowhere"], ["y"], name="add_node")]), ["nowhere"], [6]))
     out.append(("gemm_shape_mismatch", bad_graph([
@@ -1548,6 +1549,64 @@ def run_bad(lib_path, rep, shared, keep, only):
         rep.ok(label, not problems, "; ".join(problems))
         if not problems and os.environ.get("CONFORMANCE_VERBOSE"):
             print(f"     message: {msg}")
+
+
+def run_external_data(lib_path, rep, keep, only):
+    """ONNX external data as onnx.save(..., save_as_external_data=True) writes it (and
+    torch.onnx.export(dynamo=True) by default): model.onnx + model.onnx.data in one directory, loaded
+    by path from another working directory and compared with onnxruntime (which reads the same files);
+    from a buffer it is refused with a message naming inloop_model_load."""
+    label = "external_data"
+    if not wanted(only, label):
+        return
+    d = os.path.join(keep, "external_data")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    g = G(17, seed=11); x = g.input("x", [3, 6, 6])
+    h = g.op("Relu", [g.op("Conv", [x, g.w(5, 3, 3, 3), g.w(5, scale=0.1)], pads=[1, 1, 1, 1])])
+    h = g.op("Flatten", [g.op("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])], axis=1)
+    g.output(g.op("Gemm", [h, g.w(4, 45), g.w(4, scale=0.1)], transB=1), "y")
+    m = finish(g)
+    path = os.path.join(d, "ext_model.onnx")
+    onnx.save(m, path, save_as_external_data=True, all_tensors_to_one_file=True, location="ext_model.onnx.data",
+              size_threshold=0)
+    stored = onnx.load(path, load_external_data=False)
+    n_ext = sum(1 for t in stored.graph.initializer if t.data_location == TensorProto.EXTERNAL)
+    so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    feeds = {b: inputs_for(g.inputs, g.ranges, b, 100 + b) for b in BATCHES}
+    refs = {b: sess.run(None, feeds[b])[0] for b in BATCHES}
+    with open(path, "rb") as f:
+        model_bytes = f.read()
+
+    def child():
+        os.chdir(keep)   # the data file is found beside the model, not in the working directory
+        lib = InLoop(lib_path)
+        res = []
+        st, mh = lib.load(os.path.join("external_data", "ext_model.onnx"))
+        if st != 0:
+            return [f"load: status {st}: {lib.error()}"]
+        for b in BATCHES:
+            y = lib.run(mh, [feeds[b]["x"]], [lib.shape(mh, "output", 0)])[0]
+            p = compare(y, refs[b])
+            if p:
+                res.append(f"batch {b}: {p}")
+        lib.fn("inloop_model_free")(mh)
+        st, mh = lib.load_buffer(model_bytes)
+        msg = lib.error()
+        if st != 7 or "inloop_model_load" not in msg:
+            res.append(f"load_buffer: status {st}, expected 7 (UNSUPPORTED) naming inloop_model_load: {msg!r}")
+        if st == 0:
+            lib.fn("inloop_model_free")(mh)
+        return res
+    try:
+        problems = isolated(child)
+    except RuntimeError as e:
+        problems = [str(e)]
+    if n_ext < 4:
+        problems.append(f"only {n_ext} initializers stored externally")
+    rep.ok(f"{label}/onnx.save external data vs onnxruntime, batches {BATCHES}", not problems, "; ".join(problems))
 
 
 def run_runtime_errors(lib_path, rep, keep, only):
@@ -2032,6 +2091,7 @@ def main():
     run_cases(a.lib, rep, a.keep, a.only)
     run_shared(a.lib, rep, shared, a.only)
     run_bad(a.lib, rep, shared, a.keep, a.only)
+    run_external_data(a.lib, rep, a.keep, a.only)
     run_runtime_errors(a.lib, rep, a.keep, a.only)
     run_format_dispatch(a.lib, rep, shared, a.keep, a.only)
     run_float64(a.lib, rep, a.keep, a.only)

@@ -37,8 +37,9 @@ public enum ONNXReader {
     /// Loads ONNX bytes for the C ABI and the CLI: on the one engine (`Engine.Model`) when every op of
     /// the graph is in its op table and lowers; on the graph engine it replaces otherwise (while the
     /// ops move, `docs/ENGINE.md` phase 3), whose errors are then the ones reported.
-    public static func loadModel(bytes: [UInt8], name: String = "") throws(InLoopError) -> any InferenceModel {
-        let (proto, opset) = try decode(bytes)
+    /// `directory`: the model file's directory, where its external data files are (nil: none may be).
+    public static func loadModel(bytes: [UInt8], name: String = "", directory: String? = nil) throws(InLoopError) -> any InferenceModel {
+        let (proto, opset) = try decode(bytes, directory: directory)
         var reader = GraphReader(opset: opset, functions: Set(proto.functions.map { $0.name }))
         var legacy: Graph? = nil, legacyError: InLoopError? = nil
         do { legacy = try reader.read(proto.graph) } catch { legacyError = error }
@@ -59,8 +60,8 @@ public enum ONNXReader {
     }
 
     /// ONNX bytes on the one engine only (no fallback): for tests and tools that compare the engines.
-    public static func engineModel(bytes: [UInt8], name: String = "") throws(InLoopError) -> Engine.Model {
-        let (proto, opset) = try decode(bytes)
+    public static func engineModel(bytes: [UInt8], name: String = "", directory: String? = nil) throws(InLoopError) -> Engine.Model {
+        let (proto, opset) = try decode(bytes, directory: directory)
         return try engineModel(proto, opset: opset, name: name.isEmpty ? proto.graph.name : name, legacy: nil)
     }
 
