@@ -278,6 +278,13 @@ extension Engine {
                     emitReverse(.resizeNearestGradient(geometry: geo, outer: outer, accumulate: !first(x)), [gy, gradient(x)],
                                 node: node, role: role(x))
 
+                // MARK: family nd (reverse rules)
+                case .resizeTaps(let geo, let outer):
+                    let x = ops[0]
+                    guard !isConstant(x), !isParameter(x) else { continue }
+                    emitReverse(.resizeTapsGradient(geometry: geo, outer: outer, accumulate: !first(x)), [gy, gradient(x)],
+                                node: node, role: role(x))
+
                 default:
                     throw InLoopError(.internal, "a reverse step in a forward pass")
                 }
@@ -496,6 +503,14 @@ extension Engine {
                 case .resizeNearest(let geo, let outer):
                     if let tx = tangentStorage(ops[0]) {
                         emitTangent(.resizeNearest(geometry: geo, outer: outer), [tx, ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
+
+                // MARK: family nd (tangent rules)
+                case .resizeTaps(let geo, let outer):
+                    if let tx = tangentStorage(ops[0]) {
+                        emitTangent(.resizeTaps(geometry: geo, outer: outer), [tx, ty], node: step.node)
                     } else {
                         emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
                     }

@@ -355,6 +355,8 @@ extension Engine.StepKind {
         case .convGradient(_, _, let of, _), .convTransposeGradient(_, _, let of, _): return of == .bias ? 2 : 4
         case .maxPoolDerivative: return 4
 
+        // MARK: family nd (operands)
+        case .resizeTaps, .resizeTapsGradient: return 2
         }
     }
 }

@@ -126,6 +126,10 @@ extension Engine {
         /// [x, y]: nearest resize of `outer` blocks through the index maps at `geometry` (Kernels/Resize.swift).
         case resizeNearest(geometry: Int32, outer: Extent)
 
+        // MARK: family nd (forward)
+        /// [x, y]: linear or cubic resize of `outer` blocks, taps and weights at `geometry` (Kernels/Resize.swift,
+        /// `TapResize`); also the tangent (the map is linear).
+        case resizeTaps(geometry: Int32, outer: Extent)
 
         // Reverse and tangent steps (differentiable plans):
         /// [gy, x, gw, gb?]: gw (+)= gyᵀ · x; gb = column sums of gy (zeroed first, then rows added).
@@ -193,6 +197,10 @@ extension Engine {
         case averagePoolGradient(geometry: Int32, planes: Extent, spatial: Int, countIncludePad: Bool, accumulate: Bool)
         /// [gy, gx]: gx (+)= the adjoint of resizeNearest.
         case resizeNearestGradient(geometry: Int32, outer: Extent, accumulate: Bool)
+
+        // MARK: family nd (reverse, tangent)
+        /// [gy, gx]: gx (+)= the adjoint of resizeTaps.
+        case resizeTapsGradient(geometry: Int32, outer: Extent, accumulate: Bool)
 
     }
 

@@ -464,6 +464,15 @@ extension Engine {
                             }
                             NearestResize.backward(gy: UnsafePointer(t[Int(ids[io])]), outer: o, geometry: p, gx: gx)
 
+                        // MARK: family nd (run)
+                        case .resizeTaps(let geo, let outer):
+                            let p = UnsafeBufferPointer(rebasing: ints[Int(geo)...]), o = outer.at(n), y = t[Int(ids[io + 1])]
+                            y.update(repeating: 0, count: o * TapResize.blockCount(geometry: p, input: false))
+                            TapResize.forward(x: UnsafePointer(t[Int(ids[io])]), outer: o, geometry: p, y: y)
+                        case .resizeTapsGradient(let geo, let outer, let accumulate):
+                            let p = UnsafeBufferPointer(rebasing: ints[Int(geo)...]), o = outer.at(n), gx = t[Int(ids[io + 1])]
+                            if !accumulate { gx.update(repeating: 0, count: o * TapResize.blockCount(geometry: p, input: true)) }
+                            TapResize.backward(gy: UnsafePointer(t[Int(ids[io])]), outer: o, geometry: p, gx: gx)
                         }
                     }
                 }
