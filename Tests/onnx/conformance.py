@@ -991,6 +991,60 @@ def _():
                   coordinate_transformation_mode="asymmetric", nearest_mode="floor"), "y"); return g
 
 
+# family nd: linear and cubic modes (the node tests pass scales as a runtime input; these are constant)
+def resize_case(x_shape, scales, opset=13, **attrs):
+    def build():
+        g = G(opset); x = g.input("x", x_shape)
+        g.output(g.op("Resize", [x, "", g.const(np.array(scales, np.float32))], **attrs), "y"); return g
+    return build
+
+
+case("resize_linear_half_pixel_o13")(resize_case([2, 4, 5], [1, 1, 2, 1.5], mode="linear"))
+case("resize_linear_align_corners_down_o13")(resize_case([2, 7, 9], [1, 1, 0.6, 0.5], mode="linear",
+                                                         coordinate_transformation_mode="align_corners"))
+case("resize_linear_pytorch_half_pixel_o13")(resize_case([3, 5, 4], [1, 1, 0.4, 1.75], mode="linear",
+                                                         coordinate_transformation_mode="pytorch_half_pixel"))
+case("resize_cubic_o13")(resize_case([2, 5, 6], [1, 1, 2, 2], mode="cubic"))
+case("resize_cubic_exclude_outside_o13")(resize_case([1, 6, 6], [1, 1, 0.8, 1.25], mode="cubic", cubic_coeff_a=-0.5,
+                                                     exclude_outside=1, coordinate_transformation_mode="asymmetric"))
+case("resize_trilinear_o13")(resize_case([1, 3, 4, 5], [1, 1, 2, 1.5, 0.8], mode="linear"))
+
+
+@case("resize_linear_sizes_chain_o13")
+def _():  # sizes from Shape(x)[0:2] ++ [7, 11], as torch exports F.interpolate(size=(7, 11), mode='bilinear')
+    g = G(13); x = g.input("x", [2, 4, 5])
+    s = g.op("Slice", [g.op("Shape", [x]), g.ints([0]), g.ints([2]), g.ints([0])])
+    sizes = g.op("Concat", [s, g.ints([7, 11])], axis=0)
+    g.output(g.op("Resize", [x, "", "", sizes], mode="linear", coordinate_transformation_mode="pytorch_half_pixel"), "y")
+    return g
+
+
+@case("upsample_linear_o9")
+def _():
+    g = G(9); x = g.input("x", [2, 3, 4])
+    g.output(g.op("Upsample", [x, g.const(np.array([1, 1, 2, 2], np.float32))], mode="linear"), "y"); return g
+
+
+# family nd: 3-D pooling
+@case("maxpool3d_o13")
+def _():
+    g = G(13); x = g.input("x", [2, 5, 6, 7])
+    g.output(g.op("MaxPool", [x], kernel_shape=[2, 3, 2], strides=[2, 2, 1], pads=[1, 1, 0, 0, 1, 1]), "y"); return g
+
+
+@case("averagepool3d_ceil_include_pad_o13")
+def _():
+    g = G(13); x = g.input("x", [2, 5, 6, 7])
+    g.output(g.op("AveragePool", [x], kernel_shape=[3, 2, 3], strides=[2, 2, 2], pads=[1, 0, 1, 1, 1, 0], ceil_mode=1,
+                  count_include_pad=1), "y"); return g
+
+
+@case("averagepool3d_same_upper_o13")
+def _():
+    g = G(13); x = g.input("x", [3, 4, 5, 6])
+    g.output(g.op("AveragePool", [x], kernel_shape=[3, 3, 2], strides=[2, 2, 2], auto_pad="SAME_UPPER"), "y"); return g
+
+
 @case("upsample_o9")
 def _():  # Upsample-9: scales as an input
     g = G(9); x = g.input("x", [2, 3, 4])
