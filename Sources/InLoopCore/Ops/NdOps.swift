@@ -8,6 +8,9 @@
 /// repeated past the ends), `cubic_coeff_a` and `exclude_outside`. The step is linear in x: its
 /// tangent is itself and its adjoint a scatter-add with the same weights (`resizeTapsGradient`).
 ///
+/// align_corners divides by scale·in as the reference does (its `output_width`), not by the integer
+/// output length: where scale·in is not an integer (in 7, scale 0.6) onnxruntime differs from both.
+///
 /// Refused: `antialias` = 1, coordinate_transformation_mode tf_crop_and_resize (refused by the
 /// attribute parser for every mode) and tf_half_pixel_for_nearest (a nearest-only mode).
 
