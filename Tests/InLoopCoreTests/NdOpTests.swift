@@ -416,4 +416,119 @@ final class NdOpTests: XCTestCase {
         c.k = [9, 2, 2]   // larger than the input along D
         XCTAssertThrowsError(try Self.poolGraph(.float32, MaxPoolOp.self, c)) { XCTAssertEqual(($0 as? InLoopError)?.kind, .format) }
     }
+
+    // MARK: - 3-D convolution
+
+    struct Conv3DCase {
+        var c: Int, m: Int, group = 1
+        var size: [Int]                 // D, H, W
+        var k: [Int]; var s = [1, 1, 1]; var d = [1, 1, 1]; var pb = [0, 0, 0]; var pe = [0, 0, 0]
+        var bias = true
+        var activation: String? = nil
+
+        var out: [Int] { (0..<3).map { (size[$0] + pb[$0] + pe[$0] - ((k[$0] - 1) * d[$0] + 1)) / s[$0] + 1 } }
+        var weightShape: [Int] { [m, c / group] + k }
+        var attrs: [String: A] {
+            var r: [String: A] = ["strides": .ints(s), "dilations": .ints(d), "pads": .ints(pb + pe), "group": .int(group)]
+            if let activation { r["activation"] = .string(activation) }
+            return r
+        }
+    }
+
+    static let conv3DCases: [Conv3DCase] = [
+        Conv3DCase(c: 2, m: 3, size: [4, 5, 4], k: [2, 3, 2]),
+        Conv3DCase(c: 2, m: 4, size: [5, 4, 6], k: [3, 3, 3], s: [2, 1, 2], pb: [1, 1, 1], pe: [1, 1, 0]),
+        Conv3DCase(c: 4, m: 2, group: 2, size: [6, 4, 4], k: [2, 2, 3], s: [1, 2, 1], d: [2, 1, 1], pb: [1, 0, 1], pe: [0, 1, 1], bias: false),
+        Conv3DCase(c: 1, m: 2, size: [3, 3, 3], k: [3, 1, 1], pb: [2, 0, 0], pe: [2, 0, 0]),
+    ]
+
+    /// Direct 3-D convolution of one sample in Double: y[m, o] = b[m] + Σ w[m, ci, t] · x[g·C/g + ci, o·s + t·d − pb].
+    static func conv3D(_ x: [Double], _ w: [Double], _ b: [Double]?, _ cc: Conv3DCase) -> [Double] {
+        let out = cc.out, cg = cc.c / cc.group, mg = cc.m / cc.group, sz = cc.size, k = cc.k
+        var y: [Double] = []
+        for mo in 0..<cc.m { for o0 in 0..<out[0] { for o1 in 0..<out[1] { for o2 in 0..<out[2] {
+            var acc = b?[mo] ?? 0
+            let gi = mo / mg
+            for ci in 0..<cg { for t0 in 0..<k[0] { for t1 in 0..<k[1] { for t2 in 0..<k[2] {
+                let p0 = o0 * cc.s[0] + t0 * cc.d[0] - cc.pb[0], p1 = o1 * cc.s[1] + t1 * cc.d[1] - cc.pb[1]
+                let p2 = o2 * cc.s[2] + t2 * cc.d[2] - cc.pb[2]
+                guard p0 >= 0, p0 < sz[0], p1 >= 0, p1 < sz[1], p2 >= 0, p2 < sz[2] else { continue }
+                let xc = gi * cg + ci
+                acc += w[(((mo * cg + ci) * k[0] + t0) * k[1] + t1) * k[2] + t2] * x[((xc * sz[0] + p0) * sz[1] + p1) * sz[2] + p2]
+            } } } }
+            y.append(acc)
+        } } } }
+        return y
+    }
+
+    static func conv3DGraph(_ dtype: Engine.DType, _ cc: Conv3DCase, train: Bool = false) throws -> Engine.Graph {
+        let g = Engine.Graph(dtype: dtype)
+        try g.addInput("x", Engine.TensorType(dtype, OpTest.shape(g, ["N", cc.c] + cc.size)))
+        let w = OpTest.values(cc.weightShape.reduce(1, *), seed: 17, in: -1...1, as: Double.self)
+        func constant(_ name: String, _ shape: [Int], _ v: [Double]) throws -> Engine.ValueID {
+            dtype == .float32 ? try g.addConstant(name, try Engine.Tensor(shape: shape, values: v.map { Float($0) }))
+                              : try g.addConstant(name, try Engine.Tensor(shape: shape, values: v))
+        }
+        var inputs = ["x", "w"]
+        let wid = try constant("w", cc.weightShape, w)
+        if train { g.parameters.append(wid) }
+        if cc.bias {
+            let bid = try constant("b", [cc.m], OpTest.values(cc.m, seed: 19, in: -1...1, as: Double.self))
+            inputs.append("b")
+            if train { g.parameters.append(bid) }
+        }
+        try g.addNode("conv", ConvOp.self, cc.attrs, inputs: inputs, outputs: ["y"])
+        try g.markOutput("y")
+        try g.verify()
+        try g.inferTypes()
+        return g
+    }
+
+    func testConv3DForward() throws {
+        for (i, cc) in Self.conv3DCases.enumerated() {
+            let w = OpTest.values(cc.weightShape.reduce(1, *), seed: 17, in: -1...1, as: Double.self)
+            let b: [Double]? = cc.bias ? OpTest.values(cc.m, seed: 19, in: -1...1, as: Double.self) : nil
+            let g = try Self.conv3DGraph(.float64, cc)
+            XCTAssertEqual(g[g.outputs[0]].type?.shape.dropFirst().map { $0.known ?? -1 }, [cc.m] + cc.out, "case \(i)")
+            let h = try OpTest.Harness<Double>(g)
+            let hf = try OpTest.Harness<Float>(try Self.conv3DGraph(.float32, cc))
+            let inC = cc.c * cc.size.reduce(1, *)
+            for n in [1, 3] {
+                let x = OpTest.values(n * inC, seed: UInt64(60 + i), as: Double.self)
+                var want: [Double] = []
+                for s in 0..<n { want += Self.conv3D(Array(x[(s * inC)..<((s + 1) * inC)]), w, b, cc) }
+                XCTAssertLessThan(OpTest.maxRelativeError(try h.forward([x], n: n)[0], want), 1e-12, "case \(i) n \(n)")
+                let yf = try hf.forward([x.map { Float($0) }], n: n)[0]
+                XCTAssertLessThan(OpTest.maxRelativeError(yf.map { Double($0) }, want), 1e-5, "case \(i) n \(n) float32")
+            }
+        }
+        // a fused activation (inference: in the conv step; differentiable: a step after the transpose)
+        var cc = Self.conv3DCases[1]
+        cc.activation = "relu"
+        for numerics in [Numerics.inference, .differentiable] {
+            let h = try OpTest.Harness<Double>(try Self.conv3DGraph(.float64, cc), numerics: numerics)
+            let x = OpTest.values(2 * cc.c * cc.size.reduce(1, *), seed: 5, as: Double.self)
+            let plain = try OpTest.Harness<Double>(try Self.conv3DGraph(.float64, Self.conv3DCases[1])).forward([x], n: 2)[0]
+            XCTAssertEqual(try h.forward([x], n: 2)[0], plain.map { Swift.max($0, 0) })
+        }
+    }
+
+    func testConv3DGradients() throws {
+        for cc in Self.conv3DCases {
+            XCTAssertLessThan(try OpTest.checkGradients(try Self.conv3DGraph(.float64, cc, train: true), n: 2), 1e-6)
+        }
+        try OpTest.checkGradients(try Self.conv3DGraph(.float64, Self.conv3DCases[1]), n: 2)   // constant weights
+    }
+
+    func testConv3DBadShapesThrow() throws {
+        var cc = Self.conv3DCases[0]
+        cc.k = [5, 3, 2]   // deeper than the input (4)
+        XCTAssertThrowsError(try Self.conv3DGraph(.float32, cc)) { XCTAssertEqual(($0 as? InLoopError)?.kind, .format) }
+        cc = Self.conv3DCases[2]
+        cc.group = 3       // does not divide 4 channels
+        XCTAssertThrowsError(try Self.conv3DGraph(.float32, cc)) { XCTAssertEqual(($0 as? InLoopError)?.kind, .format) }
+        cc = Self.conv3DCases[0]
+        cc.s = [1, 1]
+        XCTAssertThrowsError(try Self.conv3DGraph(.float32, cc)) { XCTAssertEqual(($0 as? InLoopError)?.kind, .format) }
+    }
 }

@@ -1027,6 +1027,20 @@ def _():
     g.output(g.op("Upsample", [x, g.const(np.array([1, 1, 2, 2], np.float32))], mode="linear"), "y"); return g
 
 
+# family nd: 3-D convolution and pooling
+@case("conv3d_o13")
+def _():  # pads, strides, dilation along depth, bias, then ReLU (fused)
+    g = G(13); x = g.input("x", [3, 6, 5, 7])
+    g.output(g.op("Relu", [g.op("Conv", [x, g.w(4, 3, 3, 2, 3), g.w(4, scale=0.1)], pads=[1, 0, 1, 1, 1, 0],
+                                strides=[2, 1, 2], dilations=[2, 1, 1])]), "y"); return g
+
+
+@case("conv3d_group_same_o13")
+def _():
+    g = G(13); x = g.input("x", [4, 4, 4, 4])
+    g.output(g.op("Conv", [x, g.w(6, 2, 3, 3, 3)], group=2, auto_pad="SAME_UPPER"), "y"); return g
+
+
 # family nd: 3-D pooling
 @case("maxpool3d_o13")
 def _():

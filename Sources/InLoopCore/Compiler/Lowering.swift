@@ -356,7 +356,7 @@ extension Engine.StepKind {
         case .maxPoolDerivative: return 4
 
         // MARK: family nd (operands)
-        case .resizeTaps, .resizeTapsGradient: return 2
+        case .resizeTaps, .resizeTapsGradient, .depthColumns, .depthColumnsGradient: return 2
         }
     }
 }

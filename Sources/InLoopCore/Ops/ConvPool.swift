@@ -240,11 +240,13 @@ public enum ConvOp: OpDefinition {
 
     public static func inferTypes(_ a: WindowAttributes, _ inputs: [Engine.TensorType?],
                                   _ known: [Engine.KnownInts?]) throws(InLoopError) -> [Engine.TensorType] {
+        if inputs.first??.rank == 5 { return [try Conv3D.outputType(a, inputs)] }   // MARK: family nd (3-D, Ops/NdOps.swift)
         let (x, g) = try geometry(a, inputs)
         return [Engine.TensorType(x.dtype, [x.shape[0], Engine.SymInt(g.channelsOut)] + g.outputSize.map { Engine.SymInt($0) })]
     }
 
     public static func lower(_ a: WindowAttributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        if ctx.inputTypes.first??.rank == 5 { return try Conv3D.lower(a, &ctx) }   // MARK: family nd
         let (x, g) = try geometry(a, ctx.inputTypes)
         let batch = try ctx.extent([x.shape[0]], "the batch of input X")
         let hasBias = ctx.hasInput(2)

@@ -214,3 +214,92 @@ enum Pool3D {
         }
     }
 }
+
+// MARK: - 3-D convolution
+
+/// Conv over 3 spatial axes (N, C, D, H, W) on the 2-D convolution step: the depth columns
+/// (`depthColumns`: (N, od, C, kd, H, W), zeros where the window leaves the depth axis) are N·od
+/// samples of C·kd channels, convolved over (H, W) with the weight [M, C/g, kd, kh, kw] read as
+/// [M, C/g·kd, kh, kw] (the same memory), into (N, od, M, oh·ow), then transposed to (N, M, od, oh, ow)
+/// (`layoutCopy`). Reverse and tangent are those of the three steps.
+enum Conv3D {
+    struct Geometry {
+        var conv: ConvGeometry      // the 2-D convolution over (H, W) of the columns
+        var depth: [Int]            // DepthColumns geometry
+        var od: Int
+    }
+
+    static func geometry(_ a: WindowAttributes, _ inputs: [Engine.TensorType?]) throws(InLoopError) -> (Engine.TensorType, Geometry) {
+        let x = try Engine.input(inputs, 0, "input")
+        guard x.dtype.isFloatingPoint else { throw InLoopError(.format, "Conv takes floating values, got \(x.dtype)") }
+        guard let rest = Array(x.shape.dropFirst()).known else {
+            throw InLoopError(.unsupported, "input X has shape \(x.shape.formatted); the channels and spatial sizes must be known when the plan is compiled")
+        }
+        let w = try Window.weight(inputs, x)
+        let c = rest[0], spatial = Array(rest[1...])
+        let kernel = Array(w[2...])
+        if let ks = a.kernelShape, ks != kernel {
+            throw InLoopError(.format, "kernel_shape \(Tensor.format(ks)) disagrees with the weight's shape \(Tensor.format(w))")
+        }
+        let s = a.strides ?? [1, 1, 1], d = a.dilations ?? [1, 1, 1]
+        guard s.count == 3, d.count == 3 else { throw InLoopError(.format, "strides and dilations need 3 values each") }
+        guard a.group >= 1, c % a.group == 0, w[1] * a.group == c else {
+            throw InLoopError(.format, "weight W has shape \(Tensor.format(w)); for input channels \(c) and group \(a.group) its axis 1 must be \(c / Swift.max(a.group, 1))")
+        }
+        let (pb, pe) = try a.autoPad.windowPads(a.pads, input: spatial, kernel: kernel, strides: s, dilations: d)
+        // the depth axis: its window as ConvGeometry checks one (sizes, limits, output length)
+        let depthAxis = try ConvGeometry(channelsIn: 1, channelsOut: 1, inputSize: [spatial[0]], kernelSize: [kernel[0]], strides: [s[0]],
+                                         dilations: [d[0]], padsBegin: [pb[0]], padsEnd: [pe[0]])
+        let od = depthAxis.outputSize[0]
+        let cols = try Limits.product(c, kernel[0], "input channels × kernel depth")
+        let conv = try ConvGeometry(channelsIn: cols, channelsOut: w[0], group: a.group, inputSize: Array(spatial[1...]),
+                                    kernelSize: Array(kernel[1...]), strides: Array(s[1...]), dilations: Array(d[1...]),
+                                    padsBegin: Array(pb[1...]), padsEnd: Array(pe[1...]))
+        try Window.bias(inputs, x, channels: conv.channelsOut)
+        let hw = try Limits.product(spatial[1], spatial[2], "H × W")
+        return (x, Geometry(conv: conv, depth: [c, spatial[0], hw, od, kernel[0], s[0], d[0], pb[0]], od: od))
+    }
+
+    static func outputType(_ a: WindowAttributes, _ inputs: [Engine.TensorType?]) throws(InLoopError) -> Engine.TensorType {
+        let (x, g) = try geometry(a, inputs)
+        return Engine.TensorType(x.dtype, [x.shape[0], Engine.SymInt(g.conv.channelsOut), Engine.SymInt(g.od)]
+                                 + g.conv.outputSize.map { Engine.SymInt($0) })
+    }
+
+    static func lower(_ a: WindowAttributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        let (x, g) = try geometry(a, ctx.inputTypes)
+        let n = x.shape[0]
+        let hasBias = ctx.hasInput(2)
+        if ctx.numerics == .differentiable, !ctx.isConstant(1) || hasBias && !ctx.isConstant(2) {
+            throw InLoopError(.unsupported, "a weight or bias computed at run time is not differentiated yet")
+        }
+        let batch = try ctx.extent([n], "the batch of input X")
+        let samples = try ctx.extent([n, Engine.SymInt(g.od)], "the depth columns' samples (N·od)")
+        let columns = ctx.temporary(try ctx.extent([n, Engine.SymInt(g.od), Engine.SymInt(g.conv.inputCount)], "the depth columns"))
+        ctx.emit(.depthColumns(geometry: ctx.ints(g.depth), batch: batch), [try ctx.input(0), columns])
+        let c = g.conv
+        let work = Swift.max(Conv.workspaceCount(geometry: c, batch: 1), Conv.workspaceCount(geometry: c, batch: Conv.targetColumns),
+                             Conv.perSampleWorkspaceCount(geometry: c))
+        var operands = [columns, try ctx.input(1)]
+        if hasBias { operands.append(try ctx.input(2)) }
+        operands.append(ctx.scratch(try Window.scratch(work)))
+        let p = c.outputSpatialCount
+        let z = ctx.temporary(try ctx.extent([n, Engine.SymInt(g.od), Engine.SymInt(c.outputCount)], "the convolved columns"))
+        let fuse = ctx.numerics == .inference || a.activation == .identity
+        ctx.emit(.conv(geometry: ctx.store(c), batch: samples, hasBias: hasBias, activation: fuse ? a.activation : .identity), operands + [z])
+        // (N, od, M, P) -> (N, M, od, P)
+        let m = c.channelsOut, od = g.od
+        let dims = [n, Engine.SymInt(m), Engine.SymInt(od), Engine.SymInt(p)]
+        let block = try Limits.product(od, c.outputCount, "the convolution's output per sample")   // od·M·P
+        let strides = [Engine.SymInt(block), Engine.SymInt(p), Engine.SymInt(c.outputCount), Engine.SymInt(1)]
+        let geometry = try Engine.Layout.gatherGeometry(ctx, dims: dims, xStrides: strides, xBase: 0, coversSource: true)
+        let y = try ctx.output(0)
+        if fuse {
+            ctx.emit(.layoutCopy(geometry: ctx.ints(geometry), mode: .write), [z, y])
+        } else {
+            let t = ctx.temporary(try ctx.outputExtent(0))
+            ctx.emit(.layoutCopy(geometry: ctx.ints(geometry), mode: .write), [z, t])
+            ctx.emit(.activation(a.activation, count: try ctx.outputExtent(0)), [t, y])
+        }
+    }
+}

@@ -130,6 +130,8 @@ extension Engine {
         /// [x, y]: linear or cubic resize of `outer` blocks, taps and weights at `geometry` (Kernels/Resize.swift,
         /// `TapResize`); also the tangent (the map is linear).
         case resizeTaps(geometry: Int32, outer: Extent)
+        /// [x, columns]: the depth columns of a 3-D convolution (Kernels/Conv.swift, `DepthColumns`); also the tangent.
+        case depthColumns(geometry: Int32, batch: Extent)
 
         // Reverse and tangent steps (differentiable plans):
         /// [gy, x, gw, gb?]: gw (+)= gyᵀ · x; gb = column sums of gy (zeroed first, then rows added).
@@ -201,6 +203,8 @@ extension Engine {
         // MARK: family nd (reverse, tangent)
         /// [gy, gx]: gx (+)= the adjoint of resizeTaps.
         case resizeTapsGradient(geometry: Int32, outer: Extent, accumulate: Bool)
+        /// [gcolumns, gx]: gx (+)= the adjoint of depthColumns.
+        case depthColumnsGradient(geometry: Int32, batch: Extent, accumulate: Bool)
 
     }
 

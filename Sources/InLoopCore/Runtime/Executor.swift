@@ -473,6 +473,12 @@ extension Engine {
                             let p = UnsafeBufferPointer(rebasing: ints[Int(geo)...]), o = outer.at(n), gx = t[Int(ids[io + 1])]
                             if !accumulate { gx.update(repeating: 0, count: o * TapResize.blockCount(geometry: p, input: true)) }
                             TapResize.backward(gy: UnsafePointer(t[Int(ids[io])]), outer: o, geometry: p, gx: gx)
+                        case .depthColumns(let geo, let batch):
+                            DepthColumns.forward(x: UnsafePointer(t[Int(ids[io])]), batch: batch.at(n), geometry: UnsafeBufferPointer(rebasing: ints[Int(geo)...]),
+                                                 columns: t[Int(ids[io + 1])])
+                        case .depthColumnsGradient(let geo, let batch, let accumulate):
+                            DepthColumns.backward(columns: UnsafePointer(t[Int(ids[io])]), batch: batch.at(n), geometry: UnsafeBufferPointer(rebasing: ints[Int(geo)...]),
+                                                  gx: t[Int(ids[io + 1])], accumulate: accumulate)
                         }
                     }
                 }
