@@ -1,4 +1,6 @@
-/// Family nd (issue 10, phase 6 of `docs/ENGINE.md`): Resize in its linear and cubic modes. The op
+/// Family nd (issue 10, phase 6 of `docs/ENGINE.md`): 3-D Conv and MaxPool/AveragePool (`Conv3D`,
+/// `Pool3D`, below: lowered to the 2-D steps; ConvTranspose stays 1-D/2-D), Dropout's mask (in
+/// `DropoutOp`), and Resize in its linear and cubic modes. The op
 /// itself (attributes, output shapes, nearest mode) is `ResizeOp`/`UpsampleOp` in `ResizeOps.swift`;
 /// this file adds the modes' attributes and their lowering to one step, `resizeTaps`
 /// (`Kernels/Resize.swift`, `TapResize`): per resized axis, each output position reads a window of
