@@ -79,7 +79,10 @@ inloop_status inloop_set_num_threads(int32_t n);
 int32_t inloop_get_num_threads(void);
 
 /// Loads a model file and stores a new handle in *model. The format is recognised by content, not by
-/// name: a native InLoop .safetensors file, or an ONNX model (.onnx, default-domain operators).
+/// name: a native InLoop .safetensors file, or an ONNX model (.onnx, default-domain operators). An
+/// ONNX model's external data (weights in a file beside it, e.g. model.onnx.data as
+/// torch.onnx.export(dynamo=True) writes them) is read from the model file's directory only (IO when
+/// the data file is missing; FORMAT for a location outside that directory or a range past its end).
 /// Free it with inloop_model_free. On error *model is set to NULL and the message names the file
 /// and the problem. Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH (operands of a
 /// layer or node that do not fit, e.g. a Gemm weight of the wrong shape), INVALID_ARGUMENT (a size
@@ -88,7 +91,8 @@ inloop_status inloop_model_load(const char *path, inloop_model **model);
 
 /// Loads a model from size bytes of a model file in memory (e.g. read once and broadcast with MPI)
 /// and stores a new handle in *model; either format, as inloop_model_load. The bytes are copied; the
-/// caller keeps ownership of data. Statuses: as inloop_model_load (INVALID_ARGUMENT also for size < 0).
+/// caller keeps ownership of data. An ONNX model with external data is refused (UNSUPPORTED): load it
+/// from its path. Statuses: as inloop_model_load (INVALID_ARGUMENT also for size < 0).
 inloop_status inloop_model_load_buffer(const void *data, int64_t size, inloop_model **model);
 
 /// Frees a model handle. NULL is a no-op (INLOOP_OK). Freeing a handle twice, or a handle that is

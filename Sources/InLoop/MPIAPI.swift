@@ -33,7 +33,7 @@ private func communicator(_ comm: Int32) throws(InLoopError) -> Communicator {
         let p = String(cString: path)
         let bytes = try RankZeroFile.read(p, c)
         var box: ModelBox? = nil, failure: InLoopError? = nil
-        do throws(InLoopError) { box = try ModelBox(try ModelFile.load(bytes: bytes)) } catch { failure = error.prefixed(p) }
+        do throws(InLoopError) { box = try ModelBox(try ModelFile.load(bytes: bytes, directory: ModelFile.directory(of: p))) } catch { failure = error.prefixed(p) }
         try c.agree(failure)
         guard let box else { throw InLoopError(.internal, "model_load_mpi: agreement failed") }
         model.pointee = models.register(box)

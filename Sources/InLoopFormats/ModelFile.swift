@@ -6,14 +6,18 @@ import InLoopCore
 public enum ModelFile {
     public static func load(path: String) throws(InLoopError) -> any InferenceModel {
         let bytes = try FileIO.read(path)
-        do { return try load(bytes: bytes, name: ONNXReader.modelName(path)) } catch { throw error.prefixed(path) }
+        do {
+            return try load(bytes: bytes, name: ONNXReader.modelName(path), directory: directory(of: path))
+        } catch { throw error.prefixed(path) }
     }
 
-    /// `name` names an ONNX model in messages (a native file carries its own name).
-    public static func load(bytes: [UInt8], name: String = "") throws(InLoopError) -> any InferenceModel {
+    /// `name` names an ONNX model in messages (a native file carries its own name). `directory`: the
+    /// model file's directory, where an ONNX model's external data files are; nil (a model in memory):
+    /// external data is refused.
+    public static func load(bytes: [UInt8], name: String = "", directory: String? = nil) throws(InLoopError) -> any InferenceModel {
         if isSafetensors(bytes) { return try NativeFormat.loadAny(bytes: bytes) }
         do {
-            return try ONNXReader.loadModel(bytes: bytes, name: name)
+            return try ONNXReader.loadModel(bytes: bytes, name: name, directory: directory)
         } catch {
             // Not protobuf, but a plausible safetensors length prefix: the safetensors reader's message
             // says more (e.g. "header is an array").
@@ -23,6 +27,10 @@ public enum ModelFile {
             throw error
         }
     }
+
+    /// The directory of a model file's path, where an ONNX model's external data files are
+    /// ("m.onnx" → ".", "/a/m.onnx" → "/a").
+    public static func directory(of path: String) -> String { ONNXExternalData.directory(of: path) }
 
     /// 8-byte little-endian length, then `{`.
     public static func isSafetensors(_ bytes: [UInt8]) -> Bool {

@@ -24,12 +24,12 @@ extension LoadedModel {
     static func onnx(path: String, bytes: [UInt8]) throws -> LoadedModel {
         let m: Engine.Model
         do {
-            m = try ONNXReader.load(bytes: bytes, name: baseName(path))
+            m = try ONNXReader.load(bytes: bytes, name: baseName(path), directory: ModelFile.directory(of: path))
         } catch {
             throw CLIError("\(path): \(error.message)")
         }
         // operator counts and FLOPs from the file's graph as written (before fusion)
-        let file = try? ONNXReader.engineGraph(bytes: bytes)
+        let file = try? ONNXReader.engineGraph(bytes: bytes, directory: ModelFile.directory(of: path))
         var counts: [(String, Int)] = []
         for n in file?.nodes ?? [] {
             if let i = counts.firstIndex(where: { $0.0 == n.op.name }) { counts[i].1 += 1 } else { counts.append((n.op.name, 1)) }

@@ -23,6 +23,12 @@ final class LimitsTests: XCTestCase {
             "relu_chain_2p20.onnx": nil,   // runs; see testDifferentiableGraphWorkSpaceIsLimited
             "fuzz_range_4m_at_load.onnx": .unsupported,   // fuzz: Range of 4.4M integers took 3 s at load
             "fuzz_node_without_output.onnx": .format,     // fuzz: a Relu with no output trapped in lowerActivation
+            // external data: from bytes every model is refused (no directory; by path: ExternalDataTests);
+            // the data files themselves are not ONNX
+            "ext_good.onnx": .unsupported, "ext_offset_beyond_end.onnx": .unsupported, "ext_offset_2p63.onnx": .unsupported,
+            "ext_offset_negative.onnx": .unsupported, "ext_length_mismatch.onnx": .unsupported, "ext_parent_dir.onnx": .unsupported,
+            "ext_absolute_path.onnx": .unsupported, "ext_truncated.onnx": .unsupported, "ext_missing_file.onnx": .unsupported,
+            "ext_no_location.onnx": .unsupported, "ext_good.onnx.data": nil, "ext_truncated.data": nil,
         ],
         "native": [
             "input_size_2p33.safetensors": .format, "workspace_8gib_per_sample.safetensors": .outOfMemory,

@@ -86,6 +86,42 @@ def main():
     arch["input"]["size"] = arch["output"]["size"] = (1 << 31) - 1
     header = json.dumps({"__metadata__": {"inloop": json.dumps(arch)}}).encode()
     save("native", "workspace_8gib_per_sample.safetensors", struct.pack("<Q", len(header)) + header)
+    external_data()
+
+
+def external_data():
+    """ONNX external data (weights in a file beside the model, as onnx.save(..., save_as_external_data=True)
+    and torch.onnx.export(dynamo=True) write them): a good model and hostile references. Loaded from its
+    path each must load (ext_good) or give an error, never read outside the model's directory or past a
+    file's end; loaded from bytes (the fuzz target, inloop_model_load_buffer) every one is refused."""
+    wts = np.arange(12, dtype=np.float32).reshape(3, 4) / 8 - 0.5
+    bias = np.array([0.25, -0.5, 1.0], np.float32)
+    save("onnx", "ext_good.onnx.data", wts.tobytes() + bias.tobytes())
+    save("onnx", "ext_truncated.data", wts.tobytes()[:20])
+
+    def ext(name, entries, tensor="W", dims=(3, 4)):
+        t = onnx.TensorProto(name=tensor, data_type=TensorProto.FLOAT, dims=list(dims))
+        t.data_location = TensorProto.EXTERNAL
+        for k, v in entries:
+            e = t.external_data.add()
+            e.key, e.value = k, v
+        return t
+
+    def model(name, w_entries, b_entries=(("location", "ext_good.onnx.data"), ("offset", "48"), ("length", "12"))):
+        gemm = helper.make_node("Gemm", ["x", "W", "B"], ["y"], transB=1)
+        onnx_model(name, [gemm], ["N", 4], [ext(name, w_entries), ext(name, b_entries, "B", (3,))], y_shape=["N", 3])
+
+    good = ("location", "ext_good.onnx.data")
+    model("ext_good", [good, ("offset", "0"), ("length", "48")])
+    model("ext_offset_beyond_end", [good, ("offset", "4096"), ("length", "48")])
+    model("ext_offset_2p63", [good, ("offset", str((1 << 63) - 1))])
+    model("ext_offset_negative", [good, ("offset", "-8")])
+    model("ext_length_mismatch", [good, ("offset", "0"), ("length", "40")])
+    model("ext_parent_dir", [("location", "../onnx/ext_good.onnx.data"), ("offset", "0")])
+    model("ext_absolute_path", [("location", "/etc/hostname")])
+    model("ext_truncated", [("location", "ext_truncated.data")])
+    model("ext_missing_file", [("location", "no_such_file.data")])
+    model("ext_no_location", [("offset", "0"), ("length", "48")])
 
 
 if __name__ == "__main__":

@@ -991,6 +991,76 @@ def _():
                   coordinate_transformation_mode="asymmetric", nearest_mode="floor"), "y"); return g
 
 
+# family nd: linear and cubic modes (the node tests pass scales as a runtime input; these are constant)
+def resize_case(x_shape, scales, opset=13, **attrs):
+    def build():
+        g = G(opset); x = g.input("x", x_shape)
+        g.output(g.op("Resize", [x, "", g.const(np.array(scales, np.float32))], **attrs), "y"); return g
+    return build
+
+
+case("resize_linear_half_pixel_o13")(resize_case([2, 4, 5], [1, 1, 2, 1.5], mode="linear"))
+# align_corners with scale·in integral: where it is not (e.g. 7 · 0.6), onnxruntime divides by the integer
+# output length and the ONNX reference (the node tests' expected values, which InLoop follows) by scale·in
+case("resize_linear_align_corners_down_o13")(resize_case([2, 6, 8], [1, 1, 0.5, 0.75], mode="linear",
+                                                         coordinate_transformation_mode="align_corners"))
+case("resize_linear_pytorch_half_pixel_o13")(resize_case([3, 5, 4], [1, 1, 0.4, 1.75], mode="linear",
+                                                         coordinate_transformation_mode="pytorch_half_pixel"))
+case("resize_cubic_o13")(resize_case([2, 5, 6], [1, 1, 2, 2], mode="cubic"))
+case("resize_cubic_exclude_outside_o13")(resize_case([1, 6, 6], [1, 1, 0.8, 1.25], mode="cubic", cubic_coeff_a=-0.5,
+                                                     exclude_outside=1, coordinate_transformation_mode="asymmetric"))
+case("resize_trilinear_o13")(resize_case([1, 3, 4, 5], [1, 1, 2, 1.5, 0.8], mode="linear"))
+
+
+@case("resize_linear_sizes_chain_o13")
+def _():  # sizes from Shape(x)[0:2] ++ [7, 11], as torch exports F.interpolate(size=(7, 11), mode='bilinear')
+    g = G(13); x = g.input("x", [2, 4, 5])
+    s = g.op("Slice", [g.op("Shape", [x]), g.ints([0]), g.ints([2]), g.ints([0])])
+    sizes = g.op("Concat", [s, g.ints([7, 11])], axis=0)
+    g.output(g.op("Resize", [x, "", "", sizes], mode="linear", coordinate_transformation_mode="pytorch_half_pixel"), "y")
+    return g
+
+
+@case("upsample_linear_o9")
+def _():
+    g = G(9); x = g.input("x", [2, 3, 4])
+    g.output(g.op("Upsample", [x, g.const(np.array([1, 1, 2, 2], np.float32))], mode="linear"), "y"); return g
+
+
+# family nd: 3-D convolution and pooling
+@case("conv3d_o13")
+def _():  # pads, strides, dilation along depth, bias, then ReLU (fused)
+    g = G(13); x = g.input("x", [3, 6, 5, 7])
+    g.output(g.op("Relu", [g.op("Conv", [x, g.w(4, 3, 3, 2, 3), g.w(4, scale=0.1)], pads=[1, 0, 1, 1, 1, 0],
+                                strides=[2, 1, 2], dilations=[2, 1, 1])]), "y"); return g
+
+
+@case("conv3d_group_same_o13")
+def _():
+    g = G(13); x = g.input("x", [4, 4, 4, 4])
+    g.output(g.op("Conv", [x, g.w(6, 2, 3, 3, 3)], group=2, auto_pad="SAME_UPPER"), "y"); return g
+
+
+# family nd: 3-D pooling
+@case("maxpool3d_o13")
+def _():
+    g = G(13); x = g.input("x", [2, 5, 6, 7])
+    g.output(g.op("MaxPool", [x], kernel_shape=[2, 3, 2], strides=[2, 2, 1], pads=[1, 1, 0, 0, 1, 1]), "y"); return g
+
+
+@case("averagepool3d_ceil_include_pad_o13")
+def _():
+    g = G(13); x = g.input("x", [2, 5, 6, 7])
+    g.output(g.op("AveragePool", [x], kernel_shape=[3, 2, 3], strides=[2, 2, 2], pads=[1, 0, 1, 1, 1, 0], ceil_mode=1,
+                  count_include_pad=1), "y"); return g
+
+
+@case("averagepool3d_same_upper_o13")
+def _():
+    g = G(13); x = g.input("x", [3, 4, 5, 6])
+    g.output(g.op("AveragePool", [x], kernel_shape=[3, 3, 2], strides=[2, 2, 2], auto_pad="SAME_UPPER"), "y"); return g
+
+
 @case("upsample_o9")
 def _():  # Upsample-9: scales as an input
     g = G(9); x = g.input("x", [2, 3, 4])
@@ -1523,8 +1593,9 @@ def bad_files(shared, keep):
     ext = TensorProto(name="Wext", data_type=TensorProto.FLOAT, dims=[5, 4])
     ext.data_location = TensorProto.EXTERNAL
     e = ext.external_data.add(); e.key = "location"; e.value = "weights.bin"
-    out.append(("external_data_refused", bad_graph([
-        helper.make_node("Gemm", ["x", "Wext"], ["y"], name="gemm", transB=1)], [ext]), ["external"], [6, 7]))
+    # from a file: the data file is missing (IO); from a buffer: refused (UNSUPPORTED)
+    out.append(("external_data_missing", bad_graph([
+        helper.make_node("Gemm", ["x", "Wext"], ["y"], name="gemm", transB=1)], [ext]), ["external", "weights.bin"], [5, 7]))
     out.append(("undefined_tensor", bad_graph([
         helper.make_node("Add", ["x", "nowhere"], ["y"], name="add_node")]), ["nowhere"], [6]))
     out.append(("gemm_shape_mismatch", bad_graph([
@@ -1584,6 +1655,64 @@ def run_bad(lib_path, rep, shared, keep, only):
         rep.ok(label, not problems, "; ".join(problems))
         if not problems and os.environ.get("CONFORMANCE_VERBOSE"):
             print(f"     message: {msg}")
+
+
+def run_external_data(lib_path, rep, keep, only):
+    """ONNX external data as onnx.save(..., save_as_external_data=True) writes it (and
+    torch.onnx.export(dynamo=True) by default): model.onnx + model.onnx.data in one directory, loaded
+    by path from another working directory and compared with onnxruntime (which reads the same files);
+    from a buffer it is refused with a message naming inloop_model_load."""
+    label = "external_data"
+    if not wanted(only, label):
+        return
+    d = os.path.join(keep, "external_data")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    g = G(17, seed=11); x = g.input("x", [3, 6, 6])
+    h = g.op("Relu", [g.op("Conv", [x, g.w(5, 3, 3, 3), g.w(5, scale=0.1)], pads=[1, 1, 1, 1])])
+    h = g.op("Flatten", [g.op("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])], axis=1)
+    g.output(g.op("Gemm", [h, g.w(4, 45), g.w(4, scale=0.1)], transB=1), "y")
+    m = finish(g)
+    path = os.path.join(d, "ext_model.onnx")
+    onnx.save(m, path, save_as_external_data=True, all_tensors_to_one_file=True, location="ext_model.onnx.data",
+              size_threshold=0)
+    stored = onnx.load(path, load_external_data=False)
+    n_ext = sum(1 for t in stored.graph.initializer if t.data_location == TensorProto.EXTERNAL)
+    so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    feeds = {b: inputs_for(g.inputs, g.ranges, b, 100 + b) for b in BATCHES}
+    refs = {b: sess.run(None, feeds[b])[0] for b in BATCHES}
+    with open(path, "rb") as f:
+        model_bytes = f.read()
+
+    def child():
+        os.chdir(keep)   # the data file is found beside the model, not in the working directory
+        lib = InLoop(lib_path)
+        res = []
+        st, mh = lib.load(os.path.join("external_data", "ext_model.onnx"))
+        if st != 0:
+            return [f"load: status {st}: {lib.error()}"]
+        for b in BATCHES:
+            y = lib.run(mh, [feeds[b]["x"]], [lib.shape(mh, "output", 0)])[0]
+            p = compare(y, refs[b])
+            if p:
+                res.append(f"batch {b}: {p}")
+        lib.fn("inloop_model_free")(mh)
+        st, mh = lib.load_buffer(model_bytes)
+        msg = lib.error()
+        if st != 7 or "inloop_model_load" not in msg:
+            res.append(f"load_buffer: status {st}, expected 7 (UNSUPPORTED) naming inloop_model_load: {msg!r}")
+        if st == 0:
+            lib.fn("inloop_model_free")(mh)
+        return res
+    try:
+        problems = isolated(child)
+    except RuntimeError as e:
+        problems = [str(e)]
+    if n_ext < 4:
+        problems.append(f"only {n_ext} initializers stored externally")
+    rep.ok(f"{label}/onnx.save external data vs onnxruntime, batches {BATCHES}", not problems, "; ".join(problems))
 
 
 def run_runtime_errors(lib_path, rep, keep, only):
@@ -2085,6 +2214,7 @@ def main():
     run_cases(a.lib, rep, a.keep, a.only)
     run_shared(a.lib, rep, shared, a.only)
     run_bad(a.lib, rep, shared, a.keep, a.only)
+    run_external_data(a.lib, rep, a.keep, a.only)
     run_runtime_errors(a.lib, rep, a.keep, a.only)
     run_format_dispatch(a.lib, rep, shared, a.keep, a.only)
     run_float64(a.lib, rep, a.keep, a.only)

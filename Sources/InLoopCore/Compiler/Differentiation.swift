@@ -293,6 +293,17 @@ extension Engine {
                         emitReverse(.selectAdjoint(operand: Int8(k), geometry: geometry, accumulate: !first(x)),
                                     [ops[0], gy, gradient(x)], node: node, role: role(x))
                     }
+                // MARK: family nd (reverse rules)
+                case .resizeTaps(let geo, let outer):
+                    let x = ops[0]
+                    guard !isConstant(x), !isParameter(x) else { continue }
+                    emitReverse(.resizeTapsGradient(geometry: geo, outer: outer, accumulate: !first(x)), [gy, gradient(x)],
+                                node: node, role: role(x))
+                case .depthColumns(let geo, let batch):
+                    let x = ops[0]
+                    guard !isConstant(x), !isParameter(x) else { continue }
+                    emitReverse(.depthColumnsGradient(geometry: geo, batch: batch, accumulate: !first(x)), [gy, gradient(x)],
+                                node: node, role: role(x))
 
                 default:
                     throw InLoopError(.internal, "a reverse step in a forward pass")
@@ -542,6 +553,20 @@ extension Engine {
                             o.append(z)
                         }
                         emitTangent(.select(geometry: geometry), o + [ty], node: step.node)
+                    }
+
+                // MARK: family nd (tangent rules)
+                case .resizeTaps(let geo, let outer):
+                    if let tx = tangentStorage(ops[0]) {
+                        emitTangent(.resizeTaps(geometry: geo, outer: outer), [tx, ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
+                case .depthColumns(let geo, let batch):
+                    if let tx = tangentStorage(ops[0]) {
+                        emitTangent(.depthColumns(geometry: geo, batch: batch), [tx, ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
                     }
 
                 default:

@@ -362,6 +362,8 @@ extension Engine.StepKind {
         case .logic, .selectAdjoint: return 3
         case .select, .logicAdjoint, .logicTangent: return 4
 
+        // MARK: family nd (operands)
+        case .resizeTaps, .resizeTapsGradient, .depthColumns, .depthColumnsGradient: return 2
         }
     }
 }

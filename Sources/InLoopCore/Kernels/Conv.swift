@@ -772,3 +772,62 @@ public enum ConvTranspose {
         }
     }
 }
+
+// MARK: family nd (depth columns of 3-D convolution)
+
+/// The depth part of a 3-D convolution's im2col: x (N, C, D, HW) → columns (N, od, C, kd, HW), where
+/// columns[n, o, c, a] = x[n, c, o·stride + a·dilation − padBegin] (zeros outside 0..<D). A 2-D
+/// convolution of the columns (N·od samples, C·kd channels; the weight [M, C/g, kd, kh, kw] read as
+/// [M, C/g·kd, kh, kw]) is then the 3-D convolution. Generic over Float and Double; the adjoint adds
+/// the columns back. Geometry (ints, from the plan): [C, D, HW, od, kd, stride, dilation, padBegin].
+/// No allocation; sizes caller-validated.
+public enum DepthColumns {
+    @inlinable
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public static func forward<T: Real>(x: UnsafePointer<T>, batch: Int, geometry p: UnsafeBufferPointer<Int>,
+                                        columns: UnsafeMutablePointer<T>) {
+        let c = p[0], d = p[1], hw = p[2], od = p[3], kd = p[4], s = p[5], dil = p[6], pb = p[7]
+        var dst = columns
+        for n in 0..<batch {
+            for o in 0..<od {
+                for ch in 0..<c {
+                    for a in 0..<kd {
+                        let z = o * s + a * dil - pb
+                        if z >= 0 && z < d {
+                            dst.update(from: x + ((n * c + ch) * d + z) * hw, count: hw)
+                        } else {
+                            dst.update(repeating: 0, count: hw)
+                        }
+                        dst += hw
+                    }
+                }
+            }
+        }
+    }
+
+    /// gx (+)= the adjoint of `forward` (zeroed first unless `accumulate`).
+    @inlinable
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public static func backward<T: Real>(columns: UnsafePointer<T>, batch: Int, geometry p: UnsafeBufferPointer<Int>,
+                                         gx: UnsafeMutablePointer<T>, accumulate: Bool) {
+        let c = p[0], d = p[1], hw = p[2], od = p[3], kd = p[4], s = p[5], dil = p[6], pb = p[7]
+        if !accumulate { gx.update(repeating: 0, count: batch * c * d * hw) }
+        var src = columns
+        for n in 0..<batch {
+            for o in 0..<od {
+                for ch in 0..<c {
+                    for a in 0..<kd {
+                        let z = o * s + a * dil - pb
+                        if z >= 0 && z < d {
+                            let g = gx + ((n * c + ch) * d + z) * hw
+                            for i in 0..<hw { g[i] += src[i] }
+                        }
+                        src += hw
+                    }
+                }
+            }
+        }
+    }
+}

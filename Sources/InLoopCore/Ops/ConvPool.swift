@@ -240,11 +240,13 @@ public enum ConvOp: OpDefinition {
 
     public static func inferTypes(_ a: WindowAttributes, _ inputs: [Engine.TensorType?],
                                   _ known: [Engine.KnownInts?]) throws(InLoopError) -> [Engine.TensorType] {
+        if inputs.first??.rank == 5 { return [try Conv3D.outputType(a, inputs)] }   // MARK: family nd (3-D, Ops/NdOps.swift)
         let (x, g) = try geometry(a, inputs)
         return [Engine.TensorType(x.dtype, [x.shape[0], Engine.SymInt(g.channelsOut)] + g.outputSize.map { Engine.SymInt($0) })]
     }
 
     public static func lower(_ a: WindowAttributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        if ctx.inputTypes.first??.rank == 5 { return try Conv3D.lower(a, &ctx) }   // MARK: family nd
         let (x, g) = try geometry(a, ctx.inputTypes)
         let batch = try ctx.extent([x.shape[0]], "the batch of input X")
         let hasBias = ctx.hasInput(2)
@@ -329,6 +331,8 @@ extension WindowPoolOp {
 
     public static func inferTypes(_ a: WindowAttributes, _ inputs: [Engine.TensorType?],
                                   _ known: [Engine.KnownInts?]) throws(InLoopError) -> [Engine.TensorType] {
+        // MARK: family nd (3-D pooling, Ops/NdOps.swift)
+        if inputs.first??.rank == 5 { return [try Pool3D.outputType(a, inputs, name)] }
         let (x, g) = try geometry(a, inputs)
         return [Engine.TensorType(x.dtype, [x.shape[0], x.shape[1]] + g.outputSize.map { Engine.SymInt($0) })]
     }
@@ -344,6 +348,7 @@ public enum MaxPoolOp: WindowPoolOp {
     }
 
     public static func lower(_ a: WindowAttributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        if ctx.inputTypes.first??.rank == 5 { return try Pool3D.lower(a, &ctx, max: true, what: name) }   // MARK: family nd
         let (x, g) = try geometry(a, ctx.inputTypes)
         let planes = try ctx.extent([x.shape[0], x.shape[1]], "the planes (N·C) of input X")
         ctx.emit(.maxPool(geometry: ctx.store(g), planes: planes), [try ctx.input(0), try ctx.output(0)])
@@ -359,6 +364,7 @@ public enum AveragePoolOp: WindowPoolOp {
     }
 
     public static func lower(_ a: WindowAttributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        if ctx.inputTypes.first??.rank == 5 { return try Pool3D.lower(a, &ctx, max: false, what: name) }   // MARK: family nd
         let (x, g) = try geometry(a, ctx.inputTypes)
         let planes = try ctx.extent([x.shape[0], x.shape[1]], "the planes (N·C) of input X")
         ctx.emit(.averagePool(geometry: ctx.store(g), planes: planes, countIncludePad: a.countIncludePad),

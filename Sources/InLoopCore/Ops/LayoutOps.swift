@@ -603,11 +603,19 @@ public enum SqueezeOp: OpDefinition {
     }
 }
 
-/// Dropout at inference: the identity. The optional mask output is refused (a node with two outputs
-/// is an error when the graph is built), and so is `training_mode` = true.
+/// Dropout at inference: the identity. The optional mask output (bool, X's shape) is all true: at
+/// run time 1 in T storage, exact in both scalar types; it has no gradient. `training_mode` = true is
+/// refused.
 public enum DropoutOp: OpDefinition {
     public static let name = "Dropout"
     public static let inputArity: ClosedRange<Int> = 1...3
+    public static let outputArity: ClosedRange<Int> = 1...2
+
+    public static func inferTypes(_ a: NoAttributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
+                                  outputCount: Int) throws(InLoopError) -> [Engine.TensorType] {
+        let y = try inferTypes(a, inputs, known)
+        return outputCount == 2 ? y + [Engine.TensorType(.bool, y[0].shape)] : y
+    }
 
     public static func parse(_ raw: [String: Engine.AttributeValue], opset: Int) throws(InLoopError) -> NoAttributes {
         // `seed` and `ratio` (before opset 12), `is_test` (before 7): no effect at inference
@@ -631,10 +639,14 @@ public enum DropoutOp: OpDefinition {
 
     public static func evaluate(_ a: NoAttributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
                                 outputs: [Engine.TensorType]) throws(InLoopError) -> [Engine.KnownInts?]? {
-        [known.first ?? nil]
+        outputs.count == 2 ? [known.first ?? nil, nil] : [known.first ?? nil]   // the mask is filled at run time
     }
 
     public static func lower(_ a: NoAttributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
         try ctx.aliasOrFold(output: 0, input: 0)
+        // MARK: family nd (Dropout mask)
+        if ctx.outputTypes.count == 2 {
+            ctx.emit(.fill(count: try ctx.outputExtent(1), value: 1), [try ctx.output(1)])
+        }
     }
 }

@@ -20,9 +20,15 @@ public struct ResizeNearestAttributes: OpAttributeSet, Equatable {
     /// Input positions of scales and sizes (by opset).
     public var scalesInput = 2
     public var sizesInput: Int? = 3
+    // MARK: family nd (attributes): linear and cubic modes (`Ops/NdOps.swift`)
+    public var mode: ResizeMode = .nearest
+    public var cubicCoefficient = -0.75
+    public var excludeOutside = false
 
     public func encoded() -> [String: Engine.AttributeValue] {
-        var r: [String: Engine.AttributeValue] = ["mode": .string("nearest")]
+        var r: [String: Engine.AttributeValue] = ["mode": .string(mode.rawValue)]
+        if mode == .cubic { r["cubic_coeff_a"] = .float(cubicCoefficient) }
+        if excludeOutside { r["exclude_outside"] = .int(1) }
         let cm: String
         switch coordinateMode {
         case .halfPixel: cm = "half_pixel"
@@ -50,10 +56,7 @@ public struct ResizeNearestAttributes: OpAttributeSet, Equatable {
 
     static func parse(_ raw: [String: Engine.AttributeValue], legacy: Bool) throws(InLoopError) -> ResizeNearestAttributes {
         var a = ResizeNearestAttributes()
-        let mode = try raw.string("mode") ?? "nearest"
-        guard mode == "nearest" else {
-            throw InLoopError(.unsupported, "attribute mode='\(mode)'; InLoop resizes with mode='nearest' only")
-        }
+        try ResizeMode.parse(raw, into: &a)
         if let v = raw["scales"] {
             guard case .floats(let list) = v, list.count <= Engine.maxRank else {
                 throw InLoopError(.format, "attribute 'scales' must be a list of at most \(Engine.maxRank) floats")
@@ -113,18 +116,22 @@ extension NearestResizeOp {
             return t.shape != [Engine.SymInt(0)]
         }
         if present(a.sizesInput), let k = a.sizesInput {
-            guard let sizes = known[k]?.values.known else {
+            // a size equal to the input's (also a symbolic one: Shape(x)[0:2] ++ [h, w]) keeps the axis
+            guard let values = known[k]?.values else {
                 throw InLoopError(.unsupported, "sizes must be known when the plan is compiled")
             }
-            guard sizes.count == axes.count else { throw InLoopError(.format, "sizes has \(sizes.count) values for \(axes.count) axes") }
+            guard values.count == axes.count else { throw InLoopError(.format, "sizes has \(values.count) values for \(axes.count) axes") }
             for (i, d) in axes.enumerated() {
-                guard sizes[i] >= 1, sizes[i] <= Limits.maxDimension else { throw InLoopError(.format, "sizes \(Tensor.format(sizes)) must be positive") }
-                if x.shape[d] == Engine.SymInt(sizes[i]) { continue }
+                if x.shape[d] == values[i] { continue }
+                guard let size = values[i].known else {
+                    throw InLoopError(.unsupported, "sizes[\(i)] = \(values[i]) differs from the input's axis \(d) (\(x.shape[d])) and is not known when the plan is compiled")
+                }
+                guard size >= 1, size <= Limits.maxDimension else { throw InLoopError(.format, "sizes[\(i)] = \(size) must be positive") }
                 guard let n = x.shape[d].known, n >= 1 else {
                     throw InLoopError(.unsupported, "axis \(d) of size \(x.shape[d]) is resized: its size must be known and positive")
                 }
-                out[d] = Engine.SymInt(sizes[i])
-                scales[d] = Float(sizes[i]) / Float(n)
+                out[d] = Engine.SymInt(size)
+                scales[d] = Float(size) / Float(n)
             }
         } else if let s = a.scales {
             guard s.count == axes.count else { throw InLoopError(.format, "scales has \(s.count) values for \(axes.count) axes") }
@@ -154,6 +161,8 @@ extension NearestResizeOp {
     }
 
     public static func lower(_ a: ResizeNearestAttributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        // MARK: family nd (linear, cubic)
+        if a.mode != .nearest { return try InterpolatingResize.lower(a, &ctx) }
         let x = try Engine.input(ctx.inputTypes, 0, "input")
         let out = ctx.outputTypes[0].shape
         // the first axis whose map is not the identity

@@ -133,6 +133,12 @@ extension Engine {
         /// [c, x, y, out]: out = c != 0 ? x : y with broadcasting (ONNX Where; a `SelectLayout`).
         case select(geometry: Int32)
 
+        // MARK: family nd (forward)
+        /// [x, y]: linear or cubic resize of `outer` blocks, taps and weights at `geometry` (Kernels/Resize.swift,
+        /// `TapResize`); also the tangent (the map is linear).
+        case resizeTaps(geometry: Int32, outer: Extent)
+        /// [x, columns]: the depth columns of a 3-D convolution (Kernels/Conv.swift, `DepthColumns`); also the tangent.
+        case depthColumns(geometry: Int32, batch: Extent)
 
         // Reverse and tangent steps (differentiable plans):
         /// [gy, x, gw, gb?]: gw (+)= gyᵀ · x; gb = column sums of gy (zeroed first, then rows added).
@@ -209,6 +215,11 @@ extension Engine {
         case logicTangent(LogicOp, operand: Int8, geometry: Int32, accumulate: Bool)
         /// [c, g, out]: out (+)= the adjoint of `select` for operand k (1: x, 2: y).
         case selectAdjoint(operand: Int8, geometry: Int32, accumulate: Bool)
+        // MARK: family nd (reverse, tangent)
+        /// [gy, gx]: gx (+)= the adjoint of resizeTaps.
+        case resizeTapsGradient(geometry: Int32, outer: Extent, accumulate: Bool)
+        /// [gcolumns, gx]: gx (+)= the adjoint of depthColumns.
+        case depthColumnsGradient(geometry: Int32, batch: Extent, accumulate: Bool)
 
     }
 

@@ -489,6 +489,21 @@ extension Engine {
                                                     into: t[Int(ids[io + 2])], operand: Int(k), geometry: SelectLayout.decode(ints, geometry, n),
                                                     accumulate: accumulate)
 
+                        // MARK: family nd (run)
+                        case .resizeTaps(let geo, let outer):
+                            let p = UnsafeBufferPointer(rebasing: ints[Int(geo)...]), o = outer.at(n), y = t[Int(ids[io + 1])]
+                            y.update(repeating: 0, count: o * TapResize.blockCount(geometry: p, input: false))
+                            TapResize.forward(x: UnsafePointer(t[Int(ids[io])]), outer: o, geometry: p, y: y)
+                        case .resizeTapsGradient(let geo, let outer, let accumulate):
+                            let p = UnsafeBufferPointer(rebasing: ints[Int(geo)...]), o = outer.at(n), gx = t[Int(ids[io + 1])]
+                            if !accumulate { gx.update(repeating: 0, count: o * TapResize.blockCount(geometry: p, input: true)) }
+                            TapResize.backward(gy: UnsafePointer(t[Int(ids[io])]), outer: o, geometry: p, gx: gx)
+                        case .depthColumns(let geo, let batch):
+                            DepthColumns.forward(x: UnsafePointer(t[Int(ids[io])]), batch: batch.at(n), geometry: UnsafeBufferPointer(rebasing: ints[Int(geo)...]),
+                                                 columns: t[Int(ids[io + 1])])
+                        case .depthColumnsGradient(let geo, let batch, let accumulate):
+                            DepthColumns.backward(columns: UnsafePointer(t[Int(ids[io])]), batch: batch.at(n), geometry: UnsafeBufferPointer(rebasing: ints[Int(geo)...]),
+                                                  gx: t[Int(ids[io + 1])], accumulate: accumulate)
                         }
                     }
                 }

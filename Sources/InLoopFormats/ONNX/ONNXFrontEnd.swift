@@ -17,8 +17,9 @@ import InLoopCore
 /// symbols of their own, by name.
 extension ONNXReader {
     /// Decodes ONNX bytes into a verified, typed `Engine.Graph`.
-    public static func engineGraph(bytes: [UInt8], name: String = "") throws(InLoopError) -> Engine.Graph {
-        let (model, opset) = try decode(bytes)
+    /// `directory`: the model file's directory, where its external data files are (nil: none may be).
+    public static func engineGraph(bytes: [UInt8], name: String = "", directory: String? = nil) throws(InLoopError) -> Engine.Graph {
+        let (model, opset) = try decode(bytes, directory: directory)
         var reader = EngineGraphReader(opset: opset, functions: Set(model.functions.map { $0.name }))
         let g = try reader.read(model.graph)
         if !name.isEmpty { g.name = name }
@@ -27,10 +28,11 @@ extension ONNXReader {
         return g
     }
 
-    /// The model proto and its default-domain opset, checked.
-    static func decode(_ bytes: [UInt8]) throws(InLoopError) -> (Onnx_ModelProto, Int) {
+    /// The model proto and its default-domain opset, checked; external data read from `directory`
+    /// (`ONNXExternalData`), or refused when it is nil.
+    static func decode(_ bytes: [UInt8], directory: String? = nil) throws(InLoopError) -> (Onnx_ModelProto, Int) {
         guard !bytes.isEmpty else { throw InLoopError(.format, "file is empty") }
-        let model: Onnx_ModelProto
+        var model: Onnx_ModelProto
         do {
             var options = BinaryDecodingOptions()
             options.messageDepthLimit = 64
@@ -49,6 +51,7 @@ extension ONNXReader {
             throw InLoopError(.format, "the model imports no opset of the default ONNX domain (opset_import)")
         }
         guard opset >= 1, opset <= 1000 else { throw InLoopError(.format, "default-domain opset version \(opset) is invalid") }
+        try ONNXExternalData.resolve(&model, bytes: bytes, directory: directory)
         return (model, opset)
     }
 }

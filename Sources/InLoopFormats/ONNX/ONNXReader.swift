@@ -18,18 +18,20 @@ public enum ONNXReader {
     /// Loads an ONNX file as a ready-to-run model; errors are prefixed with the path.
     public static func load(path: String) throws(InLoopError) -> Engine.Model {
         let bytes = try FileIO.read(path)
-        do { return try load(bytes: bytes, name: modelName(path)) } catch { throw error.prefixed(path) }
+        do { return try load(bytes: bytes, name: modelName(path), directory: ModelFile.directory(of: path)) } catch { throw error.prefixed(path) }
     }
 
-    /// Loads ONNX bytes as a ready-to-run model on the one engine.
-    public static func load(bytes: [UInt8], name: String = "") throws(InLoopError) -> Engine.Model {
-        let (proto, opset) = try decode(bytes)
+    /// Loads ONNX bytes as a ready-to-run model on the one engine. `directory`: the model file's
+    /// directory, where its external data files are (nil: none may be).
+    public static func load(bytes: [UInt8], name: String = "", directory: String? = nil) throws(InLoopError) -> Engine.Model {
+        let (proto, opset) = try decode(bytes, directory: directory)
         return try engineModel(proto, opset: opset, name: name.isEmpty ? proto.graph.name : name)
     }
 
-    /// Loads ONNX bytes for the C ABI and the CLI.
-    public static func loadModel(bytes: [UInt8], name: String = "") throws(InLoopError) -> any InferenceModel {
-        try load(bytes: bytes, name: name)
+    /// Loads ONNX bytes for the C ABI and the CLI. `directory`: the model file's directory, where its
+    /// external data files are (nil: none may be).
+    public static func loadModel(bytes: [UInt8], name: String = "", directory: String? = nil) throws(InLoopError) -> any InferenceModel {
+        try load(bytes: bytes, name: name, directory: directory)
     }
 
     /// The one engine's model of a decoded file.
