@@ -119,6 +119,29 @@ struct Run: ParsableCommand {
             let m = try LoadedModel.load(path: model)
             let inputFiles = try assign(input, to: m.inputs.map(\.name), what: "input")
             let outputFiles = try assign(output, to: m.outputs.map(\.name), what: "output")
+            if let runShaped = m.runShaped {
+                // Full shapes: each array as it is; one sample may leave out a leading batch axis.
+                var xs: [(shape: [Int], values: [Double])] = []
+                var dtype: NpyArray.DType? = nil
+                var oneSample = false
+                for (k, file) in inputFiles.enumerated() {
+                    let a = try NpyArray.read(path: file)
+                    dtype = dtype ?? a.dtype
+                    var shape = a.shape
+                    if m.inputBatched[k] && shape.count + 1 == m.declaredRanks[k] {
+                        shape = [1] + shape
+                        oneSample = true
+                    }
+                    xs.append((shape, a.values))
+                }
+                let ys = try runShaped(xs)
+                for (k, (file, y)) in zip(outputFiles, ys).enumerated() {
+                    var shape = y.shape
+                    if oneSample && m.outputBatched[k] && shape.first == 1 { shape.removeFirst() }
+                    try NpyArray(shape: shape, dtype: dtype ?? .float32, values: y.values).write(path: file)
+                }
+                return
+            }
             var arrays: [NpyArray] = []
             var batch: Int? = nil
             var singleSample = false

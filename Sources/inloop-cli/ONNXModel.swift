@@ -38,12 +38,17 @@ extension LoadedModel {
             let b = m.fixedBatch ?? 1
             let flops = (try? file?.flops(batch: b)).flatMap { $0 }.map { $0 / b }
             let plan = "runs on the one engine: \(m.stepCount ?? 0) steps (plan for \(m.fixedBatch == nil ? "every batch size" : "batch \(b)"))"
-            return LoadedModel(
+            var loaded = LoadedModel(
                 formatName: "ONNX graph",
                 inputs: m.inputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
                 outputs: m.outputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
                 opCounts: counts, parameterCount: m.parameterCount, flopsPerSample: flops, planDescription: plan,
                 run: { xs, batch in try m.runArrays(batch: batch, xs) })
+            loaded.runShaped = { xs in try m.runShaped(xs) }
+            loaded.declaredRanks = m.inputShapes.map(\.count)
+            loaded.inputBatched = m.inputBatched
+            loaded.outputBatched = m.outputBatched
+            return loaded
         }
         // the graph engine (ops not yet on the one engine)
         let graph: Graph
