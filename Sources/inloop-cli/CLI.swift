@@ -95,9 +95,10 @@ struct Run: ParsableCommand {
         abstract: "Run a model on .npy arrays.",
         discussion: """
             Each --input is a float32 or float64 .npy array of shape [batch, per-sample dims...] (or the \
-            per-sample dims alone for one sample), given in the model's input order or as NAME=FILE. \
-            Outputs are written in the dtype of the first input, one --output per model output \
-            (in order, or NAME=FILE).
+            per-sample dims alone for one sample), given in the model's input order or as NAME=FILE; \
+            an ONNX model takes each array with its full shape, as onnxruntime does. Outputs are \
+            written with their inferred shapes in the dtype the ONNX graph declares (other models: the \
+            dtype of the first input), one --output per model output (in order, or NAME=FILE).
             """)
 
     @Argument(help: "Model file (.safetensors or .onnx).")
@@ -138,7 +139,8 @@ struct Run: ParsableCommand {
                 for (k, (file, y)) in zip(outputFiles, ys).enumerated() {
                     var shape = y.shape
                     if oneSample && m.outputBatched[k] && shape.first == 1 { shape.removeFirst() }
-                    try NpyArray(shape: shape, dtype: dtype ?? .float32, values: y.values).write(path: file)
+                    let t: NpyArray.DType = k < m.outputFloat64.count ? (m.outputFloat64[k] ? .float64 : .float32) : (dtype ?? .float32)
+                    try NpyArray(shape: shape, dtype: t, values: y.values).write(path: file)
                 }
                 return
             }

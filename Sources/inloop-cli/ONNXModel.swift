@@ -48,6 +48,7 @@ extension LoadedModel {
             loaded.declaredRanks = m.inputShapes.map(\.count)
             loaded.inputBatched = m.inputBatched
             loaded.outputBatched = m.outputBatched
+            loaded.outputFloat64 = m.graph.outputs.map { m.graph[$0].type?.dtype == .float64 }
             return loaded
         }
         // the graph engine (ops not yet on the one engine)
