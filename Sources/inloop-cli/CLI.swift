@@ -97,8 +97,8 @@ struct Run: ParsableCommand {
             Each --input is a float32 or float64 .npy array of shape [batch, per-sample dims...] (or the \
             per-sample dims alone for one sample), given in the model's input order or as NAME=FILE; \
             an ONNX model takes each array with its full shape, as onnxruntime does. Outputs are \
-            written with their inferred shapes in the dtype the ONNX graph declares (other models: the \
-            dtype of the first input), one --output per model output (in order, or NAME=FILE).
+            written with their inferred shapes in the dtype of the first input (an ONNX output that the \
+            graph casts to the other type: that type), one --output per model output (in order, or NAME=FILE).
             """)
 
     @Argument(help: "Model file (.safetensors or .onnx).")
@@ -139,7 +139,8 @@ struct Run: ParsableCommand {
                 for (k, (file, y)) in zip(outputFiles, ys).enumerated() {
                     var shape = y.shape
                     if oneSample && m.outputBatched[k] && shape.first == 1 { shape.removeFirst() }
-                    let t: NpyArray.DType = k < m.outputFloat64.count ? (m.outputFloat64[k] ? .float64 : .float32) : (dtype ?? .float32)
+                    let declared = k < m.outputFloat64.count ? m.outputFloat64[k] : nil
+                    let t: NpyArray.DType = declared.map { $0 ? .float64 : .float32 } ?? dtype ?? .float32
                     try NpyArray(shape: shape, dtype: t, values: y.values).write(path: file)
                 }
                 return

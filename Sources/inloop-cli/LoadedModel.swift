@@ -32,8 +32,9 @@ struct LoadedModel {
     var declaredRanks: [Int] = []
     var inputBatched: [Bool] = []
     var outputBatched: [Bool] = []
-    /// Outputs the graph declares float64 (written as float64 .npy; the others as float32).
-    var outputFloat64: [Bool] = []
+    /// Per output: the dtype to write when the graph declares it in a type other than the one it
+    /// computes in (a Cast at the end); nil: the dtype of the first input.
+    var outputFloat64: [Bool?] = []
 
     /// Picks the reader by content, as inloop_model_load does: safetensors starts with an 8-byte
     /// little-endian header length followed by '{'.

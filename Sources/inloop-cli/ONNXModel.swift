@@ -48,7 +48,10 @@ extension LoadedModel {
             loaded.declaredRanks = m.inputShapes.map(\.count)
             loaded.inputBatched = m.inputBatched
             loaded.outputBatched = m.outputBatched
-            loaded.outputFloat64 = m.graph.outputs.map { m.graph[$0].type?.dtype == .float64 }
+            loaded.outputFloat64 = m.graph.outputs.map { (v) -> Bool? in
+                guard let t = m.graph[v].type?.dtype, t != m.graph.dtype else { return nil }
+                return t == .float64
+            }
             return loaded
         }
         // the graph engine (ops not yet on the one engine)

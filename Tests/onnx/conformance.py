@@ -1409,15 +1409,15 @@ SHAPED_CASES = {
 
 def run_shaped_model(lib, m, xs, n_out):
     """inloop_model_run_shaped_f32 on the arrays xs; returns the outputs with their reported shapes."""
-    P64 = C.POINTER(C.c_int64)
     PF = C.POINTER(C.c_float)
-    xs = [np.ascontiguousarray(x, dtype=np.float32) for x in xs]
+    xs = [np.array(x, dtype=np.float32, order="C") for x in xs]   # 0-d stays 0-d
     ranks = (C.c_int64 * len(xs))(*[x.ndim for x in xs])
     flat = [d for x in xs for d in x.shape]
     dims = (C.c_int64 * max(1, len(flat)))(*flat)
     orank = (C.c_int64 * n_out)()
     odims = (C.c_int64 * (8 * n_out))()
-    lib.call("inloop_model_output_shapes", m, len(xs), ranks, dims, n_out, orank, odims, 8 * n_out)
+    I = C.c_int64
+    lib.call("inloop_model_output_shapes", m, I(len(xs)), ranks, dims, I(n_out), orank, odims, I(8 * n_out))
     shapes, at = [], 0
     for k in range(n_out):
         shapes.append(tuple(odims[at:at + orank[k]]))
@@ -1428,7 +1428,7 @@ def run_shaped_model(lib, m, xs, n_out):
     yp = (PF * n_out)(*[y.ctypes.data_as(PF) for y in ys])
     orank2 = (C.c_int64 * n_out)()
     odims2 = (C.c_int64 * (8 * n_out))()
-    lib.call("inloop_model_run_shaped_f32", m, len(xs), ranks, dims, xp, n_out, caps, yp, orank2, odims2, 8 * n_out)
+    lib.call("inloop_model_run_shaped_f32", m, I(len(xs)), ranks, dims, xp, I(n_out), caps, yp, orank2, odims2, I(8 * n_out))
     if list(orank2) != list(orank) or list(odims2) != list(odims):
         raise CallFailed(f"run_shaped reported shapes {list(orank2)} {list(odims2)}, output_shapes {list(orank)} {list(odims)}")
     return ys
@@ -1445,7 +1445,7 @@ def run_shaped_cases(lib_path, rep, keep, only):
         sess = ort_session(data)
         in_names = [i.name for i in sess.get_inputs()]
         rng = np.random.default_rng(11)
-        feeds = [[rng.uniform(-2, 2, s).astype(np.float32) for s in sizes] for sizes in size_sets]
+        feeds = [[np.array(rng.uniform(-2, 2, s), dtype=np.float32) for s in sizes] for sizes in size_sets]
         refs = [sess.run(None, dict(zip(in_names, xs))) for xs in feeds]
 
         def child():
