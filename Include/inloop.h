@@ -142,7 +142,10 @@ inloop_status inloop_model_output_rank(inloop_model *model, int64_t index, int64
 
 /// Stores the per-sample dimensions of input index in dims[0 .. rank-1], in ONNX (row-major) order
 /// without the batch axis: (C, H, W) for an (N, C, H, W) input, which is the Fortran array
-/// x(W, H, C, batch). dims has room for max_dims values; INLOOP_ERR_SIZE_MISMATCH if fewer than the
+/// x(W, H, C, batch). An input that does not lead with the batch (a mask [K], a scalar, weights given
+/// as an input) reports its whole shape, which it takes whatever the batch; a symbolic dimension other
+/// than the batch is -1 (run such a model with inloop_model_run_shaped_f32/_f64).
+/// dims has room for max_dims values; INLOOP_ERR_SIZE_MISMATCH if fewer than the
 /// rank (nothing is written then), INLOOP_ERR_INVALID_ARGUMENT for an index out of range.
 inloop_status inloop_model_input_shape(inloop_model *model, int64_t index, int64_t *dims, int64_t max_dims);
 

@@ -209,7 +209,10 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 
 /// Stores the per-sample dimensions of input `index` in dims[0 .. rank-1], in ONNX (row-major) order
 /// without the batch axis: (C, H, W) for an (N, C, H, W) input, which is the Fortran array
-/// x(W, H, C, batch). dims has room for max_dims values; INLOOP_ERR_SIZE_MISMATCH if fewer than the
+/// x(W, H, C, batch). An input that does not lead with the batch (a mask [K], a scalar, weights given
+/// as an input) reports its whole shape, which it takes whatever the batch; a symbolic dimension other
+/// than the batch is -1 (run such a model with inloop_model_run_shaped_f32/_f64).
+/// dims has room for max_dims values; INLOOP_ERR_SIZE_MISMATCH if fewer than the
 /// rank (nothing is written then), INLOOP_ERR_INVALID_ARGUMENT for an index out of range.
 @c public func inloop_model_input_shape(_ model: OpaquePointer?, _ index: Int64, _ dims: UnsafeMutablePointer<Int64>?,
                                         _ max_dims: Int64) -> inloop_status {
