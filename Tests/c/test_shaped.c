@@ -10,7 +10,7 @@
  * y = x*mask*s + lev (N,T,4) and z = transpose(x) (4,T,N). References are computed here, directly.
  * Checks: results and reported shapes at two (N, T) pairs, f32 against f64, a size seen before allocates
  * nothing, output_shapes, a layer-stack model through run_shaped against forward_f32 (bitwise), the
- * batch convenience refused with UNSUPPORTED, and every bad argument: NULL pointers, wrong counts and
+ * batch convenience, training and derivatives refused with UNSUPPORTED, and every bad argument: NULL pointers, wrong counts and
  * ranks, a dimension that contradicts the model, a symbol bound to two values, zero and overflowing
  * sizes, too little output room; outputs untouched then.
  * Prints "PASS <name>" / "FAIL <name>: <detail>" and "N passed, M failed"; exit status 1 on a failure.
@@ -166,6 +166,15 @@ static void check_model(const char *fixtures) {
         const float *ins[4] = {x, mask, s, lev};
         float *outs[2] = {y, z};
         expect("shaped/convenience_refused", inloop_model_run_f32(m, 2, 4, ins, 2, outs), INLOOP_ERR_UNSUPPORTED, "full shapes");
+    }
+
+    {   /* training and derivatives keep needing one batched input and output: a clear UNSUPPORTED */
+        inloop_trainer *t = NULL;
+        float dx[MAXN * MAXT * 4] = {0}, dy[MAXN * MAXT * 4];
+        expect("shaped/trainer_refused", inloop_trainer_create_from_model(m, NULL, &t), INLOOP_ERR_UNSUPPORTED, "input");
+        report("shaped/trainer_refused_no_handle", t == NULL, "a trainer handle was returned");
+        if (t) (void)inloop_trainer_free(t);
+        expect("shaped/jvp_refused", inloop_model_jvp_f32(m, x, dx, 2, y, dy), INLOOP_ERR_UNSUPPORTED, "input");
     }
 
     /* bad arguments: each leaves y untouched */
