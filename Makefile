@@ -148,6 +148,7 @@ c-programs:
 	$(CC) $(CFLAGS) -IInclude Tests/c/test_busy.c $(LINK) -lpthread -lm -o $(BUILD)/test_busy
 	$(CC) $(CFLAGS) -IInclude Tests/c/test_threads.c $(LINK) -lopenblas -o $(BUILD)/test_threads
 	$(CC) $(CFLAGS) -IInclude Tests/c/test_golden.c $(LINK) -lopenblas -o $(BUILD)/test_golden
+	$(CC) $(CFLAGS) -IInclude Tests/c/test_shaped.c $(LINK) -lm -o $(BUILD)/test_shaped
 
 # The Lorenz '96 demo (examples/lorenz96): modules first, then the program, against the MPI build of
 # the module (one mpifort command; its .mod files go to build/lorenz96/obj); the executable and its output

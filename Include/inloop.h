@@ -146,7 +146,10 @@ inloop_status inloop_model_output_rank(inloop_model *model, int64_t index, int64
 
 /// Stores the per-sample dimensions of input index in dims[0 .. rank-1], in ONNX (row-major) order
 /// without the batch axis: (C, H, W) for an (N, C, H, W) input, which is the Fortran array
-/// x(W, H, C, batch). dims has room for max_dims values; INLOOP_ERR_SIZE_MISMATCH if fewer than the
+/// x(W, H, C, batch). An input that does not lead with the batch (a mask [K], a scalar, weights given
+/// as an input) reports its whole shape, which it takes whatever the batch; a symbolic dimension other
+/// than the batch is -1 (run such a model with inloop_model_run_shaped_f32/_f64).
+/// dims has room for max_dims values; INLOOP_ERR_SIZE_MISMATCH if fewer than the
 /// rank (nothing is written then), INLOOP_ERR_INVALID_ARGUMENT for an index out of range.
 inloop_status inloop_model_input_shape(inloop_model *model, int64_t index, int64_t *dims, int64_t max_dims);
 
@@ -172,6 +175,31 @@ inloop_status inloop_model_run_f32(inloop_model *model, int64_t batch, int64_t n
 /// As inloop_model_run_f32 for double arrays; computes in float32, converting on the way in and out.
 /// Every input is read completely before any output is written, so outputs may overlap inputs.
 inloop_status inloop_model_run_f64(inloop_model *model, int64_t batch, int64_t n_inputs, const double *const *inputs, int64_t n_outputs, double *const *outputs);
+
+/// Runs the model with the full shape of every input, as ONNX Runtime does: no batch convenience.
+/// Input k has in_ranks[k] dimensions (ONNX, row-major order), given one input after another in
+/// in_dims (the sum of in_ranks values), and holds their product of values. The shapes bind the
+/// model's symbolic dimensions (a symbol shared by two inputs must get one value); output k is written
+/// to outputs[k], which has room for out_capacity[k] values, and its shape to out_ranks[k] and
+/// out_dims (one output after another; out_dims has room for max_out_dims values). out_ranks and
+/// out_dims may both be NULL (shapes not reported); see inloop_model_output_shapes to size the outputs
+/// first. A plan for sizes seen before is reused (nothing is compiled or allocated then).
+/// Outputs are untouched when an argument is wrong.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (a dimension < 1 or too large, overlapping
+/// arrays), SIZE_MISMATCH (n_inputs/n_outputs, a rank or a dimension the model does not take, a symbol
+/// bound to two values, an output larger than its capacity, out_dims too small), UNSUPPORTED (a
+/// layer-stack model whose shapes are not [batch, n]), NONFINITE, BUSY, OUT_OF_MEMORY.
+inloop_status inloop_model_run_shaped_f32(inloop_model *model, int64_t n_inputs, const int64_t *in_ranks, const int64_t *in_dims, const float *const *inputs, int64_t n_outputs, const int64_t *out_capacity, float *const *outputs, int64_t *out_ranks, int64_t *out_dims, int64_t max_out_dims);
+
+/// As inloop_model_run_shaped_f32 for double arrays; a float32 model computes in float32, converting
+/// on the way in and out (every input is read before any output is written).
+inloop_status inloop_model_run_shaped_f64(inloop_model *model, int64_t n_inputs, const int64_t *in_ranks, const int64_t *in_dims, const double *const *inputs, int64_t n_outputs, const int64_t *out_capacity, double *const *outputs, int64_t *out_ranks, int64_t *out_dims, int64_t max_out_dims);
+
+/// Stores the output shapes the model gives for these input shapes (in_ranks, in_dims as in
+/// inloop_model_run_shaped_f32) in out_ranks[0 .. n_outputs-1] and out_dims (one output after another,
+/// room for max_out_dims values), without running. Compiles the plan for these sizes if needed.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, SIZE_MISMATCH, UNSUPPORTED, BUSY, OUT_OF_MEMORY.
+inloop_status inloop_model_output_shapes(inloop_model *model, int64_t n_inputs, const int64_t *in_ranks, const int64_t *in_dims, int64_t n_outputs, int64_t *out_ranks, int64_t *out_dims, int64_t max_out_dims);
 
 /// enabled != 0: every forward on this model checks x and y for NaN/Inf and returns
 /// INLOOP_ERR_NONFINITE naming the first bad value (y is then already written). Off by default.

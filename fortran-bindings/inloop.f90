@@ -93,6 +93,7 @@ module inloop
     public :: c_inloop_model_input_shape, c_inloop_model_output_shape
     public :: c_inloop_model_input_index, c_inloop_model_output_index
     public :: c_inloop_model_run_f32, c_inloop_model_run_f64
+    public :: c_inloop_model_run_shaped_f32, c_inloop_model_run_shaped_f64, c_inloop_model_output_shapes
     public :: c_inloop_trainer_create, c_inloop_trainer_create_from_model, c_inloop_trainer_load_checkpoint
     public :: c_inloop_trainer_save_checkpoint, c_inloop_trainer_save_model, c_inloop_trainer_get_model
     public :: c_inloop_trainer_free, c_inloop_trainer_step_f32, c_inloop_trainer_step_f64
@@ -310,6 +311,39 @@ module inloop
             type(c_ptr), value :: model
             integer(c_int64_t), value :: batch, n_inputs, n_outputs
             type(c_ptr), intent(in) :: inputs(*), outputs(*)
+            integer(c_int32_t) :: status
+        end function
+        !> Full shapes (ONNX order): in_ranks(n_inputs), in_dims (all inputs' dimensions, one input after
+        !> another), out_capacity(n_outputs) values of room per output; the output shapes go to
+        !> out_ranks/out_dims (c_null_ptr for both: not reported). See Include/inloop.h.
+        function c_inloop_model_run_shaped_f32(model, n_inputs, in_ranks, in_dims, inputs, n_outputs, out_capacity, &
+                outputs, out_ranks, out_dims, max_out_dims) bind(C, name="inloop_model_run_shaped_f32") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: model
+            integer(c_int64_t), value :: n_inputs, n_outputs, max_out_dims
+            integer(c_int64_t), intent(in) :: in_ranks(*), in_dims(*), out_capacity(*)
+            type(c_ptr), intent(in) :: inputs(*), outputs(*)
+            type(c_ptr), value :: out_ranks, out_dims
+            integer(c_int32_t) :: status
+        end function
+        function c_inloop_model_run_shaped_f64(model, n_inputs, in_ranks, in_dims, inputs, n_outputs, out_capacity, &
+                outputs, out_ranks, out_dims, max_out_dims) bind(C, name="inloop_model_run_shaped_f64") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: model
+            integer(c_int64_t), value :: n_inputs, n_outputs, max_out_dims
+            integer(c_int64_t), intent(in) :: in_ranks(*), in_dims(*), out_capacity(*)
+            type(c_ptr), intent(in) :: inputs(*), outputs(*)
+            type(c_ptr), value :: out_ranks, out_dims
+            integer(c_int32_t) :: status
+        end function
+        !> The output shapes for given input shapes, without running.
+        function c_inloop_model_output_shapes(model, n_inputs, in_ranks, in_dims, n_outputs, out_ranks, out_dims, &
+                max_out_dims) bind(C, name="inloop_model_output_shapes") result(status)
+            import :: c_ptr, c_int64_t, c_int32_t
+            type(c_ptr), value :: model
+            integer(c_int64_t), value :: n_inputs, n_outputs, max_out_dims
+            integer(c_int64_t), intent(in) :: in_ranks(*), in_dims(*)
+            integer(c_int64_t), intent(out) :: out_ranks(*), out_dims(*)
             integer(c_int32_t) :: status
         end function
         ! C library helper used to convert C strings.

@@ -313,6 +313,8 @@ def suite_c():
         return
     code, out = run("c", [os.path.join(BUILD, "test_c"), FIXTURES, MODELS])
     record_counted("c", code, out)
+    code, out = run("shaped", [os.path.join(BUILD, "test_shaped"), FIXTURES])
+    record_counted("c-shaped", code, out)
     code, out = run("training", [os.path.join(BUILD, "test_training"), FIXTURES, BUILD, MODELS])
     record_counted("c-training", code, out)
     code, out = run("golden", [os.path.join(BUILD, "test_golden"), FIXTURES, BUILD])

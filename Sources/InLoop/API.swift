@@ -213,7 +213,10 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 
 /// Stores the per-sample dimensions of input `index` in dims[0 .. rank-1], in ONNX (row-major) order
 /// without the batch axis: (C, H, W) for an (N, C, H, W) input, which is the Fortran array
-/// x(W, H, C, batch). dims has room for max_dims values; INLOOP_ERR_SIZE_MISMATCH if fewer than the
+/// x(W, H, C, batch). An input that does not lead with the batch (a mask [K], a scalar, weights given
+/// as an input) reports its whole shape, which it takes whatever the batch; a symbolic dimension other
+/// than the batch is -1 (run such a model with inloop_model_run_shaped_f32/_f64).
+/// dims has room for max_dims values; INLOOP_ERR_SIZE_MISMATCH if fewer than the
 /// rank (nothing is written then), INLOOP_ERR_INVALID_ARGUMENT for an index out of range.
 @c public func inloop_model_input_shape(_ model: OpaquePointer?, _ index: Int64, _ dims: UnsafeMutablePointer<Int64>?,
                                         _ max_dims: Int64) -> inloop_status {
@@ -261,6 +264,73 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
                                     _ outputs: UnsafePointer<UnsafeMutablePointer<Double>?>?) -> inloop_status {
     runAll(model, batch, n_inputs, inputs, n_outputs, outputs) { (m, n, i, o) throws(InLoopError) in
         try m.run(batch: n, inputs: i, outputs: o)
+    }
+}
+
+/// Runs the model with the full shape of every input, as ONNX Runtime does: no batch convenience.
+/// Input k has in_ranks[k] dimensions (ONNX, row-major order), given one input after another in
+/// in_dims (the sum of in_ranks values), and holds their product of values. The shapes bind the
+/// model's symbolic dimensions (a symbol shared by two inputs must get one value); output k is written
+/// to outputs[k], which has room for out_capacity[k] values, and its shape to out_ranks[k] and
+/// out_dims (one output after another; out_dims has room for max_out_dims values). out_ranks and
+/// out_dims may both be NULL (shapes not reported); see inloop_model_output_shapes to size the outputs
+/// first. A plan for sizes seen before is reused (nothing is compiled or allocated then).
+/// Outputs are untouched when an argument is wrong.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (a dimension < 1 or too large, overlapping
+/// arrays), SIZE_MISMATCH (n_inputs/n_outputs, a rank or a dimension the model does not take, a symbol
+/// bound to two values, an output larger than its capacity, out_dims too small), UNSUPPORTED (a
+/// layer-stack model whose shapes are not [batch, n]), NONFINITE, BUSY, OUT_OF_MEMORY.
+@c public func inloop_model_run_shaped_f32(_ model: OpaquePointer?, _ n_inputs: Int64, _ in_ranks: UnsafePointer<Int64>?,
+                                           _ in_dims: UnsafePointer<Int64>?, _ inputs: UnsafePointer<UnsafePointer<Float>?>?,
+                                           _ n_outputs: Int64, _ out_capacity: UnsafePointer<Int64>?,
+                                           _ outputs: UnsafePointer<UnsafeMutablePointer<Float>?>?,
+                                           _ out_ranks: UnsafeMutablePointer<Int64>?, _ out_dims: UnsafeMutablePointer<Int64>?,
+                                           _ max_out_dims: Int64) -> inloop_status {
+    runShaped(model, n_inputs, in_ranks, in_dims, inputs, n_outputs, out_capacity, outputs, out_ranks, out_dims, max_out_dims,
+              { (e, r, d, i, o, c, orr, od) throws(InLoopError) in
+                  try e.run(ranks: r, dims: d, inputs: i, outputs: o, capacities: c, outRanks: orr, outDims: od) },
+              { (m, n, i, o) throws(InLoopError) in try m.run(batch: n, inputs: i, outputs: o) })
+}
+
+/// As inloop_model_run_shaped_f32 for double arrays; a float32 model computes in float32, converting
+/// on the way in and out (every input is read before any output is written).
+@c public func inloop_model_run_shaped_f64(_ model: OpaquePointer?, _ n_inputs: Int64, _ in_ranks: UnsafePointer<Int64>?,
+                                           _ in_dims: UnsafePointer<Int64>?, _ inputs: UnsafePointer<UnsafePointer<Double>?>?,
+                                           _ n_outputs: Int64, _ out_capacity: UnsafePointer<Int64>?,
+                                           _ outputs: UnsafePointer<UnsafeMutablePointer<Double>?>?,
+                                           _ out_ranks: UnsafeMutablePointer<Int64>?, _ out_dims: UnsafeMutablePointer<Int64>?,
+                                           _ max_out_dims: Int64) -> inloop_status {
+    runShaped(model, n_inputs, in_ranks, in_dims, inputs, n_outputs, out_capacity, outputs, out_ranks, out_dims, max_out_dims,
+              { (e, r, d, i, o, c, orr, od) throws(InLoopError) in
+                  try e.run(ranks: r, dims: d, inputs: i, outputs: o, capacities: c, outRanks: orr, outDims: od) },
+              { (m, n, i, o) throws(InLoopError) in try m.run(batch: n, inputs: i, outputs: o) })
+}
+
+/// Stores the output shapes the model gives for these input shapes (in_ranks, in_dims as in
+/// inloop_model_run_shaped_f32) in out_ranks[0 .. n_outputs-1] and out_dims (one output after another,
+/// room for max_out_dims values), without running. Compiles the plan for these sizes if needed.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, SIZE_MISMATCH, UNSUPPORTED, BUSY, OUT_OF_MEMORY.
+@c public func inloop_model_output_shapes(_ model: OpaquePointer?, _ n_inputs: Int64, _ in_ranks: UnsafePointer<Int64>?,
+                                          _ in_dims: UnsafePointer<Int64>?, _ n_outputs: Int64,
+                                          _ out_ranks: UnsafeMutablePointer<Int64>?, _ out_dims: UnsafeMutablePointer<Int64>?,
+                                          _ max_out_dims: Int64) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let box = try models.lookup(model)
+        guard let out_ranks else { throw InLoopError(.nullPointer, "output_shapes: out_ranks is NULL") }
+        guard let out_dims else { throw InLoopError(.nullPointer, "output_shapes: out_dims is NULL") }
+        let (ranks, dims) = try shapeArguments(box, "output_shapes", n_inputs, in_ranks, in_dims, n_outputs, max_out_dims)
+        let orr = UnsafeMutableBufferPointer(start: out_ranks, count: box.outputs.count)
+        let od = UnsafeMutableBufferPointer(start: out_dims, count: Int(max_out_dims))
+        do throws(InLoopError) {
+            if let m = box.model as? Engine.Model {
+                try m.outputShapes(ranks: ranks, dims: dims, outRanks: orr, outDims: od)
+            } else {
+                let batch = try stackBatch(box, ranks, dims)
+                try stackShapes(box, batch, orr, od)
+            }
+        } catch {
+            throw error.prefixed("output_shapes (model '\(box.model.name)')")
+        }
     }
 }
 
@@ -440,5 +510,144 @@ final class ModelBox: @unchecked Sendable {  // immutable; the model guards its 
     deinit {
         for p in inputNames { free(p) }
         for p in outputNames { free(p) }
+    }
+}
+
+// MARK: - Full shapes
+
+/// Checks the shape arguments common to run_shaped and output_shapes: counts, NULL arrays, ranks in
+/// range; returns the ranks and the dims they span.
+private func shapeArguments(_ box: ModelBox, _ what: String, _ nInputs: Int64, _ inRanks: UnsafePointer<Int64>?,
+                            _ inDims: UnsafePointer<Int64>?, _ nOutputs: Int64,
+                            _ maxOutDims: Int64) throws(InLoopError) -> (UnsafeBufferPointer<Int64>, UnsafeBufferPointer<Int64>) {
+    guard nInputs == Int64(box.inputs.count), nOutputs == Int64(box.outputs.count) else {
+        throw InLoopError(.sizeMismatch, "\(what): model '\(box.model.name)' has \(box.inputs.count) input(s) and \(box.outputs.count) output(s); got n_inputs = \(nInputs), n_outputs = \(nOutputs)")
+    }
+    guard let inRanks else { throw InLoopError(.nullPointer, "\(what): in_ranks is NULL") }
+    guard maxOutDims >= 0, maxOutDims <= Int64(Int32.max) else {
+        throw InLoopError(.invalidArgument, "\(what): max_out_dims must be between 0 and \(Int32.max), got \(maxOutDims)")
+    }
+    var total = 0
+    for k in 0..<box.inputs.count {
+        guard inRanks[k] >= 0, inRanks[k] <= Int64(Engine.maxRank) else {
+            throw InLoopError(.invalidArgument, "\(what): in_ranks[\(k)] (input '\(box.inputs[k].name)') is \(inRanks[k]); ranks are between 0 and \(Engine.maxRank)")
+        }
+        total += Int(inRanks[k])
+    }
+    let dims: UnsafeBufferPointer<Int64>
+    if total == 0 {
+        dims = UnsafeBufferPointer(start: inDims, count: 0)
+    } else {
+        guard let inDims else { throw InLoopError(.nullPointer, "\(what): in_dims is NULL") }
+        dims = UnsafeBufferPointer(start: inDims, count: total)
+    }
+    return (UnsafeBufferPointer(start: inRanks, count: box.inputs.count), dims)
+}
+
+/// A model other than the one engine's (a layer stack): every input [batch, per-sample dims...] with
+/// one batch; returns it.
+private func stackBatch(_ box: ModelBox, _ ranks: UnsafeBufferPointer<Int64>, _ dims: UnsafeBufferPointer<Int64>) throws(InLoopError) -> Int {
+    var batch: Int64? = nil, at = 0
+    for (k, s) in box.inputs.enumerated() {
+        guard ranks[k] == Int64(s.shape.count + 1) else {
+            throw InLoopError(.sizeMismatch, "input \(k) ('\(s.name)'): rank \(ranks[k]) given; the model takes [batch, \(s.shape.map(String.init).joined(separator: ", "))]")
+        }
+        let b = dims[at]
+        guard b >= 1, b <= Int64(Int32.max) else {
+            throw InLoopError(.invalidArgument, "input \(k) ('\(s.name)'): batch dimension \(b); it must be between 1 and \(Int32.max)")
+        }
+        if let batch, batch != b {
+            throw InLoopError(.sizeMismatch, "input \(k) ('\(s.name)'): batch \(b), but an earlier input has batch \(batch)")
+        }
+        batch = b
+        for (i, d) in s.shape.enumerated() where dims[at + 1 + i] != Int64(d) {
+            throw InLoopError(.sizeMismatch, "input \(k) ('\(s.name)'): dimension \(dims[at + 1 + i]) on axis \(i + 1), the model takes \(d)")
+        }
+        at += s.shape.count + 1
+    }
+    guard let batch else { throw InLoopError(.unsupported, "a model without inputs") }
+    return Int(batch)
+}
+
+private func stackShapes(_ box: ModelBox, _ batch: Int, _ outRanks: UnsafeMutableBufferPointer<Int64>,
+                         _ outDims: UnsafeMutableBufferPointer<Int64>) throws(InLoopError) {
+    let total = box.outputs.reduce(0) { $0 + $1.shape.count + 1 }
+    guard outDims.count >= total else {
+        throw InLoopError(.sizeMismatch, "out_dims has room for \(outDims.count) values; the outputs have \(total) dimensions in all")
+    }
+    var at = 0
+    for (k, s) in box.outputs.enumerated() {
+        outRanks[k] = Int64(s.shape.count + 1)
+        outDims[at] = Int64(batch)
+        for (i, d) in s.shape.enumerated() { outDims[at + 1 + i] = Int64(d) }
+        at += s.shape.count + 1
+    }
+}
+
+private func runShaped<T>(_ handle: OpaquePointer?, _ nInputs: Int64, _ inRanks: UnsafePointer<Int64>?,
+                           _ inDims: UnsafePointer<Int64>?, _ inputs: UnsafePointer<UnsafePointer<T>?>?,
+                           _ nOutputs: Int64, _ outCapacity: UnsafePointer<Int64>?,
+                           _ outputs: UnsafePointer<UnsafeMutablePointer<T>?>?,
+                           _ outRanks: UnsafeMutablePointer<Int64>?, _ outDims: UnsafeMutablePointer<Int64>?,
+                           _ maxOutDims: Int64,
+                           _ engineRun: (Engine.Model, UnsafeBufferPointer<Int64>, UnsafeBufferPointer<Int64>,
+                                         UnsafeBufferPointer<UnsafePointer<T>>, UnsafeBufferPointer<UnsafeMutablePointer<T>>,
+                                         UnsafeBufferPointer<Int64>, UnsafeMutableBufferPointer<Int64>?,
+                                         UnsafeMutableBufferPointer<Int64>?) throws(InLoopError) -> Void,
+                           _ stackRun: (any InferenceModel, Int, UnsafeBufferPointer<UnsafePointer<T>>,
+                                        UnsafeBufferPointer<UnsafeMutablePointer<T>>) throws(InLoopError) -> Void) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        let box = try models.lookup(handle)
+        let m = box.model
+        let (ranks, dims) = try shapeArguments(box, "run_shaped", nInputs, inRanks, inDims, nOutputs, maxOutDims)
+        guard let inputs else { throw InLoopError(.nullPointer, "run_shaped: inputs (the array of input pointers) is NULL") }
+        guard let outputs else { throw InLoopError(.nullPointer, "run_shaped: outputs (the array of output pointers) is NULL") }
+        guard let outCapacity else { throw InLoopError(.nullPointer, "run_shaped: out_capacity is NULL") }
+        guard (outRanks == nil) == (outDims == nil) else {
+            throw InLoopError(.nullPointer, "run_shaped: out_ranks and out_dims must both be given or both be NULL")
+        }
+        for k in 0..<box.inputs.count where inputs[k] == nil {
+            throw InLoopError(.nullPointer, "run_shaped: inputs[\(k)] (input '\(box.inputs[k].name)') is NULL")
+        }
+        for k in 0..<box.outputs.count where outputs[k] == nil {
+            throw InLoopError(.nullPointer, "run_shaped: outputs[\(k)] (output '\(box.outputs[k].name)') is NULL")
+        }
+        let ins = UnsafeBufferPointer(start: UnsafeRawPointer(inputs).assumingMemoryBound(to: UnsafePointer<T>.self),
+                                      count: box.inputs.count)
+        let outs = UnsafeBufferPointer(start: UnsafeRawPointer(outputs).assumingMemoryBound(to: UnsafeMutablePointer<T>.self),
+                                       count: box.outputs.count)
+        let caps = UnsafeBufferPointer(start: outCapacity, count: box.outputs.count)
+        let orr = outRanks.map { UnsafeMutableBufferPointer(start: $0, count: box.outputs.count) }
+        let od = outDims.map { UnsafeMutableBufferPointer(start: $0, count: Int(maxOutDims)) }
+        do throws(InLoopError) {
+            if let e = m as? Engine.Model {
+                try engineRun(e, ranks, dims, ins, outs, caps, orr, od)
+            } else {
+                // a layer stack: [batch, n] in, [batch, m] out, through the batch entry point
+                let batch = try stackBatch(box, ranks, dims)
+                for (k, s) in box.outputs.enumerated() {
+                    let (need, o) = batch.multipliedReportingOverflow(by: s.count)
+                    guard !o, caps[k] >= Int64(need) else {
+                        throw InLoopError(.sizeMismatch, "output \(k) ('\(s.name)') has room for \(caps[k]) values; it has \(o ? "too many" : String(need))")
+                    }
+                }
+                var scratchRanks = [Int64](repeating: 0, count: box.outputs.count)
+                let total = box.outputs.reduce(0) { $0 + $1.shape.count + 1 }
+                var scratchDims = [Int64](repeating: 0, count: total)
+                try scratchRanks.withUnsafeMutableBufferPointer { (r) throws(InLoopError) in
+                    try scratchDims.withUnsafeMutableBufferPointer { (d) throws(InLoopError) in try stackShapes(box, batch, r, d) }
+                }
+                if let od, od.count < total {
+                    throw InLoopError(.sizeMismatch, "out_dims has room for \(od.count) values; the outputs have \(total) dimensions in all")
+                }
+                try stackRun(m, batch, ins, outs)
+                if let orr, let od {
+                    for k in 0..<scratchRanks.count { orr[k] = scratchRanks[k] }
+                    for i in 0..<total { od[i] = scratchDims[i] }
+                }
+            }
+        } catch {
+            throw error.prefixed("run_shaped (model '\(m.name)')")
+        }
     }
 }

@@ -47,12 +47,23 @@ public protocol InferenceModel: AnyObject {
 }
 
 extension InferenceModel {
+    /// Values of input or output k at this batch size under the batch convenience: batch × the
+    /// per-sample count, or the whole count of an input or output without a batch axis (one-engine
+    /// models, `Engine.Model.inputBatched`).
+    public func elements(input: Bool, _ k: Int, batch: Int) -> Int {
+        let spec = input ? inputSpecs[k] : outputSpecs[k]
+        if let e = self as? Engine.Model, !(input ? e.inputBatched[k] : e.outputBatched[k]) { return spec.count }
+        let (n, o) = batch.multipliedReportingOverflow(by: spec.count)
+        return o ? Int.max : n
+    }
+
     /// Convenience for Swift callers, tools and tests: runs arrays (batch × per-sample values each, in
     /// input order), returns arrays.
     public func runArrays(batch: Int, _ inputs: [[Float]]) throws(InLoopError) -> [[Float]] {
         guard inputs.count == inputSpecs.count else {
             throw InLoopError(.sizeMismatch, "model '\(name)' has \(inputSpecs.count) inputs; got \(inputs.count) arrays")
         }
+        if let e = self as? Engine.Model, let error = e.convenienceError { throw error }
         guard batch >= 1, batch <= Int(Int32.max) else {
             throw InLoopError(.invalidArgument, "batch must be between 1 and \(Int32.max), got \(batch)")
         }
@@ -60,15 +71,15 @@ extension InferenceModel {
         var ins: [UnsafeMutableBufferPointer<Float>] = []
         defer { for b in outs + ins { b.deallocate() } }
         for (k, x) in inputs.enumerated() {
-            guard x.count == batch * inputSpecs[k].count else {
-                throw InLoopError(.sizeMismatch, "input '\(inputSpecs[k].name)' has \(x.count) values; batch \(batch) × \(inputSpecs[k].count) needs \(batch * inputSpecs[k].count)")
+            guard x.count == elements(input: true, k, batch: batch) else {
+                throw InLoopError(.sizeMismatch, "input '\(inputSpecs[k].name)' has \(x.count) values; batch \(batch) needs \(elements(input: true, k, batch: batch))")
             }
             let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: Swift.max(x.count, 1))
             _ = b.initialize(from: x)
             ins.append(b)
         }
-        for s in outputSpecs {
-            let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: Swift.max(batch * s.count, 1))
+        for k in outputSpecs.indices {
+            let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: Swift.max(elements(input: false, k, batch: batch), 1))
             b.initialize(repeating: 0)
             outs.append(b)
         }
@@ -76,7 +87,7 @@ extension InferenceModel {
         try ip.withUnsafeBufferPointer { (i) throws(InLoopError) in
             try op.withUnsafeBufferPointer { (o) throws(InLoopError) in try run(batch: batch, inputs: i, outputs: o) }
         }
-        return zip(outs, outputSpecs).map { Array($0.0.prefix(batch * $0.1.count)) }
+        return outs.indices.map { Array(outs[$0].prefix(elements(input: false, $0, batch: batch))) }
     }
 
     public func inputIndex(_ name: String) -> Int? { inputSpecs.firstIndex { $0.name == name } }

@@ -95,9 +95,10 @@ struct Run: ParsableCommand {
         abstract: "Run a model on .npy arrays.",
         discussion: """
             Each --input is a float32 or float64 .npy array of shape [batch, per-sample dims...] (or the \
-            per-sample dims alone for one sample), given in the model's input order or as NAME=FILE. \
-            Outputs are written in the dtype of the first input, one --output per model output \
-            (in order, or NAME=FILE).
+            per-sample dims alone for one sample), given in the model's input order or as NAME=FILE; \
+            an ONNX model takes each array with its full shape, as onnxruntime does. Outputs are \
+            written with their inferred shapes in the dtype of the first input (an ONNX output that the \
+            graph casts to the other type: that type), one --output per model output (in order, or NAME=FILE).
             """)
 
     @Argument(help: "Model file (.safetensors or .onnx).")
@@ -119,6 +120,31 @@ struct Run: ParsableCommand {
             let m = try LoadedModel.load(path: model)
             let inputFiles = try assign(input, to: m.inputs.map(\.name), what: "input")
             let outputFiles = try assign(output, to: m.outputs.map(\.name), what: "output")
+            if let runShaped = m.runShaped {
+                // Full shapes: each array as it is; one sample may leave out a leading batch axis.
+                var xs: [(shape: [Int], values: [Double])] = []
+                var dtype: NpyArray.DType? = nil
+                var oneSample = false
+                for (k, file) in inputFiles.enumerated() {
+                    let a = try NpyArray.read(path: file)
+                    dtype = dtype ?? a.dtype
+                    var shape = a.shape
+                    if m.inputBatched[k] && shape.count + 1 == m.declaredRanks[k] {
+                        shape = [1] + shape
+                        oneSample = true
+                    }
+                    xs.append((shape, a.values))
+                }
+                let ys = try runShaped(xs)
+                for (k, (file, y)) in zip(outputFiles, ys).enumerated() {
+                    var shape = y.shape
+                    if oneSample && m.outputBatched[k] && shape.first == 1 { shape.removeFirst() }
+                    let declared = k < m.outputFloat64.count ? m.outputFloat64[k] : nil
+                    let t: NpyArray.DType = declared.map { $0 ? .float64 : .float32 } ?? dtype ?? .float32
+                    try NpyArray(shape: shape, dtype: t, values: y.values).write(path: file)
+                }
+                return
+            }
             var arrays: [NpyArray] = []
             var batch: Int? = nil
             var singleSample = false

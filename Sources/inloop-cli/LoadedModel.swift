@@ -25,6 +25,16 @@ struct LoadedModel {
     /// How the engine runs it (compiled plan at batch 1), when there is one to describe.
     var planDescription: String? = nil
     var run: ([[Float]], Int) throws -> [[Float]]
+    /// Full shapes (the one engine): each input with its whole shape, each output with its inferred one.
+    var runShaped: (([(shape: [Int], values: [Double])]) throws -> [(shape: [Int], values: [Double])])? = nil
+    /// Declared ranks of the inputs and whether each leads with the batch (for one sample given
+    /// without its batch axis), when `runShaped` is set.
+    var declaredRanks: [Int] = []
+    var inputBatched: [Bool] = []
+    var outputBatched: [Bool] = []
+    /// Per output: the dtype to write when the graph declares it in a type other than the one it
+    /// computes in (a Cast at the end); nil: the dtype of the first input.
+    var outputFloat64: [Bool?] = []
 
     /// Picks the reader by content, as inloop_model_load does: safetensors starts with an 8-byte
     /// little-endian header length followed by '{'.

@@ -37,11 +37,20 @@ extension LoadedModel {
         let b = m.fixedBatch ?? 1
         let flops = (try? file?.flops(batch: b)).flatMap { $0 }.map { $0 / b }
         let plan = "\(m.stepCount ?? 0) steps (one plan for \(m.fixedBatch == nil ? "every batch size" : "batch \(b)"))"
-        return LoadedModel(
+        var loaded = LoadedModel(
             formatName: "ONNX graph",
             inputs: m.inputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
             outputs: m.outputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
             opCounts: counts, parameterCount: m.parameterCount, flopsPerSample: flops, planDescription: plan,
             run: { xs, batch in try m.runArrays(batch: batch, xs) })
+        loaded.runShaped = { xs in try m.runShaped(xs) }
+        loaded.declaredRanks = m.inputShapes.map(\.count)
+        loaded.inputBatched = m.inputBatched
+        loaded.outputBatched = m.outputBatched
+        loaded.outputFloat64 = m.graph.outputs.map { (v) -> Bool? in
+            guard let t = m.graph[v].type?.dtype, t != m.graph.dtype else { return nil }
+            return t == .float64
+        }
+        return loaded
     }
 }

@@ -98,6 +98,12 @@ int main(int argc, char **argv) {
     MODEL_CALL(inloop_model_output_index, "y", &v);
     MODEL_CALL(inloop_model_run_f32, B, 1, ins, 1, outs);
     MODEL_CALL(inloop_model_run_f64, B, 1, insd, 1, outsd);
+    {
+        int64_t ranks[1] = {2}, sdims[2] = {B, n_in}, caps[1] = {n_out * B}, oranks[1], odims[2];
+        MODEL_CALL(inloop_model_run_shaped_f32, 1, ranks, sdims, ins, 1, caps, outs, oranks, odims, 2);
+        MODEL_CALL(inloop_model_run_shaped_f64, 1, ranks, sdims, insd, 1, caps, outsd, oranks, odims, 2);
+        MODEL_CALL(inloop_model_output_shapes, 1, ranks, sdims, 1, oranks, odims, 2);
+    }
     MODEL_CALL(inloop_model_set_check_finite, 1);
     MODEL_CALL(inloop_model_set_reproducible, 1);
     MODEL_CALL(inloop_model_jvp_f32, x, dx, B, y, y);

@@ -1474,6 +1474,112 @@ def run_cases(lib_path, rep, keep, only, via_cli=None):
         rep.ok(name, not problems, "; ".join(problems) + f" [model: {os.path.relpath(path, ROOT)}]")
 
 
+# ---- full shapes (ENGINE.md §6.1): models outside the batch convenience --------------------------
+def shaped_model(nodes, inputs, outputs, inits=()):
+    """inputs/outputs: (name, shape with str symbols); float32; opset 17."""
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(nodes, "shaped", [helper.make_tensor_value_info(n, f, s) for n, s in inputs],
+                              [helper.make_tensor_value_info(n, f, s) for n, s in outputs], initializer=list(inits))
+    m = helper.make_model(graph, producer_name="inloop-conformance", opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m.SerializeToString()
+
+
+SHAPED_CASES = {
+    # a rank-1 input without batch axis (a land-sea mask) in a batched model
+    "shaped/mask_rank1": (lambda: shaped_model(
+        [helper.make_node("Mul", ["x", "mask"], ["y"])], [("x", ["N", 4]), ("mask", [4])], [("y", ["N", 4])]),
+        [[(1, 4), (4,)], [(7, 4), (4,)]]),
+    # a scalar input
+    "shaped/scalar_input": (lambda: shaped_model(
+        [helper.make_node("Mul", ["x", "s"], ["xs"]), helper.make_node("Add", ["xs", "x"], ["y"])],
+        [("x", ["N", 3]), ("s", [])], [("y", ["N", 3])]),
+        [[(1, 3), ()], [(7, 3), ()]]),
+    # outputs without batch axis: x^T x (a transpose that moves the batch, a product over it)
+    "shaped/gram_over_batch": (lambda: shaped_model(
+        [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0]), helper.make_node("MatMul", ["xt", "x"], ["y"])],
+        [("x", ["N", 3])], [("xt", [3, "N"]), ("y", [3, 3])]),
+        [[(1, 3)], [(7, 3)]]),
+    # two symbols, one shared by two inputs
+    "shaped/two_symbols": (lambda: shaped_model(
+        [helper.make_node("Add", ["x", "lev"], ["y"])], [("x", ["N", "T", 3]), ("lev", ["T", 1])],
+        [("y", ["N", "T", 3])]),
+        [[(2, 5, 3), (5, 1)], [(7, 1, 3), (1, 1)]]),
+    # static inputs with different leading dimensions (as ONNX's node tests)
+    "shaped/static_broadcast": (lambda: shaped_model(
+        [helper.make_node("Sub", ["a", "b"], ["y"])], [("a", [3, 4, 5]), ("b", [5])], [("y", [3, 4, 5])]),
+        [[(3, 4, 5), (5,)]]),
+}
+
+
+def run_shaped_model(lib, m, xs, n_out):
+    """inloop_model_run_shaped_f32 on the arrays xs; returns the outputs with their reported shapes."""
+    PF = C.POINTER(C.c_float)
+    xs = [np.array(x, dtype=np.float32, order="C") for x in xs]   # 0-d stays 0-d
+    ranks = (C.c_int64 * len(xs))(*[x.ndim for x in xs])
+    flat = [d for x in xs for d in x.shape]
+    dims = (C.c_int64 * max(1, len(flat)))(*flat)
+    orank = (C.c_int64 * n_out)()
+    odims = (C.c_int64 * (8 * n_out))()
+    I = C.c_int64
+    lib.call("inloop_model_output_shapes", m, I(len(xs)), ranks, dims, I(n_out), orank, odims, I(8 * n_out))
+    shapes, at = [], 0
+    for k in range(n_out):
+        shapes.append(tuple(odims[at:at + orank[k]]))
+        at += orank[k]
+    ys = [np.full(s, np.nan, np.float32) for s in shapes]
+    caps = (C.c_int64 * n_out)(*[y.size for y in ys])
+    xp = (PF * len(xs))(*[x.ctypes.data_as(PF) for x in xs])
+    yp = (PF * n_out)(*[y.ctypes.data_as(PF) for y in ys])
+    orank2 = (C.c_int64 * n_out)()
+    odims2 = (C.c_int64 * (8 * n_out))()
+    lib.call("inloop_model_run_shaped_f32", m, I(len(xs)), ranks, dims, xp, I(n_out), caps, yp, orank2, odims2, I(8 * n_out))
+    if list(orank2) != list(orank) or list(odims2) != list(odims):
+        raise CallFailed(f"run_shaped reported shapes {list(orank2)} {list(odims2)}, output_shapes {list(orank)} {list(odims)}")
+    return ys
+
+
+def run_shaped_cases(lib_path, rep, keep, only):
+    for name, (build, size_sets) in SHAPED_CASES.items():
+        if not wanted(only, name):
+            continue
+        data = build()
+        path = os.path.join(keep, name.replace("/", "_") + ".onnx")
+        with open(path, "wb") as f:
+            f.write(data)
+        sess = ort_session(data)
+        in_names = [i.name for i in sess.get_inputs()]
+        rng = np.random.default_rng(11)
+        feeds = [[np.array(rng.uniform(-2, 2, s), dtype=np.float32) for s in sizes] for sizes in size_sets]
+        refs = [sess.run(None, dict(zip(in_names, xs))) for xs in feeds]
+
+        def child():
+            lib = InLoop(lib_path)
+            st, m = lib.load(path)
+            if st != 0:
+                return [f"load -> {lib.status(st)}: {lib.error()}"]
+            problems = []
+            for xs, ref in zip(feeds, refs):
+                try:
+                    ys = run_shaped_model(lib, m, xs, len(ref))
+                except CallFailed as e:
+                    problems.append(str(e))
+                    continue
+                for k, (y, r) in enumerate(zip(ys, ref)):
+                    if y.shape != r.shape:
+                        problems.append(f"output {k}: shape {y.shape}, onnxruntime {r.shape}")
+                    elif not np.all(np.abs(y - r) <= TOL * max(1.0, float(np.max(np.abs(r))))):
+                        problems.append(f"output {k} at {[x.shape for x in xs]}: max |diff| {float(np.max(np.abs(y - r)))}")
+            lib.fn("inloop_model_free")(m)
+            return problems
+        try:
+            problems = isolated(child)
+        except RuntimeError as e:
+            problems = [str(e)]
+        rep.ok(name, not problems, "; ".join(problems) + f" [model: {os.path.relpath(path, ROOT)}]")
+
+
 def read_safetensors(path):
     with open(path, "rb") as f:
         data = f.read()
@@ -2212,6 +2318,7 @@ def main():
     del lib
     shared = os.path.abspath(a.models)
     run_cases(a.lib, rep, a.keep, a.only)
+    run_shaped_cases(a.lib, rep, a.keep, a.only)
     run_shared(a.lib, rep, shared, a.only)
     run_bad(a.lib, rep, shared, a.keep, a.only)
     run_external_data(a.lib, rep, a.keep, a.only)

@@ -1,17 +1,31 @@
 import Synchronization
 
 extension Engine {
-    /// A graph ready to run from C and Fortran: the one engine's plan and executor behind the batch
-    /// convenience (every input and output leads with the batch: a symbolic axis 0, or the same fixed
-    /// size on every input). Computes in the graph's type (float64 graphs in float64); the entry
-    /// points of the other type convert through staging buffers.
+    /// A graph ready to run from C and Fortran: the one engine's plan and executor. Computes in the
+    /// graph's type (float64 graphs in float64); the entry points of the other type convert through
+    /// staging buffers.
     ///
-    /// One plan serves every batch size when the graph's shapes are linear in the batch; otherwise a
-    /// plan is specialised per batch size (the 8 most recently used are kept).
+    /// Two ways to run it (`docs/ENGINE.md` §6.1 "as built"):
+    /// - **Full shapes** (`run(shapes:...)`, `outputShapes(for:)`): every input with its whole shape, as
+    ///   onnxruntime takes it. The shapes bind every symbol of the inputs' declared shapes (a symbol
+    ///   shared by two inputs must get one value); the output shapes follow from them.
+    /// - **The batch convenience** (`forward(_:batch:into:)`, `run(batch:...)`): an input or output
+    ///   whose declared shape leads with the batch symbol (`Graph.batch`), or, in a graph without one,
+    ///   with the size every input leads with (`fixedBatch`), is *batched*: it holds `batch` samples of
+    ///   its per-sample shape (`inputSpecs`). Every other input or output holds its declared static
+    ///   shape whatever the batch. A graph with no batch axis at all runs with batch 1. Inputs with other
+    ///   symbolic dimensions, and outputs whose size depends on the batch without leading with it
+    ///   (a transpose that moves the batch), run only with full shapes.
+    ///
+    /// One plan serves every size when the graph's shapes are linear in the batch symbol and no other
+    /// symbol; otherwise a plan is specialised per set of symbol values (the 8 most recently used are
+    /// kept for each way of running), so a size seen before compiles and allocates nothing.
     ///
     /// Not meant to be run from two threads at once: a concurrent call fails with `.busy`.
     public final class Model: InferenceModel, @unchecked Sendable {  // guarded by `busy`
         public let name: String
+        /// Per-sample shapes of batched inputs, whole shapes of the others (-1: a symbolic dimension
+        /// other than the batch; such an input runs only with full shapes).
         public let inputSpecs: [TensorSpec]
         public let outputSpecs: [TensorSpec]
         public var inputSize: Int { inputSpecs.first?.count ?? 0 }
@@ -19,8 +33,13 @@ extension Engine {
         public let parameterCount: Int
         public var checkFinite = false
         public var reproducible = false
-        /// The batch size every input fixes (no symbolic axis 0), if any.
+        /// The batch size every input fixes (no batch symbol, every input leads with this size), if any.
         public let fixedBatch: Int?
+        /// Which inputs and outputs the batch convenience gives `batch` samples (see the type's notes).
+        public let inputBatched: [Bool]
+        public let outputBatched: [Bool]
+        /// The inputs' declared shapes (symbolic dimensions included).
+        public let inputShapes: [Shape]
         public let graph: Graph
         /// Plans compiled so far (for tests of plan reuse).
         public private(set) var compileCount = 0
@@ -29,10 +48,17 @@ extension Engine {
             case single(Executor<Float>)
             case double(Executor<Double>)
         }
-        /// The batch-generic runner, when the graph is linear in the batch.
+        /// The batch-generic runner, when the graph is linear in the batch and has no other symbol.
         private var generic: Runner?
-        /// Specialised runners by batch size, most recently used last.
+        /// The graph's output shapes for the generic runner (symbolic in the batch only).
+        private var genericOutputShapes: [Shape] = []
+        /// Why the batch convenience does not apply to this graph (nil: it does).
+        public let convenienceError: InLoopError?
+        /// Specialised runners of the batch convenience by batch size, most recently used last.
         private var specialised: [(n: Int, runner: Runner)] = []
+        /// Specialised runners of the full-shape path by symbol values (index = symbol id), with their
+        /// output shapes; most recently used last.
+        private var shaped: [(key: [Int], runner: Runner, outputs: [[Int]])] = []
         private static let maxSpecialised = 8
         private let busy = Atomic<Bool>(false)
         /// Staging of the entry points whose type is not the compute type.
@@ -40,6 +66,10 @@ extension Engine {
         private var stagingOut: [TensorStorage] = []
         private let inPointers: UnsafeMutableRawPointer
         private let outPointers: UnsafeMutableRawPointer
+        /// Work arrays of the full-shape path (sized at init: running them allocates nothing).
+        private var bound: [Int]
+        private var inCounts: [Int]
+        private var outCounts: [Int]
 
         /// `graph` must be verified and typed (`verify()`, `inferTypes()`; a graph whose shapes are
         /// not linear in the batch may fail `inferTypes()` with `notLinear`: it is then specialised).
@@ -57,38 +87,48 @@ extension Engine {
                 try graph.inferTypes()
                 try Engine.fuse(graph)
             } catch where Engine.isNotLinear(error) {}
-            // The batch convenience: axis 0 of every input is the batch.
-            var fixed: Int? = nil
-            var specs: [TensorSpec] = []
+            var declared: [Shape] = []
             for v in graph.inputs {
-                let value = graph[v]
-                guard let t = value.type, let d0 = t.shape.first else {
-                    throw InLoopError(.unsupported, "graph input '\(value.name)' is a scalar; InLoop needs a batch axis (axis 0) on every input")
-                }
-                if let k = d0.known {
-                    guard k >= 1 else { throw InLoopError(.format, "graph input '\(value.name)' has batch dimension \(k)") }
-                    if let f = fixed, f != k {
-                        throw InLoopError(.unsupported, "graph inputs fix different batch sizes (\(f) and \(k) for '\(value.name)')")
+                guard let t = graph[v].type else { throw InLoopError(.internal, "graph input '\(graph[v].name)' has no type") }
+                for (i, d) in t.shape.enumerated() {
+                    if let k = d.known, k < 1 {
+                        throw InLoopError(.format, "graph input '\(graph[v].name)' has dimension \(k) on axis \(i)")
                     }
-                    fixed = k
-                } else if d0 != SymInt(graph.batch ?? Symbol(id: -1, name: "")) {
-                    throw InLoopError(.unsupported, "graph input '\(value.name)' has \(d0) on axis 0, not the batch")
                 }
-                var rest: [Int] = []
-                for (i, d) in t.shape.enumerated().dropFirst() {
-                    guard let k = d.known else {
-                        throw InLoopError(.unsupported, "graph input '\(value.name)' has a symbolic dimension on axis \(i); only axis 0 (the batch) may be symbolic")
-                    }
-                    guard k >= 1 else { throw InLoopError(.format, "graph input '\(value.name)' has dimension \(k) on axis \(i)") }
-                    rest.append(k)
-                }
-                _ = try InLoopCore.Tensor.elementCount(rest)
-                specs.append(TensorSpec(name: value.name, shape: rest))
+                declared.append(t.shape)
             }
-            if fixed != nil, graph.batch != nil {
-                throw InLoopError(.unsupported, "graph inputs mix a fixed and a symbolic batch size")
+            inputShapes = declared
+            let batchSym = graph.batch
+            // The batch convenience: which inputs lead with the batch.
+            var fixed: Int? = nil
+            var batchedIn: [Bool]
+            if let b = batchSym {
+                batchedIn = declared.map { $0.first == SymInt(b) }
+            } else {
+                let firsts = declared.map { $0.first?.known }
+                if let f = firsts.first ?? nil, firsts.allSatisfy({ $0 == f }) { fixed = f }
+                batchedIn = declared.map { _ in fixed != nil }
+            }
+            var convError: InLoopError? = nil
+            var specs: [TensorSpec] = []
+            for (k, v) in graph.inputs.enumerated() {
+                let dims = batchedIn[k] ? Array(declared[k].dropFirst()) : declared[k]
+                var rest: [Int] = []
+                for (i, d) in dims.enumerated() {
+                    if let n = d.known {
+                        rest.append(n)
+                    } else {
+                        rest.append(-1)
+                        if convError == nil {
+                            convError = InLoopError(.unsupported, "graph input '\(graph[v].name)' has shape \(declared[k].formatted): \(batchedIn[k] ? "a symbolic dimension on axis \(i + 1)" : "a symbolic dimension that is not a leading batch axis"); run it with full shapes (inloop_model_run_shaped_f32/_f64)")
+                        }
+                    }
+                }
+                if !rest.contains(-1) { _ = try InLoopCore.Tensor.elementCount(rest) }
+                specs.append(TensorSpec(name: graph[v].name, shape: rest))
             }
             fixedBatch = fixed
+            inputBatched = batchedIn
             inputSpecs = specs
             // floating constants the nodes use (not those a fusion left behind)
             var params = 0
@@ -100,33 +140,58 @@ extension Engine {
             parameterCount = params
             inPointers = .allocate(byteCount: Swift.max(graph.inputs.count, 1) * 8, alignment: 8)
             outPointers = .allocate(byteCount: Swift.max(graph.outputs.count, 1) * 8, alignment: 8)
+            bound = [Int](repeating: -1, count: graph.symbols.count)
+            inCounts = [Int](repeating: 0, count: graph.inputs.count)
+            outCounts = [Int](repeating: 0, count: graph.outputs.count)
 
-            // Compile: one plan for every batch size, or specialised ones (validated at 1 and 2 now).
-            var outs: [TensorSpec]
-            if let fixed {
-                generic = try Model.makeRunner(graph, specialisedAt: nil)
-                outs = try Model.outputSpecs(graph, batch: nil, fixed: fixed)
+            // Compile: one plan for every batch size, or (batch convenience only) specialised ones,
+            // validated at 1 and 2 now; the full-shape path specialises on first use.
+            var outs: [TensorSpec] = []
+            var batchedOut: [Bool] = []
+            do {
+                try graph.inferTypes()
+                generic = try Model.makeRunner(graph, declared, bindings: [:])
+                genericOutputShapes = try graph.outputs.map { (v) throws(InLoopError) -> Shape in
+                    guard let t = graph[v].type else { throw InLoopError(.internal, "output without a type") }
+                    return t.shape
+                }
                 compileCount = 1
-            } else {
-                do {
-                    try graph.inferTypes()
-                    generic = try Model.makeRunner(graph, specialisedAt: nil)
-                    outs = try Model.outputSpecs(graph, batch: graph.batch, fixed: nil)
-                    compileCount = 1
-                } catch where Engine.isNotLinear(error) {
-                    generic = nil
-                    let r1 = try Model.makeRunner(graph, specialisedAt: 1)
-                    outs = try Model.outputSpecs(graph, batch: nil, fixed: 1)
-                    let r2 = try Model.makeRunner(graph, specialisedAt: 2)
-                    let outs2 = try Model.outputSpecs(graph, batch: nil, fixed: 2)
-                    for (k, s) in outs2.enumerated() where s.shape != outs[k].shape {
-                        throw InLoopError(.unsupported, "graph output '\(s.name)' has per-sample shape \(InLoopCore.Tensor.format(outs[k].shape)) at batch 1 but \(InLoopCore.Tensor.format(s.shape)) at batch 2; InLoop needs outputs whose per-sample shape does not depend on the batch")
+                (outs, batchedOut) = Model.outputSpecs(graph, genericOutputShapes, batch: batchSym, fixed: fixed, error: &convError)
+            } catch where Engine.isNotLinear(error) {
+                generic = nil
+                if convError == nil, let b = batchSym {
+                    let r1 = try Model.makeRunner(graph, declared, bindings: [b: 1])
+                    let s1 = Model.typedOutputs(graph)
+                    var o1: [TensorSpec], b1: [Bool]
+                    (o1, b1) = Model.outputSpecs(graph, s1, batch: nil, fixed: 1, error: &convError)
+                    let r2 = try Model.makeRunner(graph, declared, bindings: [b: 2])
+                    let s2 = Model.typedOutputs(graph)
+                    var never: InLoopError? = nil
+                    let (o2, b2) = Model.outputSpecs(graph, s2, batch: nil, fixed: 2, error: &never)
+                    for (k, s) in o2.enumerated() where s.shape != o1[k].shape || b1[k] != b2[k] || !b1[k] {
+                        if convError == nil {
+                            convError = InLoopError(.unsupported, "graph output '\(s.name)' has shape \(s1[k].formatted) at batch 1 but \(s2[k].formatted) at batch 2; the batch convenience needs outputs that lead with the batch; run it with full shapes (inloop_model_run_shaped_f32/_f64)")
+                        }
                     }
-                    specialised = [(1, r1), (2, r2)]
-                    compileCount = 2
+                    if convError == nil {
+                        specialised = [(1, r1), (2, r2)]
+                        compileCount = 2
+                    }
+                    outs = o1
+                    batchedOut = b1
+                } else {
+                    for v in graph.outputs {
+                        outs.append(TensorSpec(name: graph[v].name, shape: []))
+                        batchedOut.append(false)
+                    }
+                    if convError == nil {
+                        convError = InLoopError(.unsupported, "the graph's shapes are not linear in its symbolic dimensions; run it with full shapes (inloop_model_run_shaped_f32/_f64)")
+                    }
                 }
             }
             outputSpecs = outs
+            outputBatched = batchedOut
+            convenienceError = convError
         }
 
         deinit {
@@ -134,32 +199,51 @@ extension Engine {
             outPointers.deallocate()
         }
 
-        /// Per-sample output shapes from the typed graph: axis 0 must be the batch (or the fixed size).
-        private static func outputSpecs(_ g: Graph, batch: Symbol?, fixed: Int?) throws(InLoopError) -> [TensorSpec] {
-            var specs: [TensorSpec] = []
-            for v in g.outputs {
-                guard let t = g[v].type else { throw InLoopError(.internal, "output without a type") }
-                let first: SymInt? = batch.map { SymInt($0) } ?? fixed.map { SymInt($0) }
-                guard let d0 = t.shape.first, d0 == first else {
-                    throw InLoopError(.unsupported, "graph output '\(g[v].name)' has shape \(t.shape.formatted); InLoop needs the batch as the first axis of every output")
-                }
-                var rest: [Int] = []
-                for d in t.shape.dropFirst() {
-                    guard let k = d.known else {
-                        throw InLoopError(.unsupported, "graph output '\(g[v].name)' has shape \(t.shape.formatted); its per-sample dimensions must be known")
-                    }
-                    rest.append(k)
-                }
-                _ = try InLoopCore.Tensor.elementCount(rest)
-                specs.append(TensorSpec(name: g[v].name, shape: rest))
-            }
-            return specs
+        private static func typedOutputs(_ g: Graph) -> [Shape] {
+            g.outputs.map { g[$0].type?.shape ?? [] }
         }
 
-        /// Compiles (types inferred for n when specialised) and makes the executor of the compute type;
-        /// checks the plan's array sizes against the specs.
-        private static func makeRunner(_ graph: Graph, specialisedAt n: Int?) throws(InLoopError) -> Runner {
-            if let n, let b = graph.batch { try graph.inferTypes(bindings: [b: n]) }
+        /// Output specs of the batch convenience: per-sample shapes of outputs that lead with the batch
+        /// (the symbol, or the fixed size), whole shapes of static ones; `error` is set (if nil) for an
+        /// output that fits neither.
+        private static func outputSpecs(_ g: Graph, _ shapes: [Shape], batch: Symbol?, fixed: Int?,
+                                        error: inout InLoopError?) -> ([TensorSpec], [Bool]) {
+            var specs: [TensorSpec] = [], batched: [Bool] = []
+            for (k, v) in g.outputs.enumerated() {
+                let shape = shapes[k]
+                let first: SymInt? = batch.map { SymInt($0) } ?? fixed.map { SymInt($0) }
+                let leads = first != nil && shape.first == first
+                var rest: [Int] = []
+                for d in leads ? Array(shape.dropFirst()) : shape {
+                    guard let n = d.known else {
+                        rest = []
+                        if error == nil {
+                            error = InLoopError(.unsupported, "graph output '\(g[v].name)' has shape \(shape.formatted); the batch convenience needs outputs that lead with the batch or have a static shape; run it with full shapes (inloop_model_run_shaped_f32/_f64)")
+                        }
+                        break
+                    }
+                    rest.append(n)
+                }
+                if (try? InLoopCore.Tensor.elementCount(rest)) == nil {
+                    rest = []
+                    if error == nil { error = InLoopError(.unsupported, "graph output '\(g[v].name)' has too many elements") }
+                }
+                specs.append(TensorSpec(name: g[v].name, shape: rest))
+                batched.append(leads)
+            }
+            return (specs, batched)
+        }
+
+        /// Compiles with the symbols in `bindings` fixed (inputs first reset to their declared shapes),
+        /// and makes the executor of the compute type.
+        private static func makeRunner(_ graph: Graph, _ declared: [Shape], bindings: [Symbol: Int]) throws(InLoopError) -> Runner {
+            if !bindings.isEmpty {
+                for (k, v) in graph.inputs.enumerated() { graph[v].type?.shape = declared[k] }
+                try graph.inferTypes(bindings: bindings)
+            }
+            // the inputs keep their declared shapes (the trainer and later specialisations read them);
+            // the other values keep the types of this binding, which the caller reads
+            defer { for (k, v) in graph.inputs.enumerated() { graph[v].type?.shape = declared[k] } }
             let plan = try Engine.compile(graph)
             guard var w = plan.workspaceElements(at: 1) else { throw InLoopError(.outOfMemory, "the work space size overflows") }
             // The outputs the caller provides count too: a hostile file must not make the caller
@@ -174,14 +258,15 @@ extension Engine {
             return .single(try Executor<Float>(plan: plan, graph: graph))
         }
 
-        /// The runner for batch n (specialising when the graph needs it; compiled plans are kept).
+        /// The runner for batch n of the convenience (specialising when the graph needs it).
         private func runner(_ n: Int) throws(InLoopError) -> Runner {
             if let generic { return generic }
             if let k = specialised.lastIndex(where: { $0.n == n }) {
                 if k != specialised.count - 1 { specialised.append(specialised.remove(at: k)) }
                 return specialised[specialised.count - 1].runner
             }
-            let r = try Model.makeRunner(graph, specialisedAt: n)
+            guard let b = graph.batch else { throw InLoopError(.internal, "a specialised plan without a batch symbol") }
+            let r = try Model.makeRunner(graph, inputShapes, bindings: [b: n])
             compileCount += 1
             if specialised.count >= Model.maxSpecialised { specialised.removeFirst() }
             specialised.append((n, r))
@@ -190,7 +275,7 @@ extension Engine {
 
         /// Steps of the (generic, or most recent) plan.
         public var stepCount: Int? {
-            guard let r = generic ?? specialised.last?.runner else { return nil }
+            guard let r = generic ?? specialised.last?.runner ?? shaped.last?.runner else { return nil }
             return plan(of: r).stepCount
         }
 
@@ -201,7 +286,266 @@ extension Engine {
             }
         }
 
-        // MARK: - Forward
+        // MARK: - Full shapes
+
+        /// Binds the symbols from the callers' input shapes (`ranks[k]` dimensions of input k, one
+        /// after another in `dims`) into `bound`, and the element counts into `inCounts`.
+        private func bind(ranks: UnsafeBufferPointer<Int64>, dims: UnsafeBufferPointer<Int64>) throws(InLoopError) {
+            guard ranks.count == inputShapes.count else {
+                throw InLoopError(.sizeMismatch, "model '\(name)' has \(inputShapes.count) input\(inputShapes.count == 1 ? "" : "s"); got \(ranks.count) shapes")
+            }
+            for i in 0..<bound.count { bound[i] = -1 }
+            var at = 0
+            for k in 0..<ranks.count {
+                let declared = inputShapes[k]
+                // (a function: a message is built only when there is an error; running allocates nothing)
+                func what() -> String { "input \(k) ('\(inputSpecs[k].name)', declared \(declared.formatted))" }
+                guard ranks[k] == Int64(declared.count) else {
+                    throw InLoopError(.sizeMismatch, "\(what()): rank \(ranks[k]) given, the model takes rank \(declared.count)")
+                }
+                guard dims.count - at >= declared.count else {
+                    throw InLoopError(.sizeMismatch, "\(what()): the dims array ends before this input's dimensions")
+                }
+                var count = 1
+                for (i, d) in declared.enumerated() {
+                    let g = dims[at + i]
+                    guard g >= 1, g <= Int64(Limits.maxDimension) else {
+                        throw InLoopError(.invalidArgument, "\(what()): dimension \(g) on axis \(i); dimensions are between 1 and \(Limits.maxDimension)")
+                    }
+                    let v = Int(g)
+                    if let s = d.symbol {
+                        // v = coeff·s + constant
+                        let (r, o) = v.subtractingReportingOverflow(d.constant)
+                        guard !o, d.coeff != 0, r % d.coeff == 0, r / d.coeff >= 1 else {
+                            throw InLoopError(.sizeMismatch, "\(what()): dimension \(v) on axis \(i) does not fit \(d) for any \(s) ≥ 1")
+                        }
+                        let sv = r / d.coeff
+                        guard s.id >= 0, s.id < bound.count else { throw InLoopError(.internal, "symbol \(s) is not the graph's") }
+                        if bound[s.id] >= 0, bound[s.id] != sv {
+                            throw InLoopError(.sizeMismatch, "\(what()): axis \(i) makes \(s) = \(sv), but an earlier dimension made it \(bound[s.id])")
+                        }
+                        bound[s.id] = sv
+                    } else if d.known != v {
+                        throw InLoopError(.sizeMismatch, "\(what()): dimension \(v) on axis \(i), the model takes \(d)")
+                    }
+                    let (c, o) = count.multipliedReportingOverflow(by: v)
+                    guard !o, c <= Limits.maxElements else {
+                        throw InLoopError(.invalidArgument, "\(what()): the shape has too many elements")
+                    }
+                    count = c
+                }
+                inCounts[k] = count
+                at += declared.count
+            }
+        }
+
+        /// The runner for the bound symbols, the batch value to run it at, and the output shapes: the
+        /// generic runner's (written into `outCounts` and, when given, `outRanks`/`outDims`), or a
+        /// specialised one's.
+        private func shapedRunner(outRanks: UnsafeMutableBufferPointer<Int64>?,
+                                  outDims: UnsafeMutableBufferPointer<Int64>?) throws(InLoopError) -> (Runner, Int) {
+            let runner: Runner, n: Int
+            var known: [[Int]]? = nil
+            if let generic {
+                runner = generic
+                n = graph.batch.map { bound[$0.id] } ?? 1
+                guard n >= 1 else { throw InLoopError(.internal, "the batch symbol is not bound by the inputs") }
+            } else {
+                if let k = shaped.lastIndex(where: { $0.key == bound }) {
+                    if k != shaped.count - 1 { shaped.append(shaped.remove(at: k)) }
+                } else {
+                    var bindings: [Symbol: Int] = [:]
+                    for s in graph.symbols where bound[s.id] >= 1 { bindings[s] = bound[s.id] }
+                    let r = try Model.makeRunner(graph, inputShapes, bindings: bindings)
+                    var outs: [[Int]] = []
+                    for v in graph.outputs {
+                        guard let s = graph[v].type?.shape.known else {
+                            throw InLoopError(.internal, "output '\(graph[v].name)' has no static shape with every symbol bound")
+                        }
+                        outs.append(s)
+                    }
+                    compileCount += 1
+                    if shaped.count >= Model.maxSpecialised { shaped.removeFirst() }
+                    shaped.append((bound.map { $0 }, r, outs))   // a copy: `bound` stays unshared (no copy-on-write when run)
+                }
+                runner = shaped[shaped.count - 1].runner
+                known = shaped[shaped.count - 1].outputs
+                n = 1
+            }
+            // output shapes and counts
+            var total = 0
+            for k in 0..<graph.outputs.count {
+                let rank = known?[k].count ?? genericOutputShapes[k].count
+                total += rank
+            }
+            if let outRanks, outRanks.count < graph.outputs.count {
+                throw InLoopError(.sizeMismatch, "output ranks have room for \(outRanks.count) values; the model has \(graph.outputs.count) outputs")
+            }
+            if let outDims, outDims.count < total {
+                throw InLoopError(.sizeMismatch, "output dims have room for \(outDims.count) values; the outputs have \(total) dimensions in all")
+            }
+            var at = 0
+            for k in 0..<graph.outputs.count {
+                let rank = known?[k].count ?? genericOutputShapes[k].count
+                var count = 1
+                for i in 0..<rank {
+                    let v: Int
+                    if let known { v = known[k][i] } else {
+                        let d = genericOutputShapes[k][i]
+                        if let s = d.symbol {
+                            guard s.id >= 0, s.id < bound.count, let x = d.value(at: bound[s.id]), x >= 0 else {
+                                throw InLoopError(.invalidArgument, "output \(k) ('\(graph[graph.outputs[k]].name)'): dimension \(d) has no valid value")
+                            }
+                            v = x
+                        } else { v = d.constant }
+                    }
+                    let (c, o) = count.multipliedReportingOverflow(by: v)
+                    guard !o else { throw InLoopError(.invalidArgument, "output \(k) has too many elements") }
+                    count = c
+                    outDims?[at + i] = Int64(v)
+                }
+                outRanks?[k] = Int64(rank)
+                outCounts[k] = count
+                at += rank
+            }
+            return (runner, n)
+        }
+
+        /// The output shapes for the given input shapes (ranks and dims as in `run(ranks:...)`), without
+        /// running: `outRanks[k]` gets output k's rank, `outDims` its dimensions, one output after
+        /// another. Compiles the plan for these sizes if needed.
+        public func outputShapes(ranks: UnsafeBufferPointer<Int64>, dims: UnsafeBufferPointer<Int64>,
+                                 outRanks: UnsafeMutableBufferPointer<Int64>,
+                                 outDims: UnsafeMutableBufferPointer<Int64>) throws(InLoopError) {
+            try acquire()
+            defer { release() }
+            try bind(ranks: ranks, dims: dims)
+            _ = try shapedRunner(outRanks: outRanks, outDims: outDims)
+        }
+
+        /// Runs with full shapes: input k has shape `dims[...]` of rank `ranks[k]` (dimensions of the
+        /// inputs one after another); output k is written to `outputs[k]`, which has room for
+        /// `capacities[k]` values, and its shape to `outRanks[k]` and `outDims` (one output after
+        /// another). Outputs are untouched when an argument is wrong.
+        public func run(ranks: UnsafeBufferPointer<Int64>, dims: UnsafeBufferPointer<Int64>,
+                        inputs: UnsafeBufferPointer<UnsafePointer<Float>>,
+                        outputs: UnsafeBufferPointer<UnsafeMutablePointer<Float>>, capacities: UnsafeBufferPointer<Int64>,
+                        outRanks: UnsafeMutableBufferPointer<Int64>?, outDims: UnsafeMutableBufferPointer<Int64>?) throws(InLoopError) {
+            try executeShaped(ranks, dims, inputs, outputs, capacities, outRanks, outDims)
+        }
+
+        public func run(ranks: UnsafeBufferPointer<Int64>, dims: UnsafeBufferPointer<Int64>,
+                        inputs: UnsafeBufferPointer<UnsafePointer<Double>>,
+                        outputs: UnsafeBufferPointer<UnsafeMutablePointer<Double>>, capacities: UnsafeBufferPointer<Int64>,
+                        outRanks: UnsafeMutableBufferPointer<Int64>?, outDims: UnsafeMutableBufferPointer<Int64>?) throws(InLoopError) {
+            try executeShaped(ranks, dims, inputs, outputs, capacities, outRanks, outDims)
+        }
+
+        private func executeShaped<U: EngineScalar>(_ ranks: UnsafeBufferPointer<Int64>, _ dims: UnsafeBufferPointer<Int64>,
+                                                   _ inputs: UnsafeBufferPointer<UnsafePointer<U>>,
+                                                   _ outputs: UnsafeBufferPointer<UnsafeMutablePointer<U>>,
+                                                   _ capacities: UnsafeBufferPointer<Int64>,
+                                                   _ outRanks: UnsafeMutableBufferPointer<Int64>?,
+                                                   _ outDims: UnsafeMutableBufferPointer<Int64>?) throws(InLoopError) {
+            guard inputs.count == inputSpecs.count, outputs.count == outputSpecs.count, capacities.count == outputSpecs.count else {
+                throw InLoopError(.sizeMismatch, "model '\(name)' has \(inputSpecs.count) input\(inputSpecs.count == 1 ? "" : "s") and \(outputSpecs.count) output\(outputSpecs.count == 1 ? "" : "s"); got \(inputs.count) input and \(outputs.count) output arrays")
+            }
+            try acquire()
+            defer { release() }
+            try bind(ranks: ranks, dims: dims)
+            // Check the output room before anything is written (the shapes go to scratch first).
+            let (r, n) = try shapedRunner(outRanks: nil, outDims: nil)
+            for k in 0..<outputs.count where capacities[k] < Int64(outCounts[k]) {
+                throw InLoopError(.sizeMismatch, "output \(k) ('\(outputSpecs[k].name)') has room for \(capacities[k]) values; it has \(outCounts[k])")
+            }
+            let native = U.dtype == graph.dtype
+            try checkOverlaps(inputs: native ? inputs : nil, outputs: outputs, inCounts, outCounts)
+            if checkFinite {
+                for k in 0..<inputs.count { try finite("input", k, inputs[k], inCounts[k], per: inCounts[k]) }
+            }
+            let p = plan(of: r)
+            for k in 0..<inputs.count where p.inputSizes[k].checked(at: n) != inCounts[k] {
+                throw InLoopError(.internal, "input \(k): the plan takes \(p.inputSizes[k].at(n)) values, the shape has \(inCounts[k])")
+            }
+            for k in 0..<outputs.count where p.outputSizes[k].checked(at: n) != outCounts[k] {
+                throw InLoopError(.internal, "output \(k): the plan gives \(p.outputSizes[k].at(n)) values, the shape has \(outCounts[k])")
+            }
+            _ = try shapedRunner(outRanks: outRanks, outDims: outDims)
+            switch r {
+            case .single(let e): try forward(e, n, inputs, outputs, inCounts, outCounts)
+            case .double(let e): try forward(e, n, inputs, outputs, inCounts, outCounts)
+            }
+            if checkFinite {
+                for k in 0..<outputs.count { try finite("output", k, UnsafePointer(outputs[k]), outCounts[k], per: outCounts[k]) }
+            }
+        }
+
+        /// Runs Swift arrays with full shapes (for tools and tests; allocates): returns each output's
+        /// shape and values.
+        public func runShaped(_ inputs: [(shape: [Int], values: [Double])]) throws(InLoopError) -> [(shape: [Int], values: [Double])] {
+            guard inputs.count == inputSpecs.count else {
+                throw InLoopError(.sizeMismatch, "model '\(name)' has \(inputSpecs.count) inputs; got \(inputs.count) arrays")
+            }
+            let ranks = inputs.map { Int64($0.shape.count) }
+            let dims = inputs.flatMap { $0.shape.map { Int64($0) } }
+            var outRanks = [Int64](repeating: 0, count: outputSpecs.count)
+            var outDims = [Int64](repeating: 0, count: outputSpecs.count * Engine.maxRank)
+            try ranks.withUnsafeBufferPointer { (r) throws(InLoopError) in
+                try dims.withUnsafeBufferPointer { (d) throws(InLoopError) in
+                    try outRanks.withUnsafeMutableBufferPointer { (orr) throws(InLoopError) in
+                        try outDims.withUnsafeMutableBufferPointer { (od) throws(InLoopError) in
+                            try outputShapes(ranks: r, dims: d, outRanks: orr, outDims: od)
+                        }
+                    }
+                }
+            }
+            for (k, x) in inputs.enumerated() {
+                guard let c = try? InLoopCore.Tensor.elementCount(x.shape), c == x.values.count else {
+                    throw InLoopError(.sizeMismatch, "input '\(inputSpecs[k].name)': \(x.values.count) values for shape \(InLoopCore.Tensor.format(x.shape))")
+                }
+            }
+            var shapes: [[Int]] = [], at = 0
+            for k in 0..<outputSpecs.count {
+                let rank = Int(outRanks[k])
+                shapes.append(outDims[at ..< at + rank].map { Int($0) })
+                at += rank
+            }
+            let counts = shapes.map { $0.reduce(1, *) }
+            var ins: [UnsafeMutableBufferPointer<Double>] = [], outs: [UnsafeMutableBufferPointer<Double>] = []
+            defer { for b in ins + outs { b.deallocate() } }
+            for x in inputs {
+                let b = UnsafeMutableBufferPointer<Double>.allocate(capacity: Swift.max(x.values.count, 1))
+                b.initialize(repeating: 0)
+                _ = b.update(from: x.values)
+                ins.append(b)
+            }
+            for c in counts {
+                let b = UnsafeMutableBufferPointer<Double>.allocate(capacity: Swift.max(c, 1))
+                b.initialize(repeating: 0)
+                outs.append(b)
+            }
+            let caps = counts.map { Int64($0) }
+            let ip = ins.map { UnsafePointer($0.baseAddress!) }, op = outs.map { $0.baseAddress! }
+            try ranks.withUnsafeBufferPointer { (r) throws(InLoopError) in
+                try dims.withUnsafeBufferPointer { (d) throws(InLoopError) in
+                    try ip.withUnsafeBufferPointer { (i) throws(InLoopError) in
+                        try op.withUnsafeBufferPointer { (o) throws(InLoopError) in
+                            try caps.withUnsafeBufferPointer { (c) throws(InLoopError) in
+                                try run(ranks: r, dims: d, inputs: i, outputs: o, capacities: c, outRanks: nil, outDims: nil)
+                            }
+                        }
+                    }
+                }
+            }
+            return (0..<counts.count).map { (shapes[$0], Array(outs[$0].prefix(counts[$0]))) }
+        }
+
+        // MARK: - Forward (the batch convenience)
+
+        @inline(__always)
+        private func inElements(_ k: Int, _ n: Int) -> Int { inputBatched[k] ? n &* inputSpecs[k].count : inputSpecs[k].count }
+        @inline(__always)
+        private func outElements(_ k: Int, _ n: Int) -> Int { outputBatched[k] ? n &* outputSpecs[k].count : outputSpecs[k].count }
 
         public func forward(_ x: UnsafeBufferPointer<Float>, batch: Int, into y: UnsafeMutableBufferPointer<Float>) throws(InLoopError) {
             try checkSingle(x.count, y.count, batch)
@@ -241,32 +585,35 @@ extension Engine {
         private func execute<U: EngineScalar>(batch: Int, inputs: UnsafeBufferPointer<UnsafePointer<U>>,
                                               outputs: UnsafeBufferPointer<UnsafeMutablePointer<U>>) throws(InLoopError) {
             try checkArrays(batch: batch, inputs.count, outputs.count)
-            let native = U.dtype == graph.dtype
-            try checkOverlaps(batch: batch, inputs: native ? inputs : nil, outputs: outputs)
             try acquire()
             defer { release() }
+            for k in 0..<inputs.count { inCounts[k] = inElements(k, batch) }
+            for k in 0..<outputs.count { outCounts[k] = outElements(k, batch) }
+            let native = U.dtype == graph.dtype
+            try checkOverlaps(inputs: native ? inputs : nil, outputs: outputs, inCounts, outCounts)
             if checkFinite {
-                for k in 0..<inputs.count { try finite("input", k, inputs[k], batch * inputSpecs[k].count) }
+                for k in 0..<inputs.count { try finite("input", k, inputs[k], inElements(k, batch), per: inputSpecs[k].count) }
             }
             let r = try runner(batch)
             let p = plan(of: r)
-            for k in 0..<inputs.count where p.inputSizes[k].at(batch) != batch * inputSpecs[k].count {
+            for k in 0..<inputs.count where p.inputSizes[k].at(batch) != inElements(k, batch) {
                 throw InLoopError(.internal, "input \(k): the plan takes \(p.inputSizes[k].at(batch)) values at batch \(batch)")
             }
-            for k in 0..<outputs.count where p.outputSizes[k].at(batch) != batch * outputSpecs[k].count {
+            for k in 0..<outputs.count where p.outputSizes[k].at(batch) != outElements(k, batch) {
                 throw InLoopError(.internal, "output \(k): the plan gives \(p.outputSizes[k].at(batch)) values at batch \(batch)")
             }
             switch r {
-            case .single(let e): try forward(e, batch, inputs, outputs)
-            case .double(let e): try forward(e, batch, inputs, outputs)
+            case .single(let e): try forward(e, batch, inputs, outputs, inCounts, outCounts)
+            case .double(let e): try forward(e, batch, inputs, outputs, inCounts, outCounts)
             }
             if checkFinite {
-                for k in 0..<outputs.count { try finite("output", k, UnsafePointer(outputs[k]), batch * outputSpecs[k].count) }
+                for k in 0..<outputs.count { try finite("output", k, UnsafePointer(outputs[k]), outElements(k, batch), per: outputSpecs[k].count) }
             }
         }
 
         private func forward<T: EngineScalar, U: EngineScalar>(_ e: Executor<T>, _ n: Int, _ inputs: UnsafeBufferPointer<UnsafePointer<U>>,
-                                                             _ outputs: UnsafeBufferPointer<UnsafeMutablePointer<U>>) throws(InLoopError) {
+                                                             _ outputs: UnsafeBufferPointer<UnsafeMutablePointer<U>>,
+                                                             _ inCounts: [Int], _ outCounts: [Int]) throws(InLoopError) {
             e.reproducible = reproducible
             if T.self == U.self {
                 let i = UnsafeRawBufferPointer(inputs).bindMemory(to: UnsafePointer<T>.self)
@@ -274,12 +621,12 @@ extension Engine {
                 try e.forward(n, inputs: i, outputs: o)
                 return
             }
-            try stage(n)
+            try stage(inCounts, outCounts)
             let ip = inPointers.bindMemory(to: UnsafePointer<T>.self, capacity: inputs.count)
             let op = outPointers.bindMemory(to: UnsafeMutablePointer<T>.self, capacity: outputs.count)
             for k in 0..<inputs.count {
                 let d = try stagingIn[k].pointer(as: T.self), s = inputs[k]
-                for i in 0..<n * inputSpecs[k].count { d[i] = T(s[i]) }
+                for i in 0..<inCounts[k] { d[i] = T(s[i]) }
                 ip[k] = UnsafePointer(d)
             }
             for k in 0..<outputs.count { op[k] = try stagingOut[k].pointer(as: T.self) }
@@ -287,19 +634,29 @@ extension Engine {
                           outputs: UnsafeBufferPointer(start: op, count: outputs.count))
             for k in 0..<outputs.count {
                 let s = op[k], d = outputs[k]
-                for i in 0..<n * outputSpecs[k].count { d[i] = U(s[i]) }
+                for i in 0..<outCounts[k] { d[i] = U(s[i]) }
             }
         }
 
-        /// Staging buffers of the compute type for batch n (grown only).
-        private func stage(_ n: Int) throws(InLoopError) {
-            if stagingIn.count == inputSpecs.count,
-               zip(stagingIn, inputSpecs).allSatisfy({ $0.0.count >= n * $0.1.count }),
-               zip(stagingOut, outputSpecs).allSatisfy({ $0.0.count >= n * $0.1.count }) { return }
-            let need = (inputSpecs + outputSpecs).reduce(0) { $0 + n * $1.count }
-            try Limits.workspace(floats: need * (graph.dtype.size / 4), batch: n)
-            stagingIn = try inputSpecs.map { (s) throws(InLoopError) in try TensorStorage(dtype: graph.dtype, count: Swift.max(n * s.count, 1)) }
-            stagingOut = try outputSpecs.map { (s) throws(InLoopError) in try TensorStorage(dtype: graph.dtype, count: Swift.max(n * s.count, 1)) }
+        /// Staging buffers of the compute type for these element counts (grown only).
+        private func stage(_ inCounts: [Int], _ outCounts: [Int]) throws(InLoopError) {
+            if stagingIn.count == inCounts.count, stagingOut.count == outCounts.count,
+               zip(stagingIn, inCounts).allSatisfy({ $0.0.count >= $0.1 }),
+               zip(stagingOut, outCounts).allSatisfy({ $0.0.count >= $0.1 }) { return }
+            var need = 0
+            for c in inCounts + outCounts {
+                let (s, o) = need.addingReportingOverflow(c)
+                guard !o else { throw InLoopError(.outOfMemory, "the staging buffers' size overflows") }
+                need = s
+            }
+            try Limits.workspace(floats: need * (graph.dtype.size / 4), batch: 1)
+            let oldIn = stagingIn, oldOut = stagingOut
+            stagingIn = try inCounts.enumerated().map { (k, c) throws(InLoopError) in
+                k < oldIn.count && oldIn[k].count >= c ? oldIn[k] : try TensorStorage(dtype: graph.dtype, count: Swift.max(c, 1))
+            }
+            stagingOut = try outCounts.enumerated().map { (k, c) throws(InLoopError) in
+                k < oldOut.count && oldOut[k].count >= c ? oldOut[k] : try TensorStorage(dtype: graph.dtype, count: Swift.max(c, 1))
+            }
         }
 
         // MARK: - Checks
@@ -309,16 +666,20 @@ extension Engine {
                 throw InLoopError(.invalidArgument, "model '\(name)' has \(inputSpecs.count) inputs and \(outputSpecs.count) outputs; run it with all of them (inloop_model_run_f32/_f64)")
             }
             try checkBatch(batch)
-            try checkCount("input", inputSpecs[0], nx, batch)
-            try checkCount("output", outputSpecs[0], ny, batch)
+            try checkCount("input", inputSpecs[0], nx, inElements(0, batch), batch)
+            try checkCount("output", outputSpecs[0], ny, outElements(0, batch), batch)
         }
 
         private func checkBatch(_ batch: Int) throws(InLoopError) {
+            if let convenienceError { throw convenienceError }
             guard batch >= 1, batch <= Int(Int32.max) else {
                 throw InLoopError(.invalidArgument, "batch must be between 1 and \(Int32.max), got \(batch)")
             }
             if let f = fixedBatch, batch != f {
                 throw InLoopError(.sizeMismatch, "model '\(name)' has a fixed batch size of \(f) (the first dimension of its inputs); got batch \(batch)")
+            }
+            if fixedBatch == nil, !inputBatched.contains(true), batch != 1 {
+                throw InLoopError(.sizeMismatch, "model '\(name)' has no batch axis (its inputs have static shapes that do not all lead with one size); run it with batch 1 or with full shapes")
             }
             for s in inputSpecs where batch.multipliedReportingOverflow(by: s.count).overflow {
                 throw InLoopError(.invalidArgument, "batch \(batch) is too large")
@@ -328,8 +689,7 @@ extension Engine {
             }
         }
 
-        private func checkCount(_ what: String, _ spec: TensorSpec, _ count: Int, _ batch: Int) throws(InLoopError) {
-            let need = batch * spec.count
+        private func checkCount(_ what: String, _ spec: TensorSpec, _ count: Int, _ need: Int, _ batch: Int) throws(InLoopError) {
             guard count >= need else {
                 throw InLoopError(.sizeMismatch, "\(what) '\(spec.name)' has \(count) values; batch \(batch) × \(spec.count) (shape \(InLoopCore.Tensor.format(spec.shape))) needs \(need)")
             }
@@ -342,30 +702,32 @@ extension Engine {
             try checkBatch(batch)
         }
 
-        private func finite<T: BinaryFloatingPoint>(_ what: String, _ k: Int, _ p: UnsafePointer<T>, _ count: Int) throws(InLoopError) {
+        private func finite<T: BinaryFloatingPoint>(_ what: String, _ k: Int, _ p: UnsafePointer<T>, _ count: Int, per: Int) throws(InLoopError) {
             if Kernels.allFinite(p, count: count) { return }
             var i = 0
             while i < count, p[i].isFinite { i += 1 }
             let spec = what == "input" ? inputSpecs[k] : outputSpecs[k]
-            throw InLoopError(.nonFinite, "\(what) '\(spec.name)' value \(i % Swift.max(spec.count, 1) + 1) of sample \(i / Swift.max(spec.count, 1) + 1) is \(i < count ? Double(p[i]) : 0) (not finite)")
+            let per = Swift.max(per, 1)
+            throw InLoopError(.nonFinite, "\(what) '\(spec.name)' value \(i % per + 1) of sample \(i / per + 1) is \(i < count ? Double(p[i]) : 0) (not finite)")
         }
 
         /// No output may overlap another output, nor (when `inputs` are given) an input.
-        private func checkOverlaps<T>(batch: Int, inputs: UnsafeBufferPointer<UnsafePointer<T>>?,
-                                      outputs: UnsafeBufferPointer<UnsafeMutablePointer<T>>) throws(InLoopError) {
+        private func checkOverlaps<T>(inputs: UnsafeBufferPointer<UnsafePointer<T>>?,
+                                      outputs: UnsafeBufferPointer<UnsafeMutablePointer<T>>,
+                                      _ inCounts: [Int], _ outCounts: [Int]) throws(InLoopError) {
             let width = MemoryLayout<T>.stride
             for k in 0..<outputs.count {
-                let o0 = UnsafeRawPointer(outputs[k]), o1 = o0 + width * batch * outputSpecs[k].count
+                let o0 = UnsafeRawPointer(outputs[k]), o1 = o0 + width * outCounts[k]
                 if let inputs {
                     for j in 0..<inputs.count {
-                        let i0 = UnsafeRawPointer(inputs[j]), i1 = i0 + width * batch * inputSpecs[j].count
+                        let i0 = UnsafeRawPointer(inputs[j]), i1 = i0 + width * inCounts[j]
                         if o0 < i1 && i0 < o1 {
                             throw InLoopError(.invalidArgument, "output \(k) ('\(outputSpecs[k].name)') overlaps input \(j) ('\(inputSpecs[j].name)'); pass separate arrays")
                         }
                     }
                 }
                 for j in 0..<k {
-                    let p0 = UnsafeRawPointer(outputs[j]), p1 = p0 + width * batch * outputSpecs[j].count
+                    let p0 = UnsafeRawPointer(outputs[j]), p1 = p0 + width * outCounts[j]
                     if o0 < p1 && p0 < o1 {
                         throw InLoopError(.invalidArgument, "outputs \(j) and \(k) overlap; pass separate arrays")
                     }

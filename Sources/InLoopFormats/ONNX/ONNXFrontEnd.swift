@@ -13,7 +13,8 @@ import InLoopCore
 /// integers to int64).
 ///
 /// The batch: every graph input's axis 0, when it is symbolic (a `dim_param` or no value), is the one
-/// batch symbol (the axis the C and Fortran batch convenience maps to); other symbolic dimensions get
+/// batch symbol (the axis the C and Fortran batch convenience maps to), unless its `dim_param` names a
+/// dimension that an input has on another axis (then it is that symbol); other symbolic dimensions get
 /// symbols of their own, by name.
 extension ONNXReader {
     /// Decodes ONNX bytes into a verified, typed `Engine.Graph`.
@@ -61,6 +62,9 @@ struct EngineGraphReader {
     let functions: Set<String>
     /// Float values of Constant nodes seen so far (by output name).
     var constantNodeFloats: [String: [Double]] = [:]
+    /// `dim_param` names that some graph input has on an axis other than 0: such a name on axis 0 is
+    /// its own symbol (a sequence length T of x [N, T, 4] leading lev [T, 1]), not the batch.
+    var nonLeadingNames: Set<String> = []
 
     mutating func read(_ proto: Onnx_GraphProto) throws(InLoopError) -> Engine.Graph {
         if !proto.sparseInitializer.isEmpty {
@@ -80,6 +84,13 @@ struct EngineGraphReader {
         // Graph inputs (an input that is also an initializer is a constant with a default: InLoop uses
         // the initializer, as ONNX Runtime does when the input is not fed).
         var batchName: String? = nil
+        for vi in proto.input where !initializers.contains(vi.name) {
+            if case .tensorType(let tt)? = vi.type.value {
+                for d in tt.shape.dim.dropFirst() {
+                    if case .dimParam(let p)? = d.value, !p.isEmpty { nonLeadingNames.insert(p) }
+                }
+            }
+        }
         for vi in proto.input where !initializers.contains(vi.name) {
             let type = try inputType(vi, g, batchName: &batchName)
             if type.dtype == .float64 { sawDouble = true } else { sawSingle = true }
@@ -133,7 +144,7 @@ struct EngineGraphReader {
                 }
                 shape.append(Engine.SymInt(Int(v)))
             case .dimParam(let p)?:
-                if i == 0 {
+                if i == 0, !nonLeadingNames.contains(p) || p == batchName {
                     let b = batchName ?? (p.isEmpty ? "N" : p)
                     batchName = b
                     let s = g.symbol(named: b)
