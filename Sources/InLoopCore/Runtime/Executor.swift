@@ -103,7 +103,18 @@ extension Engine {
             for info in plan.storages where info.size.checked(at: n) == nil {
                 throw InLoopError(.outOfMemory, "batch \(n) is too large")
             }
-            try Limits.workspace(floats: elements * (T.dtype.size / 4), batch: n)
+            // The outputs count against the limits too (the caller's arrays, filled by this plan): a
+            // hostile model must not make a call write gigabytes.
+            var claimed = elements
+            for o in plan.outputSizes {
+                guard let k = o.checked(at: n) else { throw InLoopError(.outOfMemory, "batch \(n) is too large") }
+                let (sum, overflow) = claimed.addingReportingOverflow(k)
+                guard !overflow else { throw InLoopError(.outOfMemory, "batch \(n) is too large") }
+                claimed = sum
+            }
+            let (floats, overflow) = claimed.multipliedReportingOverflow(by: T.dtype.size / 4)
+            guard !overflow else { throw InLoopError(.outOfMemory, "batch \(n) is too large") }
+            try Limits.workspace(floats: floats, batch: n)
             if arena == nil || arena!.count < elements {
                 arena = try TensorStorage(dtype: T.dtype, count: elements)
             }
