@@ -313,6 +313,8 @@ extension Engine {
 
             // MARK: family conv-pool (in place)
 
+            // MARK: family reduce (in place)
+
             default: return false
             }
         }
@@ -354,6 +356,11 @@ extension Engine.StepKind {
         case .maxPool, .averagePool, .globalPool, .averagePoolGradient, .resizeNearest, .resizeNearestGradient: return 2
         case .convGradient(_, _, let of, _), .convTransposeGradient(_, _, let of, _): return of == .bias ? 2 : 4
         case .maxPoolDerivative: return 4
+
+        // MARK: family reduce (operands)
+        case .reduce, .padGradient: return 2
+        case .reduceDerivative: return 4
+        case .pad(_, _, let hasValue): return hasValue ? 3 : 2
 
         }
     }

@@ -149,6 +149,11 @@ public enum OpTable {
         ConvOp.self, ConvTransposeOp.self, MaxPoolOp.self, AveragePoolOp.self, GlobalAveragePoolOp.self, GlobalMaxPoolOp.self,
         ResizeOp.self, UpsampleOp.self,
 
+        // MARK: family reduce (ops)
+        ReduceSumOp.self, ReduceMeanOp.self, ReduceMaxOp.self, ReduceMinOp.self, ReduceProdOp.self, ReduceSumSquareOp.self,
+        ReduceL1Op.self, ReduceL2Op.self, ReduceLogSumOp.self, ReduceLogSumExpOp.self, ArgMaxOp.self, ArgMinOp.self,
+        PadOp.self, EinsumOp.self,
+
     ]
 
     public static let standard = OpRegistry(all)

@@ -126,6 +126,14 @@ extension Engine {
         /// [x, y]: nearest resize of `outer` blocks through the index maps at `geometry` (Kernels/Resize.swift).
         case resizeNearest(geometry: Int32, outer: Extent)
 
+        // MARK: family reduce (forward)
+        /// [x, y]: y[o, i] = f(x[o, 0 ..< length, i]) (`ReduceKernels`; outer, length, inner: three
+        /// extents in `Plan.ints` at `geometry`, as softmax's).
+        case reduce(ReduceFunction, geometry: Int32)
+        /// [x, v?, y]: ONNX Pad of `outer` blocks; `geometry`: [the constant's bits (Double), then the
+        /// index maps of `PadKernels`]; the constant is v's one element when v is given.
+        case pad(geometry: Int32, outer: Extent, hasValue: Bool)
+
 
         // Reverse and tangent steps (differentiable plans):
         /// [gy, x, gw, gb?]: gw (+)= gyᵀ · x; gb = column sums of gy (zeroed first, then rows added).
@@ -193,6 +201,14 @@ extension Engine {
         case averagePoolGradient(geometry: Int32, planes: Extent, spatial: Int, countIncludePad: Bool, accumulate: Bool)
         /// [gy, gx]: gx (+)= the adjoint of resizeNearest.
         case resizeNearestGradient(geometry: Int32, outer: Extent, accumulate: Bool)
+
+        // MARK: family reduce (reverse, tangent)
+        /// [x, y, g, out]: derivatives of `reduce(f)`: reverse out (+)= g·∂y/∂x (out has x's elements),
+        /// tangent out (+)= Σ ∂y/∂x·g (out has y's).
+        case reduceDerivative(ReduceFunction, geometry: Int32, tangent: Bool, accumulate: Bool)
+        /// [gy, out]: the adjoint of `pad`: out (+)= gy gathered back to x (`ofValue` false), or summed
+        /// over the constant positions into the one-element value (`ofValue`).
+        case padGradient(geometry: Int32, outer: Extent, ofValue: Bool, accumulate: Bool)
 
     }
 
