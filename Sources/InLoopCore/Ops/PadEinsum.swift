@@ -3,8 +3,8 @@
 /// Pad lowers to one `pad` step (index maps per axis, `Kernels/Reduce.swift`), whose adjoint is a
 /// scatter-add and whose tangent is the pad of the tangent. Einsum lowers to existing steps: sums
 /// over letters only one operand has (`reduce`), transposes (`layoutCopy`, only where an operand is
-/// not already in a matrix order) and one batched matrix product (`matMul`); its derivatives are
-/// those steps' rules.
+/// not already in a matrix order; diagonals of a letter repeated in one operand) and one batched matrix
+/// product (`matMul`); its derivatives are those steps' rules.
 
 // MARK: - Pad
 
@@ -208,9 +208,6 @@ public enum EinsumOp: OpDefinition {
             output = Array(ellipsisLetters[..<(ellipsis ?? 0)]) + count.keys.filter { count[$0] == 1 && $0.isASCII }.sorted()
         }
         guard Set(output).count == output.count else { throw InLoopError(.format, "equation '\(equation)': a letter twice in the output") }
-        for t in inputs where Set(t).count != t.count {
-            throw InLoopError(.unsupported, "equation '\(equation)': a letter twice in one operand (a diagonal) is not supported")
-        }
         guard output.count <= Engine.maxRank else { throw InLoopError(.unsupported, "equation '\(equation)': output of rank \(output.count)") }
         return (inputs, output)
     }
@@ -270,6 +267,26 @@ public enum EinsumOp: OpDefinition {
         let y = try ctx.output(0)
         var operands: [Int32] = []
         for k in terms.indices { operands.append(try ctx.input(k)) }
+        // 0. a letter repeated in one operand takes its diagonal: a strided copy whose stride along the
+        // letter is the sum of the strides of its axes
+        for k in terms.indices where Set(terms[k]).count != terms[k].count {
+            let shape = terms[k].compactMap { dims[$0] }
+            let xs = try Engine.Layout.strides(shape)
+            var unique: [Character] = [], strides: [Engine.SymInt] = []
+            for (i, c) in terms[k].enumerated() {
+                if let j = unique.firstIndex(of: c) {
+                    strides[j] = try Engine.linear(strides[j] + xs[i], "the diagonal of an Einsum operand")
+                } else {
+                    unique.append(c); strides.append(xs[i])
+                }
+            }
+            let udims = unique.compactMap { dims[$0] }
+            let d = ctx.temporary(try ctx.extent(udims, "an Einsum diagonal"))
+            let geometry = try Engine.Layout.gatherGeometry(ctx, dims: udims, xStrides: strides, xBase: 0, coversSource: false)
+            ctx.emit(.layoutCopy(geometry: ctx.ints(geometry), mode: .write), [operands[k], d])
+            operands[k] = d
+            terms[k] = unique
+        }
         // 1. letters of one operand that are in no other term: summed away first
         for k in terms.indices {
             let others = Set(out + terms.indices.filter { $0 != k }.flatMap { terms[$0] })
