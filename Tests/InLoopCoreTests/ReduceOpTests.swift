@@ -138,6 +138,35 @@ final class ReduceOpTests: XCTestCase {
         }
     }
 
+    /// The row-by-row loop (inner > 1) combines each element in the order of the axis, as a plain loop
+    /// in T does: the same bits.
+    func testReduceKernelRowsAreBitwiseTheElementOrder() {
+        func check<T: EngineScalar>(_: T.Type) {
+            let (outer, length, inner) = (2, 5, 3)
+            let x: [T] = OpTest.values(outer * length * inner, seed: 21, in: -2...2)
+            let cases: [(ReduceFunction, T, (T, T) -> T)] = [
+                (.sum, 0, { $0 + $1 }), (.mean, 0, { $0 + $1 }), (.sumSquare, 0, { $0 + $1 * $1 }), (.sumAbs, 0, { $0 + abs($1) }),
+                (.prod, 1, { $0 * $1 }), (.max, -.infinity, { Swift.max($0, $1) }), (.min, .infinity, { Swift.min($0, $1) }),
+            ]
+            for (f, start, step) in cases {
+                var y = [T](repeating: .nan, count: outer * inner)
+                x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { ReduceKernels.forward(f, x: xp.baseAddress!, y: $0.baseAddress!, outer: outer, length: length, inner: inner) }
+                }
+                for o in 0..<outer {
+                    for i in 0..<inner {
+                        var acc = start
+                        for l in 0..<length { acc = step(acc, x[(o * length + l) * inner + i]) }
+                        if f == .mean { acc /= T(length) }
+                        XCTAssertEqual(y[o * inner + i], acc, "\(f) \(T.self)")
+                    }
+                }
+            }
+        }
+        check(Float.self)
+        check(Double.self)
+    }
+
     func testReductionsOfSizeOneAxesAndScalars() throws {
         // reducing only an axis of size 1: the element-wise part still applies (x² for SumSquare)
         let g = try Self.reduceGraph(ReduceSumSquareOp.self, axes: [1], keepDims: false, opset: 13, dims: ["N", 1, 3])

@@ -57,6 +57,28 @@ public enum ReduceKernels {
     @_specialize(where T == Double)
     public static func forward<T: Real>(_ f: ReduceFunction, x: UnsafePointer<T>, y: UnsafeMutablePointer<T>,
                                         outer: Int, length: Int, inner: Int) {
+        if inner > 1, let identity = rowwiseIdentity(f, T.self) {
+            // contiguous rows of x combined into y's row: the same order per element (l = 0, 1, ...) as
+            // the loop below, so the same bits, with unit-stride inner loops
+            for o in 0..<outer {
+                let xo = x + o &* length &* inner, yo = y + o &* inner
+                yo.update(repeating: identity, count: inner)
+                for l in 0..<length {
+                    let row = xo + l &* inner
+                    switch f {
+                    case .sum, .mean: for i in 0..<inner { yo[i] += row[i] }
+                    case .sumSquare: for i in 0..<inner { let v = row[i]; yo[i] += v * v }
+                    case .sumAbs: for i in 0..<inner { yo[i] += abs(row[i]) }
+                    case .prod: for i in 0..<inner { yo[i] *= row[i] }
+                    case .max: for i in 0..<inner { let v = row[i]; if v > yo[i] || v != v { yo[i] = v } }
+                    case .min: for i in 0..<inner { let v = row[i]; if v < yo[i] || v != v { yo[i] = v } }
+                    default: break
+                    }
+                }
+                if f == .mean { let c = T(length); for i in 0..<inner { yo[i] /= c } }
+            }
+            return
+        }
         for o in 0..<outer {
             let xo = x + o &* length &* inner, yo = y + o &* inner
             for i in 0..<inner {
@@ -108,6 +130,18 @@ public enum ReduceKernels {
                 }
                 yo[i] = acc
             }
+        }
+    }
+
+    /// The starting value of the functions `forward` computes row by row (nil: element by element).
+    @inlinable @inline(__always)
+    static func rowwiseIdentity<T: Real>(_ f: ReduceFunction, _: T.Type) -> T? {
+        switch f {
+        case .sum, .mean, .sumSquare, .sumAbs: return 0
+        case .prod: return 1
+        case .max: return -.infinity
+        case .min: return .infinity
+        case .logSumExp, .argMax, .argMin: return nil
         }
     }
 
