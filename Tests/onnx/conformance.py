@@ -1109,6 +1109,15 @@ def _():
     return g
 
 
+@case("layernorm_decomposed_o13")
+def _():  # torch's export of nn.LayerNorm before opset 17: ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div
+    g = G(13); x = g.input("x", [5, 8])
+    m = g.op("ReduceMean", [x], axes=[-1]); d = g.op("Sub", [x, m])
+    v = g.op("ReduceMean", [g.op("Pow", [d, g.const(np.float32(2.0))])], axes=[-1])
+    n = g.op("Div", [d, g.op("Sqrt", [g.op("Add", [v, g.const(np.float32(1e-5))])])])
+    g.output(g.op("Add", [g.op("Mul", [n, g.w(8, lo=.5, hi=1.5)]), g.w(8, lo=-.2, hi=.2)]), "y"); return g
+
+
 @case("pad_modes_o19")
 def _():
     g = G(19); x = g.input("x", [3, 4])
