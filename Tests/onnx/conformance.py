@@ -1189,6 +1189,67 @@ def _():  # PRelu with torch's per-channel slope, Mod (fmod 1), variadic Sum and
     s = g.op("Sum", [p, r, g.w(2, 2)])
     mask = g.op("CastLike", [g.op("Greater", [x, g.const(np.float32(0))]), x])
     g.output(g.op("Mean", [s, g.op("Mul", [mask, x]), p]), "y"); return g
+# ---- family reduce: reductions, Pad, Einsum (axes and pads as initializers, which ONNX's node tests
+# pass as run-time inputs instead) -------------------------------------------------------------------
+@case("reduce_axes_attribute_o13")
+def _():
+    g = G(13); x = g.input("x", [3, 4], lo=0.2, hi=2.0)
+    g.output(g.op("ReduceMean", [x], axes=[2], keepdims=1), "y_mean")
+    g.output(g.op("ReduceL2", [x], axes=[1, 2], keepdims=0), "y_l2")
+    g.output(g.op("ReduceLogSum", [x], axes=[-2]), "y_logsum")
+    g.output(g.op("ReduceSum", [x, g.ints([1])], keepdims=0), "y_sum")
+    return g
+
+
+@case("reduce_axes_input_o18")
+def _():
+    g = G(18); x = g.input("x", [3, 2, 4], lo=0.5, hi=1.5)
+    g.output(g.op("ReduceMax", [x, g.ints([1, 3])], keepdims=1), "y_max")
+    g.output(g.op("ReduceMin", [x, g.ints([-1])], keepdims=0), "y_min")
+    g.output(g.op("ReduceProd", [x, g.ints([2])]), "y_prod")
+    g.output(g.op("ReduceSumSquare", [x, g.ints([1, 2])], keepdims=0), "y_sumsq")
+    g.output(g.op("ReduceL1", [g.op("Sub", [x, g.const(np.float32(1.0))]), g.ints([3])]), "y_l1")
+    g.output(g.op("ReduceLogSumExp", [x, g.ints([1, 2, 3])], keepdims=1), "y_lse")
+    g.output(g.op("ReduceMean", [x, g.ints([])], noop_with_empty_axes=1), "y_noop")
+    return g
+
+
+@case("layernorm_decomposed_o13")
+def _():  # torch's export of nn.LayerNorm before opset 17: ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div
+    g = G(13); x = g.input("x", [5, 8])
+    m = g.op("ReduceMean", [x], axes=[-1]); d = g.op("Sub", [x, m])
+    v = g.op("ReduceMean", [g.op("Pow", [d, g.const(np.float32(2.0))])], axes=[-1])
+    n = g.op("Div", [d, g.op("Sqrt", [g.op("Add", [v, g.const(np.float32(1e-5))])])])
+    g.output(g.op("Add", [g.op("Mul", [n, g.w(8, lo=.5, hi=1.5)]), g.w(8, lo=-.2, hi=.2)]), "y"); return g
+
+
+@case("pad_modes_o19")
+def _():
+    g = G(19); x = g.input("x", [3, 4])
+    g.output(g.op("Pad", [x, g.ints([0, 1, 2, 0, 2, 1]), g.const(np.float32(0.5))]), "y_constant")
+    g.output(g.op("Pad", [x, g.ints([0, 2, 1, 0, 1, 3])], mode="reflect"), "y_reflect")
+    g.output(g.op("Pad", [x, g.ints([0, 1, 0, 0, 3, 2])], mode="edge"), "y_edge")
+    g.output(g.op("Pad", [x, g.ints([1, 5, 2, 1]), "", g.ints([-2, -1])], mode="wrap"), "y_wrap")
+    g.output(g.op("Pad", [x, g.ints([0, -1, 1, 0, 0, -1])]), "y_crop")
+    return g
+
+
+@case("pad_attributes_o7")
+def _():
+    g = G(7); x = g.input("x", [2, 3])
+    g.output(g.op("Pad", [x], pads=[0, 1, 0, 0, 1, 2], value=-1.5), "y")
+    return g
+
+
+@case("einsum_attention_o12")
+def _():  # torch exports of attention scores and batched products
+    g = G(12); x = g.input("x", [2, 3, 4])
+    q = g.op("Einsum", [x, g.w(4, 4)], equation="bhqd,de->bhqe")
+    s = g.op("Einsum", [q, x], equation="bhqd,bhkd->bhqk")
+    g.output(g.op("Einsum", [g.op("Softmax", [s], axis=-1), x], equation="bhqk,bhkd->bhqd"), "y_attention")
+    g.output(g.op("Einsum", [x], equation="bhqd->bdqh"), "y_transpose")
+    g.output(g.op("Einsum", [x, x], equation="bhqd,bhqd->bq"), "y_inner")
+    return g
 
 
 # =====================================================================================================

@@ -304,6 +304,25 @@ extension Engine {
                     guard !isConstant(x), !isParameter(x) else { continue }
                     emitReverse(.depthColumnsGradient(geometry: geo, batch: batch, accumulate: !first(x)), [gy, gradient(x)],
                                 node: node, role: role(x))
+                // MARK: family reduce (reverse rules)
+                case .reduce(let f, let geo):
+                    // index results (ArgMax/ArgMin) carry no gradient; max and min send theirs to the
+                    // first arg-max / arg-min (`ReduceKernels.derivative`)
+                    let x = ops[0]
+                    guard !f.isIndex, !isConstant(x) else { continue }
+                    emitReverse(.reduceDerivative(f, geometry: geo, tangent: false, accumulate: !first(x)), [x, y, gy, gradient(x)],
+                                node: node, role: role(x))
+                case .pad(let geo, let outer, let hasValue):
+                    let x = ops[0]
+                    if !isConstant(x) {
+                        emitReverse(.padGradient(geometry: geo, outer: outer, ofValue: false, accumulate: !first(x)), [gy, gradient(x)],
+                                    node: node, role: role(x))
+                    }
+                    if hasValue, !isConstant(ops[1]) {
+                        let v = ops[1]
+                        emitReverse(.padGradient(geometry: geo, outer: outer, ofValue: true, accumulate: !first(v)), [gy, gradient(v)],
+                                    node: node, role: role(v))
+                    }
 
                 default:
                     throw InLoopError(.internal, "a reverse step in a forward pass")
@@ -567,6 +586,33 @@ extension Engine {
                         emitTangent(.depthColumns(geometry: geo, batch: batch), [tx, ty], node: step.node)
                     } else {
                         emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
+
+                // MARK: family reduce (tangent rules)
+                case .reduce(let f, let geo):
+                    if !f.isIndex, let tx = tangentStorage(ops[0]) {
+                        emitTangent(.reduceDerivative(f, geometry: geo, tangent: true, accumulate: false), [ops[0], y, tx, ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
+                case .pad(let geo, let outer, let hasValue):
+                    // linear in (x, value): pad(tx, tvalue), a missing tangent being zero
+                    let tv = hasValue ? tangentStorage(ops[1]) : nil
+                    if tangentStorage(ops[0]) == nil && tv == nil {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    } else {
+                        var tx: Int32
+                        if let t = tangentStorage(ops[0]) { tx = t } else {
+                            tx = builder.temporary(storages[Int(ops[0])].size)
+                            emitTangent(.zero(count: storages[Int(ops[0])].size), [tx], node: step.node)
+                        }
+                        // the same maps with a constant of 0 where the value has no tangent
+                        let o = Int(geo), r = builder.ints[o + 1]
+                        var length = 2 + 2 * r
+                        for d in 0..<r { length += builder.ints[o + 2 + r + d] }
+                        let zeroed = builder.addInts([0] + Array(builder.ints[(o + 1) ..< (o + length)]))
+                        emitTangent(.pad(geometry: tv != nil ? geo : zeroed, outer: outer, hasValue: tv != nil), [tx] + (tv.map { [$0] } ?? []) + [ty],
+                                    node: step.node)
                     }
 
                 default:

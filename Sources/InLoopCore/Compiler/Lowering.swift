@@ -315,6 +315,7 @@ extension Engine {
 
             // MARK: family logic (in place)
             case .logic, .select: return true
+            // MARK: family reduce (in place)
 
             default: return false
             }
@@ -364,6 +365,11 @@ extension Engine.StepKind {
 
         // MARK: family nd (operands)
         case .resizeTaps, .resizeTapsGradient, .depthColumns, .depthColumnsGradient: return 2
+        // MARK: family reduce (operands)
+        case .reduce, .padGradient: return 2
+        case .reduceDerivative: return 4
+        case .pad(_, _, let hasValue): return hasValue ? 3 : 2
+
         }
     }
 }

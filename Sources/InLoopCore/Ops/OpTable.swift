@@ -152,6 +152,10 @@ public enum OpTable {
         // MARK: family logic (ops)
         GreaterOp.self, LessOp.self, EqualOp.self, GreaterOrEqualOp.self, LessOrEqualOp.self, NotOp.self, AndOp.self, OrOp.self,
         XorOp.self, ModOp.self, PReluOp.self, WhereOp.self, CastLikeOp.self, ExpandOp.self, TileOp.self, SumOp.self, MeanOp.self,
+        // MARK: family reduce (ops)
+        ReduceSumOp.self, ReduceMeanOp.self, ReduceMaxOp.self, ReduceMinOp.self, ReduceProdOp.self, ReduceSumSquareOp.self,
+        ReduceL1Op.self, ReduceL2Op.self, ReduceLogSumOp.self, ReduceLogSumExpOp.self, ArgMaxOp.self, ArgMinOp.self,
+        PadOp.self, EinsumOp.self,
 
     ]
 

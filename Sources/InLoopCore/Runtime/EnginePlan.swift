@@ -139,6 +139,14 @@ extension Engine {
         case resizeTaps(geometry: Int32, outer: Extent)
         /// [x, columns]: the depth columns of a 3-D convolution (Kernels/Conv.swift, `DepthColumns`); also the tangent.
         case depthColumns(geometry: Int32, batch: Extent)
+        // MARK: family reduce (forward)
+        /// [x, y]: y[o, i] = f(x[o, 0 ..< length, i]) (`ReduceKernels`; outer, length, inner: three
+        /// extents in `Plan.ints` at `geometry`, as softmax's).
+        case reduce(ReduceFunction, geometry: Int32)
+        /// [x, v?, y]: ONNX Pad of `outer` blocks; `geometry`: [the constant's bits (Double), then the
+        /// index maps of `PadKernels`]; the constant is v's one element when v is given.
+        case pad(geometry: Int32, outer: Extent, hasValue: Bool)
+
 
         // Reverse and tangent steps (differentiable plans):
         /// [gy, x, gw, gb?]: gw (+)= gyᵀ · x; gb = column sums of gy (zeroed first, then rows added).
@@ -220,6 +228,13 @@ extension Engine {
         case resizeTapsGradient(geometry: Int32, outer: Extent, accumulate: Bool)
         /// [gcolumns, gx]: gx (+)= the adjoint of depthColumns.
         case depthColumnsGradient(geometry: Int32, batch: Extent, accumulate: Bool)
+        // MARK: family reduce (reverse, tangent)
+        /// [x, y, g, out]: derivatives of `reduce(f)`: reverse out (+)= g·∂y/∂x (out has x's elements),
+        /// tangent out (+)= Σ ∂y/∂x·g (out has y's).
+        case reduceDerivative(ReduceFunction, geometry: Int32, tangent: Bool, accumulate: Bool)
+        /// [gy, out]: the adjoint of `pad`: out (+)= gy gathered back to x (`ofValue` false), or summed
+        /// over the constant positions into the one-element value (`ofValue`).
+        case padGradient(geometry: Int32, outer: Extent, ofValue: Bool, accumulate: Bool)
 
     }
 

@@ -515,6 +515,31 @@ extension Engine {
                         case .depthColumnsGradient(let geo, let batch, let accumulate):
                             DepthColumns.backward(columns: UnsafePointer(t[Int(ids[io])]), batch: batch.at(n), geometry: UnsafeBufferPointer(rebasing: ints[Int(geo)...]),
                                                   gx: t[Int(ids[io + 1])], accumulate: accumulate)
+                        // MARK: family reduce (run)
+                        case .reduce(let f, let geo):
+                            let v = SoftmaxLayout.decode(ints, geo, n)
+                            ReduceKernels.forward(f, x: UnsafePointer(t[Int(ids[io])]), y: t[Int(ids[io + 1])],
+                                                  outer: v.outer, length: v.length, inner: v.inner)
+                        case .reduceDerivative(let f, let geo, let tangent, let accumulate):
+                            let v = SoftmaxLayout.decode(ints, geo, n)
+                            ReduceKernels.derivative(f, x: UnsafePointer(t[Int(ids[io])]), y: UnsafePointer(t[Int(ids[io + 1])]),
+                                                     g: UnsafePointer(t[Int(ids[io + 2])]), out: t[Int(ids[io + 3])], outer: v.outer,
+                                                     length: v.length, inner: v.inner, tangent: tangent, accumulate: accumulate)
+                        case .pad(let geo, let outer, let hasValue):
+                            // geometry: [constant's bits, index maps (`PadKernels`)]
+                            PadKernels.forward(x: UnsafePointer(t[Int(ids[io])]),
+                                               value: hasValue ? t[Int(ids[io + 1])].pointee : NormKernels.real(ints, Int(geo)),
+                                               outer: outer.at(n), geometry: UnsafeBufferPointer(rebasing: ints[(Int(geo) + 1)...]),
+                                               y: t[Int(ids[io + (hasValue ? 2 : 1)])])
+                        case .padGradient(let geo, let outer, let ofValue, let accumulate):
+                            let out = t[Int(ids[io + 1])], p = UnsafeBufferPointer(rebasing: ints[(Int(geo) + 1)...]), o = outer.at(n)
+                            if !accumulate {
+                                var count = ofValue ? 1 : o
+                                if !ofValue { for d in 0..<p[0] { count &*= p[1 + d] } }
+                                out.update(repeating: 0, count: count)
+                            }
+                            PadKernels.backward(gy: UnsafePointer(t[Int(ids[io])]), outer: o, geometry: p, ofValue: ofValue, out: out)
+
                         }
                     }
                 }
