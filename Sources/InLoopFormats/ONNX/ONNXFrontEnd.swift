@@ -181,7 +181,7 @@ struct EngineGraphReader {
 
     mutating func node(_ n: Onnx_NodeProto, name: String, into g: Engine.Graph) throws(InLoopError) {
         guard n.domain.isEmpty || n.domain == "ai.onnx" else {
-            throw InLoopError(.unsupported, "operator domain '\(n.domain)' is not supported; InLoop runs operators of the default ONNX domain")
+            throw InLoopError(.unsupported, "operator domain '\(n.domain)' is not supported; InLoop runs operators of the default ONNX domain: \(ONNXReader.supportedOps.joined(separator: ", "))")
         }
         let op: any OpDefinition.Type
         do {
@@ -190,7 +190,8 @@ struct EngineGraphReader {
             if functions.contains(n.opType) {
                 throw InLoopError(.unsupported, "operator '\(n.opType)' is a model-local function; InLoop runs only the standard operators")
             }
-            throw error
+            // the list of what runs, so the user sees what to export to
+            throw InLoopError(error.kind, "\(error.message); InLoop runs: \(ONNXReader.supportedOps.joined(separator: ", "))")
         }
         var raw: [String: Engine.AttributeValue] = [:]
         for at in n.attribute {
