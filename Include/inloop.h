@@ -286,14 +286,13 @@ inloop_status inloop_trainer_load_checkpoint(const char *path, inloop_trainer **
 /// Writes the full training state to one file (atomically: a crash never leaves half a file).
 /// With a communicator attached this is collective: rank 0 writes, every rank gets the status; an
 /// argument error on one rank (NULL path, a bad handle) fails the call on every rank.
-/// Statuses: NULL_POINTER, INVALID_HANDLE, UNSUPPORTED (a graph with an op not yet on the one engine), IO, BUSY, MPI.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, IO, BUSY, MPI.
 inloop_status inloop_trainer_save_checkpoint(inloop_trainer *trainer, const char *path);
 
 /// Writes the current weights as an inference model file loadable with inloop_model_load: native
 /// format version 1 (a layer list) for a layer-stack model, version 2 (the graph itself) for a
 /// fine-tuned graph, in the model's type. With a communicator attached: collective, rank 0 writes (as
-/// inloop_trainer_save_checkpoint). Statuses: NULL_POINTER, INVALID_HANDLE, UNSUPPORTED (a graph with
-/// an op that has not moved to the one engine), IO, BUSY, MPI.
+/// inloop_trainer_save_checkpoint). Statuses: NULL_POINTER, INVALID_HANDLE, IO, BUSY, MPI.
 inloop_status inloop_trainer_save_model(inloop_trainer *trainer, const char *path);
 
 /// Stores in *model a new inference model handle holding the current weights (free it with
