@@ -149,6 +149,9 @@ public enum OpTable {
         ConvOp.self, ConvTransposeOp.self, MaxPoolOp.self, AveragePoolOp.self, GlobalAveragePoolOp.self, GlobalMaxPoolOp.self,
         ResizeOp.self, UpsampleOp.self,
 
+        // MARK: family rnn (ops)
+        RNNOp.self, GRUOp.self, LSTMOp.self,
+
     ]
 
     public static let standard = OpRegistry(all)
