@@ -274,6 +274,36 @@ final class RecurrentOpTests: XCTestCase {
         try checkGradients(Config(cell: .rnn, direction: "bidirectional", initialH: true))
     }
 
+    // MARK: - Fine-tuning
+
+    /// A few Adam steps on an LSTM and a GRU (layout 1: the batch is axis 0, as the trainer takes it)
+    /// with W, R and B trained: the loss decreases, in Float and Double.
+    func testFineTuning() throws {
+        func train<T: EngineScalar>(_ c: Config, _: T.Type) throws {
+            let g = try Self.graph(c, dtype: T.self == Float.self ? .float32 : .float64, trainable: true)
+            let net = try EngineNetwork<T>(graph: g)
+            XCTAssertEqual(net.parameterCount, c.w.count + c.r.count + c.b.count)
+            let config = TrainerConfig(optimizer: OptimizerConfig(.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8), learningRate: 0.02))
+            let trainer = try Trainer<T>(backend: .engine(net), config: config, random: nil)
+            let n = 8
+            let x: [T] = OpTest.values(n * net.inputSize, seed: 5)
+            let y: [T] = (0..<(n * net.outputSize)).map { T(Float(sin(Double($0) / 3) * 0.5)) }
+            var losses: [Double] = []
+            for _ in 0..<10 {
+                losses.append(try x.withUnsafeBufferPointer { xp in
+                    try y.withUnsafeBufferPointer { try trainer.trainStep(x: xp.baseAddress!, y: $0.baseAddress!, batch: n) }
+                })
+            }
+            XCTAssertTrue(losses.allSatisfy { $0.isFinite }, "\(c.cell) \(T.self): \(losses)")
+            XCTAssertLessThan(losses[9], 0.8 * losses[0], "\(c.cell) \(T.self): \(losses)")
+        }
+        for c in [Config(cell: .lstm, layout: 1, seq: 4, input: 3, hidden: 3, outputs: 1),
+                  Config(cell: .gru, direction: "bidirectional", layout: 1, seq: 4, input: 3, hidden: 3, linearBeforeReset: true, outputs: 1)] {
+            try train(c, Float.self)
+            try train(c, Double.self)
+        }
+    }
+
     // MARK: - Errors
 
     func testErrors() throws {
