@@ -304,6 +304,24 @@ final class RecurrentOpTests: XCTestCase {
         }
     }
 
+    /// Y left out ("" first output, as ONNX's own LSTM test models write it): Y_h alone is computed.
+    func testFirstOutputLeftOut() throws {
+        let c = Config(cell: .lstm, direction: "bidirectional")
+        let g = Engine.Graph(dtype: .float64, opset: 17)
+        try g.addInput("X", Engine.TensorType(.float64, OpTest.shape(g, c.xDims())))
+        _ = try g.addConstant("W", try Engine.Tensor(shape: [2, 4 * c.hidden, c.input], values: c.w))
+        _ = try g.addConstant("R", try Engine.Tensor(shape: [2, 4 * c.hidden, c.hidden], values: c.r))
+        _ = try g.addConstant("B", try Engine.Tensor(shape: [2, 8 * c.hidden], values: c.b))
+        try g.addNode("lstm", LSTMOp.self, c.attributes, inputs: ["X", "W", "R", "B"], outputs: ["", "Y_h"])
+        try g.markOutput("Y_h")
+        try g.verify()
+        try g.inferTypes()
+        let x: [Double] = OpTest.values(c.seq * 2 * c.input, seed: 4)
+        let y = try OpTest.run(g, [x], n: 2)
+        XCTAssertLessThan(OpTest.maxRelativeError(y[0], Self.reference(c, [x], n: 2)[1]), 1e-12)
+        XCTAssertThrowsError(try g.addNode("lstm2", LSTMOp.self, c.attributes, inputs: ["X", "W", "R"], outputs: ["", ""]))
+    }
+
     // MARK: - Errors
 
     func testErrors() throws {
