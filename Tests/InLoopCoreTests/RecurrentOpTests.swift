@@ -364,6 +364,16 @@ final class RecurrentOpTests: XCTestCase {
         try g3.markOutput("Y")
         try g3.verify()
         XCTAssertThrowsError(try g3.inferTypes())
+        // a sequence longer than the unrolling limit: refused when compiled, before any step is made
+        let g4 = Engine.Graph(dtype: .float32, opset: 17)
+        try g4.addInput("X", Engine.TensorType(.float32, OpTest.shape(g4, [9000, "N", 1])))
+        _ = try g4.addConstant("W", try Engine.Tensor(shape: [1, 1, 1], values: [Float(0.5)]))
+        _ = try g4.addConstant("R", try Engine.Tensor(shape: [1, 1, 1], values: [Float(0.5)]))
+        try g4.addNode("rnn", RNNOp.self, [:], inputs: ["X", "W", "R"], outputs: ["Y"])
+        try g4.markOutput("Y")
+        try g4.verify()
+        try g4.inferTypes()
+        XCTAssertThrowsError(try Engine.compile(g4))
     }
 
     /// A sequence axis that is the batch symbol: one plan cannot unroll it (notLinear, so models

@@ -278,7 +278,9 @@ enum RecurrentLowering {
         let cell = a.cell, op = cell.name
         guard let seq = s.seq.known else { throw Engine.notLinear("\(op) over a sequence of length \(s.seq)") }
         guard seq >= 1 else { throw InLoopError(.unsupported, "\(op) over an empty sequence") }
-        guard seq <= 1 << 16 else { throw InLoopError(.unsupported, "\(op) over \(seq) time steps; InLoop unrolls up to 65536") }
+        // every time step is about 20 steps per direction (and their storages in differentiable plans):
+        // longer sequences would make plans of millions of steps
+        guard seq <= 1 << 13 else { throw InLoopError(.unsupported, "\(op) over \(seq) time steps; InLoop unrolls sequences of up to 8192") }
         let dirs = a.directions, h = s.hidden, gh = cell.gates * h, batch = s.batch
         let H = Sym(h), GH = Sym(gh)
         let rows = try Engine.linear(s.seq * batch, "\(op)'s rows")
