@@ -1250,6 +1250,90 @@ def _():  # torch exports of attention scores and batched products
     g.output(g.op("Einsum", [x], equation="bhqd->bdqh"), "y_transpose")
     g.output(g.op("Einsum", [x, x], equation="bhqd,bhqd->bq"), "y_inner")
     return g
+# ---- recurrent layers (family rnn): LSTM, GRU, RNN as torch exports them and as ONNX defines them ------
+def _rnn_weights(g, gates, dirs, hidden, inp, bias=True):
+    """W, R (and B) in torch's initialisation range U(-1/sqrt(hidden), 1/sqrt(hidden))."""
+    s = 1.0 / np.sqrt(hidden)
+    w = g.w(dirs, gates * hidden, inp, lo=-s, hi=s)
+    r = g.w(dirs, gates * hidden, hidden, lo=-s, hi=s)
+    return (w, r, g.w(dirs, 2 * gates * hidden, lo=-s, hi=s)) if bias else (w, r)
+
+
+@case("lstm_torch_batch_first_2layers_o14")
+def _():  # nn.LSTM(5, 4, num_layers=2, batch_first=True): Transpose, one LSTM (layout 0) per layer, Squeeze
+    g = G(14); x = g.input("x", [6, 5])
+    t = g.op("Transpose", [x], perm=[1, 0, 2])
+    y1, _, _ = g.op("LSTM", [t, *_rnn_weights(g, 4, 1, 4, 5)], n_out=3, hidden_size=4)
+    s1 = g.op("Squeeze", [y1, g.ints([1])])
+    y2, h2, c2 = g.op("LSTM", [s1, *_rnn_weights(g, 4, 1, 4, 4)], n_out=3, hidden_size=4)
+    g.output(g.op("Transpose", [g.op("Squeeze", [y2, g.ints([1])])], perm=[1, 0, 2]), "y")
+    g.output(g.op("Transpose", [c2], perm=[1, 0, 2]), "c"); return g
+
+
+@case("lstm_bidirectional_torch_o14")
+def _():  # nn.LSTM(3, 4, bidirectional=True, batch_first=True) with (h0, c0) given: Y's two directions joined
+    g = G(14); x = g.input("x", [5, 3]); h0 = g.input("h0", [2, 4], -1, 1); c0 = g.input("c0", [2, 4], -1, 1)
+    t = g.op("Transpose", [x], perm=[1, 0, 2])
+    h = g.op("Transpose", [h0], perm=[1, 0, 2]); c = g.op("Transpose", [c0], perm=[1, 0, 2])
+    y, yh, _ = g.op("LSTM", [t, *_rnn_weights(g, 4, 2, 4, 3), "", h, c], n_out=3, hidden_size=4, direction="bidirectional")
+    yt = g.op("Transpose", [y], perm=[2, 0, 1, 3])                      # [N, seq, 2, 4]
+    g.output(g.op("Reshape", [yt, g.ints([0, 0, 8])]), "y")
+    g.output(g.op("Transpose", [yh], perm=[1, 0, 2]), "h"); return g
+
+
+@case("lstm_peepholes_clip_reverse_o14")
+def _():  # onnxruntime runs layout 0 only: batch-first data through Transposes (the Swift tests cover layout 1)
+    g = G(14); x = g.input("x", [4, 3]); c0 = g.input("c0", [1, 5], -1, 1)
+    w, r, b = _rnn_weights(g, 4, 1, 5, 3)
+    t = g.op("Transpose", [x], perm=[1, 0, 2]); c = g.op("Transpose", [c0], perm=[1, 0, 2])
+    y, yh, yc = g.op("LSTM", [t, w, r, b, "", "", c, g.w(1, 15, lo=-.5, hi=.5)], n_out=3, hidden_size=5,
+                     direction="reverse", clip=0.8)
+    g.output(g.op("Transpose", [y], perm=[2, 0, 1, 3]), "y")
+    g.output(g.op("Transpose", [yh], perm=[1, 0, 2]), "h"); g.output(g.op("Transpose", [yc], perm=[1, 0, 2]), "c"); return g
+
+
+@case("lstm_input_forget_hardsigmoid_o14")
+def _():
+    g = G(14); x = g.input("x", [3, 2])
+    t = g.op("Transpose", [x], perm=[1, 0, 2])
+    y = g.op("LSTM", [t, *_rnn_weights(g, 4, 1, 3, 2)], hidden_size=3, input_forget=1,
+             activations=["HardSigmoid", "Tanh", "Softsign"], activation_alpha=[0.3], activation_beta=[0.6])
+    g.output(g.op("Transpose", [y], perm=[2, 0, 1, 3]), "y"); return g
+
+
+@case("gru_torch_batch_first_o14")
+def _():  # nn.GRU(4, 6, batch_first=True): linear_before_reset=1
+    g = G(14); x = g.input("x", [5, 4])
+    t = g.op("Transpose", [x], perm=[1, 0, 2])
+    y, yh = g.op("GRU", [t, *_rnn_weights(g, 3, 1, 6, 4)], n_out=2, hidden_size=6, linear_before_reset=1)
+    g.output(g.op("Transpose", [g.op("Squeeze", [y, g.ints([1])])], perm=[1, 0, 2]), "y")
+    g.output(g.op("Transpose", [yh], perm=[1, 0, 2]), "h"); return g
+
+
+@case("gru_bidirectional_initial_h_o14")
+def _():
+    g = G(14); x = g.input("x", [4, 3]); h0 = g.input("h0", [2, 5], -1, 1)
+    t = g.op("Transpose", [x], perm=[1, 0, 2]); h = g.op("Transpose", [h0], perm=[1, 0, 2])
+    y, yh = g.op("GRU", [t, *_rnn_weights(g, 3, 2, 5, 3), "", h], n_out=2, hidden_size=5,
+                 direction="bidirectional", linear_before_reset=1)
+    g.output(g.op("Transpose", [y], perm=[2, 0, 1, 3]), "y"); g.output(g.op("Transpose", [yh], perm=[1, 0, 2]), "h"); return g
+
+
+@case("gru_reset_before_clip_reverse_o14")
+def _():  # linear_before_reset=0 (ONNX's default), no B, clip, reverse
+    g = G(14); x = g.input("x", [3, 4])
+    t = g.op("Transpose", [x], perm=[1, 0, 2])
+    y = g.op("GRU", [t, *_rnn_weights(g, 3, 1, 4, 4, bias=False)], hidden_size=4, direction="reverse", clip=0.9)
+    g.output(g.op("Transpose", [y], perm=[2, 0, 1, 3]), "y"); return g
+
+
+@case("rnn_relu_bidirectional_o14")
+def _():
+    g = G(14); x = g.input("x", [4, 3])
+    t = g.op("Transpose", [x], perm=[1, 0, 2])
+    y, yh = g.op("RNN", [t, *_rnn_weights(g, 1, 2, 5, 3)], n_out=2, hidden_size=5,
+                 direction="bidirectional", activations=["Relu", "Tanh"])
+    g.output(g.op("Transpose", [y], perm=[2, 0, 1, 3]), "y"); g.output(g.op("Transpose", [yh], perm=[1, 0, 2]), "h"); return g
 
 
 # =====================================================================================================

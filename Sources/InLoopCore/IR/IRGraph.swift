@@ -208,7 +208,8 @@ extension Engine {
             guard op.outputArity.contains(outputs.count) else {
                 throw InLoopError(.format, "\(where_) has \(outputs.count) outputs; \(op.name) gives \(op.outputArity.lowerBound)...\(op.outputArity.upperBound)")
             }
-            guard let first = outputs.first, !first.isEmpty else { throw InLoopError(.format, "\(where_) has no output") }
+            // an optional output left out ("") may come first (ONNX's LSTM test models give only Y_h)
+            guard outputs.contains(where: { !$0.isEmpty }) else { throw InLoopError(.format, "\(where_) has no output") }
             let attributes: any OpAttributeSet
             do { attributes = try op.parseAny(raw, opset: opset) } catch { throw error.prefixed(where_) }
             var ins: [ValueID?] = []

@@ -156,6 +156,8 @@ public enum OpTable {
         ReduceSumOp.self, ReduceMeanOp.self, ReduceMaxOp.self, ReduceMinOp.self, ReduceProdOp.self, ReduceSumSquareOp.self,
         ReduceL1Op.self, ReduceL2Op.self, ReduceLogSumOp.self, ReduceLogSumExpOp.self, ArgMaxOp.self, ArgMinOp.self,
         PadOp.self, EinsumOp.self,
+        // MARK: family rnn (ops)
+        RNNOp.self, GRUOp.self, LSTMOp.self,
 
     ]
 

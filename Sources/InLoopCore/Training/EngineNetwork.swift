@@ -166,6 +166,9 @@ public final class EngineNetwork<T: Real> {
                         if let other = node.inputs[1 - k], matMulOutputs[other] == true, uses[other.index] == 1,
                            isFloatConstant(node.inputs[k]) { slots = [k] }
                     }
+                // MARK: family rnn (trainable slots): W, R, B and LSTM's peepholes P
+                case ("", "RNN"), ("", "GRU"), ("", "LSTM"):
+                    slots = [1, 2, 3, 7]
                 default: break
                 }
                 for s in slots where s < node.inputs.count && isFloatConstant(node.inputs[s]) {
