@@ -15,11 +15,14 @@ public enum NativeV2 {
         var tensors: [SafetensorsFile.RawTensor] = []
         var constants: [JSON] = []
         var written = Set<String>()
+        // A node whose outputs are all known (folded at compile time, e.g. a Constant node, or one whose
+        // value was fine-tuned) is written as its values: the file holds each value once.
+        let kept = graph.nodes.filter { n in !n.outputs.allSatisfy { graph[$0].constant != nil } }
         for v in graph.values.indices.map(Engine.ValueID.init) {
             let value = graph[v]
             guard let c = value.constant, !graph.inputs.contains(v) else { continue }
-            // constants nothing uses (left behind by fusion) are not written
-            guard graph.nodes.contains(where: { $0.inputs.contains(v) }) || graph.outputs.contains(v) else { continue }
+            // constants nothing uses (left behind by fusion or folding) are not written
+            guard kept.contains(where: { $0.inputs.contains(v) }) || graph.outputs.contains(v) else { continue }
             guard !value.name.isEmpty, written.insert(value.name).inserted else {
                 throw InLoopError(.internal, "constant '\(value.name)' has no unique name")
             }
@@ -33,7 +36,7 @@ public enum NativeV2 {
                                    ("shape", .array(t.shape.map(dimension)))]))
         }
         var nodes: [JSON] = []
-        for n in graph.nodes {
+        for n in kept {
             var m: [(String, JSON)] = [("name", .string(n.name)), ("op", .string(n.op.name))]
             if !n.op.domain.isEmpty { m.append(("domain", .string(n.op.domain))) }
             m.append(("inputs", .array(n.inputs.map { .string($0.map { graph[$0].name } ?? "") })))

@@ -44,7 +44,11 @@ struct LoadedModel {
         }
         let bytes = [UInt8](data)
         if bytes.count > 8 && bytes[8] == UInt8(ascii: "{") {
-            return try native(NativeFormat.load(bytes: bytes))
+            let loaded: any InferenceModel
+            do { loaded = try NativeFormat.loadAny(bytes: bytes) } catch { throw CLIError("\(path): \(error.message)") }
+            if let m = loaded as? Model { return native(m) }
+            guard let m = loaded as? Engine.Model else { throw CLIError("\(path): a model of an unknown kind") }
+            return engine(m, file: try? NativeFormat.loadGraph(bytes: bytes), formatName: "native InLoop graph (version 2)")
         }
         return try onnx(path: path, bytes: bytes)
     }

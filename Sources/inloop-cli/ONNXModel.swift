@@ -29,7 +29,13 @@ extension LoadedModel {
             throw CLIError("\(path): \(error.message)")
         }
         // operator counts and FLOPs from the file's graph as written (before fusion)
-        let file = try? ONNXReader.engineGraph(bytes: bytes, directory: ModelFile.directory(of: path))
+        return engine(m, file: try? ONNXReader.engineGraph(bytes: bytes, directory: ModelFile.directory(of: path)),
+                      formatName: "ONNX graph")
+    }
+
+    /// A model on the one engine (an ONNX file, or a native version-2 file); `file`: its graph as
+    /// written, for the operator counts and FLOPs.
+    static func engine(_ m: Engine.Model, file: Engine.Graph?, formatName: String) -> LoadedModel {
         var counts: [(String, Int)] = []
         for n in file?.nodes ?? [] {
             if let i = counts.firstIndex(where: { $0.0 == n.op.name }) { counts[i].1 += 1 } else { counts.append((n.op.name, 1)) }
@@ -38,7 +44,7 @@ extension LoadedModel {
         let flops = (try? file?.flops(batch: b)).flatMap { $0 }.map { $0 / b }
         let plan = "\(m.stepCount ?? 0) steps (one plan for \(m.fixedBatch == nil ? "every batch size" : "batch \(b)"))"
         var loaded = LoadedModel(
-            formatName: "ONNX graph",
+            formatName: formatName,
             inputs: m.inputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
             outputs: m.outputSpecs.map { TensorInfo(name: $0.name, dims: $0.shape) },
             opCounts: counts, parameterCount: m.parameterCount, flopsPerSample: flops, planDescription: plan,
