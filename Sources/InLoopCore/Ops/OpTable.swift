@@ -114,10 +114,10 @@ public struct OpRegistry: Sendable {
     public func lookup(_ name: String, domain: String = "", opset: Int) throws(InLoopError) -> any OpDefinition.Type {
         guard let candidates = ops[OpRegistry.key(domain, name)] else {
             let d = domain.isEmpty || domain == "ai.onnx" ? "" : "\(domain)."
-            throw InLoopError(.unsupported, "operator \(d)\(name) is not supported")
+            throw InLoopError(.unsupported, "operator '\(d)\(name)' is not supported")
         }
         for op in candidates where op.sinceVersion.contains(opset) { return op }
-        throw InLoopError(.unsupported, "operator \(name) is not supported in opset \(opset)")
+        throw InLoopError(.unsupported, "operator '\(name)' is not supported in opset \(opset)")
     }
 
     public var names: [String] { ops.keys.sorted() }
