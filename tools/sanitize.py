@@ -149,6 +149,7 @@ def program_args(name):
         "test_c": [FIXTURES, MODELS],
         "test_training": [FIXTURES, BUILD, MODELS],
         "test_golden": [FIXTURES, BUILD],
+        "test_shaped": [FIXTURES],
         "f_test_serial": [FIXTURES, MODELS],
         "f_test_onnx": [SHARED, MODELS, FIXTURES],
         "mpi_test_mpi": [model + ".safetensors", model + ".io.bin"],

@@ -287,7 +287,7 @@ final class IRTests: XCTestCase {
         XCTAssertTrue(try OpTable.standard.lookup("Add", domain: "ai.onnx", opset: 7) == AddOp.self)
         expectError(.unsupported, "operator 'Frobnicate' is not supported") { _ = try OpTable.standard.lookup("Frobnicate", opset: 13) }
         expectError(.unsupported, "not supported in opset 1") { _ = try OpTable.standard.lookup("Reshape", opset: 1) }
-        expectError(.unsupported, "operator com.x.Add") { _ = try OpTable.standard.lookup("Add", domain: "com.x", opset: 1) }
+        expectError(.unsupported, "operator 'com.x.Add'") { _ = try OpTable.standard.lookup("Add", domain: "com.x", opset: 1) }
     }
 
     func testStorage() throws {
