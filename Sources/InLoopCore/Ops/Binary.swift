@@ -53,6 +53,24 @@ extension Engine {
     }
 }
 
+extension Engine {
+    /// Refuses the `broadcast`/`axis` attributes of opset < 7 (no exporter writes them today).
+    static func refuseLegacyBroadcast(_ raw: [String: AttributeValue]) throws(InLoopError) {
+        if raw["broadcast"] != nil || raw["axis"] != nil {
+            throw InLoopError(.unsupported, "legacy broadcast attributes (opset < 7)")
+        }
+    }
+
+    /// Inputs 0 and 1 of `op`, of one element type, broadcast together: that type and the shape.
+    static func broadcastPair(_ inputs: [TensorType?], _ op: String) throws(InLoopError) -> (DType, Shape) {
+        let x = try input(inputs, 0), y = try input(inputs, 1)
+        guard x.dtype == y.dtype else {
+            throw InLoopError(.format, "inputs of types \(x.dtype) and \(y.dtype): \(op) needs one type")
+        }
+        return (x.dtype, try broadcast(x.shape, y.shape))
+    }
+}
+
 /// The shared rules of the broadcasting binary ops.
 public protocol BinaryOpDefinition: OpDefinition where Attributes == NoAttributes {
     /// The kernel's operator.
@@ -65,20 +83,14 @@ extension BinaryOpDefinition {
     public static var inputArity: ClosedRange<Int> { 2...2 }
 
     public static func parse(_ raw: [String: Engine.AttributeValue], opset: Int) throws(InLoopError) -> NoAttributes {
-        // opset < 7 `broadcast`/`axis` legacy attributes are not supported (no exporter writes them today).
-        if raw["broadcast"] != nil || raw["axis"] != nil {
-            throw InLoopError(.unsupported, "legacy broadcast attributes (opset < 7)")
-        }
+        try Engine.refuseLegacyBroadcast(raw)
         return NoAttributes()
     }
 
     public static func inferTypes(_ a: NoAttributes, _ inputs: [Engine.TensorType?],
                                   _ known: [Engine.KnownInts?]) throws(InLoopError) -> [Engine.TensorType] {
-        let x = try Engine.input(inputs, 0), y = try Engine.input(inputs, 1)
-        guard x.dtype == y.dtype else {
-            throw InLoopError(.format, "inputs of types \(x.dtype) and \(y.dtype): \(name) needs one type")
-        }
-        return [Engine.TensorType(x.dtype, try Engine.broadcast(x.shape, y.shape))]
+        let (dtype, shape) = try Engine.broadcastPair(inputs, name)
+        return [Engine.TensorType(dtype, shape)]
     }
 
     public static func evaluate(_ a: NoAttributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],

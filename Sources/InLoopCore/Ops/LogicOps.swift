@@ -137,20 +137,15 @@ extension LogicBinaryOpDefinition {
     public static var booleanInputs: Bool { false }
 
     public static func parse(_ raw: [String: Engine.AttributeValue], opset: Int) throws(InLoopError) -> NoAttributes {
-        if raw["broadcast"] != nil || raw["axis"] != nil {
-            throw InLoopError(.unsupported, "legacy broadcast attributes (opset < 7)")
-        }
+        try Engine.refuseLegacyBroadcast(raw)
         return NoAttributes()
     }
 
     public static func inferTypes(_ a: NoAttributes, _ inputs: [Engine.TensorType?],
                                   _ known: [Engine.KnownInts?]) throws(InLoopError) -> [Engine.TensorType] {
-        let x = try Engine.input(inputs, 0), y = try Engine.input(inputs, 1)
-        guard x.dtype == y.dtype else {
-            throw InLoopError(.format, "inputs of types \(x.dtype) and \(y.dtype): \(name) needs one type")
-        }
-        if booleanInputs && x.dtype != .bool { throw InLoopError(.format, "\(name) takes booleans, not \(x.dtype)") }
-        return [Engine.TensorType(.bool, try Engine.broadcast(x.shape, y.shape))]
+        let (dtype, shape) = try Engine.broadcastPair(inputs, name)
+        if booleanInputs && dtype != .bool { throw InLoopError(.format, "\(name) takes booleans, not \(dtype)") }
+        return [Engine.TensorType(.bool, shape)]
     }
 
     public static func evaluate(_ a: NoAttributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
@@ -268,10 +263,9 @@ public enum ModOp: OpDefinition {
 
     public static func inferTypes(_ a: Attributes, _ inputs: [Engine.TensorType?],
                                   _ known: [Engine.KnownInts?]) throws(InLoopError) -> [Engine.TensorType] {
-        let x = try Engine.input(inputs, 0), y = try Engine.input(inputs, 1)
-        guard x.dtype == y.dtype else { throw InLoopError(.format, "inputs of types \(x.dtype) and \(y.dtype): Mod needs one type") }
-        guard x.dtype != .bool else { throw InLoopError(.format, "Mod of booleans") }
-        return [Engine.TensorType(x.dtype, try Engine.broadcast(x.shape, y.shape))]
+        let (dtype, shape) = try Engine.broadcastPair(inputs, name)
+        guard dtype != .bool else { throw InLoopError(.format, "Mod of booleans") }
+        return [Engine.TensorType(dtype, shape)]
     }
 
     public static func evaluate(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
