@@ -245,15 +245,11 @@ extension Engine {
             // the other values keep the types of this binding, which the caller reads
             defer { for (k, v) in graph.inputs.enumerated() { graph[v].type?.shape = declared[k] } }
             let plan = try Engine.compile(graph)
-            guard var w = plan.workspaceElements(at: 1) else { throw InLoopError(.outOfMemory, "the work space size overflows") }
-            // The outputs the caller provides count too: a hostile file must not make the caller
-            // allocate (and the model fill) gigabytes per sample.
-            for o in plan.outputSizes {
-                let (sum, overflow) = w.addingReportingOverflow(o.at(1))
-                guard !overflow else { throw InLoopError(.outOfMemory, "the work space size overflows") }
-                w = sum
+            // at load: the work space and outputs of one sample (a hostile file is refused here)
+            guard let w = plan.claimedElements(at: 1), case let (floats, false) = w.multipliedReportingOverflow(by: graph.dtype.size / 4) else {
+                throw InLoopError(.outOfMemory, "the work space size overflows")
             }
-            try Limits.workspace(floats: w * (graph.dtype.size / 4), batch: 1)
+            try Limits.workspace(floats: floats, batch: 1)
             if graph.dtype == .float64 { return .double(try Executor<Double>(plan: plan, graph: graph)) }
             return .single(try Executor<Float>(plan: plan, graph: graph))
         }

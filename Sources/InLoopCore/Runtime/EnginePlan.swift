@@ -315,5 +315,18 @@ extension Engine {
         public var slotCount: Int { slotOffsets.count }
         /// Elements of work space at batch n.
         public func workspaceElements(at n: Int) -> Int? { arenaSize.checked(at: n) }
+
+        /// The elements a call at batch n claims: the work space and the outputs (the caller's arrays,
+        /// filled by the plan), which the memory limits bound together; nil when it overflows.
+        public func claimedElements(at n: Int) -> Int? {
+            guard var total = arenaSize.checked(at: n) else { return nil }
+            for o in outputSizes {
+                guard let k = o.checked(at: n) else { return nil }
+                let (sum, overflow) = total.addingReportingOverflow(k)
+                if overflow { return nil }
+                total = sum
+            }
+            return total
+        }
     }
 }

@@ -103,15 +103,8 @@ extension Engine {
             for info in plan.storages where info.size.checked(at: n) == nil {
                 throw InLoopError(.outOfMemory, "batch \(n) is too large")
             }
-            // The outputs count against the limits too (the caller's arrays, filled by this plan): a
-            // hostile model must not make a call write gigabytes.
-            var claimed = elements
-            for o in plan.outputSizes {
-                guard let k = o.checked(at: n) else { throw InLoopError(.outOfMemory, "batch \(n) is too large") }
-                let (sum, overflow) = claimed.addingReportingOverflow(k)
-                guard !overflow else { throw InLoopError(.outOfMemory, "batch \(n) is too large") }
-                claimed = sum
-            }
+            // The outputs count against the limits too: a hostile model must not make a call write gigabytes.
+            guard let claimed = plan.claimedElements(at: n) else { throw InLoopError(.outOfMemory, "batch \(n) is too large") }
             let (floats, overflow) = claimed.multipliedReportingOverflow(by: T.dtype.size / 4)
             guard !overflow else { throw InLoopError(.outOfMemory, "batch \(n) is too large") }
             try Limits.workspace(floats: floats, batch: n)
