@@ -17,7 +17,7 @@ public enum ModelFile {
     public static func load(bytes: [UInt8], name: String = "", directory: String? = nil) throws(InLoopError) -> any InferenceModel {
         if isSafetensors(bytes) { return try NativeFormat.loadAny(bytes: bytes) }
         do {
-            return try ONNXReader.loadModel(bytes: bytes, name: name, directory: directory)
+            return try ONNXReader.load(bytes: bytes, name: name, directory: directory)
         } catch {
             // Not protobuf, but a plausible safetensors length prefix: the safetensors reader's message
             // says more (e.g. "header is an array").

@@ -17,27 +17,25 @@ public enum NativeFormat {
     /// Loads a native file of either version: a layer stack (version 1) as `Model`, a graph
     /// (version 2) as `Engine.Model`.
     public static func loadAny(bytes: [UInt8]) throws(InLoopError) -> any InferenceModel {
-        let file = try SafetensorsFile(bytes: bytes)
-        if let archText = file.metadataValue(metadataKey) {
-            let arch: JSON
-            do { arch = try JSON.parse(archText) } catch { throw error.prefixed("architecture") }
-            if arch["version"]?.intValue == NativeV2.version, arch["format"]?.stringValue == "inloop" {
-                let g: Engine.Graph
-                do { g = try NativeV2.graph(arch: arch, file: file) } catch { throw error.prefixed("architecture") }
-                return try Engine.Model(graph: g)
-            }
-        }
+        if let g = try graph(bytes: bytes) { return try Engine.Model(graph: g) }
         return try load(bytes: bytes)
+    }
+
+    /// The graph of a version-2 file; nil for any other file (a version-1 layer stack, or not a model:
+    /// `load` says why).
+    public static func graph(bytes: [UInt8]) throws(InLoopError) -> Engine.Graph? {
+        let file = try SafetensorsFile(bytes: bytes)
+        guard let archText = file.metadataValue(metadataKey) else { return nil }
+        let arch: JSON
+        do { arch = try JSON.parse(archText) } catch { throw error.prefixed("architecture") }
+        guard arch["version"]?.intValue == NativeV2.version, arch["format"]?.stringValue == "inloop" else { return nil }
+        do { return try NativeV2.graph(arch: arch, file: file) } catch { throw error.prefixed("architecture") }
     }
 
     /// The graph of a version-2 file (for tools and tests).
     public static func loadGraph(bytes: [UInt8]) throws(InLoopError) -> Engine.Graph {
-        let file = try SafetensorsFile(bytes: bytes)
-        guard let archText = file.metadataValue(metadataKey) else { throw InLoopError(.format, "no InLoop architecture in the file") }
-        let arch: JSON
-        do { arch = try JSON.parse(archText) } catch { throw error.prefixed("architecture") }
-        guard arch["version"]?.intValue == NativeV2.version else { throw InLoopError(.format, "not a version-2 (graph) file") }
-        return try NativeV2.graph(arch: arch, file: file)
+        guard let g = try graph(bytes: bytes) else { throw InLoopError(.format, "not a version-2 (graph) file") }
+        return g
     }
 
     /// Loads a model from the bytes of a native model file (version 1, a layer stack).

@@ -44,11 +44,13 @@ struct LoadedModel {
         }
         let bytes = [UInt8](data)
         if bytes.count > 8 && bytes[8] == UInt8(ascii: "{") {
-            let loaded: any InferenceModel
-            do { loaded = try NativeFormat.loadAny(bytes: bytes) } catch { throw CLIError("\(path): \(error.message)") }
-            if let m = loaded as? Model { return native(m) }
-            guard let m = loaded as? Engine.Model else { throw CLIError("\(path): a model of an unknown kind") }
-            return engine(m, file: try? NativeFormat.loadGraph(bytes: bytes), formatName: "native InLoop graph (version 2)")
+            do {
+                // version 2 holds a graph; version 1 a layer stack (loadGraph refuses it, naming the version)
+                if let g = try NativeFormat.graph(bytes: bytes) { return try engine(g, formatName: "native InLoop graph (version 2)") }
+                return native(try NativeFormat.load(bytes: bytes))
+            } catch {
+                throw CLIError("\(path): \(error.message)")
+            }
         }
         return try onnx(path: path, bytes: bytes)
     }

@@ -22,26 +22,26 @@ func readONNXGraph(path: String) throws -> Engine.Graph {
 
 extension LoadedModel {
     static func onnx(path: String, bytes: [UInt8]) throws -> LoadedModel {
-        let m: Engine.Model
         do {
-            m = try ONNXReader.load(bytes: bytes, name: baseName(path), directory: ModelFile.directory(of: path))
+            // decoded once (external data read once): the graph as written, then the model of it
+            let graph = try ONNXReader.engineGraph(bytes: bytes, name: baseName(path), directory: ModelFile.directory(of: path))
+            return try engine(graph, formatName: "ONNX graph")
         } catch {
             throw CLIError("\(path): \(error.message)")
         }
-        // operator counts and FLOPs from the file's graph as written (before fusion)
-        return engine(m, file: try? ONNXReader.engineGraph(bytes: bytes, directory: ModelFile.directory(of: path)),
-                      formatName: "ONNX graph")
     }
 
-    /// A model on the one engine (an ONNX file, or a native version-2 file); `file`: its graph as
-    /// written, for the operator counts and FLOPs.
-    static func engine(_ m: Engine.Model, file: Engine.Graph?, formatName: String) -> LoadedModel {
+    /// A model on the one engine of `file` (an ONNX file's graph, or a native version-2 file's).
+    static func engine(_ file: Engine.Graph, formatName: String) throws(InLoopError) -> LoadedModel {
+        // operator counts and FLOPs of the graph as written, before the model fuses it
         var counts: [(String, Int)] = []
-        for n in file?.nodes ?? [] {
+        for n in file.nodes {
             if let i = counts.firstIndex(where: { $0.0 == n.op.name }) { counts[i].1 += 1 } else { counts.append((n.op.name, 1)) }
         }
+        let written = try file.copy()
+        let m = try Engine.Model(graph: file, name: file.name)
         let b = m.fixedBatch ?? 1
-        let flops = (try? file?.flops(batch: b)).flatMap { $0 }.map { $0 / b }
+        let flops = (try? written.flops(batch: b)).flatMap { $0 }.map { $0 / b }
         let plan = "\(m.stepCount ?? 0) steps (one plan for \(m.fixedBatch == nil ? "every batch size" : "batch \(b)"))"
         var loaded = LoadedModel(
             formatName: formatName,

@@ -24,24 +24,8 @@ public enum ONNXReader {
     /// Loads ONNX bytes as a ready-to-run model on the one engine. `directory`: the model file's
     /// directory, where its external data files are (nil: none may be).
     public static func load(bytes: [UInt8], name: String = "", directory: String? = nil) throws(InLoopError) -> Engine.Model {
-        let (proto, opset) = try decode(bytes, directory: directory)
-        return try engineModel(proto, opset: opset, name: name.isEmpty ? proto.graph.name : name)
-    }
-
-    /// Loads ONNX bytes for the C ABI and the CLI. `directory`: the model file's directory, where its
-    /// external data files are (nil: none may be).
-    public static func loadModel(bytes: [UInt8], name: String = "", directory: String? = nil) throws(InLoopError) -> any InferenceModel {
-        try load(bytes: bytes, name: name, directory: directory)
-    }
-
-    /// The one engine's model of a decoded file.
-    static func engineModel(_ proto: Onnx_ModelProto, opset: Int, name: String) throws(InLoopError) -> Engine.Model {
-        var reader = EngineGraphReader(opset: opset, functions: Set(proto.functions.map { $0.name }))
-        let g = try reader.read(proto.graph)
-        g.name = name
-        try g.verify()
-        do { try g.inferTypes() } catch where Engine.isNotLinear(error) {}   // specialised per batch by the model
-        return try Engine.Model(graph: g, name: name)
+        let g = try engineGraph(bytes: bytes, name: name, directory: directory)
+        return try Engine.Model(graph: g, name: g.name)
     }
 
     /// "dir/column_mlp.onnx" → "column_mlp".
