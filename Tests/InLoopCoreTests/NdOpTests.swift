@@ -82,20 +82,10 @@ final class NdOpTests: XCTestCase {
 
     // MARK: - Resize linear and cubic
 
+    /// A Resize (or Upsample) node on input x: `ConvPoolOpTests.resizeGraph`.
     static func resizeGraph(_ dtype: Engine.DType, opset: Int = 13, x: [Any], attrs: [String: A], sizes: [Int]? = nil,
                             op: any OpDefinition.Type = ResizeOp.self) throws -> Engine.Graph {
-        let g = Engine.Graph(dtype: dtype, opset: opset)
-        try g.addInput("x", Engine.TensorType(dtype, OpTest.shape(g, x)))
-        var inputs = ["x"]
-        if let sizes {
-            try g.addConstant("sizes", try Engine.Tensor(shape: [sizes.count], values: sizes.map { Int64($0) }))
-            inputs += ["", "", "sizes"]
-        }
-        try g.addNode("r", op, attrs, inputs: inputs, outputs: ["y"])
-        try g.markOutput("y")
-        try g.verify()
-        try g.inferTypes()
-        return g
+        try ConvPoolOpTests.resizeGraph(dtype, op, opset: opset, x: x, attrs: attrs, sizes: sizes)
     }
 
     struct ResizeCase {

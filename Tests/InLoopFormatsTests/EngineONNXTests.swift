@@ -25,7 +25,6 @@ final class EngineONNXTests: XCTestCase {
         XCTAssertEqual(model.inputSpecs[0].shape, Array(x.shape.dropFirst()), "\(name): input shape")
         XCTAssertEqual(model.outputSpecs[0].shape, Array(yRef.shape.dropFirst()), "\(name): output shape")
         let nIn = model.inputSize, nOut = model.outputSize
-        _ = nIn
         let y = try model.runArrays(batch: batch, [x.values])[0]
         XCTAssertLessThan(maxRelErr(y, yRef.values), 1e-5, "\(name): batch \(batch)")
         let x64 = x.values.map { Double($0) }

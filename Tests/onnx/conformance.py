@@ -1712,10 +1712,9 @@ def run_shaped_cases(lib_path, rep, keep, only):
                     problems.append(str(e))
                     continue
                 for k, (y, r) in enumerate(zip(ys, ref)):
-                    if y.shape != r.shape:
-                        problems.append(f"output {k}: shape {y.shape}, onnxruntime {r.shape}")
-                    elif not np.all(np.abs(y - r) <= TOL * max(1.0, float(np.max(np.abs(r))))):
-                        problems.append(f"output {k} at {[x.shape for x in xs]}: max |diff| {float(np.max(np.abs(y - r)))}")
+                    p = compare(y, r)
+                    if p:
+                        problems.append(f"output {k} at {[x.shape for x in xs]}: {p}")
             lib.fn("inloop_model_free")(m)
             return problems
         try:
