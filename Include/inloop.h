@@ -106,10 +106,12 @@ inloop_status inloop_model_num_inputs(inloop_model *model, int64_t *n);
 inloop_status inloop_model_num_outputs(inloop_model *model, int64_t *n);
 
 /// Stores the number of input values per sample (column) in *n_in: the product of the per-sample
-/// dimensions of input 0 (for a model with several inputs, see inloop_model_input_shape).
+/// dimensions of input 0 (for a model with several inputs, see inloop_model_input_shape); -1 when it
+/// is not fixed (a symbolic dimension other than the batch: use inloop_model_run_shaped_f32).
 inloop_status inloop_model_input_size(inloop_model *model, int64_t *n_in);
 
-/// Stores the number of output values per sample (column) in *n_out (of output 0).
+/// Stores the number of output values per sample (column) in *n_out (of output 0); -1 when it is
+/// not fixed (see inloop_model_output_shapes).
 inloop_status inloop_model_output_size(inloop_model *model, int64_t *n_out);
 
 /// Stores in *name the name of input index (0-based). The string belongs to the model and stays

@@ -129,7 +129,8 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 }
 
 /// Stores the number of input values per sample (column) in *n_in: the product of the per-sample
-/// dimensions of input 0 (for a model with several inputs, see inloop_model_input_shape).
+/// dimensions of input 0 (for a model with several inputs, see inloop_model_input_shape); -1 when it
+/// is not fixed (a symbolic dimension other than the batch: use inloop_model_run_shaped_f32).
 @c public func inloop_model_input_size(_ model: OpaquePointer?, _ n_in: UnsafeMutablePointer<Int64>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         let m = try models.lookup(model).model
@@ -138,7 +139,8 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
     }
 }
 
-/// Stores the number of output values per sample (column) in *n_out (of output 0).
+/// Stores the number of output values per sample (column) in *n_out (of output 0); -1 when it is
+/// not fixed (see inloop_model_output_shapes).
 @c public func inloop_model_output_size(_ model: OpaquePointer?, _ n_out: UnsafeMutablePointer<Int64>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         let m = try models.lookup(model).model

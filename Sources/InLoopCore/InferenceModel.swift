@@ -3,13 +3,20 @@ public struct TensorSpec: Equatable, Sendable {
     public let name: String
     /// Per-sample dimensions in the model's (row-major) order, e.g. [C, H, W] for an (N, C, H, W) input.
     public let shape: [Int]
-    /// Values per sample: the product of `shape`.
+    /// Values per sample: the product of `shape`; −1 when it is not fixed (a dimension is −1: a symbol
+    /// other than the batch, bound per call by the full-shape entry points) or does not fit an Int.
     public let count: Int
 
     public init(name: String, shape: [Int]) {
         self.name = name
         self.shape = shape
-        self.count = shape.reduce(1, *)
+        var n = 1
+        for d in shape {
+            let (p, overflow) = n.multipliedReportingOverflow(by: d)
+            guard d >= 0, !overflow else { n = -1; break }
+            n = p
+        }
+        self.count = n
     }
 }
 

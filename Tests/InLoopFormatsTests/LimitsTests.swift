@@ -20,6 +20,9 @@ final class LimitsTests: XCTestCase {
             "maxpool_dilations_2p63.onnx": .format, "maxpool_pads_2p63.onnx": .format, "averagepool_pads_2p63.onnx": .format,
             "gather_scalar_int_data.onnx": .format, "gather_scalar_float_data.onnx": .format,
             "pool_pad_1e6.onnx": .outOfMemory,
+            // an input [N, ?]: its per-sample size is not fixed (TensorSpec.count −1), the batch
+            // convenience is refused; the fuzz harness trapped building an array of −1 values
+            "fuzz_symbolic_inner_dimension.onnx": .unsupported,
             "relu_chain_2p20.onnx": nil,   // runs; see testDifferentiableGraphWorkSpaceIsLimited
             "fuzz_range_4m_at_load.onnx": .unsupported,   // fuzz: Range of 4.4M integers took 3 s at load
             "fuzz_node_without_output.onnx": .format,     // fuzz: a Relu with no output trapped in lowerActivation
@@ -49,7 +52,7 @@ final class LimitsTests: XCTestCase {
             switch target {
             case "onnx":
                 let m = try ONNXReader.load(bytes: bytes, name: "regression")
-                for batch in [1, 3] { _ = try m.runArrays(batch: batch, m.inputSpecs.map { [Float](repeating: 0.5, count: batch * $0.count) }) }
+                for batch in [1, 3] { _ = try m.runArrays(batch: batch, m.inputSpecs.map { [Float](repeating: 0.5, count: batch * max($0.count, 0)) }) }
             case "native":
                 let m = try NativeFormat.load(bytes: bytes)
                 for batch in [1, 3] { _ = try m.forward([Float](repeating: 0.5, count: batch * m.inputSize), batch: batch) }

@@ -16,19 +16,20 @@ public func fuzzONNX(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     for batch in [1, 2] {
         var inputs: [[Float]] = []
         for spec in model.inputSpecs {
+            // count −1: a size fixed per call (full-shape entry points), not by the batch
             let (n, o) = batch.multipliedReportingOverflow(by: spec.count)
-            guard !o, n <= maxHarnessValues else { return 0 }
+            guard !o, n >= 0, n <= maxHarnessValues else { return 0 }
             inputs.append((0..<n).map { Float($0 % 5) - 2 })
         }
         for spec in model.outputSpecs {
             let (n, o) = batch.multipliedReportingOverflow(by: spec.count)
-            guard !o, n <= maxHarnessValues else { return 0 }
+            guard !o, n >= 0, n <= maxHarnessValues else { return 0 }
         }
         _ = try? model.runArrays(batch: batch, inputs)
     }
     // The differentiable graph (fine-tuning, jvp/vjp of an ONNX model) compiles the same graph again:
     // a forward and a tangent on one sample (single-input models).
-    if model.inputSpecs.count == 1, model.outputSpecs.count == 1, model.inputSize <= maxHarnessValues,
+    if model.inputSpecs.count == 1, model.outputSpecs.count == 1, model.inputSize >= 0, model.inputSize <= maxHarnessValues,
        let net = try? EngineNetwork<Float>(model: model) {
         let x = (0..<model.inputSize).map { Float($0 % 5) - 2 }
         x.withUnsafeBufferPointer { p in
