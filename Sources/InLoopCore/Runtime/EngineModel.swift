@@ -22,7 +22,7 @@ extension Engine {
     /// kept for each way of running), so a size seen before compiles and allocates nothing.
     ///
     /// Not meant to be run from two threads at once: a concurrent call fails with `.busy`.
-    public final class Model: InferenceModel, @unchecked Sendable {  // guarded by `busy`
+    public final class Model: @unchecked Sendable {  // guarded by `busy`
         public let name: String
         /// Per-sample shapes of batched inputs, whole shapes of the others (-1: a symbolic dimension
         /// other than the batch; such an input runs only with full shapes).
@@ -539,9 +539,15 @@ extension Engine {
         // MARK: - Forward (the batch convenience)
 
         @inline(__always)
-        private func inElements(_ k: Int, _ n: Int) -> Int { inputBatched[k] ? n &* inputSpecs[k].count : inputSpecs[k].count }
+        private func inElements(_ k: Int, _ n: Int) -> Int { inputBatched[k] ? Model.saturated(n, inputSpecs[k].count) : inputSpecs[k].count }
         @inline(__always)
-        private func outElements(_ k: Int, _ n: Int) -> Int { outputBatched[k] ? n &* outputSpecs[k].count : outputSpecs[k].count }
+        private func outElements(_ k: Int, _ n: Int) -> Int { outputBatched[k] ? Model.saturated(n, outputSpecs[k].count) : outputSpecs[k].count }
+        /// a × b, or Int.max when that overflows (a count no buffer can have: later checks refuse it).
+        @inline(__always)
+        static func saturated(_ a: Int, _ b: Int) -> Int {
+            let (p, o) = a.multipliedReportingOverflow(by: b)
+            return o ? Int.max : p
+        }
 
         public func forward(_ x: UnsafeBufferPointer<Float>, batch: Int, into y: UnsafeMutableBufferPointer<Float>) throws(InLoopError) {
             try checkSingle(x.count, y.count, batch)
@@ -711,19 +717,27 @@ extension Engine {
         private func checkOverlaps<T>(inputs: UnsafeBufferPointer<UnsafePointer<T>>?,
                                       outputs: UnsafeBufferPointer<UnsafeMutablePointer<T>>,
                                       _ inCounts: [Int], _ outCounts: [Int]) throws(InLoopError) {
+            // address ranges in UInt, saturated: a claimed size past the end of memory (a huge batch) reaches the end
             let width = MemoryLayout<T>.stride
+            func range(_ p: UnsafeRawPointer, _ count: Int) -> (UInt, UInt) {
+                let start = UInt(bitPattern: Int(bitPattern: p))
+                let (bytes, o1) = count.multipliedReportingOverflow(by: width)
+                guard !o1, bytes >= 0 else { return (start, UInt.max) }
+                let (end, o2) = start.addingReportingOverflow(UInt(bytes))
+                return (start, o2 ? UInt.max : end)
+            }
             for k in 0..<outputs.count {
-                let o0 = UnsafeRawPointer(outputs[k]), o1 = o0 + width * outCounts[k]
+                let (o0, o1) = range(UnsafeRawPointer(outputs[k]), outCounts[k])
                 if let inputs {
                     for j in 0..<inputs.count {
-                        let i0 = UnsafeRawPointer(inputs[j]), i1 = i0 + width * inCounts[j]
+                        let (i0, i1) = range(UnsafeRawPointer(inputs[j]), inCounts[j])
                         if o0 < i1 && i0 < o1 {
                             throw InLoopError(.invalidArgument, "output \(k) ('\(outputSpecs[k].name)') overlaps input \(j) ('\(inputSpecs[j].name)'); pass separate arrays")
                         }
                     }
                 }
                 for j in 0..<k {
-                    let p0 = UnsafeRawPointer(outputs[j]), p1 = p0 + width * outCounts[j]
+                    let (p0, p1) = range(UnsafeRawPointer(outputs[j]), outCounts[j])
                     if o0 < p1 && p0 < o1 {
                         throw InLoopError(.invalidArgument, "outputs \(j) and \(k) overlap; pass separate arrays")
                     }
