@@ -290,8 +290,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
                                            _ max_out_dims: Int64) -> inloop_status {
     runShaped(model, n_inputs, in_ranks, in_dims, inputs, n_outputs, out_capacity, outputs, out_ranks, out_dims, max_out_dims,
               { (e, r, d, i, o, c, orr, od) throws(InLoopError) in
-                  try e.run(ranks: r, dims: d, inputs: i, outputs: o, capacities: c, outRanks: orr, outDims: od) },
-              { (m, n, i, o) throws(InLoopError) in try m.run(batch: n, inputs: i, outputs: o) })
+                  try e.run(ranks: r, dims: d, inputs: i, outputs: o, capacities: c, outRanks: orr, outDims: od) })
 }
 
 /// As inloop_model_run_shaped_f32 for double arrays; a float32 model computes in float32, converting
@@ -304,8 +303,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
                                            _ max_out_dims: Int64) -> inloop_status {
     runShaped(model, n_inputs, in_ranks, in_dims, inputs, n_outputs, out_capacity, outputs, out_ranks, out_dims, max_out_dims,
               { (e, r, d, i, o, c, orr, od) throws(InLoopError) in
-                  try e.run(ranks: r, dims: d, inputs: i, outputs: o, capacities: c, outRanks: orr, outDims: od) },
-              { (m, n, i, o) throws(InLoopError) in try m.run(batch: n, inputs: i, outputs: o) })
+                  try e.run(ranks: r, dims: d, inputs: i, outputs: o, capacities: c, outRanks: orr, outDims: od) })
 }
 
 /// Stores the output shapes the model gives for these input shapes (in_ranks, in_dims as in
@@ -324,12 +322,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
         let orr = UnsafeMutableBufferPointer(start: out_ranks, count: box.outputs.count)
         let od = UnsafeMutableBufferPointer(start: out_dims, count: Int(max_out_dims))
         do throws(InLoopError) {
-            if let m = box.model as? Engine.Model {
-                try m.outputShapes(ranks: ranks, dims: dims, outRanks: orr, outDims: od)
-            } else {
-                let batch = try stackBatch(box, ranks, dims)
-                try stackShapes(box, batch, orr, od)
-            }
+            try box.model.outputShapes(ranks: ranks, dims: dims, outRanks: orr, outDims: od)
         } catch {
             throw error.prefixed("output_shapes (model '\(box.model.name)')")
         }
@@ -360,13 +353,13 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 // MARK: - Shared argument checking of the forward entry points
 
 @inline(__always)
-private func runModel(_ m: any InferenceModel, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) throws(InLoopError) {
+private func runModel(_ m: Engine.Model, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) throws(InLoopError) {
     try m.forward(UnsafeBufferPointer(start: x, count: try Limits.arrayCount(batch: n, perSample: m.inputSize)), batch: n,
                   into: UnsafeMutableBufferPointer(start: y, count: try Limits.arrayCount(batch: n, perSample: m.outputSize)))
 }
 
 @inline(__always)
-private func runModel(_ m: any InferenceModel, _ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ n: Int) throws(InLoopError) {
+private func runModel(_ m: Engine.Model, _ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, _ n: Int) throws(InLoopError) {
     try m.forward(UnsafeBufferPointer(start: x, count: try Limits.arrayCount(batch: n, perSample: m.inputSize)), batch: n,
                   into: UnsafeMutableBufferPointer(start: y, count: try Limits.arrayCount(batch: n, perSample: m.outputSize)))
 }
@@ -374,7 +367,7 @@ private func runModel(_ m: any InferenceModel, _ x: UnsafePointer<Double>, _ y: 
 @inline(__always)
 private func forward<T>(_ handle: OpaquePointer?, _ x: UnsafePointer<T>?, _ nIn: Int64?, _ batch: Int64,
                         _ y: UnsafeMutablePointer<T>?, _ nOut: Int64?,
-                        _ run: (any InferenceModel, UnsafePointer<T>, UnsafeMutablePointer<T>, Int) throws(InLoopError) -> Void) -> inloop_status {
+                        _ run: (Engine.Model, UnsafePointer<T>, UnsafeMutablePointer<T>, Int) throws(InLoopError) -> Void) -> inloop_status {
     guarded { () throws(InLoopError) in
         let m = try models.lookup(handle).model
         guard let x else { throw InLoopError(.nullPointer, "forward: input array x is NULL") }
@@ -437,7 +430,7 @@ private func tensorIndex(_ model: OpaquePointer?, _ name: UnsafePointer<CChar>?,
 @inline(__always)
 private func runAll<T>(_ handle: OpaquePointer?, _ batch: Int64, _ nInputs: Int64, _ inputs: UnsafePointer<UnsafePointer<T>?>?,
                        _ nOutputs: Int64, _ outputs: UnsafePointer<UnsafeMutablePointer<T>?>?,
-                       _ run: (any InferenceModel, Int, UnsafeBufferPointer<UnsafePointer<T>>,
+                       _ run: (Engine.Model, Int, UnsafeBufferPointer<UnsafePointer<T>>,
                                UnsafeBufferPointer<UnsafeMutablePointer<T>>) throws(InLoopError) -> Void) -> inloop_status {
     guarded { () throws(InLoopError) in
         let box = try models.lookup(handle)
@@ -472,21 +465,16 @@ private func runAll<T>(_ handle: OpaquePointer?, _ batch: Int64, _ nInputs: Int6
 /// What a model handle refers to: the core model and the C strings the C API hands out for it,
 /// which live exactly as long as the handle.
 final class ModelBox: @unchecked Sendable {  // immutable; the model guards its own workspace
-    let model: any InferenceModel
+    let model: Engine.Model
     let inputs: [TensorSpec]
     let outputs: [TensorSpec]
     let inputNames: [UnsafeMutablePointer<CChar>]
     let outputNames: [UnsafeMutablePointer<CChar>]
-    /// Differentiable copies of a layer-stack model, for the derivative functions (TrainerAPI.swift).
+    /// Differentiable copies of the model, for the derivative functions (TrainerAPI.swift).
     let derivatives = DerivativeCache()
 
-    /// The layer-stack model behind the handle, when it is one (a native v1 file or a trained layer
-    /// stack); graphs are differentiated and trained on the one engine.
-    let layerModel: Model?
-
-    init(_ model: any InferenceModel) throws(InLoopError) {
+    init(_ model: Engine.Model) throws(InLoopError) {
         self.model = model
-        layerModel = model as? Model
         inputs = model.inputSpecs
         outputs = model.outputSpecs
         var i: [UnsafeMutablePointer<CChar>] = [], o: [UnsafeMutablePointer<CChar>] = []
@@ -546,46 +534,6 @@ private func shapeArguments(_ box: ModelBox, _ what: String, _ nInputs: Int64, _
     return (UnsafeBufferPointer(start: inRanks, count: box.inputs.count), dims)
 }
 
-/// A model other than the one engine's (a layer stack): every input [batch, per-sample dims...] with
-/// one batch; returns it.
-private func stackBatch(_ box: ModelBox, _ ranks: UnsafeBufferPointer<Int64>, _ dims: UnsafeBufferPointer<Int64>) throws(InLoopError) -> Int {
-    var batch: Int64? = nil, at = 0
-    for (k, s) in box.inputs.enumerated() {
-        guard ranks[k] == Int64(s.shape.count + 1) else {
-            throw InLoopError(.sizeMismatch, "input \(k) ('\(s.name)'): rank \(ranks[k]) given; the model takes [batch, \(s.shape.map(String.init).joined(separator: ", "))]")
-        }
-        let b = dims[at]
-        guard b >= 1, b <= Int64(Int32.max) else {
-            throw InLoopError(.invalidArgument, "input \(k) ('\(s.name)'): batch dimension \(b); it must be between 1 and \(Int32.max)")
-        }
-        if let batch, batch != b {
-            throw InLoopError(.sizeMismatch, "input \(k) ('\(s.name)'): batch \(b), but an earlier input has batch \(batch)")
-        }
-        batch = b
-        for (i, d) in s.shape.enumerated() where dims[at + 1 + i] != Int64(d) {
-            throw InLoopError(.sizeMismatch, "input \(k) ('\(s.name)'): dimension \(dims[at + 1 + i]) on axis \(i + 1), the model takes \(d)")
-        }
-        at += s.shape.count + 1
-    }
-    guard let batch else { throw InLoopError(.unsupported, "a model without inputs") }
-    return Int(batch)
-}
-
-private func stackShapes(_ box: ModelBox, _ batch: Int, _ outRanks: UnsafeMutableBufferPointer<Int64>,
-                         _ outDims: UnsafeMutableBufferPointer<Int64>) throws(InLoopError) {
-    let total = box.outputs.reduce(0) { $0 + $1.shape.count + 1 }
-    guard outDims.count >= total else {
-        throw InLoopError(.sizeMismatch, "out_dims has room for \(outDims.count) values; the outputs have \(total) dimensions in all")
-    }
-    var at = 0
-    for (k, s) in box.outputs.enumerated() {
-        outRanks[k] = Int64(s.shape.count + 1)
-        outDims[at] = Int64(batch)
-        for (i, d) in s.shape.enumerated() { outDims[at + 1 + i] = Int64(d) }
-        at += s.shape.count + 1
-    }
-}
-
 private func runShaped<T>(_ handle: OpaquePointer?, _ nInputs: Int64, _ inRanks: UnsafePointer<Int64>?,
                            _ inDims: UnsafePointer<Int64>?, _ inputs: UnsafePointer<UnsafePointer<T>?>?,
                            _ nOutputs: Int64, _ outCapacity: UnsafePointer<Int64>?,
@@ -595,9 +543,7 @@ private func runShaped<T>(_ handle: OpaquePointer?, _ nInputs: Int64, _ inRanks:
                            _ engineRun: (Engine.Model, UnsafeBufferPointer<Int64>, UnsafeBufferPointer<Int64>,
                                          UnsafeBufferPointer<UnsafePointer<T>>, UnsafeBufferPointer<UnsafeMutablePointer<T>>,
                                          UnsafeBufferPointer<Int64>, UnsafeMutableBufferPointer<Int64>?,
-                                         UnsafeMutableBufferPointer<Int64>?) throws(InLoopError) -> Void,
-                           _ stackRun: (any InferenceModel, Int, UnsafeBufferPointer<UnsafePointer<T>>,
-                                        UnsafeBufferPointer<UnsafeMutablePointer<T>>) throws(InLoopError) -> Void) -> inloop_status {
+                                         UnsafeMutableBufferPointer<Int64>?) throws(InLoopError) -> Void) -> inloop_status {
     guarded { () throws(InLoopError) in
         let box = try models.lookup(handle)
         let m = box.model
@@ -622,32 +568,7 @@ private func runShaped<T>(_ handle: OpaquePointer?, _ nInputs: Int64, _ inRanks:
         let orr = outRanks.map { UnsafeMutableBufferPointer(start: $0, count: box.outputs.count) }
         let od = outDims.map { UnsafeMutableBufferPointer(start: $0, count: Int(maxOutDims)) }
         do throws(InLoopError) {
-            if let e = m as? Engine.Model {
-                try engineRun(e, ranks, dims, ins, outs, caps, orr, od)
-            } else {
-                // a layer stack: [batch, n] in, [batch, m] out, through the batch entry point
-                let batch = try stackBatch(box, ranks, dims)
-                for (k, s) in box.outputs.enumerated() {
-                    let (need, o) = batch.multipliedReportingOverflow(by: s.count)
-                    guard !o, caps[k] >= Int64(need) else {
-                        throw InLoopError(.sizeMismatch, "output \(k) ('\(s.name)') has room for \(caps[k]) values; it has \(o ? "too many" : String(need))")
-                    }
-                }
-                var scratchRanks = [Int64](repeating: 0, count: box.outputs.count)
-                let total = box.outputs.reduce(0) { $0 + $1.shape.count + 1 }
-                var scratchDims = [Int64](repeating: 0, count: total)
-                try scratchRanks.withUnsafeMutableBufferPointer { (r) throws(InLoopError) in
-                    try scratchDims.withUnsafeMutableBufferPointer { (d) throws(InLoopError) in try stackShapes(box, batch, r, d) }
-                }
-                if let od, od.count < total {
-                    throw InLoopError(.sizeMismatch, "out_dims has room for \(od.count) values; the outputs have \(total) dimensions in all")
-                }
-                try stackRun(m, batch, ins, outs)
-                if let orr, let od {
-                    for k in 0..<scratchRanks.count { orr[k] = scratchRanks[k] }
-                    for i in 0..<total { od[i] = scratchDims[i] }
-                }
-            }
+            try engineRun(m, ranks, dims, ins, outs, caps, orr, od)
         } catch {
             throw error.prefixed("run_shaped (model '\(m.name)')")
         }

@@ -50,29 +50,25 @@ func failCollective(_ error: InLoopError, _ join: (TrainerBox, any DataParallelG
 
 let trainers = HandleRegistry<TrainerBox>(kind: .trainer)
 
-/// Differentiable copies of an inference model (float32 and float64), made on first use.
+/// Differentiable copies of a model (float32 and float64), made on first use.
 final class DerivativeCache: @unchecked Sendable {  // guarded by `busy`
-    private var f32: TrainableNetwork<Float>? = nil
-    private var f64: TrainableNetwork<Double>? = nil
+    private var f32: EngineNetwork<Float>? = nil
+    private var f64: EngineNetwork<Double>? = nil
     private let busy = Atomic<Bool>(false)
 
-    func use<T: Real, R>(_ box: ModelBox, _ type: T.Type, _ body: (TrainableNetwork<T>) throws(InLoopError) -> R) throws(InLoopError) -> R {
+    func use<T: Real, R>(_ box: ModelBox, _ type: T.Type, _ body: (EngineNetwork<T>) throws(InLoopError) -> R) throws(InLoopError) -> R {
         guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             throw InLoopError(.busy, "model derivatives are being computed by another thread; use one handle per thread")
         }
         defer { busy.store(false, ordering: .releasing) }
         if T.self == Float.self {
-            let net: TrainableNetwork<Float>
-            if let f32 { net = f32 } else { net = try DerivativeCache.make(box, Float.self); f32 = net }
-            return try body(unsafeBitCast(net, to: TrainableNetwork<T>.self))
+            if f32 == nil { f32 = try EngineNetwork<Float>(model: box.model) }
+            if let net = f32 as? EngineNetwork<T> { return try body(net) }
+        } else {
+            if f64 == nil { f64 = try EngineNetwork<Double>(model: box.model) }
+            if let net = f64 as? EngineNetwork<T> { return try body(net) }
         }
-        let net: TrainableNetwork<Double>
-        if let f64 { net = f64 } else { net = try DerivativeCache.make(box, Double.self); f64 = net }
-        return try body(unsafeBitCast(net, to: TrainableNetwork<T>.self))
-    }
-
-    private static func make<T: Real>(_ box: ModelBox, _: T.Type) throws(InLoopError) -> TrainableNetwork<T> {
-        try TrainableNetwork<T>.of(box.model, layerModel: box.layerModel)
+        throw InLoopError(.internal, "no derivatives in \(T.self)")
     }
 }
 
@@ -94,23 +90,17 @@ extension AnyTrainer {
         }
     }
 
-    /// An inference model with the current weights: a layer-stack Model, or an Engine.Model for a
-    /// fine-tuned graph.
-    func model() throws(InLoopError) -> any InferenceModel {
+    /// An inference model with the current weights.
+    func model() throws(InLoopError) -> Engine.Model {
         switch self {
-        case .float32(let t): return try t.backend.inferenceModel()
-        case .float64(let t): return try t.backend.inferenceModel()
+        case .float32(let t): return try t.network.inferenceModel()
+        case .float64(let t): return try t.network.inferenceModel()
         }
     }
 
     /// The bytes of a model file with the current weights: native version 1 for a layer stack,
-    /// version 2 for a graph on the one engine.
-    func modelFile(_ what: String) throws(InLoopError) -> [UInt8] {
-        let m = try model()
-        if let l = m as? Model { return NativeFormat.serialize(l) }
-        if let e = m as? Engine.Model { return try NativeV2.serialize(e.graph) }
-        throw InLoopError(.internal, "\(what): a trained model of an unknown kind")
-    }
+    /// version 2 for any other graph.
+    func modelFile() throws(InLoopError) -> [UInt8] { try NativeFormat.serialize(try model()) }
 
 }
 
@@ -122,10 +112,10 @@ private func cString(_ p: UnsafePointer<CChar>?, _ what: String) throws(InLoopEr
 private func makeTrainer(_ config: TrainerConfig, model: ModelBox? = nil) throws(InLoopError) -> AnyTrainer {
     switch config.precision {
     case .float32:
-        if let model { return .float32(try Trainer<Float>(backend: try .of(model.model, layerModel: model.layerModel), config: config, random: nil)) }
+        if let model { return .float32(try Trainer<Float>(network: try EngineNetwork<Float>(model: model.model), config: config)) }
         return .float32(try Trainer<Float>(config: config))
     case .float64:
-        if let model { return .float64(try Trainer<Double>(backend: try .of(model.model, layerModel: model.layerModel), config: config, random: nil)) }
+        if let model { return .float64(try Trainer<Double>(network: try EngineNetwork<Double>(model: model.model), config: config)) }
         return .float64(try Trainer<Double>(config: config))
     }
 }
@@ -241,10 +231,10 @@ private func collective(_ handle: OpaquePointer?, _ what: String, check: (AnyTra
     guarded { () throws(InLoopError) in
         try collective(trainer, "save_model", check: { (t) throws(InLoopError) in
             _ = try cString(path, "save_model: model path")
-            _ = try t.modelFile("save_model")
+            _ = try t.modelFile()
         }) { (box, t) throws(InLoopError) in
             let p = try cString(path, "save_model: model path")
-            try onRankZero(box.comm) { () throws(InLoopError) in try FileIO.write(try t.modelFile("save_model"), to: p) }
+            try onRankZero(box.comm) { () throws(InLoopError) in try FileIO.write(try t.modelFile(), to: p) }
         }
     }
 }

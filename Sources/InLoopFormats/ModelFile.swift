@@ -4,7 +4,7 @@ import InLoopCore
 /// safetensors file starts with an 8-byte little-endian header length followed by `{`; anything else
 /// is read as an ONNX protobuf.
 public enum ModelFile {
-    public static func load(path: String) throws(InLoopError) -> any InferenceModel {
+    public static func load(path: String) throws(InLoopError) -> Engine.Model {
         let bytes = try FileIO.read(path)
         do {
             return try load(bytes: bytes, name: ONNXReader.modelName(path), directory: directory(of: path))
@@ -14,8 +14,8 @@ public enum ModelFile {
     /// `name` names an ONNX model in messages (a native file carries its own name). `directory`: the
     /// model file's directory, where an ONNX model's external data files are; nil (a model in memory):
     /// external data is refused.
-    public static func load(bytes: [UInt8], name: String = "", directory: String? = nil) throws(InLoopError) -> any InferenceModel {
-        if isSafetensors(bytes) { return try NativeFormat.loadAny(bytes: bytes) }
+    public static func load(bytes: [UInt8], name: String = "", directory: String? = nil) throws(InLoopError) -> Engine.Model {
+        if isSafetensors(bytes) { return try NativeFormat.load(bytes: bytes) }
         do {
             return try ONNXReader.load(bytes: bytes, name: name, directory: directory)
         } catch {

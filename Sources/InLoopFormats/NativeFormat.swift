@@ -9,47 +9,33 @@ public enum NativeFormat {
     static let layerTypes = ["dense", "activation", "normalize", "denormalize", "residual"]
 
     /// Loads a model from a file path; errors are prefixed with the path.
-    public static func load(path: String) throws(InLoopError) -> Model {
+    public static func load(path: String) throws(InLoopError) -> Engine.Model {
         let bytes = try FileIO.read(path)
         do { return try load(bytes: bytes) } catch { throw error.prefixed(path) }
     }
 
-    /// Loads a native file of either version: a layer stack (version 1) as `Model`, a graph
-    /// (version 2) as `Engine.Model`.
-    public static func loadAny(bytes: [UInt8]) throws(InLoopError) -> any InferenceModel {
-        if let g = try graph(bytes: bytes) { return try Engine.Model(graph: g) }
-        return try load(bytes: bytes)
+    /// Loads a model from the bytes of a native model file of either version.
+    public static func load(bytes: [UInt8]) throws(InLoopError) -> Engine.Model {
+        try Engine.Model(graph: try graph(bytes: bytes))
     }
 
-    /// The graph of a version-2 file; nil for any other file (a version-1 layer stack, or not a model:
-    /// `load` says why).
-    public static func graph(bytes: [UInt8]) throws(InLoopError) -> Engine.Graph? {
-        let file = try SafetensorsFile(bytes: bytes)
-        guard let archText = file.metadataValue(metadataKey) else { return nil }
-        let arch: JSON
-        do { arch = try JSON.parse(archText) } catch { throw error.prefixed("architecture") }
-        guard arch["version"]?.intValue == NativeV2.version, arch["format"]?.stringValue == "inloop" else { return nil }
-        do { return try NativeV2.graph(arch: arch, file: file) } catch { throw error.prefixed("architecture") }
-    }
-
-    /// The graph of a version-2 file (for tools and tests).
-    public static func loadGraph(bytes: [UInt8]) throws(InLoopError) -> Engine.Graph {
-        guard let g = try graph(bytes: bytes) else { throw InLoopError(.format, "not a version-2 (graph) file") }
-        return g
-    }
-
-    /// Loads a model from the bytes of a native model file (version 1, a layer stack).
-    public static func load(bytes: [UInt8]) throws(InLoopError) -> Model {
+    /// The graph of a native file of either version: a graph (version 2), or a layer stack (version 1)
+    /// lowered by `Engine.Graph(layerSpecs:...)` (it keeps its `layerSpecs`).
+    public static func graph(bytes: [UInt8]) throws(InLoopError) -> Engine.Graph {
         let file = try SafetensorsFile(bytes: bytes)
         guard let archText = file.metadataValue(metadataKey) else {
             throw InLoopError(.format, "no InLoop architecture in the file (__metadata__ has no \"\(metadataKey)\" entry); it holds \(file.entries.count) tensors but no layer list — a weights-only file must be converted (tools/convert_peer_model.py)")
         }
         let arch: JSON
         do { arch = try JSON.parse(archText) } catch { throw error.prefixed("architecture") }
-        return try model(arch: arch, tensors: file)
+        if arch["version"]?.intValue == NativeV2.version, arch["format"]?.stringValue == "inloop" {
+            do { return try NativeV2.graph(arch: arch, file: file) } catch { throw error.prefixed("architecture") }
+        }
+        return try layerGraph(arch: arch, tensors: file)
     }
 
-    static func model(arch: JSON, tensors: SafetensorsFile) throws(InLoopError) -> Model {
+    /// The graph of a version-1 architecture.
+    static func layerGraph(arch: JSON, tensors: SafetensorsFile) throws(InLoopError) -> Engine.Graph {
         guard arch.objectValue != nil else {
             throw InLoopError(.format, "architecture is \(arch.kindName), expected an object")
         }
@@ -58,9 +44,6 @@ public enum NativeFormat {
         }
         guard let v = arch["version"]?.intValue else {
             throw InLoopError(.format, "architecture \"version\" must be an integer")
-        }
-        if v == NativeV2.version {
-            throw InLoopError(.unsupported, "architecture version 2 is a graph, not a layer stack: load it with inloop_model_load (ModelFile.load)")
         }
         guard v == version else {
             throw InLoopError(v > NativeV2.version ? .unsupported : .format,
@@ -76,21 +59,26 @@ public enum NativeFormat {
         guard let layerList = arch["layers"]?.arrayValue else {
             throw InLoopError(.format, "architecture \"layers\" must be an array")
         }
-        let layers = try parseLayers(layerList, path: "layers", tensors: tensors)
-        let model = try Model(name: name, inputName: input["name"]?.stringValue ?? "x",
-                              outputName: output["name"]?.stringValue ?? "y", inputSize: inSize, layers: layers)
-        guard model.outputSize == outSize else {
-            throw InLoopError(.format, "architecture says output size \(outSize) but the layers produce \(model.outputSize)")
+        try Limits.dimension(inSize, "model input size", min: 1)
+        var weights: [Engine.Tensor] = []
+        let layers = try parseLayers(layerList, path: "layers", tensors: tensors, weights: &weights)
+        let graph = try Engine.Graph(layerSpecs: layers, inputSize: inSize, dtype: .float32, parameters: weights, name: name,
+                                     inputName: input["name"]?.stringValue ?? "x", outputName: output["name"]?.stringValue ?? "y")
+        let produced = graph.outputs.first.flatMap { graph[$0].type?.shape.last?.known } ?? 0
+        guard produced == outSize else {
+            throw InLoopError(.format, "architecture says output size \(outSize) but the layers produce \(produced)")
         }
-        return model
+        return graph
     }
 
-    static func parseLayers(_ list: [JSON], path: String, tensors: SafetensorsFile) throws(InLoopError) -> [Layer] {
-        var layers: [Layer] = []
+    /// The layer list; the dense weights and biases, in flat order, are appended to `weights`.
+    static func parseLayers(_ list: [JSON], path: String, tensors: SafetensorsFile,
+                            weights: inout [Engine.Tensor]) throws(InLoopError) -> [LayerSpec] {
+        var layers: [LayerSpec] = []
         for (i, spec) in list.enumerated() {
             let at = "\(path)[\(i)]"
             do {
-                layers.append(try parseLayer(spec, at: at, tensors: tensors))
+                layers.append(try parseLayer(spec, at: at, tensors: tensors, weights: &weights))
             } catch {
                 throw error.message.hasPrefix(at) ? error : error.prefixed(at)
             }
@@ -98,7 +86,8 @@ public enum NativeFormat {
         return layers
     }
 
-    static func parseLayer(_ spec: JSON, at: String, tensors: SafetensorsFile) throws(InLoopError) -> Layer {
+    static func parseLayer(_ spec: JSON, at: String, tensors: SafetensorsFile,
+                           weights: inout [Engine.Tensor]) throws(InLoopError) -> LayerSpec {
         guard spec.objectValue != nil else { throw InLoopError(.format, "layer is \(spec.kindName), expected an object") }
         guard let type = spec["type"]?.stringValue else { throw InLoopError(.format, "layer has no \"type\"") }
         func tensor(_ key: String, optional: Bool = false) throws(InLoopError) -> Tensor? {
@@ -127,19 +116,25 @@ public enum NativeFormat {
             if let b, b.shape != [nOut] {
                 throw InLoopError(.format, "dense bias '\(spec["bias"]?.stringValue ?? "")' has shape \(Tensor.format(b.shape)), expected [\(nOut)]")
             }
-            return .dense(try Dense(weight: w, bias: b, activation: try activation(spec, key: "activation", optional: true)))
+            let act = try activation(spec, key: "activation", optional: true)
+            weights.append(try Engine.Tensor(layerTensor: w))
+            if let b { weights.append(try Engine.Tensor(layerTensor: b)) }
+            return .dense(inputs: nIn, outputs: nOut, activation: act, bias: b != nil)
         case "activation":
             return .activation(try activation(spec, key: "activation", optional: false))
         case "normalize", "denormalize":
             guard let mean = try tensor("mean"), let std = try tensor("std") else { throw InLoopError(.internal, "mean/std") }
-            let n = try Normalization(mean: mean, std: std)
-            return type == "normalize" ? .normalize(n) : .denormalize(n)
+            guard mean.rank == 1, std.shape == mean.shape else {
+                throw InLoopError(.format, "normalisation mean and std must be vectors of one length, got \(Tensor.format(mean.shape)) and \(Tensor.format(std.shape))")
+            }
+            let m = mean.values.map(Double.init), sd = std.values.map(Double.init)
+            return type == "normalize" ? .normalize(mean: m, std: sd) : .denormalize(mean: m, std: sd)
         case "residual":
             guard let inner = spec["layers"]?.arrayValue else {
                 throw InLoopError(.format, "residual layer needs a \"layers\" array")
             }
             guard !inner.isEmpty else { throw InLoopError(.format, "residual block has no layers") }
-            return .residual(try parseLayers(inner, path: "\(at).layers", tensors: tensors))
+            return .residual(try parseLayers(inner, path: "\(at).layers", tensors: tensors, weights: &weights))
         default:
             throw InLoopError(.unsupported, "unknown layer type \"\(type)\"; supported: \(layerTypes.joined(separator: ", "))")
         }
@@ -181,48 +176,63 @@ public enum NativeFormat {
 
     // MARK: Writing
 
-    /// The bytes of a native model file holding `model`.
-    public static func serialize(_ model: Model) -> [UInt8] {
+    /// The bytes of a native model file holding `model`: version 1 (a layer list) for a layer-stack
+    /// model in float32, version 2 (its graph) for any other.
+    public static func serialize(_ model: Engine.Model) throws(InLoopError) -> [UInt8] {
+        let g = model.graph
+        guard let specs = g.layerSpecs, g.dtype == .float32, let weights = g.layerParameters,
+              let input = g.inputs.first, let output = g.outputs.first else {
+            return try NativeV2.serialize(g)
+        }
         var tensors: [(String, Tensor)] = []
-        let layers = describe(model.layers, prefix: "layers", tensors: &tensors)
+        var next = 0
+        let layers = try describe(specs, prefix: "layers", weights: weights, next: &next, tensors: &tensors)
         var members: [(String, JSON)] = [("format", .string("inloop")), ("version", .number(Double(version)))]
         if !model.name.isEmpty { members.append(("name", .string(model.name))) }
         members += [
-            ("input", .object([("name", .string(model.inputName)), ("size", .number(Double(model.inputSize)))])),
-            ("output", .object([("name", .string(model.outputName)), ("size", .number(Double(model.outputSize)))])),
+            ("input", .object([("name", .string(g[input].name)), ("size", .number(Double(model.inputSize)))])),
+            ("output", .object([("name", .string(g[output].name)), ("size", .number(Double(model.outputSize)))])),
             ("layers", .array(layers)),
         ]
         return SafetensorsFile.serialize(tensors: tensors, metadata: [(metadataKey, JSON.object(members).description)])
     }
 
     /// Writes `model` to `path` (atomically, through a temporary file).
-    public static func save(_ model: Model, to path: String) throws(InLoopError) {
-        try FileIO.write(serialize(model), to: path)
+    public static func save(_ model: Engine.Model, to path: String) throws(InLoopError) {
+        try FileIO.write(try serialize(model), to: path)
     }
 
-    static func describe(_ layers: [Layer], prefix: String, tensors: inout [(String, Tensor)]) -> [JSON] {
+    static func describe(_ layers: [LayerSpec], prefix: String, weights: [Engine.Tensor], next: inout Int,
+                         tensors: inout [(String, Tensor)]) throws(InLoopError) -> [JSON] {
+        func take() throws(InLoopError) -> Tensor {
+            guard next < weights.count else { throw InLoopError(.internal, "the layer list has more weights than its graph") }
+            next += 1
+            let t = weights[next - 1]
+            return try Tensor(shape: t.shape, values: Array(UnsafeBufferPointer(start: try t.storage.pointer(as: Float.self), count: t.count)))
+        }
+        func vector(_ v: [Double]) throws(InLoopError) -> Tensor { try Tensor(shape: [v.count], values: v.map { Float($0) }) }
         var out: [JSON] = []
         for (i, layer) in layers.enumerated() {
             let p = "\(prefix).\(i)"
             switch layer {
-            case .dense(let d):
-                tensors.append(("\(p).weight", d.weight))
-                var m: [(String, JSON)] = [("type", .string("dense")), ("in", .number(Double(d.inFeatures))),
-                                           ("out", .number(Double(d.outFeatures))), ("weight", .string("\(p).weight"))]
-                if let b = d.bias { tensors.append(("\(p).bias", b)); m.append(("bias", .string("\(p).bias"))) }
-                m += activationFields(d.activation)
+            case .dense(let nIn, let nOut, let act, let hasBias):
+                tensors.append(("\(p).weight", try take()))
+                var m: [(String, JSON)] = [("type", .string("dense")), ("in", .number(Double(nIn))),
+                                           ("out", .number(Double(nOut))), ("weight", .string("\(p).weight"))]
+                if hasBias { tensors.append(("\(p).bias", try take())); m.append(("bias", .string("\(p).bias"))) }
+                m += activationFields(act)
                 out.append(.object(m))
             case .activation(let a):
                 out.append(.object([("type", .string("activation"))] + activationFields(a)))
-            case .normalize(let n), .denormalize(let n):
-                tensors.append(("\(p).mean", n.mean))
-                tensors.append(("\(p).std", n.std))
+            case .normalize(let mean, let std), .denormalize(let mean, let std):
+                tensors.append(("\(p).mean", try vector(mean)))
+                tensors.append(("\(p).std", try vector(std)))
                 let type: String
                 if case .normalize = layer { type = "normalize" } else { type = "denormalize" }
                 out.append(.object([("type", .string(type)), ("mean", .string("\(p).mean")), ("std", .string("\(p).std"))]))
             case .residual(let inner):
                 out.append(.object([("type", .string("residual")),
-                                    ("layers", .array(describe(inner, prefix: "\(p).layers", tensors: &tensors)))]))
+                                    ("layers", .array(try describe(inner, prefix: "\(p).layers", weights: weights, next: &next, tensors: &tensors)))]))
             }
         }
         return out

@@ -45,38 +45,14 @@ struct LoadedModel {
         let bytes = [UInt8](data)
         if bytes.count > 8 && bytes[8] == UInt8(ascii: "{") {
             do {
-                // version 2 holds a graph; version 1 a layer stack (loadGraph refuses it, naming the version)
-                if let g = try NativeFormat.graph(bytes: bytes) { return try engine(g, formatName: "native InLoop graph (version 2)") }
-                return native(try NativeFormat.load(bytes: bytes))
+                // version 2 holds a graph; version 1 a layer stack, lowered to a graph
+                let g = try NativeFormat.graph(bytes: bytes)
+                return try engine(g, formatName: g.layerSpecs == nil ? "native InLoop graph (version 2)" : "native InLoop layer stack (version 1)")
             } catch {
                 throw CLIError("\(path): \(error.message)")
             }
         }
         return try onnx(path: path, bytes: bytes)
-    }
-
-    static func native(_ m: Model) -> LoadedModel {
-        var counts: [(String, Int)] = []
-        func count(_ layers: [Layer]) {
-            for l in layers {
-                let key: String
-                switch l {
-                case .dense(let d): key = d.activation == .identity ? "dense" : "dense+\(d.activation)"
-                case .activation(let a): key = "\(a)"
-                case .normalize: key = "normalize"
-                case .denormalize: key = "denormalize"
-                case .residual(let inner): key = "residual"; count(inner)
-                }
-                if let i = counts.firstIndex(where: { $0.0 == key }) { counts[i].1 += 1 } else { counts.append((key, 1)) }
-            }
-        }
-        count(m.layers)
-        return LoadedModel(
-            formatName: "native InLoop layer stack",
-            inputs: [TensorInfo(name: m.inputName, dims: [m.inputSize])],
-            outputs: [TensorInfo(name: m.outputName, dims: [m.outputSize])],
-            opCounts: counts, parameterCount: m.parameterCount, flopsPerSample: m.flopsPerSample,
-            run: { xs, batch in [try m.forward(xs[0], batch: batch)] })
     }
 }
 

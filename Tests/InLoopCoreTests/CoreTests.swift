@@ -58,7 +58,7 @@ struct LCG {
 func dense(_ rng: inout LCG, _ nIn: Int, _ nOut: Int, _ act: Activation = .identity, bias: Bool = true) throws -> Layer {
     let w = try Tensor(shape: [nOut, nIn], values: rng.floats(nIn * nOut, scale: 1.5 / Double(nIn).squareRoot()))
     let b = bias ? try Tensor(shape: [nOut], values: rng.floats(nOut, scale: 0.1)) : nil
-    return .dense(try Dense(weight: w, bias: b, activation: act))
+    return .dense(Dense(weight: w, bias: b, activation: act))
 }
 
 func maxRelErr(_ a: [Double], _ b: [Double]) -> Double {
@@ -165,7 +165,7 @@ final class DenseKernelTests: XCTestCase {
                 for bias in [true, false] {
                     for act in [Activation.identity, .relu, .leakyRelu(alpha: 0.3), .tanh] {
                         let layer = try dense(&rng, nIn, nOut, act, bias: bias)
-                        let model = try Model(inputSize: nIn, layers: [layer])
+                        let model = try layerModel(inputSize: nIn, layers: [layer])
                         let x = rng.floats(batch * nIn, scale: 2)
                         let y = try model.forward(x, batch: batch)
                         for s in 0..<batch {
@@ -182,14 +182,14 @@ final class DenseKernelTests: XCTestCase {
 
 final class ModelTests: XCTestCase {
     /// A model exercising every layer kind, nested residuals, in-place and out-of-place ops.
-    func makeModel() throws -> Model {
+    func makeLayers() throws -> [Layer] {
         var rng = LCG(s: 42)
         let mean = try Tensor(shape: [6], values: rng.floats(6, scale: 3))
         let std = try Tensor(shape: [6], values: rng.floats(6).map { abs($0) + 0.5 })
         let omean = try Tensor(shape: [3], values: rng.floats(3, scale: 10))
         let ostd = try Tensor(shape: [3], values: rng.floats(3).map { abs($0) * 4 + 0.5 })
         let layers: [Layer] = [
-            .normalize(try Normalization(mean: mean, std: std)),
+            .normalize(Normalization(mean: mean, std: std)),
             try dense(&rng, 6, 16, .gelu),
             .residual([
                 try dense(&rng, 16, 16, .silu),
@@ -201,13 +201,15 @@ final class ModelTests: XCTestCase {
             try dense(&rng, 16, 8, .geluTanh),
             .activation(.sigmoid),
             try dense(&rng, 8, 3),
-            .denormalize(try Normalization(mean: omean, std: ostd)),
+            .denormalize(Normalization(mean: omean, std: ostd)),
         ]
-        return try Model(name: "mix", inputSize: 6, layers: layers)
+        return layers
     }
 
+    func makeModel() throws -> Engine.Model { try layerModel(name: "mix", inputSize: 6, layers: try makeLayers()) }
+
     func testForwardMatchesFloat64ReferenceForManyBatchSizes() throws {
-        let model = try makeModel()
+        let model = try makeModel(), layers = try makeLayers()
         var rng = LCG(s: 3)
         // Growing, shrinking and repeated batch sizes exercise workspace reuse.
         for batch in [1, 5, 64, 3, 64, 1, 200, 2] {
@@ -215,7 +217,7 @@ final class ModelTests: XCTestCase {
             let y32 = try model.forward(x, batch: batch)
             let y64 = try model.forward(x.map(Double.init), batch: batch)
             for s in 0..<batch {
-                let ref = referenceForward(model.layers, x[(s * 6)..<((s + 1) * 6)].map(Double.init), size: 6)
+                let ref = referenceForward(layers, x[(s * 6)..<((s + 1) * 6)].map(Double.init), size: 6)
                 XCTAssertLessThan(maxRelErr(y32[(s * 3)..<((s + 1) * 3)].map(Double.init), ref), 1e-5, "batch \(batch) sample \(s)")
                 XCTAssertLessThan(maxRelErr(Array(y64[(s * 3)..<((s + 1) * 3)]), ref), 1e-5)
             }
@@ -226,13 +228,13 @@ final class ModelTests: XCTestCase {
     func testPlanReusesBuffers() throws {
         let model = try makeModel()
         let plan = try Engine.compile(model.graph)
-        XCTAssertLessThan(plan.slotCount, model.layers.count - 1,
+        XCTAssertLessThan(plan.slotCount, try makeLayers().count - 1,
                           "workspace buffers should be shared between storages with disjoint lifetimes")
     }
 
     func testIdentityAndActivationOnlyModelsNeverWriteTheirInput() throws {
         for layers: [Layer] in [[], [.activation(.relu)], [.residual([.activation(.identity)])]] {
-            let model = try Model(inputSize: 4, layers: layers)
+            let model = try layerModel(inputSize: 4, layers: layers)
             let x: [Float] = [-1, 2, -3, 4]
             let y = try model.forward(x, batch: 1)
             XCTAssertEqual(x, [-1, 2, -3, 4])
@@ -242,19 +244,25 @@ final class ModelTests: XCTestCase {
 
     func testInvalidArchitecturesAreErrorsNamingTheLayer() throws {
         var rng = LCG(s: 1)
-        XCTAssertThrowsError(try Model(inputSize: 5, layers: [try dense(&rng, 4, 3)])) { e in
+        XCTAssertThrowsError(try layerModel(inputSize: 5, layers: [try dense(&rng, 4, 3)])) { e in
             XCTAssertEqual((e as? InLoopError)?.kind, .format)
             XCTAssertTrue("\(e)".contains("layers[0]") && "\(e)".contains("4") && "\(e)".contains("5"), "\(e)")
         }
-        XCTAssertThrowsError(try Model(inputSize: 4, layers: [.residual([try dense(&rng, 4, 3)])])) { e in
+        XCTAssertThrowsError(try layerModel(inputSize: 4, layers: [.residual([try dense(&rng, 4, 3)])])) { e in
             XCTAssertTrue("\(e)".contains("residual"), "\(e)")
         }
-        XCTAssertThrowsError(try Model(inputSize: 4, layers: [.residual([])]))
-        XCTAssertThrowsError(try Model(inputSize: 0, layers: []))
-        let m = try Tensor(shape: [2], values: [0, 0])
-        XCTAssertThrowsError(try Normalization(mean: m, std: try Tensor(shape: [2], values: [1, 0])))
-        XCTAssertThrowsError(try Normalization(mean: m, std: try Tensor(shape: [2], values: [1, .nan])))
-        XCTAssertThrowsError(try Dense(weight: try Tensor(shape: [3], values: [1, 2, 3]), bias: nil))
+        XCTAssertThrowsError(try layerModel(inputSize: 4, layers: [.residual([])]))
+        XCTAssertThrowsError(try layerModel(inputSize: 0, layers: []))
+        for bad: [Double] in [[1, 0], [1, -1], [1, .nan], [1, .infinity]] {
+            XCTAssertThrowsError(try Engine.Graph(layerSpecs: [.normalize(mean: [0, 0], std: bad)], inputSize: 2, dtype: .float32)) { e in
+                XCTAssertTrue("\(e)".contains("layers[0]") && "\(e)".contains("std[1]"), "\(e)")
+            }
+        }
+        XCTAssertThrowsError(try Engine.Graph(layerSpecs: [.denormalize(mean: [0, .nan], std: [1, 1])], inputSize: 2, dtype: .float64))
+        XCTAssertThrowsError(try Engine.Graph(layerSpecs: [.normalize(mean: [0], std: [1])], inputSize: 2, dtype: .float32))
+        // a weight of the wrong shape for its layer
+        XCTAssertThrowsError(try Engine.Graph(layerSpecs: [.dense(inputs: 3, outputs: 1, activation: .identity, bias: false)], inputSize: 3,
+                                              dtype: .float32, parameters: [try Engine.Tensor(zeros: [3], dtype: .float32)]))
     }
 
     func testBadCallsThrowAndLeaveOutputUntouched() throws {
@@ -280,7 +288,7 @@ final class ModelTests: XCTestCase {
     }
 
     func testOverlappingInputAndOutputIsRefusedOnTheFloat32Path() throws {
-        let model = try Model(inputSize: 2, layers: [.activation(.relu)])
+        let model = try layerModel(inputSize: 2, layers: [.activation(.relu)])
         var buf: [Float] = [1, -2, 3, -4]
         XCTAssertThrowsError(try buf.withUnsafeMutableBufferPointer { p in
             try model.forward(UnsafeBufferPointer(p), batch: 2, into: p)
@@ -291,13 +299,13 @@ final class ModelTests: XCTestCase {
     }
 
     func testCheckFiniteReportsTheFirstBadValue() throws {
-        let model = try Model(inputSize: 3, layers: [.activation(.identity)])
+        let model = try layerModel(inputSize: 3, layers: [.activation(.identity)])
         let x: [Float] = [1, 2, 3, 4, .nan, 6]
         XCTAssertNoThrow(try model.forward(x, batch: 2))
         model.checkFinite = true
         XCTAssertThrowsError(try model.forward(x, batch: 2)) { e in
             XCTAssertEqual((e as? InLoopError)?.kind, .nonFinite)
-            XCTAssertTrue("\(e)".contains("value 2 of column 2"), "\(e)")
+            XCTAssertTrue("\(e)".contains("value 2 of sample 2"), "\(e)")
         }
         XCTAssertThrowsError(try model.forward([Float(1), 2, Float.infinity], batch: 1))
     }
@@ -326,7 +334,7 @@ final class ReproducibilityTests: XCTestCase {
     /// In reproducible mode a sample's output bits do not depend on the batch it is computed in.
     func testReproducibleModeIsIndependentOfBatchingBitwise() throws {
         var rng = LCG(s: 11)
-        let model = try Model(inputSize: 40, layers: [try dense(&rng, 40, 96, .tanh), try dense(&rng, 96, 96, .relu),
+        let model = try layerModel(inputSize: 40, layers: [try dense(&rng, 40, 96, .tanh), try dense(&rng, 96, 96, .relu),
                                                       try dense(&rng, 96, 7)])
         model.reproducible = true
         let total = 301

@@ -284,7 +284,7 @@ final class RecurrentOpTests: XCTestCase {
             let net = try EngineNetwork<T>(graph: g)
             XCTAssertEqual(net.parameterCount, c.w.count + c.r.count + c.b.count)
             let config = TrainerConfig(optimizer: OptimizerConfig(.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8), learningRate: 0.02))
-            let trainer = try Trainer<T>(backend: .engine(net), config: config, random: nil)
+            let trainer = try Trainer<T>(network: net, config: config, random: nil)
             let n = 8
             let x: [T] = OpTest.values(n * net.inputSize, seed: 5)
             let y: [T] = (0..<(n * net.outputSize)).map { T(Float(sin(Double($0) / 3) * 0.5)) }

@@ -24,12 +24,12 @@ let derivativeCases: [(String, Int, [LayerSpec])] = {
     return cases
 }()
 
-func makeNetwork(_ inputSize: Int, _ layers: [LayerSpec], seed: UInt64 = 5) throws -> Network<Double> {
-    let net = try Network<Double>(inputSize: inputSize, layers: layers)
+func makeNetwork(_ inputSize: Int, _ layers: [LayerSpec], seed: UInt64 = 5) throws -> EngineNetwork<Double> {
+    let net = try EngineNetwork<Double>(inputSize: inputSize, layers: layers)
     var rng = RandomState(seed: seed)
     Initialization.xavier.initialize(net, random: &rng)
     // non-zero biases so every path matters
-    for l in net.denseLayers { if let b = l.bias { for i in 0..<l.outputs { net.parameters.base[b + i] = 0.3 * (rng.uniform() - 0.5) } } }
+    for l in LayerSpec.denseSlots(layers) { if let b = l.bias { for i in 0..<l.outputs { net.parameters.base[b + i] = 0.3 * (rng.uniform() - 0.5) } } }
     return net
 }
 
@@ -127,7 +127,7 @@ final class TangentLinearAdjointTests: XCTestCase {
     }
 }
 
-extension Network where T == Double {
+extension EngineNetwork where T == Double {
     func forward(_ x: [Double], batch: Int) throws -> UnsafePointer<Double> {
         // the network reads x until the next forward; keep it alive in a box
         let box = UnsafeMutablePointer<Double>.allocate(capacity: x.count)
@@ -266,7 +266,8 @@ final class TrainerTests: XCTestCase {
     func testInferenceModelRoundTripMatchesNetwork() throws {
         let net = try makeNetwork(4, derivativeCases.last!.2)
         let model = try net.inferenceModel()
-        let back = try Network<Double>(model: model)
+        let back = try EngineNetwork<Double>(model: model)
+        XCTAssertEqual(model.graph.layerSpecs, net.graph.layerSpecs, "the inference model is still the layer stack")
         XCTAssertEqual(back.parameterCount, net.parameterCount)
         let x = (0..<12).map { Double($0) / 7 - 0.8 }
         let a = Array(UnsafeBufferPointer(start: try net.forward(x, batch: 3), count: 6))

@@ -164,7 +164,7 @@ final class EngineNetworkTests: XCTestCase {
 
         // Ten Adam steps in float64: the loss falls; the fine-tuned model gives the trainer's outputs.
         let config = TrainerConfig(precision: .float64)
-        let t1 = try Trainer<Double>(backend: .engine(net), config: config, random: nil)
+        let t1 = try Trainer<Double>(network: net, config: config, random: nil)
         let n = 8
         var rng = RandomState(seed: 99)
         let xs = (0..<(n * nIn)).map { _ in 2 * rng.uniform() - 1 }, ys = (0..<(n * nOut)).map { _ in 2 * rng.uniform() - 1 }
@@ -224,12 +224,12 @@ final class NativeV2Tests: XCTestCase {
     func testRoundTripIsBitwise() throws {
         let g = try handMade()
         let bytes = try NativeV2.serialize(g)
-        let back = try NativeFormat.loadGraph(bytes: bytes)
+        let back = try NativeFormat.graph(bytes: bytes)
         XCTAssertEqual(back.nodes.map { $0.op.name }, g.nodes.map { $0.op.name })
         XCTAssertEqual(back.parameters.map { back[$0].name }, ["w", "c"])
         XCTAssertEqual(back[back.inputs[0]].type, g[g.inputs[0]].type)
         XCTAssertEqual(try NativeV2.serialize(back), bytes, "re-saving gives the same bytes")
-        let m1 = try Engine.Model(graph: g), m2 = try NativeFormat.loadAny(bytes: bytes)
+        let m1 = try Engine.Model(graph: g), m2 = try NativeFormat.load(bytes: bytes)
         XCTAssertTrue(m2 is Engine.Model)
         for batch in [1, 4] {
             let a: [Float] = OpTestFloats.make(batch * 6, seed: 1), b: [Float] = OpTestFloats.make(batch * 6, seed: 2)
@@ -255,7 +255,7 @@ final class NativeV2Tests: XCTestCase {
         let model = try ONNXReader.load(bytes: [UInt8](try Data(contentsOf: url)), name: "l96")
         func run<T: Real>(_: T.Type) throws {
             let net = try EngineNetwork<T>(model: model)
-            let trainer = try Trainer<T>(backend: .engine(net), config: TrainerConfig(), random: nil)
+            let trainer = try Trainer<T>(network: net, config: TrainerConfig(), random: nil)
             let n = 16
             let x: [T] = (0..<n).map { T(Float($0) / 4 - 2) }, y: [T] = (0..<n).map { T(sin(Float($0) / 3)) }
             var losses: [Double] = []
@@ -265,7 +265,7 @@ final class NativeV2Tests: XCTestCase {
             XCTAssertLessThan(losses.last!, losses.first!, "training moves the loss")
             let tuned = try net.inferenceModel()
             let file = try NativeV2.serialize(tuned.graph)
-            let reloaded = try NativeFormat.loadAny(bytes: file)
+            let reloaded = try NativeFormat.load(bytes: file)
             let xf = x.map { Float($0) }
             XCTAssertEqual(bits(try tuned.runArrays(batch: n, [xf])[0]), bits(try reloaded.runArrays(batch: n, [xf])[0]), "\(T.self)")
             XCTAssertNotEqual(bits(try tuned.runArrays(batch: n, [xf])[0]), bits(try model.runArrays(batch: n, [xf])[0]), "the weights changed")
@@ -278,7 +278,7 @@ final class NativeV2Tests: XCTestCase {
         let bytes = try NativeV2.serialize(try handMade())
         // every truncation is an error, never a trap
         for cut in stride(from: 0, to: bytes.count, by: max(1, bytes.count / 97)) {
-            XCTAssertThrowsError(try NativeFormat.loadAny(bytes: Array(bytes.prefix(cut))), "cut at \(cut)")
+            XCTAssertThrowsError(try NativeFormat.load(bytes: Array(bytes.prefix(cut))), "cut at \(cut)")
         }
         // edits of the architecture
         let text = String(decoding: bytes, as: UTF8.self)
@@ -296,7 +296,7 @@ final class NativeV2Tests: XCTestCase {
             for k in 0..<8 { n |= UInt64(bytes[k]) << (8 * UInt64(k)) }
             n = UInt64(Int(n) + delta)
             for k in 0..<8 { fixed[k] = UInt8(truncatingIfNeeded: n >> (8 * UInt64(k))) }
-            XCTAssertThrowsError(try NativeFormat.loadAny(bytes: fixed), "\(old) → \(new)")
+            XCTAssertThrowsError(try NativeFormat.load(bytes: fixed), "\(old) → \(new)")
         }
     }
 }
@@ -326,20 +326,20 @@ final class GraphCheckpointTests: XCTestCase {
                 try (0..<k).map { _ in try x.withUnsafeBufferPointer { xp in try y.withUnsafeBufferPointer { try t.trainStep(x: xp.baseAddress!, y: $0.baseAddress!, batch: n) } } }
             }
             let config = TrainerConfig(precision: T.self == Double.self ? .float64 : .float32)
-            let straight = try Trainer<T>(backend: .engine(try EngineNetwork<T>(model: model)), config: config, random: nil)
+            let straight = try Trainer<T>(network: try EngineNetwork<T>(model: model), config: config, random: nil)
             let all = try steps(straight, 10)
-            let first = try Trainer<T>(backend: .engine(try EngineNetwork<T>(model: model)), config: config, random: nil)
+            let first = try Trainer<T>(network: try EngineNetwork<T>(model: model), config: config, random: nil)
             let a = try steps(first, 5)
             let bytes = try Checkpoint.serialize(first)
             guard let restored = unwrap(try Checkpoint.load(bytes: bytes)) else { return XCTFail("restored in another precision") }
-            guard case .engine = restored.backend else { return XCTFail("restored as another kind of network") }
+            XCTAssertNil(restored.network.graph.layerSpecs, "restored as the graph it was, not as a layer stack")
             let b = try steps(restored, 5)
             XCTAssertEqual((a + b).map(\.bitPattern), all.map(\.bitPattern), "\(T.self): losses")
             XCTAssertEqual(restored.network.parameters.array, straight.network.parameters.array, "\(T.self): parameters")
             for (s1, s2) in zip(restored.state, straight.state) { XCTAssertEqual(s1.array, s2.array, "\(T.self): optimizer state") }
             XCTAssertEqual(restored.step, 10)
             // and the model a restored trainer gives back runs in the loaded model's type
-            XCTAssertEqual((try restored.backend.inferenceModel() as? Engine.Model)?.graph.dtype, .float32)
+            XCTAssertEqual(try restored.network.inferenceModel().graph.dtype, .float32)
             _ = wrap
         }
         try check(Float.self, { .float32($0) }, { if case .float32(let t) = $0 { return t }; return nil })

@@ -3,10 +3,12 @@ import XCTest
 import InLoopCore
 import InLoopFormats
 
-/// The one engine against the layer-stack engine it replaces (issue 10, step 2.2): every v1 fixture,
-/// lowered to the graph IR, compiled once and run by `Engine.Executor<Float>`, gives the layer-stack
-/// `Model`'s outputs bit for bit at every batch size, batched and in reproducible mode; in float64 it
-/// matches the fixtures' float64 NumPy references.
+/// Version-1 files on the one engine (issue 10, steps 2.2 and 5.1): every v1 fixture, lowered to the
+/// graph IR and run by a bare `Engine.Executor<Float>`, gives the loaded model's (`Engine.Model`'s)
+/// outputs bit for bit at every batch size, batched and in reproducible mode; in float64 it matches the
+/// fixtures' float64 NumPy references. (Written against the layer-stack engine, which the one engine
+/// replaced and which is now deleted; what guards the numbers across that rewrite are the committed
+/// goldens of `Tests/c/test_golden.c`.)
 final class ParityTests: XCTestCase {
     /// Deterministic inputs in [-2, 2) (a 64-bit LCG), with the batch-1 dense paths and GEMM both hit.
     func inputs(_ count: Int, seed: UInt64) -> [Float] {
@@ -36,8 +38,9 @@ final class ParityTests: XCTestCase {
         XCTAssertGreaterThan(names.count, 10)
         var checked = 0
         for name in names {
-            let m = try NativeFormat.load(path: fixturesDir.appendingPathComponent("\(name).safetensors").path)
-            let g = try Engine.Graph(layers: m.layers, inputSize: m.inputSize, name: name)
+            let bytes = try FileIO.read(fixturesDir.appendingPathComponent("\(name).safetensors").path)
+            let m = try NativeFormat.load(bytes: bytes)
+            let g = try NativeFormat.graph(bytes: bytes)
             XCTAssertEqual(g[g.outputs[0]].type?.shape.count, 2, name)
             let plan = try Engine.compile(g)
             XCTAssertEqual(plan.inputSizes, [Engine.Extent(perBatch: m.inputSize)], name)
@@ -65,9 +68,8 @@ final class ParityTests: XCTestCase {
             .filter { $0.hasSuffix(".io.bin") }.map { String($0.dropLast(7)) }.sorted()
         var worst = 0.0, worstName = "", errors: [Double] = []
         for name in names {
-            let m = try NativeFormat.load(path: fixturesDir.appendingPathComponent("\(name).safetensors").path)
             let io = try readIOBin(fixturesDir.appendingPathComponent("\(name).io.bin"))
-            let g = try Engine.Graph(layers: m.layers, inputSize: m.inputSize, name: name)
+            let g = try NativeFormat.graph(bytes: try FileIO.read(fixturesDir.appendingPathComponent("\(name).safetensors").path))
             let ex = try Engine.Executor<Double>(plan: try Engine.compile(g), graph: g)
             var y = [Double](repeating: .nan, count: io.batch * io.nOut)
             try io.x.withUnsafeBufferPointer { xp in
@@ -90,37 +92,36 @@ final class ParityTests: XCTestCase {
     /// The plan shares slots between values whose lifetimes do not overlap, and element-wise steps
     /// write in place: a deep residual model needs a few slots, not one per layer.
     func testLivenessReusesSlots() throws {
-        let m = try NativeFormat.load(path: fixturesDir.appendingPathComponent("l96_like.safetensors").path)
-        let g = try Engine.Graph(layers: m.layers, inputSize: m.inputSize)
+        let g = try NativeFormat.graph(bytes: try FileIO.read(fixturesDir.appendingPathComponent("l96_like.safetensors").path))
         let plan = try Engine.compile(g)
         XCTAssertLessThanOrEqual(plan.slotCount, 2, "a chain of dense layers ping-pongs between two slots")
         XCTAssertGreaterThan(plan.stepCount, 1)
     }
 
-    // MARK: - Differentiable plans against the layer-stack trainer (step 2.3)
+    // MARK: - Differentiable plans: the trainer's network against a bare executor (steps 2.3, 5.1)
 
     func values<T: EngineScalar>(_ count: Int, seed: UInt64, as _: T.Type) -> [T] {
         inputs(count, seed: seed).map { T($0) }
     }
 
     /// Forward, reverse (parameter and input gradients, and input gradients alone) and tangent of
-    /// every v1 fixture, bit for bit against `Network<T>`, in float32 and float64, at several batches.
-    /// (Written against the layer-stack trainer's own engine, which it then replaced; `Network` is now
-    /// an adapter over the executor with shared parameter buffers, and what guards the numbers across
-    /// the rewrite are the committed goldens of `Tests/c/test_golden.c`.)
+    /// every v1 fixture: the trainer's `EngineNetwork<T>` (parameters in one flat buffer the executor
+    /// reads in place) bit for bit against a bare executor of the file's graph, in float32 and float64,
+    /// at several batches.
     func checkDifferentiable<T: EngineScalar>(_: T.Type) throws {
         let names = try FileManager.default.contentsOfDirectory(atPath: fixturesDir.path)
             .filter { $0.hasSuffix(".io.bin") }.map { String($0.dropLast(7)) }.sorted()
         XCTAssertGreaterThan(names.count, 10)
         for name in names {
-            let m = try NativeFormat.load(path: fixturesDir.appendingPathComponent("\(name).safetensors").path)
-            let net = try Network<T>(model: m)
-            let g = try Engine.Graph(layers: m.layers, inputSize: m.inputSize, name: name)
+            let bytes = try FileIO.read(fixturesDir.appendingPathComponent("\(name).safetensors").path)
+            let m = try NativeFormat.load(bytes: bytes)
+            let net = try EngineNetwork<T>(model: m)
+            let g = try NativeFormat.graph(bytes: bytes)
             let plan = try Engine.compile(g, numerics: .differentiable)
             XCTAssertEqual(plan.parameterCount, net.parameterCount, name)
             let ex = try Engine.Executor<T>(plan: plan, graph: g)
             let p0 = UnsafeBufferPointer(start: try ex.parameters.pointer(as: T.self), count: plan.parameterCount)
-            XCTAssertEqual(Array(p0), net.parameters.array, "\(name): the parameter layout is the trainer's")
+            XCTAssertEqual(Array(p0), Array(UnsafeBufferPointer(start: net.parameters.base, count: net.parameterCount)), "\(name): the parameter layout is the trainer's")
             let nIn = m.inputSize, nOut = m.outputSize
             for batch in [1, 5, 33, 2] {
                 let x: [T] = values(batch * nIn, seed: UInt64(batch), as: T.self)
@@ -136,7 +137,7 @@ final class ParityTests: XCTestCase {
                     try dy.withUnsafeBufferPointer { d in
                         try wantGx.withUnsafeMutableBufferPointer { try net.backward(d.baseAddress!, batch: batch, parameterGradients: true, inputGradient: $0.baseAddress!) }
                     }
-                    let wantG = net.gradients.array
+                    let wantG = Array(UnsafeBufferPointer(start: net.gradients.base, count: net.parameterCount))
                     let wantTy = Array(UnsafeBufferPointer(start: try dx.withUnsafeBufferPointer { try net.tangent($0.baseAddress!, batch: batch) }, count: batch * nOut))
                     // the one engine
                     try y.withUnsafeMutableBufferPointer { yp in

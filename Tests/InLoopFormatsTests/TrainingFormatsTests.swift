@@ -139,7 +139,7 @@ final class CheckpointTests: XCTestCase {
         let t = try Trainer<Float>(config: try TrainingConfigFormat.parse("model: {inputs: 2, layers: [{type: dense, out: 1}]}"))
         let ckpt = try Checkpoint.serialize(t)
         XCTAssertThrowsError(try NativeFormat.load(bytes: ckpt))
-        let model = NativeFormat.serialize(try XCTUnwrap(t.layerNetwork).inferenceModel())
+        let model = try NativeFormat.serialize(try t.network.inferenceModel())
         XCTAssertTrue(message { _ = try Checkpoint.load(bytes: model) }.contains("model file, not a training checkpoint"))
         // a truncated checkpoint is a format error
         XCTAssertEqual(kind { _ = try Checkpoint.load(bytes: Array(ckpt[0..<(ckpt.count - 3)])) }, .format)
@@ -147,7 +147,7 @@ final class CheckpointTests: XCTestCase {
 
     func testJacobianAgreesWithTangentAndAdjointSweeps() throws {
         for (nIn, nOut) in [(3, 5), (5, 2)] {
-            let net = try Network<Double>(inputSize: nIn, layers: [.dense(inputs: nIn, outputs: 7, activation: .tanh, bias: true),
+            let net = try EngineNetwork<Double>(inputSize: nIn, layers: [.dense(inputs: nIn, outputs: 7, activation: .tanh, bias: true),
                                                                    .dense(inputs: 7, outputs: nOut, activation: .softplus, bias: true)])
             var rng = RandomState(seed: 2)
             Initialization.xavier.initialize(net, random: &rng)

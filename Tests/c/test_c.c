@@ -1012,16 +1012,16 @@ static void check_forward_errors(const char *fixtures) {
 
     /* check_finite */
     {
-        int64_t bad = 2 * nin + 4; /* value 5 of column 3 (1-based, as in Fortran x(5, 3)) */
+        int64_t bad = 2 * nin + 4; /* value 5 of sample 3 (1-based, as in Fortran x(5, 3)) */
         double saved = ex_d[bad];
         ex_d[bad] = NAN;
         ex_f[bad] = NAN;
         st = inloop_model_set_check_finite(m, 1);
         if (st != INLOOP_OK) failf("errors/set_check_finite", "%s; %s", sname(st), inloop_last_error());
-        FWD_ERR("errors/check_finite_f64_nan", INLOOP_ERR_NONFINITE, inloop_model_forward_f64(m, ex_d, EB, ey_d), "column 3", NULL);
-        FWD_ERR("errors/check_finite_f32_nan", INLOOP_ERR_NONFINITE, inloop_model_forward_f32(m, ex_f, EB, ey_f), "column 3", NULL);
+        FWD_ERR("errors/check_finite_f64_nan", INLOOP_ERR_NONFINITE, inloop_model_forward_f64(m, ex_d, EB, ey_d), "value 5 of sample 3", NULL);
+        FWD_ERR("errors/check_finite_f32_nan", INLOOP_ERR_NONFINITE, inloop_model_forward_f32(m, ex_f, EB, ey_f), "value 5 of sample 3", NULL);
         ex_f[bad] = INFINITY;
-        FWD_ERR("errors/check_finite_f32_inf", INLOOP_ERR_NONFINITE, inloop_model_forward_f32(m, ex_f, EB, ey_f), "column 3", NULL);
+        FWD_ERR("errors/check_finite_f32_inf", INLOOP_ERR_NONFINITE, inloop_model_forward_f32(m, ex_f, EB, ey_f), "value 5 of sample 3", NULL);
         ex_f[bad] = NAN;
         /* control: finite input passes with checking on */
         st = inloop_model_forward_f64(m, r.x, EB, ey_d);

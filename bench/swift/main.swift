@@ -48,7 +48,7 @@ func fmtTime(_ s: Double) -> String {
 
 func fmt1(_ x: Double) -> String { "\(Double(Int(x * 10)) / 10)" }
 
-/// l96 at batch 1 through `Model.forward`, with the buffers made once (best of 15 rounds, as the
+/// l96 at batch 1 through `Engine.Model.forward`, with the buffers made once (best of 15 rounds, as the
 /// Fortran side measures).
 func timeL96(_ dir: String) throws -> Double {
     let l96 = try NativeFormat.load(path: "\(dir)/l96.safetensors")
@@ -84,10 +84,13 @@ do {
     let mlp = try NativeFormat.load(path: "\(dir)/column_mlp.safetensors")
     // The dense shapes of the model, for the bare-BLAS reference.
     var shapes: [(Int, Int, UnsafePointer<Float>)] = []
-    for layer in mlp.layers { if case .dense(let d) = layer { shapes.append((d.inFeatures, d.outFeatures, UnsafePointer(d.weight.storage.base))) } }
+    for w in mlp.graph.layerParameters ?? [] where w.shape.count == 2 {
+        shapes.append((w.shape[1], w.shape[0], UnsafePointer(try w.storage.pointer(as: Float.self))))
+    }
+    let flopsPerSample = shapes.reduce(0) { $0 + 2 * $1.0 * $1.1 }
     let maxWidth = shapes.map { max($0.0, $0.1) }.max() ?? 1
 
-    print("column_mlp: \(mlp.inputSize) → \(mlp.outputSize), \(shapes.count) dense layers, \(mlp.flopsPerSample) FLOP/sample; OpenBLAS threads \(openblas_get_num_threads()), core \(String(cString: openblas_get_corename()))")
+    print("column_mlp: \(mlp.inputSize) → \(mlp.outputSize), \(shapes.count) dense layers, \(flopsPerSample) FLOP/sample; OpenBLAS threads \(openblas_get_num_threads()), core \(String(cString: openblas_get_corename()))")
     print("batch | InLoop forward (core)      | bare BLAS, same shapes      | InLoop / bare")
     print("------|----------------------------|-----------------------------|--------------")
     for batch in [1, 16, 256, 4096] {
@@ -129,7 +132,7 @@ do {
         let rep = medianPerCall(rounds: 5, calls: max(1, calls / 4), engine)
         mlp.reproducible = false
         print("RESULT column_mlp_b\(batch)_reproducible_s \(rep)")
-        let flops = Double(mlp.flopsPerSample * batch)
+        let flops = Double(flopsPerSample * batch)
         let pad = { (s: String, n: Int) in s + String(repeating: " ", count: max(0, n - s.count)) }
         print("\(pad(String(batch), 5)) | \(pad(fmtTime(e) + "  " + fmt1(flops / e / 1e9) + " GFLOP/s", 26)) | \(pad(fmtTime(r) + "  " + fmt1(flops / r / 1e9) + " GFLOP/s", 27)) | \(fmt1(100 * r / e))% of bare throughput")
         print("RESULT column_mlp_b\(batch)_engine_s \(e)")

@@ -24,7 +24,7 @@ do {
         let model = try NativeFormat.load(path: "\(dir)/\(name).safetensors")
         var config = TrainerConfig()
         config.optimizer = OptimizerConfig(.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8), learningRate: 1e-4)
-        let trainer = try Trainer<Float>(network: try Network<Float>(model: model), config: config)
+        let trainer = try Trainer<Float>(network: try EngineNetwork<Float>(model: model), config: config)
         var random = RandomState(seed: 1)
         let x = (0..<(batch * model.inputSize)).map { _ in Float(random.normal()) }
         let y = (0..<(batch * model.outputSize)).map { _ in Float(random.normal()) }

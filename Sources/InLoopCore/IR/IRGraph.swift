@@ -126,6 +126,8 @@ extension Engine {
         /// Trainable constants, in flat-vector order.
         public var parameters: [ValueID] = []
         public var origin: Origin
+        /// The layer list a layer-stack graph was built from (`Engine.Graph(layerSpecs:...)`), else nil.
+        public internal(set) var layerSpecs: [LayerSpec]? = nil
         /// Symbols by name (one per distinct symbolic dimension name of the inputs).
         public internal(set) var symbols: [Symbol] = []
         /// Values by name, for front ends while they build the graph.
@@ -285,6 +287,7 @@ extension Engine {
             g.outputs = outputs
             g.batch = batch
             g.parameters = parameters
+            g.layerSpecs = layerSpecs
             g.symbols = symbols
             g.names = names
             g.pending = pending

@@ -1,34 +1,12 @@
-// The protocol the trainer and the derivative entry points use, and the Jacobian over it.
-
-/// What a trainer and the derivative entry points need of a differentiable model: `Network` (layer
-/// stack) and `EngineNetwork` (a graph on the one engine) both conform.
-public protocol DifferentiableNetwork<Scalar>: AnyObject {
-    associatedtype Scalar: Real
-    var inputSize: Int { get }
-    var outputSize: Int { get }
-    var parameters: Buffer<Scalar> { get }
-    var gradients: Buffer<Scalar> { get }
-    var parameterCount: Int { get }
-    /// The batch size the model fixes (nil: any batch).
-    var fixedBatch: Int? { get }
-    func forward(_ x: UnsafePointer<Scalar>, batch: Int) throws(InLoopError) -> UnsafePointer<Scalar>
-    func backward(_ dy: UnsafePointer<Scalar>, batch: Int, parameterGradients: Bool,
-                  inputGradient: UnsafeMutablePointer<Scalar>?) throws(InLoopError)
-    func tangent(_ dx: UnsafePointer<Scalar>, batch: Int) throws(InLoopError) -> UnsafePointer<Scalar>
-    func jacobian(_ x: UnsafePointer<Scalar>, batch: Int, into j: UnsafeMutablePointer<Scalar>) throws(InLoopError)
-}
-
-extension Network: DifferentiableNetwork { public typealias Scalar = T }
+// The Jacobian of a differentiable graph.
 
 /// Per-sample Jacobians J[s] = ∂y/∂x, written as `j[(s·nIn + i)·nOut + o]` = ∂y_o/∂x_i (a Fortran
-/// array J(n_out, n_in, batch)), for any differentiable network: nIn tangent-linear sweeps or nOut
-/// adjoint sweeps, batched, whichever is fewer (the algorithm of `Network.jacobian`). Samples are
+/// array J(n_out, n_in, batch)): nIn tangent-linear sweeps or nOut adjoint sweeps, batched,
+/// whichever is fewer. Samples are
 /// taken in chunks of at most `maxRows / sweeps` (at least one) so that memory stays bounded. A
 /// network whose batch is fixed to 1 is swept one direction at a time.
-public func networkJacobian<N: DifferentiableNetwork>(_ net: N, _ x: UnsafePointer<N.Scalar>, batch: Int,
-                                                      into j: UnsafeMutablePointer<N.Scalar>,
-                                                      maxRows: Int = 4096) throws(InLoopError) {
-    typealias T = N.Scalar
+func networkJacobian<T: Real>(_ net: EngineNetwork<T>, _ x: UnsafePointer<T>, batch: Int,
+                              into j: UnsafeMutablePointer<T>, maxRows: Int = 4096) throws(InLoopError) {
     let nIn = net.inputSize, nOut = net.outputSize
     guard batch >= 1 else { throw InLoopError(.invalidArgument, "batch must be at least 1, got \(batch)") }
     let sweeps = min(nIn, nOut)

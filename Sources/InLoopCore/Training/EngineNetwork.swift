@@ -1,6 +1,6 @@
-/// A differentiable graph on the one engine (`docs/ENGINE.md` step 4.3): the trainer's and the
-/// derivative entry points' view of a loaded graph model (`Engine.Model`), in scalar type `T`, with
-/// the surface of `Network<T>` (`DifferentiableNetwork`). Forward, reverse and tangent passes are the
+/// A differentiable graph on the one engine: what a trainer trains and the derivative entry points
+/// differentiate (a loaded model of any kind, or a trainer configuration's layer stack), in scalar
+/// type `T`. Forward, reverse and tangent passes are the
 /// executor's over one differentiable plan for every batch size (specialised per batch size only for
 /// graphs whose shapes are not linear in it).
 ///
@@ -44,6 +44,14 @@ public final class EngineNetwork<T: Real> {
     private var tangentOutput: Buffer<T>? = nil
     private let sharedParameters: Engine.TensorStorage
     private let sharedGradients: Engine.TensorStorage
+
+    /// A trainer configuration's layer stack: the list's graph in `T` (normalisation vectors exact in
+    /// float64), zero weights (`Initialization` fills them); its inference model is float32, a
+    /// version-1 file.
+    public convenience init(inputSize: Int, layers: [LayerSpec]) throws(InLoopError) {
+        guard inputSize >= 1 else { throw InLoopError(.invalidArgument, "network input size must be at least 1") }
+        try self.init(graph: try Engine.Graph(layerSpecs: layers, inputSize: inputSize, dtype: T.dtype), modelType: .float32)
+    }
 
     /// A differentiable copy of a model's graph (the model is not changed).
     public convenience init(model: Engine.Model, trainable: Set<String>? = nil) throws(InLoopError) {
@@ -240,7 +248,7 @@ public final class EngineNetwork<T: Real> {
 
     /// Back-propagates `dy` through the last `forward`: parameter gradients into `gradients`
     /// (overwritten) when asked, d loss/d input into `inputGradient` when given.
-    public func backward(_ dy: UnsafePointer<T>, batch: Int, parameterGradients: Bool,
+    public func backward(_ dy: UnsafePointer<T>, batch: Int, parameterGradients: Bool = true,
                          inputGradient: UnsafeMutablePointer<T>? = nil) throws(InLoopError) {
         guard let e = current, batch == lastBatch else { throw InLoopError(.invalidArgument, "backward needs a forward on the same batch first") }
         var seed = dy
@@ -296,4 +304,3 @@ public final class EngineNetwork<T: Real> {
     }
 }
 
-extension EngineNetwork: DifferentiableNetwork { public typealias Scalar = T }

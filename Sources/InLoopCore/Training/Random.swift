@@ -52,9 +52,12 @@ public enum Initialization: String, Sendable {
     /// xavier for tanh/sigmoid/identity layers, he for ReLU-like ones.
     case auto
 
-    public func initialize<T: Real>(_ net: Network<T>, random: inout RandomState) {
+    /// Fills the dense weights of a layer-stack network (`net.graph.layerSpecs`; any other graph is
+    /// left as it is) and zeroes its biases.
+    public func initialize<T: Real>(_ net: EngineNetwork<T>, random: inout RandomState) {
+        guard let specs = net.graph.layerSpecs else { return }
         let p = net.parameters.base
-        for layer in net.denseLayers {
+        for layer in LayerSpec.denseSlots(specs) {
             var scheme = self
             if scheme == .auto {
                 switch layer.activation {

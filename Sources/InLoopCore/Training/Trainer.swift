@@ -30,77 +30,13 @@ public struct TrainerConfig: Equatable, Sendable {
     }
 }
 
-/// What a trainer trains and the derivative entry points differentiate: a layer stack, or a graph
-/// (fine-tuning a loaded model) on the one engine (`EngineNetwork`). Dispatched here, concretely, so every call
-/// runs the specialised code of the concrete type.
-public enum TrainableNetwork<T: Real> {
-    case stack(Network<T>)
-    case engine(EngineNetwork<T>)
-
-    public var any: any DifferentiableNetwork<T> {
-        switch self { case .stack(let n): return n; case .engine(let e): return e }
-    }
-
-    public var inputSize: Int { any.inputSize }
-    public var outputSize: Int { any.outputSize }
-
-    @inline(__always)
-    public func forward(_ x: UnsafePointer<T>, batch: Int) throws(InLoopError) -> UnsafePointer<T> {
-        switch self {
-        case .stack(let n): return try n.forward(x, batch: batch)
-        case .engine(let e): return try e.forward(x, batch: batch)
-        }
-    }
-
-    @inline(__always)
-    public func backward(_ dy: UnsafePointer<T>, batch: Int, parameterGradients: Bool = true,
-                         inputGradient: UnsafeMutablePointer<T>? = nil) throws(InLoopError) {
-        switch self {
-        case .stack(let n): try n.backward(dy, batch: batch, parameterGradients: parameterGradients, inputGradient: inputGradient)
-        case .engine(let e): try e.backward(dy, batch: batch, parameterGradients: parameterGradients, inputGradient: inputGradient)
-        }
-    }
-
-    public func tangent(_ dx: UnsafePointer<T>, batch: Int) throws(InLoopError) -> UnsafePointer<T> {
-        switch self {
-        case .stack(let n): return try n.tangent(dx, batch: batch)
-        case .engine(let e): return try e.tangent(dx, batch: batch)
-        }
-    }
-
-    public func jacobian(_ x: UnsafePointer<T>, batch: Int, into j: UnsafeMutablePointer<T>) throws(InLoopError) {
-        switch self {
-        case .stack(let n): try n.jacobian(x, batch: batch, into: j)
-        case .engine(let e): try e.jacobian(x, batch: batch, into: j)
-        }
-    }
-
-    /// An inference model with the current parameters.
-    public func inferenceModel() throws(InLoopError) -> any InferenceModel {
-        switch self {
-        case .stack(let n): return try n.inferenceModel()
-        case .engine(let e): return try e.inferenceModel()
-        }
-    }
-
-    /// The differentiable form of a loaded model: its layer stack when it has one, else its graph on
-    /// the one engine.
-    public static func of(_ model: any InferenceModel, layerModel: Model?) throws(InLoopError) -> TrainableNetwork<T> {
-        if let m = layerModel { return .stack(try Network<T>(model: m)) }
-        if let e = model as? Engine.Model { return .engine(try EngineNetwork<T>(model: e)) }
-        throw InLoopError(.unsupported, "this model kind cannot be differentiated")
-    }
-}
-
-/// Mini-batch training of a `Network<T>`: one call = forward, loss, backward, (optional gradient
+/// Mini-batch training of an `EngineNetwork<T>` (a layer stack from a configuration, or a loaded
+/// model being fine-tuned): one call = forward, loss, backward, (optional gradient
 /// reduction across processes), clipping, optimizer update. Bad data (NaN/Inf in inputs, labels, loss
 /// or gradients) is refused before anything changes. Steady-state steps allocate nothing.
 public final class Trainer<T: Real> {
-    public let backend: TrainableNetwork<T>
-    /// The network being trained (either kind), for its sizes and parameter buffers.
-    public let network: any DifferentiableNetwork<T>
-    /// The layer stack being trained, or nil when an ONNX graph is.
-    public var layerNetwork: Network<T>? { if case .stack(let n) = backend { return n }; return nil }
+    /// The network being trained.
+    public let network: EngineNetwork<T>
     public private(set) var config: TrainerConfig
     /// Completed optimizer steps.
     public private(set) var step = 0
@@ -128,30 +64,24 @@ public final class Trainer<T: Real> {
     /// A new network from `config.layers`, initialised from `config.seed`.
     public convenience init(config: TrainerConfig) throws(InLoopError) {
         guard !config.layers.isEmpty else { throw InLoopError(.invalidArgument, "the training configuration has no layers") }
-        let net = try Network<T>(inputSize: config.inputSize, layers: config.layers)
+        let net = try EngineNetwork<T>(inputSize: config.inputSize, layers: config.layers)
         var random = RandomState(seed: config.seed)
         config.initialization.initialize(net, random: &random)
         try self.init(network: net, config: config, random: random)
     }
 
-    /// Trains an existing network (fine-tuning); `config.layers` is ignored.
-    public convenience init(network: Network<T>, config: TrainerConfig, random: RandomState? = nil) throws(InLoopError) {
-        try self.init(backend: .stack(network), config: config, random: random)
-    }
-
-    public init(backend: TrainableNetwork<T>, config: TrainerConfig, random: RandomState?) throws(InLoopError) {
-        let network = backend.any
+    /// Trains `network` (fine-tuning a loaded model, or a restored one); `config.layers` is ignored.
+    public init(network: EngineNetwork<T>, config: TrainerConfig, random: RandomState? = nil) throws(InLoopError) {
         guard config.optimizer.learningRate >= 0, config.optimizer.learningRate.isFinite else {
             throw InLoopError(.invalidArgument, "learning rate must be finite and >= 0")
         }
         if !config.loss.weights.isEmpty, config.loss.weights.count != network.outputSize {
             throw InLoopError(.sizeMismatch, "loss has \(config.loss.weights.count) output weights but the model has \(network.outputSize) outputs")
         }
-        self.backend = backend
         self.network = network
         var c = config
         c.inputSize = network.inputSize
-        if case .stack(let n) = backend { c.layers = n.layers } else { c.layers = [] }
+        c.layers = network.graph.layerSpecs ?? []
         c.precision = T.self == Double.self ? .float64 : .float32  // what this trainer computes in
         self.config = c
         self.random = random ?? RandomState(seed: config.seed)
@@ -204,7 +134,7 @@ public final class Trainer<T: Real> {
         try checkData(x, y, batch: batch)
         let xt = try converted(x, count: try Limits.arrayCount(batch: batch, perSample: network.inputSize), into: &xConverted)
         let yt = try converted(y, count: try Limits.arrayCount(batch: batch, perSample: network.outputSize), into: &yConverted)
-        let pred = try backend.forward(xt, batch: batch)
+        let pred = try network.forward(xt, batch: batch)
         return config.loss.evaluate(prediction: pred, target: yt, batch: batch, outputs: network.outputSize, gradient: nil)
     }
 
@@ -278,10 +208,10 @@ public final class Trainer<T: Real> {
         let need = try Limits.arrayCount(batch: batch, perSample: network.outputSize)
         let dy: Buffer<T>
         if let existing = outputGradient, existing.count >= need { dy = existing } else { dy = try Buffer<T>(count: need); outputGradient = dy }
-        let pred = try backend.forward(xt, batch: batch)
+        let pred = try network.forward(xt, batch: batch)
         let loss = config.loss.evaluate(prediction: pred, target: yt, batch: batch, outputs: network.outputSize, gradient: dy.base)
         guard loss.isFinite else { throw InLoopError(.nonFinite, "loss is \(loss); the step was not applied") }
-        try backend.backward(UnsafePointer(dy.base), batch: batch)
+        try network.backward(UnsafePointer(dy.base), batch: batch)
         return loss
     }
 

@@ -25,8 +25,10 @@ public enum Checkpoint {
         let words = t.random.words
         var metadata: [(String, String)] = []
         var graphFields: [(String, JSON)] = []
-        if case .engine(let net) = t.backend {
-            // a graph trainer: its graph (native version 2, parameters at their current values) too
+        if t.network.graph.layerSpecs == nil {
+            let net = t.network
+            // a graph trainer: its graph (native version 2, parameters at their current values) too;
+            // a layer stack's list is in its configuration
             let file = try SafetensorsFile(bytes: try NativeV2.serialize(net.graph))
             for e in file.entries { tensors.append(try .init(name: "graph." + e.name, tensor: try file.engineTensor(e.name))) }
             if let arch = file.metadataValue(NativeFormat.metadataKey) { metadata.append((NativeFormat.metadataKey, arch)) }
@@ -88,10 +90,10 @@ public enum Checkpoint {
             switch config.precision {
             case .float32:
                 let net = try EngineNetwork<Float>(graph: g, trainable: Set(g.parameters.map { g[$0].name }), modelType: modelType)
-                return .float32(try restore(.engine(net), file, config, step, words, Double(bitPattern: baseBits), history, Double(bitPattern: normBits)))
+                return .float32(try restore(net, file, config, step, words, Double(bitPattern: baseBits), history, Double(bitPattern: normBits)))
             case .float64:
                 let net = try EngineNetwork<Double>(graph: g, trainable: Set(g.parameters.map { g[$0].name }), modelType: modelType)
-                return .float64(try restore(.engine(net), file, config, step, words, Double(bitPattern: baseBits), history, Double(bitPattern: normBits)))
+                return .float64(try restore(net, file, config, step, words, Double(bitPattern: baseBits), history, Double(bitPattern: normBits)))
             }
         }
         switch config.precision {
@@ -104,13 +106,12 @@ public enum Checkpoint {
 
     static func restore<T: Real>(_: Trainer<T>.Type, _ file: SafetensorsFile, _ config: TrainerConfig, _ step: Int,
                                  _ words: [UInt64], _ baseLR: Double, _ history: [Double], _ norm: Double) throws(InLoopError) -> Trainer<T> {
-        try restore(.stack(try Network<T>(inputSize: config.inputSize, layers: config.layers)), file, config, step, words, baseLR, history, norm)
+        try restore(try EngineNetwork<T>(inputSize: config.inputSize, layers: config.layers), file, config, step, words, baseLR, history, norm)
     }
 
-    static func restore<T: Real>(_ backend: TrainableNetwork<T>, _ file: SafetensorsFile, _ config: TrainerConfig, _ step: Int,
+    static func restore<T: Real>(_ net: EngineNetwork<T>, _ file: SafetensorsFile, _ config: TrainerConfig, _ step: Int,
                                  _ words: [UInt64], _ baseLR: Double, _ history: [Double], _ norm: Double) throws(InLoopError) -> Trainer<T> {
-        let t = try Trainer<T>(backend: backend, config: config, random: RandomState(words: words))
-        let net = backend.any
+        let t = try Trainer<T>(network: net, config: config, random: RandomState(words: words))
         func fill(_ name: String, _ b: Buffer<T>) throws(InLoopError) {
             let v = try file.doubles(name)
             guard v.count == b.count else { throw InLoopError(.format, "checkpoint tensor '\(name)' has \(v.count) values, expected \(b.count)") }

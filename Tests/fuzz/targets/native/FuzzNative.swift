@@ -20,12 +20,15 @@ public func fuzzNative(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     for batch in [1, 3] {
         let (nx, o1) = batch.multipliedReportingOverflow(by: model.inputSize)
         let (ny, o2) = batch.multipliedReportingOverflow(by: model.outputSize)
-        guard !o1, !o2, nx <= maxHarnessValues, ny <= maxHarnessValues else { return 0 }
+        // (a version-2 graph may have no fixed per-sample size: -1)
+        guard !o1, !o2, nx >= 0, ny >= 0, nx <= maxHarnessValues, ny <= maxHarnessValues else { return 0 }
         let x = (0..<nx).map { Float($0 % 7) - 3 }
-        _ = try? model.forward(x, batch: batch)
-        _ = try? model.forward(x.map(Double.init), batch: batch)
+        _ = try? model.runArrays(batch: batch, [x])
+        let x64 = x.map(Double.init)
+        var y64 = [Double](repeating: 0, count: ny)
+        x64.withUnsafeBufferPointer { xp in y64.withUnsafeMutableBufferPointer { yp in _ = try? model.forward(xp, batch: batch, into: yp) } }
         // The differentiable view of the same model (jvp/vjp entry points): a forward and a tangent.
-        if let net = try? Network<Float>(model: model) {
+        if let net = try? EngineNetwork<Float>(model: model) {
             x.withUnsafeBufferPointer { p in
                 guard let base = p.baseAddress else { return }
                 _ = try? net.forward(base, batch: batch)

@@ -1,0 +1,1 @@
+../InLoopCoreTests/LayerStackSupport.swift
