@@ -68,8 +68,9 @@ extension Engine {
         private let outPointers: UnsafeMutableRawPointer
         /// Work arrays of the full-shape path (sized at init: running them allocates nothing).
         private var bound: [Int]
-        private var inCounts: [Int]
-        private var outCounts: [Int]
+        /// (raw buffers, not arrays: writing them per call needs no uniqueness or exclusivity check)
+        private let inCounts: UnsafeMutableBufferPointer<Int>
+        private let outCounts: UnsafeMutableBufferPointer<Int>
 
         /// `graph` must be verified and typed (`verify()`, `inferTypes()`; a graph whose shapes are
         /// not linear in the batch may fail `inferTypes()` with `notLinear`: it is then specialised).
@@ -141,8 +142,10 @@ extension Engine {
             inPointers = .allocate(byteCount: Swift.max(graph.inputs.count, 1) * 8, alignment: 8)
             outPointers = .allocate(byteCount: Swift.max(graph.outputs.count, 1) * 8, alignment: 8)
             bound = [Int](repeating: -1, count: graph.symbols.count)
-            inCounts = [Int](repeating: 0, count: graph.inputs.count)
-            outCounts = [Int](repeating: 0, count: graph.outputs.count)
+            inCounts = .allocate(capacity: graph.inputs.count)
+            inCounts.initialize(repeating: 0)
+            outCounts = .allocate(capacity: graph.outputs.count)
+            outCounts.initialize(repeating: 0)
 
             // Compile: one plan for every batch size, or (batch convenience only) specialised ones,
             // validated at 1 and 2 now; the full-shape path specialises on first use.
@@ -197,6 +200,8 @@ extension Engine {
         deinit {
             inPointers.deallocate()
             outPointers.deallocate()
+            inCounts.deallocate()
+            outCounts.deallocate()
         }
 
         private static func typedOutputs(_ g: Graph) -> [Shape] {
@@ -615,7 +620,7 @@ extension Engine {
 
         private func forward<T: EngineScalar, U: EngineScalar>(_ e: Executor<T>, _ n: Int, _ inputs: UnsafeBufferPointer<UnsafePointer<U>>,
                                                              _ outputs: UnsafeBufferPointer<UnsafeMutablePointer<U>>,
-                                                             _ inCounts: [Int], _ outCounts: [Int]) throws(InLoopError) {
+                                                             _ inCounts: UnsafeMutableBufferPointer<Int>, _ outCounts: UnsafeMutableBufferPointer<Int>) throws(InLoopError) {
             e.reproducible = reproducible
             if T.self == U.self {
                 let i = UnsafeRawBufferPointer(inputs).bindMemory(to: UnsafePointer<T>.self)
@@ -641,17 +646,22 @@ extension Engine {
         }
 
         /// Staging buffers of the compute type for these element counts (grown only).
-        private func stage(_ inCounts: [Int], _ outCounts: [Int]) throws(InLoopError) {
-            if stagingIn.count == inCounts.count, stagingOut.count == outCounts.count,
-               zip(stagingIn, inCounts).allSatisfy({ $0.0.count >= $0.1 }),
-               zip(stagingOut, outCounts).allSatisfy({ $0.0.count >= $0.1 }) { return }
+        private func stage(_ inCounts: UnsafeMutableBufferPointer<Int>, _ outCounts: UnsafeMutableBufferPointer<Int>) throws(InLoopError) {
+            if stagingIn.count == inCounts.count, stagingOut.count == outCounts.count {
+                var fits = true
+                for k in 0..<inCounts.count where stagingIn[k].count < inCounts[k] { fits = false }
+                for k in 0..<outCounts.count where stagingOut[k].count < outCounts[k] { fits = false }
+                if fits { return }
+            }
             var need = 0
-            for c in inCounts + outCounts {
+            for c in Array(inCounts) + Array(outCounts) {
                 let (s, o) = need.addingReportingOverflow(c)
                 guard !o else { throw InLoopError(.outOfMemory, "the staging buffers' size overflows") }
                 need = s
             }
-            try Limits.workspace(floats: need * (graph.dtype.size / 4), batch: 1)
+            let (floats, o) = need.multipliedReportingOverflow(by: graph.dtype.size / 4)
+            guard !o else { throw InLoopError(.outOfMemory, "the staging buffers' size overflows") }
+            try Limits.workspace(floats: floats, batch: 1)
             let oldIn = stagingIn, oldOut = stagingOut
             stagingIn = try inCounts.enumerated().map { (k, c) throws(InLoopError) in
                 k < oldIn.count && oldIn[k].count >= c ? oldIn[k] : try TensorStorage(dtype: graph.dtype, count: Swift.max(c, 1))
@@ -716,7 +726,7 @@ extension Engine {
         /// No output may overlap another output, nor (when `inputs` are given) an input.
         private func checkOverlaps<T>(inputs: UnsafeBufferPointer<UnsafePointer<T>>?,
                                       outputs: UnsafeBufferPointer<UnsafeMutablePointer<T>>,
-                                      _ inCounts: [Int], _ outCounts: [Int]) throws(InLoopError) {
+                                      _ inCounts: UnsafeMutableBufferPointer<Int>, _ outCounts: UnsafeMutableBufferPointer<Int>) throws(InLoopError) {
             // address ranges in UInt, saturated: a claimed size past the end of memory (a huge batch) reaches the end
             let width = MemoryLayout<T>.stride
             func range(_ p: UnsafeRawPointer, _ count: Int) -> (UInt, UInt) {
