@@ -79,13 +79,13 @@ struct EngineGraphReader {
         }
         let g = Engine.Graph(name: proto.name, dtype: .float32, origin: .onnx, opset: opset)
         var initializers = Set<String>()
-        var sawDouble = false, sawSingle = false
+        var sawDouble = false, sawSingle = false, doubleWeights = false, singleInputs = false, doubleInputs = false
         for t in proto.initializer {
             guard !t.name.isEmpty else { throw InLoopError(.format, "an initializer has no name") }
             guard initializers.insert(t.name).inserted else { throw InLoopError(.format, "initializer '\(t.name)' is defined twice") }
             let tensor: Engine.Tensor
             do { tensor = try EngineGraphReader.tensor(t) } catch { throw error.prefixed("initializer '\(t.name)'") }
-            if tensor.dtype == .float64 { sawDouble = true } else if tensor.dtype == .float32 { sawSingle = true }
+            if tensor.dtype == .float64 { sawDouble = true; doubleWeights = true } else if tensor.dtype == .float32 { sawSingle = true }
             try g.addConstant(t.name, tensor)
         }
         // Graph inputs (an input that is also an initializer is a constant with a default: InLoop uses
@@ -100,10 +100,12 @@ struct EngineGraphReader {
         }
         for vi in proto.input where !initializers.contains(vi.name) {
             let type = try inputType(vi, g, batchName: &batchName)
-            if type.dtype == .float64 { sawDouble = true } else { sawSingle = true }
+            if type.dtype == .float64 { sawDouble = true; doubleInputs = true } else { sawSingle = true; singleInputs = true }
             try g.addInput(vi.name, type)
         }
-        if sawDouble && !sawSingle { g.dtype = .float64 }
+        // float64 when every float is; also when the inputs are float64 and weights are, beside a few
+        // float32 scalars (torch's dynamo exporter writes the 0/1 of a causal mask so in a .double() model)
+        if sawDouble && !sawSingle || doubleInputs && !singleInputs && doubleWeights { g.dtype = .float64 }
         initializerNames = initializers
         graphOutputs = Set(proto.output.map { $0.name })
         for (i, n) in proto.node.enumerated() {
