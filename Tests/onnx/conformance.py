@@ -1336,6 +1336,23 @@ def _():
     g.output(g.op("Transpose", [y], perm=[2, 0, 1, 3]), "y"); g.output(g.op("Transpose", [yh], perm=[1, 0, 2]), "h"); return g
 
 
+# ---- family torch: Trilu (the causal mask of torch's attention exports) ------------------------------------
+@case("trilu_lower_k1_o14")
+def _():
+    g = G(14); x = g.input("x", [2, 4, 5])
+    g.output(g.op("Trilu", [x, g.ints(1)], upper=0), "y"); return g
+
+@case("trilu_upper_weight_o14")
+def _():  # an upper-triangular weight (default upper=1, no k) times the input: Trilu on a parameter
+    g = G(14); x = g.input("x", [4, 5])
+    g.output(g.op("Mul", [x, g.op("Trilu", [g.w(4, 5)])]), "y"); return g
+
+@case("trilu_upper_negk_o14")
+def _():
+    g = G(14); x = g.input("x", [3, 5, 4])
+    g.output(g.op("Trilu", [x, g.ints(-2)]), "y"); return g
+
+
 # =====================================================================================================
 # Running a case
 # =====================================================================================================
