@@ -36,6 +36,11 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
              through `inloop run`; a case listed in Tests/onnx/node_passing.txt that no longer passes
              fails, and so does any crash or timeout; prints the pass rate over the ops InLoop lists
              (`make node-tests` prints the per-op table)
+  onnx-torch Tests/onnx/torch_models.py: the torch exports in Tests/onnx/torch (nn.LSTM, nn.GRU,
+             nn.TransformerEncoderLayer, nn.MultiheadAttention, F.scaled_dot_product_attention, float64
+             models; TorchScript and dynamo exporters, the latter with external data) vs onnxruntime
+             (1e-5; float64 1e-12), then fine-tuned 10 steps, saved (native v2), reloaded: bitwise. No
+             torch needed (tools/export_torch_models.py writes the models)
   install    tools/test_install.py: `make install` to a temporary prefix, moved, Swift toolchain hidden;
              C, Fortran (pkg-config), CMake and fpm consumers print the reference outputs
   fuzz       the libFuzzer targets (Tests/fuzz): built (debug, -sanitize=fuzzer, .build-fuzz), every
@@ -456,6 +461,19 @@ def suite_onnx():
     record_counted("onnx", code, out)
 
 
+def suite_onnx_torch():
+    probe = "import numpy, onnx, onnxruntime"
+    if subprocess.run(["python3", "-c", probe], capture_output=True).returncode != 0:
+        run("onnx-torch", ["python3", "-m", "pip", "install", "-q", "numpy", "onnx", "onnxruntime"], timeout=900)
+        if subprocess.run(["python3", "-c", probe], capture_output=True).returncode != 0:
+            print("SKIP onnx-torch: onnxruntime cannot be imported nor pip-installed (see build/test-logs/onnx-torch.log)")
+            record("onnx-torch", 0, 0, skipped=["onnx-torch: onnxruntime cannot be imported nor pip-installed"])
+            return
+    t0 = time.time()
+    code, out = run("onnx-torch", ["python3", "Tests/onnx/torch_models.py"], timeout=600)
+    record_counted("onnx-torch", code, out, f"({time.time() - t0:.0f} s)")
+
+
 def suite_onnx_node():
     probe = "import numpy, onnx"
     if subprocess.run(["python3", "-c", probe], capture_output=True).returncode != 0:
@@ -584,7 +602,7 @@ def main():
         os.remove(old)
     suites = (suite_header, suite_bindings, suite_python, suite_c, suite_fortran, suite_mpi, suite_lorenz96,
               suite_radiation,
-              suite_examples, suite_onnx, suite_onnx_node, suite_fuzz, suite_swift, suite_install)
+              suite_examples, suite_onnx, suite_onnx_torch, suite_onnx_node, suite_fuzz, suite_swift, suite_install)
     # e.g. `run_tests.py mpi c`: only those suites (for development); onnx-node is suite_onnx_node
     chosen = [c.replace("-", "_") for c in sys.argv[1:]]
     unknown = [c for c in chosen if "suite_" + c not in {s.__name__ for s in suites}]

@@ -75,15 +75,17 @@ public enum NativeV2 {
             if x.isInfinite { return .string(x > 0 ? "inf" : "-inf") }
             return .number(x)
         }
+        // beyond 2^53 a JSON number is not exact (Slice's INT64_MAX ends): a decimal string then
+        func integer(_ i: Int) -> JSON { i.magnitude <= 9_007_199_254_740_992 ? .number(Double(i)) : .string(String(i)) }
         switch a {
-        case .int(let i): return .object([("int", .number(Double(i)))])
+        case .int(let i): return .object([("int", integer(i))])
         case .float(let f): return .object([("float", number(f))])
         case .string(let s): return .object([("string", .string(s))])
-        case .ints(let l): return .object([("ints", .array(l.map { .number(Double($0)) }))])
+        case .ints(let l): return .object([("ints", .array(l.map(integer)))])
         case .floats(let l): return .object([("floats", .array(l.map(number)))])
         case .strings(let l): return .object([("strings", .array(l.map { .string($0) }))])
         case .tensor(let t):
-            let values: [JSON] = t.dtype.isFloatingPoint ? t.floats.map(number) : t.ints.map { .number(Double($0)) }
+            let values: [JSON] = t.dtype.isFloatingPoint ? t.floats.map(number) : t.ints.map(integer)
             return .object([("tensor", .object([("dtype", .string(t.dtype.description)), ("shape", .array(t.shape.map { .number(Double($0)) })),
                                                  ("values", .array(values))]))])
         }
@@ -187,6 +189,7 @@ public enum NativeV2 {
             }
         }
         func integer(_ x: JSON) throws(InLoopError) -> Int {
+            if let s = x.stringValue, let i = Int(s) { return i }   // written so beyond 2^53
             guard let i = x.intValue else { throw InLoopError(.format, "\(x) is not an integer") }
             return i
         }

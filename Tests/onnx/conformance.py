@@ -1336,6 +1336,23 @@ def _():
     g.output(g.op("Transpose", [y], perm=[2, 0, 1, 3]), "y"); g.output(g.op("Transpose", [yh], perm=[1, 0, 2]), "h"); return g
 
 
+# ---- family torch: Trilu (the causal mask of torch's attention exports) ------------------------------------
+@case("trilu_lower_k1_o14")
+def _():
+    g = G(14); x = g.input("x", [2, 4, 5])
+    g.output(g.op("Trilu", [x, g.ints(1)], upper=0), "y"); return g
+
+@case("trilu_upper_weight_o14")
+def _():  # an upper-triangular weight (default upper=1, no k) times the input: Trilu on a parameter
+    g = G(14); x = g.input("x", [4, 5])
+    g.output(g.op("Mul", [x, g.op("Trilu", [g.w(4, 5)])]), "y"); return g
+
+@case("trilu_upper_negk_o14")
+def _():
+    g = G(14); x = g.input("x", [3, 5, 4])
+    g.output(g.op("Trilu", [x, g.ints(-2)]), "y"); return g
+
+
 # =====================================================================================================
 # Running a case
 # =====================================================================================================
@@ -1427,26 +1444,33 @@ def check_model_file(lib, path, in_specs, out_names, refs, feeds, tol=TOL):
     return problems
 
 
-def check_saved_fine_tune(lib, m, x, out_ps):
+def check_saved_fine_tune(lib, m, x, out_ps, dtype=np.float32, strict=False, losses=None):
     """Fine-tune 10 steps (defaults: Adam, MSE, float32) toward zeros, save the model (native
     version 2 for a graph, 1 for a layer stack), load it back: its outputs must be bitwise those of
-    the trainer's in-memory model. Models the trainer does not take (several inputs) are left out."""
-    PF = C.POINTER(C.c_float)
+    the trainer's in-memory model. Models the trainer does not take (several inputs) are left out,
+    unless strict (then a trainer that cannot be made or a step that fails is a problem). dtype picks
+    the _f32 or _f64 step and run entry points (and precision float64 for the trainer); losses (a
+    list) receives the 10 losses."""
+    PF = C.POINTER(C.c_float if dtype == np.float32 else C.c_double)
     VP = C.c_void_p
     t = VP()
-    if lib.fn("inloop_trainer_create_from_model")(m, None, C.byref(t)) != 0:
-        return []
+    config = b"precision: float64\n" if dtype == np.float64 else None
+    if lib.fn("inloop_trainer_create_from_model")(m, config, C.byref(t)) != 0:
+        return [f"trainer_create_from_model failed: {lib.error()}"] if strict else []
     problems = []
     handles = []
     try:
-        x = np.ascontiguousarray(x, np.float32)
+        x = np.ascontiguousarray(x, dtype)
         b = x.shape[0]
-        y = np.zeros([b] + list(out_ps), np.float32)
+        y = np.zeros([b] + list(out_ps), dtype)
         loss = C.c_double()
-        step = lib.fn("inloop_trainer_step_f32")
+        step = lib.fn("inloop_trainer_step_f32" if dtype == np.float32 else "inloop_trainer_step_f64")
         for _ in range(10):
-            if step(t, x.ctypes.data_as(PF), y.ctypes.data_as(PF), C.c_int64(b), C.byref(loss)) != 0:
-                return []   # e.g. a fixed batch the feed does not match
+            st = step(t, x.ctypes.data_as(PF), y.ctypes.data_as(PF), C.c_int64(b), C.byref(loss))
+            if st != 0:   # e.g. a fixed batch the feed does not match
+                return [f"trainer step -> {lib.status(st)}: {lib.error()}"] if strict else []
+            if losses is not None:
+                losses.append(loss.value)
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "tuned.safetensors").encode()
             st = lib.fn("inloop_trainer_save_model")(t, path)
@@ -1460,8 +1484,8 @@ def check_saved_fine_tune(lib, m, x, out_ps):
             if st != 0:
                 return [f"the saved fine-tuned model does not load: {lib.status(st)}: {lib.error()}"]
             handles.append(back)
-            y1 = lib.run(mem, [x], [list(out_ps)])[0]
-            y2 = lib.run(back, [x], [list(out_ps)])[0]
+            y1 = lib.run(mem, [x], [list(out_ps)], dtype)[0]
+            y2 = lib.run(back, [x], [list(out_ps)], dtype)[0]
             if not np.array_equal(y1, y2, equal_nan=True):
                 problems.append(f"fine-tuned, saved and loaded: outputs differ from the in-memory model "
                                 f"(max |d| {float(np.nanmax(np.abs(y1 - y2))):.3g})")

@@ -158,6 +158,8 @@ public enum OpTable {
         PadOp.self, EinsumOp.self,
         // MARK: family rnn (ops)
         RNNOp.self, GRUOp.self, LSTMOp.self,
+        // MARK: family torch (ops)
+        TriluOp.self,
 
     ]
 

@@ -65,6 +65,13 @@ struct EngineGraphReader {
     /// `dim_param` names that some graph input has on an axis other than 0: such a name on axis 0 is
     /// its own symbol (a sequence length T of x [N, T, 4] leading lev [T, 1]), not the batch.
     var nonLeadingNames: Set<String> = []
+    /// Initializers, and the outputs of Identity nodes of an initializer (not graph outputs), which
+    /// name the initializer itself: torch's TorchScript exporter writes one initializer for equal
+    /// weights (LayerNorm's zero bias and an attention bias) and Identity nodes for the others, which
+    /// would make the weight a computed value (not a parameter) to the trainer.
+    var initializerNames: Set<String> = []
+    var graphOutputs: Set<String> = []
+    var alias: [String: String] = [:]
 
     mutating func read(_ proto: Onnx_GraphProto) throws(InLoopError) -> Engine.Graph {
         if !proto.sparseInitializer.isEmpty {
@@ -72,13 +79,13 @@ struct EngineGraphReader {
         }
         let g = Engine.Graph(name: proto.name, dtype: .float32, origin: .onnx, opset: opset)
         var initializers = Set<String>()
-        var sawDouble = false, sawSingle = false
+        var sawDouble = false, sawSingle = false, doubleWeights = false, singleInputs = false, doubleInputs = false
         for t in proto.initializer {
             guard !t.name.isEmpty else { throw InLoopError(.format, "an initializer has no name") }
             guard initializers.insert(t.name).inserted else { throw InLoopError(.format, "initializer '\(t.name)' is defined twice") }
             let tensor: Engine.Tensor
             do { tensor = try EngineGraphReader.tensor(t) } catch { throw error.prefixed("initializer '\(t.name)'") }
-            if tensor.dtype == .float64 { sawDouble = true } else if tensor.dtype == .float32 { sawSingle = true }
+            if tensor.dtype == .float64 { sawDouble = true; doubleWeights = true } else if tensor.dtype == .float32 { sawSingle = true }
             try g.addConstant(t.name, tensor)
         }
         // Graph inputs (an input that is also an initializer is a constant with a default: InLoop uses
@@ -93,10 +100,14 @@ struct EngineGraphReader {
         }
         for vi in proto.input where !initializers.contains(vi.name) {
             let type = try inputType(vi, g, batchName: &batchName)
-            if type.dtype == .float64 { sawDouble = true } else { sawSingle = true }
+            if type.dtype == .float64 { sawDouble = true; doubleInputs = true } else { sawSingle = true; singleInputs = true }
             try g.addInput(vi.name, type)
         }
-        if sawDouble && !sawSingle { g.dtype = .float64 }
+        // float64 when every float is; also when the inputs are float64 and weights are, beside a few
+        // float32 scalars (torch's dynamo exporter writes the 0/1 of a causal mask so in a .double() model)
+        if sawDouble && !sawSingle || doubleInputs && !singleInputs && doubleWeights { g.dtype = .float64 }
+        initializerNames = initializers
+        graphOutputs = Set(proto.output.map { $0.name })
         for (i, n) in proto.node.enumerated() {
             let name = n.name.isEmpty ? "\(n.opType)_\(i)" : n.name
             do {
@@ -199,7 +210,13 @@ struct EngineGraphReader {
             if !at.refAttrName.isEmpty { throw InLoopError(.unsupported, "attribute '\(at.name)' refers to a function attribute") }
             raw[at.name] = try EngineGraphReader.attribute(at)
         }
-        var inputs = n.input
+        for o in n.output where alias[o] != nil { throw InLoopError(.format, "value '\(o)' is defined twice") }
+        var inputs = n.input.map { alias[$0] ?? $0 }
+        if n.opType == "Identity", inputs.count == 1, n.output.count == 1, initializerNames.contains(inputs[0]),
+           !graphOutputs.contains(n.output[0]), !initializerNames.contains(n.output[0]), alias[n.output[0]] == nil {
+            alias[n.output[0]] = inputs[0]
+            return
+        }
         // Resize/Upsample: constant scales (an initializer or a Constant node's value) become the
         // `scales` attribute (floats are not visible to type inference as inputs)
         if n.opType == "Resize" || n.opType == "Upsample", raw["scales"] == nil {
