@@ -100,9 +100,12 @@ deps:
 lib: deps
 	swift build -c release --scratch-path $(SCRATCH)
 
-# Regenerate the committed C header from the Swift @c functions.
+# Regenerate the committed C header from the Swift @c functions, then the Fortran module inloop_c
+# (fortran-bindings/inloop_c.inc) from the header and inloop.f90 from its fypp template (pip install fypp;
+# without fypp the template step is skipped with a message).
 header: lib
 	python3 tools/gen_header.py
+	python3 tools/gen_fortran.py; test $$? -ne 1
 
 # Benchmark/reference models of ../shared converted to the native format (skipped when absent).
 models:
@@ -111,11 +114,11 @@ models:
 	  cp -f "$(SHARED)"/*.onnx $(BUILD)/models/; \
 	else echo "no $(SHARED): skipping converted reference models"; fi
 
-$(BUILD)/mod/inloop.mod: fortran-bindings/inloop.f90
+$(BUILD)/mod/inloop.mod: fortran-bindings/inloop.f90 fortran-bindings/inloop_c.inc
 	@mkdir -p $(BUILD)/mod
 	$(FC) $(FFLAGS) -J$(BUILD)/mod -c $< -o $(BUILD)/mod/inloop.o
 
-$(BUILD)/mpimod/inloop.mod: fortran-bindings/inloop.f90
+$(BUILD)/mpimod/inloop.mod: fortran-bindings/inloop.f90 fortran-bindings/inloop_c.inc
 	@mkdir -p $(BUILD)/mpimod
 	$(MPIFC) $(FFLAGS) -J$(BUILD)/mpimod -c $< -o $(BUILD)/mpimod/inloop.o
 

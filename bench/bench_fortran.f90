@@ -4,6 +4,7 @@
 !> timed from Swift in the same run. Usage: bench_fortran MODELS_DIR
 program bench_fortran
     use inloop
+    use inloop_c, only: c_inloop_model_forward_f32
     use, intrinsic :: iso_c_binding, only: c_loc, c_int64_t, c_int32_t
     use, intrinsic :: iso_fortran_env, only: real32, real64, int64
     implicit none

@@ -22,7 +22,7 @@ program bench_mpi_training
     if (command_argument_count() > 0) call get_command_argument(1, dir)
     mode = ''
     if (command_argument_count() > 1) call get_command_argument(2, mode)
-    call inloop_set_threads(1)
+    call inloop_set_num_threads(1)
     call net%load(trim(dir) // '/column_mlp.safetensors', comm=MPI_COMM_WORLD)
     call tr%create_from_model(net, 'optimizer: {type: adam, lr: 1.0e-5}')
     if (mode /= 'independent') call tr%set_communicator(MPI_COMM_WORLD)

@@ -90,6 +90,7 @@ def stage(a):
     os.makedirs(inc)
     shutil.copy2(os.path.join(ROOT, "Include", "inloop.h"), inc)
     shutil.copy2(os.path.join(ROOT, "fortran-bindings", "inloop.f90"), inc)
+    shutil.copy2(os.path.join(ROOT, "fortran-bindings", "inloop_c.inc"), inc)   # included by inloop.f90
     obj = os.path.join(dbg, "inloop_fortran.o")
     fflags = ["-O2", "-fPIC"]
     modflag = ["-J", inc] if "flang" not in os.path.basename(a.fc) else ["-module-dir", inc]
@@ -120,6 +121,7 @@ def stage(a):
     os.makedirs(os.path.join(fpm, "fortran-bindings"))
     shutil.copy2(os.path.join(ROOT, "fpm.toml"), fpm)
     shutil.copy2(os.path.join(ROOT, "fortran-bindings", "inloop.f90"), os.path.join(fpm, "fortran-bindings"))
+    shutil.copy2(os.path.join(ROOT, "fortran-bindings", "inloop_c.inc"), os.path.join(fpm, "fortran-bindings"))
     # documentation, examples, and what the binaries need of the machine
     doc = os.path.join(d, "share", "doc", "inloop")
     os.makedirs(os.path.join(doc, "examples"))

@@ -5,9 +5,13 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
   swift      `swift test` (XCTest: engine core, formats, C ABI from Swift), counted per test (not per
              assertion); a test that never finished (a crash) counts as failed
   header     Include/inloop.h regenerated from the compiler's header and compared; compiled as
-             strict C99 and C++11
+             strict C99 and C++11; its sections in order, every function in one, every function with
+             a `Statuses:` list of inloop_status cases; fortran-bindings/inloop_c.inc (the bind(C)
+             interfaces, argument by argument) regenerated from the header and compared, and
+             inloop.f90 regenerated from its fypp template (skipped only if fypp cannot be imported)
   bindings   every exported inloop_* symbol of libInLoop.so has a bind(C) interface in the
-             Fortran module, and every header function is exported
+             Fortran module, and every header function is exported; every public Fortran procedure
+             and type-bound method has its C function's name (the naming rule in Include/inloop.h)
   python     the NumPy reference tools' self-test; fixtures in sync with their generators (by value)
   c          Tests/c/test_c.c against fixtures and converted benchmark models
   c-training Tests/c/test_training.c: training, checkpoints, derivatives from C (vs finite differences,
@@ -260,7 +264,38 @@ def suite_header():
             fh.write(src)
         code, out = run("header", f"{compiler} -IInclude {path} -L{os.path.dirname(LIB)} -lInLoop -o {BUILD}/header_check_{lang.replace('+', 'x')}")
         a, b = check("header", f"compiles and links as {compiler.split()[0]} {compiler.split()[1]}", code == 0, out[-2000:]); p += a; f += b
-    record("header", p, f)
+    with open(os.path.join(ROOT, "Include", "inloop.h")) as fh:
+        header = fh.read()
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import gen_header
+    titles = re.findall(r"^/\* =+\n \* (.*)$", header, re.M)
+    want = [t for _, t, _ in gen_header.SECTIONS]
+    a, b = check("header", "sections in reading order: " + ", ".join(t for t, _, _ in gen_header.SECTIONS),
+                 titles == want, f"header has {titles}"); p += a; f += b
+    enum = set(re.findall(r"^\s+(INLOOP_\w+) = \d+", header, re.M))
+    funcs = re.findall(r"((?:^///.*\n)+)^(.*?\b(inloop_\w+)\(.*\);)$", header, re.M)
+    declared = re.findall(r"^[^/ *#].*?\b(inloop_\w+)\(", header, re.M)
+    problems = [name for name in declared if name not in {n for _, _, n in funcs}]
+    problems += [f"{name}: {gen_header.check_statuses(doc + decl, enum)}" for doc, decl, name in funcs
+                 if gen_header.check_statuses(doc + decl, enum)]
+    a, b = check("header", f"all {len(declared)} functions list their statuses, each an inloop_status case",
+                 not problems and len(declared) > 40, "; ".join(problems)); p += a; f += b
+    # Test_abi shows every function that takes a handle returning INVALID_HANDLE for a wrong one: its list says so.
+    unlisted = sorted(name for doc, decl, name in funcs if re.search(r"\binloop_(?:model|trainer) \*\w+[,)]", decl)
+                      and "INVALID_HANDLE" not in (gen_header.statuses_of(doc + decl) or []))
+    a, b = check("header", "every function that takes a handle lists INVALID_HANDLE", not unlisted,
+                 ", ".join(unlisted)); p += a; f += b
+    code, out = run("header", ["python3", "tools/gen_fortran.py", "--check"])
+    a, b = check("header", "fortran-bindings/inloop_c.inc (bind(C) interfaces) is generated from the header",
+                 "inloop_c.inc is up to date" in out, out.strip()[-3000:]); p += a; f += b
+    skips = []
+    if code == 2 and "SKIP" in out:
+        print("SKIP header/inloop.f90 vs its fypp template: fypp cannot be imported (pip install fypp)")
+        skips.append("inloop.f90 vs its fypp template: fypp cannot be imported")
+    else:
+        a, b = check("header", "fortran-bindings/inloop.f90 is generated from inloop.fypp (real32/real64 twins)",
+                     code == 0, out.strip()[-3000:]); p += a; f += b
+    record("header", p, f, skipped=skips)
 
 
 def suite_bindings():
@@ -268,9 +303,11 @@ def suite_bindings():
     code, out = run("bindings", ["nm", "-D", "--defined-only", LIB])
     exported = sorted(set(re.findall(r"\bT (inloop_\w+)$", out, re.M)))
     a, b = check("bindings", "library exports inloop_* symbols", code == 0 and len(exported) > 10, out[-500:]); p += a; f += b
+    with open(os.path.join(ROOT, "fortran-bindings", "inloop_c.inc")) as fh:
+        raw = fh.read()
     with open(os.path.join(ROOT, "fortran-bindings", "inloop.f90")) as fh:
         fortran = fh.read()
-    bound = set(re.findall(r'bind\(\s*C\s*,\s*name\s*=\s*"(inloop_\w+)"\s*\)', fortran, re.I))
+    bound = set(re.findall(r'bind\(\s*C\s*,\s*name\s*=\s*"(inloop_\w+)"\s*\)', raw, re.I))
     missing = [s for s in exported if s not in bound]
     a, b = check("bindings", f"all {len(exported)} exported symbols have a Fortran bind(C) interface", not missing,
                  "no binding for: " + ", ".join(missing)); p += a; f += b
@@ -289,9 +326,37 @@ def suite_bindings():
                                  "-c", "fortran-bindings/inloop.f90", "-o", os.path.join(BUILD, "modcheck", "inloop.o")])
     a, b = check("bindings", "module compiles with plain gfortran -std=f2018 -Wall -Wextra -Werror (132 columns)",
                  code == 0, out[-1500:]); p += a; f += b
+    # One naming rule: a Fortran name is its C function's name (Include/inloop.h, "Names").
+    wrong = fortran_name_problems(fortran, set(exported))
+    a, b = check("bindings", "every public Fortran procedure and method has its C function's name", not wrong,
+                 "; ".join(wrong)); p += a; f += b
     stale = sorted(bound - set(exported))
     a, b = check("bindings", "Fortran binds no symbol the library lacks", not stale, ", ".join(stale)); p += a; f += b
     record("bindings", p, f)
+
+
+FORTRAN_ONLY = {"inloop_arg", "is_loaded", "is_created", "c_handle"}   # no C function: Fortran conveniences
+
+
+def fortran_name_problems(fortran, c_names):
+    """Public procedures of module inloop and methods of its types whose name is not the C name: the
+    procedure inloop_<x> for the C inloop_<x>, the method <x> of type(inloop_<t>) for inloop_<t>_<x>
+    (or its _f32/_f64 pair, or the _sized_ / _shaped_ variant)."""
+    def has_c(name):
+        return any(c in c_names for c in (name, name + "_f32", name + "_sized_f32"))
+    problems = []
+    public = set()
+    for m in re.finditer(r"^\s*public\s*::\s*((?:.*&\s*\n)*.*)$", fortran, re.M):
+        public |= {n.strip() for n in m.group(1).replace("&", " ").split(",") if n.strip()}
+    for n in sorted(public):
+        if n.startswith("inloop_") and not n.startswith("INLOOP") and n not in FORTRAN_ONLY and not has_c(n):
+            problems.append(f"procedure {n}: no C function {n}")
+    for m in re.finditer(r"^\s*type, public :: inloop_(\w+)\n(.*?)^\s*end type", fortran, re.M | re.S):
+        kind, body = m.group(1), m.group(2)
+        for meth in re.findall(r"^\s*(?:procedure|generic)\s*(?:,\s*\w+\s*)?::\s*(\w+)\s*=>", body, re.M):
+            if meth not in FORTRAN_ONLY and not has_c(f"inloop_{kind}_{meth}"):
+                problems.append(f"type(inloop_{kind}) method {meth}: no C function inloop_{kind}_{meth}[_f32]")
+    return problems
 
 
 def suite_python():

@@ -153,11 +153,12 @@ def main():
             version = re.search(r'string = "([0-9.]+)"', fh.read()).group(1)
         major = version.split(".")[0]
         expect = [f"lib/libInLoop.so.{version}", f"lib/libInLoop.so.{major}", "lib/libInLoop.so",
-                  "lib/libinloop_fortran.a", "include/inloop.h", "include/inloop.f90", "include/inloop.mod",
+                  "lib/libinloop_fortran.a", "include/inloop.h", "include/inloop.f90", "include/inloop_c.inc", "include/inloop.mod",
                   "lib/pkgconfig/inloop.pc", "lib/pkgconfig/inloop-fortran.pc",
                   "lib/cmake/InLoop/InLoopConfig.cmake", "lib/cmake/InLoop/InLoopConfigVersion.cmake",
                   "bin/inloop", "share/doc/inloop/README.md", "share/doc/inloop/BUILDINFO",
-                  "share/inloop/fpm/fpm.toml", "share/inloop/fpm/fortran-bindings/inloop.f90"]
+                  "share/inloop/fpm/fpm.toml", "share/inloop/fpm/fortran-bindings/inloop.f90",
+                  "share/inloop/fpm/fortran-bindings/inloop_c.inc"]
         missing = [f for f in expect if not os.path.lexists(os.path.join(prefix, f))]
         check("the prefix has library, headers, module, pkg-config, CMake, fpm, CLI, docs", not missing, missing)
         so = os.path.join(lib, "libInLoop.so")

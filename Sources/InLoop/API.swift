@@ -22,18 +22,24 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 // MARK: - Library
 
 /// The InLoop version as "MAJOR.MINOR.PATCH". The string is static: do not free it.
+/// Statuses: none (never fails).
+/// Section: library.
 @c public func inloop_version() -> UnsafePointer<CChar> {
     UnsafePointer(versionCString)
 }
 
 /// The message of the last failed InLoop call on the calling thread ("" if none failed yet).
 /// It says what went wrong and where; it stays valid until the next failing call on this thread.
+/// Statuses: none (never fails).
+/// Section: library.
 @c public func inloop_last_error() -> UnsafePointer<CChar> {
     lastErrorPointer()
 }
 
 /// A short static description of a status code, e.g. "INLOOP_ERR_IO: file cannot be read or written".
 /// Unknown codes give "unknown InLoop status code". Never NULL; do not free.
+/// Statuses: none (never fails).
+/// Section: library.
 @c public func inloop_status_string(_ status: Int32) -> UnsafePointer<CChar> {
     guard status >= 0, Int(status) < statusCStrings.count else { return UnsafePointer(unknownStatusCString) }
     return UnsafePointer(statusCStrings[Int(status)])
@@ -41,7 +47,8 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 
 /// Sets the number of threads InLoop computes with (OpenBLAS's threads included), n >= 1.
 /// Threads are the caller's to choose: under MPI, ranks per node x threads should not exceed the cores.
-/// Returns INLOOP_ERR_INVALID_ARGUMENT for n < 1.
+/// Statuses: INVALID_ARGUMENT (n < 1).
+/// Section: library.
 @c public func inloop_set_num_threads(_ n: Int32) -> inloop_status {
     guarded { () throws(InLoopError) in
         guard n >= 1 else { throw InLoopError(.invalidArgument, "number of threads must be at least 1, got \(n)") }
@@ -53,6 +60,8 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// The number of threads the next InLoop call computes with: the caller's choice, else the default
 /// (the cores this process may use divided by the MPI ranks on its node, from the launcher's
 /// environment or a communicator), which every handle uses from its creation.
+/// Statuses: none (never fails).
+/// Section: library.
 @c public func inloop_get_num_threads() -> Int32 {
     ThreadPolicy.applyDefault()
     return Int32(clamping: Kernels.blasThreads())
@@ -66,9 +75,10 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// torch.onnx.export(dynamo=True) writes them) is read from the model file's directory only (IO when
 /// the data file is missing; FORMAT for a location outside that directory or a range past its end).
 /// Free it with inloop_model_free. On error *model is set to NULL and the message names the file
-/// and the problem. Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH (operands of a
-/// layer or node that do not fit, e.g. a Gemm weight of the wrong shape), INVALID_ARGUMENT (a size
-/// out of range), OUT_OF_MEMORY, INTERNAL.
+/// and the problem.
+/// Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH (operands of a layer or node that do not
+/// fit, e.g. a Gemm weight of the wrong shape), INVALID_ARGUMENT (a size out of range), OUT_OF_MEMORY.
+/// Section: model.
 @c public func inloop_model_load(_ path: UnsafePointer<CChar>?, _ model: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         guard let model else { throw InLoopError(.nullPointer, "model_load: the output handle pointer is NULL") }
@@ -83,7 +93,10 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// Loads a model from `size` bytes of a model file in memory (e.g. read once and broadcast with MPI)
 /// and stores a new handle in *model; either format, as inloop_model_load. The bytes are copied; the
 /// caller keeps ownership of data. An ONNX model with external data is refused (UNSUPPORTED): load it
-/// from its path. Statuses: as inloop_model_load (INVALID_ARGUMENT also for size < 0).
+/// from its path.
+/// Statuses: NULL_POINTER, INVALID_ARGUMENT (size < 0, a size out of range), FORMAT, UNSUPPORTED (also:
+/// external data), SIZE_MISMATCH, OUT_OF_MEMORY.
+/// Section: model.
 @c public func inloop_model_load_buffer(_ data: UnsafeRawPointer?, _ size: Int64,
                                         _ model: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
@@ -103,6 +116,8 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 
 /// Frees a model handle. NULL is a no-op (INLOOP_OK). Freeing a handle twice, or a handle that is
 /// not InLoop's, returns INLOOP_ERR_INVALID_HANDLE and changes nothing.
+/// Statuses: INVALID_HANDLE.
+/// Section: model.
 @c public func inloop_model_free(_ model: OpaquePointer?) -> inloop_status {
     guarded { () throws(InLoopError) in
         guard let model else { return }
@@ -111,6 +126,8 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 }
 
 /// Stores the number of model inputs in *n (1 for layer-stack models).
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE.
+/// Section: model.
 @c public func inloop_model_num_inputs(_ model: OpaquePointer?, _ n: UnsafeMutablePointer<Int64>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         let box = try models.lookup(model)
@@ -120,6 +137,8 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 }
 
 /// Stores the number of model outputs in *n (1 for layer-stack models).
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE.
+/// Section: model.
 @c public func inloop_model_num_outputs(_ model: OpaquePointer?, _ n: UnsafeMutablePointer<Int64>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         let box = try models.lookup(model)
@@ -131,6 +150,8 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// Stores the number of input values per sample (column) in *n_in: the product of the per-sample
 /// dimensions of input 0 (for a model with several inputs, see inloop_model_input_shape); -1 when it
 /// is not fixed (a symbolic dimension other than the batch: use inloop_model_run_shaped_f32).
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE.
+/// Section: model.
 @c public func inloop_model_input_size(_ model: OpaquePointer?, _ n_in: UnsafeMutablePointer<Int64>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         let m = try models.lookup(model).model
@@ -141,6 +162,8 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 
 /// Stores the number of output values per sample (column) in *n_out (of output 0); -1 when it is
 /// not fixed (see inloop_model_output_shapes).
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE.
+/// Section: model.
 @c public func inloop_model_output_size(_ model: OpaquePointer?, _ n_out: UnsafeMutablePointer<Int64>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         let m = try models.lookup(model).model
@@ -151,6 +174,9 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 
 /// Stores in *name the name of input `index` (0-based). The string belongs to the model and stays
 /// valid until inloop_model_free. INLOOP_ERR_INVALID_ARGUMENT for an index out of range.
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (index out of
+/// range).
+/// Section: model.
 @c public func inloop_model_input_name(_ model: OpaquePointer?, _ index: Int64,
                                        _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
@@ -162,6 +188,9 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 }
 
 /// Stores in *name the name of output `index` (0-based); see inloop_model_input_name.
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (index out of
+/// range).
+/// Section: model.
 @c public func inloop_model_output_name(_ model: OpaquePointer?, _ index: Int64,
                                         _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
@@ -175,7 +204,10 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// Runs the model on `batch` samples: x holds batch x n_in floats (sample after sample, the memory of
 /// a Fortran x(n_in, batch)), y receives batch x n_out floats. Zero-copy: x is read in place and the
 /// last layer writes straight into y. y is untouched when an argument is wrong.
-/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1, x and y overlap), SIZE_MISMATCH, NONFINITE, BUSY.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large, x and y overlap),
+/// SIZE_MISMATCH (a model whose inputs or outputs do not fit one x and one y), NONFINITE, BUSY,
+/// OUT_OF_MEMORY (a batch over the work-space limit).
+/// Section: running.
 @c public func inloop_model_forward_f32(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ batch: Int64,
                                         _ y: UnsafeMutablePointer<Float>?) -> inloop_status {
     forward(model, x, nil, batch, y, nil, runModel)
@@ -183,6 +215,10 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 
 /// As inloop_model_forward_f32 for double arrays; computes in float32, converting on the way in and out.
 /// x is read completely before y is written, so x and y may be the same array.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large, x and y overlap),
+/// SIZE_MISMATCH (a model whose inputs or outputs do not fit one x and one y), NONFINITE, BUSY,
+/// OUT_OF_MEMORY (a batch over the work-space limit).
+/// Section: running.
 @c public func inloop_model_forward_f64(_ model: OpaquePointer?, _ x: UnsafePointer<Double>?, _ batch: Int64,
                                         _ y: UnsafeMutablePointer<Double>?) -> inloop_status {
     forward(model, x, nil, batch, y, nil, runModel)
@@ -190,12 +226,20 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 
 /// As inloop_model_forward_f32, with the caller's sizes: n_in values per input sample and room for
 /// n_out values per output sample, checked against the model (INLOOP_ERR_SIZE_MISMATCH).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large, x and y overlap),
+/// SIZE_MISMATCH (n_in or n_out not the model's), NONFINITE, BUSY, OUT_OF_MEMORY (a batch over the work-
+/// space limit).
+/// Section: running.
 @c public func inloop_model_forward_sized_f32(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ n_in: Int64,
                                               _ batch: Int64, _ y: UnsafeMutablePointer<Float>?, _ n_out: Int64) -> inloop_status {
     forward(model, x, n_in, batch, y, n_out, runModel)
 }
 
 /// As inloop_model_forward_f64, with the caller's sizes checked (see inloop_model_forward_sized_f32).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large, x and y overlap),
+/// SIZE_MISMATCH (n_in or n_out not the model's), NONFINITE, BUSY, OUT_OF_MEMORY (a batch over the work-
+/// space limit).
+/// Section: running.
 @c public func inloop_model_forward_sized_f64(_ model: OpaquePointer?, _ x: UnsafePointer<Double>?, _ n_in: Int64,
                                               _ batch: Int64, _ y: UnsafeMutablePointer<Double>?, _ n_out: Int64) -> inloop_status {
     forward(model, x, n_in, batch, y, n_out, runModel)
@@ -204,11 +248,17 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// Stores in *rank the number of per-sample dimensions of input `index` (0-based), without the batch
 /// axis: 3 for an ONNX input (N, C, H, W), 1 for a layer-stack model.
 /// INLOOP_ERR_INVALID_ARGUMENT for an index out of range.
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (index out of
+/// range).
+/// Section: model.
 @c public func inloop_model_input_rank(_ model: OpaquePointer?, _ index: Int64, _ rank: UnsafeMutablePointer<Int64>?) -> inloop_status {
     guarded { () throws(InLoopError) in try tensorRank(model, index, rank, input: true) }
 }
 
 /// Stores in *rank the number of per-sample dimensions of output `index`; see inloop_model_input_rank.
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (index out of
+/// range).
+/// Section: model.
 @c public func inloop_model_output_rank(_ model: OpaquePointer?, _ index: Int64, _ rank: UnsafeMutablePointer<Int64>?) -> inloop_status {
     guarded { () throws(InLoopError) in try tensorRank(model, index, rank, input: false) }
 }
@@ -220,12 +270,18 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// than the batch is -1 (run such a model with inloop_model_run_shaped_f32/_f64).
 /// dims has room for max_dims values; INLOOP_ERR_SIZE_MISMATCH if fewer than the
 /// rank (nothing is written then), INLOOP_ERR_INVALID_ARGUMENT for an index out of range.
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (index out of
+/// range), SIZE_MISMATCH (max_dims < rank).
+/// Section: model.
 @c public func inloop_model_input_shape(_ model: OpaquePointer?, _ index: Int64, _ dims: UnsafeMutablePointer<Int64>?,
                                         _ max_dims: Int64) -> inloop_status {
     guarded { () throws(InLoopError) in try tensorShape(model, index, dims, max_dims, input: true) }
 }
 
 /// Stores the per-sample dimensions of output `index`; see inloop_model_input_shape.
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (index out of
+/// range), SIZE_MISMATCH (max_dims < rank).
+/// Section: model.
 @c public func inloop_model_output_shape(_ model: OpaquePointer?, _ index: Int64, _ dims: UnsafeMutablePointer<Int64>?,
                                          _ max_dims: Int64) -> inloop_status {
     guarded { () throws(InLoopError) in try tensorShape(model, index, dims, max_dims, input: false) }
@@ -233,12 +289,18 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 
 /// Stores in *index the 0-based index of the input called `name` (a NUL-terminated string).
 /// INLOOP_ERR_INVALID_ARGUMENT if the model has no input of that name (the message lists them).
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (no such
+/// name).
+/// Section: model.
 @c public func inloop_model_input_index(_ model: OpaquePointer?, _ name: UnsafePointer<CChar>?,
                                         _ index: UnsafeMutablePointer<Int64>?) -> inloop_status {
     guarded { () throws(InLoopError) in try tensorIndex(model, name, index, input: true) }
 }
 
 /// Stores in *index the 0-based index of the output called `name`; see inloop_model_input_index.
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (no such
+/// name).
+/// Section: model.
 @c public func inloop_model_output_index(_ model: OpaquePointer?, _ name: UnsafePointer<CChar>?,
                                          _ index: UnsafeMutablePointer<Int64>?) -> inloop_status {
     guarded { () throws(InLoopError) in try tensorIndex(model, name, index, input: false) }
@@ -250,7 +312,9 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// output k. n_inputs and n_outputs must equal the model's counts (INLOOP_ERR_SIZE_MISMATCH).
 /// Inputs are read in place; no output may overlap an input or another output (INVALID_ARGUMENT).
 /// Outputs are untouched when an argument is wrong.
-/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, SIZE_MISMATCH, NONFINITE, BUSY, OUT_OF_MEMORY.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large, overlapping arrays),
+/// SIZE_MISMATCH (n_inputs or n_outputs not the model's), NONFINITE, BUSY, OUT_OF_MEMORY.
+/// Section: running.
 @c public func inloop_model_run_f32(_ model: OpaquePointer?, _ batch: Int64, _ n_inputs: Int64,
                                     _ inputs: UnsafePointer<UnsafePointer<Float>?>?, _ n_outputs: Int64,
                                     _ outputs: UnsafePointer<UnsafeMutablePointer<Float>?>?) -> inloop_status {
@@ -261,6 +325,9 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 
 /// As inloop_model_run_f32 for double arrays; computes in float32, converting on the way in and out.
 /// Every input is read completely before any output is written, so outputs may overlap inputs.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large, overlapping arrays),
+/// SIZE_MISMATCH (n_inputs or n_outputs not the model's), NONFINITE, BUSY, OUT_OF_MEMORY.
+/// Section: running.
 @c public func inloop_model_run_f64(_ model: OpaquePointer?, _ batch: Int64, _ n_inputs: Int64,
                                     _ inputs: UnsafePointer<UnsafePointer<Double>?>?, _ n_outputs: Int64,
                                     _ outputs: UnsafePointer<UnsafeMutablePointer<Double>?>?) -> inloop_status {
@@ -280,8 +347,9 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// Outputs are untouched when an argument is wrong.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (a dimension < 1 or too large, overlapping
 /// arrays), SIZE_MISMATCH (n_inputs/n_outputs, a rank or a dimension the model does not take, a symbol
-/// bound to two values, an output larger than its capacity, out_dims too small), UNSUPPORTED (a
-/// layer-stack model whose shapes are not [batch, n]), NONFINITE, BUSY, OUT_OF_MEMORY.
+/// bound to two values, an output larger than its capacity, out_dims too small), UNSUPPORTED (a layer-stack
+/// model whose shapes are not [batch, n]), NONFINITE, BUSY, OUT_OF_MEMORY.
+/// Section: running.
 @c public func inloop_model_run_shaped_f32(_ model: OpaquePointer?, _ n_inputs: Int64, _ in_ranks: UnsafePointer<Int64>?,
                                            _ in_dims: UnsafePointer<Int64>?, _ inputs: UnsafePointer<UnsafePointer<Float>?>?,
                                            _ n_outputs: Int64, _ out_capacity: UnsafePointer<Int64>?,
@@ -295,6 +363,9 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 
 /// As inloop_model_run_shaped_f32 for double arrays; a float32 model computes in float32, converting
 /// on the way in and out (every input is read before any output is written).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, SIZE_MISMATCH,
+/// UNSUPPORTED, NONFINITE, BUSY, OUT_OF_MEMORY.
+/// Section: running.
 @c public func inloop_model_run_shaped_f64(_ model: OpaquePointer?, _ n_inputs: Int64, _ in_ranks: UnsafePointer<Int64>?,
                                            _ in_dims: UnsafePointer<Int64>?, _ inputs: UnsafePointer<UnsafePointer<Double>?>?,
                                            _ n_outputs: Int64, _ out_capacity: UnsafePointer<Int64>?,
@@ -309,7 +380,9 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// Stores the output shapes the model gives for these input shapes (in_ranks, in_dims as in
 /// inloop_model_run_shaped_f32) in out_ranks[0 .. n_outputs-1] and out_dims (one output after another,
 /// room for max_out_dims values), without running. Compiles the plan for these sizes if needed.
-/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, SIZE_MISMATCH, UNSUPPORTED, BUSY, OUT_OF_MEMORY.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, SIZE_MISMATCH, UNSUPPORTED, BUSY,
+/// OUT_OF_MEMORY.
+/// Section: running.
 @c public func inloop_model_output_shapes(_ model: OpaquePointer?, _ n_inputs: Int64, _ in_ranks: UnsafePointer<Int64>?,
                                           _ in_dims: UnsafePointer<Int64>?, _ n_outputs: Int64,
                                           _ out_ranks: UnsafeMutablePointer<Int64>?, _ out_dims: UnsafeMutablePointer<Int64>?,
@@ -332,6 +405,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// enabled != 0: every forward on this model checks x and y for NaN/Inf and returns
 /// INLOOP_ERR_NONFINITE naming the first bad value (y is then already written). Off by default.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, BUSY (the model is running on another thread).
+/// Section: running.
 @c public func inloop_model_set_check_finite(_ model: OpaquePointer?, _ enabled: Int32) -> inloop_status {
     guarded { () throws(InLoopError) in
         try models.lookup(model).model.setOptions(checkFinite: enabled != 0, reproducible: nil)
@@ -344,6 +418,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// Off by default: results are then bitwise reproducible run to run for the same batching, but a
 /// column's last bits may depend on its position in the batch (optimised GEMM sums by tiles).
 /// Statuses: NULL_POINTER, INVALID_HANDLE, BUSY (the model is running on another thread).
+/// Section: running.
 @c public func inloop_model_set_reproducible(_ model: OpaquePointer?, _ enabled: Int32) -> inloop_status {
     guarded { () throws(InLoopError) in
         try models.lookup(model).model.setOptions(checkFinite: nil, reproducible: enabled != 0)

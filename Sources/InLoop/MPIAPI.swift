@@ -18,10 +18,12 @@ private func communicator(_ comm: Int32) throws(InLoopError) -> Communicator {
     return c
 }
 
-/// Loads a model (either format, as inloop_model_load) with rank 0 reading the file and broadcasting its bytes: one file-system read for
-/// the whole job. A missing or corrupt file, or an argument error on any rank (a NULL path or output
+/// Loads a model (either format, as inloop_model_load) with rank 0 reading the file and broadcasting
+/// its bytes: one file-system read for the whole job. A missing or corrupt file, or an argument error on any rank (a NULL path or output
 /// pointer), gives the status on every rank: that rank's own message there, "rank r: ..." on the others.
-/// Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH, INVALID_ARGUMENT, OUT_OF_MEMORY, INTERNAL, MPI.
+/// Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH, INVALID_ARGUMENT, OUT_OF_MEMORY, MPI
+/// (also: MPI not initialised, an invalid communicator).
+/// Section: mpi.
 @c public func inloop_model_load_mpi(_ path: UnsafePointer<CChar>?, _ comm: Int32, _ model: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         model?.pointee = nil
@@ -57,6 +59,7 @@ private func communicator(_ comm: Int32) throws(InLoopError) -> Communicator {
 /// others waiting in their next collective call). An invalid communicator cannot be agreed on: the
 /// other ranks' MPI waits.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, BUSY, SIZE_MISMATCH (ranks hold different models), MPI.
+/// Section: mpi.
 @c public func inloop_trainer_set_communicator(_ trainer: OpaquePointer?, _ comm: Int32) -> inloop_status {
     guarded { () throws(InLoopError) in
         var failure: InLoopError? = nil
@@ -77,7 +80,8 @@ private func communicator(_ comm: Int32) throws(InLoopError) -> Communicator {
 /// Restores a checkpoint with rank 0 reading the file and broadcasting it, and makes the trainer
 /// data-parallel over the communicator (see inloop_trainer_set_communicator). Collective: an error
 /// on any rank (NULL path or output pointer, a bad file) is a status on every rank.
-/// Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH, INVALID_ARGUMENT, OUT_OF_MEMORY, INTERNAL, MPI.
+/// Statuses: NULL_POINTER, IO, FORMAT, UNSUPPORTED, SIZE_MISMATCH, INVALID_ARGUMENT, OUT_OF_MEMORY, MPI.
+/// Section: mpi.
 @c public func inloop_trainer_load_checkpoint_mpi(_ path: UnsafePointer<CChar>?, _ comm: Int32,
                                                   _ trainer: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
@@ -117,6 +121,8 @@ private func attach(_ box: TrainerBox, _ c: Communicator) throws(InLoopError) {
 
 /// Stores in *rank and *size this process's rank in the trainer's communicator and its size
 /// (0 and 1 for a trainer without one).
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE.
+/// Section: mpi.
 @c public func inloop_trainer_rank(_ trainer: OpaquePointer?, _ rank: UnsafeMutablePointer<Int32>?, _ size: UnsafeMutablePointer<Int32>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         let box = try trainers.lookup(trainer, argument: "trainer")

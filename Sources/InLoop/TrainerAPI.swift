@@ -125,8 +125,9 @@ private func makeTrainer(_ config: TrainerConfig, model: ModelBox? = nil) throws
 /// Creates a trainer for a new model from a configuration: YAML or JSON text, or the path of a file
 /// holding it (see docs/TRAINING.md: model layers, loss, optimizer, schedule, init, seed, precision).
 /// The weights are initialised from the seed, so a run is reproducible. Free with inloop_trainer_free.
-/// Statuses: NULL_POINTER, IO (config file), FORMAT (not YAML/JSON), INVALID_ARGUMENT (a bad setting
-/// or no model section), UNSUPPORTED, SIZE_MISMATCH, OUT_OF_MEMORY, INTERNAL.
+/// Statuses: NULL_POINTER, IO (config file), FORMAT (not YAML/JSON), INVALID_ARGUMENT (a bad setting or no
+/// model section), UNSUPPORTED, SIZE_MISMATCH, OUT_OF_MEMORY.
+/// Section: training.
 @c public func inloop_trainer_create(_ config: UnsafePointer<CChar>?, _ trainer: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         guard let trainer else { throw InLoopError(.nullPointer, "trainer_create: the output handle pointer is NULL") }
@@ -143,8 +144,9 @@ private func makeTrainer(_ config: TrainerConfig, model: ModelBox? = nil) throws
 /// Creates a trainer that fine-tunes a copy of a loaded model's weights (the model handle is not
 /// changed). config (text or path, may be NULL for defaults: Adam, lr 1e-3, MSE, float32) sets the
 /// loss, optimizer, schedule and precision; it must not have a model section.
-/// Statuses: NULL_POINTER, INVALID_HANDLE, IO, FORMAT, INVALID_ARGUMENT, UNSUPPORTED (a model kind
-/// that cannot be trained), SIZE_MISMATCH, OUT_OF_MEMORY, INTERNAL.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, IO, FORMAT, INVALID_ARGUMENT, UNSUPPORTED (a model kind that
+/// cannot be trained), SIZE_MISMATCH, OUT_OF_MEMORY.
+/// Section: training.
 @c public func inloop_trainer_create_from_model(_ model: OpaquePointer?, _ config: UnsafePointer<CChar>?,
                                                 _ trainer: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
@@ -163,9 +165,10 @@ private func makeTrainer(_ config: TrainerConfig, model: ModelBox? = nil) throws
 
 /// Restores a trainer from a checkpoint written by inloop_trainer_save_checkpoint: weights,
 /// optimizer state, step count, schedule position, random state and loss history. Continuing gives
-/// bitwise the weights the uninterrupted run would have. Statuses: NULL_POINTER, IO, FORMAT (not a
-/// checkpoint, or inconsistent), UNSUPPORTED (a newer version), INVALID_ARGUMENT, SIZE_MISMATCH,
-/// OUT_OF_MEMORY, INTERNAL.
+/// bitwise the weights the uninterrupted run would have.
+/// Statuses: NULL_POINTER, IO, FORMAT (not a checkpoint, or inconsistent), UNSUPPORTED (a newer version),
+/// INVALID_ARGUMENT, SIZE_MISMATCH, OUT_OF_MEMORY.
+/// Section: training.
 @c public func inloop_trainer_load_checkpoint(_ path: UnsafePointer<CChar>?, _ trainer: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         guard let trainer else { throw InLoopError(.nullPointer, "trainer_load_checkpoint: the output handle pointer is NULL") }
@@ -205,6 +208,7 @@ private func collective(_ handle: OpaquePointer?, _ what: String, check: (AnyTra
 /// With a communicator attached this is collective: rank 0 writes, every rank gets the status; an
 /// argument error on one rank (NULL path, a bad handle) fails the call on every rank.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, IO, BUSY, MPI.
+/// Section: training.
 @c public func inloop_trainer_save_checkpoint(_ trainer: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         try collective(trainer, "save_checkpoint", check: { (_) throws(InLoopError) in
@@ -226,7 +230,9 @@ private func collective(_ handle: OpaquePointer?, _ what: String, check: (AnyTra
 /// Writes the current weights as an inference model file loadable with inloop_model_load: native
 /// format version 1 (a layer list) for a layer-stack model, version 2 (the graph itself) for a
 /// fine-tuned graph, in the model's type. With a communicator attached: collective, rank 0 writes (as
-/// inloop_trainer_save_checkpoint). Statuses: NULL_POINTER, INVALID_HANDLE, IO, BUSY, MPI.
+/// inloop_trainer_save_checkpoint).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, IO, BUSY, MPI.
+/// Section: training.
 @c public func inloop_trainer_save_model(_ trainer: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         try collective(trainer, "save_model", check: { (t) throws(InLoopError) in
@@ -241,8 +247,9 @@ private func collective(_ handle: OpaquePointer?, _ what: String, check: (AnyTra
 
 /// Stores in *model a new inference model handle holding the current weights (free it with
 /// inloop_model_free; later training does not change it).
-/// Statuses: NULL_POINTER, INVALID_HANDLE, BUSY, UNSUPPORTED, OUT_OF_MEMORY, INTERNAL.
-@c public func inloop_trainer_get_model(_ trainer: OpaquePointer?, _ model: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
+/// Statuses: NULL_POINTER, INVALID_HANDLE, BUSY, UNSUPPORTED, OUT_OF_MEMORY.
+/// Section: training.
+@c public func inloop_trainer_copy_model(_ trainer: OpaquePointer?, _ model: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         guard let model else { throw InLoopError(.nullPointer, "trainer_get_model: the output handle pointer is NULL") }
         model.pointee = nil
@@ -253,6 +260,8 @@ private func collective(_ handle: OpaquePointer?, _ what: String, check: (AnyTra
 }
 
 /// Frees a trainer. NULL is a no-op; a freed handle gives INLOOP_ERR_INVALID_HANDLE.
+/// Statuses: INVALID_HANDLE.
+/// Section: training.
 @c public func inloop_trainer_free(_ trainer: OpaquePointer?) -> inloop_status {
     guarded { () throws(InLoopError) in
         guard let trainer else { return }
@@ -271,12 +280,16 @@ private func collective(_ handle: OpaquePointer?, _ what: String, check: (AnyTra
 /// message there and "rank r: ..." on the others. BUSY (another thread of this process is using the
 /// trainer) is returned on this rank only: a data-parallel trainer belongs to one thread per rank.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, NONFINITE, BUSY, MPI, OUT_OF_MEMORY.
+/// Section: training.
 @c public func inloop_trainer_step_f32(_ trainer: OpaquePointer?, _ x: UnsafePointer<Float>?, _ y: UnsafePointer<Float>?,
                                        _ batch: Int64, _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
     trainStep(trainer, x, nil, batch, y, nil, batch, loss)
 }
 
 /// As inloop_trainer_step_f32 for double arrays (converted to the trainer's precision).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, NONFINITE, BUSY,
+/// MPI, OUT_OF_MEMORY.
+/// Section: training.
 @c public func inloop_trainer_step_f64(_ trainer: OpaquePointer?, _ x: UnsafePointer<Double>?, _ y: UnsafePointer<Double>?,
                                        _ batch: Int64, _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
     trainStep(trainer, x, nil, batch, y, nil, batch, loss)
@@ -286,7 +299,10 @@ private func collective(_ handle: OpaquePointer?, _ what: String, check: (AnyTra
 /// step (so on a data-parallel trainer a wrong size on one rank fails the step on every rank): x holds
 /// batch_x samples of n_in values, y batch_y samples of n_out values; n_in and n_out must be the
 /// model's and batch_x must equal batch_y (else INLOOP_ERR_SIZE_MISMATCH). The Fortran module's step
-/// calls this. Statuses: those of inloop_trainer_step_f32, and SIZE_MISMATCH.
+/// calls this.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, SIZE_MISMATCH (n_in, n_out not the model's,
+/// batch_x /= batch_y), NONFINITE, BUSY, MPI, OUT_OF_MEMORY.
+/// Section: training.
 @c public func inloop_trainer_step_sized_f32(_ trainer: OpaquePointer?, _ x: UnsafePointer<Float>?, _ n_in: Int64, _ batch_x: Int64,
                                              _ y: UnsafePointer<Float>?, _ n_out: Int64, _ batch_y: Int64,
                                              _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
@@ -294,6 +310,9 @@ private func collective(_ handle: OpaquePointer?, _ what: String, check: (AnyTra
 }
 
 /// As inloop_trainer_step_sized_f32 for double arrays.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, SIZE_MISMATCH (n_in, n_out not the model's,
+/// batch_x /= batch_y), NONFINITE, BUSY, MPI, OUT_OF_MEMORY.
+/// Section: training.
 @c public func inloop_trainer_step_sized_f64(_ trainer: OpaquePointer?, _ x: UnsafePointer<Double>?, _ n_in: Int64, _ batch_x: Int64,
                                              _ y: UnsafePointer<Double>?, _ n_out: Int64, _ batch_y: Int64,
                                              _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
@@ -302,12 +321,18 @@ private func collective(_ handle: OpaquePointer?, _ what: String, check: (AnyTra
 
 /// Stores in *loss the loss of the current weights on (x, y), without training. On a data-parallel
 /// trainer this is the calling rank's loss (no communication): combine ranks yourself if needed.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large), NONFINITE, BUSY,
+/// OUT_OF_MEMORY.
+/// Section: training.
 @c public func inloop_trainer_evaluate_f32(_ trainer: OpaquePointer?, _ x: UnsafePointer<Float>?, _ y: UnsafePointer<Float>?,
                                            _ batch: Int64, _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
     evaluate(trainer, x, y, batch, loss)
 }
 
 /// As inloop_trainer_evaluate_f32 for double arrays.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large), NONFINITE, BUSY,
+/// OUT_OF_MEMORY.
+/// Section: training.
 @c public func inloop_trainer_evaluate_f64(_ trainer: OpaquePointer?, _ x: UnsafePointer<Double>?, _ y: UnsafePointer<Double>?,
                                            _ batch: Int64, _ loss: UnsafeMutablePointer<Double>?) -> inloop_status {
     evaluate(trainer, x, y, batch, loss)
@@ -359,6 +384,9 @@ private func evaluate<U: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<U>?,
 }
 
 /// Sets the base learning rate (the schedule scales it from the current step on).
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (lr negative
+/// or not finite), BUSY.
+/// Section: training.
 @c public func inloop_trainer_set_learning_rate(_ trainer: OpaquePointer?, _ lr: Double) -> inloop_status {
     guarded { () throws(InLoopError) in
         let box = try trainers.lookup(trainer, argument: "trainer")
@@ -372,6 +400,8 @@ private func evaluate<U: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<U>?,
 }
 
 /// Stores in *lr the learning rate the next step will use (base rate x schedule x warm-up).
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, BUSY.
+/// Section: training.
 @c public func inloop_trainer_get_learning_rate(_ trainer: OpaquePointer?, _ lr: UnsafeMutablePointer<Double>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         let box = try trainers.lookup(trainer, argument: "trainer")
@@ -383,6 +413,8 @@ private func evaluate<U: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<U>?,
 }
 
 /// Stores in *steps the number of optimizer steps taken so far (restored from checkpoints).
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, BUSY.
+/// Section: training.
 @c public func inloop_trainer_step_count(_ trainer: OpaquePointer?, _ steps: UnsafeMutablePointer<Int64>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         let box = try trainers.lookup(trainer, argument: "trainer")
@@ -394,6 +426,8 @@ private func evaluate<U: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<U>?,
 }
 
 /// Stores in *norm the global gradient norm of the last step (before clipping).
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, BUSY.
+/// Section: training.
 @c public func inloop_trainer_gradient_norm(_ trainer: OpaquePointer?, _ norm: UnsafeMutablePointer<Double>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         let box = try trainers.lookup(trainer, argument: "trainer")
@@ -406,6 +440,9 @@ private func evaluate<U: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<U>?,
 
 /// Copies the most recent training losses, oldest first, into losses (room for `capacity` values)
 /// and stores how many were copied in *count (the trainer keeps the last `history` of them).
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (capacity <
+/// 0), BUSY.
+/// Section: training.
 @c public func inloop_trainer_loss_history(_ trainer: OpaquePointer?, _ losses: UnsafeMutablePointer<Double>?,
                                            _ capacity: Int64, _ count: UnsafeMutablePointer<Int64>?) -> inloop_status {
     guarded { () throws(InLoopError) in
@@ -423,6 +460,8 @@ private func evaluate<U: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<U>?,
 }
 
 /// Stores the model's number of inputs and outputs per sample in *n_in and *n_out.
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE.
+/// Section: training.
 @c public func inloop_trainer_sizes(_ trainer: OpaquePointer?, _ n_in: UnsafeMutablePointer<Int64>?,
                                     _ n_out: UnsafeMutablePointer<Int64>?) -> inloop_status {
     guarded { () throws(InLoopError) in
@@ -438,6 +477,9 @@ private func evaluate<U: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<U>?,
 /// Tangent-linear model: for each of `batch` samples, dy = J(x) dx, J = dy/dx at x. x and dx hold
 /// batch x n_in values, dy batch x n_out; y (may be NULL) receives the model output at x.
 /// Computed in single precision (see inloop_model_jvp_f64 for data assimilation).
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or
+/// too large), UNSUPPORTED (a model that cannot be differentiated), BUSY, OUT_OF_MEMORY.
+/// Section: derivatives.
 @c public func inloop_model_jvp_f32(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ dx: UnsafePointer<Float>?, _ batch: Int64,
                                     _ y: UnsafeMutablePointer<Float>?, _ dy: UnsafeMutablePointer<Float>?) -> inloop_status {
     jvp(model, x, dx, batch, y, dy)
@@ -445,18 +487,27 @@ private func evaluate<U: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<U>?,
 
 /// As inloop_model_jvp_f32, computed in double precision with the model's float32 weights: the
 /// tangent-linear model of a 4D-Var system (passes the adjoint dot-product test to round-off).
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or
+/// too large), UNSUPPORTED (a model that cannot be differentiated), BUSY, OUT_OF_MEMORY.
+/// Section: derivatives.
 @c public func inloop_model_jvp_f64(_ model: OpaquePointer?, _ x: UnsafePointer<Double>?, _ dx: UnsafePointer<Double>?, _ batch: Int64,
                                     _ y: UnsafeMutablePointer<Double>?, _ dy: UnsafeMutablePointer<Double>?) -> inloop_status {
     jvp(model, x, dx, batch, y, dy)
 }
 
 /// Adjoint model: for each sample, dx = J(x)^T dy (dy: batch x n_out, dx: batch x n_in).
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or
+/// too large), UNSUPPORTED (a model that cannot be differentiated), BUSY, OUT_OF_MEMORY.
+/// Section: derivatives.
 @c public func inloop_model_vjp_f32(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ dy: UnsafePointer<Float>?, _ batch: Int64,
                                     _ dx: UnsafeMutablePointer<Float>?) -> inloop_status {
     vjp(model, x, dy, batch, dx)
 }
 
 /// As inloop_model_vjp_f32 in double precision (the adjoint of inloop_model_jvp_f64).
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or
+/// too large), UNSUPPORTED (a model that cannot be differentiated), BUSY, OUT_OF_MEMORY.
+/// Section: derivatives.
 @c public func inloop_model_vjp_f64(_ model: OpaquePointer?, _ x: UnsafePointer<Double>?, _ dy: UnsafePointer<Double>?, _ batch: Int64,
                                     _ dx: UnsafeMutablePointer<Double>?) -> inloop_status {
     vjp(model, x, dy, batch, dx)
@@ -464,12 +515,18 @@ private func evaluate<U: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<U>?,
 
 /// Per-sample Jacobians: j receives n_out x n_in x batch values, j[(s*n_in + i)*n_out + o] = dy_o/dx_i
 /// of sample s: the memory of a Fortran array J(n_out, n_in, batch).
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or
+/// too large), UNSUPPORTED (a model that cannot be differentiated), BUSY, OUT_OF_MEMORY.
+/// Section: derivatives.
 @c public func inloop_model_jacobian_f32(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ batch: Int64,
                                          _ j: UnsafeMutablePointer<Float>?) -> inloop_status {
     jacobian(model, x, batch, j)
 }
 
 /// As inloop_model_jacobian_f32 in double precision.
+/// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or
+/// too large), UNSUPPORTED (a model that cannot be differentiated), BUSY, OUT_OF_MEMORY.
+/// Section: derivatives.
 @c public func inloop_model_jacobian_f64(_ model: OpaquePointer?, _ x: UnsafePointer<Double>?, _ batch: Int64,
                                          _ j: UnsafeMutablePointer<Double>?) -> inloop_status {
     jacobian(model, x, batch, j)

@@ -123,8 +123,8 @@ int main(int argc, char **argv) {
     TRAINER_CALL(inloop_trainer_rank, &rank, &size);
     TRAINER_CALL(inloop_trainer_save_checkpoint, "/tmp/inloop_test_abi_never_written.ckpt");
     TRAINER_CALL(inloop_trainer_save_model, "/tmp/inloop_test_abi_never_written.safetensors");
-    TRAINER_CALL(inloop_trainer_get_model, &got);
-    check(got == NULL, "get_model(model) makes no model", NULL);
+    TRAINER_CALL(inloop_trainer_copy_model, &got);
+    check(got == NULL, "copy_model(model) makes no model", NULL);
     TRAINER_CALL(inloop_trainer_step_f32, x, y, B, &loss);
     TRAINER_CALL(inloop_trainer_step_f64, xd, yd, B, &loss);
     TRAINER_CALL(inloop_trainer_step_sized_f32, x, n_in, B, y, n_out, B, &loss);

@@ -228,8 +228,8 @@ int main(int argc, char **argv) {
     for (long k = 0; k < steps + 1 && s == INLOOP_OK; k++) s = inloop_trainer_step_f32(serial, tx, ty, TB, &loss);
     inloop_model *a = NULL, *b = NULL;
     float pa[4 * 16], pb[4 * 16];
-    s |= inloop_trainer_get_model(t, &a);
-    s |= inloop_trainer_get_model(serial, &b);
+    s |= inloop_trainer_copy_model(t, &a);
+    s |= inloop_trainer_copy_model(serial, &b);
     s |= inloop_model_forward_f32(a, tx, 16, pa);
     s |= inloop_model_forward_f32(b, tx, 16, pb);
     check(s == INLOOP_OK && memcmp(pa, pb, sizeof pa) == 0,

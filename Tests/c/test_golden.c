@@ -479,7 +479,7 @@ static float *init_outputs(const char *fixtures, const init_case *c, int64_t *n_
     if (strchr(c->config, '\n')) snprintf(cfg, sizeof cfg, "%s", c->config);
     else snprintf(cfg, sizeof cfg, "%s/../../%s", fixtures, c->config);
     if (inloop_trainer_create(cfg, &t) != INLOOP_OK || inloop_trainer_sizes(t, &n_in, n_out) != INLOOP_OK ||
-        inloop_trainer_get_model(t, &m) != INLOOP_OK) {
+        inloop_trainer_copy_model(t, &m) != INLOOP_OK) {
         snprintf(msg, len, "trainer from %s: %s", c->name, inloop_last_error());
     } else {
         float *x = calloc((size_t)n_in, sizeof *x);

@@ -56,7 +56,7 @@ static void make_data(float *x, float *y, int n) {
 static int same_outputs(inloop_trainer *a, inloop_trainer *b, const float *x, int n) {
     inloop_model *ma = NULL, *mb = NULL;
     float *ya = calloc((size_t)n, sizeof *ya), *yb = calloc((size_t)n, sizeof *yb);
-    int same = inloop_trainer_get_model(a, &ma) == INLOOP_OK && inloop_trainer_get_model(b, &mb) == INLOOP_OK &&
+    int same = inloop_trainer_copy_model(a, &ma) == INLOOP_OK && inloop_trainer_copy_model(b, &mb) == INLOOP_OK &&
                inloop_model_forward_f32(ma, x, n, ya) == INLOOP_OK && inloop_model_forward_f32(mb, x, n, yb) == INLOOP_OK &&
                memcmp(ya, yb, (size_t)n * sizeof *ya) == 0;
     (void)inloop_model_free(ma); (void)inloop_model_free(mb);
@@ -114,7 +114,7 @@ static void check_adam_reference(void) {
     for (int i = 0; i < NB * NI; i++) x[i] = 2 * uniform() - 1;
     for (int i = 0; i < NB * NO; i++) t[i] = 2 * uniform() - 1;
     for (int i = 0; i < NI; i++) e[(i + 1) * NI + i] = 1;   /* rows: 0, e_1, e_2, e_3 */
-    if (inloop_trainer_create(cfg, &tr) != INLOOP_OK || inloop_trainer_get_model(tr, &m) != INLOOP_OK ||
+    if (inloop_trainer_create(cfg, &tr) != INLOOP_OK || inloop_trainer_copy_model(tr, &m) != INLOOP_OK ||
         inloop_model_forward_f64(m, e, NI + 1, y) != INLOOP_OK) {
         check(0, "Adam reference: set-up", NULL);
         (void)inloop_trainer_free(tr);
@@ -145,7 +145,7 @@ static void check_adam_reference(void) {
         }
         if (inloop_trainer_step_f64(tr, x, t, NB, &loss) != INLOOP_OK) { check(0, "Adam reference: train step", NULL); break; }
     }
-    if (inloop_trainer_get_model(tr, &m) == INLOOP_OK && inloop_model_forward_f64(m, e, NI + 1, y) == INLOOP_OK) {
+    if (inloop_trainer_copy_model(tr, &m) == INLOOP_OK && inloop_model_forward_f64(m, e, NI + 1, y) == INLOOP_OK) {
         for (int o = 0; o < NO; o++) {
             worst = fmax(worst, fabs(y[o] - p[NO * NI + o]));
             scale = fmax(scale, fabs(p[NO * NI + o]));
@@ -414,7 +414,7 @@ int main(int argc, char **argv) {
             CHECK_OK(inloop_trainer_create_from_model(m, "optimizer: {type: adam, lr: 0.001}", &ft), "fine-tune trainer from an ONNX model");
             for (int i = 0; i < 5; i++) (void)inloop_trainer_step_f32(ft, xs, ys, 64, &loss);
             CHECK_OK(inloop_trainer_save_model(ft, modelpath), "save the fine-tuned ONNX model (native format)");
-            CHECK_OK(inloop_trainer_get_model(ft, &tuned), "get the fine-tuned model");
+            CHECK_OK(inloop_trainer_copy_model(ft, &tuned), "get the fine-tuned model");
             CHECK_OK(inloop_model_load(modelpath, &saved), "load the saved fine-tuned model");
             (void)inloop_model_forward_f32(tuned, xs, 64, y1);
             (void)inloop_model_forward_f32(saved, xs, 64, y2);
@@ -448,7 +448,7 @@ int main(int argc, char **argv) {
             for (int i = 0; i < 20; i++) { (void)inloop_trainer_step_f32(ct, xf, yf, NB, &loss); if (i == 0) first = loss; last = loss; }
             snprintf(msg, sizeof msg, "loss %.4g -> %.4g", first, last);
             check(last < 0.5 * first, "fine-tuning the graph halves its loss in 20 steps", msg);   /* 0.667 -> 0.102 here */
-            CHECK_OK(inloop_trainer_get_model(ct, &tuned), "get the fine-tuned graph as a model");
+            CHECK_OK(inloop_trainer_copy_model(ct, &tuned), "get the fine-tuned graph as a model");
             CHECK_OK(inloop_model_forward_f32(tuned, xf, NB, y0), "forward of the fine-tuned graph");
             /* the fine-tuned graph saved (native version 2) and loaded: bitwise the trainer's model */
             {

@@ -661,7 +661,7 @@ contains
         ok = stat == want .and. len_trim(msg) > 0
         if (present(part)) ok = ok .and. index(msg, part) > 0
         if (ok) then
-            call check(name // ' [' // inloop_status_name(stat) // ' | ' // trim(msg) // ']', .true., '')
+            call check(name // ' [' // inloop_status_string(stat) // ' | ' // trim(msg) // ']', .true., '')
         else if (present(part)) then
             call check(name, .false., 'stat ' // itoa(stat) // ' (want ' // itoa(want) // '), errmsg "' // trim(msg) // &
                        '" (want it to contain "' // part // '")')

@@ -17,6 +17,7 @@ program test_serial
     use, intrinsic :: iso_c_binding, only: c_int32_t
     use, intrinsic :: ieee_arithmetic, only: ieee_value, ieee_quiet_nan, ieee_is_finite
     use inloop
+    use inloop_c, only: c_inloop_model_set_reproducible
     implicit none
 
     integer :: npass = 0, nfail = 0, i
@@ -30,8 +31,8 @@ program test_serial
     modeldir = arg_or(2, 'build/models')
     listfile = arg_or(3, fixdir // '/list.txt')
 
-    call check('version string non-empty', len(inloop_version_string()) > 0, 'got ""')
-    call check('status name of INLOOP_ERR_IO non-empty', len(inloop_status_name(INLOOP_ERR_IO)) > 0, 'got ""')
+    call check('version string non-empty', len(inloop_version()) > 0, 'got ""')
+    call check('status name of INLOOP_ERR_IO non-empty', len(inloop_status_string(INLOOP_ERR_IO)) > 0, 'got ""')
 
     ! --------------------------------------------------------------- every fixture: load + numerics
     call read_list(listfile, names, ok)
@@ -246,8 +247,8 @@ contains
         y = 42
         call expect('forward wrong size(x,1)', INLOOP_ERR_SIZE_MISMATCH, errcall_x(m, xw, y))
         call check('forward wrong size(x,1) leaves y untouched', same_bits(y, 42.0_real64), 'y was written')
-        lib_msg = inloop_error_message()
-        call check('inloop_error_message() after failure non-empty', len(lib_msg) > 0, 'got ""')
+        lib_msg = inloop_last_error()
+        call check('inloop_last_error() after failure non-empty', len(lib_msg) > 0, 'got ""')
         allocate (yw(n_out + 2, 3))
         call expect('forward wrong size(y,1)', INLOOP_ERR_SIZE_MISMATCH, errcall_x(m, x, yw))
         deallocate (yw)
@@ -287,7 +288,7 @@ contains
         raw_on = c_inloop_model_set_reproducible(m%c_handle(), 1_c_int32_t)
         raw_off = c_inloop_model_set_reproducible(m%c_handle(), 0_c_int32_t)
         call check('c_inloop_model_set_reproducible on a loaded model', raw_on == INLOOP_OK .and. raw_off == INLOOP_OK, &
-                   'statuses ' // itoa(int(raw_on)) // ', ' // itoa(int(raw_off)) // ': ' // inloop_error_message())
+                   'statuses ' // itoa(int(raw_on)) // ', ' // itoa(int(raw_off)) // ': ' // inloop_last_error())
         last_msg = ''
         call never%set_reproducible(.true., stat, last_msg)
         call expect('set_reproducible on an unloaded model', -1, stat)
@@ -369,8 +370,8 @@ contains
         call m%load(dir // '/no-such-model.safetensors', stat, msg)
         call expect_msg('load missing file', INLOOP_ERR_IO, stat, msg)
         call check('load missing file leaves object empty', .not. m%is_loaded(), 'is_loaded() true')
-        call check('errmsg equals inloop_error_message()', trim(msg) == inloop_error_message(), &
-                   '"' // trim(msg) // '" vs "' // inloop_error_message() // '"')
+        call check('errmsg equals inloop_last_error()', trim(msg) == inloop_last_error(), &
+                   '"' // trim(msg) // '" vs "' // inloop_last_error() // '"')
         msg = ''
         call m%load(dir, stat, msg)
         call expect_msg('load a directory', INLOOP_ERR_IO, stat, msg)
@@ -418,16 +419,16 @@ contains
     subroutine thread_checks()
         integer :: stat, before, now
         character(len=512) :: msg
-        before = inloop_get_threads()
-        call check('inloop_get_threads() >= 1', before >= 1, 'got ' // itoa(before))
+        before = inloop_get_num_threads()
+        call check('inloop_get_num_threads() >= 1', before >= 1, 'got ' // itoa(before))
         msg = ''
-        call inloop_set_threads(0, stat, msg)
-        call expect_msg('set_threads(0)', INLOOP_ERR_INVALID_ARGUMENT, stat, msg)
-        call inloop_set_threads(1, stat, msg)
-        now = inloop_get_threads()
-        call check('set_threads(1)', stat == INLOOP_OK .and. now == 1, &
-                   'stat ' // itoa(stat) // ', get_threads() = ' // itoa(now))
-        call inloop_set_threads(before, stat, msg)
+        call inloop_set_num_threads(0, stat, msg)
+        call expect_msg('set_num_threads(0)', INLOOP_ERR_INVALID_ARGUMENT, stat, msg)
+        call inloop_set_num_threads(1, stat, msg)
+        now = inloop_get_num_threads()
+        call check('set_num_threads(1)', stat == INLOOP_OK .and. now == 1, &
+                   'stat ' // itoa(stat) // ', get_num_threads() = ' // itoa(now))
+        call inloop_set_num_threads(before, stat, msg)
     end subroutine
 
     ! ======================================================================== reporting
@@ -470,7 +471,7 @@ contains
             wanted = itoa(want)
         end if
         if (code_ok .and. len_trim(msg) > 0) then
-            call check(name // ' [' // trim(inloop_status_name(stat)) // ' | ' // trim(msg) // ']', .true., '')
+            call check(name // ' [' // trim(inloop_status_string(stat)) // ' | ' // trim(msg) // ']', .true., '')
         else
             call check(name, .false., 'stat ' // itoa(stat) // ' (want ' // wanted // '), errmsg "' // trim(msg) // '"')
         end if

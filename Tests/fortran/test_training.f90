@@ -60,14 +60,14 @@ program test_training
     call check('loss history holds the last losses', size(hist) == 10 .and. same_bits([hist(10)], [loss]), 'history mismatch')
     nrm = tr%gradient_norm()
     call check('gradient norm is finite and positive', nrm > 0 .and. nrm < huge(1.0_real64), '')
-    lhs = tr%learning_rate()
+    lhs = tr%get_learning_rate()
     call check('cosine schedule at its minimum', abs(lhs - 0.0005_real64) < 1e-12_real64, '')
 
     ! the trained model for inference: same predictions as the trainer's loss says
-    call tr%get_model(net)
+    call tr%copy_model(net)
     call net%forward(xv, yp)
     write (msg, '(a,es12.5,a,es12.5)') 'model MSE ', sum((yp - yv)**2) / nval, ' vs trainer ', val
-    call check('get_model gives a model with the trained predictions', abs(sum((yp - yv)**2) / nval - val) < 1e-6 * val, msg)
+    call check('copy_model gives a model with the trained predictions', abs(sum((yp - yv)**2) / nval - val) < 1e-6 * val, msg)
 
     ! exact restart: tr2 stopped after 300 steps; checkpoint, reload, continue to 800
     call tr2%save_checkpoint(ckpt, stat=ierr, errmsg=msg)
@@ -83,7 +83,7 @@ program test_training
         b = mod(step - 1, ntrain / nb)
         call tr2%step(xt(:, b * nb + 1:(b + 1) * nb), yt(:, b * nb + 1:(b + 1) * nb))
     end do
-    call tr2%get_model(net2)
+    call tr2%copy_model(net2)
     call net2%forward(xv, yp2)
     call check('checkpoint + reload + continue equals the uninterrupted run bitwise', same_bits(yp2(1, :), yp(1, :)), 'outputs differ')
 
@@ -228,7 +228,7 @@ contains
         if (st /= INLOOP_OK) return
         e = 0
         e(1, 2) = 1; e(2, 3) = 1
-        call a%get_model(m)
+        call a%copy_model(m)
         call m%forward(e, ye)
         call m%free()
         b = ye(1, 1)
@@ -251,7 +251,7 @@ contains
             b = b - 0.01_real64 * (mb / (1 - 0.9_real64**s)) / (sqrt(vb / (1 - 0.999_real64**s)) + 1e-8_real64)
             call a%step(xt(:, 1:64), yt(:, 1:64), l)
         end do
-        call a%get_model(m)
+        call a%copy_model(m)
         call m%forward(e, ye)
         call m%free()
         worst = max(abs(ye(1, 1) - b), maxval(abs(ye(1, 2:3) - ye(1, 1) - w)))

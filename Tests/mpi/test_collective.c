@@ -75,7 +75,7 @@ static int64_t steps_of(inloop_trainer *t) {
 static void weights_same_everywhere(inloop_trainer *t, const char *name, double *probe_out) {
     inloop_model *m = NULL;
     float x[8] = {0.1f, -0.2f, 0.3f, 0.4f, -0.5f, 0.6f, 0.7f, -0.8f}, y[4] = {0};
-    int ok = inloop_trainer_get_model(t, &m) == INLOOP_OK && inloop_model_forward_f32(m, x, 4, y) == INLOOP_OK;
+    int ok = inloop_trainer_copy_model(t, &m) == INLOOP_OK && inloop_model_forward_f32(m, x, 4, y) == INLOOP_OK;
     inloop_model_free(m);
     float lo[4], hi[4];
     MPI_Allreduce(y, lo, 4, MPI_FLOAT, MPI_MIN, MPI_COMM_WORLD);
@@ -88,7 +88,7 @@ static void weights_same_everywhere(inloop_trainer *t, const char *name, double 
 static void probe(inloop_trainer *t, double *out) {
     inloop_model *m = NULL;
     float x[8] = {0.1f, -0.2f, 0.3f, 0.4f, -0.5f, 0.6f, 0.7f, -0.8f}, y[4] = {0};
-    if (inloop_trainer_get_model(t, &m) == INLOOP_OK) (void)inloop_model_forward_f32(m, x, 4, y);
+    if (inloop_trainer_copy_model(t, &m) == INLOOP_OK) (void)inloop_model_forward_f32(m, x, 4, y);
     inloop_model_free(m);
     for (int i = 0; i < 4; i++) out[i] = y[i];
 }
@@ -122,7 +122,7 @@ int main(int argc, char **argv) {
     int ok = inloop_trainer_create(config, &t) == INLOOP_OK && inloop_trainer_set_communicator(t, world) == INLOOP_OK;
     check(ok, "data-parallel trainer set up", inloop_last_error());
     ok = inloop_trainer_create(config, &t2) == INLOOP_OK && inloop_trainer_create(config, &freed) == INLOOP_OK &&
-         inloop_trainer_free(freed) == INLOOP_OK && inloop_trainer_get_model(t2, &m) == INLOOP_OK;
+         inloop_trainer_free(freed) == INLOOP_OK && inloop_trainer_copy_model(t2, &m) == INLOOP_OK;
     check(ok, "a second (serial) trainer, a freed trainer handle and a model handle", inloop_last_error());
 
     /* One good step first: the reference state for "unchanged". */

@@ -52,8 +52,8 @@ program test_mpi
     end if
 
     ! one BLAS/engine thread per rank: the ranks already fill the cores
-    call inloop_set_threads(1, stat, msg)
-    call require_all('set_threads(1) on every rank', stat == INLOOP_OK, trim(msg))
+    call inloop_set_num_threads(1, stat, msg)
+    call require_all('set_num_threads(1) on every rank', stat == INLOOP_OK, trim(msg))
 
     msg = ''
     call net%load(model_path, stat, msg)

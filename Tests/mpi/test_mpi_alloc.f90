@@ -31,7 +31,7 @@ program test_mpi_alloc
 
     call MPI_Init(ierr)
     call MPI_Comm_rank(MPI_COMM_WORLD, rank, ierr)
-    call inloop_set_threads(1)
+    call inloop_set_num_threads(1)
     nb = 40 + 23 * rank
     allocate (x(5, nb), y(3, nb))
     call random_number(x)

@@ -55,8 +55,8 @@ program test_mpi_training
         if (abs(lossd - losss) > 1e-12_real64 * abs(losss)) worst_loss_ok = 0
     end do
     call check('reported loss is the global mean (equals the whole-batch loss)', worst_loss_ok == 1, 'losses differ')
-    call td%get_model(md)
-    call ts%get_model(ms)
+    call td%copy_model(md)
+    call ts%copy_model(ms)
     call md%forward(probe, yd)
     call ms%forward(probe, ys)
     reldiff = maxval(abs(yd - ys)) / maxval(abs(ys))
@@ -64,7 +64,7 @@ program test_mpi_training
     call check('distributed training equals whole-batch training within 1e-6 (float64)', reldiff < 1e-6_real64, msg)
     if (rank == 0) print '(a)', 'INFO distributed vs serial: ' // trim(msg)
     call check('identical weights on all ranks (bitwise)', same_on_all_ranks(yd), 'ranks differ')
-    call td2%get_model(m3)
+    call td2%copy_model(m3)
     call m3%forward(probe, y2)
     call check('the same run twice gives bitwise the same weights', all(transfer(y2, 1_int64, size(y2)) == transfer(yd, 1_int64, size(yd))), 'runs differ')
 
@@ -94,7 +94,7 @@ program test_mpi_training
     call td%step(x(:, lo:hi), y(:, lo:hi), lossd, stat=stat, errmsg=msg)
     call make_data()
     call check('NaN on one rank: INLOOP_ERR_NONFINITE on every rank', all_equal(stat) .and. stat == INLOOP_ERR_NONFINITE .and. len_trim(msg) > 0, msg)
-    call td%get_model(md)
+    call td%copy_model(md)
     call md%forward(probe, yb)
     call check('after the refused step the weights are unchanged', all(transfer(yb, 1_int64, size(yb)) == transfer(yd, 1_int64, size(yd))), 'weights changed')
 
@@ -121,8 +121,8 @@ program test_mpi_training
         call td%step(x(:, lo:hi), y(:, lo:hi))
         call tr3%step(x(:, lo:hi), y(:, lo:hi))
     end do
-    call td%get_model(md)
-    call tr3%get_model(m3)
+    call td%copy_model(md)
+    call tr3%copy_model(m3)
     call md%forward(probe, yd)
     call m3%forward(probe, y2)
     call check('checkpoint + reload over the communicator + continue equals the uninterrupted run', &
@@ -158,7 +158,7 @@ contains
         call require('Adam reference: data-parallel linear trainer', st == INLOOP_OK, detail)
         e = 0
         e(1, 2) = 1; e(2, 3) = 1; e(3, 4) = 1
-        call a%get_model(m)
+        call a%copy_model(m)
         call m%forward(e, ye)
         call m%free()
         b = ye(:, 1)
@@ -185,7 +185,7 @@ contains
             call block(s, l, h)
             call a%step(x(:, l:h), y(:, l:h), loss)
         end do
-        call a%get_model(m)
+        call a%copy_model(m)
         call m%forward(e, ye)
         call m%free()
         worst = maxval(abs(ye(:, 1) - b))
@@ -220,7 +220,7 @@ contains
         end do
         write (tol, '(es8.1)') rel
         call compare(a, b, rel, name // ': equals whole-batch training within ' // trim(adjustl(tol)))
-        call a%get_model(m)
+        call a%copy_model(m)
         call m%forward(probe, out)
         call check(name // ': identical weights on all ranks (bitwise)', same_on_all_ranks(out), 'ranks differ')
         call m%free(); call a%free(); call b%free()
@@ -235,8 +235,8 @@ contains
         type(inloop_model) :: ma, mb
         real(real64) :: ya(2, nprobe), yb2(2, nprobe), d
         character(len=100) :: detail
-        call a%get_model(ma)
-        call b%get_model(mb)
+        call a%copy_model(ma)
+        call b%copy_model(mb)
         call ma%forward(probe, ya)
         call mb%forward(probe, yb2)
         d = maxval(abs(ya - yb2)) / maxval(abs(yb2))

@@ -1477,8 +1477,8 @@ def check_saved_fine_tune(lib, m, x, out_ps, dtype=np.float32, strict=False, los
             if st != 0:
                 return [] if st == 7 else [f"save_model -> {lib.status(st)}: {lib.error()}"]   # 7: UNSUPPORTED
             mem = VP()
-            if lib.fn("inloop_trainer_get_model")(t, C.byref(mem)) != 0:
-                return [f"trainer_get_model failed: {lib.error()}"]
+            if lib.fn("inloop_trainer_copy_model")(t, C.byref(mem)) != 0:
+                return [f"trainer_copy_model failed: {lib.error()}"]
             handles.append(mem)
             st, back = lib.load(path.decode())
             if st != 0:

@@ -24,7 +24,7 @@ program test_openmp
 
     path = 'Tests/fixtures/mlp_medium.safetensors'
     if (command_argument_count() > 0) call get_command_argument(1, path)
-    call inloop_set_threads(1)            ! InLoop's own (OpenBLAS) threads: one per host thread
+    call inloop_set_num_threads(1)            ! InLoop's own (OpenBLAS) threads: one per host thread
     call omp_set_num_threads(nthreads)    ! whatever OMP_NUM_THREADS says
     call serial%load(path)
     n_in = int(serial%input_size())

@@ -182,7 +182,7 @@ contains
             loss_sum = loss_sum + loss; n_sum = n_sum + 1
             if (rank == 0 .and. mod(n_train, rs%progress_every) == 0) then
                 print '(a,i6,a,f7.2,a,es10.3,a,es9.2,a,f5.1,a)', '  train step ', n_train, '   t =', step * rs%dt_truth, &
-                    '   loss', loss_sum / n_sum, '   lr', tr%learning_rate(), '   (', MPI_Wtime() - t0, ' s)'
+                    '   loss', loss_sum / n_sum, '   lr', tr%get_learning_rate(), '   (', MPI_Wtime() - t0, ' s)'
                 flush (output_unit)
                 loss_sum = 0; n_sum = 0
             end if

@@ -72,7 +72,7 @@ program radiation
         rs%cols_train = 256; rs%cols_couple = 64; rs%days_train = 60; rs%days_couple = 120; rs%days_mean = 30
         rs%steps_per_call = 24; rs%diag_every = 4
     end if
-    call inloop_set_threads(1)                   ! 1 thread per rank: the speed-up is per core
+    call inloop_set_num_threads(1)                   ! 1 thread per rank: the speed-up is per core
     nl = rs%nlay
     nx = n_features(nl)
     ny = n_targets(nl)
@@ -204,7 +204,7 @@ contains
                 if (rank == 0 .and. (mod(call_no, max(1, n_calls / 6)) == 0 .or. call_no == n_calls)) then
                     print '(a,f6.1,a,i6,a,es10.3,a,es9.2,a,f6.1,a)', '  day ', call_no * rs%n_rad * rs%dt / seconds_per_day, &
                         '  train step ', n_train_steps, '  loss (normalised) ', loss_sum / n_loss, '  lr ', &
-                        tr%learning_rate(), '  (', MPI_Wtime() - t0, ' s)'
+                        tr%get_learning_rate(), '  (', MPI_Wtime() - t0, ' s)'
                     flush (output_unit)
                     final_loss = loss_sum / n_loss
                     loss_sum = 0
