@@ -145,11 +145,11 @@ inloop_status inloop_model_load_buffer(const void *data, int64_t size, inloop_mo
 /// Statuses: INVALID_HANDLE.
 inloop_status inloop_model_free(inloop_model *model);
 
-/// Stores the number of model inputs in *n (1 for layer-stack models).
+/// Stores the number of model inputs in *n (1 for a native version-1 model).
 /// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE.
 inloop_status inloop_model_num_inputs(inloop_model *model, int64_t *n);
 
-/// Stores the number of model outputs in *n (1 for layer-stack models).
+/// Stores the number of model outputs in *n (1 for a native version-1 model).
 /// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE.
 inloop_status inloop_model_num_outputs(inloop_model *model, int64_t *n);
 
@@ -176,7 +176,7 @@ inloop_status inloop_model_input_name(inloop_model *model, int64_t index, const 
 inloop_status inloop_model_output_name(inloop_model *model, int64_t index, const char **name);
 
 /// Stores in *rank the number of per-sample dimensions of input index (0-based), without the batch
-/// axis: 3 for an ONNX input (N, C, H, W), 1 for a layer-stack model.
+/// axis: 3 for an ONNX input (N, C, H, W), 1 for a native version-1 model.
 /// INLOOP_ERR_INVALID_ARGUMENT for an index out of range.
 /// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (index out of
 /// range).
@@ -277,8 +277,8 @@ inloop_status inloop_model_run_f64(inloop_model *model, int64_t batch, int64_t n
 /// Outputs are untouched when an argument is wrong.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (a dimension < 1 or too large, overlapping
 /// arrays), SIZE_MISMATCH (n_inputs/n_outputs, a rank or a dimension the model does not take, a symbol
-/// bound to two values, an output larger than its capacity, out_dims too small), UNSUPPORTED (a layer-stack
-/// model whose shapes are not [batch, n]), NONFINITE, BUSY, OUT_OF_MEMORY.
+/// bound to two values, an output larger than its capacity, out_dims too small), UNSUPPORTED (a shape
+/// the graph cannot be compiled for), NONFINITE, BUSY, OUT_OF_MEMORY.
 inloop_status inloop_model_run_shaped_f32(inloop_model *model, int64_t n_inputs, const int64_t *in_ranks, const int64_t *in_dims, const float *const *inputs, int64_t n_outputs, const int64_t *out_capacity, float *const *outputs, int64_t *out_ranks, int64_t *out_dims, int64_t max_out_dims);
 
 /// As inloop_model_run_shaped_f32 for double arrays; a float32 model computes in float32, converting
@@ -363,8 +363,9 @@ inloop_status inloop_model_jacobian_f64(inloop_model *model, const double *x, in
 inloop_status inloop_trainer_create(const char *config, inloop_trainer **trainer);
 
 /// Creates a trainer that fine-tunes a copy of a loaded model's weights (the model handle is not
-/// changed). config (text or path, may be NULL for defaults: Adam, lr 1e-3, MSE, float32) sets the
-/// loss, optimizer, schedule and precision; it must not have a model section.
+/// changed). config (text or path, may be NULL for defaults: Adam, lr 1e-3, MSE, the model's precision)
+/// sets the loss, optimizer, schedule and precision; it must not have a model section. Without a
+/// precision setting, a float64 model trains in float64, any other in float32.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, IO, FORMAT, INVALID_ARGUMENT, UNSUPPORTED (a model kind that
 /// cannot be trained), SIZE_MISMATCH, OUT_OF_MEMORY.
 inloop_status inloop_trainer_create_from_model(inloop_model *model, const char *config, inloop_trainer **trainer);

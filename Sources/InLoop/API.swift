@@ -125,7 +125,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
     }
 }
 
-/// Stores the number of model inputs in *n (1 for layer-stack models).
+/// Stores the number of model inputs in *n (1 for a native version-1 model).
 /// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE.
 /// Section: model.
 @c public func inloop_model_num_inputs(_ model: OpaquePointer?, _ n: UnsafeMutablePointer<Int64>?) -> inloop_status {
@@ -136,7 +136,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
     }
 }
 
-/// Stores the number of model outputs in *n (1 for layer-stack models).
+/// Stores the number of model outputs in *n (1 for a native version-1 model).
 /// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE.
 /// Section: model.
 @c public func inloop_model_num_outputs(_ model: OpaquePointer?, _ n: UnsafeMutablePointer<Int64>?) -> inloop_status {
@@ -246,7 +246,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 }
 
 /// Stores in *rank the number of per-sample dimensions of input `index` (0-based), without the batch
-/// axis: 3 for an ONNX input (N, C, H, W), 1 for a layer-stack model.
+/// axis: 3 for an ONNX input (N, C, H, W), 1 for a native version-1 model.
 /// INLOOP_ERR_INVALID_ARGUMENT for an index out of range.
 /// Statuses: NULL_POINTER (a NULL handle or output pointer), INVALID_HANDLE, INVALID_ARGUMENT (index out of
 /// range).
@@ -347,8 +347,8 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// Outputs are untouched when an argument is wrong.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (a dimension < 1 or too large, overlapping
 /// arrays), SIZE_MISMATCH (n_inputs/n_outputs, a rank or a dimension the model does not take, a symbol
-/// bound to two values, an output larger than its capacity, out_dims too small), UNSUPPORTED (a layer-stack
-/// model whose shapes are not [batch, n]), NONFINITE, BUSY, OUT_OF_MEMORY.
+/// bound to two values, an output larger than its capacity, out_dims too small), UNSUPPORTED (a shape
+/// the graph cannot be compiled for), NONFINITE, BUSY, OUT_OF_MEMORY.
 /// Section: running.
 @c public func inloop_model_run_shaped_f32(_ model: OpaquePointer?, _ n_inputs: Int64, _ in_ranks: UnsafePointer<Int64>?,
                                            _ in_dims: UnsafePointer<Int64>?, _ inputs: UnsafePointer<UnsafePointer<Float>?>?,

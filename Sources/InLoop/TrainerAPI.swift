@@ -98,7 +98,7 @@ extension AnyTrainer {
         }
     }
 
-    /// The bytes of a model file with the current weights: native version 1 for a layer stack,
+    /// The bytes of a model file with the current weights: native version 1 for a layer list,
     /// version 2 for any other graph.
     func modelFile() throws(InLoopError) -> [UInt8] { try NativeFormat.serialize(try model()) }
 
@@ -142,8 +142,9 @@ private func makeTrainer(_ config: TrainerConfig, model: ModelBox? = nil) throws
 }
 
 /// Creates a trainer that fine-tunes a copy of a loaded model's weights (the model handle is not
-/// changed). config (text or path, may be NULL for defaults: Adam, lr 1e-3, MSE, float32) sets the
-/// loss, optimizer, schedule and precision; it must not have a model section.
+/// changed). config (text or path, may be NULL for defaults: Adam, lr 1e-3, MSE, the model's precision)
+/// sets the loss, optimizer, schedule and precision; it must not have a model section. Without a
+/// precision setting, a float64 model trains in float64, any other in float32.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, IO, FORMAT, INVALID_ARGUMENT, UNSUPPORTED (a model kind that
 /// cannot be trained), SIZE_MISMATCH, OUT_OF_MEMORY.
 /// Section: training.
@@ -154,11 +155,13 @@ private func makeTrainer(_ config: TrainerConfig, model: ModelBox? = nil) throws
         trainer.pointee = nil
         ThreadPolicy.applyDefault()
         let box = try models.lookup(model)
-        let c = config == nil ? TrainerConfig() : try TrainingConfigFormat.load(try cString(config, "config"))
+        // the trainer computes in the model's type unless the configuration says otherwise (a float32
+        // trainer of a float64 graph would mix types at its Cast nodes)
+        let precision: TrainerConfig.Precision = box.model.graph.dtype == .float64 ? .float64 : .float32
+        let c = config == nil ? TrainerConfig(precision: precision) : try TrainingConfigFormat.load(try cString(config, "config"), precision: precision)
         guard c.layers.isEmpty else {
             throw InLoopError(.invalidArgument, "trainer_create_from_model: the configuration must not have a model section (the model comes from the handle)")
         }
-        // A layer stack (a native v1 model) trains as a layer stack; any other model as its graph.
         trainer.pointee = trainers.register(TrainerBox(try makeTrainer(c, model: box)))
     }
 }
@@ -251,7 +254,7 @@ private func collective(_ handle: OpaquePointer?, _ what: String, check: (AnyTra
 /// Section: training.
 @c public func inloop_trainer_copy_model(_ trainer: OpaquePointer?, _ model: UnsafeMutablePointer<OpaquePointer?>?) -> inloop_status {
     guarded { () throws(InLoopError) in
-        guard let model else { throw InLoopError(.nullPointer, "trainer_get_model: the output handle pointer is NULL") }
+        guard let model else { throw InLoopError(.nullPointer, "trainer_copy_model: the output handle pointer is NULL") }
         model.pointee = nil
         let box = try trainers.lookup(trainer, argument: "trainer")
         let m = try box.use { (t) throws(InLoopError) in try t.model() }

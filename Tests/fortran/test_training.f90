@@ -189,8 +189,8 @@ contains
             if (ierr /= INLOOP_OK) exit
         end do
         call require('10 fine-tuning steps of an ONNX graph', ierr == INLOOP_OK, msg)
-        call ft%get_model(m1, stat=ierr, errmsg=msg)
-        call require('get_model (fine-tuned graph)', ierr == INLOOP_OK, msg)
+        call ft%copy_model(m1, stat=ierr, errmsg=msg)
+        call require('copy_model (fine-tuned graph)', ierr == INLOOP_OK, msg)
         call ft%save_model(out, stat=ierr, errmsg=msg)
         call require('save_model (fine-tuned graph, native version 2)', ierr == INLOOP_OK, msg)
         call m2%load(out, stat=ierr, errmsg=msg)

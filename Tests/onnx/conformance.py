@@ -1445,16 +1445,17 @@ def check_model_file(lib, path, in_specs, out_names, refs, feeds, tol=TOL):
 
 
 def check_saved_fine_tune(lib, m, x, out_ps, dtype=np.float32, strict=False, losses=None):
-    """Fine-tune 10 steps (defaults: Adam, MSE, float32) toward zeros, save the model (native
-    version 2 for a graph, 1 for a layer stack), load it back: its outputs must be bitwise those of
-    the trainer's in-memory model. Models the trainer does not take (several inputs) are left out,
-    unless strict (then a trainer that cannot be made or a step that fails is a problem). dtype picks
-    the _f32 or _f64 step and run entry points (and precision float64 for the trainer); losses (a
-    list) receives the 10 losses."""
+    """Fine-tune 10 steps (defaults: Adam, MSE, the model's precision) toward zeros, save the model
+    (native version 2 for a graph, 1 for a layer stack), load it back: its outputs must be bitwise
+    those of the trainer's in-memory model. Models the trainer does not take (several inputs) are left
+    out, unless strict (then a trainer that cannot be made or a step that fails is a problem). dtype
+    picks the _f32 or _f64 step and run entry points; a float64 model is trained with no configuration
+    at all, so the default precision (the model's: float64, which its Cast nodes need) is what is
+    tested; losses (a list) receives the 10 losses."""
     PF = C.POINTER(C.c_float if dtype == np.float32 else C.c_double)
     VP = C.c_void_p
     t = VP()
-    config = b"precision: float64\n" if dtype == np.float64 else None
+    config = None
     if lib.fn("inloop_trainer_create_from_model")(m, config, C.byref(t)) != 0:
         return [f"trainer_create_from_model failed: {lib.error()}"] if strict else []
     problems = []

@@ -17,21 +17,22 @@ import InLoopCore
 /// Unknown keys are errors (a misspelt option must not be silently ignored).
 public enum TrainingConfigFormat {
     /// Parses YAML or JSON text (JSON is YAML, but the strict JSON parser gives better messages).
-    public static func parse(_ text: String) throws(InLoopError) -> TrainerConfig {
+    /// `precision`: the precision when the text does not give one.
+    public static func parse(_ text: String, precision: TrainerConfig.Precision = .float32) throws(InLoopError) -> TrainerConfig {
         let trimmed = text.drop { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
         let doc = trimmed.first == "{" ? try JSON.parse(text) : try YAML.parse(text)
-        return try config(doc)
+        return try config(doc, precision: precision)
     }
 
     /// Reads a configuration from text, or from a file when `source` names one that exists.
-    public static func load(_ source: String) throws(InLoopError) -> TrainerConfig {
+    public static func load(_ source: String, precision: TrainerConfig.Precision = .float32) throws(InLoopError) -> TrainerConfig {
         if let bytes = try? FileIO.read(source) {
-            do { return try parse(String(decoding: bytes, as: UTF8.self)) } catch { throw error.prefixed(source) }
+            do { return try parse(String(decoding: bytes, as: UTF8.self), precision: precision) } catch { throw error.prefixed(source) }
         }
         if !source.contains("\n"), !source.contains(":"), !source.contains("{") {
             _ = try FileIO.read(source)  // reports the file error (a path was meant)
         }
-        return try parse(source)
+        return try parse(source, precision: precision)
     }
 
     static func fail(_ path: String, _ message: String) -> InLoopError {
@@ -88,7 +89,7 @@ public enum TrainingConfigFormat {
         return out
     }
 
-    public static func config(_ doc: JSON) throws(InLoopError) -> TrainerConfig {
+    public static func config(_ doc: JSON, precision: TrainerConfig.Precision = .float32) throws(InLoopError) -> TrainerConfig {
         let top = try object(doc, "(top level)", allowed: ["model", "loss", "optimizer", "schedule", "init", "seed", "precision", "history"])
         var c = TrainerConfig()
         let get = { (k: String) -> JSON? in top.first { $0.0 == k }?.1 }
@@ -109,7 +110,7 @@ public enum TrainingConfigFormat {
         guard let i = Initialization(rawValue: initName) else { throw fail("init", "must be auto, xavier or he, got \(initName)") }
         c.initialization = i
         c.seed = UInt64(try integer(get("seed"), "seed", default: 0))
-        let p = try string(get("precision"), "precision", default: "float32")
+        let p = try string(get("precision"), "precision", default: precision.rawValue)
         guard let prec = TrainerConfig.Precision(rawValue: p) else { throw fail("precision", "must be float32 or float64, got \(p)") }
         c.precision = prec
         c.historyCapacity = try integer(get("history"), "history", default: 10_000, min: 1)
