@@ -1,0 +1,218 @@
+import XCTest
+@testable import InLoopCore
+
+/// Node-test gaps of the one engine (issue 10): operands given at run time (graph inputs, as ONNX's
+/// node tests give every operand) and optional extra outputs. Forward against naive loops written here
+/// (in Double), in Float and Double, at batch 1 and 5 through one plan; reverse and tangent against
+/// float64 finite differences; bad forms as thrown errors.
+final class NodeGapTests: XCTestCase {
+    typealias Operand = MatMulNormOpTests.Operand
+
+    /// A one-node graph with several outputs (all graph outputs).
+    static func graph(_ dtype: Engine.DType, _ operands: [Operand], op: any OpDefinition.Type,
+                      _ attributes: [String: Engine.AttributeValue] = [:], outputs: [String], opset: Int = 17) throws -> Engine.Graph {
+        let g = Engine.Graph(dtype: dtype, opset: opset)
+        var names: [String] = []
+        for o in operands {
+            switch o {
+            case .input(let name, let dims):
+                try g.addInput(name, Engine.TensorType(dtype, OpTest.shape(g, dims)))
+                names.append(name)
+            case .constant(let name, let shape, let values, let trainable):
+                let t = dtype == .float32 ? try Engine.Tensor(shape: shape, values: values.map { Float($0) })
+                                          : try Engine.Tensor(shape: shape, values: values)
+                let id = try g.addConstant(name, t)
+                if trainable { g.parameters.append(id) }
+                names.append(name)
+            }
+        }
+        try g.addNode("node", op, attributes, inputs: names, outputs: outputs)
+        for o in outputs { try g.markOutput(o) }
+        try g.verify()
+        try g.inferTypes()
+        return g
+    }
+
+    /// Runs `g` in its dtype at batch n on `xs` (Double values rounded to the dtype) with both numerics.
+    static func forward(_ g: Engine.Graph, _ xs: [[Double]], n: Int, numerics: Numerics) throws -> [[Double]] {
+        if g.dtype == .float32 {
+            return try OpTest.run(g, xs.map { $0.map { Float($0) } }, n: n, numerics: numerics).map { $0.map { Double($0) } }
+        }
+        return try OpTest.run(g, xs, n: n, numerics: numerics)
+    }
+
+    /// Checks every output of the graph built by `make` against `reference` in Float and Double,
+    /// inference and differentiable plans, batch 1 and 5.
+    func checkForward(_ dims: [[Any]], file: StaticString = #filePath, line: UInt = #line,
+                      make: (Engine.DType) throws -> Engine.Graph,
+                      reference: ([[Double]], Int) -> [[Double]]) throws {
+        for dtype in [Engine.DType.float32, .float64] {
+            let g = try make(dtype)
+            for num in [Numerics.inference, .differentiable] {
+                for n in [1, 5] {
+                    let xs: [[Double]] = dims.enumerated().map {
+                        let values = OpTest.values(MatMulNormOpTests.dims($0.element, n: n).reduce(1, *), seed: UInt64(5 + 3 * $0.offset + n),
+                                                   in: 0.25...2, as: Double.self)
+                        return dtype == .float32 ? values.map { Double(Float($0)) } : values
+                    }
+                    let ys = try Self.forward(g, xs, n: n, numerics: num)
+                    let want = reference(xs, n)
+                    XCTAssertEqual(ys.count, want.count, file: file, line: line)
+                    for (k, y) in ys.enumerated() where k < want.count {
+                        XCTAssertEqual(y.count, want[k].count, "output \(k)", file: file, line: line)
+                        guard y.count == want[k].count else { continue }
+                        XCTAssertLessThan(OpTest.maxRelativeError(y, want[k]), dtype == .float32 ? 3e-5 : 1e-12,
+                                          "\(dtype) \(num) n=\(n) output \(k)", file: file, line: line)
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: - LayerNormalization: Mean and InvStdDev, run-time and broadcast Scale / B
+
+    /// Rows of `cols` values: y, mean, 1/sqrt(var + eps); scale and bias broadcast from their last
+    /// `scale.count` / `bias.count` values.
+    static func layerNormRef(_ x: [Double], cols: Int, scale: [Double], bias: [Double]?, epsilon: Double) -> [[Double]] {
+        var y: [Double] = [], means: [Double] = [], invs: [Double] = []
+        for r in 0..<(x.count / cols) {
+            let row = Array(x[r * cols ..< (r + 1) * cols])
+            let mean = row.reduce(0, +) / Double(cols)
+            let v = row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(cols)
+            let inv = 1 / (v + epsilon).squareRoot()
+            means.append(mean)
+            invs.append(inv)
+            for j in 0..<cols {
+                let s = scale[j % scale.count], b = bias.map { $0[j % $0.count] } ?? 0
+                y.append((row[j] - mean) * inv * s + b)
+            }
+        }
+        return [y, means, invs]
+    }
+
+    func testLayerNormStatisticsOutputs() throws {
+        let scale = MatMulNormOpTests.v(6, seed: 3), bias = MatMulNormOpTests.v(6, seed: 4)
+        // constant Scale and B, three outputs, axis 1 of [N, 2, 3]
+        try checkForward([["N", 2, 3]], make: { dtype in
+            try Self.graph(dtype, [.input("x", ["N", 2, 3]), .constant("s", [2, 3], scale, trainable: false),
+                                   .constant("b", [2, 3], bias, trainable: false)],
+                           op: LayerNormalizationOp.self, ["axis": .int(1), "epsilon": .float(1e-3)], outputs: ["y", "mean", "inv"])
+        }) { xs, _ in Self.layerNormRef(xs[0], cols: 6, scale: scale, bias: bias, epsilon: 1e-3) }
+        // the statistics' shapes: X's with the normalised axes of size 1
+        let g = try Self.graph(.float32, [.input("x", ["N", 2, 3]), .constant("s", [3], Array(scale[..<3]), trainable: false)],
+                               op: LayerNormalizationOp.self, outputs: ["y", "mean", "inv"])
+        XCTAssertEqual(g.outputs.map { g[$0].type?.shape.count }, [3, 3, 3])
+        XCTAssertEqual(g[g.outputs[1]].type?.shape.map(\.known), [nil, 2, 1])
+    }
+
+    func testLayerNormRuntimeScale() throws {
+        // Scale and B as graph inputs, the batch on axis 0, normalised over the last axis
+        try checkForward([["N", 4], [4], [4]], make: { dtype in
+            try Self.graph(dtype, [.input("x", ["N", 4]), .input("s", [4]), .input("b", [4])], op: LayerNormalizationOp.self, outputs: ["y"])
+        }) { xs, _ in [Self.layerNormRef(xs[0], cols: 4, scale: xs[1], bias: xs[2], epsilon: 1e-5)[0]] }
+        // Scale broadcast over the normalised shape ([1] against [3, 2]), axis 0: one row
+        let s = [1.5]
+        try checkForward([[3, 2]], make: { dtype in
+            try Self.graph(dtype, [.input("x", [3, 2]), .constant("s", [1], s, trainable: false)], op: LayerNormalizationOp.self,
+                           ["axis": .int(0)], outputs: ["y", "mean"])
+        }) { xs, _ in Array(Self.layerNormRef(xs[0], cols: 6, scale: s, bias: nil, epsilon: 1e-5).prefix(2)) }
+    }
+
+    func testLayerNormComposedGradients() throws {
+        let g1 = try Self.graph(.float64, [.input("x", ["N", 2, 3]), .input("s", [3]), .input("b", [3])],
+                                op: LayerNormalizationOp.self, outputs: ["y", "mean", "inv"])
+        XCTAssertLessThan(try OpTest.checkGradients(g1, n: 2, tolerance: 1e-6), 1e-6)
+        // trainable Scale and B with the statistics outputs: parameter gradients too
+        let g2 = try Self.graph(.float64, [.input("x", ["N", 4]), .constant("s", [4], MatMulNormOpTests.v(4, seed: 8), trainable: true),
+                                           .constant("b", [4], MatMulNormOpTests.v(4, seed: 9), trainable: true)],
+                                op: LayerNormalizationOp.self, outputs: ["y", "mean", "inv"])
+        XCTAssertLessThan(try OpTest.checkGradients(g2, n: 3, tolerance: 1e-6), 1e-6)
+    }
+
+    // MARK: - BatchNormalization: run-time parameters, training mode
+
+    static func bnDims(_ x: [Int]) -> (c: Int, spatial: Int) { (x[1], x[2...].reduce(1, *)) }
+
+    /// Inference: y = (x − mean)/sqrt(var + eps)·scale + B per channel.
+    static func batchNormRef(_ x: [Double], shape: [Int], scale: [Double], bias: [Double], mean: [Double], variance: [Double],
+                             epsilon: Double) -> [Double] {
+        let (c, spatial) = bnDims(shape)
+        return x.indices.map { i in
+            let ch = (i / spatial) % c
+            return (x[i] - mean[ch]) / (variance[ch] + epsilon).squareRoot() * scale[ch] + bias[ch]
+        }
+    }
+
+    /// Training mode (ONNX's `_batchnorm_training_mode`): batch mean and biased variance per channel;
+    /// y from them; running statistics input·momentum + batch·(1 − momentum).
+    static func batchNormTrainingRef(_ x: [Double], shape: [Int], scale: [Double], bias: [Double], mean: [Double],
+                                     variance: [Double], epsilon: Double, momentum: Double) -> [[Double]] {
+        let (c, spatial) = bnDims(shape)
+        var sums = [Double](repeating: 0, count: c), counts = [Double](repeating: 0, count: c)
+        for i in x.indices { sums[(i / spatial) % c] += x[i]; counts[(i / spatial) % c] += 1 }
+        let bm = (0..<c).map { sums[$0] / counts[$0] }
+        var sq = [Double](repeating: 0, count: c)
+        for i in x.indices { let ch = (i / spatial) % c; sq[ch] += (x[i] - bm[ch]) * (x[i] - bm[ch]) }
+        let bv = (0..<c).map { sq[$0] / counts[$0] }
+        let y = batchNormRef(x, shape: shape, scale: scale, bias: bias, mean: bm, variance: bv, epsilon: epsilon)
+        return [y, (0..<c).map { mean[$0] * momentum + bm[$0] * (1 - momentum) },
+                (0..<c).map { variance[$0] * momentum + bv[$0] * (1 - momentum) }]
+    }
+
+    func testBatchNormRuntimeParameters() throws {
+        for x in [["N", 3, 2, 2], ["N", 3]] as [[Any]] {
+            try checkForward([x, [3], [3], [3], [3]], make: { dtype in
+                try Self.graph(dtype, [.input("x", x), .input("s", [3]), .input("b", [3]), .input("m", [3]), .input("v", [3])],
+                               op: BatchNormalizationOp.self, ["epsilon": .float(1e-2)], outputs: ["y"])
+            }) { xs, n in
+                [Self.batchNormRef(xs[0], shape: MatMulNormOpTests.dims(x, n: n), scale: xs[1], bias: xs[2], mean: xs[3],
+                                   variance: xs[4], epsilon: 1e-2)]
+            }
+        }
+        // constant statistics, scale at run time
+        let m = MatMulNormOpTests.v(3, seed: 5), v = MatMulNormOpTests.v(3, seed: 6, in: 0.5...2)
+        try checkForward([["N", 3, 4], [3], [3]], make: { dtype in
+            try Self.graph(dtype, [.input("x", ["N", 3, 4]), .input("s", [3]), .input("b", [3]), .constant("m", [3], m, trainable: false),
+                                   .constant("v", [3], v, trainable: false)], op: BatchNormalizationOp.self, outputs: ["y"])
+        }) { xs, n in
+            [Self.batchNormRef(xs[0], shape: [n, 3, 4], scale: xs[1], bias: xs[2], mean: m, variance: v, epsilon: 1e-5)]
+        }
+        let g = try Self.graph(.float64, [.input("x", ["N", 3, 2]), .input("s", [3]), .input("b", [3]), .input("m", [3]), .input("v", [3])],
+                               op: BatchNormalizationOp.self, outputs: ["y"])
+        // the variance stays positive: inputs drawn in [0.25, 2]
+        let xs = [12, 3, 3, 3, 3].enumerated().map { OpTest.values($0.element, seed: UInt64(40 + $0.offset), in: 0.25...2, as: Double.self) }
+        XCTAssertLessThan(try OpTest.checkGradients(g, n: 2, inputs: xs, tolerance: 1e-6), 1e-6)
+    }
+
+    func testBatchNormTrainingMode() throws {
+        for (x, outs) in [(["N", 3, 2, 2], ["y", "rm", "rv"]), (["N", 2], ["y", "rm"]), ([2, 3, 4, 5], ["y", "rm", "rv"])] as [([Any], [String])] {
+            let c = x[1] as? Int ?? 0
+            try checkForward([x, [c], [c], [c], [c]], make: { dtype in
+                try Self.graph(dtype, [.input("x", x), .input("s", [c]), .input("b", [c]), .input("m", [c]), .input("v", [c])],
+                               op: BatchNormalizationOp.self, ["epsilon": .float(1e-2), "training_mode": .int(1), "momentum": .float(0.8)],
+                               outputs: outs, opset: 15)
+            }) { xs, n in
+                Array(Self.batchNormTrainingRef(xs[0], shape: MatMulNormOpTests.dims(x, n: n), scale: xs[1], bias: xs[2], mean: xs[3],
+                                                variance: xs[4], epsilon: 1e-2, momentum: 0.8).prefix(outs.count))
+            }
+        }
+        let g = try Self.graph(.float64, [.input("x", ["N", 2, 3]), .input("s", [2]), .input("b", [2]), .input("m", [2]), .input("v", [2])],
+                               op: BatchNormalizationOp.self, ["training_mode": .int(1)], outputs: ["y", "rm", "rv"], opset: 15)
+        XCTAssertLessThan(try OpTest.checkGradients(g, n: 3, tolerance: 1e-6), 1e-6)
+    }
+
+    func testBatchNormErrors() throws {
+        let ops: [Operand] = [.input("x", ["N", 3]), .input("s", [3]), .input("b", [3]), .input("m", [3]), .input("v", [3])]
+        // statistics outputs outside training mode (opset < 14 semantics)
+        XCTAssertThrowsError(try Self.graph(.float32, ops, op: BatchNormalizationOp.self, outputs: ["y", "rm"])) { e in
+            XCTAssertTrue("\(e)".contains("training_mode"), "\(e)")
+        }
+        XCTAssertThrowsError(try Self.graph(.float32, ops, op: BatchNormalizationOp.self, ["training_mode": .int(2)], outputs: ["y"]))
+        XCTAssertThrowsError(try Self.graph(.float32, ops, op: BatchNormalizationOp.self, ["training_mode": .int(1), "momentum": .float(.nan)],
+                                            outputs: ["y"]))
+        XCTAssertThrowsError(try Self.graph(.float32, ops, op: BatchNormalizationOp.self, outputs: ["y", "a", "b", "c"]))
+        // a wrong vector size is a format error, not a trap
+        XCTAssertThrowsError(try Self.graph(.float32, [.input("x", ["N", 3]), .input("s", [4]), .input("b", [3]), .input("m", [3]),
+                                                       .input("v", [3])], op: BatchNormalizationOp.self, outputs: ["y"]))
+    }
+}
