@@ -215,4 +215,121 @@ final class NodeGapTests: XCTestCase {
         XCTAssertThrowsError(try Self.graph(.float32, [.input("x", ["N", 3]), .input("s", [4]), .input("b", [3]), .input("m", [3]),
                                                        .input("v", [3])], op: BatchNormalizationOp.self, outputs: ["y"]))
     }
+
+    // MARK: - Engine.Model: value inputs, no inputs, empty inputs
+
+    func expectError(_ kind: InLoopError.Kind, _ text: String, file: StaticString = #filePath, line: UInt = #line,
+                     _ body: () throws -> Void) {
+        XCTAssertThrowsError(try body(), file: file, line: line) { e in
+            guard let e = e as? InLoopError else { return XCTFail("\(e)", file: file, line: line) }
+            XCTAssertEqual(e.kind, kind, "\(e)", file: file, line: line)
+            XCTAssertTrue(e.message.contains(text), "\(e)", file: file, line: line)
+        }
+    }
+
+    /// Resize (nearest, asymmetric, floor) with its scales a graph input: the plan is specialised on
+    /// the values given with each call; y[n, c, i, j] = x[n, c, ⌊i/sh⌋, ⌊j/sw⌋] for integer scales.
+    func testResizeScalesAsInput() throws {
+        for dtype in [Engine.DType.float32, .float64] {
+            let g = Engine.Graph(dtype: dtype, opset: 13)
+            try g.addInput("x", Engine.TensorType(dtype, [1, 2, 2, 3]))
+            try g.addInput("scales", Engine.TensorType(dtype, [4]))
+            try g.addNode("r", ResizeOp.self, ["coordinate_transformation_mode": .string("asymmetric"), "nearest_mode": .string("floor")],
+                          inputs: ["x", "", "scales"], outputs: ["y"])
+            try g.markOutput("y")
+            try g.verify()
+            let m = try Engine.Model(graph: g)
+            let x = OpTest.values(12, seed: 3, as: Double.self).map { dtype == .float32 ? Double(Float($0)) : $0 }
+            for (sh, sw) in [(2, 3), (1, 2), (2, 3), (3, 1)] {
+                let y = try m.runShaped([([1, 2, 2, 3], x), ([4], [1, 1, Double(sh), Double(sw)])])
+                XCTAssertEqual(y[0].shape, [1, 2, 2 * sh, 3 * sw])
+                var want: [Double] = []
+                for c in 0..<2 { for i in 0..<(2 * sh) { for j in 0..<(3 * sw) { want.append(x[c * 6 + (i / sh) * 3 + j / sw]) } } }
+                XCTAssertEqual(y[0].values, want, "\(dtype) scales \(sh), \(sw)")
+            }
+            // three distinct scale values: three plans (the repeated call reused its plan)
+            XCTAssertEqual(m.compileCount, 3)
+            expectError(.invalidArgument, "scales are positive") { _ = try m.runShaped([([1, 2, 2, 3], x), ([4], [1, 1, -2, 1])]) }
+            expectError(.invalidArgument, "scales are positive") { _ = try m.runShaped([([1, 2, 2, 3], x), ([4], [1, 1, .nan, 1])]) }
+            expectError(.sizeMismatch, "the model takes 4") { _ = try m.runShaped([([1, 2, 2, 3], x), ([3], [1, 1, 2])]) }
+            // without values (the batch convenience, or output shapes asked ahead) the shapes are unknown
+            XCTAssertNotNil(m.convenienceError)
+            let ranks: [Int64] = [4, 1], dims: [Int64] = [1, 2, 2, 3, 4]
+            var outRanks: [Int64] = [0], outDims = [Int64](repeating: 0, count: 8)
+            expectError(.invalidArgument, "depend on the values") {
+                try ranks.withUnsafeBufferPointer { r in
+                    try dims.withUnsafeBufferPointer { d in
+                        try outRanks.withUnsafeMutableBufferPointer { orr in
+                            try outDims.withUnsafeMutableBufferPointer { od in try m.outputShapes(ranks: r, dims: d, outRanks: orr, outDims: od) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A graph without inputs (one Constant) runs with zero input arrays.
+    func testGraphWithoutInputs() throws {
+        let g = Engine.Graph(dtype: .float32, opset: 13)
+        let values: [Float] = [1.5, -2, 3, 0.25, 7, -1]
+        try g.addNode("c", ConstantOp.self, ["value": .tensor(Engine.TensorValue(dtype: .float32, shape: [2, 3], floats: values.map { Double($0) }))], inputs: [], outputs: ["y"])
+        try g.markOutput("y")
+        try g.verify()
+        let m = try Engine.Model(graph: g)
+        let y = try m.runShaped([])
+        XCTAssertEqual(y[0].shape, [2, 3])
+        XCTAssertEqual(y[0].values, values.map { Double($0) })
+        expectError(.sizeMismatch, "has 0 inputs") { _ = try m.runShaped([([1], [1])]) }
+    }
+
+    /// An input declared with an empty dimension (CastLike's `like`, which gives only the type) takes
+    /// an empty array; a dimension 0 where the model declares another size is refused.
+    func testEmptyInput() throws {
+        let g = Engine.Graph(dtype: .float32, opset: 15)
+        try g.addInput("x", Engine.TensorType(.float64, [2, 2]))
+        try g.addInput("like", Engine.TensorType(.float32, [0]))
+        try g.addNode("c", CastLikeOp.self, inputs: ["x", "like"], outputs: ["y"])
+        try g.markOutput("y")
+        try g.verify()
+        let m = try Engine.Model(graph: g)
+        let x = [1.0 + 1e-12, -2, 3.25, 1e-30]
+        let y = try m.runShaped([([2, 2], x), ([0], [])])
+        XCTAssertEqual(y[0].shape, [2, 2])
+        XCTAssertEqual(y[0].values, x.map { Double(Float($0)) })
+        expectError(.invalidArgument, "dimension 0 on axis 0") { _ = try m.runShaped([([0, 2], []), ([0], [])]) }
+    }
+
+    // MARK: - ConvTranspose: output_shape beyond the full output
+
+    /// output_shape one larger than the full output along both axes: ONNX's reference (and
+    /// onnxruntime) add a row and a column of zeros at the end.
+    func testConvTransposeOutputShapeLarger() throws {
+        for dtype in [Engine.DType.float32, .float64] {
+            let g = Engine.Graph(dtype: dtype, opset: 13)
+            try g.addInput("x", Engine.TensorType(dtype, [1, 1, 3, 3]))
+            try g.addInput("w", Engine.TensorType(dtype, [1, 2, 3, 3]))
+            try g.addNode("t", ConvTransposeOp.self, ["strides": .ints([3, 2]), "output_shape": .ints([10, 8])], inputs: ["x", "w"], outputs: ["y"])
+            try g.markOutput("y")
+            try g.verify()
+            let m = try Engine.Model(graph: g)
+            let x = OpTest.values(9, seed: 1, as: Double.self).map { dtype == .float32 ? Double(Float($0)) : $0 }
+            let w = OpTest.values(18, seed: 2, as: Double.self).map { dtype == .float32 ? Double(Float($0)) : $0 }
+            let y = try m.runShaped([([1, 1, 3, 3], x), ([1, 2, 3, 3], w)])
+            XCTAssertEqual(y[0].shape, [1, 2, 10, 8])
+            // naive scatter: y[co, i·s0 + ki, j·s1 + kj] += x[i, j]·w[co, ki, kj]
+            var want = [Double](repeating: 0, count: 2 * 10 * 8)
+            for co in 0..<2 { for i in 0..<3 { for j in 0..<3 { for ki in 0..<3 { for kj in 0..<3 {
+                want[co * 80 + (i * 3 + ki) * 8 + j * 2 + kj] += x[i * 3 + j] * w[co * 9 + ki * 3 + kj]
+            } } } } }
+            XCTAssertLessThan(OpTest.maxRelativeError(y[0].values, want), dtype == .float32 ? 1e-5 : 1e-12)
+            // a larger output needing padding at the start as well is refused, not trapped
+            let h = Engine.Graph(dtype: dtype, opset: 13)
+            try h.addInput("x", Engine.TensorType(dtype, [1, 1, 3, 3]))
+            try h.addInput("w", Engine.TensorType(dtype, [1, 2, 3, 3]))
+            try h.addNode("t", ConvTransposeOp.self, ["strides": .ints([3, 2]), "output_shape": .ints([12, 8])], inputs: ["x", "w"], outputs: ["y"])
+            try h.markOutput("y")
+            try h.verify()
+            XCTAssertThrowsError(try Engine.Model(graph: h))
+        }
+    }
 }

@@ -147,7 +147,8 @@ extension NearestResizeOp {
                 scales[d] = s[i]
             }
         } else if present(a.scalesInput) {
-            throw InLoopError(.unsupported, "scales given as a tensor input: InLoop takes constant scales as the 'scales' attribute")
+            // MARK: family nodes (value inputs: a plan is specialised on the scales' values, Engine.Model)
+            throw Engine.notLinear("scales given as a tensor input (the plan is specialised on its values when they are known)")
         } else {
             throw InLoopError(.format, "neither scales nor sizes is given")
         }
