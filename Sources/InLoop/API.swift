@@ -525,10 +525,12 @@ private func shapeArguments(_ box: ModelBox, _ what: String, _ nInputs: Int64, _
     guard nInputs == Int64(box.inputs.count), nOutputs == Int64(box.outputs.count) else {
         throw InLoopError(.sizeMismatch, "\(what): model '\(box.model.name)' has \(box.inputs.count) input(s) and \(box.outputs.count) output(s); got n_inputs = \(nInputs), n_outputs = \(nOutputs)")
     }
-    guard let inRanks else { throw InLoopError(.nullPointer, "\(what): in_ranks is NULL") }
     guard maxOutDims >= 0, maxOutDims <= Int64(Int32.max) else {
         throw InLoopError(.invalidArgument, "\(what): max_out_dims must be between 0 and \(Int32.max), got \(maxOutDims)")
     }
+    // a model without inputs (a lone Constant) may take NULL in_ranks and in_dims
+    if box.inputs.isEmpty && inRanks == nil { return (UnsafeBufferPointer(start: nil, count: 0), UnsafeBufferPointer(start: nil, count: 0)) }
+    guard let inRanks else { throw InLoopError(.nullPointer, "\(what): in_ranks is NULL") }
     var total = 0
     for k in 0..<box.inputs.count {
         guard inRanks[k] >= 0, inRanks[k] <= Int64(Engine.maxRank) else {
@@ -602,19 +604,22 @@ private func runShaped<T>(_ handle: OpaquePointer?, _ nInputs: Int64, _ inRanks:
         let box = try models.lookup(handle)
         let m = box.model
         let (ranks, dims) = try shapeArguments(box, "run_shaped", nInputs, inRanks, inDims, nOutputs, maxOutDims)
-        guard let inputs else { throw InLoopError(.nullPointer, "run_shaped: inputs (the array of input pointers) is NULL") }
+        guard inputs != nil || box.inputs.isEmpty else {
+            throw InLoopError(.nullPointer, "run_shaped: inputs (the array of input pointers) is NULL")
+        }
         guard let outputs else { throw InLoopError(.nullPointer, "run_shaped: outputs (the array of output pointers) is NULL") }
         guard let outCapacity else { throw InLoopError(.nullPointer, "run_shaped: out_capacity is NULL") }
         guard (outRanks == nil) == (outDims == nil) else {
             throw InLoopError(.nullPointer, "run_shaped: out_ranks and out_dims must both be given or both be NULL")
         }
-        for k in 0..<box.inputs.count where inputs[k] == nil {
+        for k in 0..<box.inputs.count where inputs?[k] == nil {
             throw InLoopError(.nullPointer, "run_shaped: inputs[\(k)] (input '\(box.inputs[k].name)') is NULL")
         }
         for k in 0..<box.outputs.count where outputs[k] == nil {
             throw InLoopError(.nullPointer, "run_shaped: outputs[\(k)] (output '\(box.outputs[k].name)') is NULL")
         }
-        let ins = UnsafeBufferPointer(start: UnsafeRawPointer(inputs).assumingMemoryBound(to: UnsafePointer<T>.self),
+        // (no input: an empty buffer, whatever `inputs` is)
+        let ins = UnsafeBufferPointer(start: inputs.map { UnsafeRawPointer($0).assumingMemoryBound(to: UnsafePointer<T>.self) },
                                       count: box.inputs.count)
         let outs = UnsafeBufferPointer(start: UnsafeRawPointer(outputs).assumingMemoryBound(to: UnsafeMutablePointer<T>.self),
                                        count: box.outputs.count)
