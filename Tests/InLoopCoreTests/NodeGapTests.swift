@@ -250,7 +250,7 @@ final class NodeGapTests: XCTestCase {
             // three distinct scale values: three plans (the repeated call reused its plan)
             XCTAssertEqual(m.compileCount, 3)
             expectError(.invalidArgument, "scales are positive") { _ = try m.runShaped([([1, 2, 2, 3], x), ([4], [1, 1, -2, 1])]) }
-            expectError(.invalidArgument, "scales are positive") { _ = try m.runShaped([([1, 2, 2, 3], x), ([4], [1, 1, .nan, 1])]) }
+            expectError(.invalidArgument, "not finite") { _ = try m.runShaped([([1, 2, 2, 3], x), ([4], [1, 1, .nan, 1])]) }
             expectError(.sizeMismatch, "the model takes 4") { _ = try m.runShaped([([1, 2, 2, 3], x), ([3], [1, 1, 2])]) }
             // without values (the batch convenience, or output shapes asked ahead) the shapes are unknown
             XCTAssertNotNil(m.convenienceError)
@@ -266,6 +266,54 @@ final class NodeGapTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// Range on floats with its bounds given as graph inputs (value inputs) or as a constant and
+    /// inputs: start + i·delta for i < max(⌈(limit − start)/delta⌉, 0).
+    func testFloatRange() throws {
+        func reference(_ s: Double, _ l: Double, _ d: Double) -> [Double] {
+            var out: [Double] = [], v = s
+            while d > 0 ? v < l : v > l { out.append(v); v = s + Double(out.count) * d }
+            return out
+        }
+        for dtype in [Engine.DType.float32, .float64] {
+            let g = Engine.Graph(dtype: dtype, opset: 11)
+            for name in ["start", "limit"] { try g.addInput(name, Engine.TensorType(dtype, [])) }
+            try g.addConstant("delta", dtype == .float32 ? try Engine.Tensor(shape: [], values: [Float(0.75)]) : try Engine.Tensor(shape: [], values: [0.75]))
+            try g.addNode("r", RangeOp.self, inputs: ["start", "limit", "delta"], outputs: ["y"])
+            try g.markOutput("y")
+            try g.verify()
+            let m = try Engine.Model(graph: g)
+            for (s, l) in [(1.0, 5.0), (-2.5, 3.0), (1.0, 5.0), (0.5, 0.75)] {
+                let y = try m.runShaped([([], [s]), ([], [l])])
+                let want = reference(s, l, 0.75)
+                XCTAssertEqual(y[0].shape, [want.count], "\(dtype) \(s) \(l)")
+                XCTAssertEqual(y[0].values, want, "\(dtype) \(s) \(l)")
+            }
+            XCTAssertEqual(m.compileCount, 3)
+            expectError(.invalidArgument, "not finite") { _ = try m.runShaped([([], [.nan]), ([], [1])]) }
+            // all three bounds as inputs, counting down
+            let h = Engine.Graph(dtype: dtype, opset: 11)
+            for name in ["start", "limit", "delta"] { try h.addInput(name, Engine.TensorType(dtype, [])) }
+            try h.addNode("r", RangeOp.self, inputs: ["start", "limit", "delta"], outputs: ["y"])
+            try h.markOutput("y")
+            try h.verify()
+            let mh = try Engine.Model(graph: h)
+            let y = try mh.runShaped([([], [10]), ([], [4]), ([], [-1.5])])
+            XCTAssertEqual(y[0].values, reference(10, 4, -1.5))
+            expectError(.invalidArgument, "delta non-zero") { _ = try mh.runShaped([([], [1]), ([], [4]), ([], [0])]) }
+        }
+        // constant bounds: the `bounds` attribute the ONNX front end writes
+        let c = Engine.Graph(dtype: .float64, opset: 11)
+        try c.addInput("x", Engine.TensorType(.float64, [3]))
+        for (name, v) in [("s", 0.5), ("l", 2.0), ("d", 0.5)] { try c.addConstant(name, try Engine.Tensor(shape: [], values: [v])) }
+        try c.addNode("r", RangeOp.self, ["bounds": .floats([0.5, 2.0, 0.5])], inputs: ["s", "l", "d"], outputs: ["range"])
+        try c.addNode("a", AddOp.self, inputs: ["x", "range"], outputs: ["y"])
+        try c.markOutput("y")
+        try c.verify()
+        try c.inferTypes()
+        XCTAssertEqual(try OpTest.run(c, [[1, 2, 3]], n: 1)[0], [1.5, 3, 4.5])
+        XCTAssertThrowsError(try RangeOp.parse(["bounds": .floats([0, 1, 0])], opset: 11))
     }
 
     /// A graph without inputs (one Constant) runs with zero input arrays.

@@ -112,43 +112,73 @@ extension BatchNormalizationOp {
     }
 }
 
-// MARK: - Value inputs (Resize / Upsample scales given as a graph input)
+// MARK: - Value inputs (Resize / Upsample scales, float Range bounds given as graph inputs)
 
 extension Engine {
+    /// A graph input whose values determine shapes, as operand `operand` of node `node`.
+    typealias ValueUse = (node: Int, input: Int, operand: Int)
+
     /// The graph inputs that are the scales of a Resize or Upsample node (no scales attribute, no
-    /// sizes given): their values determine shapes, so a plan is specialised on them (`Engine.Model`,
-    /// full-shape path; `docs/ENGINE.md`, "Value inputs"). One entry per (node, graph input index).
-    static func valueInputUses(_ graph: Graph) -> [(node: Int, input: Int)] {
-        var uses: [(node: Int, input: Int)] = []
+    /// sizes given) or a bound of a float Range (no bounds attribute; its other bounds graph inputs
+    /// or constants): their values determine shapes, so a plan is specialised on them (`Engine.Model`,
+    /// full-shape path; `docs/ENGINE.md`, "Value inputs").
+    static func valueInputUses(_ graph: Graph) -> [ValueUse] {
+        var uses: [ValueUse] = []
         for (i, node) in graph.nodes.enumerated() {
-            guard let a = node.attributes as? ResizeNearestAttributes, a.scales == nil,
-                  a.scalesInput < node.inputs.count, let v = node.inputs[a.scalesInput],
-                  let k = graph.inputs.firstIndex(of: v), graph[v].type?.shape != [SymInt(0)] else { continue }
-            if let s = a.sizesInput, s < node.inputs.count, let sv = node.inputs[s], graph[sv].type?.shape != [SymInt(0)] { continue }
-            uses.append((i, k))
+            if let a = node.attributes as? ResizeNearestAttributes {
+                guard a.scales == nil, a.scalesInput < node.inputs.count, let v = node.inputs[a.scalesInput],
+                      let k = graph.inputs.firstIndex(of: v), graph[v].type?.shape != [SymInt(0)] else { continue }
+                if let s = a.sizesInput, s < node.inputs.count, let sv = node.inputs[s], graph[sv].type?.shape != [SymInt(0)] { continue }
+                uses.append((i, k, a.scalesInput))
+            } else if let a = node.attributes as? RangeOp.Attributes, a.bounds == nil, node.inputs.count == 3 {
+                let vs = node.inputs.compactMap { $0 }
+                guard vs.count == 3, vs.allSatisfy({ graph[$0].type?.dtype.isFloatingPoint == true }),
+                      vs.allSatisfy({ graph.inputs.contains($0) || graph[$0].constant != nil }) else { continue }
+                for (j, v) in vs.enumerated() { if let k = graph.inputs.firstIndex(of: v) { uses.append((i, k, j)) } }
+            }
         }
         return uses
     }
 
-    /// Writes the callers' scales (float32 bit patterns, `counts[i]` values for use i, one use after
-    /// another) into the nodes' `scales` attributes; bad values are the caller's error.
-    static func bindValueInputs(_ graph: Graph, _ uses: [(node: Int, input: Int)], _ bits: [Int], counts: [Int]) throws(InLoopError) {
+    /// Writes the callers' values (float64 bit patterns, `counts[i]` values for use i, one use after
+    /// another) into the nodes' attributes (Resize `scales`, Range `bounds`); bad values are the
+    /// caller's error.
+    static func bindValueInputs(_ graph: Graph, _ uses: [ValueUse], _ bits: [Int], counts: [Int]) throws(InLoopError) {
         var at = 0
+        var given: [Int: [Int: [Double]]] = [:]   // node → operand → values
         for (i, u) in uses.enumerated() {
-            guard var a = graph.nodes[u.node].attributes as? ResizeNearestAttributes, at + counts[i] <= bits.count else {
-                throw InLoopError(.internal, "value input \(u.input) of node \(u.node)")
-            }
-            var scales: [Float] = []
-            for b in bits[at ..< at + counts[i]] {
-                let f = Float(bitPattern: UInt32(truncatingIfNeeded: b))
-                guard f.isFinite, f > 0, f <= 1e6 else {
-                    throw InLoopError(.invalidArgument, "input '\(graph[graph.inputs[u.input]].name)' (scales of '\(graph.nodes[u.node].name)'): \(f); scales are positive and at most 10^6")
-                }
-                scales.append(f)
+            guard at + counts[i] <= bits.count else { throw InLoopError(.internal, "value input \(u.input) of node \(u.node)") }
+            let single = graph[graph.inputs[u.input]].type?.dtype == .float32   // the values as the input's type holds them
+            let values = bits[at ..< at + counts[i]].map { (b: Int) -> Double in
+                let d = Double(bitPattern: UInt64(truncatingIfNeeded: b))
+                return single ? Double(Float(d)) : d
             }
             at += counts[i]
-            a.scales = scales
-            graph.nodes[u.node].attributes = a
+            let what = "input '\(graph[graph.inputs[u.input]].name)' of '\(graph.nodes[u.node].name)'"
+            guard values.allSatisfy({ $0.isFinite }) else { throw InLoopError(.invalidArgument, "\(what): a value is not finite") }
+            given[u.node, default: [:]][u.operand] = values
+        }
+        for (n, operands) in given.sorted(by: { $0.key < $1.key }) {
+            let node = graph.nodes[n]
+            if var a = node.attributes as? ResizeNearestAttributes, let v = operands[a.scalesInput] {
+                guard v.allSatisfy({ $0 > 0 && $0 <= 1e6 }) else {
+                    throw InLoopError(.invalidArgument, "scales of '\(node.name)': \(v); scales are positive and at most 10^6")
+                }
+                a.scales = v.map { Float($0) }
+                graph.nodes[n].attributes = a
+            } else if var a = node.attributes as? RangeOp.Attributes {
+                var b: [Double] = []
+                for j in 0..<3 {
+                    if let v = operands[j] { b.append(v.first ?? .nan); continue }
+                    guard let id = node.inputs[j], let c = graph[id].constant, c.count == 1 else { throw InLoopError(.internal, "Range bound \(j)") }
+                    b.append(c.dtype == .float32 ? Double(try c.values(as: Float.self)[0]) : try c.values(as: Double.self)[0])
+                }
+                guard b.allSatisfy({ $0.isFinite }), b[2] != 0 else {
+                    throw InLoopError(.invalidArgument, "Range '\(node.name)' of \(b): the bounds must be finite and delta non-zero")
+                }
+                a.bounds = b
+                graph.nodes[n].attributes = a
+            }
         }
     }
 }

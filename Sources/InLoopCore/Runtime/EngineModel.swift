@@ -53,8 +53,8 @@ extension Engine {
         // MARK: family nodes (value inputs)
         /// Graph inputs whose values determine shapes (Resize/Upsample scales given as a graph input),
         /// with the nodes that read them: the full-shape path specialises the plan on their values.
-        private let valueUses: [(node: Int, input: Int)]
-        /// The values (float32 bit patterns) of the value inputs for the call at hand; nil outside a
+        private let valueUses: [Engine.ValueUse]
+        /// The values (float64 bit patterns) of the value inputs for the call at hand; nil outside a
         /// run (then the output shapes cannot be known).
         private var values: [Int]? = nil
         /// The value inputs' arrays of a `runShaped` call (its output shapes are asked first).
@@ -122,7 +122,7 @@ extension Engine {
             }
             var convError: InLoopError? = nil
             if let u = valueUses.first {
-                convError = InLoopError(.unsupported, "the output shapes depend on the values of input '\(graph[graph.inputs[u.input]].name)' (Resize scales given as an input); run it with full shapes (inloop_model_run_shaped_f32/_f64)")
+                convError = InLoopError(.unsupported, "the output shapes depend on the values of input '\(graph[graph.inputs[u.input]].name)' (Resize scales or float Range bounds given as inputs); run it with full shapes (inloop_model_run_shaped_f32/_f64)")
             }
             var specs: [TensorSpec] = []
             for (k, v) in graph.inputs.enumerated() {
@@ -451,7 +451,7 @@ extension Engine {
             try bind(ranks: ranks, dims: dims)
             if let valueArrays {
                 var v: [Int] = []
-                for (i, u) in valueUses.enumerated() { for x in valueArrays[i].prefix(inCounts[u.input]) { v.append(Int(Float(x).bitPattern)) } }
+                for (i, u) in valueUses.enumerated() { for x in valueArrays[i].prefix(inCounts[u.input]) { v.append(Int(truncatingIfNeeded: x.bitPattern)) } }
                 values = v
             }
             defer { values = nil }
@@ -490,7 +490,7 @@ extension Engine {
             try bind(ranks: ranks, dims: dims)
             if !valueUses.isEmpty {
                 var v: [Int] = []
-                for u in valueUses { for i in 0..<inCounts[u.input] { v.append(Int(Float(inputs[u.input][i]).bitPattern)) } }
+                for u in valueUses { for i in 0..<inCounts[u.input] { v.append(Int(truncatingIfNeeded: Double(inputs[u.input][i]).bitPattern)) } }
                 values = v
             }
             defer { values = nil }
