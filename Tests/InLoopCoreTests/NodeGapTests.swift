@@ -380,4 +380,101 @@ final class NodeGapTests: XCTestCase {
             XCTAssertThrowsError(try Engine.Model(graph: h))
         }
     }
+
+    // MARK: - Resize antialias
+
+    /// ONNX's `_interpolate_1d_with_x` with `_linear_coeffs_antialias` / `_cubic_coeffs_antialias`
+    /// (op_resize.py), in Double: the n nearest positions of the edge-padded axis, found by sorting.
+    static func antialias1D(_ data: [Double], scale: Double, x o: Int, cubic: Bool, a: Double = -0.75,
+                            halfPixel: Bool = true, exclude: Bool = false) -> Double {
+        let n = data.count
+        let x = halfPixel ? (Double(o) + 0.5) / scale - 0.5 : Double(o) / scale
+        let xi = x.rounded(.down)
+        let ratio = x == xi ? 1 : x - xi
+        let s = min(scale, 1)
+        var c: [Double]
+        if cubic {
+            let start = Int((-2 / s).rounded(.down)) + 1
+            c = (start..<(2 - start)).map { i in
+                let t = abs(s * (Double(i) - ratio))
+                if t <= 1 { return (a + 2) * t * t * t - (a + 3) * t * t + 1 }
+                if t < 2 { return a * t * t * t - 5 * a * t * t + 8 * a * t - 4 * a }
+                return 0
+            }
+        } else {
+            let start = Int((-1 / s).rounded(.down)) + 1
+            c = (start..<(start + 2 - 2 * start)).map { i in min(max(1 - abs((Double(i) - ratio) * s), 0), 1) }
+        }
+        let total = c.reduce(0, +)
+        c = c.map { $0 / total }
+        let taps = c.count, pad = (taps + 1) / 2
+        let padded = (0..<(n + 2 * pad)).map { data[min(max($0 - pad, 0), n - 1)] }
+        let xp = x + Double(pad)
+        let nearest = (0..<padded.count).sorted { (abs(xp - Double($0)), $0) < (abs(xp - Double($1)), $1) }.prefix(taps).sorted()
+        if exclude {
+            for (k, i) in nearest.enumerated() where i - pad < 0 || i - pad >= n { c[k] = 0 }
+            let sum = c.reduce(0, +)
+            c = c.map { $0 / sum }
+        }
+        var r = 0.0
+        for (k, i) in nearest.enumerated() { r += c[k] * padded[i] }
+        return r
+    }
+
+    func testResizeAntialias() throws {
+        // [2, 3, 12] resized along the last axis (and [2, 3, 12] → [2, 2, 7] along both inner axes)
+        for (cubic, scales, exclude) in [(false, [1.0, 1, 0.5], false), (true, [1.0, 1, 0.6], false), (true, [1.0, 0.7, 0.6], true),
+                                         (false, [1.0, 0.7, 1.5], false)] {
+            for dtype in [Engine.DType.float32, .float64] {
+                let g = Engine.Graph(dtype: dtype, opset: 18)
+                try g.addInput("x", Engine.TensorType(dtype, [2, 3, 12]))
+                try g.addNode("r", ResizeOp.self, ["mode": .string(cubic ? "cubic" : "linear"), "antialias": .int(1),
+                                                   "exclude_outside": .int(exclude ? 1 : 0), "scales": .floats(scales)],
+                              inputs: ["x"], outputs: ["y"])
+                try g.markOutput("y")
+                try g.verify()
+                try g.inferTypes()
+                let x = OpTest.values(72, seed: 9, as: Double.self).map { dtype == .float32 ? Double(Float($0)) : $0 }
+                let h = Int((3 * scales[1]).rounded(.down)), w = Int((12 * scales[2]).rounded(.down))
+                // reference: the last axis, then axis 1 (the reference's inner-first order)
+                var want: [Double] = []
+                for b in 0..<2 {
+                    let rows = (0..<3).map { r in (0..<w).map { o in
+                        Self.antialias1D(Array(x[(b * 36 + r * 12)..<(b * 36 + r * 12 + 12)]), scale: Double(Float(scales[2])), x: o, cubic: cubic, exclude: exclude)
+                    } }
+                    for i in 0..<h {
+                        for j in 0..<w {
+                            want.append(h == 3 ? rows[i][j]
+                                        : Self.antialias1D(rows.map { $0[j] }, scale: Double(Float(scales[1])), x: i, cubic: cubic, exclude: exclude))
+                        }
+                    }
+                }
+                for numerics in [Numerics.inference, .differentiable] {
+                    let y: [Double] = dtype == .float32
+                        ? try OpTest.run(g, [x.map { Float($0) }], n: 1, numerics: numerics)[0].map { Double($0) }
+                        : try OpTest.run(g, [x], n: 1, numerics: numerics)[0]
+                    XCTAssertEqual(y.count, want.count)
+                    XCTAssertLessThan(OpTest.maxRelativeError(y, want), dtype == .float32 ? 2e-6 : 1e-12, "\(cubic) \(scales) \(dtype)")
+                }
+            }
+        }
+        // the adjoint and tangent of the (linear) step, in float64
+        let g = Engine.Graph(dtype: .float64, opset: 18)
+        try g.addInput("x", Engine.TensorType(.float64, OpTest.shape(g, ["N", 2, 9])))
+        try g.addNode("r", ResizeOp.self, ["mode": .string("cubic"), "antialias": .int(1), "scales": .floats([1, 1, 0.4])],
+                      inputs: ["x"], outputs: ["y"])
+        try g.markOutput("y")
+        try g.verify()
+        try g.inferTypes()
+        XCTAssertLessThan(try OpTest.checkGradients(g, n: 2), 1e-7)
+        // a filter wider than InLoop takes is refused, not allocated
+        let big = Engine.Graph(dtype: .float32, opset: 18)
+        try big.addInput("x", Engine.TensorType(.float32, [1, 100000]))
+        try big.addNode("r", ResizeOp.self, ["mode": .string("linear"), "antialias": .int(1), "scales": .floats([1, 0.0001])],
+                        inputs: ["x"], outputs: ["y"])
+        try big.markOutput("y")
+        try big.verify()
+        try big.inferTypes()
+        XCTAssertThrowsError(try Engine.compile(big))
+    }
 }
