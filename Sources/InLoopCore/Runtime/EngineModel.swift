@@ -57,8 +57,6 @@ extension Engine {
         /// The values (float64 bit patterns) of the value inputs for the call at hand; nil outside a
         /// run (then the output shapes cannot be known).
         private var values: [Int]? = nil
-        /// The value inputs' arrays of a `runShaped` call (its output shapes are asked first).
-        private var valueArrays: [[Double]]? = nil
         /// The graph's output shapes for the generic runner (symbolic in the batch only).
         private var genericOutputShapes: [Shape] = []
         /// Why the batch convenience does not apply to this graph (nil: it does).
@@ -446,6 +444,13 @@ extension Engine {
         public func outputShapes(ranks: UnsafeBufferPointer<Int64>, dims: UnsafeBufferPointer<Int64>,
                                  outRanks: UnsafeMutableBufferPointer<Int64>,
                                  outDims: UnsafeMutableBufferPointer<Int64>) throws(InLoopError) {
+            try outputShapes(ranks: ranks, dims: dims, outRanks: outRanks, outDims: outDims, valueArrays: nil)
+        }
+
+        /// `outputShapes`, with the value inputs' arrays of a `runShaped` call (bound under the lock).
+        private func outputShapes(ranks: UnsafeBufferPointer<Int64>, dims: UnsafeBufferPointer<Int64>,
+                                  outRanks: UnsafeMutableBufferPointer<Int64>, outDims: UnsafeMutableBufferPointer<Int64>,
+                                  valueArrays: [[Double]]?) throws(InLoopError) {
             try acquire()
             defer { release() }
             try bind(ranks: ranks, dims: dims)
@@ -532,17 +537,14 @@ extension Engine {
             guard inputs.count == graph.inputs.count else {
                 throw InLoopError(.sizeMismatch, "model '\(name)' has \(graph.inputs.count) inputs; got \(inputs.count)")
             }
-            if !valueUses.isEmpty {
-                valueArrays = valueUses.map { inputs[$0.input].values }
-            }
-            defer { valueArrays = nil }
+            let valueArrays = valueUses.isEmpty ? nil : valueUses.map { inputs[$0.input].values }
             var outRanks = [Int64](repeating: 0, count: outputSpecs.count)
             var outDims = [Int64](repeating: 0, count: outputSpecs.count * Engine.maxRank)
             try ranks.withUnsafeBufferPointer { (r) throws(InLoopError) in
                 try dims.withUnsafeBufferPointer { (d) throws(InLoopError) in
                     try outRanks.withUnsafeMutableBufferPointer { (orr) throws(InLoopError) in
                         try outDims.withUnsafeMutableBufferPointer { (od) throws(InLoopError) in
-                            try outputShapes(ranks: r, dims: d, outRanks: orr, outDims: od)
+                            try outputShapes(ranks: r, dims: d, outRanks: orr, outDims: od, valueArrays: valueArrays)
                         }
                     }
                 }
