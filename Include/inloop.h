@@ -273,10 +273,13 @@ inloop_status inloop_model_run_f64(inloop_model *model, int64_t batch, int64_t n
 /// to outputs[k], which has room for out_capacity[k] values, and its shape to out_ranks[k] and
 /// out_dims (one output after another; out_dims has room for max_out_dims values). out_ranks and
 /// out_dims may both be NULL (shapes not reported); see inloop_model_output_shapes to size the outputs
-/// first. A plan for sizes seen before is reused (nothing is compiled or allocated then).
+/// first. A plan for sizes seen before is reused (nothing is compiled or allocated then). Inputs whose
+/// values set shapes (Resize scales, float Range bounds given as inputs) specialise the plan on their
+/// values too. A model without inputs takes n_inputs = 0 and NULL in_ranks, in_dims and inputs; an
+/// input the model declares with a 0 dimension takes 0 there.
 /// Outputs are untouched when an argument is wrong.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (a dimension < 1 or too large, overlapping
-/// arrays), SIZE_MISMATCH (n_inputs/n_outputs, a rank or a dimension the model does not take, a symbol
+/// arrays, bad values of a shape-setting input), SIZE_MISMATCH (n_inputs/n_outputs, a rank or a dimension the model does not take, a symbol
 /// bound to two values, an output larger than its capacity, out_dims too small), UNSUPPORTED (a shape
 /// the graph cannot be compiled for), NONFINITE, BUSY, OUT_OF_MEMORY.
 inloop_status inloop_model_run_shaped_f32(inloop_model *model, int64_t n_inputs, const int64_t *in_ranks, const int64_t *in_dims, const float *const *inputs, int64_t n_outputs, const int64_t *out_capacity, float *const *outputs, int64_t *out_ranks, int64_t *out_dims, int64_t max_out_dims);

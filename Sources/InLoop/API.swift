@@ -343,10 +343,13 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// to outputs[k], which has room for out_capacity[k] values, and its shape to out_ranks[k] and
 /// out_dims (one output after another; out_dims has room for max_out_dims values). out_ranks and
 /// out_dims may both be NULL (shapes not reported); see inloop_model_output_shapes to size the outputs
-/// first. A plan for sizes seen before is reused (nothing is compiled or allocated then).
+/// first. A plan for sizes seen before is reused (nothing is compiled or allocated then). Inputs whose
+/// values set shapes (Resize scales, float Range bounds given as inputs) specialise the plan on their
+/// values too. A model without inputs takes n_inputs = 0 and NULL in_ranks, in_dims and inputs; an
+/// input the model declares with a 0 dimension takes 0 there.
 /// Outputs are untouched when an argument is wrong.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (a dimension < 1 or too large, overlapping
-/// arrays), SIZE_MISMATCH (n_inputs/n_outputs, a rank or a dimension the model does not take, a symbol
+/// arrays, bad values of a shape-setting input), SIZE_MISMATCH (n_inputs/n_outputs, a rank or a dimension the model does not take, a symbol
 /// bound to two values, an output larger than its capacity, out_dims too small), UNSUPPORTED (a shape
 /// the graph cannot be compiled for), NONFINITE, BUSY, OUT_OF_MEMORY.
 /// Section: running.
@@ -588,10 +591,12 @@ private func shapeArguments(_ box: ModelBox, _ what: String, _ nInputs: Int64, _
     guard nInputs == Int64(box.inputs.count), nOutputs == Int64(box.outputs.count) else {
         throw InLoopError(.sizeMismatch, "\(what): model '\(box.model.name)' has \(box.inputs.count) input(s) and \(box.outputs.count) output(s); got n_inputs = \(nInputs), n_outputs = \(nOutputs)")
     }
-    guard let inRanks else { throw InLoopError(.nullPointer, "\(what): in_ranks is NULL") }
     guard maxOutDims >= 0, maxOutDims <= Int64(Int32.max) else {
         throw InLoopError(.invalidArgument, "\(what): max_out_dims must be between 0 and \(Int32.max), got \(maxOutDims)")
     }
+    // a model without inputs (a lone Constant) may take NULL in_ranks and in_dims
+    if box.inputs.isEmpty && inRanks == nil { return (UnsafeBufferPointer(start: nil, count: 0), UnsafeBufferPointer(start: nil, count: 0)) }
+    guard let inRanks else { throw InLoopError(.nullPointer, "\(what): in_ranks is NULL") }
     var total = 0
     for k in 0..<box.inputs.count {
         guard inRanks[k] >= 0, inRanks[k] <= Int64(Engine.maxRank) else {
@@ -623,19 +628,22 @@ private func runShaped<T>(_ handle: OpaquePointer?, _ nInputs: Int64, _ inRanks:
         let box = try models.lookup(handle)
         let m = box.model
         let (ranks, dims) = try shapeArguments(box, "run_shaped", nInputs, inRanks, inDims, nOutputs, maxOutDims)
-        guard let inputs else { throw InLoopError(.nullPointer, "run_shaped: inputs (the array of input pointers) is NULL") }
+        guard inputs != nil || box.inputs.isEmpty else {
+            throw InLoopError(.nullPointer, "run_shaped: inputs (the array of input pointers) is NULL")
+        }
         guard let outputs else { throw InLoopError(.nullPointer, "run_shaped: outputs (the array of output pointers) is NULL") }
         guard let outCapacity else { throw InLoopError(.nullPointer, "run_shaped: out_capacity is NULL") }
         guard (outRanks == nil) == (outDims == nil) else {
             throw InLoopError(.nullPointer, "run_shaped: out_ranks and out_dims must both be given or both be NULL")
         }
-        for k in 0..<box.inputs.count where inputs[k] == nil {
+        for k in 0..<box.inputs.count where inputs?[k] == nil {
             throw InLoopError(.nullPointer, "run_shaped: inputs[\(k)] (input '\(box.inputs[k].name)') is NULL")
         }
         for k in 0..<box.outputs.count where outputs[k] == nil {
             throw InLoopError(.nullPointer, "run_shaped: outputs[\(k)] (output '\(box.outputs[k].name)') is NULL")
         }
-        let ins = UnsafeBufferPointer(start: UnsafeRawPointer(inputs).assumingMemoryBound(to: UnsafePointer<T>.self),
+        // (no input: an empty buffer, whatever `inputs` is)
+        let ins = UnsafeBufferPointer(start: inputs.map { UnsafeRawPointer($0).assumingMemoryBound(to: UnsafePointer<T>.self) },
                                       count: box.inputs.count)
         let outs = UnsafeBufferPointer(start: UnsafeRawPointer(outputs).assumingMemoryBound(to: UnsafeMutablePointer<T>.self),
                                        count: box.outputs.count)

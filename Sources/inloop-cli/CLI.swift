@@ -104,8 +104,8 @@ struct Run: ParsableCommand {
     @Argument(help: "Model file (.safetensors or .onnx).")
     var model: String
 
-    @Option(name: .long, help: "Input array: FILE.npy or NAME=FILE.npy (repeat for several inputs).")
-    var input: [String]
+    @Option(name: .long, help: "Input array: FILE.npy or NAME=FILE.npy (repeat for several inputs; none for a model without inputs).")
+    var input: [String] = []
 
     @Option(name: .long, help: "Output array: FILE.npy or NAME=FILE.npy (repeat for several outputs).")
     var output: [String]

@@ -53,8 +53,10 @@ extension LoadedModel {
         loaded.declaredRanks = m.inputShapes.map(\.count)
         loaded.inputBatched = m.inputBatched
         loaded.outputBatched = m.outputBatched
+        // inputs of both float types (CastLike's `like`): every output in its own declared type
+        let mixed = m.graph.inputs.contains { m.graph[$0].type?.dtype != m.graph.dtype }
         loaded.outputFloat64 = m.graph.outputs.map { (v) -> Bool? in
-            guard let t = m.graph[v].type?.dtype, t != m.graph.dtype else { return nil }
+            guard let t = m.graph[v].type?.dtype, t != m.graph.dtype || mixed else { return nil }
             return t == .float64
         }
         return loaded

@@ -365,22 +365,11 @@ final class MatMulNormOpTests: XCTestCase {
 
     func testBatchNormErrors() throws {
         let p = bnParameters(3)
-        XCTAssertThrowsError(try Self.graph(.float32, bnOperands(["N", 3], p, trainable: false), op: BatchNormalizationOp.self,
-                                            ["training_mode": .int(1)])) { e in
-            XCTAssertTrue("\(e)".contains("training_mode"), "\(e)")
-        }
         XCTAssertThrowsError(try Self.graph(.float32, bnOperands(["N", 4], p, trainable: false), op: BatchNormalizationOp.self))  // 4 channels, 3 values
         XCTAssertThrowsError(try Self.graph(.float32, bnOperands(["N"], p, trainable: false), op: BatchNormalizationOp.self))     // rank 1
         XCTAssertThrowsError(try Self.graph(.float32, bnOperands(["N", 3], p, trainable: false), op: BatchNormalizationOp.self,
                                             ["epsilon": .float(-1)]))
-        // statistics outputs (training) are refused
-        XCTAssertThrowsError(try Self.graph(.float32, bnOperands(["N", 3], p, trainable: false), op: BatchNormalizationOp.self,
-                                            outputs: ["y", "running_mean"]))
-        // scale at run time
-        let r = try Self.graph(.float32, [.input("x", ["N", 3]), .input("s", [3]), .constant("b", [3], p[1], trainable: false),
-                                          .constant("m", [3], p[2], trainable: false), .constant("v", [3], p[3], trainable: false)],
-                               op: BatchNormalizationOp.self)
-        XCTAssertThrowsError(try Engine.compile(r))
+        // training mode, statistics outputs and run-time parameters: NodeGapTests
     }
 
     // MARK: - LayerNormalization
@@ -430,8 +419,7 @@ final class MatMulNormOpTests: XCTestCase {
         // the batch among the normalised axes
         XCTAssertThrowsError(try Engine.compile(try Self.graph(.float32, [.input("x", [2, "N"]), .input("s", ["N"])],
                                                                op: LayerNormalizationOp.self, ["axis": .int(1)])))
-        // Mean / InvStdDev outputs are refused
-        XCTAssertThrowsError(try Self.graph(.float32, ops, op: LayerNormalizationOp.self, outputs: ["y", "mean"]))
+        // Mean / InvStdDev outputs: NodeGapTests
         // not in opsets before 17
         XCTAssertThrowsError(try OpTable.standard.lookup("LayerNormalization", opset: 16))
     }

@@ -284,6 +284,29 @@ static void check_layer_stack(const char *fixtures) {
     (void)inloop_model_free(m);
 }
 
+/* A model without inputs (constant.onnx, make_constant.py: one Constant node): zero inputs, NULL arrays. */
+static void check_no_inputs(const char *fixtures) {
+    char path[1024];
+    inloop_model *m = NULL;
+    inloop_status st;
+    float out[6] = {0}, want[6] = {1.5f, -2.0f, 3.0f, 0.25f, 7.0f, -1.0f};
+    float *outs[1] = {out};
+    int64_t caps[1] = {6}, oranks[1] = {0}, odims[2] = {0, 0}, n_in = -1;
+    int k, same = 1;
+
+    snprintf(path, sizeof path, "%s/onnx/constant.onnx", fixtures);
+    st = inloop_model_load(path, &m);
+    report("no_inputs/load", st == INLOOP_OK, "%s: %s", inloop_status_string(st), inloop_last_error());
+    if (st != INLOOP_OK) return;
+    st = inloop_model_num_inputs(m, &n_in);
+    report("no_inputs/num_inputs", st == INLOOP_OK && n_in == 0, "%s, n = %lld", inloop_status_string(st), (long long)n_in);
+    st = inloop_model_run_shaped_f32(m, 0, NULL, NULL, NULL, 1, caps, outs, oranks, odims, 2);
+    for (k = 0; k < 6; k++) same = same && out[k] == want[k];
+    report("no_inputs/run", st == INLOOP_OK && same && oranks[0] == 2 && odims[0] == 2 && odims[1] == 3,
+           "%s: %s (rank %lld)", inloop_status_string(st), inloop_last_error(), (long long)oranks[0]);
+    (void)inloop_model_free(m);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc != 2) {
@@ -292,6 +315,7 @@ int main(int argc, char **argv) {
     }
     check_model(argv[1]);
     check_layer_stack(argv[1]);
+    check_no_inputs(argv[1]);
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;
 }

@@ -146,12 +146,51 @@ public enum ConstantOfShapeOp: OpDefinition {
 
 /// Range(start, limit, delta) on integers (shape computations; the limit may depend on the batch when
 /// delta is ±1). Float ranges need their bounds when types are inferred, which sees integer values
-/// only: they are refused.
+/// only: the front end passes constant float bounds as the `bounds` attribute (InLoop's own), and
+/// bounds given as graph inputs are value inputs (`Engine.Model` specialises the plan on them).
 public enum RangeOp: OpDefinition {
     public static let name = "Range"
     public static let inputArity: ClosedRange<Int> = 3...3
 
-    public static func parse(_ raw: [String: Engine.AttributeValue], opset: Int) throws(InLoopError) -> NoAttributes { NoAttributes() }
+    // MARK: family nodes (float Range)
+    public struct Attributes: OpAttributeSet, Equatable {
+        /// start, limit, delta of a float Range, known when the plan is compiled.
+        public var bounds: [Double]?
+        public func encoded() -> [String: Engine.AttributeValue] { bounds.map { ["bounds": .floats($0)] } ?? [:] }
+    }
+
+    public static func parse(_ raw: [String: Engine.AttributeValue], opset: Int) throws(InLoopError) -> Attributes {
+        guard let v = raw["bounds"] else { return Attributes() }
+        guard case .floats(let b) = v, b.count == 3, b.allSatisfy({ $0.isFinite }), b[2] != 0 else {
+            throw InLoopError(.format, "attribute 'bounds' must be three finite floats (start, limit, delta ≠ 0)")
+        }
+        return Attributes(bounds: b)
+    }
+
+    /// The float Range's values: start + i·delta for i < max(⌈(limit − start)/delta⌉, 0).
+    static func floatValues(_ b: [Double]) throws(InLoopError) -> [Double] {
+        let n = ((b[1] - b[0]) / b[2]).rounded(.up)
+        guard n.isFinite, n <= Double(1 << 24) else { throw InLoopError(.unsupported, "Range(\(b[0]), \(b[1]), \(b[2])) has too many values") }
+        return (0..<Swift.max(0, Int(n))).map { b[0] + Double($0) * b[2] }
+    }
+
+    static func floatType(_ a: Attributes, _ inputs: [Engine.TensorType?]) throws(InLoopError) -> Engine.TensorType? {
+        let t = try Engine.input(inputs, 0)
+        guard t.dtype.isFloatingPoint else { return nil }
+        for k in 0..<3 {
+            let u = try Engine.input(inputs, k)
+            guard u.dtype == t.dtype, u.shape.known?.reduce(1, *) == 1 else { throw InLoopError(.format, "Range takes three scalars of one type, got \(u)") }
+        }
+        guard let b = a.bounds else { throw Engine.notLinear("a float Range with bounds given at run time (the plan is specialised on their values)") }
+        return Engine.TensorType(t.dtype, [Engine.SymInt(try floatValues(b).count)])
+    }
+
+    public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        guard let t = try floatType(a, ctx.inputTypes), let b = a.bounds else {
+            throw InLoopError(.unsupported, "Range is computed only when its inputs are known at compile time (shape computations)")
+        }
+        try ctx.fold(output: 0, dtype: t.dtype, try floatValues(b))
+    }
 
     static func bounds(_ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?]) throws(InLoopError) -> (Engine.SymInt, Engine.SymInt, Int, Engine.SymInt) {
         var v: [Engine.SymInt] = []
@@ -180,13 +219,15 @@ public enum RangeOp: OpDefinition {
         return (v[0], v[1], delta, count)
     }
 
-    public static func inferTypes(_ a: NoAttributes, _ inputs: [Engine.TensorType?],
+    public static func inferTypes(_ a: Attributes, _ inputs: [Engine.TensorType?],
                                   _ known: [Engine.KnownInts?]) throws(InLoopError) -> [Engine.TensorType] {
-        [Engine.TensorType(.int64, [try bounds(inputs, known).3])]
+        if let t = try floatType(a, inputs) { return [t] }
+        return [Engine.TensorType(.int64, [try bounds(inputs, known).3])]
     }
 
-    public static func evaluate(_ a: NoAttributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
+    public static func evaluate(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
                                 outputs: [Engine.TensorType]) throws(InLoopError) -> [Engine.KnownInts?]? {
+        if outputs.first?.dtype.isFloatingPoint == true { return nil }
         let (start, _, delta, count) = try bounds(inputs, known)
         guard let n = count.known, n <= Engine.maxKnownElements else { return nil }
         var values: [Engine.SymInt] = []

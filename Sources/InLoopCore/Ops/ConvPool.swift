@@ -169,6 +169,7 @@ enum Window {
             throw InLoopError(.format, "strides, dilations and output_padding need \(n) values each")
         }
         var pb = [Int](repeating: 0, count: n), pe = pb
+        var outPadding = outPad
         var target: [Int]? = at.outputShape.map { Array($0.suffix(n)) }
         if target == nil, at.autoPad == .sameUpper || at.autoPad == .sameLower {
             target = (0..<n).map { spatial[$0] * strides[$0] }   // both ≤ 2^31: no overflow
@@ -179,13 +180,19 @@ enum Window {
                 let what = "output_shape along spatial axis \(i)"
                 let total = try Limits.sum(try Limits.sum(strides[i] * (spatial[i] - 1), (kernel[i] - 1) * dil[i], what),
                                            outPad[i] + 1 - target[i], what)
-                guard total >= 0 else {
-                    throw InLoopError(.unsupported, "output_shape \(Tensor.format(target)) needs negative padding along spatial axis \(i)")
-                }
                 if at.autoPad == .sameLower {
                     pb[i] = total - total / 2; pe[i] = total / 2
                 } else {
                     pb[i] = total / 2; pe[i] = total - total / 2
+                }
+                // MARK: family nodes (output_shape larger than the full output: zeros at the end, as
+                // onnxruntime gives them, are output padding)
+                if total < 0 {
+                    guard pb[i] == 0, pe[i] < 0 else {
+                        throw InLoopError(.unsupported, "output_shape \(Tensor.format(target)) needs negative padding at the start of spatial axis \(i)")
+                    }
+                    outPadding[i] = try Limits.sum(outPadding[i], -pe[i], what)
+                    pe[i] = 0
                 }
             }
         } else if at.autoPad == .notSet, let pads = at.pads {
@@ -194,7 +201,7 @@ enum Window {
         }
         return try ConvTransposeGeometry(channelsIn: x[1], channelsOut: try Limits.product(w[1], at.group, "output channels (W's axis 1 × group)"),
                                          group: at.group, inputSize: spatial, kernelSize: kernel, strides: strides, dilations: dil,
-                                         padsBegin: pb, padsEnd: pe, outputPadding: outPad)
+                                         padsBegin: pb, padsEnd: pe, outputPadding: outPadding)
     }
 }
 

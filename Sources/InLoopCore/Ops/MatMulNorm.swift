@@ -116,32 +116,42 @@ public enum BatchNormalizationOp: OpDefinition {
     public struct Attributes: OpAttributeSet, Equatable {
         public var epsilon: Double
         public var momentum: Double?
+        /// training_mode = 1 (opset ≥ 14): batch statistics, optional running_mean and running_var outputs.
+        public var training = false
         public func encoded() -> [String: Engine.AttributeValue] {
             var out: [String: Engine.AttributeValue] = ["epsilon": .float(epsilon)]
             if let momentum { out["momentum"] = .float(momentum) }
+            if training { out["training_mode"] = .int(1) }
             return out
         }
     }
     public static let name = "BatchNormalization"
     public static let inputArity: ClosedRange<Int> = 5...5
-    // The statistics outputs (training mode, opset < 14) are refused: `inferTypes` cannot tell how
-    // many outputs a node lists, so the op takes one.
+    public static let outputArity: ClosedRange<Int> = 1...3
 
     public static func parse(_ raw: [String: Engine.AttributeValue], opset: Int) throws(InLoopError) -> Attributes {
         let eps = try raw.float("epsilon") ?? 1e-5
         guard eps.isFinite, eps >= 0 else { throw InLoopError(.format, "attribute 'epsilon' is \(eps); it must be finite and ≥ 0") }
-        if try raw.int("training_mode", default: 0) != 0 {
-            throw InLoopError(.unsupported, "BatchNormalization with training_mode = 1 (batch statistics) is not supported; export the model in inference (eval) mode")
-        }
+        let training = try raw.int("training_mode", default: 0)
+        guard training == 0 || training == 1 else { throw InLoopError(.format, "attribute 'training_mode' is \(training); it must be 0 or 1") }
         if try raw.int("spatial", default: 1) != 1 {
             throw InLoopError(.unsupported, "BatchNormalization with spatial = 0 (opset < 9, statistics per element) is not supported")
         }
         let momentum = try raw.float("momentum")
-        return Attributes(epsilon: eps, momentum: momentum)
+        if let momentum, !momentum.isFinite { throw InLoopError(.format, "attribute 'momentum' is \(momentum); it must be finite") }
+        return Attributes(epsilon: eps, momentum: momentum, training: training == 1)
     }
 
     public static func inferTypes(_ a: Attributes, _ inputs: [Engine.TensorType?],
                                   _ known: [Engine.KnownInts?]) throws(InLoopError) -> [Engine.TensorType] {
+        try inferTypes(a, inputs, known, outputCount: 1)
+    }
+
+    public static func inferTypes(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
+                                  outputCount: Int) throws(InLoopError) -> [Engine.TensorType] {
+        guard outputCount == 1 || a.training else {
+            throw InLoopError(.unsupported, "BatchNormalization with \(outputCount) outputs outside training_mode = 1 (opset < 14 statistics outputs) is not supported")
+        }
         let x = try Engine.input(inputs, 0, "X")
         guard x.rank >= 2, x.dtype.isFloatingPoint else {
             throw InLoopError(.format, "input X must be a floating tensor of rank ≥ 2 (N, C, ...), got \(x)")
@@ -155,7 +165,7 @@ public enum BatchNormalizationOp: OpDefinition {
                 throw InLoopError(.format, "input \(k + 1) (\(what)) must be [\(c)] \(x.dtype) for X \(x.shape.formatted), got \(t)")
             }
         }
-        return [x]
+        return [x] + Array(repeating: Engine.TensorType(x.dtype, [Engine.SymInt(c)]), count: max(0, outputCount - 1))
     }
 
     public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
@@ -163,6 +173,11 @@ public enum BatchNormalizationOp: OpDefinition {
         guard let c = x.shape[1].known else { throw InLoopError(.internal, "channels") }
         let outer = try ctx.extent([x.shape[0]], "the batch axis of X"), spatial = try ctx.extent(Array(x.shape[2...]), "the spatial axes of X")
         guard outer.perBatch == 0 || spatial.perBatch == 0 else { throw Engine.notLinear("X \(x.shape.formatted)") }
+        // MARK: family nodes (run-time parameters, training mode)
+        if a.training || !(1...4).allSatisfy({ ctx.isConstant($0) }) {
+            try lowerComposed(a, &ctx, x: x, c: c)
+            return
+        }
         let scale = try ctx.constantValues(1, "scale"), bias = try ctx.constantValues(2, "B")
         let mean = try ctx.constantValues(3, "input_mean"), variance = try ctx.constantValues(4, "input_var")
         guard scale.count == c, bias.count == c, mean.count == c, variance.count == c else {
@@ -201,7 +216,7 @@ public enum LayerNormalizationOp: OpDefinition {
     public static let name = "LayerNormalization"
     public static let sinceVersion: ClosedRange<Int> = 17...Int.max
     public static let inputArity: ClosedRange<Int> = 2...3
-    // Mean and InvStdDev are refused (one output: `inferTypes` cannot tell how many a node lists).
+    public static let outputArity: ClosedRange<Int> = 1...3
 
     public static func parse(_ raw: [String: Engine.AttributeValue], opset: Int) throws(InLoopError) -> Attributes {
         let eps = try raw.float("epsilon") ?? 1e-5
@@ -215,6 +230,12 @@ public enum LayerNormalizationOp: OpDefinition {
 
     public static func inferTypes(_ a: Attributes, _ inputs: [Engine.TensorType?],
                                   _ known: [Engine.KnownInts?]) throws(InLoopError) -> [Engine.TensorType] {
+        try inferTypes(a, inputs, known, outputCount: 1)
+    }
+
+    /// Mean and InvStdDev: X's shape with the normalised axes of size 1.
+    public static func inferTypes(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
+                                  outputCount: Int) throws(InLoopError) -> [Engine.TensorType] {
         let x = try Engine.input(inputs, 0, "X")
         guard x.rank >= 1, x.dtype.isFloatingPoint else { throw InLoopError(.format, "input X must be a floating tensor of rank ≥ 1, got \(x)") }
         let axis = try Engine.axis(a.axis, rank: x.rank)
@@ -226,7 +247,8 @@ public enum LayerNormalizationOp: OpDefinition {
                 throw InLoopError(.format, "input \(k) (\(what)) \(t) does not broadcast to the normalised shape \(norm.formatted) of X")
             }
         }
-        return [x]
+        let stats = Engine.TensorType(x.dtype, Array(x.shape[..<axis]) + Array(repeating: Engine.SymInt(1), count: x.rank - axis))
+        return [x] + Array(repeating: stats, count: max(0, outputCount - 1))
     }
 
     public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
@@ -237,13 +259,13 @@ public enum LayerNormalizationOp: OpDefinition {
         }
         let rows = try ctx.extent(Array(x.shape[..<axis]), "the rows of X")
         let hasBias = ctx.hasInput(2)
-        for k in hasBias ? [1, 2] : [1] {
-            let what = k == 1 ? "Scale" : "B"
-            guard ctx.isConstant(k) else { throw InLoopError(.unsupported, "input \(k) (\(what)) must be a constant or a parameter") }
-            let t = try Engine.input(ctx.inputTypes, k, what)
-            guard t.shape.elementCount?.known == cols else {
-                throw InLoopError(.unsupported, "input \(k) (\(what)) \(t.shape.formatted) is broadcast over the normalised shape; InLoop takes \(cols) values")
-            }
+        // MARK: family nodes (Mean/InvStdDev outputs, run-time or broadcast Scale and B)
+        let fused = ctx.outputTypes.count == 1 && (hasBias ? [1, 2] : [1]).allSatisfy { k in
+            ctx.isConstant(k) && ctx.inputTypes[k]?.shape.elementCount?.known == cols
+        }
+        if !fused {
+            try lowerComposed(a, &ctx, x: x, axis: axis)
+            return
         }
         var operands = [try ctx.input(0), try ctx.input(1)]
         if hasBias { operands.append(try ctx.input(2)) }

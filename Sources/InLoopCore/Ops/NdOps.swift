@@ -13,7 +13,12 @@
 /// align_corners divides by scale·in as the reference does (its `output_width`), not by the integer
 /// output length: where scale·in is not an integer (in 7, scale 0.6) onnxruntime differs from both.
 ///
-/// Refused: `antialias` = 1, coordinate_transformation_mode tf_crop_and_resize (refused by the
+/// `antialias` = 1 (linear and cubic): when downsampling (scale s < 1) the filter is stretched by 1/s,
+/// as the reference's `_linear_coeffs_antialias` / `_cubic_coeffs_antialias` do: 2 − 2·(⌊−c/s⌋ + 1)
+/// taps (c = 1 linear, 2 cubic) with weights f(s·(i − ratio)) normalised to sum 1, at the taps' nearest
+/// positions (at most `maxTaps` per output value).
+///
+/// Refused: coordinate_transformation_mode tf_crop_and_resize (refused by the
 /// attribute parser for every mode) and tf_half_pixel_for_nearest (a nearest-only mode).
 
 /// ONNX Resize `mode`.
@@ -34,9 +39,9 @@ public enum ResizeMode: String, Equatable, Sendable {
         guard c.isFinite, abs(c) <= 1e3 else { throw InLoopError(.format, "attribute cubic_coeff_a = \(c) is out of range") }
         a.cubicCoefficient = c
         a.excludeOutside = try raw.int("exclude_outside", default: 0) != 0
-        if a.mode != .nearest, try raw.int("antialias", default: 0) != 0 {
-            throw InLoopError(.unsupported, "attribute antialias=1 (Resize with an antialiasing filter) is not supported")
-        }
+        // MARK: family nodes (antialias; the nearest mode ignores it, as the reference does)
+        let antialias = try raw.int("antialias", default: 0)
+        a.antialias = a.mode != .nearest && antialias != 0
     }
 }
 
@@ -49,9 +54,18 @@ enum InterpolatingResize {
     /// Taps, input indices (clamped to the axis) and weights of one axis, as the ONNX reference
     /// computes them (in Double): `scale` is the scale factor of the axis (from `scales`, or
     /// output/input when `sizes` is given).
+    /// The taps of an antialiasing filter at scale s (the first relative position is 1 − taps/2), or
+    /// nil when there are more than `maxTaps`.
+    static func antialiasTaps(scale: Double, mode: ResizeMode) -> Int? {
+        let s = Swift.min(scale, 1), support = mode == .cubic ? 2.0 : 1.0
+        let start = (-support / s).rounded(.down) + 1
+        guard start.isFinite, 2 - 2 * start <= Double(maxTaps) else { return nil }
+        return 2 - 2 * Int(start)
+    }
+
     static func axis(inLength n: Int, outLength m: Int, scale: Double, mode: ResizeMode, coordinates: ResizeCoordinateMode,
-                     cubicA: Double, excludeOutside: Bool) -> (taps: Int, indices: [Int], weights: [Double]) {
-        let taps = mode == .cubic ? 4 : 2
+                     cubicA: Double, excludeOutside: Bool, antialias: Bool = false) -> (taps: Int, indices: [Int], weights: [Double]) {
+        let taps = antialias ? antialiasTaps(scale: scale, mode: mode) ?? 2 : mode == .cubic ? 4 : 2
         let pad = taps / 2
         let outWidth = scale * Double(n)   // the reference's output_width (a float)
         var indices: [Int] = [], weights: [Double] = []
@@ -75,7 +89,18 @@ enum InterpolatingResize {
             let startD = Swift.min(Swift.max(left, Double(-pad)), Double(n + pad - taps))
             let start = Int(startD)
             var c: [Double]
-            if mode == .cubic {
+            if antialias {
+                // f(s·(i − ratio)) for the relative positions i = 1 − taps/2 ..< 1 + taps/2, normalised
+                let s = Swift.min(scale, 1), a = cubicA
+                c = (0..<taps).map { k in
+                    let t = abs(s * (Double(1 - pad + k) - ratio))
+                    if mode == .linear { return Swift.max(0, 1 - t) }
+                    if t <= 1 { return ((a + 2) * t - (a + 3)) * t * t + 1 }
+                    return t < 2 ? ((a * t - 5 * a) * t + 8 * a) * t - 4 * a : 0
+                }
+                let sum = c.reduce(0, +)
+                if sum != 0 { c = c.map { $0 / sum } }
+            } else if mode == .cubic {
                 let a = cubicA, r = ratio, s = 1 - ratio
                 c = [((a * (r + 1) - 5 * a) * (r + 1) + 8 * a) * (r + 1) - 4 * a,
                      ((a + 2) * r - (a + 3)) * r * r + 1,
@@ -134,8 +159,11 @@ enum InterpolatingResize {
                 if first >= 0 { throw InLoopError(.unsupported, "axis \(d) of size \(x.shape[d]) follows a resized axis: its size must be known") }
                 continue
             }
+            if a.antialias, antialiasTaps(scale: scales[d], mode: a.mode) == nil {
+                throw InLoopError(.unsupported, "antialiasing at scale \(scales[d]) reads more than \(maxTaps) input values per output value")
+            }
             var t = axis(inLength: n, outLength: m, scale: scales[d], mode: a.mode, coordinates: a.coordinateMode,
-                         cubicA: a.cubicCoefficient, excludeOutside: a.excludeOutside)
+                         cubicA: a.cubicCoefficient, excludeOutside: a.excludeOutside, antialias: a.antialias)
             if n == m, isIdentity(t, length: m) {
                 if first < 0 { continue }
                 t = (1, Array(0..<m), [Double](repeating: 1, count: m))

@@ -24,6 +24,8 @@ public struct ResizeNearestAttributes: OpAttributeSet, Equatable {
     public var mode: ResizeMode = .nearest
     public var cubicCoefficient = -0.75
     public var excludeOutside = false
+    // MARK: family nodes (attributes): antialias (linear and cubic, `Ops/NdOps.swift`)
+    public var antialias = false
 
     public func encoded() -> [String: Engine.AttributeValue] {
         var r: [String: Engine.AttributeValue] = ["mode": .string(mode.rawValue)]
@@ -50,6 +52,7 @@ public struct ResizeNearestAttributes: OpAttributeSet, Equatable {
             r["nearest_mode"] = .string(nm)
         }
         if let axes { r["axes"] = .ints(axes) }
+        if antialias { r["antialias"] = .int(1) }
         if let scales { r["scales"] = .floats(scales.map { Double($0) }) }
         return r
     }
@@ -147,7 +150,8 @@ extension NearestResizeOp {
                 scales[d] = s[i]
             }
         } else if present(a.scalesInput) {
-            throw InLoopError(.unsupported, "scales given as a tensor input: InLoop takes constant scales as the 'scales' attribute")
+            // MARK: family nodes (value inputs: a plan is specialised on the scales' values, Engine.Model)
+            throw Engine.notLinear("scales given as a tensor input (the plan is specialised on its values when they are known)")
         } else {
             throw InLoopError(.format, "neither scales nor sizes is given")
         }

@@ -50,6 +50,13 @@ extension Engine {
         }
         /// The batch-generic runner, when the graph is linear in the batch and has no other symbol.
         private var generic: Runner?
+        // MARK: family nodes (value inputs)
+        /// Graph inputs whose values determine shapes (Resize/Upsample scales given as a graph input),
+        /// with the nodes that read them: the full-shape path specialises the plan on their values.
+        private let valueUses: [Engine.ValueUse]
+        /// The values (float64 bit patterns) of the value inputs for the call at hand; nil outside a
+        /// run (then the output shapes cannot be known).
+        private var values: [Int]? = nil
         /// The graph's output shapes for the generic runner (symbolic in the batch only).
         private var genericOutputShapes: [Shape] = []
         /// Why the batch convenience does not apply to this graph (nil: it does).
@@ -77,7 +84,7 @@ extension Engine {
         public init(graph: Graph, name: String = "") throws(InLoopError) {
             self.graph = graph
             self.name = name.isEmpty ? graph.name : name
-            guard !graph.inputs.isEmpty else { throw InLoopError(.unsupported, "the graph has no inputs") }
+            // (a graph without inputs, e.g. one Constant, runs with zero input arrays)
             guard !graph.outputs.isEmpty else { throw InLoopError(.format, "the graph has no outputs") }
             guard graph.dtype == .float32 || graph.dtype == .float64 else {
                 throw InLoopError(.unsupported, "a graph of \(graph.dtype) values")
@@ -92,13 +99,15 @@ extension Engine {
             for v in graph.inputs {
                 guard let t = graph[v].type else { throw InLoopError(.internal, "graph input '\(graph[v].name)' has no type") }
                 for (i, d) in t.shape.enumerated() {
-                    if let k = d.known, k < 1 {
+                    // 0 is allowed (an empty tensor, e.g. CastLike's `like` that gives only a type)
+                    if let k = d.known, k < 0 {
                         throw InLoopError(.format, "graph input '\(graph[v].name)' has dimension \(k) on axis \(i)")
                     }
                 }
                 declared.append(t.shape)
             }
             inputShapes = declared
+            valueUses = Engine.valueInputUses(graph)
             let batchSym = graph.batch
             // The batch convenience: which inputs lead with the batch.
             var fixed: Int? = nil
@@ -111,6 +120,9 @@ extension Engine {
                 batchedIn = declared.map { _ in fixed != nil }
             }
             var convError: InLoopError? = nil
+            if let u = valueUses.first {
+                convError = InLoopError(.unsupported, "the output shapes depend on the values of input '\(graph[graph.inputs[u.input]].name)' (Resize scales or float Range bounds given as inputs); run it with full shapes (inloop_model_run_shaped_f32/_f64)")
+            }
             var specs: [TensorSpec] = []
             for (k, v) in graph.inputs.enumerated() {
                 let dims = batchedIn[k] ? Array(declared[k].dropFirst()) : declared[k]
@@ -241,8 +253,9 @@ extension Engine {
 
         /// Compiles with the symbols in `bindings` fixed (inputs first reset to their declared shapes),
         /// and makes the executor of the compute type.
-        private static func makeRunner(_ graph: Graph, _ declared: [Shape], bindings: [Symbol: Int]) throws(InLoopError) -> Runner {
-            if !bindings.isEmpty {
+        private static func makeRunner(_ graph: Graph, _ declared: [Shape], bindings: [Symbol: Int],
+                                       retype: Bool = false) throws(InLoopError) -> Runner {
+            if !bindings.isEmpty || retype {
                 for (k, v) in graph.inputs.enumerated() { graph[v].type?.shape = declared[k] }
                 try graph.inferTypes(bindings: bindings)
             }
@@ -310,8 +323,12 @@ extension Engine {
                 var count = 1
                 for (i, d) in declared.enumerated() {
                     let g = dims[at + i]
-                    guard g >= 1, g <= Int64(Limits.maxDimension) else {
-                        throw InLoopError(.invalidArgument, "\(what()): dimension \(g) on axis \(i); dimensions are between 1 and \(Limits.maxDimension)")
+                    guard g >= 0, g <= Int64(Limits.maxDimension) else {
+                        throw InLoopError(.invalidArgument, "\(what()): dimension \(g) on axis \(i); dimensions are between 0 and \(Limits.maxDimension)")
+                    }
+                    // an empty dimension only where the model declares it (a symbol is ≥ 1)
+                    guard g >= 1 || d.known == 0 else {
+                        throw InLoopError(.invalidArgument, "\(what()): dimension 0 on axis \(i), the model takes \(d)")
                     }
                     let v = Int(g)
                     if let s = d.symbol {
@@ -352,12 +369,26 @@ extension Engine {
                 n = graph.batch.map { bound[$0.id] } ?? 1
                 guard n >= 1 else { throw InLoopError(.internal, "the batch symbol is not bound by the inputs") }
             } else {
-                if let k = shaped.lastIndex(where: { $0.key == bound }) {
+                if valueUses.isEmpty, let k = shaped.lastIndex(where: { $0.key == bound }) {
+                    if k != shaped.count - 1 { shaped.append(shaped.remove(at: k)) }
+                } else if !valueUses.isEmpty, let values, let k = shaped.lastIndex(where: { $0.key == bound + values }) {
                     if k != shaped.count - 1 { shaped.append(shaped.remove(at: k)) }
                 } else {
                     var bindings: [Symbol: Int] = [:]
                     for s in graph.symbols where bound[s.id] >= 1 { bindings[s] = bound[s.id] }
-                    let r = try Model.makeRunner(graph, inputShapes, bindings: bindings)
+                    let r: Runner
+                    if valueUses.isEmpty {
+                        r = try Model.makeRunner(graph, inputShapes, bindings: bindings)
+                    } else {
+                        // the value inputs' values become the nodes' constant scales for this plan
+                        guard let values else {
+                            throw InLoopError(.invalidArgument, "the output shapes of model '\(name)' depend on the values of input '\(graph[graph.inputs[valueUses[0].input]].name)'; they are known when it runs")
+                        }
+                        let saved = valueUses.map { graph.nodes[$0.node].attributes }
+                        defer { for (i, u) in valueUses.enumerated() { graph.nodes[u.node].attributes = saved[i] } }
+                        try Engine.bindValueInputs(graph, valueUses, values, counts: valueUses.map { inCounts[$0.input] })
+                        r = try Model.makeRunner(graph, inputShapes, bindings: bindings, retype: true)
+                    }
                     var outs: [[Int]] = []
                     for v in graph.outputs {
                         guard let s = graph[v].type?.shape.known else {
@@ -367,7 +398,7 @@ extension Engine {
                     }
                     compileCount += 1
                     if shaped.count >= Model.maxSpecialised { shaped.removeFirst() }
-                    shaped.append((bound.map { $0 }, r, outs))   // a copy: `bound` stays unshared (no copy-on-write when run)
+                    shaped.append((bound.map { $0 } + (valueUses.isEmpty ? [] : values ?? []), r, outs))   // a copy: `bound` stays unshared (no copy-on-write when run)
                 }
                 runner = shaped[shaped.count - 1].runner
                 known = shaped[shaped.count - 1].outputs
@@ -418,9 +449,22 @@ extension Engine {
         public func outputShapes(ranks: UnsafeBufferPointer<Int64>, dims: UnsafeBufferPointer<Int64>,
                                  outRanks: UnsafeMutableBufferPointer<Int64>,
                                  outDims: UnsafeMutableBufferPointer<Int64>) throws(InLoopError) {
+            try outputShapes(ranks: ranks, dims: dims, outRanks: outRanks, outDims: outDims, valueArrays: nil)
+        }
+
+        /// `outputShapes`, with the value inputs' arrays of a `runShaped` call (bound under the lock).
+        private func outputShapes(ranks: UnsafeBufferPointer<Int64>, dims: UnsafeBufferPointer<Int64>,
+                                  outRanks: UnsafeMutableBufferPointer<Int64>, outDims: UnsafeMutableBufferPointer<Int64>,
+                                  valueArrays: [[Double]]?) throws(InLoopError) {
             try acquire()
             defer { release() }
             try bind(ranks: ranks, dims: dims)
+            if let valueArrays {
+                var v: [Int] = []
+                for (i, u) in valueUses.enumerated() { for x in valueArrays[i].prefix(inCounts[u.input]) { v.append(Int(truncatingIfNeeded: x.bitPattern)) } }
+                values = v
+            }
+            defer { values = nil }
             _ = try shapedRunner(outRanks: outRanks, outDims: outDims)
         }
 
@@ -454,6 +498,12 @@ extension Engine {
             try acquire()
             defer { release() }
             try bind(ranks: ranks, dims: dims)
+            if !valueUses.isEmpty {
+                var v: [Int] = []
+                for u in valueUses { for i in 0..<inCounts[u.input] { v.append(Int(truncatingIfNeeded: Double(inputs[u.input][i]).bitPattern)) } }
+                values = v
+            }
+            defer { values = nil }
             // Check the output room before anything is written (the shapes go to scratch first).
             let (r, n) = try shapedRunner(outRanks: nil, outDims: nil)
             for k in 0..<outputs.count where capacities[k] < Int64(outCounts[k]) {
@@ -489,13 +539,17 @@ extension Engine {
             }
             let ranks = inputs.map { Int64($0.shape.count) }
             let dims = inputs.flatMap { $0.shape.map { Int64($0) } }
+            guard inputs.count == graph.inputs.count else {
+                throw InLoopError(.sizeMismatch, "model '\(name)' has \(graph.inputs.count) inputs; got \(inputs.count)")
+            }
+            let valueArrays = valueUses.isEmpty ? nil : valueUses.map { inputs[$0.input].values }
             var outRanks = [Int64](repeating: 0, count: outputSpecs.count)
             var outDims = [Int64](repeating: 0, count: outputSpecs.count * Engine.maxRank)
             try ranks.withUnsafeBufferPointer { (r) throws(InLoopError) in
                 try dims.withUnsafeBufferPointer { (d) throws(InLoopError) in
                     try outRanks.withUnsafeMutableBufferPointer { (orr) throws(InLoopError) in
                         try outDims.withUnsafeMutableBufferPointer { (od) throws(InLoopError) in
-                            try outputShapes(ranks: r, dims: d, outRanks: orr, outDims: od)
+                            try outputShapes(ranks: r, dims: d, outRanks: orr, outDims: od, valueArrays: valueArrays)
                         }
                     }
                 }

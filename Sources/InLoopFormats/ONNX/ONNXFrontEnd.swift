@@ -226,6 +226,11 @@ struct EngineGraphReader {
                 inputs[k] = ""
             }
         }
+        // Range with constant float bounds: the `bounds` attribute (as scales above)
+        if n.opType == "Range", raw["bounds"] == nil, inputs.count == 3 {
+            let b = inputs.compactMap { constantFloats($0, g) }
+            if b.count == 3, b.allSatisfy({ $0.count == 1 }) { raw["bounds"] = .floats(b.map { $0[0] }) }
+        }
         if n.opType == "Constant", let out = n.output.first, case .tensor(let t)? = raw["value"], t.dtype.isFloatingPoint {
             constantNodeFloats[out] = t.floats
         }
