@@ -146,6 +146,8 @@ final class FoldingTests: XCTestCase {
             let reference = try g.copy()
             let model = try Engine.Model(graph: g)
             XCTAssertEqual(model.graph.nodes.filter { $0.op == BatchNormalizationOp.self }.count, 1)
+            // the model's parameters as the graph has them: W, b and the BN's four vectors
+            XCTAssertEqual(model.parameterCount, 5 * 3 * 3 * 3 + 5 + 4 * 5)
             let n = 2
             let x: [Double] = OpTest.values(n * 48, seed: 5)
             let got = try model.runShaped([(shape: [n, 3, 4, 4], values: x)])

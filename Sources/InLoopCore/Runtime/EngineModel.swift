@@ -139,12 +139,13 @@ extension Engine {
             fixedBatch = fixed
             inputBatched = batchedIn
             inputSpecs = specs
-            // floating constants the nodes use (not those a fusion left behind)
+            // floating constants the nodes use (not those a fusion left behind), counted on the model's
+            // graph (a folded BN's statistics count, as training sees them)
             var params = 0
             var used = Set<ValueID>()
-            for n in planGraph.nodes { for case let v? in n.inputs { used.insert(v) } }
+            for n in graph.nodes { for case let v? in n.inputs { used.insert(v) } }
             for v in used.sorted() {
-                if let c = planGraph[v].constant, c.dtype.isFloatingPoint { params += c.count }
+                if let c = graph[v].constant, c.dtype.isFloatingPoint { params += c.count }
             }
             parameterCount = params
             inPointers = .allocate(byteCount: Swift.max(planGraph.inputs.count, 1) * 8, alignment: 8)
