@@ -223,6 +223,7 @@ bench: lib models $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(CC) $(CFLAGS) -IInclude bench/bench_onnx.c $(LINK) -o $(BUILD)/bench_onnx
 	python3 bench/run_bench.py
 	python3 bench/bench_training.py
+	python3 bench/bench_rnn.py
 	python3 bench/bench_mpi.py
 
 # Fuzz targets (Tests/fuzz/targets): libFuzzer executables, debug build with -sanitize=fuzzer in .build-fuzz

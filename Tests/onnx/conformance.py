@@ -934,6 +934,27 @@ def _():  # the conv output is used twice: BN must not be folded in place of the
     g.output(g.op("Add", [b, c]), "y"); return g
 
 
+@case("batchnorm_after_convtranspose_group_o13")
+def _():  # folded into ConvTranspose weights [C_in, C_out/group, k, k]: channel (i / (C_in/group))·(C_out/group) + j
+    g = G(13); x = g.input("x", [4, 3, 3])
+    c = g.op("ConvTranspose", [x, g.w(4, 3, 2, 2), g.w(6)], group=2, strides=[2, 2])
+    g.output(g.op("Relu", [g.op("BatchNormalization", [c, *bn_params(g, 6)], epsilon=1e-3)]), "y"); return g
+
+
+@case("batchnorm_after_conv_nobias_o13")
+def _():  # folded: the conv gets a bias
+    g = G(13); x = g.input("x", [4, 6, 5])
+    c = g.op("Conv", [x, g.w(6, 2, 3, 3)], group=2, pads=[1, 0, 1, 1])
+    g.output(g.op("BatchNormalization", [c, *bn_params(g, 6)]), "y"); return g
+
+
+@case("batchnorm_conv_output_also_graph_output_o13")
+def _():  # the conv output is a graph output too: not folded
+    g = G(13); x = g.input("x", [2, 5, 5])
+    c = g.op("Conv", [x, g.w(4, 2, 3, 3)])
+    g.output(g.op("BatchNormalization", [c, *bn_params(g, 4)]), "y"); g.output(c, "z"); return g
+
+
 @case("layernorm_o17")
 def _():
     g = G(17); x = g.input("x", [5, 8])

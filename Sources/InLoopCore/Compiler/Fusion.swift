@@ -5,6 +5,9 @@ extension Engine {
         public var dense = 0
         /// Activations folded into the Dense before them.
         public var activations = 0
+        /// BatchNormalization nodes folded into the Conv, ConvTranspose or Dense before them
+        /// (`foldNormalization` only).
+        public var normalizations = 0
     }
 
     /// Fusion rules over a verified, typed graph (`docs/ENGINE.md` §2.5, rule 4), each keeping the
@@ -14,9 +17,14 @@ extension Engine {
     ///   vector, become InLoop's Dense (weights [out, in]: B transposed once when transB = 0);
     /// - an activation whose input is a Dense, Conv or ConvTranspose output used nowhere else is folded
     ///   into that node (the step applies it as it writes, as the graph engine did).
+    /// - with `foldNormalization` (inference plans only: training changes the statistics and weights),
+    ///   a BatchNormalization with constant scale, B, mean and var whose input is the output of a Conv
+    ///   or ConvTranspose (constant W, optional constant B) or of a rank-2 Dense, used nowhere else,
+    ///   becomes new constant weights and bias of that node (computed in Double, rounded once).
+    ///   A BatchNormalization left standing lowers to one per-channel affine step.
     /// Values that are graph outputs are never fused away. The graph is re-verified and re-typed.
     @discardableResult
-    public static func fuse(_ g: Graph) throws(InLoopError) -> FusionSummary {
+    public static func fuse(_ g: Graph, foldNormalization: Bool = false) throws(InLoopError) -> FusionSummary {
         var summary = FusionSummary()
         var uses = g.useCounts()
         var nodes = g.nodes
@@ -104,6 +112,8 @@ extension Engine {
                 summary.dense += 1
             }
         }
+        // MARK: family fuse (BatchNormalization into the Conv/ConvTranspose/Dense before it)
+        if foldNormalization { summary.normalizations = try foldBatchNorms(g, &nodes, &removed) }
         // activations into the Dense before them
         uses = g.useCounts()
         for (i, n) in nodes.enumerated() { for case let v? in n.inputs where removed.contains(i) { uses[v.index] -= 1 } }
@@ -129,11 +139,110 @@ extension Engine {
             removed.insert(j)
             summary.activations += 1
         }
-        guard summary.dense + summary.activations > 0 else { return summary }
+        guard summary.dense + summary.activations + summary.normalizations > 0 else { return summary }
         g.setNodes(nodes.indices.filter { !removed.contains($0) }.map { nodes[$0] })
         try g.verify()
         try g.inferTypes()
         return summary
+    }
+}
+
+// MARK: family fuse (BatchNormalization folding)
+extension Engine {
+    /// Folds each BatchNormalization of `nodes` into the Conv, ConvTranspose or Dense producing its
+    /// input (see `fuse`); returns how many. The folded node takes the BN node's outputs, the BN node
+    /// joins `removed`, and the new weights and bias are new constants of `g`.
+    static func foldBatchNorms(_ g: Graph, _ nodes: inout [Node], _ removed: inout Set<Int>) throws(InLoopError) -> Int {
+        var uses = [Int](repeating: 0, count: g.values.count)
+        var producer = [Int](repeating: -1, count: g.values.count)
+        for (i, n) in nodes.enumerated() where !removed.contains(i) {
+            for case let v? in n.inputs { uses[v.index] += 1 }
+            for v in n.outputs { producer[v.index] = i }
+        }
+        for o in g.outputs { uses[o.index] += 1 }
+        let trainable = Set(g.parameters)
+        func values(_ v: ValueID?) throws(InLoopError) -> [Double]? {
+            guard let v, !trainable.contains(v), let t = g[v].constant else { return nil }
+            switch t.dtype {
+            case .float32:
+                let p = try t.storage.pointer(as: Float.self)
+                return (0..<t.count).map { Double(p[$0]) }
+            case .float64:
+                let p = try t.storage.pointer(as: Double.self)
+                return (0..<t.count).map { p[$0] }
+            default: return nil
+            }
+        }
+        func newConstant(_ base: String, _ shape: [Int], _ data: [Double], _ dtype: DType) throws(InLoopError) -> ValueID {
+            let t = try Tensor(zeros: shape, dtype: dtype)
+            switch dtype {
+            case .float32:
+                let p = try t.storage.pointer(as: Float.self)
+                for k in data.indices { p[k] = Float(data[k]) }
+            case .float64:
+                let p = try t.storage.pointer(as: Double.self)
+                for k in data.indices { p[k] = data[k] }
+            default: throw InLoopError(.internal, "a folded \(dtype) constant")
+            }
+            var name = base
+            while g.names[name] != nil { name += "_" }
+            return try g.addConstant(name, t)
+        }
+        var folded = 0
+        for i in nodes.indices where !removed.contains(i) && nodes[i].op == BatchNormalizationOp.self {
+            let bn = nodes[i]
+            guard let a = bn.attributes as? BatchNormalizationOp.Attributes, bn.inputs.count == 5,
+                  let x = bn.inputs[0], uses[x.index] == 1, producer[x.index] >= 0 else { continue }
+            let p = producer[x.index], n = nodes[p]
+            guard !removed.contains(p), n.outputs.count == 1, let xt = g[x].type, xt.dtype == g.dtype, xt.rank >= 2,
+                  let c = xt.shape[1].known, c >= 1,
+                  let scale = try values(bn.inputs[1]), let shift = try values(bn.inputs[2]),
+                  let mean = try values(bn.inputs[3]), let variance = try values(bn.inputs[4]),
+                  scale.count == c, shift.count == c, mean.count == c, variance.count == c,
+                  n.inputs.count >= 2, let wv = n.inputs[1], let wt = g[wv].constant, wt.dtype == g.dtype,
+                  wt.rank >= 2, var w = try values(wv) else { continue }
+            // the channel of each weight element
+            let channelOf: (Int) -> Int
+            if n.op == ConvOp.self {
+                guard let wa = n.attributes as? WindowAttributes, wa.activation == .identity, wt.shape[0] == c else { continue }
+                let per = wt.count / c
+                channelOf = { $0 / per }
+            } else if n.op == ConvTransposeOp.self {
+                // W [C_in, C_out/group, k...]: output channel (i / (C_in/group))·(C_out/group) + j
+                guard let wa = n.attributes as? WindowAttributes, wa.activation == .identity, wa.group >= 1,
+                      wt.shape[0] % wa.group == 0, wt.shape[1] * wa.group == c else { continue }
+                let inPerGroup = wt.shape[0] / wa.group, outPerGroup = wt.shape[1], kernel = wt.count / (wt.shape[0] * wt.shape[1])
+                channelOf = { e in
+                    let j = (e / kernel) % outPerGroup, row = e / (kernel * outPerGroup)
+                    return (row / inPerGroup) * outPerGroup + j
+                }
+            } else if n.op == DenseOp.self {
+                // W [out, in]; the BN channel axis is the Dense output's last axis only at rank 2
+                guard let da = n.attributes as? DenseOp.Attributes, da.activation == .identity, xt.rank == 2,
+                      wt.rank == 2, wt.shape[0] == c else { continue }
+                let per = wt.shape[1]
+                channelOf = { $0 / per }
+            } else { continue }
+            var b = [Double](repeating: 0, count: c)
+            if n.inputs.count > 2, let bv = n.inputs[2] {
+                guard let bias = try values(bv), bias.count == c, g[bv].constant?.dtype == g.dtype else { continue }
+                b = bias
+            }
+            // y = (z − mean)·s + B with s = scale/sqrt(var + ε): W' = W·s, b' = (b − mean)·s + B
+            var s = [Double](repeating: 0, count: c)
+            for k in 0..<c { s[k] = scale[k] / (variance[k] + a.epsilon).squareRoot() }
+            for e in w.indices { w[e] *= s[channelOf(e)] }
+            for k in 0..<c { b[k] = (b[k] - mean[k]) * s[k] + shift[k] }
+            guard w.allSatisfy({ $0.isFinite }), b.allSatisfy({ $0.isFinite }) else { continue }
+            let newW = try newConstant(g[wv].name + "__bn", wt.shape, w, g.dtype)
+            let biasName = (n.inputs.count > 2 ? n.inputs[2].map { g[$0].name } : nil) ?? (g[wv].name + "_bias")
+            let newB = try newConstant(biasName + "__bn", [c], b, g.dtype)
+            nodes[p].inputs = [n.inputs[0], newW, newB]
+            nodes[p].outputs = bn.outputs
+            removed.insert(i)
+            folded += 1
+        }
+        return folded
     }
 }
 

@@ -369,6 +369,9 @@ extension Engine.StepKind {
         case .reduce, .padGradient: return 2
         case .reduceDerivative: return 4
         case .pad(_, _, let hasValue): return hasValue ? 3 : 2
+        // MARK: family fuse (operands)
+        case .lstmState, .lstmOutput: return 3
+        case .gruCell: return 4
 
         }
     }

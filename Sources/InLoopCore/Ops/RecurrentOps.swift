@@ -11,6 +11,9 @@
 /// - per time step and direction: one recurrent GEMM h·Rᵀ (+ C), strided copies (`.layoutCopy`) of
 ///   the gate blocks, the gate activations (`.activation`/`.unary`) and element-wise products and sums;
 /// - Y, Y_h and Y_c are `.concat`s of the hidden (cell) states of each step.
+/// Inference plans of LSTM with the default activations (no clip, peepholes or input_forget) and of GRU
+/// with linear_before_reset compute each step's gates in fused steps instead (`.lstmState` and
+/// `.lstmOutput`, `.gruCell`: `Kernels/Recurrent.swift`), with the same values bit for bit.
 /// Every intermediate is a plan storage (nothing is allocated at run time). The sequence length must
 /// be known when the plan is compiled: when it is the batch symbol (a graph whose batch is the
 /// sequence axis), lowering throws `notLinear` and the model is specialised per batch size.
@@ -343,6 +346,18 @@ enum RecurrentLowering {
                     rbh = try slice(&ctx, rbd, [Sym(1), H], strides: [0, 1], base: Sym(2 * h))
                 }
             }
+            // MARK: family fuse (recurrent cells): an inference plan computes the gates of a cell with the
+            // default activations (no clip, peepholes, input_forget; GRU with linear_before_reset) in one
+            // step per time step (`RecurrentKernels`, the same values as the unrolled steps)
+            func isActivation(_ f: RecurrentActivation, _ want: Activation) -> Bool {
+                if case .activation(let act) = f { return act == want }
+                return false
+            }
+            let defaults = acts.count == cell.activationCount && isActivation(acts[0], .sigmoid)
+                && acts.dropFirst().allSatisfy { isActivation($0, .tanh) }
+            let fused = ctx.numerics == .inference && defaults && a.clip == nil && !a.inputForget && peep.isEmpty
+                && (cell == .lstm || cell == .gru && a.linearBeforeReset)
+            let batchRows = try ctx.extent([batch])
             var hOut = [Value?](repeating: nil, count: seq), cOut = [Value?](repeating: nil, count: seq)
             for step in 0..<seq {
                 let t = backward ? seq - 1 - step : step
@@ -360,6 +375,23 @@ enum RecurrentLowering {
                 case .rnn:
                     let z = try clipped(&ctx, a, try matMul(&ctx, hPrev, rd, c: g, cRow: GH))
                     hPrev = try activate(&ctx, acts[0], z)
+                case .lstm where fused:
+                    // MARK: family fuse (LSTM cell)
+                    let z = try matMul(&ctx, hPrev, rd, c: g, cRow: GH)
+                    guard let c0 = cPrev else { throw InLoopError(.internal, "LSTM without a cell state") }
+                    let c = Value(id: ctx.temporary(try ctx.extent([batch, H])), shape: [batch, H])
+                    ctx.emit(.lstmState(rows: batchRows, hidden: h), [z.id, c0.id, c.id])
+                    let hv = Value(id: ctx.temporary(try ctx.extent([batch, H])), shape: [batch, H])
+                    ctx.emit(.lstmOutput(rows: batchRows, hidden: h), [z.id, c.id, hv.id])
+                    hPrev = hv
+                    cPrev = c
+                    cOut[t] = c
+                case .gru where fused:
+                    // MARK: family fuse (GRU cell)
+                    let q = try matMul(&ctx, hPrev, rd, c: rbd, cRow: 0)          // h·Rᵀ + Rb, [batch, 3h]
+                    let hv = Value(id: ctx.temporary(try ctx.extent([batch, H])), shape: [batch, H])
+                    ctx.emit(.gruCell(rows: batchRows, hidden: h), [g.id, q.id, hPrev.id, hv.id])
+                    hPrev = hv
                 case .lstm:
                     let z = try matMul(&ctx, hPrev, rd, c: g, cRow: GH)
                     func gate(_ k: Int) throws(InLoopError) -> Value {

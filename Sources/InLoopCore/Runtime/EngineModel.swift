@@ -41,6 +41,8 @@ extension Engine {
         /// The inputs' declared shapes (symbolic dimensions included).
         public let inputShapes: [Shape]
         public let graph: Graph
+        /// The graph the plans run: `graph`, or a copy of it with inference-only folds (BN folding).
+        private let planGraph: Graph
         /// Plans compiled so far (for tests of plan reuse).
         public private(set) var compileCount = 0
 
@@ -91,24 +93,31 @@ extension Engine {
             }
             // Fusion (Dense from Gemm/MatMul, activations into Dense) on a typed graph; a graph that is
             // typed per batch size runs unfused.
+            var compiled = graph
             do {
                 try graph.inferTypes()
                 try Engine.fuse(graph)
+                // MARK: family fuse (BN folding): on a copy the plans run; `graph`, which training and
+                // saving read, keeps its BatchNormalization nodes
+                let folded = try graph.copy()
+                if let s = try? Engine.fuse(folded, foldNormalization: true), s.normalizations > 0 { compiled = folded }
             } catch where Engine.isNotLinear(error) {}
+            let planGraph = compiled
+            self.planGraph = planGraph
             var declared: [Shape] = []
-            for v in graph.inputs {
-                guard let t = graph[v].type else { throw InLoopError(.internal, "graph input '\(graph[v].name)' has no type") }
+            for v in planGraph.inputs {
+                guard let t = planGraph[v].type else { throw InLoopError(.internal, "graph input '\(planGraph[v].name)' has no type") }
                 for (i, d) in t.shape.enumerated() {
                     // 0 is allowed (an empty tensor, e.g. CastLike's `like` that gives only a type)
                     if let k = d.known, k < 0 {
-                        throw InLoopError(.format, "graph input '\(graph[v].name)' has dimension \(k) on axis \(i)")
+                        throw InLoopError(.format, "planGraph input '\(planGraph[v].name)' has dimension \(k) on axis \(i)")
                     }
                 }
                 declared.append(t.shape)
             }
             inputShapes = declared
-            valueUses = Engine.valueInputUses(graph)
-            let batchSym = graph.batch
+            valueUses = Engine.valueInputUses(planGraph)
+            let batchSym = planGraph.batch
             // The batch convenience: which inputs lead with the batch.
             var fixed: Int? = nil
             var batchedIn: [Bool]
@@ -124,7 +133,7 @@ extension Engine {
                 convError = InLoopError(.unsupported, "the output shapes depend on the values of input '\(graph[graph.inputs[u.input]].name)' (Resize scales or float Range bounds given as inputs); run it with full shapes (inloop_model_run_shaped_f32/_f64)")
             }
             var specs: [TensorSpec] = []
-            for (k, v) in graph.inputs.enumerated() {
+            for (k, v) in planGraph.inputs.enumerated() {
                 let dims = batchedIn[k] ? Array(declared[k].dropFirst()) : declared[k]
                 var rest: [Int] = []
                 for (i, d) in dims.enumerated() {
@@ -133,17 +142,18 @@ extension Engine {
                     } else {
                         rest.append(-1)
                         if convError == nil {
-                            convError = InLoopError(.unsupported, "graph input '\(graph[v].name)' has shape \(declared[k].formatted): \(batchedIn[k] ? "a symbolic dimension on axis \(i + 1)" : "a symbolic dimension that is not a leading batch axis"); run it with full shapes (inloop_model_run_shaped_f32/_f64)")
+                            convError = InLoopError(.unsupported, "graph input '\(planGraph[v].name)' has shape \(declared[k].formatted): \(batchedIn[k] ? "a symbolic dimension on axis \(i + 1)" : "a symbolic dimension that is not a leading batch axis"); run it with full shapes (inloop_model_run_shaped_f32/_f64)")
                         }
                     }
                 }
                 if !rest.contains(-1) { _ = try InLoopCore.Tensor.elementCount(rest) }
-                specs.append(TensorSpec(name: graph[v].name, shape: rest))
+                specs.append(TensorSpec(name: planGraph[v].name, shape: rest))
             }
             fixedBatch = fixed
             inputBatched = batchedIn
             inputSpecs = specs
-            // floating constants the nodes use (not those a fusion left behind)
+            // floating constants the nodes use (not those a fusion left behind), counted on the model's
+            // graph (a folded BN's statistics count, as training sees them)
             var params = 0
             var used = Set<ValueID>()
             for n in graph.nodes { for case let v? in n.inputs { used.insert(v) } }
@@ -151,12 +161,12 @@ extension Engine {
                 if let c = graph[v].constant, c.dtype.isFloatingPoint { params += c.count }
             }
             parameterCount = params
-            inPointers = .allocate(byteCount: Swift.max(graph.inputs.count, 1) * 8, alignment: 8)
-            outPointers = .allocate(byteCount: Swift.max(graph.outputs.count, 1) * 8, alignment: 8)
-            bound = [Int](repeating: -1, count: graph.symbols.count)
-            inCounts = .allocate(capacity: graph.inputs.count)
+            inPointers = .allocate(byteCount: Swift.max(planGraph.inputs.count, 1) * 8, alignment: 8)
+            outPointers = .allocate(byteCount: Swift.max(planGraph.outputs.count, 1) * 8, alignment: 8)
+            bound = [Int](repeating: -1, count: planGraph.symbols.count)
+            inCounts = .allocate(capacity: planGraph.inputs.count)
             inCounts.initialize(repeating: 0)
-            outCounts = .allocate(capacity: graph.outputs.count)
+            outCounts = .allocate(capacity: planGraph.outputs.count)
             outCounts.initialize(repeating: 0)
 
             // Compile: one plan for every batch size, or (batch convenience only) specialised ones,
@@ -164,25 +174,25 @@ extension Engine {
             var outs: [TensorSpec] = []
             var batchedOut: [Bool] = []
             do {
-                try graph.inferTypes()
-                generic = try Model.makeRunner(graph, declared, bindings: [:])
-                genericOutputShapes = try graph.outputs.map { (v) throws(InLoopError) -> Shape in
-                    guard let t = graph[v].type else { throw InLoopError(.internal, "output without a type") }
+                try planGraph.inferTypes()
+                generic = try Model.makeRunner(planGraph, declared, bindings: [:])
+                genericOutputShapes = try planGraph.outputs.map { (v) throws(InLoopError) -> Shape in
+                    guard let t = planGraph[v].type else { throw InLoopError(.internal, "output without a type") }
                     return t.shape
                 }
                 compileCount = 1
-                (outs, batchedOut) = Model.outputSpecs(graph, genericOutputShapes, batch: batchSym, fixed: fixed, error: &convError)
+                (outs, batchedOut) = Model.outputSpecs(planGraph, genericOutputShapes, batch: batchSym, fixed: fixed, error: &convError)
             } catch where Engine.isNotLinear(error) {
                 generic = nil
                 if convError == nil, let b = batchSym {
-                    let r1 = try Model.makeRunner(graph, declared, bindings: [b: 1])
-                    let s1 = Model.typedOutputs(graph)
+                    let r1 = try Model.makeRunner(planGraph, declared, bindings: [b: 1])
+                    let s1 = Model.typedOutputs(planGraph)
                     var o1: [TensorSpec], b1: [Bool]
-                    (o1, b1) = Model.outputSpecs(graph, s1, batch: nil, fixed: 1, error: &convError)
-                    let r2 = try Model.makeRunner(graph, declared, bindings: [b: 2])
-                    let s2 = Model.typedOutputs(graph)
+                    (o1, b1) = Model.outputSpecs(planGraph, s1, batch: nil, fixed: 1, error: &convError)
+                    let r2 = try Model.makeRunner(planGraph, declared, bindings: [b: 2])
+                    let s2 = Model.typedOutputs(planGraph)
                     var never: InLoopError? = nil
-                    let (o2, b2) = Model.outputSpecs(graph, s2, batch: nil, fixed: 2, error: &never)
+                    let (o2, b2) = Model.outputSpecs(planGraph, s2, batch: nil, fixed: 2, error: &never)
                     for (k, s) in o2.enumerated() where s.shape != o1[k].shape || b1[k] != b2[k] || !b1[k] {
                         if convError == nil {
                             convError = InLoopError(.unsupported, "graph output '\(s.name)' has shape \(s1[k].formatted) at batch 1 but \(s2[k].formatted) at batch 2; the batch convenience needs outputs that lead with the batch; run it with full shapes (inloop_model_run_shaped_f32/_f64)")
@@ -195,8 +205,8 @@ extension Engine {
                     outs = o1
                     batchedOut = b1
                 } else {
-                    for v in graph.outputs {
-                        outs.append(TensorSpec(name: graph[v].name, shape: []))
+                    for v in planGraph.outputs {
+                        outs.append(TensorSpec(name: planGraph[v].name, shape: []))
                         batchedOut.append(false)
                     }
                     if convError == nil {
@@ -279,8 +289,8 @@ extension Engine {
                 if k != specialised.count - 1 { specialised.append(specialised.remove(at: k)) }
                 return specialised[specialised.count - 1].runner
             }
-            guard let b = graph.batch else { throw InLoopError(.internal, "a specialised plan without a batch symbol") }
-            let r = try Model.makeRunner(graph, inputShapes, bindings: [b: n])
+            guard let b = planGraph.batch else { throw InLoopError(.internal, "a specialised plan without a batch symbol") }
+            let r = try Model.makeRunner(planGraph, inputShapes, bindings: [b: n])
             compileCount += 1
             if specialised.count >= Model.maxSpecialised { specialised.removeFirst() }
             specialised.append((n, r))
@@ -366,7 +376,7 @@ extension Engine {
             var known: [[Int]]? = nil
             if let generic {
                 runner = generic
-                n = graph.batch.map { bound[$0.id] } ?? 1
+                n = planGraph.batch.map { bound[$0.id] } ?? 1
                 guard n >= 1 else { throw InLoopError(.internal, "the batch symbol is not bound by the inputs") }
             } else {
                 if valueUses.isEmpty, let k = shaped.lastIndex(where: { $0.key == bound }) {
@@ -375,24 +385,24 @@ extension Engine {
                     if k != shaped.count - 1 { shaped.append(shaped.remove(at: k)) }
                 } else {
                     var bindings: [Symbol: Int] = [:]
-                    for s in graph.symbols where bound[s.id] >= 1 { bindings[s] = bound[s.id] }
+                    for s in planGraph.symbols where bound[s.id] >= 1 { bindings[s] = bound[s.id] }
                     let r: Runner
                     if valueUses.isEmpty {
-                        r = try Model.makeRunner(graph, inputShapes, bindings: bindings)
+                        r = try Model.makeRunner(planGraph, inputShapes, bindings: bindings)
                     } else {
                         // the value inputs' values become the nodes' constant scales for this plan
                         guard let values else {
-                            throw InLoopError(.invalidArgument, "the output shapes of model '\(name)' depend on the values of input '\(graph[graph.inputs[valueUses[0].input]].name)'; they are known when it runs")
+                            throw InLoopError(.invalidArgument, "the output shapes of model '\(name)' depend on the values of input '\(planGraph[planGraph.inputs[valueUses[0].input]].name)'; they are known when it runs")
                         }
-                        let saved = valueUses.map { graph.nodes[$0.node].attributes }
-                        defer { for (i, u) in valueUses.enumerated() { graph.nodes[u.node].attributes = saved[i] } }
-                        try Engine.bindValueInputs(graph, valueUses, values, counts: valueUses.map { inCounts[$0.input] })
-                        r = try Model.makeRunner(graph, inputShapes, bindings: bindings, retype: true)
+                        let saved = valueUses.map { planGraph.nodes[$0.node].attributes }
+                        defer { for (i, u) in valueUses.enumerated() { planGraph.nodes[u.node].attributes = saved[i] } }
+                        try Engine.bindValueInputs(planGraph, valueUses, values, counts: valueUses.map { inCounts[$0.input] })
+                        r = try Model.makeRunner(planGraph, inputShapes, bindings: bindings, retype: true)
                     }
                     var outs: [[Int]] = []
-                    for v in graph.outputs {
-                        guard let s = graph[v].type?.shape.known else {
-                            throw InLoopError(.internal, "output '\(graph[v].name)' has no static shape with every symbol bound")
+                    for v in planGraph.outputs {
+                        guard let s = planGraph[v].type?.shape.known else {
+                            throw InLoopError(.internal, "output '\(planGraph[v].name)' has no static shape with every symbol bound")
                         }
                         outs.append(s)
                     }
@@ -406,18 +416,18 @@ extension Engine {
             }
             // output shapes and counts
             var total = 0
-            for k in 0..<graph.outputs.count {
+            for k in 0..<planGraph.outputs.count {
                 let rank = known?[k].count ?? genericOutputShapes[k].count
                 total += rank
             }
-            if let outRanks, outRanks.count < graph.outputs.count {
-                throw InLoopError(.sizeMismatch, "output ranks have room for \(outRanks.count) values; the model has \(graph.outputs.count) outputs")
+            if let outRanks, outRanks.count < planGraph.outputs.count {
+                throw InLoopError(.sizeMismatch, "output ranks have room for \(outRanks.count) values; the model has \(planGraph.outputs.count) outputs")
             }
             if let outDims, outDims.count < total {
                 throw InLoopError(.sizeMismatch, "output dims have room for \(outDims.count) values; the outputs have \(total) dimensions in all")
             }
             var at = 0
-            for k in 0..<graph.outputs.count {
+            for k in 0..<planGraph.outputs.count {
                 let rank = known?[k].count ?? genericOutputShapes[k].count
                 var count = 1
                 for i in 0..<rank {
@@ -426,7 +436,7 @@ extension Engine {
                         let d = genericOutputShapes[k][i]
                         if let s = d.symbol {
                             guard s.id >= 0, s.id < bound.count, let x = d.value(at: bound[s.id]), x >= 0 else {
-                                throw InLoopError(.invalidArgument, "output \(k) ('\(graph[graph.outputs[k]].name)'): dimension \(d) has no valid value")
+                                throw InLoopError(.invalidArgument, "output \(k) ('\(planGraph[planGraph.outputs[k]].name)'): dimension \(d) has no valid value")
                             }
                             v = x
                         } else { v = d.constant }
@@ -509,7 +519,7 @@ extension Engine {
             for k in 0..<outputs.count where capacities[k] < Int64(outCounts[k]) {
                 throw InLoopError(.sizeMismatch, "output \(k) ('\(outputSpecs[k].name)') has room for \(capacities[k]) values; it has \(outCounts[k])")
             }
-            let native = U.dtype == graph.dtype
+            let native = U.dtype == planGraph.dtype
             try checkOverlaps(inputs: native ? inputs : nil, outputs: outputs, inCounts, outCounts)
             if checkFinite {
                 for k in 0..<inputs.count { try finite("input", k, inputs[k], inCounts[k], per: inCounts[k]) }
@@ -650,7 +660,7 @@ extension Engine {
             defer { release() }
             for k in 0..<inputs.count { inCounts[k] = inElements(k, batch) }
             for k in 0..<outputs.count { outCounts[k] = outElements(k, batch) }
-            let native = U.dtype == graph.dtype
+            let native = U.dtype == planGraph.dtype
             try checkOverlaps(inputs: native ? inputs : nil, outputs: outputs, inCounts, outCounts)
             if checkFinite {
                 for k in 0..<inputs.count { try finite("input", k, inputs[k], inElements(k, batch), per: inputSpecs[k].count) }
@@ -713,15 +723,15 @@ extension Engine {
                 guard !o else { throw InLoopError(.outOfMemory, "the staging buffers' size overflows") }
                 need = s
             }
-            let (floats, o) = need.multipliedReportingOverflow(by: graph.dtype.size / 4)
+            let (floats, o) = need.multipliedReportingOverflow(by: planGraph.dtype.size / 4)
             guard !o else { throw InLoopError(.outOfMemory, "the staging buffers' size overflows") }
             try Limits.workspace(floats: floats, batch: 1)
             let oldIn = stagingIn, oldOut = stagingOut
             stagingIn = try inCounts.enumerated().map { (k, c) throws(InLoopError) in
-                k < oldIn.count && oldIn[k].count >= c ? oldIn[k] : try TensorStorage(dtype: graph.dtype, count: Swift.max(c, 1))
+                k < oldIn.count && oldIn[k].count >= c ? oldIn[k] : try TensorStorage(dtype: planGraph.dtype, count: Swift.max(c, 1))
             }
             stagingOut = try outCounts.enumerated().map { (k, c) throws(InLoopError) in
-                k < oldOut.count && oldOut[k].count >= c ? oldOut[k] : try TensorStorage(dtype: graph.dtype, count: Swift.max(c, 1))
+                k < oldOut.count && oldOut[k].count >= c ? oldOut[k] : try TensorStorage(dtype: planGraph.dtype, count: Swift.max(c, 1))
             }
         }
 

@@ -146,6 +146,14 @@ extension Engine {
         /// [x, v?, y]: ONNX Pad of `outer` blocks; `geometry`: [the constant's bits (Double), then the
         /// index maps of `PadKernels`]; the constant is v's one element when v is given.
         case pad(geometry: Int32, outer: Extent, hasValue: Bool)
+        // MARK: family fuse (forward; inference plans only, no reverse or tangent rule)
+        /// [z, c0, c]: the LSTM cell state c = σ(z_f)·c0 + σ(z_i)·tanh(z_c), z = rows × 4h (gates i o f c).
+        case lstmState(rows: Extent, hidden: Int)
+        /// [z, c, h]: the LSTM hidden state h = σ(z_o)·tanh(c).
+        case lstmOutput(rows: Extent, hidden: Int)
+        /// [g, q, h0, h]: a GRU step with linear_before_reset (g = x·Wᵀ + Wb, q = h0·Rᵀ + Rb, rows × 3h,
+        /// gates z r h): z, r = σ(g + q), n = tanh(g_h + r·q_h), h = n + z·(h0 − n).
+        case gruCell(rows: Extent, hidden: Int)
 
 
         // Reverse and tangent steps (differentiable plans):

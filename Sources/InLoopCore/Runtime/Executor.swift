@@ -532,6 +532,17 @@ extension Engine {
                                 out.update(repeating: 0, count: count)
                             }
                             PadKernels.backward(gy: UnsafePointer(t[Int(ids[io])]), outer: o, geometry: p, ofValue: ofValue, out: out)
+                        // MARK: family fuse (run)
+                        case .lstmState(let rows, let h):
+                            RecurrentKernels.lstmState(z: UnsafePointer(t[Int(ids[io])]), c0: UnsafePointer(t[Int(ids[io + 1])]),
+                                                       c: t[Int(ids[io + 2])], rows: rows.at(n), hidden: h, numerics: numerics)
+                        case .lstmOutput(let rows, let h):
+                            RecurrentKernels.lstmOutput(z: UnsafePointer(t[Int(ids[io])]), c: UnsafePointer(t[Int(ids[io + 1])]),
+                                                        h: t[Int(ids[io + 2])], rows: rows.at(n), hidden: h, numerics: numerics)
+                        case .gruCell(let rows, let h):
+                            RecurrentKernels.gruCell(g: UnsafePointer(t[Int(ids[io])]), q: UnsafePointer(t[Int(ids[io + 1])]),
+                                                     h0: UnsafePointer(t[Int(ids[io + 2])]), h: t[Int(ids[io + 3])],
+                                                     rows: rows.at(n), hidden: h, numerics: numerics)
 
                         }
                     }
