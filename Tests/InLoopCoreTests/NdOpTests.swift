@@ -522,4 +522,133 @@ final class NdOpTests: XCTestCase {
         cc.s = [1, 1]
         XCTAssertThrowsError(try Self.conv3DGraph(.float32, cc)) { XCTAssertEqual(($0 as? InLoopError)?.kind, .format) }
     }
+
+    // MARK: - 3-D transposed convolution
+
+    struct ConvT3DCase {
+        var c: Int, m: Int, group = 1
+        var size: [Int]                 // D, H, W
+        var k: [Int]; var s = [1, 1, 1]; var d = [1, 1, 1]; var pb = [0, 0, 0]; var pe = [0, 0, 0]; var op = [0, 0, 0]
+        var outputShape: [Int]? = nil
+        var bias = true
+        var activation: String? = nil
+
+        /// ONNX's output size; with output_shape, the pads it implies (NOTSET: total split begin-first).
+        var out: [Int] { outputShape ?? (0..<3).map { s[$0] * (size[$0] - 1) + op[$0] + (k[$0] - 1) * d[$0] + 1 - pb[$0] - pe[$0] } }
+        var padsBegin: [Int] {
+            guard let outputShape else { return pb }
+            return (0..<3).map { (s[$0] * (size[$0] - 1) + op[$0] + (k[$0] - 1) * d[$0] + 1 - outputShape[$0]) / 2 }
+        }
+        var weightShape: [Int] { [c, m / group] + k }
+        var attrs: [String: A] {
+            var r: [String: A] = ["strides": .ints(s), "dilations": .ints(d), "group": .int(group), "output_padding": .ints(op)]
+            if let outputShape { r["output_shape"] = .ints(outputShape) } else { r["pads"] = .ints(pb + pe) }
+            if let activation { r["activation"] = .string(activation) }
+            return r
+        }
+    }
+
+    static let convT3DCases: [ConvT3DCase] = [
+        ConvT3DCase(c: 2, m: 3, size: [3, 4, 3], k: [2, 3, 2]),
+        ConvT3DCase(c: 2, m: 4, size: [3, 2, 4], k: [3, 3, 3], s: [2, 1, 2], pb: [1, 1, 1], pe: [1, 0, 0], op: [1, 0, 1]),
+        ConvT3DCase(c: 4, m: 2, group: 2, size: [4, 3, 3], k: [2, 2, 3], s: [1, 2, 1], d: [2, 1, 1], pb: [1, 0, 1], pe: [0, 1, 1], bias: false),
+        ConvT3DCase(c: 1, m: 2, size: [2, 3, 2], k: [3, 1, 2], s: [3, 2, 1], outputShape: [7, 5, 3]),
+    ]
+
+    /// Direct 3-D transposed convolution of one sample in Double, as a scatter:
+    /// y[g·M/g + mo, i·s + t·d − pb] += x[ci, i] · w[ci, mo, t] for ci in group g, plus b.
+    static func convTranspose3D(_ x: [Double], _ w: [Double], _ b: [Double]?, _ cc: ConvT3DCase) -> [Double] {
+        let out = cc.out, pb = cc.padsBegin, cg = cc.c / cc.group, mg = cc.m / cc.group, sz = cc.size, k = cc.k
+        let plane = out[0] * out[1] * out[2]
+        var y = [Double](repeating: 0, count: cc.m * plane)
+        for ci in 0..<cc.c { for i0 in 0..<sz[0] { for i1 in 0..<sz[1] { for i2 in 0..<sz[2] {
+            let xv = x[((ci * sz[0] + i0) * sz[1] + i1) * sz[2] + i2], gi = ci / cg
+            for mo in 0..<mg { for t0 in 0..<k[0] { for t1 in 0..<k[1] { for t2 in 0..<k[2] {
+                let o0 = i0 * cc.s[0] + t0 * cc.d[0] - pb[0], o1 = i1 * cc.s[1] + t1 * cc.d[1] - pb[1]
+                let o2 = i2 * cc.s[2] + t2 * cc.d[2] - pb[2]
+                guard o0 >= 0, o0 < out[0], o1 >= 0, o1 < out[1], o2 >= 0, o2 < out[2] else { continue }
+                let m = gi * mg + mo
+                y[m * plane + (o0 * out[1] + o1) * out[2] + o2] += xv * w[(((ci * mg + mo) * k[0] + t0) * k[1] + t1) * k[2] + t2]
+            } } } }
+        } } } }
+        if let b { for m in 0..<cc.m { for i in 0..<plane { y[m * plane + i] += b[m] } } }
+        return y
+    }
+
+    static func convT3DGraph(_ dtype: Engine.DType, _ cc: ConvT3DCase, train: Bool = false) throws -> Engine.Graph {
+        let g = Engine.Graph(dtype: dtype)
+        try g.addInput("x", Engine.TensorType(dtype, OpTest.shape(g, ["N", cc.c] + cc.size)))
+        let w = OpTest.values(cc.weightShape.reduce(1, *), seed: 23, in: -1...1, as: Double.self)
+        func constant(_ name: String, _ shape: [Int], _ v: [Double]) throws -> Engine.ValueID {
+            dtype == .float32 ? try g.addConstant(name, try Engine.Tensor(shape: shape, values: v.map { Float($0) }))
+                              : try g.addConstant(name, try Engine.Tensor(shape: shape, values: v))
+        }
+        var inputs = ["x", "w"]
+        let wid = try constant("w", cc.weightShape, w)
+        if train { g.parameters.append(wid) }
+        if cc.bias {
+            let bid = try constant("b", [cc.m], OpTest.values(cc.m, seed: 29, in: -1...1, as: Double.self))
+            inputs.append("b")
+            if train { g.parameters.append(bid) }
+        }
+        try g.addNode("convT", ConvTransposeOp.self, cc.attrs, inputs: inputs, outputs: ["y"])
+        try g.markOutput("y")
+        try g.verify()
+        try g.inferTypes()
+        return g
+    }
+
+    func testConvTranspose3DForward() throws {
+        for (i, cc) in Self.convT3DCases.enumerated() {
+            let w = OpTest.values(cc.weightShape.reduce(1, *), seed: 23, in: -1...1, as: Double.self)
+            let b: [Double]? = cc.bias ? OpTest.values(cc.m, seed: 29, in: -1...1, as: Double.self) : nil
+            let g = try Self.convT3DGraph(.float64, cc)
+            XCTAssertEqual(g[g.outputs[0]].type?.shape.dropFirst().map { $0.known ?? -1 }, [cc.m] + cc.out, "case \(i)")
+            let h = try OpTest.Harness<Double>(g)
+            let hf = try OpTest.Harness<Float>(try Self.convT3DGraph(.float32, cc))
+            let inC = cc.c * cc.size.reduce(1, *)
+            for n in [1, 3] {
+                let x = OpTest.values(n * inC, seed: UInt64(80 + i), as: Double.self)
+                var want: [Double] = []
+                for s in 0..<n { want += Self.convTranspose3D(Array(x[(s * inC)..<((s + 1) * inC)]), w, b, cc) }
+                XCTAssertLessThan(OpTest.maxRelativeError(try h.forward([x], n: n)[0], want), 1e-12, "case \(i) n \(n)")
+                let yf = try hf.forward([x.map { Float($0) }], n: n)[0]
+                XCTAssertLessThan(OpTest.maxRelativeError(yf.map { Double($0) }, want), 1e-5, "case \(i) n \(n) float32")
+            }
+        }
+        // a fused activation, in both numerics
+        var cc = Self.convT3DCases[1]
+        cc.activation = "relu"
+        for numerics in [Numerics.inference, .differentiable] {
+            let h = try OpTest.Harness<Double>(try Self.convT3DGraph(.float64, cc), numerics: numerics)
+            let x = OpTest.values(2 * cc.c * cc.size.reduce(1, *), seed: 5, as: Double.self)
+            let plain = try OpTest.Harness<Double>(try Self.convT3DGraph(.float64, Self.convT3DCases[1])).forward([x], n: 2)[0]
+            XCTAssertEqual(try h.forward([x], n: 2)[0], plain.map { Swift.max($0, 0) })
+        }
+    }
+
+    func testConvTranspose3DGradients() throws {
+        for cc in Self.convT3DCases {
+            XCTAssertLessThan(try OpTest.checkGradients(try Self.convT3DGraph(.float64, cc, train: true), n: 2), 1e-6)
+        }
+        try OpTest.checkGradients(try Self.convT3DGraph(.float64, Self.convT3DCases[1]), n: 2)   // constant weights
+    }
+
+    func testConvTranspose3DBadAttributesThrow() throws {
+        var cc = Self.convT3DCases[0]
+        cc.pb = [4, 0, 0]; cc.pe = [4, 0, 0]   // no output depth left
+        XCTAssertThrowsError(try Self.convT3DGraph(.float32, cc)) { XCTAssertEqual(($0 as? InLoopError)?.kind, .format) }
+        cc = Self.convT3DCases[2]
+        cc.group = 3       // does not divide 4 channels
+        XCTAssertThrowsError(try Self.convT3DGraph(.float32, cc)) { XCTAssertNotNil($0 as? InLoopError) }
+        cc = Self.convT3DCases[0]
+        cc.s = [1, 1]
+        XCTAssertThrowsError(try Self.convT3DGraph(.float32, cc)) { XCTAssertEqual(($0 as? InLoopError)?.kind, .format) }
+        cc = Self.convT3DCases[1]
+        cc.op = [2, 0, 0]  // output padding not below the stride
+        XCTAssertThrowsError(try Self.convT3DGraph(.float32, cc)) { XCTAssertEqual(($0 as? InLoopError)?.kind, .format) }
+        cc = Self.convT3DCases[0]
+        cc.s = [Int(Int32.max), 1, 1]; cc.size = [Int(Int32.max), 4, 3]   // sizes whose product overflows: a status, not a trap
+        XCTAssertThrowsError(try Self.convT3DGraph(.float32, cc)) { XCTAssertNotNil($0 as? InLoopError) }
+    }
 }

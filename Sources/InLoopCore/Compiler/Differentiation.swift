@@ -304,6 +304,18 @@ extension Engine {
                     guard !isConstant(x), !isParameter(x) else { continue }
                     emitReverse(.depthColumnsGradient(geometry: geo, batch: batch, accumulate: !first(x)), [gy, gradient(x)],
                                 node: node, role: role(x))
+                case .depthColumnsGradient(let geo, let batch, _):
+                    // in a forward pass (ConvTranspose3D's depth scatter, which writes): its adjoint is the
+                    // gather, which writes too; a later contribution goes through a temporary
+                    let x = ops[0]
+                    guard !isConstant(x), !isParameter(x) else { continue }
+                    if first(x) {
+                        emitReverse(.depthColumns(geometry: geo, batch: batch), [gy, gradient(x)], node: node, role: role(x))
+                    } else {
+                        let size = storages[Int(x)].size, t = builder.temporary(size)
+                        emitReverse(.depthColumns(geometry: geo, batch: batch), [gy, t], node: node, role: role(x))
+                        emitReverse(.accumulate(count: size, accumulate: true), [t, gradient(x)], node: node, role: role(x))
+                    }
                 // MARK: family reduce (reverse rules)
                 case .reduce(let f, let geo):
                     // index results (ArgMax/ArgMin) carry no gradient; max and min send theirs to the
@@ -584,6 +596,12 @@ extension Engine {
                 case .depthColumns(let geo, let batch):
                     if let tx = tangentStorage(ops[0]) {
                         emitTangent(.depthColumns(geometry: geo, batch: batch), [tx, ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
+                case .depthColumnsGradient(let geo, let batch, _):
+                    if let tx = tangentStorage(ops[0]) {
+                        emitTangent(.depthColumnsGradient(geometry: geo, batch: batch, accumulate: false), [tx, ty], node: step.node)
                     } else {
                         emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
                     }

@@ -154,6 +154,16 @@ enum Window {
     /// ConvTranspose's geometry: pads from `output_shape` or `auto_pad` when given (the rules of
     /// onnxruntime), else the explicit pads.
     static func convTranspose(_ at: WindowAttributes, input x: [Int], weight w: [Int]) throws(InLoopError) -> ConvTransposeGeometry {
+        let p = try convTransposeAxes(at, input: x, weight: w)
+        return try ConvTransposeGeometry(channelsIn: x[1], channelsOut: try Limits.product(w[1], at.group, "output channels (W's axis 1 × group)"),
+                                         group: at.group, inputSize: Array(x[2...]), kernelSize: p.kernel, strides: p.strides,
+                                         dilations: p.dilations, padsBegin: p.padsBegin, padsEnd: p.padsEnd, outputPadding: p.outputPadding)
+    }
+
+    /// ConvTranspose's per-axis window (any spatial rank): the kernel from the weight, strides,
+    /// dilations, and pads and output padding as `convTranspose` derives them.
+    static func convTransposeAxes(_ at: WindowAttributes, input x: [Int], weight w: [Int]) throws(InLoopError)
+        -> (kernel: [Int], strides: [Int], dilations: [Int], padsBegin: [Int], padsEnd: [Int], outputPadding: [Int]) {
         let kernel = Array(w[2...])
         if let ks = at.kernelShape, ks != kernel {
             throw InLoopError(.format, "kernel_shape \(Tensor.format(ks)) disagrees with the weight's shape \(Tensor.format(w))")
@@ -199,9 +209,7 @@ enum Window {
             guard pads.count == 2 * n else { throw InLoopError(.format, "pads has \(pads.count) values, expected \(2 * n)") }
             pb = Array(pads[..<n]); pe = Array(pads[n...])
         }
-        return try ConvTransposeGeometry(channelsIn: x[1], channelsOut: try Limits.product(w[1], at.group, "output channels (W's axis 1 × group)"),
-                                         group: at.group, inputSize: spatial, kernelSize: kernel, strides: strides, dilations: dil,
-                                         padsBegin: pb, padsEnd: pe, outputPadding: outPadding)
+        return (kernel, strides, dil, pb, pe, outPadding)
     }
 }
 
@@ -297,11 +305,13 @@ public enum ConvTransposeOp: OpDefinition {
 
     public static func inferTypes(_ a: WindowAttributes, _ inputs: [Engine.TensorType?],
                                   _ known: [Engine.KnownInts?]) throws(InLoopError) -> [Engine.TensorType] {
+        if inputs.first??.rank == 5 { return [try ConvTranspose3D.outputType(a, inputs)] }   // MARK: family nd (3-D, Ops/NdOps.swift)
         let (x, g) = try geometry(a, inputs)
         return [Engine.TensorType(x.dtype, [x.shape[0], Engine.SymInt(g.channelsOut)] + g.outputSize.map { Engine.SymInt($0) })]
     }
 
     public static func lower(_ a: WindowAttributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        if ctx.inputTypes.first??.rank == 5 { return try ConvTranspose3D.lower(a, &ctx) }   // MARK: family nd
         let (x, g) = try geometry(a, ctx.inputTypes)
         let batch = try ctx.extent([x.shape[0]], "the batch of input X")
         let hasBias = ctx.hasInput(2)

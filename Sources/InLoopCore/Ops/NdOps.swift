@@ -1,5 +1,5 @@
 /// Family nd (issue 10, phase 6 of `docs/ENGINE.md`): 3-D Conv and MaxPool/AveragePool (`Conv3D`,
-/// `Pool3D`, below: lowered to the 2-D steps; ConvTranspose stays 1-D/2-D), Dropout's mask (in
+/// `Pool3D`, `ConvTranspose3D`, below: lowered to the 2-D steps), Dropout's mask (in
 /// `DropoutOp`), and Resize in its linear and cubic modes. The op
 /// itself (attributes, output shapes, nearest mode) is `ResizeOp`/`UpsampleOp` in `ResizeOps.swift`;
 /// this file adds the modes' attributes and their lowering to one step, `resizeTaps`
@@ -330,6 +330,99 @@ enum Conv3D {
             let t = ctx.temporary(try ctx.outputExtent(0))
             ctx.emit(.layoutCopy(geometry: ctx.ints(geometry), mode: .write), [z, t])
             ctx.emit(.activation(a.activation, count: try ctx.outputExtent(0)), [t, y])
+        }
+    }
+}
+
+// MARK: - 3-D transposed convolution
+
+/// ConvTranspose over 3 spatial axes (N, C, D, H, W), the mirror of `Conv3D`: X is transposed to
+/// (N, D, C, H·W) (`layoutCopy`), each of the N·D depth slices goes through the 2-D transposed
+/// convolution over (H, W) with the weight [C, M/g, kd, kh, kw] read as [C, M/g·kd, kh, kw] (the same
+/// memory), giving (N, D, M·kd, oh·ow), and the depth taps are scattered to their output depth
+/// od = d·stride + k·dilation − pad_begin (`depthColumnsGradient`, the adjoint of Conv3D's depth
+/// columns; positions past either end are dropped, output padding stays zero). The bias is a
+/// broadcast add over (M, 1, 1, 1). Reverse and tangent are those of the steps.
+enum ConvTranspose3D {
+    struct Geometry {
+        var hw: ConvTransposeGeometry   // the 2-D transposed convolution of the depth slices
+        var depth: [Int]                 // DepthColumns geometry, read as the output's columns
+        var od: Int
+        var channelsOut: Int
+    }
+
+    static func geometry(_ a: WindowAttributes, _ inputs: [Engine.TensorType?]) throws(InLoopError) -> (Engine.TensorType, Geometry) {
+        let x = try Engine.input(inputs, 0, "input")
+        guard x.dtype.isFloatingPoint else { throw InLoopError(.format, "ConvTranspose takes floating values, got \(x.dtype)") }
+        guard let rest = Array(x.shape.dropFirst()).known else {
+            throw InLoopError(.unsupported, "input X has shape \(x.shape.formatted); the channels and spatial sizes must be known when the plan is compiled")
+        }
+        let w = try Window.weight(inputs, x)
+        let p = try Window.convTransposeAxes(a, input: [1] + rest, weight: w)
+        let c = rest[0], spatial = Array(rest[1...])
+        guard a.group >= 1, c % a.group == 0 else {
+            throw InLoopError(.format, "transposed convolution group \(a.group) must divide the input channels (\(c))")
+        }
+        let m = try Limits.product(w[1], a.group, "output channels (W's axis 1 × group)")
+        // the depth axis: a 1-D transposed window checks its sizes and gives the output depth
+        let depthAxis = try ConvTransposeGeometry(channelsIn: 1, channelsOut: 1, inputSize: [spatial[0]], kernelSize: [p.kernel[0]],
+                                                  strides: [p.strides[0]], dilations: [p.dilations[0]], padsBegin: [p.padsBegin[0]],
+                                                  padsEnd: [p.padsEnd[0]], outputPadding: [p.outputPadding[0]])
+        let od = depthAxis.outputSize[0]
+        let taps = try Limits.product(m, p.kernel[0], "output channels × kernel depth")
+        let hw = try ConvTransposeGeometry(channelsIn: c, channelsOut: taps, group: a.group, inputSize: Array(spatial[1...]),
+                                           kernelSize: Array(p.kernel[1...]), strides: Array(p.strides[1...]),
+                                           dilations: Array(p.dilations[1...]), padsBegin: Array(p.padsBegin[1...]),
+                                           padsEnd: Array(p.padsEnd[1...]), outputPadding: Array(p.outputPadding[1...]))
+        try Window.bias(inputs, x, channels: m)
+        _ = try Limits.product(try Limits.product(m, od, "output channels × depth"), hw.outputSpatialCount, "the output per sample")
+        // DepthColumns reads x (N, M, od, P) into columns (N, d, M·kd, P): here the output is its x
+        let depth = [m, od, hw.outputSpatialCount, spatial[0], p.kernel[0], p.strides[0], p.dilations[0], p.padsBegin[0]]
+        return (x, Geometry(hw: hw, depth: depth, od: od, channelsOut: m))
+    }
+
+    static func outputType(_ a: WindowAttributes, _ inputs: [Engine.TensorType?]) throws(InLoopError) -> Engine.TensorType {
+        let (x, g) = try geometry(a, inputs)
+        return Engine.TensorType(x.dtype, [x.shape[0], Engine.SymInt(g.channelsOut), Engine.SymInt(g.od)]
+                                 + g.hw.outputSize.map { Engine.SymInt($0) })
+    }
+
+    static func lower(_ a: WindowAttributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        typealias Sym = Engine.SymInt
+        let (x, g) = try geometry(a, ctx.inputTypes)
+        let n = x.shape[0], hw = g.hw
+        let hasBias = ctx.hasInput(2)
+        if ctx.numerics == .differentiable, !ctx.isConstant(1) || hasBias && !ctx.isConstant(2) {
+            throw InLoopError(.unsupported, "a weight or bias computed at run time is not differentiated yet")
+        }
+        guard let dims = Array(x.shape.dropFirst()).known else { throw InLoopError(.unsupported, "input X has unknown sizes") }
+        let c = dims[0], d = dims[1], p = hw.inputSpatialCount
+        // (N, C, D, P) -> (N, D, C, P)
+        let slices = ctx.temporary(try ctx.extent([n, Sym(d), Sym(c), Sym(p)], "the depth slices"))
+        let cdp = try Limits.product(try Limits.product(c, d, "C × D"), p, "the input per sample")
+        let strides = [Sym(cdp), Sym(p), Sym(try Limits.product(d, p, "D × H × W")), Sym(1)]
+        let gather = try Engine.Layout.gatherGeometry(ctx, dims: [n, Sym(d), Sym(c), Sym(p)], xStrides: strides, xBase: 0, coversSource: true)
+        ctx.emit(.layoutCopy(geometry: ctx.ints(gather), mode: .write), [try ctx.input(0), slices])
+        // the 2-D transposed convolution of the N·D slices: (N, D, M·kd, oh·ow)
+        let samples = try ctx.extent([n, Sym(d)], "the depth slices' samples (N·D)")
+        let columns = ctx.temporary(try ctx.extent([n, Sym(d), Sym(hw.outputCount)], "the transposed slices"))
+        let scratch = ctx.scratch(try Window.scratch(ConvTranspose.workspaceCount(geometry: hw, batch: 1)))
+        ctx.emit(.convTranspose(geometry: ctx.store(hw), batch: samples, hasBias: false, activation: .identity),
+                 [slices, try ctx.input(1), scratch, columns])
+        // scatter the depth taps: (N, M, od, oh·ow)
+        let outShape = [n, Sym(g.channelsOut), Sym(g.od)] + hw.outputSize.map { Sym($0) }
+        let y = try ctx.output(0)
+        let batch = try ctx.extent([n], "the batch of input X")
+        let last = hasBias || a.activation != .identity
+        let z = last ? ctx.temporary(try ctx.outputExtent(0)) : y
+        ctx.emit(.depthColumnsGradient(geometry: ctx.ints(g.depth), batch: batch, accumulate: false), [columns, z])
+        var v = StepComposer.Value(id: z, shape: outShape)
+        if hasBias {
+            let b = StepComposer.Value(id: try ctx.input(2), shape: [Sym(g.channelsOut), 1, 1, 1])
+            v = try StepComposer.binary(&ctx, .add, v, b, output: a.activation == .identity ? y : nil)
+        }
+        if a.activation != .identity {
+            ctx.emit(.activation(a.activation, count: try ctx.outputExtent(0)), [v.id, y])
         }
     }
 }
