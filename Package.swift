@@ -38,6 +38,11 @@ let package = Package(
                 swiftSettings: [
                     // sqrt without errno (never read): the IEEE instruction, which loops can vectorise.
                     .unsafeFlags(["-Xcc", "-fno-math-errno"]),
+                    // No dynamic exclusivity checks in release builds: each batch-1 call made a dozen
+                    // swift_beginAccess calls on the model's and executor's properties (~5% of an l96
+                    // call). A model runs under its own busy flag, so no two calls touch one model at
+                    // once; debug builds (the test suite) keep the checks.
+                    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
                 ]),
         // Model file formats (native safetensors, ONNX) -> core models.
         .target(name: "InLoopFormats",
@@ -53,6 +58,7 @@ let package = Package(
                     // The compiler writes the C declarations of the @c functions here;
                     // tools/gen_header.py turns them into Include/inloop.h.
                     .unsafeFlags(["-emit-clang-header-path", ".build/inloop-swift.h"]),
+                    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
                 ]),
         // `make bench`: engine forward vs bare BLAS on the same layer shapes (not part of the library).
         .executableTarget(name: "inloop-bench", dependencies: ["InLoopCore", "InLoopFormats", "CBLAS"],

@@ -28,8 +28,10 @@ extension Engine {
         /// other than the batch; such an input runs only with full shapes).
         public let inputSpecs: [TensorSpec]
         public let outputSpecs: [TensorSpec]
-        public var inputSize: Int { inputSpecs.first?.count ?? 0 }
-        public var outputSize: Int { outputSpecs.first?.count ?? 0 }
+        /// Values per sample of the first input and output (stored: `inputSpecs.first` copied the spec,
+        /// retaining its name and shape, on every batch-1 call).
+        public let inputSize: Int
+        public let outputSize: Int
         public let parameterCount: Int
         public var checkFinite = false
         public var reproducible = false
@@ -38,6 +40,8 @@ extension Engine {
         /// Which inputs and outputs the batch convenience gives `batch` samples (see the type's notes).
         public let inputBatched: [Bool]
         public let outputBatched: [Bool]
+        /// The largest batch whose per-sample counts times the batch fit an Int (checked per call).
+        private let largestBatch: Int
         /// The inputs' declared shapes (symbolic dimensions included).
         public let inputShapes: [Shape]
         public let graph: Graph
@@ -152,6 +156,7 @@ extension Engine {
             fixedBatch = fixed
             inputBatched = batchedIn
             inputSpecs = specs
+            inputSize = specs.first?.count ?? 0
             // floating constants the nodes use (not those a fusion left behind), counted on the model's
             // graph (a folded BN's statistics count, as training sees them)
             var params = 0
@@ -215,8 +220,13 @@ extension Engine {
                 }
             }
             outputSpecs = outs
+            outputSize = outs.first?.count ?? 0
             outputBatched = batchedOut
             convenienceError = convError
+            // the largest batch whose element counts all fit an Int
+            var largest = Int.max
+            for c in (specs + outs).map(\.count) where c > 0 { largest = Swift.min(largest, Int.max / c) }
+            largestBatch = largest
         }
 
         deinit {
@@ -665,20 +675,27 @@ extension Engine {
             if checkFinite {
                 for k in 0..<inputs.count { try finite("input", k, inputs[k], inElements(k, batch), per: inputSpecs[k].count) }
             }
-            let r = try runner(batch)
-            let p = plan(of: r)
-            for k in 0..<inputs.count where p.inputSizes[k].at(batch) != inElements(k, batch) {
-                throw InLoopError(.internal, "input \(k): the plan takes \(p.inputSizes[k].at(batch)) values at batch \(batch)")
-            }
-            for k in 0..<outputs.count where p.outputSizes[k].at(batch) != outElements(k, batch) {
-                throw InLoopError(.internal, "output \(k): the plan gives \(p.outputSizes[k].at(batch)) values at batch \(batch)")
-            }
-            switch r {
-            case .single(let e): try forward(e, batch, inputs, outputs, inCounts, outCounts)
-            case .double(let e): try forward(e, batch, inputs, outputs, inCounts, outCounts)
+            // (the executor's plan is read in place: copying the Plan value out retained its dozen arrays per call)
+            switch try runner(batch) {
+            case .single(let e):
+                try checkPlanSizes(e, batch, inputs.count, outputs.count)
+                try forward(e, batch, inputs, outputs, inCounts, outCounts)
+            case .double(let e):
+                try checkPlanSizes(e, batch, inputs.count, outputs.count)
+                try forward(e, batch, inputs, outputs, inCounts, outCounts)
             }
             if checkFinite {
                 for k in 0..<outputs.count { try finite("output", k, UnsafePointer(outputs[k]), outElements(k, batch), per: outputSpecs[k].count) }
+            }
+        }
+
+        /// The plan takes the counts `inCounts`/`outCounts` hold at this batch (an internal check).
+        private func checkPlanSizes<T: EngineScalar>(_ e: Executor<T>, _ batch: Int, _ ni: Int, _ no: Int) throws(InLoopError) {
+            for k in 0..<ni where e.plan.inputSizes[k].at(batch) != inCounts[k] {
+                throw InLoopError(.internal, "input \(k): the plan takes \(e.plan.inputSizes[k].at(batch)) values at batch \(batch)")
+            }
+            for k in 0..<no where e.plan.outputSizes[k].at(batch) != outCounts[k] {
+                throw InLoopError(.internal, "output \(k): the plan gives \(e.plan.outputSizes[k].at(batch)) values at batch \(batch)")
             }
         }
 
@@ -742,8 +759,10 @@ extension Engine {
                 throw InLoopError(.invalidArgument, "model '\(name)' has \(inputSpecs.count) inputs and \(outputSpecs.count) outputs; run it with all of them (inloop_model_run_f32/_f64)")
             }
             try checkBatch(batch)
-            try checkCount("input", inputSpecs[0], nx, inElements(0, batch), batch)
-            try checkCount("output", outputSpecs[0], ny, outElements(0, batch), batch)
+            // (the spec is read only on failure: passing it would retain its name and shape per call)
+            let needX = inElements(0, batch), needY = outElements(0, batch)
+            if nx < needX { try checkCount("input", inputSpecs[0], nx, needX, batch) }
+            if ny < needY { try checkCount("output", outputSpecs[0], ny, needY, batch) }
         }
 
         private func checkBatch(_ batch: Int) throws(InLoopError) {
@@ -757,12 +776,7 @@ extension Engine {
             if fixedBatch == nil, !inputBatched.contains(true), batch != 1 {
                 throw InLoopError(.sizeMismatch, "model '\(name)' has no batch axis (its inputs have static shapes that do not all lead with one size); run it with batch 1 or with full shapes")
             }
-            for s in inputSpecs where batch.multipliedReportingOverflow(by: s.count).overflow {
-                throw InLoopError(.invalidArgument, "batch \(batch) is too large")
-            }
-            for s in outputSpecs where batch.multipliedReportingOverflow(by: s.count).overflow {
-                throw InLoopError(.invalidArgument, "batch \(batch) is too large")
-            }
+            if batch > largestBatch { throw InLoopError(.invalidArgument, "batch \(batch) is too large") }
         }
 
         private func checkCount(_ what: String, _ spec: TensorSpec, _ count: Int, _ need: Int, _ batch: Int) throws(InLoopError) {

@@ -23,6 +23,33 @@ extension Engine {
         /// (storage, caller's array) of the plan's inputs and outputs, set per call.
         private let inputStorages: [(Int, Int)]
         private let outputStorages: [(Int, Int)]
+        /// The plan's step lists, operand ids and integers in buffers the executor owns: a call reads
+        /// them without retaining the plan's arrays (a dozen retain/release pairs per batch-1 call).
+        private let code: Code
+
+        struct Code {
+            let forward: UnsafeBufferPointer<Step>, reverse: UnsafeBufferPointer<Step>, tangent: UnsafeBufferPointer<Step>
+            let ids: UnsafeBufferPointer<Int32>, ints: UnsafeBufferPointer<Int>
+
+            init(_ plan: Plan) {
+                func copy<E>(_ a: [E]) -> UnsafeBufferPointer<E> {
+                    let b = UnsafeMutableBufferPointer<E>.allocate(capacity: Swift.max(a.count, 1))
+                    _ = b.initialize(from: a)
+                    return UnsafeBufferPointer(rebasing: b[..<a.count])
+                }
+                forward = copy(plan.steps); reverse = copy(plan.reverse); tangent = copy(plan.tangent)
+                ids = copy(plan.ids); ints = copy(plan.ints)
+            }
+
+            func deallocate() {
+                func free<E>(_ b: UnsafeBufferPointer<E>) {
+                    let m = UnsafeMutablePointer(mutating: b.baseAddress!)
+                    m.deinitialize(count: b.count)
+                    m.deallocate()
+                }
+                free(forward); free(reverse); free(tangent); free(ids); free(ints)
+            }
+        }
 
         /// Takes the plan's constants (and parameters) from `graph` (the graph it was compiled from),
         /// converted to `T`. With `sharing`, the parameters are read in place from that flat vector
@@ -75,9 +102,10 @@ extension Engine {
             }
             inputStorages = ins
             outputStorages = outs
+            code = Code(plan)
         }
 
-        deinit { table.deallocate() }
+        deinit { table.deallocate(); code.deallocate() }
 
         private static func convert(_ t: Tensor) throws(InLoopError) -> TensorStorage {
             if t.dtype == T.dtype { return t.storage }
@@ -128,7 +156,7 @@ extension Engine {
             try bind(n)
             for (s, k) in inputStorages { table[s] = UnsafeMutablePointer(mutating: inputs[k]) }
             for (s, k) in outputStorages { table[s] = outputs[k] }
-            run(plan.steps, n, wantInputs: true, wantParameters: true)
+            run(code.forward, n, wantInputs: true, wantParameters: true)
             lastForwardN = n
         }
 
@@ -151,7 +179,7 @@ extension Engine {
                 default: break
                 }
             }
-            run(plan.reverse, n, wantInputs: inputGradients != nil, wantParameters: parameterGradients)
+            run(code.reverse, n, wantInputs: inputGradients != nil, wantParameters: parameterGradients)
         }
 
         /// Tangent-linear model at the point of the last `forward` (same n): output tangents from
@@ -170,16 +198,16 @@ extension Engine {
                 default: break
                 }
             }
-            run(plan.tangent, n, wantInputs: true, wantParameters: true)
+            run(code.tangent, n, wantInputs: true, wantParameters: true)
         }
 
         /// The step loop: a switch per step over POD payloads; no allocation, no look-up.
-        private func run(_ list: [Step], _ n: Int, wantInputs: Bool, wantParameters: Bool) {
+        private func run(_ steps: UnsafeBufferPointer<Step>, _ n: Int, wantInputs: Bool, wantParameters: Bool) {
             let numerics = plan.numerics, perRow = reproducible && n > 1
-            let t = table
-            plan.ids.withUnsafeBufferPointer { ids in
-              plan.ints.withUnsafeBufferPointer { ints in
-                list.withUnsafeBufferPointer { steps in
+            let t = table, ids = code.ids, ints = code.ints
+            do {
+              do {
+                do {
                     for step in steps {
                         switch step.role {
                         case .always: break
