@@ -24,7 +24,8 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
              outputs; Tests/c/test_busy.c: one handle from two threads gives BUSY, never a wrong
              result; Tests/c/test_threads.c: the default thread count from the first call on
   examples   examples/ compile, run, print the reference answer; README shows them verbatim
-  fortran    Tests/fortran serial tests, and the error-stop behaviour without stat=
+  fortran    Tests/fortran serial tests, and the error-stop behaviour without stat=; the default thread
+             count reads the same before and after the first load (alone and under mpirun -np 2)
              Tests/openmp/test_openmp.f90: per-thread handles in `!$omp parallel do` equal the
              serial run bitwise; one handle from two OpenMP threads gives BUSY, never a wrong result
   fortran-training  Tests/fortran/test_training.f90: learn a smooth function, restart, adjoint
@@ -467,6 +468,15 @@ def suite_fortran():
     code, out = run("fortran", [os.path.join(BUILD, "test_openmp"), os.path.join(FIXTURES, "mlp_medium.safetensors")],
                     timeout=300)
     record_counted("fortran-openmp", code, out)
+    # inloop_get_num_threads() reads the same before and after the first load: the default (no thread
+    # variables in the environment), alone and under a launcher (cores / ranks on the node)
+    model = os.path.join(FIXTURES, "mlp_medium.safetensors")
+    free = ["env", "-u", "OMP_NUM_THREADS", "-u", "OPENBLAS_NUM_THREADS"]
+    code, out = run("fortran", free + [os.path.join(BUILD, "test_threads_default"), model], timeout=120)
+    record_counted("fortran-threads", code, out)
+    code, out = run("fortran", free + ["timeout", "60", "mpirun", "-np", "2", os.path.join(BUILD, "test_threads_default"), model],
+                    timeout=120)
+    record_counted("fortran-threads-np2", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_error_stop")])
     a, b = check("fortran", "load without stat= on a missing file prints the message and stops with an error",
                  code != 0 and "inloop:" in out and "nonexistent" in out, f"exit {code}: {out[-800:]}")
