@@ -23,7 +23,10 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
              that takes a handle (checked against the header's list), run_f64 refuses overlapping
              outputs; Tests/c/test_busy.c: one handle from two threads gives BUSY, never a wrong
              result; Tests/c/test_threads.c: the default thread count from the first call on
-  examples   examples/ compile, run, print the reference answer; README shows them verbatim
+  examples   examples/ compile, run, print the reference answer; README shows them verbatim; every
+             Fortran/C block of README.md is a marked region of a file under
+             examples/ (`make snippets`: -Werror, MPI ones with `use mpi` and `use mpi_f08`), and those
+             that run alone run (MPI ones on 2 ranks)
   fortran    Tests/fortran serial tests, and the error-stop behaviour without stat=; the default thread
              count reads the same before and after the first load (alone and under mpirun -np 2)
              Tests/openmp/test_openmp.f90: per-thread handles in `!$omp parallel do` equal the
@@ -449,7 +452,92 @@ def suite_examples():
             src = fh.read().strip()
         a, b = check("examples", f"README shows {path} verbatim", src in readme,
                      "copy the file into the README code block"); p += a; f += b
-    record("examples", p, f)
+    a, b, skips = check_snippets(); p += a; f += b
+    record("examples", p, f, skipped=skips)
+
+
+SNIPPET_DOCS = ("README.md",)
+
+
+def snippet_regions():
+    """{text: path} of every region a document may show: the lines between `! README: begin` and
+    `! README: end` of a Fortran file under examples/ (`/* README: begin */` in C), and whole example files."""
+    regions = {}
+    for path in sorted(glob.glob(os.path.join(ROOT, "examples", "**", "*.f90"), recursive=True) +
+                       glob.glob(os.path.join(ROOT, "examples", "**", "*.c"), recursive=True)):
+        with open(path) as fh:
+            text = fh.read()
+        rel = os.path.relpath(path, ROOT)
+        regions[text.strip()] = rel
+        for m in re.finditer(r"^(?:! README: begin|/\* README: begin \*/)\n(.*?)^(?:! README: end|/\* README: end \*/)$",
+                             text, re.M | re.S):
+            regions[m.group(1).rstrip("\n")] = rel
+    return regions
+
+
+def check_snippets():
+    """Every Fortran and C block of the README and docs/FORTRAN.md is a region of a file under examples/
+    that `make snippets` (or `make fortran c-programs`) compiles with -Werror; the snippets that run alone
+    run: serial ones, the MPI ones on 2 ranks (both `use mpi` and `use mpi_f08` forms), the porting guide."""
+    p = f = 0
+    skips = []
+    regions = snippet_regions()
+    with open(os.path.join(ROOT, "Makefile")) as fh:
+        makefile = fh.read()
+    for doc in SNIPPET_DOCS:
+        with open(os.path.join(ROOT, doc)) as fh:
+            blocks = re.findall(r"^```(fortran|c)\n(.*?)^```", fh.read(), re.M | re.S)
+        loose = [body.strip().splitlines()[0] for _, body in blocks if body.rstrip("\n") not in regions
+                 and body.strip() not in regions]
+        a, b = check("examples", f"{doc}: all {len(blocks)} Fortran/C blocks are regions of files under examples/",
+                     bool(blocks) and not loose, "not found verbatim in any file (README: begin/end markers): " +
+                     "; ".join(loose)); p += a; f += b
+    used = sorted({r for r in regions.values()})
+    unbuilt = [r for r in used if os.path.splitext(os.path.basename(r))[0] not in makefile and os.path.basename(r) not in makefile]
+    a, b = check("examples", "every file under examples/ is compiled by the Makefile", not unbuilt,
+                 ", ".join(unbuilt)); p += a; f += b
+    code, out = run("examples", "make -s snippets")
+    a, b = check("examples", "snippets compile (gfortran -std=f2018 -Wall -Wextra -Werror; mpifort with use mpi and "
+                 "use mpi_f08)", code == 0, out[-3000:]); p += a; f += b
+    if code != 0:
+        return p, f, skips
+    exe = os.path.join(BUILD, "snippets")
+    work = os.path.join(exe, "run")
+    os.makedirs(work, exist_ok=True)
+    import shutil
+    shutil.copy(os.path.join(ROOT, "examples", "lorenz96", "training.yaml"), work)
+    shutil.copy(os.path.join(FIXTURES, "mlp_medium.safetensors"), os.path.join(work, "convection.safetensors"))
+    # errors.f90 loads convection.safetensors: hide it for this run, so that the fall-back line prints
+    os.rename(os.path.join(work, "convection.safetensors"), os.path.join(work, "convection.safetensors.hidden"))
+    code, out = run("examples", f"cd {work} && {os.path.join(exe, 'errors')}")
+    os.rename(os.path.join(work, "convection.safetensors.hidden"), os.path.join(work, "convection.safetensors"))
+    a, b = check("examples", "errors snippet: a missing file is a status and a message, the program goes on",
+                 code == 0 and "falling back to the physical scheme:" in out and "convection.safetensors" in out,
+                 f"exit {code}: {out[-800:]}"); p += a; f += b
+    code, out = run("examples", f"cd {work} && {os.path.join(exe, 'training')}")
+    a, b = check("examples", "training snippet runs (create, step, checkpoint, save, copy_model, jvp)",
+                 code == 0 and "loss" in out and os.path.exists(os.path.join(work, "run.ckpt")), f"exit {code}: {out[-800:]}")
+    p += a; f += b
+    for form in ("f08", "mpi"):
+        out_file = os.path.join(work, "subgrid.safetensors")
+        if os.path.exists(out_file):
+            os.remove(out_file)
+        code, out = run("examples", f"cd {work} && mpirun -np 2 {os.path.join(exe, 'online_training_' + form)}", timeout=300)
+        a, b = check("examples", f"online-training snippet ({'use mpi_f08' if form == 'f08' else 'use mpi'}) runs on 2 ranks",
+                     code == 0 and os.path.exists(out_file), f"exit {code}: {out[-800:]}"); p += a; f += b
+        code, out = run("examples", f"cd {work} && mpirun -np 2 {os.path.join(exe, 'mpi_basics_' + form)}", timeout=300)
+        a, b = check("examples", f"MPI snippet ({'use mpi_f08' if form == 'f08' else 'use mpi'}) runs on 2 ranks",
+                     code == 0, f"exit {code}: {out[-800:]}"); p += a; f += b
+    cnn = [d for d in (MODELS, os.path.join(os.path.dirname(ROOT), "shared", "models"))
+           if os.path.exists(os.path.join(d, "cnn2d.onnx"))]
+    if cnn:
+        code, out = run("examples", [os.path.join(exe, "shapes"), cnn[0]])
+        a, b = check("examples", "shapes snippet runs cnn2d.onnx", code == 0 and "64" in out, f"exit {code}: {out[-800:]}")
+        p += a; f += b
+    else:
+        print("SKIP examples/shapes snippet run: no cnn2d.onnx in build/models or ../shared/models")
+        skips.append("shapes snippet run: no cnn2d.onnx in build/models or ../shared/models")
+    return p, f, skips
 
 
 def suite_fortran():
