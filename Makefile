@@ -143,9 +143,9 @@ fortran: $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(FC) $(FFLAGS) -fopenmp -J$(BUILD)/ompmod -c fortran-bindings/inloop.f90 -o $(BUILD)/ompmod/inloop.o
 	$(FC) $(FFLAGS) -fopenmp -I$(BUILD)/ompmod $(BUILD)/ompmod/inloop.o Tests/openmp/test_openmp.f90 $(LINK) -o $(BUILD)/test_openmp
 
-# Every Fortran block of README.md is a region of a file here (tools/run_tests.py,
+# Every Fortran block of README.md and docs/FORTRAN.md is a region of a file here (tools/run_tests.py,
 # suite examples, checks it): the serial snippets with $(FC), -Werror with gfortran; the MPI snippets in
-# both forms (`use mpi`, `use mpi_f08`) with $(MPIFC) -Werror.
+# both forms (`use mpi`, `use mpi_f08`) with $(MPIFC) -Werror; the porting guide and its check.
 SNIPPETS_SERIAL := shapes run_multi errors training
 SNIPPETS_MPI    := online_training_f08 online_training_mpi mpi_basics_f08 mpi_basics_mpi
 SNIPPET_WERROR  := $(if $(findstring flang,$(notdir $(FC))),,-Werror)
@@ -155,6 +155,8 @@ snippets: $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	  $(FC) $(FFLAGS) $(SNIPPET_WERROR) -I$(BUILD)/mod $(BUILD)/mod/inloop.o examples/snippets/$$s.f90 $(LINK) -o $(BUILD)/snippets/$$s || exit 1; done
 	@for s in $(SNIPPETS_MPI); do echo "$(MPIFC) ... examples/snippets/$$s.f90"; \
 	  $(MPIFC) $(FFLAGS) -Werror -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o examples/snippets/$$s.f90 $(LINK) -o $(BUILD)/snippets/$$s || exit 1; done
+	$(FC) $(FFLAGS) $(SNIPPET_WERROR) -I$(BUILD)/mod -J$(BUILD)/snippets/mod $(BUILD)/mod/inloop.o \
+	  examples/porting/convection_nn.f90 examples/porting/check_porting.f90 $(LINK) -o $(BUILD)/snippets/check_porting
 
 c-programs:
 	@mkdir -p $(BUILD)

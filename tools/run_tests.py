@@ -24,9 +24,9 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
              outputs; Tests/c/test_busy.c: one handle from two threads gives BUSY, never a wrong
              result; Tests/c/test_threads.c: the default thread count from the first call on
   examples   examples/ compile, run, print the reference answer; README shows them verbatim; every
-             Fortran/C block of README.md is a marked region of a file under
+             Fortran/C block of README.md and docs/FORTRAN.md is a marked region of a file under
              examples/ (`make snippets`: -Werror, MPI ones with `use mpi` and `use mpi_f08`), and those
-             that run alone run (MPI ones on 2 ranks)
+             that run alone run (MPI ones on 2 ranks); the porting guide against a fixture's reference
   fortran    Tests/fortran serial tests, and the error-stop behaviour without stat=; the default thread
              count reads the same before and after the first load (alone and under mpirun -np 2)
              Tests/openmp/test_openmp.f90: per-thread handles in `!$omp parallel do` equal the
@@ -336,7 +336,39 @@ def suite_bindings():
                  "; ".join(wrong)); p += a; f += b
     stale = sorted(bound - set(exported))
     a, b = check("bindings", "Fortran binds no symbol the library lacks", not stale, ", ".join(stale)); p += a; f += b
+    # docs/FORTRAN.md documents every public name of module inloop under its own heading, and no other
+    with open(os.path.join(ROOT, "docs", "FORTRAN.md")) as fh:
+        doc = fh.read()
+    missing, extra = fortran_doc_problems(fortran, doc)
+    a, b = check("bindings", "docs/FORTRAN.md has a heading for every public name of module inloop and none for others",
+                 not missing and not extra, f"undocumented: {', '.join(missing)}; documented but not public: {', '.join(extra)}")
+    p += a; f += b
     record("bindings", p, f)
+
+
+def fortran_doc_problems(fortran, doc):
+    """(undocumented, stale) public names of module inloop against the headings of docs/FORTRAN.md:
+    `## type(inloop_t)` for each public type, `### inloop_t%method(...)` for each public method or
+    generic, `### inloop_name(...)` for each public procedure, and each INLOOP_* constant in the table
+    under `### Status codes`."""
+    public = set()
+    for m in re.finditer(r"^\s*public\s*::\s*((?:.*&\s*\n)*.*)$", fortran, re.M):
+        public |= {n.strip() for n in m.group(1).replace("&", " ").split(",") if n.strip()}
+    names = {n for n in public if not n.startswith("INLOOP_")}
+    constants = {n for n in public if n.startswith("INLOOP_")}
+    types = set()
+    for m in re.finditer(r"^\s*type, public :: (inloop_\w+)\n(.*?)^\s*end type", fortran, re.M | re.S):
+        types.add(m.group(1))
+        for meth in re.findall(r"^\s*(?:procedure|generic)\s*::\s*(\w+)\s*=>", m.group(2), re.M):
+            names.add(f"{m.group(1)}%{meth}")
+    headings = set(re.findall(r"^### ([\w%]+)", doc, re.M)) - {"Status"}
+    type_headings = set(re.findall(r"^## type\((\w+)\)", doc, re.M))
+    status = re.search(r"^### Status codes\n(.*?)^##", doc, re.M | re.S)
+    listed = set(re.findall(r"`(INLOOP_\w+)`", status.group(1))) if status else set()
+    missing = sorted(names - headings) + sorted(f"type({t})" for t in types - type_headings) + sorted(constants - listed)
+    extra = sorted(headings - names) + sorted(f"type({t})" for t in type_headings - types - {"inloop_arg"}) + \
+        sorted(listed - constants)
+    return missing, extra
 
 
 FORTRAN_ONLY = {"inloop_arg", "is_loaded", "is_created", "c_handle"}   # no C function: Fortran conveniences
@@ -456,7 +488,7 @@ def suite_examples():
     record("examples", p, f, skipped=skips)
 
 
-SNIPPET_DOCS = ("README.md",)
+SNIPPET_DOCS = ("README.md", "docs/FORTRAN.md")
 
 
 def snippet_regions():
@@ -528,6 +560,8 @@ def check_snippets():
         code, out = run("examples", f"cd {work} && mpirun -np 2 {os.path.join(exe, 'mpi_basics_' + form)}", timeout=300)
         a, b = check("examples", f"MPI snippet ({'use mpi_f08' if form == 'f08' else 'use mpi'}) runs on 2 ranks",
                      code == 0, f"exit {code}: {out[-800:]}"); p += a; f += b
+    code, out = run("examples", [os.path.join(exe, "check_porting"), os.path.join(FIXTURES, "mlp_medium")])
+    a, b, sk = program_counts("examples", code, out); p += a; f += b; skips += sk
     cnn = [d for d in (MODELS, os.path.join(os.path.dirname(ROOT), "shared", "models"))
            if os.path.exists(os.path.join(d, "cnn2d.onnx"))]
     if cnn:
