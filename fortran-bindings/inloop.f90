@@ -37,6 +37,10 @@
 !> INLOOP_ERR_INVALID_ARGUMENT) and have the TARGET or POINTER attribute, and all arrays of one call must
 !> be of one kind.
 !>
+!> Argument order, in every call: the required arguments, then the call's own optional arguments, then
+!> `comm`, then `stat`, then `errmsg`; pass the optional ones by keyword (`comm=`, `stat=`, `errmsg=`).
+!> Every public name is documented in docs/FORTRAN.md.
+!>
 !> Errors, as in `allocate`: every idiomatic call has optional `stat` and `errmsg` arguments.
 !>  * `stat` present: the call never stops the program; `stat` is the status (`INLOOP_OK` = 0 or one of the
 !>    `INLOOP_ERR_*` constants) and, on error, `errmsg` (if present) receives the message, truncated or
@@ -157,9 +161,9 @@ module inloop
         procedure :: save_checkpoint => trainer_save_checkpoint    !< save_checkpoint(path [, stat, errmsg])
         procedure :: save_model => trainer_save_model              !< save_model(path [, stat, errmsg])
         procedure :: copy_model => trainer_copy_model              !< copy_model(model [, stat, errmsg])
-        procedure :: free => trainer_free
-        procedure :: is_created => trainer_is_created
-        procedure :: set_learning_rate => trainer_set_learning_rate
+        procedure :: free => trainer_free                         !< free([stat, errmsg]); no-op if none
+        procedure :: is_created => trainer_is_created             !< .true. if this object holds a handle
+        procedure :: set_learning_rate => trainer_set_learning_rate !< set_learning_rate(lr [, stat, errmsg]): base rate
         procedure :: get_learning_rate => trainer_get_learning_rate !< function: the rate of the next step
         procedure :: step_count => trainer_step_count             !< function: steps taken
         procedure :: gradient_norm => trainer_gradient_norm       !< function: last global gradient norm
