@@ -75,7 +75,7 @@ ifneq ($(FORTRAN_ID),$(shell cat $(BUILD)/.fortran-id 2>/dev/null))
 $(shell rm -rf $(BUILD)/mod $(BUILD)/mpimod $(BUILD)/lorenz96/obj $(BUILD)/lorenz96/lorenz96 $(BUILD)/radiation/obj $(BUILD)/radiation/obj-serial $(BUILD)/radiation/radiation $(BUILD)/radiation/rad_checks; mkdir -p $(BUILD); echo '$(FORTRAN_ID)' > $(BUILD)/.fortran-id)
 endif
 
-.PHONY: all deps lib header models test demo bench clean fortran c-programs lorenz96 plot-deps sanitize
+.PHONY: all deps lib header models test demo bench clean fortran c-programs snippets lorenz96 plot-deps sanitize
 .PHONY: radiation demo-radiation
 .PHONY: static-lib stage install install-debug uninstall dist test-install install-test-deps footprint
 .PHONY: fuzz fuzz-build fuzz-smoke node-tests
@@ -128,6 +128,7 @@ fortran: $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_error_stop.f90 $(LINK) -o $(BUILD)/test_error_stop
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_training.f90 $(LINK) -o $(BUILD)/test_fortran_training
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_onnx.f90 $(LINK) -o $(BUILD)/test_fortran_onnx
+	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_threads_default.f90 $(LINK) -o $(BUILD)/test_threads_default
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o examples/fortran/example.f90 $(LINK) -o $(BUILD)/example_fortran
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi.f90 $(LINK) -o $(BUILD)/test_mpi
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_training.f90 $(LINK) -o $(BUILD)/test_mpi_training
@@ -141,6 +142,21 @@ fortran: $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	@mkdir -p $(BUILD)/ompmod
 	$(FC) $(FFLAGS) -fopenmp -J$(BUILD)/ompmod -c fortran-bindings/inloop.f90 -o $(BUILD)/ompmod/inloop.o
 	$(FC) $(FFLAGS) -fopenmp -I$(BUILD)/ompmod $(BUILD)/ompmod/inloop.o Tests/openmp/test_openmp.f90 $(LINK) -o $(BUILD)/test_openmp
+
+# Every Fortran block of README.md and docs/FORTRAN.md is a region of a file here (tools/run_tests.py,
+# suite examples, checks it): the serial snippets with $(FC), -Werror with gfortran; the MPI snippets in
+# both forms (`use mpi`, `use mpi_f08`) with $(MPIFC) -Werror; the porting guide and its check.
+SNIPPETS_SERIAL := shapes run_multi errors training
+SNIPPETS_MPI    := online_training_f08 online_training_mpi mpi_basics_f08 mpi_basics_mpi
+SNIPPET_WERROR  := $(if $(findstring flang,$(notdir $(FC))),,-Werror)
+snippets: $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
+	@mkdir -p $(BUILD)/snippets/mod
+	@for s in $(SNIPPETS_SERIAL); do echo "$(FC) ... examples/snippets/$$s.f90"; \
+	  $(FC) $(FFLAGS) $(SNIPPET_WERROR) -I$(BUILD)/mod $(BUILD)/mod/inloop.o examples/snippets/$$s.f90 $(LINK) -o $(BUILD)/snippets/$$s || exit 1; done
+	@for s in $(SNIPPETS_MPI); do echo "$(MPIFC) ... examples/snippets/$$s.f90"; \
+	  $(MPIFC) $(FFLAGS) -Werror -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o examples/snippets/$$s.f90 $(LINK) -o $(BUILD)/snippets/$$s || exit 1; done
+	$(FC) $(FFLAGS) $(SNIPPET_WERROR) -I$(BUILD)/mod -J$(BUILD)/snippets/mod $(BUILD)/mod/inloop.o \
+	  examples/porting/convection_nn.f90 examples/porting/check_porting.f90 $(LINK) -o $(BUILD)/snippets/check_porting
 
 c-programs:
 	@mkdir -p $(BUILD)

@@ -37,6 +37,10 @@
 !> INLOOP_ERR_INVALID_ARGUMENT) and have the TARGET or POINTER attribute, and all arrays of one call must
 !> be of one kind.
 !>
+!> Argument order, in every call: the required arguments, then the call's own optional arguments, then
+!> `comm`, then `stat`, then `errmsg`; pass the optional ones by keyword (`comm=`, `stat=`, `errmsg=`).
+!> Every public name is documented in docs/FORTRAN.md.
+!>
 !> Errors, as in `allocate`: every idiomatic call has optional `stat` and `errmsg` arguments.
 !>  * `stat` present: the call never stops the program; `stat` is the status (`INLOOP_OK` = 0 or one of the
 !>    `INLOOP_ERR_*` constants) and, on error, `errmsg` (if present) receives the message, truncated or
@@ -108,7 +112,7 @@ module inloop
         type(c_ptr) :: handle = c_null_ptr
         type(io_shapes) :: ins, outs   ! allocated exactly when handle is set
     contains
-        procedure :: load => model_load                  !< load(path [, stat, errmsg, comm])
+        procedure :: load => model_load                  !< load(path [, comm, stat, errmsg])
         procedure :: load_buffer => model_load_buffer    !< load_buffer(bytes [, stat, errmsg])
         procedure :: free => model_free                  !< free([stat, errmsg]); no-op if nothing loaded
         procedure :: is_loaded => model_is_loaded        !< .true. if this object holds a handle
@@ -157,13 +161,16 @@ module inloop
         procedure :: save_checkpoint => trainer_save_checkpoint    !< save_checkpoint(path [, stat, errmsg])
         procedure :: save_model => trainer_save_model              !< save_model(path [, stat, errmsg])
         procedure :: copy_model => trainer_copy_model              !< copy_model(model [, stat, errmsg])
-        procedure :: free => trainer_free
-        procedure :: is_created => trainer_is_created
-        procedure :: set_learning_rate => trainer_set_learning_rate
+        procedure :: free => trainer_free                         !< free([stat, errmsg]); no-op if none
+        procedure :: is_created => trainer_is_created             !< .true. if this object holds a handle
+        procedure :: set_learning_rate => trainer_set_learning_rate !< set_learning_rate(lr [, stat, errmsg]): base rate
         procedure :: get_learning_rate => trainer_get_learning_rate !< function: the rate of the next step
         procedure :: step_count => trainer_step_count             !< function: steps taken
         procedure :: gradient_norm => trainer_gradient_norm       !< function: last global gradient norm
         procedure :: loss_history => trainer_loss_history         !< function: recent losses, oldest first
+        procedure :: sizes => trainer_sizes                       !< sizes(n_in, n_out [, stat, errmsg])
+        procedure :: rank => trainer_rank                         !< rank(rank, size [, stat, errmsg])
+        procedure :: c_handle => trainer_c_handle                 !< the raw handle, for the c_inloop_* interfaces
         procedure, private :: step_r32, step_r64, evaluate_r32, evaluate_r64
         generic :: step => step_r32, step_r64                     !< step(x, y [, loss, stat, errmsg])
         generic :: evaluate => evaluate_r32, evaluate_r64         !< evaluate(x, y, loss [, stat, errmsg])
@@ -259,12 +266,13 @@ contains
     !> that model is freed once the new one has loaded; on failure the object is unchanged.
     !> With `comm` (collective): rank 0 reads the file and broadcasts it; every rank gets the same
     !> model, or the same error. `comm`: an integer communicator (`use mpi`) or comm%MPI_VAL (`use mpi_f08`).
-    subroutine model_load(self, path, stat, errmsg, comm)
+    !> Argument order (every method): required arguments, then `comm`, then `stat`, `errmsg`.
+    subroutine model_load(self, path, comm, stat, errmsg)
         class(inloop_model), intent(inout) :: self
         character(len=*), intent(in) :: path
+        integer, intent(in), optional :: comm
         integer, intent(out), optional :: stat
         character(len=*), intent(inout), optional :: errmsg
-        integer, intent(in), optional :: comm
         type(c_ptr) :: new
         integer(c_int32_t) :: code
         if (present(comm)) then
@@ -1256,6 +1264,49 @@ contains
         code = c_inloop_trainer_loss_history(self%handle, c_loc(buffer), size(buffer, kind=c_int64_t), n)
         losses = buffer(1:n)
         call report(code, stat, errmsg)
+    end function
+
+    !> The model's values per sample: x(n_in, ncol) -> y(n_out, ncol). -1 and -1 on error (with stat present).
+    subroutine trainer_sizes(self, n_in, n_out, stat, errmsg)
+        class(inloop_trainer), intent(in) :: self
+        integer(int64), intent(out) :: n_in, n_out
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(c_int64_t) :: a, b
+        integer(c_int32_t) :: code
+        code = c_inloop_trainer_sizes(self%handle, a, b)
+        n_in = -1
+        n_out = -1
+        if (code == INLOOP_OK) then
+            n_in = int(a, int64)
+            n_out = int(b, int64)
+        end if
+        call report(code, stat, errmsg)
+    end subroutine
+
+    !> This process's rank in the trainer's communicator and the communicator's size (0 and 1 for a
+    !> trainer that is not data-parallel). Local: no communication. -1 and -1 on error (with stat present).
+    subroutine trainer_rank(self, rank, size, stat, errmsg)
+        class(inloop_trainer), intent(in) :: self
+        integer, intent(out) :: rank, size
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(c_int32_t) :: r, n
+        integer(c_int32_t) :: code
+        code = c_inloop_trainer_rank(self%handle, r, n)
+        rank = -1
+        size = -1
+        if (code == INLOOP_OK) then
+            rank = int(r)
+            size = int(n)
+        end if
+        call report(code, stat, errmsg)
+    end subroutine
+
+    !> The raw handle (c_null_ptr if none), for the c_inloop_trainer_* interfaces. The object keeps ownership.
+    type(c_ptr) function trainer_c_handle(self)
+        class(inloop_trainer), intent(in) :: self
+        trainer_c_handle = self%handle
     end function
 
     !> Checks x(n_in, ncol) and y(n_out, ncol) against the trainer; false (and reports) on mismatch.

@@ -23,8 +23,12 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
              that takes a handle (checked against the header's list), run_f64 refuses overlapping
              outputs; Tests/c/test_busy.c: one handle from two threads gives BUSY, never a wrong
              result; Tests/c/test_threads.c: the default thread count from the first call on
-  examples   examples/ compile, run, print the reference answer; README shows them verbatim
-  fortran    Tests/fortran serial tests, and the error-stop behaviour without stat=
+  examples   examples/ compile, run, print the reference answer; README shows them verbatim; every
+             Fortran/C block of README.md and docs/FORTRAN.md is a marked region of a file under
+             examples/ (`make snippets`: -Werror, MPI ones with `use mpi` and `use mpi_f08`), and those
+             that run alone run (MPI ones on 2 ranks); the porting guide against a fixture's reference
+  fortran    Tests/fortran serial tests, and the error-stop behaviour without stat=; the default thread
+             count reads the same before and after the first load (alone and under mpirun -np 2)
              Tests/openmp/test_openmp.f90: per-thread handles in `!$omp parallel do` equal the
              serial run bitwise; one handle from two OpenMP threads gives BUSY, never a wrong result
   fortran-training  Tests/fortran/test_training.f90: learn a smooth function, restart, adjoint
@@ -332,7 +336,39 @@ def suite_bindings():
                  "; ".join(wrong)); p += a; f += b
     stale = sorted(bound - set(exported))
     a, b = check("bindings", "Fortran binds no symbol the library lacks", not stale, ", ".join(stale)); p += a; f += b
+    # docs/FORTRAN.md documents every public name of module inloop under its own heading, and no other
+    with open(os.path.join(ROOT, "docs", "FORTRAN.md")) as fh:
+        doc = fh.read()
+    missing, extra = fortran_doc_problems(fortran, doc)
+    a, b = check("bindings", "docs/FORTRAN.md has a heading for every public name of module inloop and none for others",
+                 not missing and not extra, f"undocumented: {', '.join(missing)}; documented but not public: {', '.join(extra)}")
+    p += a; f += b
     record("bindings", p, f)
+
+
+def fortran_doc_problems(fortran, doc):
+    """(undocumented, stale) public names of module inloop against the headings of docs/FORTRAN.md:
+    `## type(inloop_t)` for each public type, `### inloop_t%method(...)` for each public method or
+    generic, `### inloop_name(...)` for each public procedure, and each INLOOP_* constant in the table
+    under `### Status codes`."""
+    public = set()
+    for m in re.finditer(r"^\s*public\s*::\s*((?:.*&\s*\n)*.*)$", fortran, re.M):
+        public |= {n.strip() for n in m.group(1).replace("&", " ").split(",") if n.strip()}
+    names = {n for n in public if not n.startswith("INLOOP_")}
+    constants = {n for n in public if n.startswith("INLOOP_")}
+    types = set()
+    for m in re.finditer(r"^\s*type, public :: (inloop_\w+)\n(.*?)^\s*end type", fortran, re.M | re.S):
+        types.add(m.group(1))
+        for meth in re.findall(r"^\s*(?:procedure|generic)\s*::\s*(\w+)\s*=>", m.group(2), re.M):
+            names.add(f"{m.group(1)}%{meth}")
+    headings = set(re.findall(r"^### ([\w%]+)", doc, re.M)) - {"Status"}
+    type_headings = set(re.findall(r"^## type\((\w+)\)", doc, re.M))
+    status = re.search(r"^### Status codes\n(.*?)^##", doc, re.M | re.S)
+    listed = set(re.findall(r"`(INLOOP_\w+)`", status.group(1))) if status else set()
+    missing = sorted(names - headings) + sorted(f"type({t})" for t in types - type_headings) + sorted(constants - listed)
+    extra = sorted(headings - names) + sorted(f"type({t})" for t in type_headings - types - {"inloop_arg"}) + \
+        sorted(listed - constants)
+    return missing, extra
 
 
 FORTRAN_ONLY = {"inloop_arg", "is_loaded", "is_created", "c_handle"}   # no C function: Fortran conveniences
@@ -448,7 +484,94 @@ def suite_examples():
             src = fh.read().strip()
         a, b = check("examples", f"README shows {path} verbatim", src in readme,
                      "copy the file into the README code block"); p += a; f += b
-    record("examples", p, f)
+    a, b, skips = check_snippets(); p += a; f += b
+    record("examples", p, f, skipped=skips)
+
+
+SNIPPET_DOCS = ("README.md", "docs/FORTRAN.md")
+
+
+def snippet_regions():
+    """{text: path} of every region a document may show: the lines between `! README: begin` and
+    `! README: end` of a Fortran file under examples/ (`/* README: begin */` in C), and whole example files."""
+    regions = {}
+    for path in sorted(glob.glob(os.path.join(ROOT, "examples", "**", "*.f90"), recursive=True) +
+                       glob.glob(os.path.join(ROOT, "examples", "**", "*.c"), recursive=True)):
+        with open(path) as fh:
+            text = fh.read()
+        rel = os.path.relpath(path, ROOT)
+        regions[text.strip()] = rel
+        for m in re.finditer(r"^(?:! README: begin|/\* README: begin \*/)\n(.*?)^(?:! README: end|/\* README: end \*/)$",
+                             text, re.M | re.S):
+            regions[m.group(1).rstrip("\n")] = rel
+    return regions
+
+
+def check_snippets():
+    """Every Fortran and C block of the README and docs/FORTRAN.md is a region of a file under examples/
+    that `make snippets` (or `make fortran c-programs`) compiles with -Werror; the snippets that run alone
+    run: serial ones, the MPI ones on 2 ranks (both `use mpi` and `use mpi_f08` forms), the porting guide."""
+    p = f = 0
+    skips = []
+    regions = snippet_regions()
+    with open(os.path.join(ROOT, "Makefile")) as fh:
+        makefile = fh.read()
+    for doc in SNIPPET_DOCS:
+        with open(os.path.join(ROOT, doc)) as fh:
+            blocks = re.findall(r"^```(fortran|c)\n(.*?)^```", fh.read(), re.M | re.S)
+        loose = [body.strip().splitlines()[0] for _, body in blocks if body.rstrip("\n") not in regions
+                 and body.strip() not in regions]
+        a, b = check("examples", f"{doc}: all {len(blocks)} Fortran/C blocks are regions of files under examples/",
+                     bool(blocks) and not loose, "not found verbatim in any file (README: begin/end markers): " +
+                     "; ".join(loose)); p += a; f += b
+    used = sorted({r for r in regions.values()})
+    unbuilt = [r for r in used if os.path.splitext(os.path.basename(r))[0] not in makefile and os.path.basename(r) not in makefile]
+    a, b = check("examples", "every file under examples/ is compiled by the Makefile", not unbuilt,
+                 ", ".join(unbuilt)); p += a; f += b
+    code, out = run("examples", "make -s snippets")
+    a, b = check("examples", "snippets compile (gfortran -std=f2018 -Wall -Wextra -Werror; mpifort with use mpi and "
+                 "use mpi_f08)", code == 0, out[-3000:]); p += a; f += b
+    if code != 0:
+        return p, f, skips
+    exe = os.path.join(BUILD, "snippets")
+    work = os.path.join(exe, "run")
+    os.makedirs(work, exist_ok=True)
+    import shutil
+    shutil.copy(os.path.join(ROOT, "examples", "lorenz96", "training.yaml"), work)
+    shutil.copy(os.path.join(FIXTURES, "mlp_medium.safetensors"), os.path.join(work, "convection.safetensors"))
+    # errors.f90 loads convection.safetensors: hide it for this run, so that the fall-back line prints
+    os.rename(os.path.join(work, "convection.safetensors"), os.path.join(work, "convection.safetensors.hidden"))
+    code, out = run("examples", f"cd {work} && {os.path.join(exe, 'errors')}")
+    os.rename(os.path.join(work, "convection.safetensors.hidden"), os.path.join(work, "convection.safetensors"))
+    a, b = check("examples", "errors snippet: a missing file is a status and a message, the program goes on",
+                 code == 0 and "falling back to the physical scheme:" in out and "convection.safetensors" in out,
+                 f"exit {code}: {out[-800:]}"); p += a; f += b
+    code, out = run("examples", f"cd {work} && {os.path.join(exe, 'training')}")
+    a, b = check("examples", "training snippet runs (create, step, checkpoint, save, copy_model, jvp)",
+                 code == 0 and "loss" in out and os.path.exists(os.path.join(work, "run.ckpt")), f"exit {code}: {out[-800:]}")
+    p += a; f += b
+    for form in ("f08", "mpi"):
+        out_file = os.path.join(work, "subgrid.safetensors")
+        if os.path.exists(out_file):
+            os.remove(out_file)
+        code, out = run("examples", f"cd {work} && mpirun -np 2 {os.path.join(exe, 'online_training_' + form)}", timeout=300)
+        a, b = check("examples", f"online-training snippet ({'use mpi_f08' if form == 'f08' else 'use mpi'}) runs on 2 ranks",
+                     code == 0 and os.path.exists(out_file), f"exit {code}: {out[-800:]}"); p += a; f += b
+        code, out = run("examples", f"cd {work} && mpirun -np 2 {os.path.join(exe, 'mpi_basics_' + form)}", timeout=300)
+        a, b = check("examples", f"MPI snippet ({'use mpi_f08' if form == 'f08' else 'use mpi'}) runs on 2 ranks",
+                     code == 0, f"exit {code}: {out[-800:]}"); p += a; f += b
+    code, out = run("examples", [os.path.join(exe, "check_porting"), os.path.join(FIXTURES, "mlp_medium")])
+    a, b, sk = program_counts("examples", code, out); p += a; f += b; skips += sk
+    cnn = [d for d in (MODELS, os.path.join(os.path.dirname(ROOT), "shared", "models"))
+           if os.path.exists(os.path.join(d, "cnn2d.onnx"))]
+    if cnn:
+        code, out = run("examples", [os.path.join(exe, "shapes"), cnn[0]])
+        a, b = check("examples", "shapes snippet runs cnn2d.onnx", code == 0 and "64" in out, f"exit {code}: {out[-800:]}")
+        p += a; f += b
+    else:
+        print("SKIP examples/shapes snippet run: no cnn2d.onnx in build/models or ../shared/models")
+        skips.append("shapes snippet run: no cnn2d.onnx in build/models or ../shared/models")
+    return p, f, skips
 
 
 def suite_fortran():
@@ -467,6 +590,15 @@ def suite_fortran():
     code, out = run("fortran", [os.path.join(BUILD, "test_openmp"), os.path.join(FIXTURES, "mlp_medium.safetensors")],
                     timeout=300)
     record_counted("fortran-openmp", code, out)
+    # inloop_get_num_threads() reads the same before and after the first load: the default (no thread
+    # variables in the environment), alone and under a launcher (cores / ranks on the node)
+    model = os.path.join(FIXTURES, "mlp_medium.safetensors")
+    free = ["env", "-u", "OMP_NUM_THREADS", "-u", "OPENBLAS_NUM_THREADS"]
+    code, out = run("fortran", free + [os.path.join(BUILD, "test_threads_default"), model], timeout=120)
+    record_counted("fortran-threads", code, out)
+    code, out = run("fortran", free + ["timeout", "60", "mpirun", "-np", "2", os.path.join(BUILD, "test_threads_default"), model],
+                    timeout=120)
+    record_counted("fortran-threads-np2", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_error_stop")])
     a, b = check("fortran", "load without stat= on a missing file prints the message and stops with an error",
                  code != 0 and "inloop:" in out and "nonexistent" in out, f"exit {code}: {out[-800:]}")

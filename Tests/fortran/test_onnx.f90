@@ -61,7 +61,7 @@ contains
         real(real64) :: tol
 
         msg = ''
-        call m%load(base // '.safetensors', stat, msg)
+        call m%load(base // '.safetensors', stat=stat, errmsg=msg)
         call check('native: load ' // base // '.safetensors', stat == INLOOP_OK, trim(msg))
         if (stat /= INLOOP_OK) return
         call read_io2(base // '.io.bin', x, yref, ok)
@@ -179,7 +179,7 @@ contains
                    'missing or unreadable: run python3 Tests/fortran/onnx_io_bin.py --src ' // shared // ' --out ' // iodir)
         if (.not. ok) return
         msg = ''
-        call m%load(path, stat, msg)
+        call m%load(path, stat=stat, errmsg=msg)
         call require('load ' // path, stat == INLOOP_OK, trim(msg))
         if (stat /= INLOOP_OK) return
         label = name // ' ' // dims_str(fin) // ' -> ' // dims_str(fout)
@@ -393,7 +393,7 @@ contains
         character(len=512) :: msg
 
         if (exists(shared // '/cnn2d.onnx')) then
-            call cnn%load(shared // '/cnn2d.onnx', stat, msg)
+            call cnn%load(shared // '/cnn2d.onnx', stat=stat, errmsg=msg)
             call require('load cnn2d.onnx for the shape errors', stat == INLOOP_OK, trim(msg))
             if (stat == INLOOP_OK) then
                 allocate (x4(64, 64, 3, 2), y2(1, 2))
@@ -441,7 +441,7 @@ contains
         end if
 
         if (exists(shared // '/column_conv1d.onnx')) then
-            call conv%load(shared // '/column_conv1d.onnx', stat, msg)
+            call conv%load(shared // '/column_conv1d.onnx', stat=stat, errmsg=msg)
             call require('load column_conv1d.onnx for the shape errors', stat == INLOOP_OK, trim(msg))
             if (stat == INLOOP_OK) then
                 allocate (x3(4, 60, 2), y3(60, 2, 2))
@@ -483,7 +483,7 @@ contains
         real(real64) :: tol
 
         msg = ''
-        call m%load(base // '.onnx', stat, msg)
+        call m%load(base // '.onnx', stat=stat, errmsg=msg)
         call check('two_io: load ' // base // '.onnx', stat == INLOOP_OK, trim(msg))
         if (stat /= INLOOP_OK) return
         call read_io2(base // '.io.bin', x, y, ok)
@@ -737,7 +737,7 @@ contains
         x = reshape(xf, shape(x))
         yref = reshape(yf, shape(yref))
         msg = ''
-        call m%load(path, stat, msg)
+        call m%load(path, stat=stat, errmsg=msg)
         call require('load ' // path, stat == INLOOP_OK, trim(msg))
         if (stat /= INLOOP_OK) return
         y = huge(1.0_real64)

@@ -91,7 +91,7 @@ contains
         logical :: ok
 
         msg = ''
-        call m%load(path, stat, msg)
+        call m%load(path, stat=stat, errmsg=msg)
         call require('load ' // label, stat == INLOOP_OK, trim(msg))
         if (stat /= INLOOP_OK) return
         call read_io(iopath, x, yref, ok)
@@ -234,7 +234,7 @@ contains
         character(len=512) :: msg
         character(len=:), allocatable :: lib_msg
 
-        call m%load(path, stat, msg)
+        call m%load(path, stat=stat, errmsg=msg)
         call require('load ' // path // ' for error checks', stat == INLOOP_OK, trim(msg))
         if (stat /= INLOOP_OK) return
         n_in = int(m%input_size())
@@ -320,16 +320,16 @@ contains
         call check('free twice is a no-op', stat == INLOOP_OK, 'stat ' // itoa(stat))
 
         ! the finalizer frees: a copy that goes out of scope frees the shared model
-        call m%load(path, stat, msg)
+        call m%load(path, stat=stat, errmsg=msg)
         call finalize_a_copy(m)
         call expect('finalized copy freed the shared model', INLOOP_ERR_INVALID_HANDLE, errcall_x(m, x, y))
         call m%free(stat, msg)
 
         ! loading into a loaded object replaces its model; a failed load leaves it unchanged
-        call m%load(path, stat, msg)
-        call m%load(path, stat, msg)
+        call m%load(path, stat=stat, errmsg=msg)
+        call m%load(path, stat=stat, errmsg=msg)
         call check('load over a loaded model', stat == INLOOP_OK, trim(msg))
-        call m%load(path // '.does-not-exist', stat, msg)
+        call m%load(path // '.does-not-exist', stat=stat, errmsg=msg)
         call m%forward(x, y, stat, msg)
         call check('failed load keeps the previous model', stat == INLOOP_OK, trim(msg))
     end subroutine
@@ -367,13 +367,13 @@ contains
         integer(int8), allocatable :: bytes(:)
 
         msg = ''
-        call m%load(dir // '/no-such-model.safetensors', stat, msg)
+        call m%load(dir // '/no-such-model.safetensors', stat=stat, errmsg=msg)
         call expect_msg('load missing file', INLOOP_ERR_IO, stat, msg)
         call check('load missing file leaves object empty', .not. m%is_loaded(), 'is_loaded() true')
         call check('errmsg equals inloop_last_error()', trim(msg) == inloop_last_error(), &
                    '"' // trim(msg) // '" vs "' // inloop_last_error() // '"')
         msg = ''
-        call m%load(dir, stat, msg)
+        call m%load(dir, stat=stat, errmsg=msg)
         call expect_msg('load a directory', INLOOP_ERR_IO, stat, msg)
 
         call system_clock(clock)
@@ -381,7 +381,7 @@ contains
         open (newunit=u, file=tmp // '.empty', access='stream', form='unformatted', status='replace')
         close (u)
         msg = ''
-        call m%load(tmp // '.empty', stat, msg)
+        call m%load(tmp // '.empty', stat=stat, errmsg=msg)
         call expect_msg('load an empty file', INLOOP_ERR_FORMAT, stat, msg)
         open (newunit=u, file=tmp // '.empty', status='old')
         close (u, status='delete')
@@ -390,7 +390,7 @@ contains
         write (u) repeat('this is not a model file. ', 40)
         close (u)
         msg = ''
-        call m%load(tmp // '.garbage', stat, msg)
+        call m%load(tmp // '.garbage', stat=stat, errmsg=msg)
         call expect_msg('load a garbage file', INLOOP_ERR_FORMAT, stat, msg)
         open (newunit=u, file=tmp // '.garbage', status='old')
         close (u, status='delete')
@@ -400,7 +400,7 @@ contains
         write (u) 100_int64, 123456789_int64
         close (u)
         msg = ''
-        call m%load(tmp // '.trunc', stat, msg)
+        call m%load(tmp // '.trunc', stat=stat, errmsg=msg)
         call expect_msg('load a truncated file', INLOOP_ERR_FORMAT, stat, msg)
         open (newunit=u, file=tmp // '.trunc', status='old')
         close (u, status='delete')

@@ -7,6 +7,8 @@
 !> are not counted as checks, their failure is).
 program test_training
     use inloop
+    use inloop_c, only: c_inloop_trainer_sizes, c_inloop_trainer_rank
+    use, intrinsic :: iso_c_binding, only: c_int32_t, c_int64_t
     use, intrinsic :: iso_fortran_env, only: real32, real64, int32, int64
     implicit none
     integer, parameter :: ntrain = 2048, nval = 512, nb = 128
@@ -19,6 +21,10 @@ program test_training
     real(real64) :: loss, first, val, lhs, rhs, nrm
     real(real64), allocatable :: dx(:,:), dy(:,:), jdx(:,:), jtdy(:,:), jac(:,:,:), hist(:), yph(:,:), ymh(:,:), tmp(:,:)
     real(real64) :: fd_err
+    integer(int64) :: n_in, n_out
+    integer(c_int64_t) :: c_in, c_out
+    integer(c_int32_t) :: c_rank, c_size, c_code
+    integer :: r, nr
     integer :: passed = 0, failed = 0, ierr, step, b, i
     character(len=300) :: msg
     character(len=*), parameter :: ckpt = 'build/test_training_fortran.ckpt'
@@ -55,6 +61,15 @@ program test_training
     ! 9.6e-4 here; the Adam update itself is checked against its formulas in the MPI training test
     call check('learns sin(pi a) b to validation MSE < 1.2e-3', val < 1.2e-3_real64 .and. val < first / 50, msg)
     call check('step count is 800', tr%step_count() == 800, 'wrong step count')
+    ! the methods of the trainer's C functions give the C functions' results
+    call tr%sizes(n_in, n_out)
+    c_code = c_inloop_trainer_sizes(tr%c_handle(), c_in, c_out)
+    call check('sizes(n_in, n_out) equals inloop_trainer_sizes (2, 1)', c_code == INLOOP_OK .and. n_in == c_in .and. &
+               n_out == c_out .and. n_in == 2 .and. n_out == 1, '')
+    call tr%rank(r, nr)
+    c_code = c_inloop_trainer_rank(tr%c_handle(), c_rank, c_size)
+    call check('rank(rank, size) of a serial trainer equals inloop_trainer_rank (0, 1)', c_code == INLOOP_OK .and. &
+               r == c_rank .and. nr == c_size .and. r == 0 .and. nr == 1, '')
     allocate (hist(0))   ! (gfortran -O2 warns about an unallocated left-hand side otherwise)
     hist = tr%loss_history(10)
     call check('loss history holds the last losses', size(hist) == 10 .and. same_bits([hist(10)], [loss]), 'history mismatch')
@@ -151,6 +166,13 @@ program test_training
     msg = ''
     call tr%step(xt(:, 1:4), yt(:, 1:4), loss, stat=ierr, errmsg=msg)
     call check('step on a freed trainer -> error, no crash', ierr /= INLOOP_OK .and. len_trim(msg) > 0, msg)
+    msg = ''
+    call tr%sizes(n_in, n_out, stat=ierr, errmsg=msg)
+    call check('sizes on a freed trainer -> error, -1 and -1', ierr /= INLOOP_OK .and. n_in == -1 .and. n_out == -1 &
+               .and. len_trim(msg) > 0, msg)
+    call tr%rank(r, nr, stat=ierr)
+    call check('rank on a freed trainer -> error, -1 and -1', ierr /= INLOOP_OK .and. r == -1 .and. nr == -1, '')
+    call check('is_created() is false after free', .not. tr%is_created(), '')
 
     open (newunit=i, file=ckpt, status='old', iostat=ierr)
     if (ierr == 0) close (i, status='delete')

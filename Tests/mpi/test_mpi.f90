@@ -56,7 +56,7 @@ program test_mpi
     call require_all('set_num_threads(1) on every rank', stat == INLOOP_OK, trim(msg))
 
     msg = ''
-    call net%load(model_path, stat, msg)
+    call net%load(model_path, stat=stat, errmsg=msg)
     call require_all('load ' // model_path // ' on every rank', stat == INLOOP_OK, trim(msg))
     if (nfail > 0) call finish()
     n_in = int(net%input_size())

@@ -50,7 +50,7 @@ contains
         call require('strided_tanh: read the reference', ok, path // '.io.bin')
         if (.not. ok) return
         msg = ''
-        call m%load(path, stat, msg, comm=MPI_COMM_WORLD)
+        call m%load(path, comm=MPI_COMM_WORLD, stat=stat, errmsg=msg)
         call require('strided_tanh: load with comm=', stat == INLOOP_OK, msg)
         if (stat /= INLOOP_OK) return
         mine = 0
@@ -87,7 +87,7 @@ contains
         character(len=300) :: msg
         real(real64) :: err
         msg = ''
-        call m%load(path, stat, msg, comm=MPI_COMM_WORLD)
+        call m%load(path, comm=MPI_COMM_WORLD, stat=stat, errmsg=msg)
         call require(name // ': load with comm=', stat == INLOOP_OK, msg)
         if (stat /= INLOOP_OK) return
         ni = m%input_size()

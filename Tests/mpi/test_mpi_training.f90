@@ -15,6 +15,8 @@
 program test_mpi_training
     use mpi
     use inloop
+    use inloop_c, only: c_inloop_trainer_rank
+    use, intrinsic :: iso_c_binding, only: c_int32_t
     use, intrinsic :: iso_fortran_env, only: real64, int64
     implicit none
     integer, parameter :: g = 96, nprobe = 32, nsteps = 6
@@ -42,6 +44,14 @@ program test_mpi_training
     call td%create(config)
     call td%set_communicator(MPI_COMM_WORLD, stat=stat, errmsg=msg)
     call require('set_communicator(MPI_COMM_WORLD)', stat == INLOOP_OK, msg)
+    block
+        integer :: r, n
+        integer(c_int32_t) :: cr, cn, code
+        call td%rank(r, n)
+        code = c_inloop_trainer_rank(td%c_handle(), cr, cn)
+        call check('rank(rank, size) of the data-parallel trainer: MPI_Comm_rank/size, as inloop_trainer_rank', &
+                   code == INLOOP_OK .and. r == rank .and. n == nranks .and. r == cr .and. n == cn, '')
+    end block
     call td2%create(config)
     call td2%set_communicator(MPI_COMM_WORLD)
     call ts%create(config)      ! serial reference: the whole batch on every rank
