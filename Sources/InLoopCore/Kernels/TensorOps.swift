@@ -191,28 +191,6 @@ public enum TensorOps {
         stridedCopy(x: x, xBase: 0, xStrides: st, y: y, yBase: 0, yStrides: ys, dims: dims, rank: r, accumulate: false)
     }
 
-    /// Calls body(offset, n) for the n-th index (row-major) of the first `rank` axes of `dims`, with
-    /// offset = Σ index[d]·strides[d].
-    @inlinable @inline(__always)
-    static func forEachOffset(dims: Dims, strides: Dims, rank: Int, _ body: (Int, Int) -> Void) {
-        var count = 1
-        for d in 0..<rank { count *= dims[d] }
-        var idx = Dims(repeating: 0)
-        var off = 0
-        for n in 0..<count {
-            body(off, n)
-            var d = rank - 1
-            while d >= 0 {
-                idx[d] += 1
-                off += strides[d]
-                if idx[d] < dims[d] { break }
-                off -= strides[d] * dims[d]
-                idx[d] = 0
-                d -= 1
-            }
-        }
-    }
-
     // MARK: concat / split
 
     /// Copies x (outer × axisLength × inner) into y (outer × yAxisLength × inner) at axis offset
