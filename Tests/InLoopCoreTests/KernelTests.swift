@@ -783,25 +783,6 @@ final class KernelTestsTensorOps: XCTestCase {
         }
     }
 
-    func testBatchNorm() {
-        var r = KTRandom(28)
-        let (n, c, s) = (3, 4, 10)
-        let gamma = r.floats(c), beta = r.floats(c), mean = r.floats(c)
-        let variance = r.floats(c, scale: 0.5, offset: 1)
-        let x = r.floats(n * c * s, scale: 2)
-        var scale = [Float](repeating: 0, count: c), shift = scale
-        TensorOps.batchNormCoefficients(channels: c, gamma: gamma, beta: beta, mean: mean, variance: variance,
-                                        epsilon: 1e-3, scale: &scale, shift: &shift)
-        var y = [Float](repeating: .nan, count: x.count)
-        TensorOps.batchNormAffine(x: x, batch: n, channels: c, spatial: s, scale: scale, shift: shift, y: &y)
-        var want = [Double]()
-        for i in 0..<n { for ch in 0..<c { for k in 0..<s {
-            let v = Double(x[(i * c + ch) * s + k])
-            want.append((v - Double(mean[ch])) / (Double(variance[ch]) + 1e-3).squareRoot() * Double(gamma[ch]) + Double(beta[ch]))
-        } } }
-        ktAssertClose(y, want, "batchNorm")
-    }
-
     /// The ONNX reference formulas (float arithmetic, as onnxruntime evaluates them).
     func referenceNearest(_ o: Int, _ inLen: Int, _ outLen: Int, _ scale: Float,
                           _ mode: ResizeCoordinateMode, _ nearest: ResizeNearestMode) -> Int {
@@ -828,12 +809,26 @@ final class KernelTestsTensorOps: XCTestCase {
         return min(max(Int(i), 0), inLen - 1)
     }
 
+    /// ONNX Resize (nearest) over every axis, composed from `TensorOps.nearestIndex` per axis as the
+    /// engine's Resize lowering (`Ops/ResizeOps.swift`) uses it; scales nil: outShape[d] / inShape[d].
+    func resizeNearest(_ x: [Float], _ inShape: [Int], _ outShape: [Int], _ scales: [Float]?,
+                       _ mode: ResizeCoordinateMode, _ nearest: ResizeNearestMode) -> [Float] {
+        let xs = ktStrides(inShape)
+        return (0..<ktProduct(outShape)).map { f -> Float in
+            let yi = ktUnflatten(f, outShape)
+            var off = 0
+            for d in 0..<inShape.count {
+                off += TensorOps.nearestIndex(yi[d], inLength: inShape[d], outLength: outShape[d],
+                                              scale: scales?[d] ?? Float(outShape[d]) / Float(inShape[d]),
+                                              coordinateMode: mode, nearestMode: nearest) * xs[d]
+            }
+            return x[off]
+        }
+    }
+
     func testResizeNearestKnown() {
         func run(_ x: [Float], _ outLen: Int, _ mode: ResizeCoordinateMode, _ nearest: ResizeNearestMode) -> [Float] {
-            var y = [Float](repeating: .nan, count: outLen)
-            TensorOps.resizeNearest(x: x, inShape: [x.count], outShape: [outLen], scales: nil, coordinateMode: mode,
-                                    nearestMode: nearest, y: &y)
-            return y
+            resizeNearest(x, [x.count], [outLen], nil, mode, nearest)
         }
         XCTAssertEqual(run([0, 1], 4, .asymmetric, .floor), [0, 0, 1, 1])
         XCTAssertEqual(run([0, 1], 4, .halfPixel, .roundPreferFloor), [0, 0, 1, 1])
@@ -845,10 +840,7 @@ final class KernelTestsTensorOps: XCTestCase {
         XCTAssertEqual(run([0, 1, 2, 3], 2, .tfHalfPixelForNearest, .floor), [1, 3])
         XCTAssertEqual(run([0, 1, 2, 3], 1, .pytorchHalfPixel, .floor), [0])
         // Explicit scales differ from out/in: scale 3 on length 2 → 5 outputs (ONNX rounds sizes down).
-        var y = [Float](repeating: .nan, count: 5)
-        TensorOps.resizeNearest(x: [0, 1], inShape: [2], outShape: [5], scales: [3], coordinateMode: .asymmetric,
-                                nearestMode: .floor, y: &y)
-        XCTAssertEqual(y, [0, 0, 0, 1, 1])
+        XCTAssertEqual(resizeNearest([0, 1], [2], [5], [3], .asymmetric, .floor), [0, 0, 0, 1, 1])
     }
 
     func testResizeNearestRandom() {
@@ -863,9 +855,7 @@ final class KernelTestsTensorOps: XCTestCase {
             let scales: [Float]? = useScales ? (0..<rank).map { Float(outShape[$0]) / Float(inShape[$0]) * (r.bool() ? 1 : 1.01) } : nil
             let mode = r.pick(modes), nearest = r.pick(nearests)
             let x = (0..<ktProduct(inShape)).map { Float($0) }
-            var y = [Float](repeating: .nan, count: ktProduct(outShape))
-            TensorOps.resizeNearest(x: x, inShape: inShape, outShape: outShape, scales: scales, coordinateMode: mode,
-                                    nearestMode: nearest, y: &y)
+            let y = resizeNearest(x, inShape, outShape, scales, mode, nearest)
             let xs = ktStrides(inShape)
             let want = (0..<ktProduct(outShape)).map { f -> Float in
                 let yi = ktUnflatten(f, outShape)

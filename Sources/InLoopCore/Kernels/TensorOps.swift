@@ -1,5 +1,5 @@
 // Tensor-shaped kernels: layout ops (transpose, concat, split, slice, gather), broadcasting binary
-// ops, softmax / log-softmax, layer norm, batch-norm affine, nearest resize.
+// ops, softmax / log-softmax, layer norm, the nearest-resize index map.
 //
 // All tensors are dense row-major (C order). Shapes are passed as [Int] (read only, never copied);
 // ranks are at most 8 (TensorOps.maxRank). Integer arguments follow ONNX after the caller's
@@ -45,14 +45,9 @@
 //   layerNorm(x:rows:cols:scale:bias:epsilon:y:)
 //       each row of x (rows × cols): (x - mean) / sqrt(var + epsilon) · scale[c] + bias[c];
 //       scale / bias (cols values) may be nil (= 1 / 0). Biased variance. y may equal x.
-//   batchNormCoefficients(channels:gamma:beta:mean:variance:epsilon:scale:shift:)
-//       scale[c] = gamma[c] / sqrt(variance[c] + epsilon), shift[c] = beta[c] - mean[c]·scale[c].
-//   batchNormAffine(x:batch:channels:spatial:scale:shift:y:)
-//       y[n, c, s] = x[n, c, s]·scale[c] + shift[c] for x (batch × channels × spatial); y may equal x.
-//   resizeNearest(x:inShape:outShape:scales:coordinateMode:nearestMode:y:)
-//       ONNX Resize mode=nearest over every axis (rank ≤ 8; same rank in and out, sizes ≥ 1).
-//       scales: per-axis scale factors as given to Resize, or nil to use outShape[i] / inShape[i]
-//       (Resize with `sizes`). Input index = nearestMode(transform(outIndex)) clamped to the input.
+//   nearestIndex(_:inLength:outLength:scale:coordinateMode:nearestMode:) -> Int
+//       ONNX Resize mode=nearest along one axis: the input index nearestMode(transform(o)) clamped
+//       to 0..<inLength; scale is the axis' Resize scale (outLength / inLength with `sizes`).
 //
 //   enum BinaryOp { add, sub, mul, div, pow, min, max }; apply(_:_:_:) is the scalar definition
 //       (generic; the numerics argument picks how pow is evaluated, see Numerics.Elementary).
@@ -600,34 +595,6 @@ public enum TensorOps {
         return (T(mean), T(1 / (q / Double(cols) + Double(epsilon)).squareRoot()))
     }
 
-    /// Folds BatchNormalization's statistics into a per-channel affine map.
-    @inlinable
-    public static func batchNormCoefficients(channels: Int, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
-                                             mean: UnsafePointer<Float>, variance: UnsafePointer<Float>,
-                                             epsilon: Float, scale: UnsafeMutablePointer<Float>,
-                                             shift: UnsafeMutablePointer<Float>) {
-        for c in 0..<channels {
-            let s = Float(Double(gamma[c]) / (Double(variance[c]) + Double(epsilon)).squareRoot())
-            scale[c] = s
-            shift[c] = beta[c] - mean[c] * s
-        }
-    }
-
-    /// y[n, c, s] = x[n, c, s]·scale[c] + shift[c].
-    @inlinable
-    public static func batchNormAffine(x: UnsafePointer<Float>, batch: Int, channels: Int, spatial: Int,
-                                       scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
-                                       y: UnsafeMutablePointer<Float>) {
-        for n in 0..<batch {
-            for c in 0..<channels {
-                let off = (n * channels + c) * spatial
-                let xr = x + off, yr = y + off
-                let a = scale[c], b = shift[c]
-                for s in 0..<spatial { yr[s] = xr[s] * a + b }
-            }
-        }
-    }
-
     // MARK: resize
 
     /// The input index ONNX Resize (nearest) reads for output index `o` along one axis.
@@ -661,53 +628,6 @@ public enum TensorOps {
         if !(r > 0) { return 0 }   // also NaN
         if r >= Float(inLength - 1) { return inLength - 1 }
         return Int(r)
-    }
-
-    /// ONNX Resize, mode nearest; see the file header.
-    @inlinable
-    public static func resizeNearest(x: UnsafePointer<Float>, inShape: [Int], outShape: [Int], scales: [Float]?,
-                                     coordinateMode: ResizeCoordinateMode, nearestMode: ResizeNearestMode,
-                                     y: UnsafeMutablePointer<Float>) {
-        let r = outShape.count
-        guard r <= maxRank, inShape.count == r else { return }
-        if r == 0 { y[0] = x[0]; return }
-        var xs = Dims(repeating: 0), sc = Fixed8<Float>(repeating: 1)
-        var total = 1, acc = 1
-        var i = r - 1
-        while i >= 0 {
-            xs[i] = acc; acc *= inShape[i]; total *= outShape[i]
-            sc[i] = scales?[i] ?? Float(outShape[i]) / Float(inShape[i])
-            i -= 1
-        }
-        if total == 0 { return }
-        let scale = sc
-        @inline(__always) func map(_ d: Int, _ o: Int) -> Int {
-            nearestIndex(o, inLength: inShape[d], outLength: outShape[d], scale: scale[d],
-                                coordinateMode: coordinateMode, nearestMode: nearestMode)
-        }
-        // contrib[d] = map(d, idx[d])·xs[d]; offset = Σ contrib over the outer axes.
-        var idx = Dims(repeating: 0), contrib = Dims(repeating: 0)
-        var off = 0
-        for d in 0..<(r - 1) { contrib[d] = map(d, 0) * xs[d]; off += contrib[d] }
-        let run = outShape[r - 1], last = r - 1
-        var count = 1
-        for d in 0..<(r - 1) { count *= outShape[d] }
-        var yr = y
-        for _ in 0..<count {
-            let xr = x + off
-            for j in 0..<run { yr[j] = xr[map(last, j)] }
-            yr += run
-            var d = r - 2
-            while d >= 0 {
-                idx[d] += 1
-                let wrapped = idx[d] == outShape[d]
-                if wrapped { idx[d] = 0 }
-                let c = map(d, idx[d]) * xs[d]
-                off += c - contrib[d]; contrib[d] = c
-                if !wrapped { break }
-                d -= 1
-            }
-        }
     }
 }
 
