@@ -74,6 +74,17 @@ func ktUnflatten(_ f: Int, _ s: [Int]) -> [Int] {
     return idx
 }
 
+/// y = the strided view of x (`dims`, element strides `xStrides` from `xBase`) in row-major order: one
+/// `TensorOps.stridedCopy`, the engine's copy step for Transpose, Slice and Split.
+func ktStridedCopy(_ x: [Float], xBase: Int = 0, xStrides: [Int], dims: [Int]) -> [Float] {
+    var y = [Float](repeating: .nan, count: ktProduct(dims))
+    var d = Fixed8<Int>(repeating: 1), xs = Fixed8<Int>(repeating: 0), ys = Fixed8<Int>(repeating: 0)
+    for (i, st) in ktStrides(dims).enumerated() { d[i] = dims[i]; xs[i] = xStrides[i]; ys[i] = st }
+    TensorOps.stridedCopy(x: x, xBase: xBase, xStrides: xs, y: &y, yBase: 0, yStrides: ys, dims: d, rank: dims.count,
+                          accumulate: false)
+    return y
+}
+
 let ktActivations: [Activation] = [.identity, .relu, .tanh, .leakyRelu(alpha: 0.1), .sigmoid]
 
 // MARK: convolution
@@ -518,10 +529,9 @@ final class KernelTestsTensorOps: XCTestCase {
         for (shape, perm) in shapes {
             let n = ktProduct(shape)
             let x = (0..<n).map { Float($0) }
-            var y = [Float](repeating: .nan, count: n)
-            TensorOps.transpose(x: x, shape: shape, perm: perm, y: &y)
             let yShape = perm.map { shape[$0] }
             let xs = ktStrides(shape)
+            let y = ktStridedCopy(x, xStrides: perm.map { xs[$0] }, dims: yShape)
             let want = (0..<n).map { f -> Double in
                 let yi = ktUnflatten(f, yShape)
                 var off = 0
@@ -559,8 +569,7 @@ final class KernelTestsTensorOps: XCTestCase {
             XCTAssertEqual(y.map(Double.init), want, "concat \(base) axis \(axis) lengths \(lengths)")
             off = 0
             for (i, l) in lengths.enumerated() {
-                var p = [Float](repeating: .nan, count: outer * l * inner)
-                TensorOps.split(x: y, outer: outer, axisLength: total, inner: inner, axisOffset: off, y: &p, yAxisLength: l)
+                let p = ktStridedCopy(y, xBase: off * inner, xStrides: [total * inner, 1], dims: [outer, l * inner])
                 XCTAssertEqual(p, parts[i], "split \(base) axis \(axis) lengths \(lengths) part \(i)")
                 off += l
             }
@@ -584,14 +593,22 @@ final class KernelTestsTensorOps: XCTestCase {
         return out
     }
 
+    /// ONNX Slice with one start/end/step per axis as the engine lowers it (`Ops/LayoutOps.swift`):
+    /// `TensorOps.sliceRange` per axis, then one strided copy.
+    func slice(_ x: [Float], _ shape: [Int], _ starts: [Int], _ ends: [Int], _ steps: [Int]) -> (shape: [Int], y: [Float]) {
+        let xs = ktStrides(shape)
+        var dims = [Int](), strides = [Int](), base = 0
+        for d in shape.indices {
+            let (s, c) = TensorOps.sliceRange(dim: shape[d], start: starts[d], end: ends[d], step: steps[d])
+            let step = steps[d] > 0 ? min(steps[d], shape[d]) : max(steps[d], -shape[d])
+            dims.append(c); strides.append(step * xs[d]); base += s * xs[d]
+        }
+        return (dims, ktStridedCopy(x, xBase: base, xStrides: strides, dims: dims))
+    }
+
     func testSliceKnown() {
         let x = (0..<10).map { Float($0) }
-        func run(_ s: Int, _ e: Int, _ st: Int) -> [Float] {
-            let shape = TensorOps.sliceShape(shape: [10], starts: [s], ends: [e], steps: [st])
-            var y = [Float](repeating: .nan, count: ktProduct(shape))
-            TensorOps.slice(x: x, shape: [10], starts: [s], ends: [e], steps: [st], y: &y)
-            return y
-        }
+        func run(_ s: Int, _ e: Int, _ st: Int) -> [Float] { slice(x, [10], [s], [e], [st]).y }
         XCTAssertEqual(run(-1, Int.min, -1), [9, 8, 7, 6, 5, 4, 3, 2, 1, 0])
         XCTAssertEqual(run(8, 1, -3), [8, 5, 2])
         XCTAssertEqual(run(1, Int.max, 4), [1, 5, 9])
@@ -617,11 +634,10 @@ final class KernelTestsTensorOps: XCTestCase {
             }
             let idx = (0..<rank).map { referenceIndices(dim: shape[$0], start: starts[$0], end: ends[$0], step: steps[$0]) }
             let yShape = idx.map(\.count)
-            XCTAssertEqual(TensorOps.sliceShape(shape: shape, starts: starts, ends: ends, steps: steps), yShape)
             let n = ktProduct(shape)
             let x = (0..<n).map { Float($0) }
-            var y = [Float](repeating: .nan, count: ktProduct(yShape))
-            TensorOps.slice(x: x, shape: shape, starts: starts, ends: ends, steps: steps, y: &y)
+            let (sliced, y) = slice(x, shape, starts, ends, steps)
+            XCTAssertEqual(sliced, yShape)
             let xs = ktStrides(shape)
             let want = (0..<ktProduct(yShape)).map { f -> Float in
                 let yi = ktUnflatten(f, yShape)
@@ -643,7 +659,8 @@ final class KernelTestsTensorOps: XCTestCase {
             let outer = ktProduct(Array(shape[..<axis])), inner = ktProduct(Array(shape[(axis + 1)...]))
             let x = r.floats(ktProduct(shape))
             var y = [Float](repeating: .nan, count: outer * indices.count * inner)
-            TensorOps.gather(x: x, shape: shape, axis: axis, indices: indices, indexCount: indices.count, y: &y)
+            TensorOps.gather(x: x, outer: outer, axisLength: shape[axis], inner: inner, indices: indices,
+                             indexCount: indices.count, y: &y)
             var want = [Float]()
             for o in 0..<outer { for j in indices { for i in 0..<inner { want.append(x[(o * shape[axis] + j) * inner + i]) } } }
             XCTAssertEqual(y, want, "gather \(shape) axis \(axis) indices \(indices)")
@@ -662,19 +679,33 @@ final class KernelTestsTensorOps: XCTestCase {
         }
     }
 
+    /// y = op(a, b) as the engine's broadcast step runs it: the geometry `Engine.BroadcastLayout`
+    /// encodes at lowering, decoded and run by `TensorOps.broadcastBinary(_:a:b:y:geometry:numerics:)`.
+    func broadcastBinary(_ op: BinaryOp, _ a: UnsafePointer<Float>, _ aShape: [Int], _ b: UnsafePointer<Float>,
+                         _ bShape: [Int], _ y: UnsafeMutablePointer<Float>, _ yShape: [Int]) throws {
+        let ints = try Engine.BroadcastLayout.encode(aShape.map { Engine.SymInt($0) }, bShape.map { Engine.SymInt($0) },
+                                                     yShape.map { Engine.SymInt($0) }, batch: nil)
+        let g = ints.withUnsafeBufferPointer { Engine.BroadcastLayout.decode($0, 0, 1) }
+        TensorOps.broadcastBinary(op, a: a, b: b, y: y, geometry: g, numerics: .inference)
+    }
+
     func checkBroadcast(_ op: BinaryOp, _ aShape: [Int], _ bShape: [Int], _ r: inout KTRandom, inPlace: Bool = false) throws {
-        let yShape = try TensorOps.broadcastShape(aShape, bShape)
+        let rank = max(aShape.count, bShape.count)   // NumPy rule (the operands here always broadcast)
+        let yShape = (0..<rank).map { i -> Int in
+            let ia = i - (rank - aShape.count), ib = i - (rank - bShape.count)
+            return max(ia >= 0 ? aShape[ia] : 1, ib >= 0 ? bShape[ib] : 1)
+        }
         let positive = op == .pow || op == .div
         let a = r.floats(ktProduct(aShape), scale: positive ? 0.7 : 1, offset: positive ? 1.2 : 0)
         let b = r.floats(ktProduct(bShape), scale: positive ? 0.7 : 1, offset: positive ? 1.2 : 0)
         var y = [Float](repeating: .nan, count: ktProduct(yShape))
         if inPlace {
             y = a
-            y.withUnsafeMutableBufferPointer { yp in
-                TensorOps.broadcastBinary(op, a: yp.baseAddress!, aShape: aShape, b: b, bShape: bShape, y: yp.baseAddress!, yShape: yShape)
+            try y.withUnsafeMutableBufferPointer { yp in
+                try broadcastBinary(op, yp.baseAddress!, aShape, b, bShape, yp.baseAddress!, yShape)
             }
         } else {
-            TensorOps.broadcastBinary(op, a: a, aShape: aShape, b: b, bShape: bShape, y: &y, yShape: yShape)
+            try broadcastBinary(op, a, aShape, b, bShape, &y, yShape)
         }
         let r0 = yShape.count
         let want = (0..<ktProduct(yShape)).map { f -> Double in
@@ -716,13 +747,6 @@ final class KernelTestsTensorOps: XCTestCase {
         try checkBroadcast(.add, [2, 3, 4, 5], [3, 1, 1], &r, inPlace: true)
         try checkBroadcast(.mul, [6, 7], [6, 7], &r, inPlace: true)
         try checkBroadcast(.sub, [2, 3, 4], [4], &r, inPlace: true)
-    }
-
-    func testBroadcastShapeErrors() {
-        XCTAssertThrowsError(try TensorOps.broadcastShape([2, 3], [4]))
-        XCTAssertThrowsError(try TensorOps.broadcastShape([2, 1, 1, 1, 1, 1, 1, 1, 1], [1]))
-        XCTAssertEqual(try TensorOps.broadcastShape([2, 1, 3], [4, 1]), [2, 4, 3])
-        XCTAssertEqual(try TensorOps.broadcastShape([], [5]), [5])
     }
 
     func testSoftmax() {
@@ -783,25 +807,6 @@ final class KernelTestsTensorOps: XCTestCase {
         }
     }
 
-    func testBatchNorm() {
-        var r = KTRandom(28)
-        let (n, c, s) = (3, 4, 10)
-        let gamma = r.floats(c), beta = r.floats(c), mean = r.floats(c)
-        let variance = r.floats(c, scale: 0.5, offset: 1)
-        let x = r.floats(n * c * s, scale: 2)
-        var scale = [Float](repeating: 0, count: c), shift = scale
-        TensorOps.batchNormCoefficients(channels: c, gamma: gamma, beta: beta, mean: mean, variance: variance,
-                                        epsilon: 1e-3, scale: &scale, shift: &shift)
-        var y = [Float](repeating: .nan, count: x.count)
-        TensorOps.batchNormAffine(x: x, batch: n, channels: c, spatial: s, scale: scale, shift: shift, y: &y)
-        var want = [Double]()
-        for i in 0..<n { for ch in 0..<c { for k in 0..<s {
-            let v = Double(x[(i * c + ch) * s + k])
-            want.append((v - Double(mean[ch])) / (Double(variance[ch]) + 1e-3).squareRoot() * Double(gamma[ch]) + Double(beta[ch]))
-        } } }
-        ktAssertClose(y, want, "batchNorm")
-    }
-
     /// The ONNX reference formulas (float arithmetic, as onnxruntime evaluates them).
     func referenceNearest(_ o: Int, _ inLen: Int, _ outLen: Int, _ scale: Float,
                           _ mode: ResizeCoordinateMode, _ nearest: ResizeNearestMode) -> Int {
@@ -828,12 +833,26 @@ final class KernelTestsTensorOps: XCTestCase {
         return min(max(Int(i), 0), inLen - 1)
     }
 
+    /// ONNX Resize (nearest) over every axis, composed from `TensorOps.nearestIndex` per axis as the
+    /// engine's Resize lowering (`Ops/ResizeOps.swift`) uses it; scales nil: outShape[d] / inShape[d].
+    func resizeNearest(_ x: [Float], _ inShape: [Int], _ outShape: [Int], _ scales: [Float]?,
+                       _ mode: ResizeCoordinateMode, _ nearest: ResizeNearestMode) -> [Float] {
+        let xs = ktStrides(inShape)
+        return (0..<ktProduct(outShape)).map { f -> Float in
+            let yi = ktUnflatten(f, outShape)
+            var off = 0
+            for d in 0..<inShape.count {
+                off += TensorOps.nearestIndex(yi[d], inLength: inShape[d], outLength: outShape[d],
+                                              scale: scales?[d] ?? Float(outShape[d]) / Float(inShape[d]),
+                                              coordinateMode: mode, nearestMode: nearest) * xs[d]
+            }
+            return x[off]
+        }
+    }
+
     func testResizeNearestKnown() {
         func run(_ x: [Float], _ outLen: Int, _ mode: ResizeCoordinateMode, _ nearest: ResizeNearestMode) -> [Float] {
-            var y = [Float](repeating: .nan, count: outLen)
-            TensorOps.resizeNearest(x: x, inShape: [x.count], outShape: [outLen], scales: nil, coordinateMode: mode,
-                                    nearestMode: nearest, y: &y)
-            return y
+            resizeNearest(x, [x.count], [outLen], nil, mode, nearest)
         }
         XCTAssertEqual(run([0, 1], 4, .asymmetric, .floor), [0, 0, 1, 1])
         XCTAssertEqual(run([0, 1], 4, .halfPixel, .roundPreferFloor), [0, 0, 1, 1])
@@ -845,10 +864,7 @@ final class KernelTestsTensorOps: XCTestCase {
         XCTAssertEqual(run([0, 1, 2, 3], 2, .tfHalfPixelForNearest, .floor), [1, 3])
         XCTAssertEqual(run([0, 1, 2, 3], 1, .pytorchHalfPixel, .floor), [0])
         // Explicit scales differ from out/in: scale 3 on length 2 → 5 outputs (ONNX rounds sizes down).
-        var y = [Float](repeating: .nan, count: 5)
-        TensorOps.resizeNearest(x: [0, 1], inShape: [2], outShape: [5], scales: [3], coordinateMode: .asymmetric,
-                                nearestMode: .floor, y: &y)
-        XCTAssertEqual(y, [0, 0, 0, 1, 1])
+        XCTAssertEqual(resizeNearest([0, 1], [2], [5], [3], .asymmetric, .floor), [0, 0, 0, 1, 1])
     }
 
     func testResizeNearestRandom() {
@@ -863,9 +879,7 @@ final class KernelTestsTensorOps: XCTestCase {
             let scales: [Float]? = useScales ? (0..<rank).map { Float(outShape[$0]) / Float(inShape[$0]) * (r.bool() ? 1 : 1.01) } : nil
             let mode = r.pick(modes), nearest = r.pick(nearests)
             let x = (0..<ktProduct(inShape)).map { Float($0) }
-            var y = [Float](repeating: .nan, count: ktProduct(outShape))
-            TensorOps.resizeNearest(x: x, inShape: inShape, outShape: outShape, scales: scales, coordinateMode: mode,
-                                    nearestMode: nearest, y: &y)
+            let y = resizeNearest(x, inShape, outShape, scales, mode, nearest)
             let xs = ktStrides(inShape)
             let want = (0..<ktProduct(outShape)).map { f -> Float in
                 let yi = ktUnflatten(f, outShape)

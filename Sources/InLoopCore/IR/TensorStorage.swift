@@ -80,8 +80,6 @@ extension Engine {
             }
             return raw.assumingMemoryBound(to: T.self)
         }
-
-        public var byteCount: Int { count * dtype.size }
     }
 
     /// A tensor: a shape and row-major (C-order) storage. Values; the storage is shared and treated as

@@ -1,41 +1,24 @@
-// Tensor-shaped kernels: layout ops (transpose, concat, split, slice, gather), broadcasting binary
-// ops, softmax / log-softmax, layer norm, batch-norm affine, nearest resize.
+// Tensor-shaped kernels: concat, the Slice clamping rule, broadcasting binary ops over a merged
+// geometry, softmax / log-softmax, layer norm, the nearest-resize index map. (Transpose, Split, Slice
+// and Gather run as the copy and gather steps of `Kernels/Layout.swift`.)
 //
-// All tensors are dense row-major (C order). Shapes are passed as [Int] (read only, never copied);
-// ranks are at most 8 (TensorOps.maxRank). Integer arguments follow ONNX after the caller's
-// normalisation, as stated per function.
+// All tensors are dense row-major (C order). Ranks are at most 8 (TensorOps.maxRank). Integer
+// arguments follow ONNX after the caller's normalisation, as stated per function.
 //
 // Public API (enum TensorOps unless stated):
-//   transpose(x:shape:perm:y:)
-//       y has shape [shape[perm[0]], …, shape[perm[r-1]]]; y axis i is x axis perm[i] (ONNX Transpose).
-//       perm is a permutation of 0..<shape.count.
 //   concat(x:outer:axisLength:inner:y:yAxisLength:axisOffset:)
 //       x (outer × axisLength × inner) is copied into y (outer × yAxisLength × inner) at
 //       y[:, axisOffset ..< axisOffset + axisLength, :]; one call per Concat input.
 //       outer = product of dims before the axis, inner = product of dims after it.
-//   split(x:outer:axisLength:inner:axisOffset:y:yAxisLength:)
-//       y (outer × yAxisLength × inner) = x[:, axisOffset ..< axisOffset + yAxisLength, :] of x
-//       (outer × axisLength × inner); one call per Split output.
 //   sliceRange(dim:start:end:step:) -> (start: Int, count: Int)
 //       ONNX Slice clamping of one axis (negative start/end count from the end; any Int, e.g.
 //       Int.max / Int.min, is fine); step ≠ 0. count ≥ 0 elements start, start+step, …
-//   sliceShape(shape:starts:ends:steps:) -> [Int]      output shape (allocates: compile time only)
-//   slice(x:shape:starts:ends:steps:y:)
-//       full-rank starts/ends/steps (one per axis, raw ONNX values, clamped as sliceRange does;
-//       the caller expands ONNX `axes` and fills 0 / Int.max / 1 for untouched axes); steps ≠ 0,
-//       negative steps walk backwards. y has shape sliceShape(...).
-//   gather(x:shape:axis:indices:indexCount:y:)
-//       ONNX Gather: y = x[..., indices[j], ...] along `axis`; y shape is shape[..<axis] + indices'
-//       shape + shape[axis+1...]. indices are already normalised to 0..<shape[axis].
-//   broadcastShape(_ a: [Int], _ b: [Int]) throws(InLoopError) -> [Int]   NumPy rule (allocates)
-//   broadcastBinary(_ op: BinaryOp, a:aShape:b:bShape:y:yShape:numerics:)   (generic over T: Real)
-//       y = op(a, b) with NumPy broadcasting; yShape = broadcastShape(aShape, bShape); ranks ≤ 8
-//       (shorter shapes are right-aligned). y may alias a (or b) when that operand's shape equals
-//       yShape. Fast paths: equal shapes, scalar operand, vector along the last axis, per-channel.
 //   softmax(x:outer:axisLength:inner:y:)              numerically stable softmax over the middle axis
 //   logSoftmax(x:outer:axisLength:inner:y:numerics:)  of x (outer × axisLength × inner); y may equal
 //       x. (ONNX opset ≥ 13: axis = the softmax axis; opset < 13 coerces to 2-D: inner = 1.) Generic.
-//   broadcastBinary(_:a:b:y:geometry:numerics:)       the same over a merged BroadcastGeometry
+//   broadcastBinary(_:a:b:y:geometry:numerics:)   (generic over T: Real)
+//       y = op(a, b) with NumPy broadcasting over a merged BroadcastGeometry (Engine.BroadcastLayout
+//       encodes it from the shapes); y may alias a when a is not broadcast.
 //   broadcastAdjoint(_:operand:a:b:y:gradient:into:geometry:accumulate:)
 //       gx (+)= Σ over broadcast axes of BinaryOp.adjoint (unbroadcast / sum-to-shape)
 //   broadcastTangent(_:operand:a:b:y:tangent:into:geometry:accumulate:)   ty (+)= adjoint of tx
@@ -45,14 +28,9 @@
 //   layerNorm(x:rows:cols:scale:bias:epsilon:y:)
 //       each row of x (rows × cols): (x - mean) / sqrt(var + epsilon) · scale[c] + bias[c];
 //       scale / bias (cols values) may be nil (= 1 / 0). Biased variance. y may equal x.
-//   batchNormCoefficients(channels:gamma:beta:mean:variance:epsilon:scale:shift:)
-//       scale[c] = gamma[c] / sqrt(variance[c] + epsilon), shift[c] = beta[c] - mean[c]·scale[c].
-//   batchNormAffine(x:batch:channels:spatial:scale:shift:y:)
-//       y[n, c, s] = x[n, c, s]·scale[c] + shift[c] for x (batch × channels × spatial); y may equal x.
-//   resizeNearest(x:inShape:outShape:scales:coordinateMode:nearestMode:y:)
-//       ONNX Resize mode=nearest over every axis (rank ≤ 8; same rank in and out, sizes ≥ 1).
-//       scales: per-axis scale factors as given to Resize, or nil to use outShape[i] / inShape[i]
-//       (Resize with `sizes`). Input index = nearestMode(transform(outIndex)) clamped to the input.
+//   nearestIndex(_:inLength:outLength:scale:coordinateMode:nearestMode:) -> Int
+//       ONNX Resize mode=nearest along one axis: the input index nearestMode(transform(o)) clamped
+//       to 0..<inLength; scale is the axis' Resize scale (outLength / inLength with `sizes`).
 //
 //   enum BinaryOp { add, sub, mul, div, pow, min, max }; apply(_:_:_:) is the scalar definition
 //       (generic; the numerics argument picks how pow is evaluated, see Numerics.Elementary).
@@ -62,9 +40,8 @@
 //   enum ResizeNearestMode { roundPreferFloor, roundPreferCeil, floor, ceil }; init?(onnxName:)
 //
 // Preconditions (caller-validated, not checked): pointers hold the element counts implied by the
-// shapes; shapes, perms, axes and indices are valid; outputs do not overlap inputs unless stated.
-// No allocation (except the two shape helpers marked above) and no traps; an N-D kernel called with
-// a rank above 8 returns without writing y (validate ranks at compile time).
+// sizes; sizes and geometries are valid; outputs do not overlap inputs unless stated.
+// No allocation and no traps (validate ranks at compile time).
 
 #if canImport(Glibc)
 import Glibc
@@ -171,49 +148,7 @@ public enum TensorOps {
 
     @usableFromInline typealias Dims = Fixed8<Int>
 
-    // MARK: transpose
-
-    /// ONNX Transpose: y axis i is x axis perm[i]; one `stridedCopy` (`Kernels/Layout.swift`).
-    @inlinable
-    public static func transpose<T: Real>(x: UnsafePointer<T>, shape: [Int], perm: [Int], y: UnsafeMutablePointer<T>) {
-        let r = shape.count
-        guard r <= maxRank, perm.count == r else { return }
-        var xs = Dims(repeating: 0)
-        var total = 1
-        var i = r - 1
-        while i >= 0 { xs[i] = total; total *= shape[i]; i -= 1 }
-        if total == 0 { return }
-        var dims = Dims(repeating: 1), st = Dims(repeating: 0), ys = Dims(repeating: 0)
-        for o in 0..<r { dims[o] = shape[perm[o]]; st[o] = xs[perm[o]] }
-        var acc = 1
-        i = r - 1
-        while i >= 0 { ys[i] = acc; acc *= dims[i]; i -= 1 }
-        stridedCopy(x: x, xBase: 0, xStrides: st, y: y, yBase: 0, yStrides: ys, dims: dims, rank: r, accumulate: false)
-    }
-
-    /// Calls body(offset, n) for the n-th index (row-major) of the first `rank` axes of `dims`, with
-    /// offset = Σ index[d]·strides[d].
-    @inlinable @inline(__always)
-    static func forEachOffset(dims: Dims, strides: Dims, rank: Int, _ body: (Int, Int) -> Void) {
-        var count = 1
-        for d in 0..<rank { count *= dims[d] }
-        var idx = Dims(repeating: 0)
-        var off = 0
-        for n in 0..<count {
-            body(off, n)
-            var d = rank - 1
-            while d >= 0 {
-                idx[d] += 1
-                off += strides[d]
-                if idx[d] < dims[d] { break }
-                off -= strides[d] * dims[d]
-                idx[d] = 0
-                d -= 1
-            }
-        }
-    }
-
-    // MARK: concat / split
+    // MARK: concat
 
     /// Copies x (outer × axisLength × inner) into y (outer × yAxisLength × inner) at axis offset
     /// `axisOffset`.
@@ -223,15 +158,6 @@ public enum TensorOps {
         let run = axisLength * inner, ys = yAxisLength * inner
         if run == 0 { return }
         for o in 0..<outer { (y + o * ys + axisOffset * inner).update(from: x + o * run, count: run) }
-    }
-
-    /// y (outer × yAxisLength × inner) = x[:, axisOffset ..< axisOffset + yAxisLength, :].
-    @inlinable
-    public static func split<T: Real>(x: UnsafePointer<T>, outer: Int, axisLength: Int, inner: Int, axisOffset: Int,
-                                      y: UnsafeMutablePointer<T>, yAxisLength: Int) {
-        let run = yAxisLength * inner, xs = axisLength * inner
-        if run == 0 { return }
-        for o in 0..<outer { (y + o * run).update(from: x + o * xs + axisOffset * inner, count: run) }
     }
 
     // MARK: slice
@@ -256,111 +182,10 @@ public enum TensorOps {
         }
     }
 
-    /// The shape `slice` produces (allocates; for compile time).
-    public static func sliceShape(shape: [Int], starts: [Int], ends: [Int], steps: [Int]) -> [Int] {
-        (0..<shape.count).map { sliceRange(dim: shape[$0], start: starts[$0], end: ends[$0], step: steps[$0]).count }
-    }
-
-    /// ONNX Slice with one start/end/step per axis (see the file header): one `stridedCopy`.
-    @inlinable
-    public static func slice<T: Real>(x: UnsafePointer<T>, shape: [Int], starts: [Int], ends: [Int], steps: [Int],
-                                      y: UnsafeMutablePointer<T>) {
-        let r = shape.count
-        guard r <= maxRank else { return }
-        if r == 0 { y[0] = x[0]; return }
-        var dims = Dims(repeating: 1), st = Dims(repeating: 0), ys = Dims(repeating: 0)
-        var stride = 1, base = 0
-        var i = r - 1
-        while i >= 0 {
-            let (s, c) = sliceRange(dim: shape[i], start: starts[i], end: ends[i], step: steps[i])
-            let step = steps[i] > 0 ? Swift.min(steps[i], shape[i]) : Swift.max(steps[i], -shape[i])
-            dims[i] = c; st[i] = step * stride; base += s * stride
-            stride *= shape[i]
-            i -= 1
-        }
-        var acc = 1
-        i = r - 1
-        while i >= 0 { ys[i] = acc; acc *= dims[i]; i -= 1 }
-        stridedCopy(x: x, xBase: base, xStrides: st, y: y, yBase: 0, yStrides: ys, dims: dims, rank: r, accumulate: false)
-    }
-
-    // MARK: gather
-
-    /// ONNX Gather along `axis` with normalised indices; see the file header.
-    @inlinable
-    public static func gather<T: Real>(x: UnsafePointer<T>, shape: [Int], axis: Int, indices: UnsafePointer<Int>,
-                                       indexCount: Int, y: UnsafeMutablePointer<T>) {
-        var outer = 1, inner = 1
-        for d in 0..<axis { outer *= shape[d] }
-        for d in (axis + 1)..<shape.count { inner *= shape[d] }
-        gather(x: x, outer: outer, axisLength: shape[axis], inner: inner, indices: indices, indexCount: indexCount, y: y)
-    }
-
     // MARK: broadcasting binary ops
 
-    /// NumPy broadcast of two shapes (right-aligned; each pair of dims equal or one of them 1).
-    public static func broadcastShape(_ a: [Int], _ b: [Int]) throws(InLoopError) -> [Int] {
-        let r = Swift.max(a.count, b.count)
-        var out = [Int](repeating: 1, count: r)
-        for i in 0..<r {
-            let da = i < r - a.count ? 1 : a[i - (r - a.count)]
-            let db = i < r - b.count ? 1 : b[i - (r - b.count)]
-            if da == db || db == 1 { out[i] = da } else if da == 1 { out[i] = db } else {
-                throw InLoopError(.sizeMismatch, "shapes \(Tensor.format(a)) and \(Tensor.format(b)) cannot be broadcast together (dimension \(i): \(da) vs \(db))")
-            }
-        }
-        guard r <= maxRank else {
-            throw InLoopError(.unsupported, "broadcasting of rank \(r) (shapes \(Tensor.format(a)) and \(Tensor.format(b))): at most \(maxRank) dimensions are supported")
-        }
-        return out
-    }
-
-    /// y = op(a, b) with NumPy broadcasting; see the file header.
-    @_specialize(where T == Float)
-    @_specialize(where T == Double)
-    @inlinable
-    public static func broadcastBinary<T: Real>(_ op: BinaryOp, a: UnsafePointer<T>, aShape: [Int],
-                                                b: UnsafePointer<T>, bShape: [Int],
-                                                y: UnsafeMutablePointer<T>, yShape: [Int], numerics: Numerics = .inference) {
-        switch op {
-        case .add: broadcastRun(a, aShape, b, bShape, y, yShape) { $0 + $1 }
-        case .sub: broadcastRun(a, aShape, b, bShape, y, yShape) { $0 - $1 }
-        case .mul: broadcastRun(a, aShape, b, bShape, y, yShape) { $0 * $1 }
-        case .div: broadcastRun(a, aShape, b, bShape, y, yShape) { $0 / $1 }
-        case .pow: broadcastRun(a, aShape, b, bShape, y, yShape) { numerics.pow($0, $1) }
-        case .min: broadcastRun(a, aShape, b, bShape, y, yShape) { BinaryOp.minimum($0, $1) }
-        case .max: broadcastRun(a, aShape, b, bShape, y, yShape) { BinaryOp.maximum($0, $1) }
-        }
-    }
-
-    @inlinable @inline(__always)
-    static func broadcastRun<T: Real>(_ a: UnsafePointer<T>, _ aShape: [Int], _ b: UnsafePointer<T>, _ bShape: [Int],
-                                      _ y: UnsafeMutablePointer<T>, _ yShape: [Int], _ f: (T, T) -> T) {
-        var yCount = 1, aCount = 1, bCount = 1
-        for d in yShape { yCount *= d }
-        for d in aShape { aCount *= d }
-        for d in bShape { bCount *= d }
-        if yCount == 0 { return }
-        if aCount == yCount && bCount == yCount {
-            for i in 0..<yCount { y[i] = f(a[i], b[i]) }
-            return
-        }
-        if bCount == 1 && aCount == yCount {
-            let bv = b[0]
-            for i in 0..<yCount { y[i] = f(a[i], bv) }
-            return
-        }
-        if aCount == 1 && bCount == yCount {
-            let av = a[0]
-            for i in 0..<yCount { y[i] = f(av, b[i]) }
-            return
-        }
-        guard let g = BroadcastGeometry(aShape, bShape, yShape) else { return }
-        broadcastLoop(a, b, y, g, f)
-    }
-
     /// y = f(a, b) over a merged broadcast geometry (y contiguous, a and b strided): the strided loop
-    /// of `broadcastBinary`, also what the engine's broadcast step runs. Runs along the innermost axis
+    /// of `broadcastBinary`, which the engine's broadcast step runs. Runs along the innermost axis
     /// take the contiguous or scalar-operand forms.
     @inlinable @inline(__always)
     static func broadcastLoop<T>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>,
@@ -622,34 +447,6 @@ public enum TensorOps {
         return (T(mean), T(1 / (q / Double(cols) + Double(epsilon)).squareRoot()))
     }
 
-    /// Folds BatchNormalization's statistics into a per-channel affine map.
-    @inlinable
-    public static func batchNormCoefficients(channels: Int, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
-                                             mean: UnsafePointer<Float>, variance: UnsafePointer<Float>,
-                                             epsilon: Float, scale: UnsafeMutablePointer<Float>,
-                                             shift: UnsafeMutablePointer<Float>) {
-        for c in 0..<channels {
-            let s = Float(Double(gamma[c]) / (Double(variance[c]) + Double(epsilon)).squareRoot())
-            scale[c] = s
-            shift[c] = beta[c] - mean[c] * s
-        }
-    }
-
-    /// y[n, c, s] = x[n, c, s]·scale[c] + shift[c].
-    @inlinable
-    public static func batchNormAffine(x: UnsafePointer<Float>, batch: Int, channels: Int, spatial: Int,
-                                       scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
-                                       y: UnsafeMutablePointer<Float>) {
-        for n in 0..<batch {
-            for c in 0..<channels {
-                let off = (n * channels + c) * spatial
-                let xr = x + off, yr = y + off
-                let a = scale[c], b = shift[c]
-                for s in 0..<spatial { yr[s] = xr[s] * a + b }
-            }
-        }
-    }
-
     // MARK: resize
 
     /// The input index ONNX Resize (nearest) reads for output index `o` along one axis.
@@ -683,53 +480,6 @@ public enum TensorOps {
         if !(r > 0) { return 0 }   // also NaN
         if r >= Float(inLength - 1) { return inLength - 1 }
         return Int(r)
-    }
-
-    /// ONNX Resize, mode nearest; see the file header.
-    @inlinable
-    public static func resizeNearest(x: UnsafePointer<Float>, inShape: [Int], outShape: [Int], scales: [Float]?,
-                                     coordinateMode: ResizeCoordinateMode, nearestMode: ResizeNearestMode,
-                                     y: UnsafeMutablePointer<Float>) {
-        let r = outShape.count
-        guard r <= maxRank, inShape.count == r else { return }
-        if r == 0 { y[0] = x[0]; return }
-        var xs = Dims(repeating: 0), sc = Fixed8<Float>(repeating: 1)
-        var total = 1, acc = 1
-        var i = r - 1
-        while i >= 0 {
-            xs[i] = acc; acc *= inShape[i]; total *= outShape[i]
-            sc[i] = scales?[i] ?? Float(outShape[i]) / Float(inShape[i])
-            i -= 1
-        }
-        if total == 0 { return }
-        let scale = sc
-        @inline(__always) func map(_ d: Int, _ o: Int) -> Int {
-            nearestIndex(o, inLength: inShape[d], outLength: outShape[d], scale: scale[d],
-                                coordinateMode: coordinateMode, nearestMode: nearestMode)
-        }
-        // contrib[d] = map(d, idx[d])·xs[d]; offset = Σ contrib over the outer axes.
-        var idx = Dims(repeating: 0), contrib = Dims(repeating: 0)
-        var off = 0
-        for d in 0..<(r - 1) { contrib[d] = map(d, 0) * xs[d]; off += contrib[d] }
-        let run = outShape[r - 1], last = r - 1
-        var count = 1
-        for d in 0..<(r - 1) { count *= outShape[d] }
-        var yr = y
-        for _ in 0..<count {
-            let xr = x + off
-            for j in 0..<run { yr[j] = xr[map(last, j)] }
-            yr += run
-            var d = r - 2
-            while d >= 0 {
-                idx[d] += 1
-                let wrapped = idx[d] == outShape[d]
-                if wrapped { idx[d] = 0 }
-                let c = map(d, idx[d]) * xs[d]
-                off += c - contrib[d]; contrib[d] = c
-                if !wrapped { break }
-                d -= 1
-            }
-        }
     }
 }
 
@@ -778,44 +528,5 @@ struct BroadcastGeometry {
             if bVaries[i] != 0 { sb[i] = strideB; strideB &*= dims[i] }
             i -= 1
         }
-    }
-
-    /// From full shapes (NumPy rule, right-aligned; nil for ranks above 8).
-    @inlinable
-    init?(_ aShape: [Int], _ bShape: [Int], _ yShape: [Int]) {
-        let r = yShape.count
-        guard r <= TensorOps.maxRank, aShape.count <= r, bShape.count <= r else { return nil }
-        var dims = Fixed8<Int>(repeating: 1), sa = Fixed8<Int>(repeating: 0), sb = Fixed8<Int>(repeating: 0)
-        var k = 0
-        var strideA = 1, strideB = 1
-        // Walk from the innermost axis outwards, building reversed lists, then reverse.
-        var i = r - 1
-        while i >= 0 {
-            let dy = yShape[i]
-            let ia = i - (r - aShape.count), ib = i - (r - bShape.count)
-            let da = ia >= 0 ? aShape[ia] : 1, db = ib >= 0 ? bShape[ib] : 1
-            let ca = da == 1 ? 0 : strideA, cb = db == 1 ? 0 : strideB
-            strideA *= da; strideB *= db
-            i -= 1
-            if dy == 1 { continue }
-            // Merge with the previous (inner) axis when both operands continue the same pattern.
-            if k > 0 && ca == sa[k - 1] * dims[k - 1] && cb == sb[k - 1] * dims[k - 1] {
-                dims[k - 1] *= dy
-            } else {
-                dims[k] = dy; sa[k] = ca; sb[k] = cb; k += 1
-            }
-        }
-        // Reverse into outer-to-inner order.
-        var lo = 0, hi = k - 1
-        while lo < hi {
-            let t = dims[lo]; dims[lo] = dims[hi]; dims[hi] = t
-            let u = sa[lo]; sa[lo] = sa[hi]; sa[hi] = u
-            let v = sb[lo]; sb[lo] = sb[hi]; sb[hi] = v
-            lo += 1; hi -= 1
-        }
-        rank = k
-        self.dims = dims
-        self.sa = sa
-        self.sb = sb
     }
 }

@@ -524,7 +524,7 @@ public enum SplitOp: OpDefinition {
 // MARK: - Renaming ops (aliases)
 
 /// Flatten(axis): [d0 · … · d(axis−1), d(axis) · … ] (a leading 1 for axis 0).
-public enum FlattenOp: OpDefinition {
+public enum FlattenOp: ReshapingOpDefinition {
     public struct Attributes: OpAttributeSet, Equatable {
         public var axis: Int
         public func encoded() -> [String: Engine.AttributeValue] { ["axis": .int(axis)] }
@@ -546,21 +546,11 @@ public enum FlattenOp: OpDefinition {
         let inner = try Engine.linear(Array(x.shape[k...]).elementCount, "flatten of \(x.shape.formatted)")
         return [Engine.TensorType(x.dtype, [outer, inner])]
     }
-
-    public static func evaluate(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
-                                outputs: [Engine.TensorType]) throws(InLoopError) -> [Engine.KnownInts?]? {
-        guard let k = known.first ?? nil, let shape = outputs[0].shape.known else { return nil }
-        return [try Engine.KnownInts(shape: shape, values: k.values)]
-    }
-
-    public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
-        try ctx.aliasOrFold(output: 0, input: 0)
-    }
 }
 
 /// Squeeze: axes as an attribute before opset 13, as input 1 from 13; absent: every axis of known
 /// size 1 (a symbolic dimension, such as the batch, is kept: it is 1 only for some batch sizes).
-public enum SqueezeOp: OpDefinition {
+public enum SqueezeOp: ReshapingOpDefinition {
     public struct Attributes: OpAttributeSet, Equatable {
         public var axes: [Int]?
         public func encoded() -> [String: Engine.AttributeValue] { axes.map { ["axes": .ints($0)] } ?? [:] }
@@ -590,16 +580,6 @@ public enum SqueezeOp: OpDefinition {
             drop = x.shape.indices.filter { x.shape[$0].known == 1 }
         }
         return [Engine.TensorType(x.dtype, x.shape.indices.filter { !drop.contains($0) }.map { x.shape[$0] })]
-    }
-
-    public static func evaluate(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
-                                outputs: [Engine.TensorType]) throws(InLoopError) -> [Engine.KnownInts?]? {
-        guard let k = known.first ?? nil, let shape = outputs[0].shape.known else { return nil }
-        return [try Engine.KnownInts(shape: shape, values: k.values)]
-    }
-
-    public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
-        try ctx.aliasOrFold(output: 0, input: 0)
     }
 }
 

@@ -96,6 +96,22 @@ extension OpDefinition {
     }
 }
 
+/// Ops that only give their input a new shape (Reshape, Unsqueeze, Flatten, Squeeze): row-major data
+/// does not move, so known values pass through in order and the output is the input's storage.
+public protocol ReshapingOpDefinition: OpDefinition {}
+
+extension ReshapingOpDefinition {
+    public static func evaluate(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
+                                outputs: [Engine.TensorType]) throws(InLoopError) -> [Engine.KnownInts?]? {
+        guard let k = known.first ?? nil, let shape = outputs[0].shape.known else { return nil }
+        return [try Engine.KnownInts(shape: shape, values: k.values)]
+    }
+
+    public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+        try ctx.aliasOrFold(output: 0, input: 0)
+    }
+}
+
 /// The op table: every op the engine runs, found by (domain, op_type).
 public struct OpRegistry: Sendable {
     private let ops: [String: [any OpDefinition.Type]]

@@ -64,7 +64,7 @@ public enum ShapeOp: OpDefinition {
     }
 }
 
-public enum ReshapeOp: OpDefinition {
+public enum ReshapeOp: ReshapingOpDefinition {
     public struct Attributes: OpAttributeSet, Equatable {
         public var allowZero: Bool
         public func encoded() -> [String: Engine.AttributeValue] { allowZero ? ["allowzero": .int(1)] : [:] }
@@ -136,17 +136,6 @@ public enum ReshapeOp: OpDefinition {
             throw InLoopError(.unsupported, "the target shape must be known when the model is compiled (a constant or computed from shapes)")
         }
         return [Engine.TensorType(x.dtype, try outputShape(a, x.shape, spec.values))]
-    }
-
-    public static func evaluate(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
-                                outputs: [Engine.TensorType]) throws(InLoopError) -> [Engine.KnownInts?]? {
-        guard let k = known.first ?? nil, let shape = outputs[0].shape.known else { return nil }
-        return [try Engine.KnownInts(shape: shape, values: k.values)]
-    }
-
-    /// Row-major data does not move: the output is the input's storage.
-    public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
-        try ctx.aliasOrFold(output: 0, input: 0)
     }
 }
 
@@ -346,7 +335,7 @@ public enum ConcatOp: OpDefinition {
     }
 }
 
-public enum UnsqueezeOp: OpDefinition {
+public enum UnsqueezeOp: ReshapingOpDefinition {
     public struct Attributes: OpAttributeSet, Equatable {
         /// nil: from input 1 (opset >= 13).
         public var axes: [Int]?
@@ -388,16 +377,5 @@ public enum UnsqueezeOp: OpDefinition {
         for k in list { shape.insert(1, at: k) }
         guard shape.count <= Engine.maxRank else { throw InLoopError(.unsupported, "output rank \(shape.count); InLoop takes ranks up to \(Engine.maxRank)") }
         return [Engine.TensorType(x.dtype, shape)]
-    }
-
-    public static func evaluate(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
-                                outputs: [Engine.TensorType]) throws(InLoopError) -> [Engine.KnownInts?]? {
-        guard let k = known.first ?? nil, let shape = outputs[0].shape.known else { return nil }
-        return [try Engine.KnownInts(shape: shape, values: k.values)]
-    }
-
-    /// Row-major data does not move: the output is the input's storage.
-    public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
-        try ctx.aliasOrFold(output: 0, input: 0)
     }
 }

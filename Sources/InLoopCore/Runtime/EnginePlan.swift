@@ -321,8 +321,6 @@ extension Engine {
         public var stepCount: Int { steps.count }
         public var isDifferentiable: Bool { numerics == .differentiable }
         public var slotCount: Int { slotOffsets.count }
-        /// Elements of work space at batch n.
-        public func workspaceElements(at n: Int) -> Int? { arenaSize.checked(at: n) }
 
         /// The elements a call at batch n claims: the work space and the outputs (the caller's arrays,
         /// filled by the plan), which the memory limits bound together; nil when it overflows.

@@ -63,7 +63,4 @@ extension Engine.Model {
         }
         return outs.indices.map { Array(outs[$0].prefix(elements(input: false, $0, batch: batch))) }
     }
-
-    public func inputIndex(_ name: String) -> Int? { inputSpecs.firstIndex { $0.name == name } }
-    public func outputIndex(_ name: String) -> Int? { outputSpecs.firstIndex { $0.name == name } }
 }

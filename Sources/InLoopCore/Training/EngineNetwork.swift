@@ -21,8 +21,6 @@ public final class EngineNetwork<T: Real> {
     /// The trainer's copy of the graph, in `T`; its parameter constants are views of `parameters`.
     public let graph: Engine.Graph
     public let inputName: String
-    public let outputName: String
-    public let inputShape: [Int]
     public let outputShape: [Int]
     public let inputSize: Int
     public let outputSize: Int
@@ -84,8 +82,6 @@ public final class EngineNetwork<T: Real> {
         fixedBatch = d0.known
         if let f = fixedBatch, f < 1 { throw InLoopError(.format, "graph input '\(input.name)' has batch dimension \(f)") }
         inputName = input.name
-        outputName = g[g.outputs[0]].name
-        inputShape = shape
         inputSize = try InLoopCore.Tensor.elementCount(shape)
 
         // Parameters: chosen, laid out, and made views of the flat vector.
