@@ -152,6 +152,7 @@ def program_args(name):
         "test_shaped": [FIXTURES],
         "f_test_serial": [FIXTURES, MODELS],
         "f_test_onnx": [SHARED, MODELS, FIXTURES],
+        "f_test_threads_default": [model + ".safetensors"],
         "mpi_test_mpi": [model + ".safetensors", model + ".io.bin"],
         "mpi_test_mpi_f08": [model + ".safetensors"],
         "test_abi": [FIXTURES],
