@@ -32,7 +32,7 @@ public enum Kernels {
                     y[o] = b.map { s + $0[o] } ?? s
                     o &+= 1
                 }
-                activateInPlace(act, y, count: m)
+                activate(act, y, count: m)
                 return
             }
             if let b {
@@ -42,7 +42,7 @@ public enum Kernels {
             } else {
                 cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(k), 1, w, Int32(k), x, 1, 0, y, 1)
             }
-            activateInPlace(act, y, count: m)
+            activate(act, y, count: m)
             return
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(m), Int32(k),
@@ -50,20 +50,7 @@ public enum Kernels {
         if let b {
             biasActivate(act, y, rows: n, cols: m, bias: b)
         } else {
-            activateInPlace(act, y, count: n * m)
-        }
-    }
-
-    /// The inference activations in place, float32: the same values as `activate(_:_:count:numerics:)`
-    /// at `.inference` (tanh is `Activation.tanh`, ReLU maps NaN to 0), as plain loops the compiler
-    /// vectorises without the generic path's numerics and aliasing branches (~20 ns of an l96 call).
-    @inlinable
-    static func activateInPlace(_ act: Activation, _ y: UnsafeMutablePointer<Float>, count: Int) {
-        switch act {
-        case .identity: return
-        case .relu: for i in 0..<count { let v = y[i]; y[i] = v > 0 ? v : 0 }
-        case .tanh: for i in 0..<count { y[i] = Activation.tanh(y[i]) }
-        default: activate(act, y, count: count, numerics: .inference)
+            activate(act, y, count: n * m)
         }
     }
 

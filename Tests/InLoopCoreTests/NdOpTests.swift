@@ -453,22 +453,28 @@ final class NdOpTests: XCTestCase {
     }
 
     static func conv3DGraph(_ dtype: Engine.DType, _ cc: Conv3DCase, train: Bool = false) throws -> Engine.Graph {
+        try windowGraph(dtype, ConvOp.self, cc.attrs, input: [cc.c] + cc.size, weight: cc.weightShape, seed: 17,
+                        bias: cc.bias ? cc.m : nil, biasSeed: 19, train: train)
+    }
+
+    /// x [N, input...] → op(x, w, b?) → y, with seeded constant weight and bias (trainable with `train`).
+    static func windowGraph(_ dtype: Engine.DType, _ op: any OpDefinition.Type, _ attrs: [String: A], input: [Int],
+                            weight: [Int], seed: UInt64, bias: Int?, biasSeed: UInt64, train: Bool) throws -> Engine.Graph {
         let g = Engine.Graph(dtype: dtype)
-        try g.addInput("x", Engine.TensorType(dtype, OpTest.shape(g, ["N", cc.c] + cc.size)))
-        let w = OpTest.values(cc.weightShape.reduce(1, *), seed: 17, in: -1...1, as: Double.self)
+        try g.addInput("x", Engine.TensorType(dtype, OpTest.shape(g, ["N"] + input)))
         func constant(_ name: String, _ shape: [Int], _ v: [Double]) throws -> Engine.ValueID {
             dtype == .float32 ? try g.addConstant(name, try Engine.Tensor(shape: shape, values: v.map { Float($0) }))
                               : try g.addConstant(name, try Engine.Tensor(shape: shape, values: v))
         }
         var inputs = ["x", "w"]
-        let wid = try constant("w", cc.weightShape, w)
+        let wid = try constant("w", weight, OpTest.values(weight.reduce(1, *), seed: seed, in: -1...1, as: Double.self))
         if train { g.parameters.append(wid) }
-        if cc.bias {
-            let bid = try constant("b", [cc.m], OpTest.values(cc.m, seed: 19, in: -1...1, as: Double.self))
+        if let bias {
+            let bid = try constant("b", [bias], OpTest.values(bias, seed: biasSeed, in: -1...1, as: Double.self))
             inputs.append("b")
             if train { g.parameters.append(bid) }
         }
-        try g.addNode("conv", ConvOp.self, cc.attrs, inputs: inputs, outputs: ["y"])
+        try g.addNode("node", op, attrs, inputs: inputs, outputs: ["y"])
         try g.markOutput("y")
         try g.verify()
         try g.inferTypes()
@@ -576,26 +582,8 @@ final class NdOpTests: XCTestCase {
     }
 
     static func convT3DGraph(_ dtype: Engine.DType, _ cc: ConvT3DCase, train: Bool = false) throws -> Engine.Graph {
-        let g = Engine.Graph(dtype: dtype)
-        try g.addInput("x", Engine.TensorType(dtype, OpTest.shape(g, ["N", cc.c] + cc.size)))
-        let w = OpTest.values(cc.weightShape.reduce(1, *), seed: 23, in: -1...1, as: Double.self)
-        func constant(_ name: String, _ shape: [Int], _ v: [Double]) throws -> Engine.ValueID {
-            dtype == .float32 ? try g.addConstant(name, try Engine.Tensor(shape: shape, values: v.map { Float($0) }))
-                              : try g.addConstant(name, try Engine.Tensor(shape: shape, values: v))
-        }
-        var inputs = ["x", "w"]
-        let wid = try constant("w", cc.weightShape, w)
-        if train { g.parameters.append(wid) }
-        if cc.bias {
-            let bid = try constant("b", [cc.m], OpTest.values(cc.m, seed: 29, in: -1...1, as: Double.self))
-            inputs.append("b")
-            if train { g.parameters.append(bid) }
-        }
-        try g.addNode("convT", ConvTransposeOp.self, cc.attrs, inputs: inputs, outputs: ["y"])
-        try g.markOutput("y")
-        try g.verify()
-        try g.inferTypes()
-        return g
+        try windowGraph(dtype, ConvTransposeOp.self, cc.attrs, input: [cc.c] + cc.size, weight: cc.weightShape, seed: 23,
+                        bias: cc.bias ? cc.m : nil, biasSeed: 29, train: train)
     }
 
     func testConvTranspose3DForward() throws {

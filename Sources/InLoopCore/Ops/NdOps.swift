@@ -259,12 +259,18 @@ enum Conv3D {
         var od: Int
     }
 
-    static func geometry(_ a: WindowAttributes, _ inputs: [Engine.TensorType?]) throws(InLoopError) -> (Engine.TensorType, Geometry) {
+    /// X (N, C, D, H, W) of a floating type with C, D, H, W known: X's type and [C, D, H, W].
+    static func input(_ inputs: [Engine.TensorType?], _ op: String) throws(InLoopError) -> (Engine.TensorType, [Int]) {
         let x = try Engine.input(inputs, 0, "input")
-        guard x.dtype.isFloatingPoint else { throw InLoopError(.format, "Conv takes floating values, got \(x.dtype)") }
+        guard x.dtype.isFloatingPoint else { throw InLoopError(.format, "\(op) takes floating values, got \(x.dtype)") }
         guard let rest = Array(x.shape.dropFirst()).known else {
             throw InLoopError(.unsupported, "input X has shape \(x.shape.formatted); the channels and spatial sizes must be known when the plan is compiled")
         }
+        return (x, rest)
+    }
+
+    static func geometry(_ a: WindowAttributes, _ inputs: [Engine.TensorType?]) throws(InLoopError) -> (Engine.TensorType, Geometry) {
+        let (x, rest) = try input(inputs, "Conv")
         let w = try Window.weight(inputs, x)
         let c = rest[0], spatial = Array(rest[1...])
         let kernel = Array(w[2...])
@@ -352,11 +358,7 @@ enum ConvTranspose3D {
     }
 
     static func geometry(_ a: WindowAttributes, _ inputs: [Engine.TensorType?]) throws(InLoopError) -> (Engine.TensorType, Geometry) {
-        let x = try Engine.input(inputs, 0, "input")
-        guard x.dtype.isFloatingPoint else { throw InLoopError(.format, "ConvTranspose takes floating values, got \(x.dtype)") }
-        guard let rest = Array(x.shape.dropFirst()).known else {
-            throw InLoopError(.unsupported, "input X has shape \(x.shape.formatted); the channels and spatial sizes must be known when the plan is compiled")
-        }
+        let (x, rest) = try Conv3D.input(inputs, "ConvTranspose")
         let w = try Window.weight(inputs, x)
         let p = try Window.convTransposeAxes(a, input: [1] + rest, weight: w)
         let c = rest[0], spatial = Array(rest[1...])
@@ -395,8 +397,7 @@ enum ConvTranspose3D {
         if ctx.numerics == .differentiable, !ctx.isConstant(1) || hasBias && !ctx.isConstant(2) {
             throw InLoopError(.unsupported, "a weight or bias computed at run time is not differentiated yet")
         }
-        guard let dims = Array(x.shape.dropFirst()).known else { throw InLoopError(.unsupported, "input X has unknown sizes") }
-        let c = dims[0], d = dims[1], p = hw.inputSpatialCount
+        let c = hw.channelsIn, d = g.depth[3], p = hw.inputSpatialCount
         // (N, C, D, P) -> (N, D, C, P)
         let slices = ctx.temporary(try ctx.extent([n, Sym(d), Sym(c), Sym(p)], "the depth slices"))
         let cdp = try Limits.product(try Limits.product(c, d, "C × D"), p, "the input per sample")

@@ -534,13 +534,6 @@ extension Engine {
             if checkFinite {
                 for k in 0..<inputs.count { try finite("input", k, inputs[k], inCounts[k], per: inCounts[k]) }
             }
-            let p = plan(of: r)
-            for k in 0..<inputs.count where p.inputSizes[k].checked(at: n) != inCounts[k] {
-                throw InLoopError(.internal, "input \(k): the plan takes \(p.inputSizes[k].at(n)) values, the shape has \(inCounts[k])")
-            }
-            for k in 0..<outputs.count where p.outputSizes[k].checked(at: n) != outCounts[k] {
-                throw InLoopError(.internal, "output \(k): the plan gives \(p.outputSizes[k].at(n)) values, the shape has \(outCounts[k])")
-            }
             _ = try shapedRunner(outRanks: outRanks, outDims: outDims)
             switch r {
             case .single(let e): try forward(e, n, inputs, outputs, inCounts, outCounts)
@@ -675,33 +668,26 @@ extension Engine {
             if checkFinite {
                 for k in 0..<inputs.count { try finite("input", k, inputs[k], inElements(k, batch), per: inputSpecs[k].count) }
             }
-            // (the executor's plan is read in place: copying the Plan value out retained its dozen arrays per call)
             switch try runner(batch) {
-            case .single(let e):
-                try checkPlanSizes(e, batch, inputs.count, outputs.count)
-                try forward(e, batch, inputs, outputs, inCounts, outCounts)
-            case .double(let e):
-                try checkPlanSizes(e, batch, inputs.count, outputs.count)
-                try forward(e, batch, inputs, outputs, inCounts, outCounts)
+            case .single(let e): try forward(e, batch, inputs, outputs, inCounts, outCounts)
+            case .double(let e): try forward(e, batch, inputs, outputs, inCounts, outCounts)
             }
             if checkFinite {
                 for k in 0..<outputs.count { try finite("output", k, UnsafePointer(outputs[k]), outElements(k, batch), per: outputSpecs[k].count) }
             }
         }
 
-        /// The plan takes the counts `inCounts`/`outCounts` hold at this batch (an internal check).
-        private func checkPlanSizes<T: EngineScalar>(_ e: Executor<T>, _ batch: Int, _ ni: Int, _ no: Int) throws(InLoopError) {
-            for k in 0..<ni where e.plan.inputSizes[k].at(batch) != inCounts[k] {
-                throw InLoopError(.internal, "input \(k): the plan takes \(e.plan.inputSizes[k].at(batch)) values at batch \(batch)")
-            }
-            for k in 0..<no where e.plan.outputSizes[k].at(batch) != outCounts[k] {
-                throw InLoopError(.internal, "output \(k): the plan gives \(e.plan.outputSizes[k].at(batch)) values at batch \(batch)")
-            }
-        }
-
         private func forward<T: EngineScalar, U: EngineScalar>(_ e: Executor<T>, _ n: Int, _ inputs: UnsafeBufferPointer<UnsafePointer<U>>,
                                                              _ outputs: UnsafeBufferPointer<UnsafeMutablePointer<U>>,
                                                              _ inCounts: UnsafeMutableBufferPointer<Int>, _ outCounts: UnsafeMutableBufferPointer<Int>) throws(InLoopError) {
+            // the plan takes the caller's counts at n (an internal check; the executor's plan is read in
+            // place: copying the Plan value out would retain its dozen arrays on every call)
+            for k in 0..<inputs.count where e.plan.inputSizes[k].checked(at: n) != inCounts[k] {
+                throw InLoopError(.internal, "input \(k): the plan takes \(e.plan.inputSizes[k].at(n)) values at batch \(n), the call has \(inCounts[k])")
+            }
+            for k in 0..<outputs.count where e.plan.outputSizes[k].checked(at: n) != outCounts[k] {
+                throw InLoopError(.internal, "output \(k): the plan gives \(e.plan.outputSizes[k].at(n)) values at batch \(n), the call has \(outCounts[k])")
+            }
             e.reproducible = reproducible
             if T.self == U.self {
                 let i = UnsafeRawBufferPointer(inputs).bindMemory(to: UnsafePointer<T>.self)
@@ -759,10 +745,8 @@ extension Engine {
                 throw InLoopError(.invalidArgument, "model '\(name)' has \(inputSpecs.count) inputs and \(outputSpecs.count) outputs; run it with all of them (inloop_model_run_f32/_f64)")
             }
             try checkBatch(batch)
-            // (the spec is read only on failure: passing it would retain its name and shape per call)
-            let needX = inElements(0, batch), needY = outElements(0, batch)
-            if nx < needX { try checkCount("input", inputSpecs[0], nx, needX, batch) }
-            if ny < needY { try checkCount("output", outputSpecs[0], ny, needY, batch) }
+            try checkCount(input: true, nx, inElements(0, batch), batch)
+            try checkCount(input: false, ny, outElements(0, batch), batch)
         }
 
         private func checkBatch(_ batch: Int) throws(InLoopError) {
@@ -779,9 +763,12 @@ extension Engine {
             if batch > largestBatch { throw InLoopError(.invalidArgument, "batch \(batch) is too large") }
         }
 
-        private func checkCount(_ what: String, _ spec: TensorSpec, _ count: Int, _ need: Int, _ batch: Int) throws(InLoopError) {
+        /// The single input (or output) array holds `need` values; the spec is read only to word the error
+        /// (passing it would retain its name and shape on every call).
+        private func checkCount(input: Bool, _ count: Int, _ need: Int, _ batch: Int) throws(InLoopError) {
             guard count >= need else {
-                throw InLoopError(.sizeMismatch, "\(what) '\(spec.name)' has \(count) values; batch \(batch) × \(spec.count) (shape \(InLoopCore.Tensor.format(spec.shape))) needs \(need)")
+                let spec = input ? inputSpecs[0] : outputSpecs[0]
+                throw InLoopError(.sizeMismatch, "\(input ? "input" : "output") '\(spec.name)' has \(count) values; batch \(batch) × \(spec.count) (shape \(InLoopCore.Tensor.format(spec.shape))) needs \(need)")
             }
         }
 
