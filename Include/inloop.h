@@ -37,6 +37,22 @@ typedef struct inloop_model inloop_model;
 /* Opaque handle of a training run (a model, its optimizer state, loss, schedule). */
 typedef struct inloop_trainer inloop_trainer;
 
+/// The range check run on each forward/run call of a model (inloop_model_set_range_check).
+typedef enum inloop_range_mode {
+    /// No check (the default).
+    INLOOP_RANGE_OFF = 0,
+    /// Per column, the number of input features outside their range (and, per feature, the number
+    /// of columns where it is outside: inloop_model_range_feature_counts); the model sees the inputs
+    /// as given.
+    INLOOP_RANGE_REPORT = 1,
+    /// As REPORT for the per-column counts, and the model sees each value clamped into its range (a
+    /// NaN stays NaN and counts as outside); the caller's array is not changed.
+    INLOOP_RANGE_CLAMP = 2,
+    /// Per column 1 when any feature is outside its range, else 0 (the cheapest check); the model
+    /// sees the inputs as given.
+    INLOOP_RANGE_FLAG_ONLY = 3
+} inloop_range_mode;
+
 /// Status codes returned by every InLoop call that can fail. INLOOP_OK is 0; the message
 /// of the last failure on the calling thread is inloop_last_error().
 typedef enum inloop_status {
@@ -309,6 +325,54 @@ inloop_status inloop_model_set_check_finite(inloop_model *model, int32_t enabled
 /// column's last bits may depend on its position in the batch (optimised GEMM sums by tiles).
 /// Statuses: NULL_POINTER, INVALID_HANDLE, BUSY (the model is running on another thread).
 inloop_status inloop_model_set_reproducible(inloop_model *model, int32_t enabled);
+
+/// Sets the range check of every later forward/run call on this model (mode is an
+/// inloop_range_mode value). Anything but INLOOP_RANGE_OFF needs the model's input ranges: stored by
+/// the trainer that saved it, or set with inloop_model_set_input_range,
+/// inloop_model_set_input_range_from_samples_f32 (or f64) or inloop_model_set_input_range_from_file. A value v is outside when v < lo or v > hi or v is NaN. run_shaped refuses to run
+/// while the check is on (UNSUPPORTED). Read the results with inloop_model_range_flags.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (an unknown mode; no input ranges), BUSY.
+inloop_status inloop_model_set_range_check(inloop_model *model, int32_t mode);
+
+/// Copies into counts[0..batch-1] the per-column results of the last checked forward/run call: the
+/// number of input features outside their range (REPORT, CLAMP) or 1/0 (FLAG_ONLY). batch must be
+/// that call's batch. Zero everywhere means every column was inside the training range.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (the check is off, or no call was checked
+/// since it was set), SIZE_MISMATCH (batch is not the last call's), BUSY.
+inloop_status inloop_model_range_flags(inloop_model *model, int64_t batch, int32_t *counts);
+
+/// Copies into counts[0..n-1] (n = the first input's values per sample, inloop_model_input_size), for
+/// each feature, the number of columns of the last REPORT call where it was outside its range.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (the mode is not REPORT, or no call was
+/// checked), SIZE_MISMATCH (n is not the number of features), BUSY.
+inloop_status inloop_model_range_feature_counts(inloop_model *model, int64_t n, int64_t *counts);
+
+/// Sets the input ranges of the model's first input: lo[j] <= hi[j], finite, for each of its n values
+/// per sample (n = inloop_model_input_size). Replaces any ranges the file had; the check's mode is kept.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, SIZE_MISMATCH (n), INVALID_ARGUMENT (lo > hi, a non-finite
+/// bound), UNSUPPORTED (a model whose first input does not lead with the batch), BUSY.
+inloop_status inloop_model_set_input_range(inloop_model *model, int64_t n, const double *lo, const double *hi);
+
+/// Sets the input ranges from batch samples x (batch x n_in values, Fortran x(n_in, batch)): each
+/// feature's minimum and maximum, mean and standard deviation over them (non-finite samples: NONFINITE).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1), NONFINITE, UNSUPPORTED, BUSY.
+inloop_status inloop_model_set_input_range_from_samples_f32(inloop_model *model, const float *x, int64_t batch);
+
+/// As inloop_model_set_input_range_from_samples_f32, for double samples.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, NONFINITE, UNSUPPORTED, BUSY.
+inloop_status inloop_model_set_input_range_from_samples_f64(inloop_model *model, const double *x, int64_t batch);
+
+/// Sets the input ranges from a safetensors file: the ranges a native model file (or a file written
+/// by a trainer) holds, or else samples, the tensor named like the model's first input (or the
+/// file's only tensor), whose element count is a multiple of the input's values per sample.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, IO, FORMAT, SIZE_MISMATCH, NONFINITE, UNSUPPORTED, BUSY.
+inloop_status inloop_model_set_input_range_from_file(inloop_model *model, const char *path);
+
+/// Copies the model's input ranges into lo, hi, mean, std (n values each, n = inloop_model_input_size;
+/// mean and std may be NULL) and the number of samples they come from into *samples (may be NULL; 0
+/// for given ranges).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (the model has no ranges), SIZE_MISMATCH.
+inloop_status inloop_model_input_range(inloop_model *model, int64_t n, double *lo, double *hi, double *mean, double *std, int64_t *samples);
 
 /* ================================================================================================
  * Derivatives with respect to the inputs

@@ -73,7 +73,7 @@ module inloop
     use inloop_c
     use, intrinsic :: iso_c_binding, only: c_ptr, c_null_ptr, c_char, c_null_char, c_int32_t, c_int64_t, &
                                            c_float, c_double, c_size_t, c_associated, c_loc, c_f_pointer
-    use, intrinsic :: iso_fortran_env, only: int8, int64, real32, real64, error_unit
+    use, intrinsic :: iso_fortran_env, only: int8, int32, int64, real32, real64, error_unit
     implicit none
     private
 
@@ -81,6 +81,8 @@ module inloop
     public :: INLOOP_OK, INLOOP_ERR_NULL_POINTER, INLOOP_ERR_INVALID_ARGUMENT, INLOOP_ERR_SIZE_MISMATCH, &
               INLOOP_ERR_INVALID_HANDLE, INLOOP_ERR_IO, INLOOP_ERR_FORMAT, INLOOP_ERR_UNSUPPORTED, INLOOP_ERR_NONFINITE, &
               INLOOP_ERR_OUT_OF_MEMORY, INLOOP_ERR_BUSY, INLOOP_ERR_INTERNAL, INLOOP_ERR_MPI
+    ! The range-check modes of set_range_check (inloop_range_mode in Include/inloop.h).
+    public :: INLOOP_RANGE_OFF, INLOOP_RANGE_REPORT, INLOOP_RANGE_CLAMP, INLOOP_RANGE_FLAG_ONLY
 
     interface
         ! C library helper used to convert C strings.
@@ -128,6 +130,15 @@ module inloop
         procedure :: output_index => model_output_index  !< output_index(name [, stat, errmsg])
         procedure :: set_check_finite => model_set_check_finite  !< set_check_finite(enabled [, stat, errmsg])
         procedure :: set_reproducible => model_set_reproducible  !< set_reproducible(enabled [, stat, errmsg])
+        procedure :: set_range_check => model_set_range_check  !< set_range_check(mode [, stat, errmsg]): INLOOP_RANGE_*
+        procedure :: range_flags => model_range_flags    !< range_flags(counts(ncol) [, stat, errmsg]): last call's
+        procedure :: range_feature_counts => model_range_feature_counts  !< range_feature_counts(counts(n_in) [, ...])
+        procedure :: set_input_range => model_set_input_range  !< set_input_range(lo(n_in), hi(n_in) [, stat, errmsg])
+        procedure, private :: set_input_range_from_samples_r32, set_input_range_from_samples_r64
+        !> set_input_range_from_samples(x [, stat, errmsg]): x as forward's (n_in, ncol), real32 or real64
+        generic :: set_input_range_from_samples => set_input_range_from_samples_r32, set_input_range_from_samples_r64
+        procedure :: set_input_range_from_file => model_set_input_range_from_file  !< (path [, stat, errmsg])
+        procedure :: input_range => model_input_range    !< input_range(lo, hi [, mean, std, samples, stat, errmsg])
         procedure :: c_handle => model_c_handle          !< the raw handle, for the c_inloop_* interfaces
         procedure, private :: forward_r32, forward_r64
         !> forward(x, y [, stat, errmsg]): one input, one output; x and y real(real32) or real(real64)
@@ -474,6 +485,150 @@ contains
         flag = 0
         if (enabled) flag = 1
         call report(c_inloop_model_set_reproducible(self%handle, flag), stat, errmsg)
+    end subroutine
+
+    ! ------------------------------------------------------------------------ input-range guards
+
+    !> The range check of every later forward/run: INLOOP_RANGE_OFF, _REPORT, _CLAMP or _FLAG_ONLY
+    !> (needs the model's input ranges: from the trainer that saved it, or set_input_range*).
+    subroutine model_set_range_check(self, mode, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        integer, intent(in) :: mode
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        call report(c_inloop_model_set_range_check(self%handle, int(mode, c_int32_t)), stat, errmsg)
+    end subroutine
+
+    !> counts(ncol): per column of the last checked forward/run (ncol its batch), the number of input
+    !> features outside their range (1/0 with INLOOP_RANGE_FLAG_ONLY); 0 = inside the training range.
+    subroutine model_range_flags(self, counts, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        integer(int32), intent(inout) :: counts(:)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(c_int32_t) :: c(size(counts))
+        integer(c_int32_t) :: code
+        code = c_inloop_model_range_flags(self%handle, size(counts, kind=c_int64_t), c)
+        if (code == INLOOP_OK) counts = c
+        call report(code, stat, errmsg)
+    end subroutine
+
+    !> counts(n_in): per input feature, the number of columns of the last INLOOP_RANGE_REPORT call
+    !> where it was outside its range.
+    subroutine model_range_feature_counts(self, counts, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        integer(int64), intent(inout) :: counts(:)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(c_int64_t) :: c(size(counts))
+        integer(c_int32_t) :: code
+        code = c_inloop_model_range_feature_counts(self%handle, size(counts, kind=c_int64_t), c)
+        if (code == INLOOP_OK) counts = c
+        call report(code, stat, errmsg)
+    end subroutine
+
+    !> The range [lo(j), hi(j)] of each of the first input's n_in values per sample.
+    subroutine model_set_input_range(self, lo, hi, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real64), intent(in), contiguous, target :: lo(:), hi(:)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        if (size(lo) /= size(hi)) then
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'set_input_range: lo and hi differ in size')
+            return
+        end if
+        if (size(lo) == 0) then
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'set_input_range: lo and hi are empty')
+            return
+        end if
+        call report(c_inloop_model_set_input_range(self%handle, size(lo, kind=c_int64_t), c_loc(lo), c_loc(hi)), &
+                    stat, errmsg)
+    end subroutine
+
+    !> The input ranges from samples x(n_in, ncol) (or any shape forward takes for x, batch last):
+    !> each feature's minimum and maximum, mean and standard deviation.
+    subroutine set_input_range_from_samples_r32(self, x, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real32), intent(in), contiguous, target :: x(..)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(int64) :: n_in, ncol
+        integer :: st
+        n_in = self%input_size(st, errmsg)
+        if (st /= INLOOP_OK) then
+            call report(int(st, c_int32_t), stat, errmsg)
+            return
+        end if
+        ncol = 0
+        if (n_in > 0) ncol = size(x, kind=int64) / n_in
+        if (n_in <= 0 .or. ncol < 1 .or. ncol * n_in /= size(x, kind=int64)) then
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'set_input_range_from_samples: x holds ' // &
+                        counted(size(x, kind=int64), 'value') // ', not a positive multiple of the input size')
+            return
+        end if
+        call report(c_inloop_model_set_input_range_from_samples_f32(self%handle, c_loc(x), int(ncol, c_int64_t)), &
+                    stat, errmsg)
+    end subroutine
+
+    !> The input ranges from samples x(n_in, ncol) (or any shape forward takes for x, batch last):
+    !> each feature's minimum and maximum, mean and standard deviation.
+    subroutine set_input_range_from_samples_r64(self, x, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real64), intent(in), contiguous, target :: x(..)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(int64) :: n_in, ncol
+        integer :: st
+        n_in = self%input_size(st, errmsg)
+        if (st /= INLOOP_OK) then
+            call report(int(st, c_int32_t), stat, errmsg)
+            return
+        end if
+        ncol = 0
+        if (n_in > 0) ncol = size(x, kind=int64) / n_in
+        if (n_in <= 0 .or. ncol < 1 .or. ncol * n_in /= size(x, kind=int64)) then
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'set_input_range_from_samples: x holds ' // &
+                        counted(size(x, kind=int64), 'value') // ', not a positive multiple of the input size')
+            return
+        end if
+        call report(c_inloop_model_set_input_range_from_samples_f64(self%handle, c_loc(x), int(ncol, c_int64_t)), &
+                    stat, errmsg)
+    end subroutine
+
+    !> The input ranges from a safetensors file: the ranges a model file holds, or samples (the tensor
+    !> named like the model's first input, or the file's only tensor).
+    subroutine model_set_input_range_from_file(self, path, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        character(len=*), intent(in) :: path
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        call report(c_inloop_model_set_input_range_from_file(self%handle, trim(path) // c_null_char), stat, errmsg)
+    end subroutine
+
+    !> The model's input ranges: lo(n_in), hi(n_in), and optionally the training mean and standard
+    !> deviation per feature and the number of samples they come from (0 for given ranges).
+    subroutine model_input_range(self, lo, hi, mean, std, samples, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real64), intent(inout), contiguous, target :: lo(:), hi(:)
+        real(real64), intent(inout), contiguous, target, optional :: mean(:), std(:)
+        integer(int64), intent(out), optional :: samples
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        real(real64), allocatable, target :: m(:), d(:)
+        integer(c_int64_t) :: ns
+        integer(c_int32_t) :: code
+        if (size(hi) /= size(lo)) then
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'input_range: lo and hi differ in size')
+            return
+        end if
+        allocate (m(max(1, size(lo))), d(max(1, size(lo))))
+        code = c_inloop_model_input_range(self%handle, size(lo, kind=c_int64_t), c_loc(lo), c_loc(hi), c_loc(m), c_loc(d), ns)
+        if (code == INLOOP_OK) then
+            if (present(mean)) mean(1:min(size(mean), size(lo))) = m(1:min(size(mean), size(lo)))
+            if (present(std)) std(1:min(size(std), size(lo))) = d(1:min(size(std), size(lo)))
+            if (present(samples)) samples = int(ns, int64)
+        end if
+        call report(code, stat, errmsg)
     end subroutine
 
     ! ----------------------------------------------------------------------------- forward

@@ -43,7 +43,7 @@ import textwrap
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Pointer parameters that are arrays (the C comment says how many values), not one value stored by C.
-ARRAY_PARAMS = {"dims", "in_ranks", "in_dims", "out_capacity", "out_ranks", "out_dims"}
+ARRAY_PARAMS = {"dims", "in_ranks", "in_dims", "out_capacity", "out_ranks", "out_dims", "counts"}
 # (function, parameter): pointers C accepts as NULL, passed as type(c_ptr) so Fortran can give c_null_ptr.
 NULLABLE = {("inloop_trainer_create_from_model", "config"),
             ("inloop_model_run_shaped_f32", "out_ranks"), ("inloop_model_run_shaped_f32", "out_dims"),

@@ -425,6 +425,8 @@ def suite_c():
     record_counted("c-training", code, out)
     code, out = run("golden", [os.path.join(BUILD, "test_golden"), FIXTURES, BUILD])
     record_counted("c-golden", code, out)
+    code, out = run("ranges", [os.path.join(BUILD, "test_ranges_c"), FIXTURES])
+    record_counted("c-ranges", code, out)
     suite_c_abi()
 
 
@@ -550,6 +552,10 @@ def check_snippets():
     a, b = check("examples", "training snippet runs (create, step, checkpoint, save, copy_model, jvp)",
                  code == 0 and "loss" in out and os.path.exists(os.path.join(work, "run.ckpt")), f"exit {code}: {out[-800:]}")
     p += a; f += b
+    code, out = run("examples", f"cd {work} && {os.path.join(exe, 'range_guard')}")
+    m = re.search(r"out of range: (\d+) of 64 columns", out)
+    a, b = check("examples", "range-guard snippet flags the drifted columns (at least every 8th)",
+                 code == 0 and m is not None and int(m.group(1)) >= 8, f"exit {code}: {out[-800:]}"); p += a; f += b
     for form in ("f08", "mpi"):
         out_file = os.path.join(work, "subgrid.safetensors")
         if os.path.exists(out_file):
@@ -587,6 +593,8 @@ def suite_fortran():
     record_counted("fortran-onnx", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_fortran_training")])
     record_counted("fortran-training", code, out)
+    code, out = run("fortran", [os.path.join(BUILD, "test_ranges"), BUILD])
+    record_counted("fortran-ranges", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_openmp"), os.path.join(FIXTURES, "mlp_medium.safetensors")],
                     timeout=300)
     record_counted("fortran-openmp", code, out)
@@ -631,6 +639,10 @@ def suite_mpi():
     # models loaded over MPI against independent references (NumPy outputs, finite differences)
     code, out = run("mpi", ["mpirun", "-np", "2", os.path.join(BUILD, "test_mpi_reference"), FIXTURES], timeout=300)
     record_counted("mpi-reference", code, out)
+    # input ranges of data-parallel training: every rank's data, each sample once across a restart
+    for np_args in (["-np", "2"], ["-np", "3", "--oversubscribe"]):
+        code, out = run("mpi", ["timeout", "120", "mpirun", *np_args, os.path.join(BUILD, "test_mpi_ranges")], timeout=180)
+        record_counted(f"mpi-ranges{np_args[1]}", code, out)
     # collective calls fail together: an error on one rank is a status on every rank, never a hang
     for np_args in (["-np", "2"], ["-np", "3", "--oversubscribe"]):
         for shm, name in (("1", "shm"), ("0", "mpi")):

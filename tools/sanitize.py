@@ -150,6 +150,8 @@ def program_args(name):
         "test_training": [FIXTURES, BUILD, MODELS],
         "test_golden": [FIXTURES, BUILD],
         "test_shaped": [FIXTURES],
+        "test_ranges": [FIXTURES],
+        "f_test_ranges": [BUILD],
         "f_test_serial": [FIXTURES, MODELS],
         "f_test_onnx": [SHARED, MODELS, FIXTURES],
         "f_test_threads_default": [model + ".safetensors"],

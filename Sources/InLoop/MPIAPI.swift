@@ -96,6 +96,9 @@ private func communicator(_ comm: Int32) throws(InLoopError) -> Communicator {
         do throws(InLoopError) { box = TrainerBox(try Checkpoint.load(bytes: bytes)) } catch { failure = error.prefixed(p) }
         try c.agree(failure)
         guard let box else { throw InLoopError(.internal, "trainer_load_checkpoint_mpi: agreement failed") }
+        // the checkpoint's input statistics are every rank's merged: rank 0 carries them on, so that
+        // merging again at the next save counts each sample once
+        if c.rank != 0 { box.trainer.setInputStatistics(Engine.RangeStatistics(features: box.trainer.inputSize)) }
         try attach(box, c)
         trainer.pointee = trainers.register(box)
     }

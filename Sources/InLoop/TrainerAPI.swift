@@ -90,17 +90,33 @@ extension AnyTrainer {
         }
     }
 
-    /// An inference model with the current weights.
-    func model() throws(InLoopError) -> Engine.Model {
+    /// The per-feature statistics of the inputs this process trained on.
+    var inputStatistics: Engine.RangeStatistics {
+        switch self { case .float32(let t): return t.inputStatistics; case .float64(let t): return t.inputStatistics }
+    }
+
+    func setInputStatistics(_ s: Engine.RangeStatistics) {
+        switch self { case .float32(let t): t.inputStatistics = s; case .float64(let t): t.inputStatistics = s }
+    }
+
+    /// An inference model with the current weights, and as input ranges those of `statistics` (default:
+    /// this process's) when it has samples (statistics that are not valid ranges, e.g. after non-finite
+    /// inputs, are left out).
+    func model(statistics: Engine.RangeStatistics? = nil) throws(InLoopError) -> Engine.Model {
+        let m: Engine.Model
         switch self {
-        case .float32(let t): return try t.network.inferenceModel()
-        case .float64(let t): return try t.network.inferenceModel()
+        case .float32(let t): m = try t.network.inferenceModel()
+        case .float64(let t): m = try t.network.inferenceModel()
         }
+        if let r = try? (statistics ?? inputStatistics).ranges() { try? m.setInputRanges(r) }
+        return m
     }
 
     /// The bytes of a model file with the current weights: native version 1 for a layer list,
     /// version 2 for any other graph.
-    func modelFile() throws(InLoopError) -> [UInt8] { try NativeFormat.serialize(try model()) }
+    func modelFile(statistics: Engine.RangeStatistics? = nil) throws(InLoopError) -> [UInt8] {
+        try NativeFormat.serialize(try model(statistics: statistics))
+    }
 
 }
 
@@ -220,10 +236,12 @@ private func collective(_ handle: OpaquePointer?, _ what: String, check: (AnyTra
             let p = try cString(path, "save_checkpoint: checkpoint path")
             // Data-parallel ranks each update a shard of the optimizer state: complete it first.
             try box.parallel?.gatherState()
+            // every rank's input statistics, merged (a restart gives them to rank 0 alone)
+            let merged = try box.comm.map { (c) throws(InLoopError) in try c.merged(t.inputStatistics) }
             try onRankZero(box.comm) { () throws(InLoopError) in
                 switch t {
-                case .float32(let tr): try Checkpoint.save(tr, to: p)
-                case .float64(let tr): try Checkpoint.save(tr, to: p)
+                case .float32(let tr): try Checkpoint.save(tr, to: p, statistics: merged)
+                case .float64(let tr): try Checkpoint.save(tr, to: p, statistics: merged)
                 }
             }
         }
@@ -243,7 +261,9 @@ private func collective(_ handle: OpaquePointer?, _ what: String, check: (AnyTra
             _ = try t.modelFile()
         }) { (box, t) throws(InLoopError) in
             let p = try cString(path, "save_model: model path")
-            try onRankZero(box.comm) { () throws(InLoopError) in try FileIO.write(try t.modelFile(), to: p) }
+            // the input ranges of every rank's data (collective, before rank 0 writes)
+            let merged = try box.comm.map { (c) throws(InLoopError) in try c.merged(t.inputStatistics) }
+            try onRankZero(box.comm) { () throws(InLoopError) in try FileIO.write(try t.modelFile(statistics: merged), to: p) }
         }
     }
 }

@@ -16,7 +16,7 @@ public enum NativeFormat {
 
     /// Loads a model from the bytes of a native model file of either version.
     public static func load(bytes: [UInt8]) throws(InLoopError) -> Engine.Model {
-        try Engine.Model(graph: try graph(bytes: bytes))
+        try InputRangesFile.attach(bytes, to: try Engine.Model(graph: try graph(bytes: bytes)))
     }
 
     /// The graph of a native file of either version: a graph (version 2), or a layer stack (version 1)
@@ -178,7 +178,15 @@ public enum NativeFormat {
 
     /// The bytes of a native model file holding `model`: version 1 (a layer list) for a layer-stack
     /// model in float32, version 2 (its graph) for any other.
+    /// The bytes of a native file holding `model`: version 1 for a float32 layer list, else version 2;
+    /// with the model's input ranges when it has them.
     public static func serialize(_ model: Engine.Model) throws(InLoopError) -> [UInt8] {
+        let bytes = try serializeModel(model)
+        guard let r = model.inputRanges else { return bytes }
+        return try InputRangesFile.adding(r, input: model.inputSpecs.first?.name ?? "", to: bytes)
+    }
+
+    static func serializeModel(_ model: Engine.Model) throws(InLoopError) -> [UInt8] {
         let g = model.graph
         guard let specs = g.layerSpecs, g.dtype == .float32, let weights = g.layerParameters,
               let input = g.inputs.first, let output = g.outputs.first else {

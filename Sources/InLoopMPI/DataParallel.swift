@@ -357,3 +357,41 @@ enum FixedPoint {
         for i in 0..<count { out[i] = T(double(Int64(truncatingIfNeeded: q[i])) * factor) }
     }
 }
+
+extension Communicator {
+    /// Every rank's input statistics merged in rank order (collective; every rank gets the same bits).
+    /// All ranks must pass statistics of the same number of features (a trainer's input size).
+    public func merged(_ s: Engine.RangeStatistics) throws(InLoopError) -> Engine.RangeStatistics {
+        let f = s.features
+        let per = 1 + 4 * f
+        guard size > 0, per <= Int(Int32.max) / size else {
+            throw InLoopError(.unsupported, "merging input statistics of \(f) features over \(size) ranks exceeds MPI's counts")
+        }
+        var buffer = [Double](repeating: 0, count: per * size)
+        let base = rank * per
+        buffer[base] = Double(s.count)
+        for j in 0..<f {
+            buffer[base + 1 + j] = s.lo[j]; buffer[base + 1 + f + j] = s.hi[j]
+            buffer[base + 1 + 2 * f + j] = s.mean[j]; buffer[base + 1 + 3 * f + j] = s.m2[j]
+        }
+        let counts = [Int32](repeating: Int32(per), count: size)
+        let displacements = (0..<size).map { Int32($0 * per) }
+        try buffer.withUnsafeMutableBufferPointer { (b) throws(InLoopError) in
+            try counts.withUnsafeBufferPointer { (c) throws(InLoopError) in
+                try displacements.withUnsafeBufferPointer { (d) throws(InLoopError) in
+                    try allgather(b.baseAddress!, counts: c.baseAddress!, displacements: d.baseAddress!)
+                }
+            }
+        }
+        var total = Engine.RangeStatistics(features: f)
+        for r in 0..<size {
+            let o = r * per
+            let part = try Engine.RangeStatistics(count: Int(buffer[o]), lo: Array(buffer[(o + 1)..<(o + 1 + f)]),
+                                                  hi: Array(buffer[(o + 1 + f)..<(o + 1 + 2 * f)]),
+                                                  mean: Array(buffer[(o + 1 + 2 * f)..<(o + 1 + 3 * f)]),
+                                                  m2: Array(buffer[(o + 1 + 3 * f)..<(o + 1 + 4 * f)]))
+            try total.merge(part)
+        }
+        return total
+    }
+}

@@ -106,6 +106,19 @@ int main(int argc, char **argv) {
     }
     MODEL_CALL(inloop_model_set_check_finite, 1);
     MODEL_CALL(inloop_model_set_reproducible, 1);
+    {
+        int32_t flags[8];
+        int64_t fcounts[8];
+        double lo[8] = {0}, hi[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+        MODEL_CALL(inloop_model_set_range_check, 1);
+        MODEL_CALL(inloop_model_range_flags, B, flags);
+        MODEL_CALL(inloop_model_range_feature_counts, 1, fcounts);
+        MODEL_CALL(inloop_model_set_input_range, 1, lo, hi);
+        MODEL_CALL(inloop_model_set_input_range_from_samples_f32, x, B);
+        MODEL_CALL(inloop_model_set_input_range_from_samples_f64, xd, B);
+        MODEL_CALL(inloop_model_set_input_range_from_file, "/tmp/inloop_test_abi_never_read.safetensors");
+        MODEL_CALL(inloop_model_input_range, 1, lo, hi, NULL, NULL, NULL);
+    }
     MODEL_CALL(inloop_model_jvp_f32, x, dx, B, y, y);
     MODEL_CALL(inloop_model_jvp_f64, xd, dxd, B, yd, yd);
     MODEL_CALL(inloop_model_vjp_f32, x, y, B, dx);

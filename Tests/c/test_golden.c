@@ -6,7 +6,9 @@
  *  - the checkpoint fixtures checkpoint_v1_{f32,f64}.safetensors (a trainer made from CFG32/CFG64 below
  *    after 5 steps, written by `test_golden --write`): load + save gives the same bytes; load + K steps
  *    equals load, save, reload + K steps; creating the trainer again + 5 steps gives the fixture's bytes;
- *    load + K steps gives the committed losses, gradient norms and checkpoint bytes.
+ *    load + K steps gives the committed losses, gradient norms and checkpoint bytes; the same checkpoint
+ *    as written before checkpoints held input statistics (checkpoint_v1_*.pre_ranges) gives the same
+ *    losses and norms.
  *  - the model a trainer starts with, for the configurations the tests and the demo train from (seeded
  *    initialisation), at batch 1 on probe inputs (golden/init_*.b1.f32, also written by --write).
  * What depends on the CPU (docs/ENGINE-BASELINE.md): sgemm bits depend on OpenBLAS's kernel family
@@ -442,6 +444,22 @@ static void checkpoint_goldens(const char *fixtures, const char *tmp) {
             }
         if (ok && !same_file(after, t1, msg, sizeof msg)) ok = 0;
         snprintf(name, sizeof name, "golden: checkpoint_v1_%s + %d steps gives the committed losses, gradient norms and checkpoint", p, K);
+        check(ok, name, msg);
+        (void)inloop_trainer_free(t);
+        t = NULL;
+        /* a checkpoint written before input statistics existed (the same state without them) restarts
+           exactly: the same losses and gradient norms */
+        char legacy[1200];
+        snprintf(legacy, sizeof legacy, "%s/checkpoint_v1_%s.pre_ranges.safetensors", fixtures, p);
+        msg[0] = 0;
+        ok = n == 2 * K && inloop_trainer_load_checkpoint(legacy, &t) == INLOOP_OK && continue_k(t, f64, FIRST, out, t1);
+        if (!ok && !msg[0]) snprintf(msg, sizeof msg, "%s", inloop_last_error());
+        for (int k = 0; ok && k < 2 * K; k++)
+            if (memcmp(&out[k], &want[k], sizeof out[k]) != 0) {
+                snprintf(msg, sizeof msg, "step %d %s: %a, golden %a", FIRST + 1 + k / 2, k % 2 ? "gradient norm" : "loss", out[k], want[k]);
+                ok = 0;
+            }
+        snprintf(name, sizeof name, "golden: checkpoint_v1_%s.pre_ranges (no input statistics) + %d steps gives the committed losses and gradient norms", p, K);
         check(ok, name, msg);
         (void)inloop_trainer_free(t);
         remove(t1);

@@ -79,6 +79,10 @@ extension Engine {
         private var stagingOut: [TensorStorage] = []
         private let inPointers: UnsafeMutableRawPointer
         private let outPointers: UnsafeMutableRawPointer
+        /// The input pointers a range-guarded call passes on (input 0 replaced by its clamped copy).
+        private let guardPointers: UnsafeMutableRawPointer
+        /// The input-range check (RangeGuard.swift); nil until ranges are set.
+        var rangeGuard: RangeGuard? = nil
         /// Work arrays of the full-shape path (sized at init: running them allocates nothing).
         private var bound: [Int]
         /// (raw buffers, not arrays: writing them per call needs no uniqueness or exclusivity check)
@@ -168,6 +172,7 @@ extension Engine {
             parameterCount = params
             inPointers = .allocate(byteCount: Swift.max(planGraph.inputs.count, 1) * 8, alignment: 8)
             outPointers = .allocate(byteCount: Swift.max(planGraph.outputs.count, 1) * 8, alignment: 8)
+            guardPointers = .allocate(byteCount: Swift.max(planGraph.inputs.count, 1) * 8, alignment: 8)
             bound = [Int](repeating: -1, count: planGraph.symbols.count)
             inCounts = .allocate(capacity: planGraph.inputs.count)
             inCounts.initialize(repeating: 0)
@@ -232,6 +237,7 @@ extension Engine {
         deinit {
             inPointers.deallocate()
             outPointers.deallocate()
+            guardPointers.deallocate()
             inCounts.deallocate()
             outCounts.deallocate()
         }
@@ -515,6 +521,9 @@ extension Engine {
             guard inputs.count == inputSpecs.count, outputs.count == outputSpecs.count, capacities.count == outputSpecs.count else {
                 throw InLoopError(.sizeMismatch, "model '\(name)' has \(inputSpecs.count) input\(inputSpecs.count == 1 ? "" : "s") and \(outputSpecs.count) output\(outputSpecs.count == 1 ? "" : "s"); got \(inputs.count) input and \(outputs.count) output arrays")
             }
+            if let g = rangeGuard, g.mode != .off {
+                throw InLoopError(.unsupported, "the input-range check (mode \(g.mode)) runs on forward/run calls, not on run_shaped; set it off to run with full shapes")
+            }
             try acquire()
             defer { release() }
             try bind(ranks: ranks, dims: dims)
@@ -667,6 +676,13 @@ extension Engine {
             try checkOverlaps(inputs: native ? inputs : nil, outputs: outputs, inCounts, outCounts)
             if checkFinite {
                 for k in 0..<inputs.count { try finite("input", k, inputs[k], inElements(k, batch), per: inputSpecs[k].count) }
+            }
+            var inputs = inputs
+            if let g = rangeGuard, g.mode != .off, let clamped = g.check(inputs[0], batch: batch) {
+                let p = guardPointers.bindMemory(to: UnsafePointer<U>.self, capacity: inputs.count)
+                for k in 0..<inputs.count { p[k] = inputs[k] }
+                p[0] = clamped
+                inputs = UnsafeBufferPointer(start: p, count: inputs.count)
             }
             switch try runner(batch) {
             case .single(let e): try forward(e, batch, inputs, outputs, inCounts, outCounts)
@@ -827,12 +843,12 @@ extension Engine {
             if let reproducible { self.reproducible = reproducible }
         }
 
-        private func acquire() throws(InLoopError) {
+        func acquire() throws(InLoopError) {
             guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
                 throw InLoopError(.busy, "model is being run by another thread; use one model handle per thread")
             }
         }
 
-        private func release() { busy.store(false, ordering: .releasing) }
+        func release() { busy.store(false, ordering: .releasing) }
     }
 }

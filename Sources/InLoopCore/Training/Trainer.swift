@@ -58,6 +58,9 @@ public final class Trainer<T: Real> {
 
     /// Data-parallel training (set by InLoopMPI): nil when this process trains alone.
     public var distributed: DistributedStep<T>? = nil
+    /// Per-feature range and moments of the inputs of every applied step on this process (the saved
+    /// model's input ranges; data-parallel ranks merge theirs when the model is saved).
+    public var inputStatistics: Engine.RangeStatistics
     /// Per-block sums of squares of the gradient (blocks of `DistributedStep.block` parameters).
     private let blockSums: Buffer<Double>
 
@@ -92,6 +95,7 @@ public final class Trainer<T: Real> {
         statePointers = s.map { $0.base }
         history = try Buffer<Double>(count: max(1, config.historyCapacity))
         blockSums = try Buffer<Double>(count: DistributedStep<T>.blocks(network.parameterCount))
+        inputStatistics = Engine.RangeStatistics(features: network.inputSize)
     }
 
     public var learningRate: Double { config.schedule.rate(base: baseLearningRate, step: step) }
@@ -196,6 +200,7 @@ public final class Trainer<T: Real> {
         if let d = distributed { try d.shareParameters(network.parameters.base) }
         history.base[historyCount % history.count] = loss
         historyCount += 1
+        if batch > 0, localError == nil, let x { inputStatistics.add(x, batch: batch) }
         return loss
     }
 

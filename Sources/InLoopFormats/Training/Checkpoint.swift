@@ -14,7 +14,9 @@ public enum Checkpoint {
     public static let metadataKey = "inloop_checkpoint"
     public static let version = 1
 
-    public static func serialize<T: Real>(_ t: Trainer<T>) throws(InLoopError) -> [UInt8] {
+    /// `statistics`: the input statistics to write (default: the trainer's; data-parallel ranks pass
+    /// every rank's merged).
+    public static func serialize<T: Real>(_ t: Trainer<T>, statistics: Engine.RangeStatistics? = nil) throws(InLoopError) -> [UInt8] {
         func raw(_ name: String, _ b: Buffer<T>) -> SafetensorsFile.RawTensor {
             if T.self == Double.self { return .init(name: name, float64: (0..<b.count).map { Double(b.base[$0]) }) }
             return .init(name: name, float32: (0..<b.count).map { b.base[$0].float })
@@ -22,6 +24,13 @@ public enum Checkpoint {
         var tensors = [raw("parameters", t.network.parameters)]
         for (i, s) in t.state.enumerated() { tensors.append(raw("optimizer.state.\(i)", s)) }
         tensors.append(.init(name: "loss_history", float64: t.lossHistory))
+        // the inputs trained on so far (the saved model's input ranges): a restart keeps them; none yet,
+        // none written (the file is then what it was before input ranges existed)
+        let st = statistics ?? t.inputStatistics
+        if st.count > 0 {
+            tensors += [.init(name: "input_statistics.lo", float64: st.lo), .init(name: "input_statistics.hi", float64: st.hi),
+                        .init(name: "input_statistics.mean", float64: st.mean), .init(name: "input_statistics.m2", float64: st.m2)]
+        }
         let words = t.random.words
         var metadata: [(String, String)] = []
         var graphFields: [(String, JSON)] = []
@@ -42,12 +51,12 @@ public enum Checkpoint {
             ("gradient_norm", .string(hex(t.lastGradientNorm.bitPattern))),
             // 64-bit words as hex strings: JSON numbers hold only 53 bits exactly.
             ("rng", .array(words.map { .string(hex($0)) })),
-        ] + graphFields)
+        ] + (st.count > 0 ? [("input_samples", .number(Double(st.count)))] : []) + graphFields)
         return SafetensorsFile.serialize(raw: tensors, metadata: [(metadataKey, state.description)] + metadata)
     }
 
-    public static func save<T: Real>(_ t: Trainer<T>, to path: String) throws(InLoopError) {
-        try FileIO.write(try serialize(t), to: path)
+    public static func save<T: Real>(_ t: Trainer<T>, to path: String, statistics: Engine.RangeStatistics? = nil) throws(InLoopError) {
+        try FileIO.write(try serialize(t, statistics: statistics), to: path)
     }
 
     public static func load(path: String) throws(InLoopError) -> AnyTrainer {
@@ -120,6 +129,19 @@ public enum Checkpoint {
         try fill("parameters", net.parameters)
         for (i, s) in t.state.enumerated() { try fill("optimizer.state.\(i)", s) }
         t.restore(step: step, random: RandomState(words: words), baseLearningRate: baseLR, history: history, gradientNorm: norm)
+        // checkpoints written before input ranges existed have no statistics: the trainer starts afresh
+        if let text = file.metadataValue(metadataKey), let n = (try? JSON.parse(text))?["input_samples"]?.intValue {
+            do throws(InLoopError) {
+                let s = try Engine.RangeStatistics(count: n, lo: try file.doubles("input_statistics.lo"), hi: try file.doubles("input_statistics.hi"),
+                                                   mean: try file.doubles("input_statistics.mean"), m2: try file.doubles("input_statistics.m2"))
+                guard s.features == t.inputStatistics.features else {
+                    throw InLoopError(.format, "\(s.features) features, the network takes \(t.inputStatistics.features)")
+                }
+                t.inputStatistics = s
+            } catch {
+                throw error.prefixed("checkpoint input statistics")
+            }
+        }
         return t
     }
 
