@@ -381,6 +381,26 @@ inloop_status inloop_model_input_range(inloop_model *model, int64_t n, double *l
  * in float32 or float64, as a variational data-assimilation system needs them.
  ================================================================================================ */
 
+/// Saliency: for each of the batch samples x (batch x n_in, Fortran x(n_in, batch)), s (batch x n_in)
+/// receives the gradient of output value output_index (0-based, within one sample's n_out values)
+/// with respect to the inputs: s[b*n_in + i] = dy_k/dx_i of sample b.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large, output_index out of
+/// range), UNSUPPORTED (a model that cannot be differentiated), BUSY, OUT_OF_MEMORY.
+inloop_status inloop_model_saliency_f32(inloop_model *model, const float *x, int64_t batch, int64_t output_index, float *s);
+
+/// As inloop_model_saliency_f32 in double precision.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, UNSUPPORTED, BUSY, OUT_OF_MEMORY.
+inloop_status inloop_model_saliency_f64(inloop_model *model, const double *x, int64_t batch, int64_t output_index, double *s);
+
+/// Backwards optimisation of the input: steps steps of projected gradient ascent of output value
+/// output_index on x (batch x n_in, updated in place) with the model fixed,
+/// x <- min(max(x + step_size * dy_k/dx, lo), hi) per feature (a negative step_size descends). lo and
+/// hi hold n_in bounds each and may be NULL (unbounded); y (batch x n_out, may be NULL) receives the
+/// outputs at the final x. A non-finite gradient stops with NONFINITE, x then holds the last step.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch, output_index, steps < 0, a non-finite
+/// step_size, lo > hi), NONFINITE, UNSUPPORTED, BUSY, OUT_OF_MEMORY.
+inloop_status inloop_model_optimize_input(inloop_model *model, double *x, int64_t batch, int64_t output_index, int64_t steps, double step_size, const double *lo, const double *hi, double *y);
+
 /// Tangent-linear model: for each of batch samples, dy = J(x) dx, J = dy/dx at x. x and dx hold
 /// batch x n_in values, dy batch x n_out; y (may be NULL) receives the model output at x.
 /// Computed in single precision (see inloop_model_jvp_f64 for data assimilation).

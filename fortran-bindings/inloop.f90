@@ -149,6 +149,9 @@ module inloop
         procedure, private :: jvp_r32, jvp_r64, vjp_r32, vjp_r64, jacobian_r32, jacobian_r64
         generic :: jvp => jvp_r32, jvp_r64             !< tangent-linear: jvp(x, dx, dy [, y, stat, errmsg])
         generic :: vjp => vjp_r32, vjp_r64             !< adjoint: vjp(x, dy, dx [, stat, errmsg])
+        procedure, private :: saliency_r32, saliency_r64
+        generic :: saliency => saliency_r32, saliency_r64   !< saliency(x, k, s [, stat, errmsg]): s = dy_k/dx
+        procedure :: optimize_input => model_optimize_input  !< optimize_input(x, k, steps, step_size [, lo, hi, y, ...])
         generic :: jacobian => jacobian_r32, jacobian_r64   !< jacobian(x, J(n_out, n_in, ncol) [, stat, errmsg])
         final :: model_finalize
     end type inloop_model
@@ -1661,6 +1664,78 @@ contains
             return
         end if
         call report(c_inloop_model_vjp_f64(self%handle, c_loc(x), c_loc(dy), size(x, 2, c_int64_t), c_loc(dx)), stat, errmsg)
+    end subroutine
+
+    !> Saliency: s(:, c) = d y_k / d x at column c, for output value k (1-based, of the flattened
+    !> per-sample output); x, s shaped (n_in, ncol).
+    subroutine saliency_r32(self, x, k, s, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real32), intent(in), contiguous, target :: x(:,:)
+        integer, intent(in) :: k
+        real(real32), intent(inout), contiguous, target :: s(:,:)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        if (.not. derivative_sizes_ok(self, size(x, 1, int64), size(s, 1, int64), size(x, 2, int64), size(s, 2, int64), &
+                                      .true., .true., stat, errmsg)) return
+        call report(c_inloop_model_saliency_f32(self%handle, c_loc(x), size(x, 2, c_int64_t), int(k - 1, c_int64_t), c_loc(s)), &
+                    stat, errmsg)
+    end subroutine
+
+    !> Saliency: s(:, c) = d y_k / d x at column c, for output value k (1-based, of the flattened
+    !> per-sample output); x, s shaped (n_in, ncol).
+    subroutine saliency_r64(self, x, k, s, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real64), intent(in), contiguous, target :: x(:,:)
+        integer, intent(in) :: k
+        real(real64), intent(inout), contiguous, target :: s(:,:)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        if (.not. derivative_sizes_ok(self, size(x, 1, int64), size(s, 1, int64), size(x, 2, int64), size(s, 2, int64), &
+                                      .true., .true., stat, errmsg)) return
+        call report(c_inloop_model_saliency_f64(self%handle, c_loc(x), size(x, 2, c_int64_t), int(k - 1, c_int64_t), c_loc(s)), &
+                    stat, errmsg)
+    end subroutine
+
+    !> Backwards optimisation: `steps` steps of projected gradient ascent of output value k (1-based)
+    !> on x(n_in, ncol) in place, x = min(max(x + step_size * dy_k/dx, lo), hi) (step_size < 0 descends);
+    !> optional lo(n_in), hi(n_in) bounds and y(n_out, ncol), the outputs at the final x.
+    subroutine model_optimize_input(self, x, k, steps, step_size, lo, hi, y, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real64), intent(inout), contiguous, target :: x(:,:)
+        integer, intent(in) :: k, steps
+        real(real64), intent(in) :: step_size
+        real(real64), intent(in), contiguous, target, optional :: lo(:), hi(:)
+        real(real64), intent(inout), contiguous, target, optional :: y(:,:)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        type(c_ptr) :: plo, phi, py
+        plo = c_null_ptr
+        phi = c_null_ptr
+        py = c_null_ptr
+        if (present(lo)) then
+            if (size(lo) /= size(x, 1)) then
+                call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'optimize_input: lo must have n_in values')
+                return
+            end if
+            plo = c_loc(lo)
+        end if
+        if (present(hi)) then
+            if (size(hi) /= size(x, 1)) then
+                call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'optimize_input: hi must have n_in values')
+                return
+            end if
+            phi = c_loc(hi)
+        end if
+        if (present(y)) then
+            if (.not. derivative_sizes_ok(self, size(x, 1, int64), size(y, 1, int64), size(x, 2, int64), size(y, 2, int64), &
+                                          .true., .false., stat, errmsg)) return
+            py = c_loc(y)
+        else
+            if (.not. derivative_sizes_ok(self, size(x, 1, int64), size(x, 1, int64), size(x, 2, int64), size(x, 2, int64), &
+                                          .true., .true., stat, errmsg)) return
+        end if
+        call report(c_inloop_model_optimize_input(self%handle, c_loc(x), size(x, 2, c_int64_t), int(k - 1, c_int64_t), &
+                    int(steps, c_int64_t), real(step_size, c_double), plo, phi, py), stat, errmsg)
     end subroutine
 
     !> J(n_out, n_in, ncol): J(o, i, c) = d y_o / d x_i at column c.

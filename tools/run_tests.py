@@ -427,6 +427,8 @@ def suite_c():
     record_counted("c-golden", code, out)
     code, out = run("ranges", [os.path.join(BUILD, "test_ranges_c"), FIXTURES])
     record_counted("c-ranges", code, out)
+    code, out = run("explain", [os.path.join(BUILD, "test_explain"), FIXTURES])
+    record_counted("c-explain", code, out)
     suite_c_abi()
 
 
@@ -552,6 +554,10 @@ def check_snippets():
     a, b = check("examples", "training snippet runs (create, step, checkpoint, save, copy_model, jvp)",
                  code == 0 and "loss" in out and os.path.exists(os.path.join(work, "run.ckpt")), f"exit {code}: {out[-800:]}")
     p += a; f += b
+    code, out = run("examples", f"cd {work} && {os.path.join(exe, 'explain')}")
+    a, b = check("examples", "explain snippet runs (saliency, optimize_input)",
+                 code == 0 and "most influential input" in out and "after ascent" in out, f"exit {code}: {out[-800:]}")
+    p += a; f += b
     code, out = run("examples", f"cd {work} && {os.path.join(exe, 'range_guard')}")
     m = re.search(r"out of range: (\d+) of 64 columns", out)
     a, b = check("examples", "range-guard snippet flags the drifted columns (at least every 8th)",
@@ -595,6 +601,8 @@ def suite_fortran():
     record_counted("fortran-training", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_ranges"), BUILD])
     record_counted("fortran-ranges", code, out)
+    code, out = run("fortran", [os.path.join(BUILD, "test_explain_f")])
+    record_counted("fortran-explain", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_openmp"), os.path.join(FIXTURES, "mlp_medium.safetensors")],
                     timeout=300)
     record_counted("fortran-openmp", code, out)

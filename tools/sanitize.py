@@ -151,6 +151,7 @@ def program_args(name):
         "test_golden": [FIXTURES, BUILD],
         "test_shaped": [FIXTURES],
         "test_ranges": [FIXTURES],
+        "test_explain": [FIXTURES],
         "f_test_ranges": [BUILD],
         "f_test_serial": [FIXTURES, MODELS],
         "f_test_onnx": [SHARED, MODELS, FIXTURES],

@@ -118,6 +118,9 @@ int main(int argc, char **argv) {
         MODEL_CALL(inloop_model_set_input_range_from_samples_f64, xd, B);
         MODEL_CALL(inloop_model_set_input_range_from_file, "/tmp/inloop_test_abi_never_read.safetensors");
         MODEL_CALL(inloop_model_input_range, 1, lo, hi, NULL, NULL, NULL);
+        MODEL_CALL(inloop_model_saliency_f32, x, B, 0, dx);
+        MODEL_CALL(inloop_model_saliency_f64, xd, B, 0, dxd);
+        MODEL_CALL(inloop_model_optimize_input, xd, B, 0, 1, 0.1, NULL, NULL, NULL);
     }
     MODEL_CALL(inloop_model_jvp_f32, x, dx, B, y, y);
     MODEL_CALL(inloop_model_jvp_f64, xd, dxd, B, yd, yd);

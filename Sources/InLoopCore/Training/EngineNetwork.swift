@@ -40,6 +40,9 @@ public final class EngineNetwork<T: Real> {
     private var lastBatch = 0
     private var output: Buffer<T>? = nil
     private var tangentOutput: Buffer<T>? = nil
+    /// Work space of the interpretability calls (Explain.swift): the one-hot seed and the input gradient.
+    var explainSeed: Buffer<T>? = nil
+    var explainGradient: Buffer<T>? = nil
     private let sharedParameters: Engine.TensorStorage
     private let sharedGradients: Engine.TensorStorage
 
@@ -216,7 +219,7 @@ public final class EngineNetwork<T: Real> {
         return e
     }
 
-    private static func ensure(_ b: inout Buffer<T>?, _ count: Int) throws(InLoopError) -> UnsafeMutablePointer<T> {
+    static func ensure(_ b: inout Buffer<T>?, _ count: Int) throws(InLoopError) -> UnsafeMutablePointer<T> {
         if let have = b, have.count >= count { return have.base }
         let new = try Buffer<T>(count: count)
         b = new
