@@ -126,3 +126,8 @@ void ilk_activation_backward(int act, const float *z, const float *a, const floa
                              int64_t n, int accumulate, float alpha) {
     ILK_DISPATCH(activation_backward, act, z, a, d, out, n, accumulate, alpha)
 }
+
+void ilk_max_pool_2x2(const float *x, float *y, int64_t planes, int64_t inH, int64_t inW, int64_t outH,
+                      int64_t outW) {
+    ILK_DISPATCH(max_pool_2x2, x, y, planes, inH, inW, outH, outW)
+}

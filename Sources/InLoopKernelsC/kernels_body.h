@@ -122,3 +122,24 @@ static void ILK_SUFFIX(activation_backward)(int act, const float *z, const float
 #undef ILK_WRITE
 }
 #undef ILK_MAP_NOADD
+
+/* Pool.maxStep: v if v > m or v is NaN, else m. */
+static inline float ILK_SUFFIX(max_step)(float m, float v) { return ((v > m) | (v != v)) ? v : m; }
+
+/* Max pooling, 2×2 windows, stride 2, no padding, every window inside the input (Pool.isPlain2x2):
+ * y[p, oh, ow] = the maxStep fold of the window in the order (0,0), (0,1), (1,0), (1,1). */
+static void ILK_SUFFIX(max_pool_2x2)(const float *x, float *y, int64_t planes, int64_t inH, int64_t inW,
+                                     int64_t outH, int64_t outW) {
+    for (int64_t pl = 0; pl < planes; pl++) {
+        for (int64_t oh = 0; oh < outH; oh++) {
+            const float *restrict r0 = x + pl * inH * inW + 2 * oh * inW;
+            const float *restrict r1 = r0 + inW;
+            float *restrict yr = y + (pl * outH + oh) * outW;
+            for (int64_t ow = 0; ow < outW; ow++) {
+                float m = ILK_SUFFIX(max_step)(r0[2 * ow], r0[2 * ow + 1]);
+                m = ILK_SUFFIX(max_step)(m, r1[2 * ow]);
+                yr[ow] = ILK_SUFFIX(max_step)(m, r1[2 * ow + 1]);
+            }
+        }
+    }
+}

@@ -167,6 +167,32 @@ final class CPUKernelTests: XCTestCase {
                 }
             }
         }
+        // Max pooling, 2×2 windows with stride 2 (odd input sizes leave the last row/column out),
+        // against the maxStep fold (NaN wins, the first of ±0 stays).
+        for (inH, inW) in [(2, 2), (4, 6), (6, 34), (9, 35), (5, 67), (64, 64)] {
+            let planes = 3
+            let g = try PoolGeometry(inputSize: [inH, inW], kernelSize: [2, 2], strides: [2, 2])
+            XCTAssertTrue(Pool.isPlain2x2(g))
+            var x = Self.data(planes * inH * inW, seed: UInt64(inH * 1000 + inW))
+            x = Array(x.suffix(planes * inH * inW))
+            // Specials where windows meet them: NaN in every window position, ±0 pairs, infinities.
+            for (k, v) in Self.specials.enumerated() where 5 * k < x.count { x[5 * k] = v }
+            var y = [Float](repeating: 7, count: planes * g.outH * g.outW)
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { Pool.max(x: xp.baseAddress!, planes: planes, geometry: g, y: $0.baseAddress!) }
+            }
+            for pl in 0..<planes {
+                for oh in 0..<g.outH {
+                    for ow in 0..<g.outW {
+                        let r0 = pl * inH * inW + 2 * oh * inW + 2 * ow, r1 = r0 + inW
+                        let want = Pool.maxStep(Pool.maxStep(Pool.maxStep(x[r0], x[r0 + 1]), x[r1]), x[r1 + 1])
+                        guard same(y[(pl * g.outH + oh) * g.outW + ow], want, "max pool 2x2",
+                                   "\(level) max pool \(inH)×\(inW) [\(pl), \(oh), \(ow)]") else { return }
+                        checked += 1
+                    }
+                }
+            }
+        }
         XCTAssertGreaterThan(checked, 100_000)
     }
 }

@@ -6,6 +6,8 @@
 //   Kernels.cpuLevel                  the level the kernels run at (CPU check, lowered by INLOOP_CPU)
 //   Kernels.supportedCPULevel         the highest level this CPU and OS support
 //   Kernels.setCPULevel(_:)           sets the level (clamped to the supported one), for tests/benchmarks
+// Internal: the Float branches of Kernels.activate/biasActivate/activationBackward,
+// Conv.storeBiasActivate and Pool.max (2×2, stride 2) call the c* functions below.
 //
 // Every level gives the same bits as the Swift scalar definitions (Activation.apply/derivative).
 import InLoopKernelsC
@@ -90,6 +92,15 @@ extension Kernels {
         }
         ilk_activation_backward(code, z, a, d, out, Int64(count), accumulate ? 1 : 0, alpha)
         return true
+    }
+}
+
+extension Pool {
+    /// `max` for Float over plain 2×2 windows (`isPlain2x2`) without indices, in C.
+    @usableFromInline
+    static func cMaxPool2x2(_ x: UnsafePointer<Float>, planes: Int, geometry g: PoolGeometry,
+                            _ y: UnsafeMutablePointer<Float>) {
+        ilk_max_pool_2x2(x, y, Int64(planes), Int64(g.inH), Int64(g.inW), Int64(g.outH), Int64(g.outW))
     }
 }
 

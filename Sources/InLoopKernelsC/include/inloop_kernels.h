@@ -42,5 +42,9 @@ void ilk_bias_activate(int act, const float *x, float *y, int64_t n, float bias,
  * ILK_LEAKY_RELU (z >= 0 ? d : alpha*d), ILK_TANH (d*(1 - a*a)). Other codes: nothing written. */
 void ilk_activation_backward(int act, const float *z, const float *a, const float *d, float *out,
                              int64_t n, int accumulate, float alpha);
+/* Max pooling over `planes` planes of inH × inW, 2×2 windows, stride 2, no padding, 2·outH <= inH,
+ * 2·outW <= inW: y[p, oh, ow] = the Pool.maxStep fold (NaN wins) of its window, row by row. */
+void ilk_max_pool_2x2(const float *x, float *y, int64_t planes, int64_t inH, int64_t inW, int64_t outH,
+                      int64_t outW);
 
 #endif
