@@ -33,8 +33,14 @@ let package = Package(
                        providers: [.apt(["libyaml-dev"])]),
         // Tiny C shim: MPI handles are C macros, so Swift reaches them through plain functions.
         .target(name: "InLoopMPIShim", dependencies: ["CMPI"], path: "Sources/InLoopMPIShim"),
+        // InLoop's hot float32 elementwise kernels in C, each compiled for baseline x86-64, AVX2 and
+        // AVX-512 (per-function targets) and picked at run time (Swift cannot compile per-function
+        // targets). -O2 in debug builds too, so that the test suite checks the vectorised code it ships;
+        // -ffp-contract=off: an FMA contraction would change bits between levels.
+        .target(name: "InLoopKernelsC", path: "Sources/InLoopKernelsC",
+                cSettings: [.unsafeFlags(["-O2", "-ffp-contract=off", "-fno-math-errno"])]),
         // Engine core: pure Swift (no Foundation, no C types in its API): tensors, kernels, layers, model, plan.
-        .target(name: "InLoopCore", dependencies: ["CBLAS"], path: "Sources/InLoopCore",
+        .target(name: "InLoopCore", dependencies: ["CBLAS", "InLoopKernelsC"], path: "Sources/InLoopCore",
                 swiftSettings: [
                     // sqrt without errno (never read): the IEEE instruction, which loops can vectorise.
                     .unsafeFlags(["-Xcc", "-fno-math-errno"]),

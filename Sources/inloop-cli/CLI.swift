@@ -82,6 +82,7 @@ struct Inspect: ParsableCommand {
                 print("FLOPs per sample: unknown")
             }
             if let p = m.planDescription { print(p) }
+            print("kernels: \(Kernels.cpuLevel) (this CPU: \(Kernels.supportedCPULevel); INLOOP_CPU=baseline|avx2 lowers it)")
         } catch {
             fail(error)
         }

@@ -75,6 +75,7 @@ struct Random {
 }
 var random = Random()
 
+print("InLoop kernels: \(Kernels.cpuLevel) (this CPU: \(Kernels.supportedCPULevel); INLOOP_CPU=baseline|avx2 lowers it)")
 do {
     let t = try timeL96(dir)
     print("l96 batch 1, engine core called from Swift: \(fmtTime(t)) per call")

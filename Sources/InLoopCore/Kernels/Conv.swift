@@ -382,6 +382,7 @@ public enum Conv {
     @inlinable @inline(__always)
     static func storeBiasActivate(_ act: Activation, _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
                                   count: Int, bias bv: Float) {
+        if Kernels.cBiasActivate(act, src, dst, count: count, bias: bv) { return }
         switch act {
         case .identity: for i in 0..<count { dst[i] = src[i] + bv }
         case .relu: for i in 0..<count { let v = src[i] + bv; dst[i] = v > 0 ? v : 0 }

@@ -15,6 +15,8 @@
 //       out[i] (+)= gradient[i]·f'(z[i]): an activation's backward pass and its tangent-linear one
 //
 // Float and Double share the code; what differs per type is in `Real` (tanh, cephesTanh, exp, ...).
+// For Float, identity/ReLU/leaky ReLU/Cephes tanh (forward, bias-fused, backward) run in the C kernels
+// of Kernels/CPU.swift at the CPU's vector width (AVX2/AVX-512), with the same bits as the loops here.
 // In Double both tanh variants are libm tanh (Cephes is a float32 polynomial).
 // Preconditions: pointers hold `count` values; x and y are identical or disjoint. No allocation.
 
@@ -132,6 +134,8 @@ extension Kernels {
     @inlinable
     public static func activate<T: Real>(_ act: Activation, _ x: UnsafePointer<T>, into y: UnsafeMutablePointer<T>,
                                          count: Int, numerics: Numerics) {
+        // Float: the C kernels at the CPU's vector width (Kernels/CPU.swift), same bits.
+        if T.self == Float.self, cActivate(act, x.asFloat, y.asFloat, count: count, numerics: numerics) { return }
         let zero: T = 0   // (a literal 0 inside these closures keeps the loops from vectorising)
         switch act {
         case .identity: if UnsafePointer(y) != x { y.update(from: x, count: count) }
@@ -164,6 +168,8 @@ extension Kernels {
     @inlinable
     public static func biasActivate<T: Real>(_ act: Activation, _ y: UnsafeMutablePointer<T>, rows: Int, cols: Int,
                                              bias b: UnsafePointer<T>, numerics: Numerics = .inference) {
+        if T.self == Float.self,
+           cBiasActivateRows(act, y.asFloat, rows: rows, cols: cols, bias: b.asFloat, numerics: numerics) { return }
         @inline(__always) func fused(_ f: (T) -> T) {
             for r in 0..<rows { let row = y + r * cols; for c in 0..<cols { row[c] = f(row[c] + b[c]) } }
         }
@@ -197,6 +203,9 @@ extension Kernels {
         @inline(__always) func write(_ f: (Int) -> T) {
             if accumulate { for i in 0..<count { out[i] += f(i) } } else { for i in 0..<count { out[i] = f(i) } }
         }
+        if T.self == Float.self,
+           cActivationBackward(act, z: z.asFloat, a: a.asFloat, gradient: d.asFloat, into: out.asFloat,
+                               accumulate: accumulate, count: count) { return }
         let zero: T = 0
         switch act {
         case .relu: write { let g = d[$0]; return z[$0] > zero ? g : zero }

@@ -144,6 +144,10 @@ public enum Pool {
         let inP = g.inputSpatialCount, p = g.outputSpatialCount
         let inH = g.inH, inW = g.inW, outH = g.outH, outW = g.outW
         if isPlain2x2(g) {
+            if T.self == Float.self && indices == nil {
+                cMaxPool2x2(x.asFloat, planes: planes, geometry: g, y.asFloat)   // same loop in C, CPU's width
+                return
+            }
             for pl in 0..<planes {
                 let xp = x + pl * inP, yp = y + pl * p
                 for oh in 0..<outH {
