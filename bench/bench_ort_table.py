@@ -65,9 +65,10 @@ def worker(threads, models, budget):
     fwd = c.inloop_model_forward_f32
     fwd.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
     info = {"inloop": c.inloop_version().decode(), "ort": ort.__version__, "rows": []}
-    if hasattr(c, "inloop_cpu_kernels"):  # the kernel level InLoop dispatched to, when the library says
-        c.inloop_cpu_kernels.restype = ctypes.c_char_p
-        info["kernels"] = c.inloop_cpu_kernels().decode()
+    if hasattr(c, "ilk_cpu_level"):  # the kernel level InLoop dispatched to (an internal symbol of the library)
+        c.ilk_cpu_level_name.restype = ctypes.c_char_p
+        info["kernels"] = (f"{c.ilk_cpu_level_name(c.ilk_cpu_level()).decode()} (this CPU supports "
+                           f"{c.ilk_cpu_level_name(c.ilk_cpu_supported_level()).decode()}; INLOOP_CPU lowers it)")
     try:  # the OpenBLAS libInLoop.so loaded (the process's first libopenblas)
         ob = ctypes.CDLL("libopenblas.so.0")
         ob.openblas_get_corename.restype = ctypes.c_char_p
