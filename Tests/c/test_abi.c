@@ -106,6 +106,15 @@ int main(int argc, char **argv) {
     }
     MODEL_CALL(inloop_model_set_check_finite, 1);
     MODEL_CALL(inloop_model_set_reproducible, 1);
+    {
+        const float w32[1] = {1};
+        const double w64[1] = {1};
+        MODEL_CALL(inloop_model_add_constraint_conservation_f32, 0, w32, 1, -1);
+        MODEL_CALL(inloop_model_add_constraint_conservation_f64, 0, w64, 1, -1);
+        MODEL_CALL(inloop_model_add_constraint_bounds, 0, 0.0, 1.0, 0);
+        MODEL_CALL(inloop_model_add_constraint_mass_fixer_f32, 0, w32, 1);
+        MODEL_CALL(inloop_model_add_constraint_mass_fixer_f64, 0, w64, 1);
+    }
     MODEL_CALL(inloop_model_jvp_f32, x, dx, B, y, y);
     MODEL_CALL(inloop_model_jvp_f64, xd, dxd, B, yd, yd);
     MODEL_CALL(inloop_model_vjp_f32, x, y, B, dx);
