@@ -240,6 +240,23 @@ final class ConstraintOpTests: XCTestCase {
         try checkMassFixer(Double.self)
     }
 
+    /// w given at run time ([K], a graph input): the composed steps, same rule, derivatives in y and w.
+    func testMassFixerRunTimeWeights() throws {
+        let k = 8, n = 3
+        let g = Engine.Graph(dtype: .float64, opset: 18)
+        try g.addInput("y", Engine.TensorType(.float64, OpTest.shape(g, ["N", k])))
+        try g.addInput("w", Engine.TensorType(.float64, [Engine.SymInt(k)]))
+        try g.addNode("fix", MassFixerOp.self, inputs: ["y", "w"], outputs: ["out"])
+        try g.markOutput("out")
+        try g.verify()
+        try g.inferTypes()
+        let y: [Double] = OpTest.values(n * k, seed: 21, in: -0.6...1.5).map { abs($0) < 0.05 ? $0 + 0.1 : $0 }
+        let w = Array(Self.masses(k))
+        let out = try OpTest.run(g, [y, w], n: n)[0]
+        XCTAssertLessThan(OpTest.maxRelativeError(out, Self.fix(y, w, n: n)), 1e-13)
+        try OpTest.checkGradients(g, n: n, inputs: [y, w])
+    }
+
     func testMassFixerGradients() throws {
         // away from the kinks: |y| ≥ 0.05, column totals well above 0
         let x: [Double] = OpTest.values(3 * 8, seed: 21, in: -0.6...1.5).map { abs($0) < 0.05 ? $0 + 0.1 : $0 }

@@ -180,7 +180,12 @@ extension Engine {
                         emitReverse(.columnProjectionTarget(rows: rows, cols: cols, accumulate: !first(s)), [gy, w, gradient(s)],
                                     node: node, role: role(s))
                     }
-                case .columnProjection, .columnProjectionTarget:
+                case .massFixer(let rows, let cols, 0, false):
+                    let x = ops[0]
+                    guard !isConstant(x), !isParameter(x) else { continue }
+                    emitReverse(.massFixer(rows: rows, cols: cols, mode: 1, accumulate: !first(x)), [x, ops[1], gy, gradient(x)],
+                                node: node, role: role(x))
+                case .columnProjection, .columnProjectionTarget, .massFixer:
                     throw InLoopError(.internal, "a derivative step in a forward plan")
                 case .roundToFloat32(let count):
                     // rounding passes gradients through unchanged (as PyTorch's cast)
@@ -485,7 +490,13 @@ extension Engine {
                         emitTangent(.columnProjection(rows: rows, cols: cols, hasY: tx != nil, hasS: ts != nil, accumulate: false),
                                     (tx.map { [$0] } ?? []) + [ops[1]] + (ts.map { [$0] } ?? []) + [ty], node: step.node)
                     }
-                case .columnProjection, .columnProjectionTarget:
+                case .massFixer(let rows, let cols, 0, false):
+                    if let tx = tangentStorage(ops[0]) {
+                        emitTangent(.massFixer(rows: rows, cols: cols, mode: 2, accumulate: false), [ops[0], ops[1], tx, ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
+                case .columnProjection, .columnProjectionTarget, .massFixer:
                     throw InLoopError(.internal, "a derivative step in a forward plan")
                 case .roundToFloat32(let count):
                     if let tx = tangentStorage(ops[0]) {

@@ -27,8 +27,11 @@
 ///   column without negative values is returned bit for bit (P = T). A column whose total T is
 ///   negative (no non-negative field has that integral) becomes 0, and a column with P = 0 becomes 0.
 ///   Differentiable almost everywhere (away from y_k = 0 and T = 0): the derivative of the piecewise
-///   rule, through `activation(relu)`, the reductions and the division. w must be non-negative: a
-///   constant w with a negative or non-finite value, or all zero, is INVALID_ARGUMENT at load.
+///   rule. A constant [K] w runs one fused step (`massFixer`: sums in float64, its reverse and tangent
+///   written out in `ConstraintKernels.massFixer`), so T is kept to the rounding of y'; a w given at
+///   run time runs composed steps (relu, reductions, a division) in the compute type. w must be
+///   non-negative: a constant w with a negative or non-finite value, or all zero, is INVALID_ARGUMENT
+///   at load.
 
 public enum ConservationProjectionOp: OpDefinition {
     public static let name = "ConservationProjection"
@@ -180,6 +183,12 @@ public enum MassFixerOp: OpDefinition {
         if let values = try ctx.constantDoubles(1)?.values {
             guard values.allSatisfy({ $0.isFinite && $0 >= 0 }), values.contains(where: { $0 > 0 }) else {
                 throw InLoopError(.invalidArgument, "MassFixer: the weights must be finite, non-negative and not all zero")
+            }
+            if wt.rank == 1, let cols = yt.shape[yt.rank - 1].known {
+                // the fused step: sums in float64 (the integral kept to the rounding of y')
+                let rows = try ctx.extent(Array(yt.shape.dropLast()), "the columns")
+                ctx.emit(.massFixer(rows: rows, cols: cols, mode: 0, accumulate: false), [try ctx.input(0), try ctx.input(1), try ctx.output(0)])
+                return
             }
         }
         let last = yt.rank - 1
@@ -400,6 +409,52 @@ enum ConstraintKernels {
             for j in 0..<cols {
                 let v = (y.map { Double($0[row + j]) } ?? 0) + Double(w[j]) * c
                 out[row + j] = accumulate ? out[row + j] + T(v) : T(v)
+            }
+        }
+    }
+
+    /// The mass fixer's rule per column (P = w·max(y, 0), T = w·y, r = max(T, 0)/P, 0 when P = 0), sums
+    /// in float64. Mode 0: out = max(y, 0)·r. Mode 1 (reverse, g the seed): out_k (+)= 1[y_k > 0]·r·g_k
+    /// + w_k·(1[T > 0] − r·1[y_k > 0])/P · Σ_j g_j·max(y_j, 0). Mode 2 (tangent of g): out_j =
+    /// 1[y_j > 0]·r·g_j + max(y_j, 0)/P · Σ_k w_k·(1[T > 0] − r·1[y_k > 0])·g_k.
+    @inlinable
+    static func massFixer<T: Real>(y: UnsafePointer<T>, w: UnsafePointer<T>, g: UnsafePointer<T>?, out: UnsafeMutablePointer<T>,
+                                   rows: Int, cols: Int, mode: Int8, accumulate: Bool) {
+        for r in 0..<rows {
+            let row = r * cols
+            var p = 0.0, total = 0.0
+            for j in 0..<cols {
+                let v = Double(y[row + j]), wj = Double(w[j])
+                total += wj * v
+                if v > 0 { p += wj * v }
+            }
+            let ratio = p > 0 ? Swift.max(total, 0) / p : 0
+            let above: Double = total > 0 ? 1 : 0
+            switch (mode, g) {
+            case (1, let g?):
+                var gp = 0.0
+                for j in 0..<cols where y[row + j] > 0 { gp += Double(g[row + j]) * Double(y[row + j]) }
+                for k in 0..<cols {
+                    let pos = y[row + k] > 0
+                    var v = pos ? ratio * Double(g[row + k]) : 0
+                    if p > 0 { v += Double(w[k]) * (above - (pos ? ratio : 0)) / p * gp }
+                    out[row + k] = accumulate ? out[row + k] + T(v) : T(v)
+                }
+            case (2, let g?):
+                var s = 0.0
+                for k in 0..<cols { s += Double(w[k]) * (above - (y[row + k] > 0 ? ratio : 0)) * Double(g[row + k]) }
+                for j in 0..<cols {
+                    let v = Double(y[row + j])
+                    var d = v > 0 ? ratio * Double(g[row + j]) : 0
+                    if p > 0, v > 0 { d += v / p * s }
+                    out[row + j] = accumulate ? out[row + j] + T(d) : T(d)
+                }
+            default:
+                for j in 0..<cols {
+                    let v = Double(y[row + j])
+                    let d = v > 0 ? v * ratio : 0
+                    out[row + j] = accumulate ? out[row + j] + T(d) : T(d)
+                }
             }
         }
     }

@@ -251,6 +251,9 @@ extension Engine {
         case columnProjection(rows: Extent, cols: Int, hasY: Bool, hasS: Bool, accumulate: Bool)
         /// [g, w, out]: out[r] (+)= w·g[r, :]/(w·w): the adjoint of `columnProjection` for s.
         case columnProjectionTarget(rows: Extent, cols: Int, accumulate: Bool)
+        /// The mass fixer for a constant w (sums in float64): mode 0 forward [y, w, out]; mode 1
+        /// reverse [y, w, g, out] (out (+)= gᵀ∂y'/∂y); mode 2 tangent [y, w, t, out].
+        case massFixer(rows: Extent, cols: Int, mode: Int8, accumulate: Bool)
 
     }
 
