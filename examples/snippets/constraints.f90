@@ -10,7 +10,7 @@ real(real64), target :: x(20, ncol), colsum(1, ncol), q(nlev, ncol)
 integer :: j
 dp_over_g = [(50.0_real64 + 5 * j, j = 1, nlev)]
 x = 0.5_real64
-colsum = 2.0_real64
+colsum = 0.5_real64 * sum(dp_over_g)            ! a column mean of 0.5
 block
 ! README: begin
 type(inloop_model) :: net
