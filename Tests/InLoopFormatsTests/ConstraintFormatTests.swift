@@ -47,6 +47,29 @@ final class ConstraintFormatTests: XCTestCase {
         }
     }
 
+    /// A checkpoint of a constrained trainer (a graph checkpoint) restarts exactly: 3 steps, save, 3
+    /// more steps against restore + the same 3 steps, bitwise.
+    func testCheckpointRestartBitwise() throws {
+        let t = try Trainer<Float>(config: try TrainingConfigFormat.parse(Self.yaml))
+        let n = 8
+        let x: [Float] = (0..<n * 4).map { Float(($0 * 37) % 23) / 10 + 0.1 }
+        let y: [Float] = (0..<n * 5).map { Float(($0 * 13) % 7) / 7 }
+        func step(_ t: Trainer<Float>) throws -> Double {
+            try x.withUnsafeBufferPointer { xp in try y.withUnsafeBufferPointer { yp in try t.trainStep(x: xp.baseAddress!, y: yp.baseAddress!, batch: n) } }
+        }
+        for _ in 0..<3 { _ = try step(t) }
+        let bytes = try Checkpoint.serialize(t)
+        guard case .float32(let r) = try Checkpoint.load(bytes: bytes) else { return XCTFail("a float32 trainer") }
+        XCTAssertEqual(r.network.graph.nodes.map { $0.op.name }.filter { ["Bounds", "MassFixer", "ConservationProjection"].contains($0) },
+                       ["Bounds", "MassFixer", "ConservationProjection"])
+        var a: [Double] = [], b: [Double] = []
+        for _ in 0..<3 { a.append(try step(t)); b.append(try step(r)) }
+        XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern))
+        let pa = Array(UnsafeBufferPointer(start: t.network.parameters.base, count: t.network.parameterCount))
+        let pb = Array(UnsafeBufferPointer(start: r.network.parameters.base, count: r.network.parameterCount))
+        XCTAssertEqual(pa.map(\.bitPattern), pb.map(\.bitPattern))
+    }
+
     /// Train with all three constraints, save (v2: the graph holds them), load: bitwise the same
     /// outputs as the trainer's model, the same bytes when saved again, conservation and positivity.
     func testTrainSaveReloadBitwise() throws {
