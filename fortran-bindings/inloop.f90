@@ -140,6 +140,11 @@ module inloop
         procedure :: set_input_range_from_file => model_set_input_range_from_file  !< (path [, stat, errmsg])
         procedure :: input_range => model_input_range    !< input_range(lo, hi [, mean, std, samples, stat, errmsg])
         procedure :: c_handle => model_c_handle          !< the raw handle, for the c_inloop_* interfaces
+        procedure, private :: add_constraint_r32, add_constraint_r64, add_constraint_bounds
+        !> add_constraint(constraint, weights [, output, target_feature, stat, errmsg]): 'conservation' or
+        !> 'mass_fixer' with weights(K) real(real32) or real(real64); add_constraint(constraint [, lo, hi,
+        !> output, stat, errmsg]): 'clamp' or 'softplus' bounds, or 'conservation' with run-time weights.
+        generic :: add_constraint => add_constraint_r32, add_constraint_r64, add_constraint_bounds
         procedure, private :: forward_r32, forward_r64
         !> forward(x, y [, stat, errmsg]): one input, one output; x and y real(real32) or real(real64)
         !> arrays of any rank: per-sample shape (Fortran order) followed by the batch dimension, or the
@@ -632,6 +637,156 @@ contains
             if (present(samples)) samples = int(ns, int64)
         end if
         call report(code, stat, errmsg)
+    end subroutine
+
+    ! ----------------------------------------------------------------------------- constraints
+    !
+    ! add_constraint puts a hard constraint after output `output` (1-based, default 1) of the model in
+    ! this object (the C inloop_model_add_constraint_* calls): the handle stays, the model behind it is
+    ! rebuilt, and the shapes this object keeps are read again (a conservation target given at run time
+    ! is a new last input, so the model then runs with `run`, not `forward`).
+    !   'conservation', weights(K): w.y' = s for every column, s = x(target_feature, :) of input 1
+    !                  (1-based) when target_feature is given, else a new input s(1, ncol);
+    !   'mass_fixer', weights(K): negative values removed, the column integral w.y kept;
+    !   'clamp' / 'softplus' with lo and/or hi: bounds (softplus: smooth, strictly inside);
+    !   'conservation' without weights: the weights are a run-time input w(K, ncol) after s.
+
+    subroutine add_constraint_r32(self, constraint, weights, output, target_feature, stat, errmsg)
+        class(inloop_model), intent(inout) :: self
+        character(len=*), intent(in) :: constraint
+        real(real32), intent(in), contiguous, target :: weights(:)
+        integer, intent(in), optional :: output, target_feature
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(c_int64_t) :: o, tf
+        integer(c_int32_t) :: code
+        o = 0
+        if (present(output)) o = int(output - 1, c_int64_t)
+        tf = -1
+        if (present(target_feature)) tf = int(target_feature - 1, c_int64_t)
+        if (present(target_feature) .and. tf < 0) then
+            call report(INLOOP_ERR_INVALID_ARGUMENT, stat, errmsg, 'add_constraint: target_feature must be >= 1, got ' // &
+                        itoa(int(target_feature, int64)))
+            return
+        end if
+        select case (constraint)
+        case ('conservation')
+            code = c_inloop_model_add_constraint_conservation_f32(self%handle, o, c_loc(weights), &
+                                                                  size(weights, kind=c_int64_t), tf)
+        case ('mass_fixer')
+            if (present(target_feature)) then
+                call report(INLOOP_ERR_INVALID_ARGUMENT, stat, errmsg, 'add_constraint: mass_fixer takes no target_feature')
+                return
+            end if
+            code = c_inloop_model_add_constraint_mass_fixer_f32(self%handle, o, c_loc(weights), size(weights, kind=c_int64_t))
+        case default
+            call report(INLOOP_ERR_INVALID_ARGUMENT, stat, errmsg, "add_constraint: '" // trim(constraint) // &
+                        "' with weights; expected 'conservation' or 'mass_fixer'")
+            return
+        end select
+        call constraint_added(self, code, stat, errmsg)
+    end subroutine
+
+    subroutine add_constraint_r64(self, constraint, weights, output, target_feature, stat, errmsg)
+        class(inloop_model), intent(inout) :: self
+        character(len=*), intent(in) :: constraint
+        real(real64), intent(in), contiguous, target :: weights(:)
+        integer, intent(in), optional :: output, target_feature
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(c_int64_t) :: o, tf
+        integer(c_int32_t) :: code
+        o = 0
+        if (present(output)) o = int(output - 1, c_int64_t)
+        tf = -1
+        if (present(target_feature)) tf = int(target_feature - 1, c_int64_t)
+        if (present(target_feature) .and. tf < 0) then
+            call report(INLOOP_ERR_INVALID_ARGUMENT, stat, errmsg, 'add_constraint: target_feature must be >= 1, got ' // &
+                        itoa(int(target_feature, int64)))
+            return
+        end if
+        select case (constraint)
+        case ('conservation')
+            code = c_inloop_model_add_constraint_conservation_f64(self%handle, o, c_loc(weights), &
+                                                                  size(weights, kind=c_int64_t), tf)
+        case ('mass_fixer')
+            if (present(target_feature)) then
+                call report(INLOOP_ERR_INVALID_ARGUMENT, stat, errmsg, 'add_constraint: mass_fixer takes no target_feature')
+                return
+            end if
+            code = c_inloop_model_add_constraint_mass_fixer_f64(self%handle, o, c_loc(weights), size(weights, kind=c_int64_t))
+        case default
+            call report(INLOOP_ERR_INVALID_ARGUMENT, stat, errmsg, "add_constraint: '" // trim(constraint) // &
+                        "' with weights; expected 'conservation' or 'mass_fixer'")
+            return
+        end select
+        call constraint_added(self, code, stat, errmsg)
+    end subroutine
+
+    subroutine add_constraint_bounds(self, constraint, lo, hi, output, stat, errmsg)
+        use, intrinsic :: ieee_arithmetic, only: ieee_value, ieee_negative_inf, ieee_positive_inf
+        class(inloop_model), intent(inout) :: self
+        character(len=*), intent(in) :: constraint
+        real(real64), intent(in), optional :: lo, hi
+        integer, intent(in), optional :: output
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(c_int64_t) :: o
+        integer(c_int32_t) :: code
+        real(c_double) :: l, h
+        o = 0
+        if (present(output)) o = int(output - 1, c_int64_t)
+        l = ieee_value(l, ieee_negative_inf)   ! an open side
+        h = ieee_value(h, ieee_positive_inf)
+        if (present(lo)) l = lo
+        if (present(hi)) h = hi
+        select case (constraint)
+        case ('clamp', 'softplus')
+            code = c_inloop_model_add_constraint_bounds(self%handle, o, l, h, &
+                                                        merge(1_c_int32_t, 0_c_int32_t, constraint == 'softplus'))
+        case ('conservation')
+            if (present(lo) .or. present(hi)) then
+                call report(INLOOP_ERR_INVALID_ARGUMENT, stat, errmsg, 'add_constraint: conservation takes no lo or hi')
+                return
+            end if
+            code = c_inloop_model_add_constraint_conservation_f64(self%handle, o, c_null_ptr, 0_c_int64_t, -1_c_int64_t)
+        case default
+            call report(INLOOP_ERR_INVALID_ARGUMENT, stat, errmsg, "add_constraint: '" // trim(constraint) // &
+                        "' without weights; expected 'clamp', 'softplus' or 'conservation' (run-time weights)")
+            return
+        end select
+        call constraint_added(self, code, stat, errmsg)
+    end subroutine
+
+    !> After an add_constraint call of the library: reads the model's shapes again (it may have a new
+    !> input), then reports `code`.
+    subroutine constraint_added(self, code, stat, errmsg)
+        class(inloop_model), intent(inout) :: self
+        integer(c_int32_t), intent(in) :: code
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        type(io_shapes) :: ins, outs
+        character(len=:), allocatable :: msg
+        integer(c_int32_t) :: c
+        if (code /= INLOOP_OK) then
+            call report(code, stat, errmsg)
+            return
+        end if
+        call read_shapes(self%handle, .true., ins, c, msg)
+        if (c == INLOOP_OK) call read_shapes(self%handle, .false., outs, c, msg)
+        if (c /= INLOOP_OK) then
+            if (len(msg) > 0) then
+                call report(c, stat, errmsg, msg)
+            else
+                call report(c, stat, errmsg)
+            end if
+            return
+        end if
+        call move_alloc(ins%rank, self%ins%rank)
+        call move_alloc(ins%dims, self%ins%dims)
+        call move_alloc(outs%rank, self%outs%rank)
+        call move_alloc(outs%dims, self%outs%dims)
+        call report(INLOOP_OK, stat, errmsg)
     end subroutine
 
     ! ----------------------------------------------------------------------------- forward

@@ -103,6 +103,18 @@ final class HandleRegistry<Object: AnyObject & Sendable>: Sendable {
         }
     }
 
+    /// Puts `object` behind a live handle of this kind (a model rebuilt with a constraint keeps its
+    /// handle); INVALID_HANDLE when the handle is not live.
+    func replace(_ handle: OpaquePointer, with object: Object, _ what: String) throws(InLoopError) {
+        let token = try token(handle, what)
+        let replaced: Bool = handleTable.withLock { t in
+            guard t.live[token] is Object else { return false }
+            t.live[token] = object
+            return true
+        }
+        guard replaced else { throw InLoopError(.invalidHandle, "\(what): handle is not a live InLoop \(kind.name)") }
+    }
+
     /// Every live object of this kind.
     func all() -> [Object] {
         handleTable.withLock { t in t.live.values.compactMap { $0 as? Object } }

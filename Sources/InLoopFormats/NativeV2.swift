@@ -157,7 +157,10 @@ public enum NativeV2 {
                 }
             }
             let definition: any OpDefinition.Type
-            do { definition = try OpTable.standard.lookup(op, domain: n["domain"]?.stringValue ?? "", opset: opset) } catch { throw error.prefixed(at) }
+            // "opset" is the default domain's (0: a graph not from ONNX, e.g. a layer stack with
+            // constraints); InLoop's own ops have one version
+            let domain = n["domain"]?.stringValue ?? ""
+            do { definition = try OpTable.standard.lookup(op, domain: domain, opset: domain == "inloop" ? max(opset, 1) : opset) } catch { throw error.prefixed(at) }
             try g.addNode(name, definition, raw, inputs: inputNames, outputs: outputNames)
         }
         for name in try strings("outputs") { try g.markOutput(name) }

@@ -121,6 +121,13 @@ int main(int argc, char **argv) {
         MODEL_CALL(inloop_model_saliency_f32, x, B, 0, dx);
         MODEL_CALL(inloop_model_saliency_f64, xd, B, 0, dxd);
         MODEL_CALL(inloop_model_optimize_input, xd, B, 0, 1, 0.1, NULL, NULL, NULL);
+        const float w32[1] = {1};
+        const double w64[1] = {1};
+        MODEL_CALL(inloop_model_add_constraint_conservation_f32, 0, w32, 1, -1);
+        MODEL_CALL(inloop_model_add_constraint_conservation_f64, 0, w64, 1, -1);
+        MODEL_CALL(inloop_model_add_constraint_bounds, 0, 0.0, 1.0, 0);
+        MODEL_CALL(inloop_model_add_constraint_mass_fixer_f32, 0, w32, 1);
+        MODEL_CALL(inloop_model_add_constraint_mass_fixer_f64, 0, w64, 1);
     }
     MODEL_CALL(inloop_model_jvp_f32, x, dx, B, y, y);
     MODEL_CALL(inloop_model_jvp_f64, xd, dxd, B, yd, yd);

@@ -168,6 +168,25 @@ extension Engine {
                     let x = ops[0]
                     guard !isConstant(x) else { continue }
                     emitReverse(.gatherBackward(geometry: geometry, accumulate: !first(x)), [gy, gradient(x)], node: node, role: role(x))
+                // MARK: family constraints (reverse rules)
+                case .columnProjection(let rows, let cols, true, true, false):
+                    // y' = P y + w s/(w·w), P = I − w wᵀ/(w·w) symmetric: gy (+)= P g, gs (+)= w·g/(w·w)
+                    let x = ops[0], w = ops[1], s = ops[2]
+                    if !isConstant(x) && !isParameter(x) {
+                        emitReverse(.columnProjection(rows: rows, cols: cols, hasY: true, hasS: false, accumulate: !first(x)),
+                                    [gy, w, gradient(x)], node: node, role: role(x))
+                    }
+                    if !isConstant(s) && !isParameter(s) {
+                        emitReverse(.columnProjectionTarget(rows: rows, cols: cols, accumulate: !first(s)), [gy, w, gradient(s)],
+                                    node: node, role: role(s))
+                    }
+                case .massFixer(let rows, let cols, 0, false):
+                    let x = ops[0]
+                    guard !isConstant(x), !isParameter(x) else { continue }
+                    emitReverse(.massFixer(rows: rows, cols: cols, mode: 1, accumulate: !first(x)), [x, ops[1], gy, gradient(x)],
+                                node: node, role: role(x))
+                case .columnProjection, .columnProjectionTarget, .massFixer:
+                    throw InLoopError(.internal, "a derivative step in a forward plan")
                 case .roundToFloat32(let count):
                     // rounding passes gradients through unchanged (as PyTorch's cast)
                     let x = ops[0]
@@ -461,6 +480,24 @@ extension Engine {
                     } else {
                         emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
                     }
+                // MARK: family constraints (tangent rules)
+                case .columnProjection(let rows, let cols, true, true, false):
+                    // linear in (y, s): the same projection of the tangents (a missing one is 0)
+                    let tx = tangentStorage(ops[0]), ts = tangentStorage(ops[2])
+                    if tx == nil && ts == nil {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    } else {
+                        emitTangent(.columnProjection(rows: rows, cols: cols, hasY: tx != nil, hasS: ts != nil, accumulate: false),
+                                    (tx.map { [$0] } ?? []) + [ops[1]] + (ts.map { [$0] } ?? []) + [ty], node: step.node)
+                    }
+                case .massFixer(let rows, let cols, 0, false):
+                    if let tx = tangentStorage(ops[0]) {
+                        emitTangent(.massFixer(rows: rows, cols: cols, mode: 2, accumulate: false), [ops[0], ops[1], tx, ty], node: step.node)
+                    } else {
+                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                    }
+                case .columnProjection, .columnProjectionTarget, .massFixer:
+                    throw InLoopError(.internal, "a derivative step in a forward plan")
                 case .roundToFloat32(let count):
                     if let tx = tangentStorage(ops[0]) {
                         emitTangent(.copy(count: count), [tx, ty], node: step.node)

@@ -176,6 +176,8 @@ public enum OpTable {
         RNNOp.self, GRUOp.self, LSTMOp.self,
         // MARK: family torch (ops)
         TriluOp.self,
+        // MARK: family constraints (ops)
+        ConservationProjectionOp.self, BoundsOp.self, MassFixerOp.self,
 
     ]
 

@@ -244,6 +244,17 @@ extension Engine {
         /// over the constant positions into the one-element value (`ofValue`).
         case padGradient(geometry: Int32, outer: Extent, ofValue: Bool, accumulate: Bool)
 
+        // MARK: family constraints (steps)
+        /// [y?, w, s?, out]: out[r, :] (+)= y[r, :] + w·(s[r] − w·y[r, :])/(w·w) over `rows` columns of
+        /// `cols` values, w a constant [cols], sums in float64 (y or s left out: 0). Forward, tangent,
+        /// and with neither s nor accumulate the adjoint of y (the projection is symmetric).
+        case columnProjection(rows: Extent, cols: Int, hasY: Bool, hasS: Bool, accumulate: Bool)
+        /// [g, w, out]: out[r] (+)= w·g[r, :]/(w·w): the adjoint of `columnProjection` for s.
+        case columnProjectionTarget(rows: Extent, cols: Int, accumulate: Bool)
+        /// The mass fixer for a constant w (sums in float64): mode 0 forward [y, w, out]; mode 1
+        /// reverse [y, w, g, out] (out (+)= gᵀ∂y'/∂y); mode 2 tangent [y, w, t, out].
+        case massFixer(rows: Extent, cols: Int, mode: Int8, accumulate: Bool)
+
     }
 
     struct Step {

@@ -53,9 +53,10 @@ public enum Initialization: String, Sendable {
     case auto
 
     /// Fills the dense weights of a layer-stack network (`net.graph.layerSpecs`; any other graph is
-    /// left as it is) and zeroes its biases.
-    public func initialize<T: Real>(_ net: EngineNetwork<T>, random: inout RandomState) {
-        guard let specs = net.graph.layerSpecs else { return }
+    /// left as it is) and zeroes its biases. `layers`: the list a graph with constraints after its
+    /// layer stack was built from (its parameters are the list's, in the list's order).
+    public func initialize<T: Real>(_ net: EngineNetwork<T>, random: inout RandomState, layers: [LayerSpec]? = nil) {
+        guard let specs = net.graph.layerSpecs ?? layers else { return }
         let p = net.parameters.base
         for layer in LayerSpec.denseSlots(specs) {
             var scheme = self

@@ -13,6 +13,9 @@ public struct TrainerConfig: Equatable, Sendable {
     public var precision: Precision
     /// Losses kept for `lossHistory` (the most recent ones).
     public var historyCapacity: Int
+    /// Hard constraints applied, in order, to the output of `layers` (`constraints:`; a trainer's
+    /// own configuration has none: its graph holds them).
+    public var constraints: [ConstraintSpec] = []
 
     public init(inputSize: Int = 0, layers: [LayerSpec] = [], loss: Loss = Loss(.mse),
                 optimizer: OptimizerConfig = OptimizerConfig(.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8), learningRate: 1e-3),
@@ -64,12 +67,24 @@ public final class Trainer<T: Real> {
     /// Per-block sums of squares of the gradient (blocks of `DistributedStep.block` parameters).
     private let blockSums: Buffer<Double>
 
-    /// A new network from `config.layers`, initialised from `config.seed`.
+    /// A new network from `config.layers` (then `config.constraints` on its output), initialised from
+    /// `config.seed` (the same draws with and without constraints: they have no trainable values).
     public convenience init(config: TrainerConfig) throws(InLoopError) {
         guard !config.layers.isEmpty else { throw InLoopError(.invalidArgument, "the training configuration has no layers") }
-        let net = try EngineNetwork<T>(inputSize: config.inputSize, layers: config.layers)
+        let net: EngineNetwork<T>
+        if config.constraints.isEmpty {
+            net = try EngineNetwork<T>(inputSize: config.inputSize, layers: config.layers)
+        } else {
+            guard config.inputSize >= 1 else { throw InLoopError(.invalidArgument, "network input size must be at least 1") }
+            let g = try Engine.Graph(layerSpecs: config.layers, inputSize: config.inputSize, dtype: T.dtype)
+            try g.inferTypes()
+            for (i, c) in config.constraints.enumerated() {
+                do { try g.addConstraint(c, output: 0) } catch { throw error.prefixed("constraints[\(i)]") }
+            }
+            net = try EngineNetwork<T>(graph: g, modelType: .float32)
+        }
         var random = RandomState(seed: config.seed)
-        config.initialization.initialize(net, random: &random)
+        config.initialization.initialize(net, random: &random, layers: config.layers)
         try self.init(network: net, config: config, random: random)
     }
 
@@ -85,6 +100,7 @@ public final class Trainer<T: Real> {
         var c = config
         c.inputSize = network.inputSize
         c.layers = network.graph.layerSpecs ?? []
+        c.constraints = []   // the graph holds them
         c.precision = T.self == Double.self ? .float64 : .float32  // what this trainer computes in
         self.config = c
         self.random = random ?? RandomState(seed: config.seed)

@@ -90,7 +90,7 @@ public enum TrainingConfigFormat {
     }
 
     public static func config(_ doc: JSON, precision: TrainerConfig.Precision = .float32) throws(InLoopError) -> TrainerConfig {
-        let top = try object(doc, "(top level)", allowed: ["model", "loss", "optimizer", "schedule", "init", "seed", "precision", "history"])
+        let top = try object(doc, "(top level)", allowed: ["model", "constraints", "loss", "optimizer", "schedule", "init", "seed", "precision", "history"])
         var c = TrainerConfig()
         let get = { (k: String) -> JSON? in top.first { $0.0 == k }?.1 }
         if let model = get("model") {
@@ -102,6 +102,10 @@ public enum TrainingConfigFormat {
             var size = inputs
             c.inputSize = inputs
             c.layers = try layers(list, path: "model.layers", size: &size)
+        }
+        if let list = get("constraints") {
+            guard c.layers.count > 0 else { throw fail("constraints", "need a model with layers (attach constraints to a loaded model with inloop_model_add_constraint_*)") }
+            c.constraints = try constraints(list)
         }
         if let l = get("loss") { c.loss = try loss(l) }
         if let o = get("optimizer") { c.optimizer = try optimizer(o) }
@@ -231,6 +235,46 @@ public enum TrainingConfigFormat {
         }
     }
 
+    /// `constraints:` a list applied in order to the network's output:
+    ///   - {type: conservation, weights: [w_1, ..., w_K], target_feature: j}: w·y' = x[j] (0-based
+    ///     feature of the input; a trainer takes one input, so the target is one of its features);
+    ///   - {type: bounds, lo: 0, hi: 1, form: clamp | softplus} (lo or hi may be left out);
+    ///   - {type: mass_fixer, weights: [w_1, ..., w_K]}.
+    static func constraints(_ v: JSON) throws(InLoopError) -> [ConstraintSpec] {
+        guard let items = v.arrayValue else { throw fail("constraints", "must be a list of constraints") }
+        var out: [ConstraintSpec] = []
+        for (i, item) in items.enumerated() {
+            let at = "constraints[\(i)]"
+            let m = try object(item, at, allowed: ["type", "weights", "target_feature", "lo", "hi", "form"])
+            let get = { (k: String) -> JSON? in m.first { $0.0 == k }?.1 }
+            let type = try string(get("type"), "\(at).type", default: "")
+            func only(_ keys: [String]) throws(InLoopError) {
+                for (k, _) in m where k != "type" && !keys.contains(k) { throw fail("\(at).\(k)", "is not an option of \(type) (\(keys.joined(separator: ", ")))") }
+            }
+            switch type {
+            case "conservation":
+                try only(["weights", "target_feature"])
+                out.append(.conservation(weights: try vector(get("weights"), "\(at).weights"),
+                                         target: .feature(try integer(get("target_feature"), "\(at).target_feature"))))
+            case "bounds":
+                try only(["lo", "hi", "form"])
+                let form = try string(get("form"), "\(at).form", default: "clamp")
+                guard form == "clamp" || form == "softplus" else { throw fail("\(at).form", "must be clamp or softplus, got \(form)") }
+                let lo = try get("lo").map { (j: JSON) throws(InLoopError) -> Double in try number(j, "\(at).lo") }
+                let hi = try get("hi").map { (j: JSON) throws(InLoopError) -> Double in try number(j, "\(at).hi") }
+                guard lo != nil || hi != nil else { throw fail(at, "bounds need lo, hi or both") }
+                if let lo, let hi, !(lo < hi) { throw fail(at, "lo \(lo) must be below hi \(hi)") }
+                out.append(.bounds(lo: lo, hi: hi, softplus: form == "softplus"))
+            case "mass_fixer":
+                try only(["weights"])
+                out.append(.massFixer(weights: try vector(get("weights"), "\(at).weights")))
+            default:
+                throw fail("\(at).type", "unknown constraint \"\(type)\" (conservation, bounds, mass_fixer)")
+            }
+        }
+        return out
+    }
+
     // MARK: Writing (checkpoints store the configuration they ran with)
 
     public static func json(_ c: TrainerConfig) -> JSON {
@@ -267,7 +311,24 @@ public enum TrainingConfigFormat {
         // not read back ("inputs": 0, "layers": []).
         let model: [(String, JSON)] = c.layers.isEmpty ? []
             : [("model", .object([("inputs", num(Double(c.inputSize))), ("layers", layerJSON(c.layers))]))]
-        return .object(model + [
+        let constraints: [(String, JSON)] = c.constraints.isEmpty || c.layers.isEmpty ? []
+            : [("constraints", .array(c.constraints.map { k -> JSON in
+                switch k {
+                case .conservation(let w, let target):
+                    var f: [(String, JSON)] = [("type", .string("conservation"))]
+                    if let w { f.append(("weights", .array(w.map(num)))) }
+                    if case .feature(let j) = target { f.append(("target_feature", num(Double(j)))) }
+                    return .object(f)
+                case .bounds(let lo, let hi, let softplus):
+                    var f: [(String, JSON)] = [("type", .string("bounds")), ("form", .string(softplus ? "softplus" : "clamp"))]
+                    if let lo { f.append(("lo", num(lo))) }
+                    if let hi { f.append(("hi", num(hi))) }
+                    return .object(f)
+                case .massFixer(let w):
+                    return .object([("type", .string("mass_fixer")), ("weights", .array(w.map(num)))])
+                }
+            }))]
+        return .object(model + constraints + [
             ("loss", .object(loss)), ("optimizer", .object(opt)), ("schedule", .object(sched)),
             ("init", .string(c.initialization.rawValue)), ("seed", num(Double(c.seed))),
             ("precision", .string(c.precision.rawValue)), ("history", num(Double(c.historyCapacity))),
