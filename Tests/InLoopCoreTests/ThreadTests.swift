@@ -94,7 +94,7 @@ final class ThreadTests: XCTestCase {
     /// A batch with enough work to be split into `parts` parts.
     func splitBatch(_ m: Engine.Model, parts: Int) -> Int {
         let per = max(m.workPerSample, 1)
-        return (Engine.Model.minWorkPerPart * parts + per - 1) / per + 3   // + 3: a remainder
+        return (m.minWorkPerPart * parts + per - 1) / per + 3   // + 3: a remainder
     }
 
     func run(_ m: Engine.Model, batch: Int, threads: Int, seed: UInt64 = 11) throws -> ([[Float]], Int) {

@@ -62,7 +62,7 @@ final class ThreadSplitTests: XCTestCase {
     func testColumnMLP() throws { try check("column_mlp", batches: [257, 1001]) }
     func testColumnMLPSmall() throws { try check("column_mlp_small", batches: [1023]) }
     func testColumnConv1d() throws { try check("column_conv1d", batches: [255, 517]) }
-    func testCNN2d() throws { try check("cnn2d", batches: [13, 33]) }
+    func testCNN2d() throws { try check("cnn2d", batches: [21, 33]) }
     func testL96() throws { try check("l96", batches: [8191]) }
 
     /// Small batches stay on the calling thread.

@@ -248,9 +248,20 @@ extension Engine {
         /// Element-wise work per work-space value, in flops (a proxy: an activation or a pooling
         /// window costs several, a copy less); measured only as part of the threshold below.
         static let elementWork = 8
-        /// Work one part must have for a batch to be split: below it the pool's hand-off (waking a
-        /// worker, a few microseconds) costs more than the second thread saves.
-        public static let minWorkPerPart = 2_000_000
+        /// Work one part must have for a batch to be split, at least: below it the pool's hand-off
+        /// (waking a worker) costs more than the second thread saves.
+        public static let minWorkPerPart = 4_000_000
+        /// ... and at least this many flops per parameter: every part's GEMMs pack the whole weight
+        /// matrices again (OpenBLAS packs per call), so a part must do enough work per weight. Measured
+        /// (process CPU time per call, loaded 2-core AMD EPYC): column_mlp (0.5 M parameters) split at
+        /// batch 16 (8 M flops per part, 16 per parameter) took 35–50 % more CPU than whole, at batch
+        /// 256 (128 M, 256 per parameter) about 5 % more.
+        public static let minWorkPerParameter = 128
+
+        /// The work one part of this model must have (`minWorkPerPart`, `minWorkPerParameter`).
+        public var minWorkPerPart: Int {
+            Swift.max(Model.minWorkPerPart, Model.saturated(parameterCount, Model.minWorkPerParameter))
+        }
         /// Fewest samples in a part.
         static let minSamplesPerPart = 4
 
@@ -283,11 +294,11 @@ extension Engine {
         }
 
         /// Parts for batch n at `threads` threads: 1 (run whole) unless each part gets at least
-        /// `minWorkPerPart` of work and `minSamplesPerPart` samples.
+        /// `minWorkPerPart` (of this model) of work and `minSamplesPerPart` samples.
         func parts(batch n: Int, threads: Int) -> Int {
             guard splittable, threads > 1, n >= 2 * Model.minSamplesPerPart else { return 1 }
             let work = Model.saturated(n, Swift.max(workPerSample, 1))
-            return Swift.max(1, Swift.min(threads, WorkerPool.maxParts, n / Model.minSamplesPerPart, work / Model.minWorkPerPart))
+            return Swift.max(1, Swift.min(threads, WorkerPool.maxParts, n / Model.minSamplesPerPart, work / minWorkPerPart))
         }
 
         deinit {
