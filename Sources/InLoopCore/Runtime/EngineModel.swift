@@ -997,19 +997,20 @@ final class SplitJob<T: EngineScalar>: Engine.ParallelJob {
         self.reproducible = reproducible
     }
 
-    /// Samples a slice boundary falls on a multiple of, when the parts are that large: OpenBLAS's
-    /// sgemm (0.3.21, Zen/Haswell kernels) gives a row slice of y = x·Wᵀ the whole product's bits
-    /// when the slice starts at a multiple of 24 rows, not at other offsets (`docs/ENGINE.md` "Threads").
-    static var granule: Int { 48 }
+    /// Samples a slice boundary falls on a multiple of, when the parts are large enough (16 granules:
+    /// the rounding then unbalances the parts by at most 3 %): OpenBLAS's sgemm (0.3.21, Zen/Haswell
+    /// kernels) gives a row slice of y = x·Wᵀ the whole product's bits when the slice starts at a
+    /// multiple of 24 rows, not at other offsets (`docs/ENGINE.md` §2.11).
+    static var granule: Int { 24 }
 
     /// Slices of n samples for m parts: as equal as possible, with the boundaries rounded to a
-    /// multiple of `granule` when each part has at least that many samples.
+    /// multiple of `granule` when each part has at least 16 granules.
     func cut(batch n: Int, parts m: Int) {
         parts = m
         let g = SplitJob.granule
         for k in 0...m {
             let even = k * (n / m) + Swift.min(k, n % m)
-            starts[k] = k == 0 || k == m || n / m < g ? even : (even + g / 2) / g * g
+            starts[k] = k == 0 || k == m || n / m < 16 * g ? even : (even + g / 2) / g * g
         }
         for k in 0..<m { errors[k] = nil; nonFinite[k] = false }
     }
