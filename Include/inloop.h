@@ -104,7 +104,11 @@ const char *inloop_last_error(void);
 /// Statuses: none (never fails).
 const char *inloop_status_string(int32_t status);
 
-/// Sets the number of threads InLoop computes with (OpenBLAS's threads included), n >= 1.
+/// Sets the number of threads InLoop computes with, n >= 1. A forward of a batch-separable model (MLPs,
+/// convolutions, pooling: every node per sample) with enough work splits the batch into n contiguous
+/// slices, one per thread (the calling thread and n - 1 threads InLoop makes at the first such call and
+/// parks while idle), with OpenBLAS at 1 thread inside them; other models and training steps run on the
+/// calling thread with OpenBLAS at n threads. The two never stack.
 /// Threads are the caller's to choose: under MPI, ranks per node x threads should not exceed the cores.
 /// Statuses: INVALID_ARGUMENT (n < 1).
 inloop_status inloop_set_num_threads(int32_t n);

@@ -45,14 +45,18 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
     return UnsafePointer(statusCStrings[Int(status)])
 }
 
-/// Sets the number of threads InLoop computes with (OpenBLAS's threads included), n >= 1.
+/// Sets the number of threads InLoop computes with, n >= 1. A forward of a batch-separable model (MLPs,
+/// convolutions, pooling: every node per sample) with enough work splits the batch into n contiguous
+/// slices, one per thread (the calling thread and n - 1 threads InLoop makes at the first such call and
+/// parks while idle), with OpenBLAS at 1 thread inside them; other models and training steps run on the
+/// calling thread with OpenBLAS at n threads. The two never stack.
 /// Threads are the caller's to choose: under MPI, ranks per node x threads should not exceed the cores.
 /// Statuses: INVALID_ARGUMENT (n < 1).
 /// Section: library.
 @c public func inloop_set_num_threads(_ n: Int32) -> inloop_status {
     guarded { () throws(InLoopError) in
         guard n >= 1 else { throw InLoopError(.invalidArgument, "number of threads must be at least 1, got \(n)") }
-        Kernels.setBLASThreads(Int(n))
+        Engine.Threads.set(Int(n))
         ThreadPolicy.userChose()
     }
 }
@@ -64,7 +68,7 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// Section: library.
 @c public func inloop_get_num_threads() -> Int32 {
     ThreadPolicy.applyDefault()
-    return Int32(clamping: Kernels.blasThreads())
+    return Int32(clamping: Engine.Threads.count)
 }
 
 // MARK: - Models

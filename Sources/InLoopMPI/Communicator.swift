@@ -220,7 +220,7 @@ public enum ThreadPolicy {
             let ranks = max(localRanks ?? 0, localRanksFromEnvironment ?? 0, 1)
             guard ranks > s.localRanks else { return }
             s.localRanks = ranks
-            Kernels.setBLASThreads(threads(localRanks: ranks))
+            Engine.Threads.set(threads(localRanks: ranks))
         }
     }
 }

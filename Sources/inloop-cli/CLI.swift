@@ -117,7 +117,7 @@ struct Run: ParsableCommand {
     func run() {
         do {
             guard threads >= 1 else { throw CLIError("--threads must be at least 1") }
-            Kernels.setBLASThreads(threads)
+            Engine.Threads.set(threads)
             let m = try LoadedModel.load(path: model)
             let inputFiles = try assign(input, to: m.inputs.map(\.name), what: "input")
             let outputFiles = try assign(output, to: m.outputs.map(\.name), what: "output")

@@ -124,3 +124,10 @@ public enum EluOp: ActivationOpDefinition {
     }
     public static func activation(_ a: AlphaAttributes) -> Activation { .elu(alpha: a.alpha) }
 }
+
+extension ActivationOpDefinition {
+    /// Per sample (threads): element-wise.
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch)
+    }
+}

@@ -288,3 +288,17 @@ public enum MaxOp: VariadicBinaryOpDefinition {
     public static let op = BinaryOp.max
     public static func combine(_ a: Engine.SymInt, _ b: Engine.SymInt) -> Engine.SymInt? { Engine.SymInt.max(a, b) }
 }
+
+extension BinaryOpDefinition {
+    /// Per sample (threads): element-wise, static operands broadcast.
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch)
+    }
+}
+
+extension VariadicBinaryOpDefinition {
+    /// Per sample (threads): element-wise, static operands broadcast.
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch)
+    }
+}

@@ -363,3 +363,10 @@ public enum CastOp: OpDefinition {
         }
     }
 }
+
+extension CastOp {
+    /// Per sample (threads): element-wise.
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch)
+    }
+}

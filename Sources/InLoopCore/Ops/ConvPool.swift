@@ -496,3 +496,24 @@ extension Engine.Differentiator {
         return Engine.Extent(perBatch: p, fixed: f)
     }
 }
+
+extension ConvOp {
+    /// Per sample (threads): per image with static weights.
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch)
+    }
+}
+
+extension WindowPoolOp {
+    /// Per sample (threads): per image; not with the Indices output (its indices count across the batch).
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch) && outputs.count == 1
+    }
+}
+
+extension GlobalPoolOp {
+    /// Per sample (threads): per image.
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch)
+    }
+}

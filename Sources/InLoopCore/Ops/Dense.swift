@@ -148,3 +148,17 @@ public enum GemmOp: OpDefinition {
                  operands + [try ctx.output(0)])
     }
 }
+
+extension DenseOp {
+    /// Per sample (threads): a row per sample times static weights.
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch)
+    }
+}
+
+extension GemmOp {
+    /// Per sample (threads): a row per sample times static weights (transA: A does not lead with the batch, refused by the shapes).
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch)
+    }
+}

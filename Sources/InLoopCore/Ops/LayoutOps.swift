@@ -630,3 +630,17 @@ public enum DropoutOp: OpDefinition {
         }
     }
 }
+
+extension TransposeOp {
+    /// Per sample (threads): the batch axis stays first (the shapes say so: one batch axis, leading in and out).
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch)
+    }
+}
+
+extension DropoutOp {
+    /// Per sample (threads): identity at inference (a mask output is per element).
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch)
+    }
+}

@@ -272,3 +272,25 @@ public enum LayerNormalizationOp: OpDefinition {
         ctx.emit(.layerNorm(rows: rows, cols: cols, epsilon: a.epsilon, hasBias: hasBias), operands + [try ctx.output(0)])
     }
 }
+
+extension MatMulOp {
+    /// Per sample (threads): per sample times a static operand.
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch)
+    }
+}
+
+extension BatchNormalizationOp {
+    /// Per sample (threads): inference only (per channel with constant statistics; training mode uses
+    /// the batch's statistics).
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        !a.training && Engine.perSampleShapes(inputs, outputs, batch: batch) && outputs.count == 1
+    }
+}
+
+extension LayerNormalizationOp {
+    /// Per sample (threads): over axes after the batch; the mean and inverse-deviation outputs lead with it too.
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch) && (inputs.first ?? nil).map { t in (a.axis < 0 ? a.axis + t.rank : a.axis) >= 1 } == true
+    }
+}

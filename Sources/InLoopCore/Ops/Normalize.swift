@@ -43,3 +43,10 @@ public enum DenormalizeOp: NormalizationOpDefinition {
     public static let name = "Denormalize"
     public static let inverse = true
 }
+
+extension NormalizationOpDefinition {
+    /// Per sample (threads): per feature, with constant statistics.
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch)
+    }
+}

@@ -47,6 +47,15 @@ public protocol OpDefinition: SendableMetatype {
 
     /// Forward: emits the node's steps (kernel calls) into the plan.
     static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError)
+
+    /// Batch separability (threads, `docs/ENGINE.md` "Threads"): true when sample i of every output
+    /// (along the leading batch axis, the symbol `batch`) is computed from sample i of the inputs that
+    /// lead with it and from static operands (weights, broadcast constants) only, so that a plan made of
+    /// such nodes may run a batch as contiguous slices on separate threads. Conservative: the default is
+    /// false (the batch runs whole); an op opts in, usually with `Engine.perSampleShapes` plus its own
+    /// conditions (Softmax: not over the batch axis).
+    static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType],
+                          batch: Engine.SymInt) -> Bool
 }
 
 extension OpDefinition {
@@ -66,6 +75,15 @@ extension OpDefinition {
     /// needs their result at run time is refused, naming the op.
     public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
         throw InLoopError(.unsupported, "\(name) is computed only when its inputs are known at compile time (shape computations)")
+    }
+
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType],
+                                 batch: Engine.SymInt) -> Bool { false }
+
+    static func perSampleAny(_ node: Engine.Node, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType],
+                             batch: Engine.SymInt) -> Bool {
+        guard let a = node.attributes as? Attributes else { return false }
+        return perSample(a, inputs, outputs, batch: batch)
     }
 
     static func lowerAny(_ node: Engine.Node, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
@@ -93,6 +111,21 @@ extension OpDefinition {
             throw InLoopError(.internal, "\(name) inferred \(types.count) output types for \(node.outputs.count) outputs")
         }
         return (types, try evaluate(a, inputs, known, outputs: types))
+    }
+}
+
+extension Engine {
+    /// The shape condition of a per-sample node (`OpDefinition.perSample`): every output leads with
+    /// `batch` (exactly: not 2·batch, not batch − 1) and has static dimensions after it, and every
+    /// input present either does the same or has a static shape (a weight, a broadcast operand: ONNX
+    /// broadcasting aligns shapes on the right, so a static operand of the output's rank has 1 on the
+    /// batch axis). Not sufficient alone: an op that mixes samples along the batch axis (Softmax over
+    /// axis 0, a reversing Slice) keeps these shapes, so each op states its own conditions.
+    public static func perSampleShapes(_ inputs: [TensorType?], _ outputs: [TensorType], batch: SymInt) -> Bool {
+        func leads(_ s: Shape) -> Bool { s.first == batch && s.dropFirst().allSatisfy { $0.known != nil } }
+        guard !outputs.isEmpty, outputs.allSatisfy({ leads($0.shape) }) else { return false }
+        for case let t? in inputs where !leads(t.shape) && t.shape.known == nil { return false }
+        return true
     }
 }
 
@@ -182,4 +215,11 @@ public enum OpTable {
     ]
 
     public static let standard = OpRegistry(all)
+}
+
+extension ReshapingOpDefinition {
+    /// Per sample (threads): a view of the same row-major data: per sample when both shapes lead with the batch.
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch)
+    }
 }

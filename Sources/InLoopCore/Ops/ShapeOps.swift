@@ -379,3 +379,10 @@ public enum UnsqueezeOp: ReshapingOpDefinition {
         return [Engine.TensorType(x.dtype, shape)]
     }
 }
+
+extension IdentityOp {
+    /// Per sample (threads): a copy.
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch)
+    }
+}

@@ -260,3 +260,24 @@ public enum LogSoftmaxOp: SoftmaxOpDefinition {
     public static let name = "LogSoftmax"
     public static let log = true
 }
+
+extension UnaryOpDefinition {
+    /// Per sample (threads): element-wise.
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch)
+    }
+}
+
+extension ClipOp {
+    /// Per sample (threads): element-wise (bounds are static scalars).
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch)
+    }
+}
+
+extension SoftmaxOpDefinition {
+    /// Per sample (threads): over an axis after the batch (opset < 13: over every axis from `axis` on).
+    public static func perSample(_ a: Attributes, _ inputs: [Engine.TensorType?], _ outputs: [Engine.TensorType], batch: Engine.SymInt) -> Bool {
+        Engine.perSampleShapes(inputs, outputs, batch: batch) && (inputs.first ?? nil).map { t in (a.axis < 0 ? a.axis + t.rank : a.axis) >= 1 } == true
+    }
+}

@@ -88,6 +88,20 @@ extension Engine {
         /// (raw buffers, not arrays: writing them per call needs no uniqueness or exclusivity check)
         private let inCounts: UnsafeMutableBufferPointer<Int>
         private let outCounts: UnsafeMutableBufferPointer<Int>
+        // MARK: threads (`Engine.Threads`, docs/ENGINE.md "Threads")
+        /// Whether a batch may run as contiguous slices on several threads: one plan for every batch
+        /// size, every input and output leads with the batch symbol, and every node that runs is per
+        /// sample (`OpDefinition.perSample`). Other graphs run whole on the calling thread.
+        public let splittable: Bool
+        /// The work of one sample, for the split threshold: the flops of its matrix products and
+        /// convolutions plus `elementWork` per work-space value (element-wise work).
+        public let workPerSample: Int
+        /// Parts the last batch-convenience or full-shape run used (1: it ran whole).
+        public private(set) var lastParts = 1
+        /// The split state (a `SplitJob` of the compute type), made by the first call that splits.
+        private var splitJob: AnyObject? = nil
+        /// Set by a split run whose parts found every output value finite (the caller's check is then done).
+        private var outputsChecked = false
 
         /// `graph` must be verified and typed (`verify()`, `inferTypes()`; a graph whose shapes are
         /// not linear in the batch may fail `inferTypes()` with `notLinear`: it is then specialised).
@@ -232,6 +246,64 @@ extension Engine {
             var largest = Int.max
             for c in (specs + outs).map(\.count) where c > 0 { largest = Swift.min(largest, Int.max / c) }
             largestBatch = largest
+            (splittable, workPerSample) = Model.separability(planGraph, generic: generic != nil, convenience: convError == nil,
+                                                             inputBatched: batchedIn, outputBatched: batchedOut)
+        }
+
+        /// Element-wise work per work-space value, in flops (a proxy: an activation or a pooling
+        /// window costs several, a copy less); measured only as part of the threshold below.
+        static let elementWork = 8
+        /// Work one part must have for a batch to be split, at least: below it the pool's hand-off
+        /// (waking a worker) costs more than the second thread saves.
+        public static let minWorkPerPart = 4_000_000
+        /// ... and at least this many flops per parameter: every part's GEMMs pack the whole weight
+        /// matrices again (OpenBLAS packs per call), so a part must do enough work per weight. Measured
+        /// (process CPU time per call, loaded 2-core AMD EPYC): column_mlp (0.5 M parameters) split at
+        /// batch 16 (8 M flops per part, 16 per parameter) took 35–50 % more CPU than whole, at batch
+        /// 256 (128 M, 256 per parameter) about 5 % more.
+        public static let minWorkPerParameter = 128
+
+        /// The work one part of this model must have (`minWorkPerPart`, `minWorkPerParameter`).
+        public var minWorkPerPart: Int {
+            Swift.max(Model.minWorkPerPart, Model.saturated(parameterCount, Model.minWorkPerParameter))
+        }
+        /// Fewest samples in a part.
+        static let minSamplesPerPart = 4
+
+        /// `splittable` and `workPerSample` for a graph (see them).
+        private static func separability(_ g: Graph, generic: Bool, convenience: Bool,
+                                         inputBatched: [Bool], outputBatched: [Bool]) -> (Bool, Int) {
+            guard generic, convenience, let b = g.batch, !g.inputs.isEmpty,
+                  inputBatched.allSatisfy({ $0 }), outputBatched.allSatisfy({ $0 }) else { return (false, 0) }
+            let batch = SymInt(b)
+            let outputs = Set(g.outputs)
+            for node in g.nodes {
+                // shape computations known at compile time do not run
+                if node.outputs.allSatisfy({ g[$0].known != nil && !outputs.contains($0) }) { continue }
+                let inputTypes = node.inputs.map { $0.flatMap { g[$0].type } }
+                var outputTypes: [TensorType] = []
+                for o in node.outputs {
+                    guard let t = g[o].type else { return (false, 0) }
+                    outputTypes.append(t)
+                }
+                guard node.op.perSampleAny(node, inputTypes, outputTypes, batch: batch) else { return (false, 0) }
+            }
+            guard let flops = (try? g.flops(batch: 1)) ?? nil, let plan = try? Engine.compile(g) else { return (false, 0) }
+            let (e, o) = plan.arenaSize.perBatch.multipliedReportingOverflow(by: elementWork)
+            return (true, o ? Int.max : Model.saturatedSum(flops, e))
+        }
+
+        static func saturatedSum(_ a: Int, _ b: Int) -> Int {
+            let (s, o) = a.addingReportingOverflow(b)
+            return o ? Int.max : s
+        }
+
+        /// Parts for batch n at `threads` threads: 1 (run whole) unless each part gets at least
+        /// `minWorkPerPart` (of this model) of work and `minSamplesPerPart` samples.
+        func parts(batch n: Int, threads: Int) -> Int {
+            guard splittable, threads > 1, n >= 2 * Model.minSamplesPerPart else { return 1 }
+            let work = Model.saturated(n, Swift.max(workPerSample, 1))
+            return Swift.max(1, Swift.min(threads, WorkerPool.maxParts, n / Model.minSamplesPerPart, work / minWorkPerPart))
         }
 
         deinit {
@@ -526,6 +598,7 @@ extension Engine {
             }
             try acquire()
             defer { release() }
+            outputsChecked = false
             try bind(ranks: ranks, dims: dims)
             if !valueUses.isEmpty {
                 var v: [Int] = []
@@ -548,7 +621,7 @@ extension Engine {
             case .single(let e): try forward(e, n, inputs, outputs, inCounts, outCounts)
             case .double(let e): try forward(e, n, inputs, outputs, inCounts, outCounts)
             }
-            if checkFinite {
+            if checkFinite && !outputsChecked {
                 for k in 0..<outputs.count { try finite("output", k, UnsafePointer(outputs[k]), outCounts[k], per: outCounts[k]) }
             }
         }
@@ -670,6 +743,7 @@ extension Engine {
             try checkArrays(batch: batch, inputs.count, outputs.count)
             try acquire()
             defer { release() }
+            outputsChecked = false
             for k in 0..<inputs.count { inCounts[k] = inElements(k, batch) }
             for k in 0..<outputs.count { outCounts[k] = outElements(k, batch) }
             let native = U.dtype == planGraph.dtype
@@ -688,7 +762,7 @@ extension Engine {
             case .single(let e): try forward(e, batch, inputs, outputs, inCounts, outCounts)
             case .double(let e): try forward(e, batch, inputs, outputs, inCounts, outCounts)
             }
-            if checkFinite {
+            if checkFinite && !outputsChecked {
                 for k in 0..<outputs.count { try finite("output", k, UnsafePointer(outputs[k]), outElements(k, batch), per: outputSpecs[k].count) }
             }
         }
@@ -708,7 +782,7 @@ extension Engine {
             if T.self == U.self {
                 let i = UnsafeRawBufferPointer(inputs).bindMemory(to: UnsafePointer<T>.self)
                 let o = UnsafeRawBufferPointer(outputs).bindMemory(to: UnsafeMutablePointer<T>.self)
-                try e.forward(n, inputs: i, outputs: o)
+                outputsChecked = try runPlan(e, n, i, o, checkOutputs: checkFinite)
                 return
             }
             try stage(inCounts, outCounts)
@@ -720,8 +794,8 @@ extension Engine {
                 ip[k] = UnsafePointer(d)
             }
             for k in 0..<outputs.count { op[k] = try stagingOut[k].pointer(as: T.self) }
-            try e.forward(n, inputs: UnsafeBufferPointer(start: ip, count: inputs.count),
-                          outputs: UnsafeBufferPointer(start: op, count: outputs.count))
+            _ = try runPlan(e, n, UnsafeBufferPointer(start: ip, count: inputs.count),
+                            UnsafeBufferPointer(start: op, count: outputs.count), checkOutputs: false)
             for k in 0..<outputs.count {
                 let s = op[k], d = outputs[k]
                 for i in 0..<outCounts[k] { d[i] = U(s[i]) }
@@ -752,6 +826,45 @@ extension Engine {
             stagingOut = try outCounts.enumerated().map { (k, c) throws(InLoopError) in
                 k < oldOut.count && oldOut[k].count >= c ? oldOut[k] : try TensorStorage(dtype: planGraph.dtype, count: Swift.max(c, 1))
             }
+        }
+
+        // MARK: - Threads
+
+        /// Runs the plan for batch n on the compute type's arrays: whole on the calling thread, or, for a
+        /// splittable plan with enough work, as contiguous slices of the batch on `Threads.count`
+        /// threads (one executor, with its own work space, per part). OpenBLAS runs serially during
+        /// any call of a splittable plan (`Threads.serialBLAS`). With `checkOutputs`, the parts check
+        /// their output slices; returns true when they did and found every value finite (a non-finite
+        /// value is left to the caller's check, which words the error as a serial run would).
+        private func runPlan<T: EngineScalar>(_ e: Executor<T>, _ n: Int, _ i: UnsafeBufferPointer<UnsafePointer<T>>,
+                                              _ o: UnsafeBufferPointer<UnsafeMutablePointer<T>>,
+                                              checkOutputs: Bool) throws(InLoopError) -> Bool {
+            lastParts = 1
+            guard splittable else {
+                try e.forward(n, inputs: i, outputs: o)
+                return false
+            }
+            let threads = Threads.count
+            Threads.serialBLAS(threads)
+            defer { Threads.restoreBLAS(threads) }
+            let want = parts(batch: n, threads: threads)
+            guard want > 1 else {
+                try e.forward(n, inputs: i, outputs: o)
+                return false
+            }
+            // the limits of the whole batch, as the serial run checks them (the parts are smaller)
+            try e.checkLimits(n)
+            let job: SplitJob<T>
+            if let j = splitJob { job = unsafeDowncast(j, to: SplitJob<T>.self) } else {
+                job = SplitJob<T>(inputs: inputSpecs.map(\.count), outputs: outputSpecs.map(\.count))
+                splitJob = job
+            }
+            while job.executors.count < want - 1 { job.executors.append(try Executor<T>(plan: e.plan, graph: planGraph)) }
+            job.prepare(main: e, inputs: i, outputs: o, checkFinite: checkOutputs, reproducible: reproducible)
+            WorkerPool.shared.run(job, parts: want) { m in job.cut(batch: n, parts: m) }
+            lastParts = job.parts
+            if let error = job.firstError() { throw error }
+            return checkOutputs && job.allFinite()
         }
 
         // MARK: - Checks
@@ -850,5 +963,101 @@ extension Engine {
         }
 
         func release() { busy.store(false, ordering: .releasing) }
+    }
+}
+
+/// One split run of a model (`Model.runPlan`): part k runs samples starts[k]..<starts[k + 1] with its
+/// own executor (part 0 with the model's), on the caller's arrays at those offsets. Made once per
+/// model; a run writes only its buffers (no allocation).
+final class SplitJob<T: EngineScalar>: Engine.ParallelJob {
+    /// The executors of parts 1, 2, ... (made as more parts are wanted; never fewer).
+    var executors: [Engine.Executor<T>] = []
+    private unowned(unsafe) var main: Engine.Executor<T>? = nil
+    private let inPer: UnsafeMutableBufferPointer<Int>, outPer: UnsafeMutableBufferPointer<Int>
+    private let starts: UnsafeMutableBufferPointer<Int>
+    private let inSlices: UnsafeMutablePointer<UnsafePointer<T>>
+    private let outSlices: UnsafeMutablePointer<UnsafeMutablePointer<T>>
+    private let errors: UnsafeMutablePointer<InLoopError?>
+    private let nonFinite: UnsafeMutablePointer<Bool>
+    private var inputs = UnsafeBufferPointer<UnsafePointer<T>>(start: nil, count: 0)
+    private var outputs = UnsafeBufferPointer<UnsafeMutablePointer<T>>(start: nil, count: 0)
+    private var checkFinite = false, reproducible = false
+    private(set) var parts = 1
+
+    /// Values per sample of each input and output.
+    init(inputs: [Int], outputs: [Int]) {
+        let m = Engine.WorkerPool.maxParts
+        inPer = .allocate(capacity: inputs.count); _ = inPer.initialize(from: inputs)
+        outPer = .allocate(capacity: outputs.count); _ = outPer.initialize(from: outputs)
+        starts = .allocate(capacity: m + 1); starts.initialize(repeating: 0)
+        inSlices = .allocate(capacity: m * Swift.max(inputs.count, 1))
+        outSlices = .allocate(capacity: m * Swift.max(outputs.count, 1))
+        errors = .allocate(capacity: m); errors.initialize(repeating: nil, count: m)
+        nonFinite = .allocate(capacity: m); nonFinite.initialize(repeating: false, count: m)
+    }
+
+    deinit {
+        let m = Engine.WorkerPool.maxParts
+        inPer.deallocate(); outPer.deallocate(); starts.deallocate()
+        inSlices.deallocate(); outSlices.deallocate()
+        errors.deinitialize(count: m); errors.deallocate()
+        nonFinite.deallocate()
+    }
+
+    func prepare(main: Engine.Executor<T>, inputs: UnsafeBufferPointer<UnsafePointer<T>>,
+                 outputs: UnsafeBufferPointer<UnsafeMutablePointer<T>>, checkFinite: Bool, reproducible: Bool) {
+        self.main = main
+        self.inputs = inputs
+        self.outputs = outputs
+        self.checkFinite = checkFinite
+        self.reproducible = reproducible
+    }
+
+    /// Samples a slice boundary falls on a multiple of, when the parts are large enough (16 granules:
+    /// the rounding then unbalances the parts by at most 3 %): OpenBLAS's sgemm (0.3.21, Zen/Haswell
+    /// kernels) gives a row slice of y = x·Wᵀ the whole product's bits when the slice starts at a
+    /// multiple of 24 rows, not at other offsets (`docs/ENGINE.md` §2.11).
+    static var granule: Int { 24 }
+
+    /// Slices of n samples for m parts: as equal as possible, with the boundaries rounded to a
+    /// multiple of `granule` when each part has at least 16 granules.
+    func cut(batch n: Int, parts m: Int) {
+        parts = m
+        let g = SplitJob.granule
+        for k in 0...m {
+            let even = k * (n / m) + Swift.min(k, n % m)
+            starts[k] = k == 0 || k == m || n / m < 16 * g ? even : (even + g / 2) / g * g
+        }
+        for k in 0..<m { errors[k] = nil; nonFinite[k] = false }
+    }
+
+    func runPart(_ k: Int) {
+        guard let e = k == 0 ? main : executors[k - 1] else { return }
+        let s = starts[k], n = starts[k + 1] - s
+        let ni = inPer.count, no = outPer.count
+        let ip = inSlices + k * ni, op = outSlices + k * no
+        for j in 0..<ni { ip[j] = inputs[j] + s * inPer[j] }
+        for j in 0..<no { op[j] = outputs[j] + s * outPer[j] }
+        e.reproducible = reproducible
+        do {
+            try e.forward(n, inputs: UnsafeBufferPointer(start: ip, count: ni), outputs: UnsafeBufferPointer(start: op, count: no))
+        } catch {
+            errors[k] = error
+            return
+        }
+        if checkFinite {
+            for j in 0..<no where !Kernels.allFinite(UnsafePointer(op[j]), count: n * outPer[j]) { nonFinite[k] = true }
+        }
+    }
+
+    /// The first failed part's error, in part order.
+    func firstError() -> InLoopError? {
+        for k in 0..<parts { if let e = errors[k] { return e } }
+        return nil
+    }
+
+    func allFinite() -> Bool {
+        for k in 0..<parts where nonFinite[k] { return false }
+        return true
     }
 }

@@ -123,9 +123,10 @@ extension Engine {
             return out
         }
 
-        /// Sizes the arena for n and points the slots into it (only when n changes; the arena only grows).
-        public func bind(_ n: Int) throws(InLoopError) {
-            if n == boundN { return }
+        /// Checks that batch n fits the sizes and the work-space limits (`bind` does, and a model whose
+        /// batch runs as slices checks the whole batch); returns the arena's size at n.
+        @discardableResult
+        public func checkLimits(_ n: Int) throws(InLoopError) -> Int {
             guard n >= 1 else { throw InLoopError(.invalidArgument, "batch must be at least 1, got \(n)") }
             guard let elements = plan.arenaSize.checked(at: n) else { throw InLoopError(.outOfMemory, "batch \(n) is too large") }
             for info in plan.storages where info.size.checked(at: n) == nil {
@@ -136,6 +137,13 @@ extension Engine {
             let (floats, overflow) = claimed.multipliedReportingOverflow(by: T.dtype.size / 4)
             guard !overflow else { throw InLoopError(.outOfMemory, "batch \(n) is too large") }
             try Limits.workspace(floats: floats, batch: n)
+            return elements
+        }
+
+        /// Sizes the arena for n and points the slots into it (only when n changes; the arena only grows).
+        public func bind(_ n: Int) throws(InLoopError) {
+            if n == boundN { return }
+            let elements = try checkLimits(n)
             if arena == nil || arena!.count < elements {
                 arena = try TensorStorage(dtype: T.dtype, count: elements)
             }

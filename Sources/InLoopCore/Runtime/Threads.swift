@@ -1,0 +1,167 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CBLAS
+import Synchronization
+
+extension Engine {
+    /// The threads InLoop computes with (`docs/ENGINE.md` "Threads"). One count, the caller's
+    /// (`inloop_set_num_threads`, else the default of the thread policy, else OpenBLAS's own count):
+    ///
+    /// - A forward whose plan is batch-separable (`Model.splittable`) and whose batch has enough work
+    ///   runs as contiguous slices of the batch, one per thread: part 0 on the calling thread, the
+    ///   others on `WorkerPool`'s threads. OpenBLAS is held at 1 thread for the whole call (also when
+    ///   the batch is too small to split: a small GEMM on two OpenBLAS threads was slower than on one).
+    /// - Everything else (training steps, plans that are not separable) runs on the calling thread
+    ///   with OpenBLAS at the count, as before.
+    ///
+    /// So the two never stack: while InLoop's workers run, OpenBLAS runs serially inside them.
+    public enum Threads {
+        /// The count; 0: not known yet (the first read takes OpenBLAS's, which its environment
+        /// variables set, before any call has held OpenBLAS at 1 thread).
+        private static let chosen = Atomic<Int>(0)
+
+        /// The number of threads the next call computes with.
+        public static var count: Int {
+            let c = chosen.load(ordering: .relaxed)
+            if c > 0 { return c }
+            _ = chosen.compareExchange(expected: 0, desired: Swift.max(1, Kernels.blasThreads()), ordering: .relaxed)
+            return chosen.load(ordering: .relaxed)
+        }
+
+        /// Calls of splittable plans running now (each holds OpenBLAS at 1 thread), under a lock that
+        /// also orders OpenBLAS's count changes: a second caller thread that finishes first must not
+        /// give OpenBLAS its threads back under the feet of one still running.
+        private static let serialCalls = Lock(0)
+
+        /// Sets the count (n ≥ 1; smaller values count as 1). InLoop's workers are made when a forward
+        /// first needs them, never here. OpenBLAS gets n threads now, or when the calls running finish.
+        public static func set(_ n: Int) {
+            let n = Swift.max(1, n)
+            chosen.store(n, ordering: .relaxed)
+            serialCalls.withLock { active in if active == 0 { Kernels.setBLASThreads(n) } }
+        }
+
+        /// OpenBLAS at one thread for a call that splits (or could split) the batch; `restoreBLAS`
+        /// with the same `threads` after it. Nothing happens at a count of 1.
+        static func serialBLAS(_ threads: Int) {
+            guard threads > 1 else { return }
+            serialCalls.withLock { active in
+                if active == 0 { Kernels.setBLASThreads(1) }
+                active += 1
+            }
+        }
+
+        static func restoreBLAS(_ threads: Int) {
+            guard threads > 1 else { return }
+            serialCalls.withLock { active in
+                active -= 1
+                if active == 0 { Kernels.setBLASThreads(count) }
+            }
+        }
+    }
+
+    /// Work that a `WorkerPool` runs in parts. `runPart` must not throw or trap: a part records its own
+    /// failure, which the submitter reads after every part has finished.
+    public protocol ParallelJob: AnyObject {
+        func runPart(_ k: Int)
+    }
+
+    /// InLoop's own threads: made lazily (the first call that splits a batch into more parts than
+    /// there are workers), parked on a condition variable while idle (never spinning), never ended
+    /// (they sleep until the process exits). One job at a time: a second caller thread waits for the
+    /// first job to finish (a few milliseconds), then runs its own.
+    public final class WorkerPool: @unchecked Sendable {  // state guarded by `mutex`
+        public static let shared = WorkerPool()
+        /// The largest number of parts of one job (threads beyond it are not used).
+        public static let maxParts = 64
+
+        private let submit: UnsafeMutablePointer<pthread_mutex_t>
+        private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+        private let work: UnsafeMutablePointer<pthread_cond_t>
+        private let done: UnsafeMutablePointer<pthread_cond_t>
+        /// Workers made so far (only grows; read and written under `submit`).
+        public private(set) var workers = 0
+        // under `mutex`:
+        private var generation = 0
+        private var job: (any ParallelJob)? = nil
+        private var parts = 0
+        private var pending = 0
+
+        private init() {
+            submit = .allocate(capacity: 1); submit.initialize(to: pthread_mutex_t()); pthread_mutex_init(submit, nil)
+            mutex = .allocate(capacity: 1); mutex.initialize(to: pthread_mutex_t()); pthread_mutex_init(mutex, nil)
+            work = .allocate(capacity: 1); work.initialize(to: pthread_cond_t()); pthread_cond_init(work, nil)
+            done = .allocate(capacity: 1); done.initialize(to: pthread_cond_t()); pthread_cond_init(done, nil)
+        }
+
+        /// Runs parts 0..<n of `job`, part 0 on the calling thread, and returns when all have finished.
+        /// `n` is first lowered to the threads that exist or can be made (a failed pthread_create
+        /// leaves fewer workers, never an error); the parts actually run are returned *before* any
+        /// runs, through `using`, so the job can cut its slices: `using(m)` must make parts 0..<m
+        /// cover the work.
+        public func run(_ job: any ParallelJob, parts n: Int, using: (Int) -> Void) {
+            pthread_mutex_lock(submit)
+            defer { pthread_mutex_unlock(submit) }
+            let want = Swift.min(Swift.max(n, 1), WorkerPool.maxParts)
+            while workers < want - 1, start(index: workers) { workers += 1 }
+            let m = Swift.min(want, workers + 1)
+            using(m)
+            if m == 1 {
+                job.runPart(0)
+                return
+            }
+            pthread_mutex_lock(mutex)
+            self.job = job
+            parts = m
+            pending = m - 1
+            generation &+= 1
+            pthread_cond_broadcast(work)
+            pthread_mutex_unlock(mutex)
+            job.runPart(0)
+            pthread_mutex_lock(mutex)
+            while pending > 0 { pthread_cond_wait(done, mutex) }
+            self.job = nil
+            pthread_mutex_unlock(mutex)
+        }
+
+        /// Starts worker `index` (it runs part index + 1); false when the thread cannot be made.
+        private func start(index: Int) -> Bool {
+            var attr = pthread_attr_t()
+            guard pthread_attr_init(&attr) == 0 else { return false }
+            defer { pthread_attr_destroy(&attr) }
+            pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+            var thread = pthread_t()
+            // (index, the generation it starts after: read here, under `submit`, before the job that
+            // needs this worker is published; read by the worker itself it could be that job's)
+            let arg = UnsafeMutablePointer<(Int, Int)>.allocate(capacity: 1)
+            arg.initialize(to: (index, generation))
+            let ok = pthread_create(&thread, &attr, { arg in
+                let p = arg!.assumingMemoryBound(to: (Int, Int).self)
+                let (index, seen) = p.pointee
+                p.deallocate()
+                WorkerPool.shared.loop(index: index, seen: seen)
+            }, UnsafeMutableRawPointer(arg)) == 0
+            if !ok { arg.deallocate() }
+            return ok
+        }
+
+        private func loop(index: Int, seen start: Int) -> Never {
+            let part = index + 1
+            var seen = start
+            pthread_mutex_lock(mutex)
+            while true {
+                while generation == seen { pthread_cond_wait(work, mutex) }
+                seen = generation
+                guard part < parts, let job else { continue }
+                pthread_mutex_unlock(mutex)
+                job.runPart(part)
+                pthread_mutex_lock(mutex)
+                pending -= 1
+                if pending == 0 { pthread_cond_signal(done) }
+            }
+        }
+    }
+}
