@@ -89,9 +89,17 @@ final class RangeGuardTests: XCTestCase {
         for i in 0..<15 { x[i] = Self.x[i] }
         func once() throws { try m.forward(UnsafeBufferPointer(start: x, count: 15), batch: 5, into: UnsafeMutableBufferPointer(start: y, count: 10)) }
         try once()
-        guard let before = heapInUse() else { throw XCTSkip("mallinfo2 cannot see the allocator in use (other platform, or a sanitizer)") }
+        guard var before = heapInUse() else { throw XCTSkip("mallinfo2 cannot see the allocator in use (other platform, or a sanitizer)") }
         for _ in 0..<200 { try once() }
-        XCTAssertEqual(heapInUse(), before, "heap in use changed across clamped runs at one batch size")
+        var after = heapInUse()
+        // a one-time change elsewhere in the process (seen in CI: the heap shrank by 352 bytes) is not a
+        // per-call allocation: then a second window must be flat; per-call growth shows in both
+        if after != before {
+            before = after ?? before
+            for _ in 0..<200 { try once() }
+            after = heapInUse()
+        }
+        XCTAssertEqual(after, before, "heap in use changed across clamped runs at one batch size")
         XCTAssertThrowsError(try m.runShaped([(shape: [1, 3], values: [0, 0, 0])]))
     }
 

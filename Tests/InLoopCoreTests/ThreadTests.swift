@@ -203,9 +203,16 @@ final class ThreadTests: XCTestCase {
         }
         try once(batch)
         XCTAssertEqual(m.lastParts, 2)
-        guard let before = heapInUse() else { throw XCTSkip("mallinfo2 cannot see the allocator in use (other platform, or a sanitizer)") }
+        guard var before = heapInUse() else { throw XCTSkip("mallinfo2 cannot see the allocator in use (other platform, or a sanitizer)") }
         for _ in 0..<30 { try once(batch) }
-        let after = heapInUse()
+        var after = heapInUse()
+        // A one-time change (a worker thread's first use of its malloc arena or tcache, seen in CI) is
+        // not a per-call allocation: then a second window must be flat; per-call growth shows in both.
+        if after != before {
+            before = after ?? before
+            for _ in 0..<30 { try once(batch) }
+            after = heapInUse()
+        }
         XCTAssertEqual(after, before, "heap in use changed across split runs at a batch size seen before")
     }
 
