@@ -35,9 +35,8 @@ import InLoopCore
                                                _ lo: UnsafePointer<Double>?, _ hi: UnsafePointer<Double>?,
                                                _ y: UnsafeMutablePointer<Double>?) -> inloop_status {
     guarded { () throws(InLoopError) in
-        let box = try models.lookup(model)
-        guard let x else { throw InLoopError(.nullPointer, "optimize_input: x is NULL") }
-        let n = try explainBatch(batch)
+        let (box, n) = try derivativeArguments(model, batch, [UnsafeRawPointer(x)], "x")
+        guard let x else { return }
         guard output_index >= 0, output_index <= Int64(Int32.max) else {
             throw InLoopError(.invalidArgument, "optimize_input: output index \(output_index) out of range")
         }
@@ -48,17 +47,11 @@ import InLoopCore
     }
 }
 
-private func explainBatch(_ batch: Int64) throws(InLoopError) -> Int {
-    guard batch >= 1, batch <= Int64(Int32.max) else { throw InLoopError(.invalidArgument, "batch must be between 1 and \(Int32.max), got \(batch)") }
-    return Int(batch)
-}
-
 private func saliency<T: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<T>?, _ batch: Int64, _ k: Int64,
                                _ s: UnsafeMutablePointer<T>?) -> inloop_status {
     guarded { () throws(InLoopError) in
-        let box = try models.lookup(handle)
-        guard let x, let s else { throw InLoopError(.nullPointer, "saliency: x or s is NULL") }
-        let n = try explainBatch(batch)
+        let (box, n) = try derivativeArguments(handle, batch, [UnsafeRawPointer(x), UnsafeRawPointer(s)], "x, s")
+        guard let x, let s else { return }
         guard k >= 0, k <= Int64(Int32.max) else { throw InLoopError(.invalidArgument, "saliency: output index \(k) out of range") }
         try box.derivatives.use(box, T.self) { (net) throws(InLoopError) in try net.saliency(x, batch: n, output: Int(k), into: s) }
     }

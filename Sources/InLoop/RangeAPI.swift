@@ -62,7 +62,7 @@ import InLoopFormats
     guarded { () throws(InLoopError) in
         let box = try models.lookup(model)
         guard let counts else { throw InLoopError(.nullPointer, "range_feature_counts: counts is NULL") }
-        guard n == Int64(box.model.inputRanges?.count ?? box.model.inputSize) else {
+        guard n == Int64(box.model.inputSize) else {
             throw InLoopError(.sizeMismatch, "range_feature_counts: n is \(n); the first input has \(box.model.inputSize) values per sample")
         }
         try box.model.rangeFeatureCounts(into: UnsafeMutableBufferPointer(start: counts, count: Int(n)))

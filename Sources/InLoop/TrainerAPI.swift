@@ -555,7 +555,8 @@ private func evaluate<U: Real>(_ handle: OpaquePointer?, _ x: UnsafePointer<U>?,
     jacobian(model, x, batch, j)
 }
 
-private func derivativeArguments(_ handle: OpaquePointer?, _ batch: Int64, _ pointers: [UnsafeRawPointer?], _ names: String) throws(InLoopError) -> (ModelBox, Int) {
+/// The model and batch of a derivative call (also the interpretability calls, ExplainAPI.swift).
+func derivativeArguments(_ handle: OpaquePointer?, _ batch: Int64, _ pointers: [UnsafeRawPointer?], _ names: String) throws(InLoopError) -> (ModelBox, Int) {
     let box = try models.lookup(handle)
     guard !pointers.contains(where: { $0 == nil }) else { throw InLoopError(.nullPointer, "one of \(names) is NULL") }
     guard batch >= 1, batch <= Int64(Int32.max) else { throw InLoopError(.invalidArgument, "batch must be between 1 and \(Int32.max), got \(batch)") }

@@ -25,24 +25,7 @@
 
 #include "alloc_count.h"
 
-static int n_pass, n_fail;
-
-static void report(const char *name, int ok, const char *fmt, ...) {
-    va_list ap;
-    if (ok) { printf("PASS %s\n", name); n_pass++; return; }
-    printf("FAIL %s: ", name);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-    n_fail++;
-}
-
-static void expect(const char *name, inloop_status got, inloop_status want) {
-    const char *msg = inloop_last_error();
-    report(name, got == want && (want == INLOOP_OK || (msg && msg[0])), "got %s, expected %s (last error: \"%s\")",
-           inloop_status_string(got), inloop_status_string(want), msg ? msg : "(NULL)");
-}
+#include "check.h"
 
 #define NIN 20
 #define NOUT 10

@@ -133,13 +133,7 @@ extension Engine {
                     }
                 }
             }
-            count = RangeStatistics.sum(count, batch)
-        }
-
-        /// a + b, saturated (a sample count, kept far below Int.max: 2^53 from files)
-        static func sum(_ a: Int, _ b: Int) -> Int {
-            let (s, o) = a.addingReportingOverflow(b)
-            return o ? Int.max : s
+            count = Model.saturatedSum(count, batch)   // (2^53 at most from files; saturates, never traps)
         }
 
         /// Combines another accumulator's samples into this one (Chan et al.); merging the same
@@ -155,7 +149,7 @@ extension Engine {
                 mean[j] += delta * nb / n
                 m2[j] += o.m2[j] + delta * delta * na * nb / n
             }
-            count = RangeStatistics.sum(count, o.count)
+            count = Model.saturatedSum(count, o.count)
         }
 
         /// The ranges of the samples added (none added: nil); std is the population standard deviation.
