@@ -13,6 +13,12 @@
 #define ILK_X86 0
 #endif
 
+/* GCC/clang vector extensions: lane-wise IEEE operations, lowered to the level's widest registers. */
+typedef float ilk_v8 __attribute__((vector_size(32)));
+typedef float ilk_v4 __attribute__((vector_size(16)));
+/* Several vectors of a latency-bound loop in flight (same per-element operations). */
+#define ILK_INTERLEAVE _Pragma("clang loop interleave_count(4)")
+
 #define ILK_SUFFIX(name) name##_baseline
 #include "kernels_body.h"
 #undef ILK_SUFFIX
@@ -130,4 +136,8 @@ void ilk_activation_backward(int act, const float *z, const float *a, const floa
 void ilk_max_pool_2x2(const float *x, float *y, int64_t planes, int64_t inH, int64_t inW, int64_t outH,
                       int64_t outW) {
     ILK_DISPATCH(max_pool_2x2, x, y, planes, inH, inW, outH, outW)
+}
+
+void ilk_small_gemv(const float *w, const float *x, const float *b, float *y, int64_t m, int64_t k) {
+    ILK_DISPATCH(small_gemv, w, x, b, y, m, k)
 }

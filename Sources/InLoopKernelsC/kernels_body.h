@@ -60,7 +60,16 @@ static void ILK_SUFFIX(bias_activate)(int act, const float *x, float *y, int64_t
         case ILK_RELU: ILK_MAP_NOADD(v > 0.0f ? v : 0.0f); return;
         case ILK_RELU_KEEP: ILK_MAP_NOADD(v <= 0.0f ? 0.0f : v); return;
         case ILK_LEAKY_RELU: ILK_MAP_NOADD(v >= 0.0f ? v : alpha * v); return;
-        case ILK_TANH: ILK_MAP_NOADD(ILK_SUFFIX(tanh1)(v)); return;
+        case ILK_TANH:
+            /* Latency-bound (two polynomial chains and a division per vector): four vectors in
+             * flight, which a 32-wide layer at batch 1 needs to overlap at all. */
+            if (x == y) {
+                ILK_INTERLEAVE for (int64_t i = 0; i < n; i++) y[i] = ILK_SUFFIX(tanh1)(y[i]);
+            } else {
+                const float *restrict xr = x; float *restrict yr = y;
+                ILK_INTERLEAVE for (int64_t i = 0; i < n; i++) yr[i] = ILK_SUFFIX(tanh1)(xr[i]);
+            }
+            return;
         default: return;
         }
     }
@@ -71,7 +80,7 @@ static void ILK_SUFFIX(bias_activate)(int act, const float *x, float *y, int64_t
         case ILK_RELU: for (int64_t i = 0; i < n; i++) { float v = y[i] + bias; y[i] = v > 0.0f ? v : 0.0f; } return;
         case ILK_RELU_KEEP: for (int64_t i = 0; i < n; i++) { float v = y[i] + bias; y[i] = v <= 0.0f ? 0.0f : v; } return;
         case ILK_LEAKY_RELU: for (int64_t i = 0; i < n; i++) { float v = y[i] + bias; y[i] = v >= 0.0f ? v : alpha * v; } return;
-        case ILK_TANH: for (int64_t i = 0; i < n; i++) y[i] = ILK_SUFFIX(tanh1)(y[i] + bias); return;
+        case ILK_TANH: ILK_INTERLEAVE for (int64_t i = 0; i < n; i++) y[i] = ILK_SUFFIX(tanh1)(y[i] + bias); return;
         default: return;
         }
     }
@@ -82,7 +91,7 @@ static void ILK_SUFFIX(bias_activate)(int act, const float *x, float *y, int64_t
     case ILK_RELU: for (int64_t i = 0; i < n; i++) { float v = xr[i] + bias; yr[i] = v > 0.0f ? v : 0.0f; } return;
     case ILK_RELU_KEEP: for (int64_t i = 0; i < n; i++) { float v = xr[i] + bias; yr[i] = v <= 0.0f ? 0.0f : v; } return;
     case ILK_LEAKY_RELU: for (int64_t i = 0; i < n; i++) { float v = xr[i] + bias; yr[i] = v >= 0.0f ? v : alpha * v; } return;
-    case ILK_TANH: for (int64_t i = 0; i < n; i++) yr[i] = ILK_SUFFIX(tanh1)(xr[i] + bias); return;
+    case ILK_TANH: ILK_INTERLEAVE for (int64_t i = 0; i < n; i++) yr[i] = ILK_SUFFIX(tanh1)(xr[i] + bias); return;
     default: return;
     }
 }
@@ -98,7 +107,7 @@ static void ILK_SUFFIX(bias_activate_rows)(int act, float *y, int64_t rows, int6
         case ILK_RELU: for (int64_t c = 0; c < cols; c++) { float v = row[c] + bb[c]; row[c] = v > 0.0f ? v : 0.0f; } break;
         case ILK_RELU_KEEP: for (int64_t c = 0; c < cols; c++) { float v = row[c] + bb[c]; row[c] = v <= 0.0f ? 0.0f : v; } break;
         case ILK_LEAKY_RELU: for (int64_t c = 0; c < cols; c++) { float v = row[c] + bb[c]; row[c] = v >= 0.0f ? v : alpha * v; } break;
-        case ILK_TANH: for (int64_t c = 0; c < cols; c++) row[c] = ILK_SUFFIX(tanh1)(row[c] + bb[c]); break;
+        case ILK_TANH: ILK_INTERLEAVE for (int64_t c = 0; c < cols; c++) row[c] = ILK_SUFFIX(tanh1)(row[c] + bb[c]); break;
         default: return;
         }
     }
@@ -141,5 +150,120 @@ static void ILK_SUFFIX(max_pool_2x2)(const float *x, float *y, int64_t planes, i
                 yr[ow] = ILK_SUFFIX(max_step)(m, r1[2 * ow + 1]);
             }
         }
+    }
+}
+
+/* Kernels.dot, operation for operation, for one row: lanes 0-3 of the 8-lane accumulator are the Swift
+ * code's s0, lanes 4-7 its s1. */
+static inline float ILK_SUFFIX(dot_row)(const float *w, const float *x, int64_t k) {
+    ilk_v8 acc = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= k; j += 8) {
+        ilk_v8 a, b;
+        memcpy(&a, w + j, sizeof a);
+        memcpy(&b, x + j, sizeof b);
+        acc += a * b;
+    }
+    ilk_v4 lo = __builtin_shufflevector(acc, acc, 0, 1, 2, 3);
+    ilk_v4 hi = __builtin_shufflevector(acc, acc, 4, 5, 6, 7);
+    if (j + 4 <= k) {
+        ilk_v4 a, b;
+        memcpy(&a, w + j, sizeof a);
+        memcpy(&b, x + j, sizeof b);
+        lo += a * b;
+        j += 4;
+    }
+    ilk_v4 v = lo + hi;
+    float s = (v[0] + v[1]) + (v[2] + v[3]);
+    for (; j < k; j++) s += w[j] * x[j];
+    return s;
+}
+
+/* [a0 + a1, a2 + a3, b0 + b1, b2 + b3]: the pairwise sums of two rows' lanes (haddps). */
+static inline ilk_v4 ILK_SUFFIX(pair_sums)(ilk_v4 a, ilk_v4 b) {
+    return __builtin_shufflevector(a, b, 0, 2, 4, 6) + __builtin_shufflevector(a, b, 1, 3, 5, 7);
+}
+
+/* The row sums of four 8-lane accumulators after the 4-wide step at j (when k - j >= 4): lane r is
+ * (v[0] + v[1]) + (v[2] + v[3]) with v = lo + hi of row r, as dot_row computes it. */
+static inline ilk_v4 ILK_SUFFIX(four_sums)(const ilk_v8 *a, const float *w0, int64_t k, const float *x,
+                                           int64_t j) {
+    ilk_v4 v[4];
+    for (int r = 0; r < 4; r++) {
+        ilk_v4 lo = __builtin_shufflevector(a[r], a[r], 0, 1, 2, 3);
+        if (j + 4 <= k) {
+            ilk_v4 wv, xv;
+            memcpy(&wv, w0 + r * k + j, sizeof wv);
+            memcpy(&xv, x + j, sizeof xv);
+            lo += wv * xv;
+        }
+        v[r] = lo + __builtin_shufflevector(a[r], a[r], 4, 5, 6, 7);
+    }
+    return ILK_SUFFIX(pair_sums)(ILK_SUFFIX(pair_sums)(v[0], v[1]), ILK_SUFFIX(pair_sums)(v[2], v[3]));
+}
+
+/* y[o] = dot(w + o*k, x) (+ b[o]): eight (then four) rows at a time, their chains interleaved and
+ * their final sums done lane-parallel; each row's operations and their order are dot_row's (and
+ * Kernels.dot's). */
+static void ILK_SUFFIX(small_gemv)(const float *w, const float *x, const float *b, float *y, int64_t m,
+                                   int64_t k) {
+    int64_t o = 0;
+    int64_t body = k - k % 8, after4 = (k - body >= 4) ? body + 4 : body;
+    for (; o + 8 <= m; o += 8) {
+        const float *w0 = w + o * k;
+        ilk_v8 a[8];
+        for (int r = 0; r < 8; r++) a[r] = (ilk_v8){0, 0, 0, 0, 0, 0, 0, 0};
+        for (int64_t j = 0; j < body; j += 8) {
+            ilk_v8 xv;
+            memcpy(&xv, x + j, sizeof xv);
+            for (int r = 0; r < 8; r++) {
+                ilk_v8 wv;
+                memcpy(&wv, w0 + r * k + j, sizeof wv);
+                a[r] += wv * xv;
+            }
+        }
+        ilk_v4 s0 = ILK_SUFFIX(four_sums)(a, w0, k, x, body);
+        ilk_v4 s1 = ILK_SUFFIX(four_sums)(a + 4, w0 + 4 * k, k, x, body);
+        ilk_v8 s = __builtin_shufflevector(s0, s1, 0, 1, 2, 3, 4, 5, 6, 7);
+        for (int64_t j = after4; j < k; j++) {
+            ilk_v8 wj = {w0[j], w0[k + j], w0[2 * k + j], w0[3 * k + j], w0[4 * k + j], w0[5 * k + j],
+                         w0[6 * k + j], w0[7 * k + j]};
+            s += wj * x[j];
+        }
+        if (b) {
+            ilk_v8 bv;
+            memcpy(&bv, b + o, sizeof bv);
+            s += bv;
+        }
+        memcpy(y + o, &s, sizeof s);
+    }
+    for (; o + 4 <= m; o += 4) {
+        const float *w0 = w + o * k;
+        ilk_v8 a[4];
+        for (int r = 0; r < 4; r++) a[r] = (ilk_v8){0, 0, 0, 0, 0, 0, 0, 0};
+        for (int64_t j = 0; j < body; j += 8) {
+            ilk_v8 xv;
+            memcpy(&xv, x + j, sizeof xv);
+            for (int r = 0; r < 4; r++) {
+                ilk_v8 wv;
+                memcpy(&wv, w0 + r * k + j, sizeof wv);
+                a[r] += wv * xv;
+            }
+        }
+        ilk_v4 s = ILK_SUFFIX(four_sums)(a, w0, k, x, body);
+        for (int64_t j = after4; j < k; j++) {
+            ilk_v4 wj = {w0[j], w0[k + j], w0[2 * k + j], w0[3 * k + j]};
+            s += wj * x[j];
+        }
+        if (b) {
+            ilk_v4 bv;
+            memcpy(&bv, b + o, sizeof bv);
+            s += bv;
+        }
+        memcpy(y + o, &s, sizeof s);
+    }
+    for (; o < m; o++) {
+        float t = ILK_SUFFIX(dot_row)(w + o * k, x, k);
+        y[o] = b ? t + b[o] : t;
     }
 }

@@ -193,6 +193,27 @@ final class CPUKernelTests: XCTestCase {
                 }
             }
         }
+        // Batch-1 dense (smallGEMV): each row bit for bit Kernels.dot plus the bias, for every row
+        // count modulo 4 and every column tail (mod 8 and mod 4), with and without a bias.
+        for (m, k) in [(1, 1), (3, 1), (32, 1), (1, 32), (5, 3), (4, 4), (7, 12), (32, 32), (13, 37), (64, 63), (9, 94)] {
+            let w = Array(Self.data(m * k, seed: UInt64(m * 100 + k)).suffix(m * k))
+            let x = Array(Self.data(k, seed: UInt64(k + 7)).suffix(k))
+            let b = Array(Self.data(m, seed: UInt64(m + 11)).suffix(m))
+            for withBias in [false, true] {
+                var y = [Float](repeating: 7, count: m)
+                w.withUnsafeBufferPointer { wp in x.withUnsafeBufferPointer { xp in b.withUnsafeBufferPointer { bp in
+                    y.withUnsafeMutableBufferPointer {
+                        Kernels.smallGEMV(wp.baseAddress!, xp.baseAddress!, bias: withBias ? bp.baseAddress! : nil,
+                                          $0.baseAddress!, rows: m, cols: k)
+                    }
+                } } }
+                for o in 0..<m {
+                    let d = w.withUnsafeBufferPointer { wp in x.withUnsafeBufferPointer { Kernels.dot(wp.baseAddress! + o * k, $0.baseAddress!, count: k) } }
+                    guard same(y[o], withBias ? d + b[o] : d, "smallGEMV", "\(level) smallGEMV \(m)×\(k) bias=\(withBias) row \(o)") else { return }
+                    checked += 1
+                }
+            }
+        }
         XCTAssertGreaterThan(checked, 100_000)
     }
 }

@@ -262,22 +262,29 @@ final class FastPoolTests: XCTestCase {
     }
 }
 
-final class Dot4Tests: XCTestCase {
-    /// Each lane of dot4 is bit for bit the single-row dot (so a row's result does not depend on
-    /// whether it falls in a block of four or in the remainder).
-    func testDot4LanesEqualDotBitwise() {
-        var r = KTRandom(25)
-        for k in 0..<45 {
-            let ld = k + r.int(0, 3)
-            let a = r.floats(4 * max(ld, 1) + k, scale: 3), b = r.floats(k, scale: 2)
-            a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
-                let base = ap.baseAddress!, x = bp.baseAddress ?? base
-                let s = Kernels.dot4(base, rowStride: ld, x, count: k)
-                for lane in 0..<4 {
-                    XCTAssertEqual(s[lane].bitPattern, Kernels.dot(base + lane * ld, x, count: k).bitPattern,
-                                   "k \(k) ld \(ld) lane \(lane)")
-                }
-            } }
+final class SmallGEMVTests: XCTestCase {
+    /// Every row of the C batch-1 dense kernel is bit for bit the single-row Swift dot (so a row's result
+    /// depends neither on whether it falls in a block of four or in the remainder, nor on the CPU level).
+    func testRowsEqualDotBitwiseAtEveryLevel() {
+        let saved = Kernels.cpuLevel
+        defer { Kernels.setCPULevel(saved) }
+        for level in CPULevel.allCases where level.rawValue <= Kernels.supportedCPULevel.rawValue {
+            Kernels.setCPULevel(level)
+            var r = KTRandom(25)
+            for k in 0..<45 {
+                let m = r.int(1, 9)
+                let w = r.floats(m * k + 1, scale: 3), x = r.floats(k + 1, scale: 2)
+                var y = [Float](repeating: 7, count: m)
+                w.withUnsafeBufferPointer { wp in x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer {
+                        Kernels.smallGEMV(wp.baseAddress!, xp.baseAddress!, bias: nil, $0.baseAddress!, rows: m, cols: k)
+                    }
+                    for o in 0..<m {
+                        XCTAssertEqual(y[o].bitPattern, Kernels.dot(wp.baseAddress! + o * k, xp.baseAddress!, count: k).bitPattern,
+                                       "\(level) k \(k) m \(m) row \(o)")
+                    }
+                } }
+            }
         }
     }
 }

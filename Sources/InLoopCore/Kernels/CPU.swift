@@ -78,6 +78,14 @@ extension Kernels {
         return true
     }
 
+    /// y[o] = dot(w + o·k, x) (+ b[o]) for o < m (w row-major m × k) in C, bit for bit `Kernels.dot` per
+    /// row at every CPU level. y must not overlap w, x or b.
+    @usableFromInline
+    static func smallGEMV(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, bias b: UnsafePointer<Float>?,
+                          _ y: UnsafeMutablePointer<Float>, rows m: Int, cols k: Int) {
+        ilk_small_gemv(w, x, b, y, Int64(m), Int64(k))
+    }
+
     /// out[i] (+)= d[i]·f'(z[i]) in C for relu, leaky relu and tanh; false: nothing done.
     @usableFromInline
     static func cActivationBackward(_ act: Activation, z: UnsafePointer<Float>, a: UnsafePointer<Float>,

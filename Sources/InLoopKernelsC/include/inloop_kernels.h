@@ -46,5 +46,9 @@ void ilk_activation_backward(int act, const float *z, const float *a, const floa
  * 2·outW <= inW: y[p, oh, ow] = the Pool.maxStep fold (NaN wins) of its window, row by row. */
 void ilk_max_pool_2x2(const float *x, float *y, int64_t planes, int64_t inH, int64_t inW, int64_t outH,
                       int64_t outW);
+/* y[o] = dot(w + o*k, x) (+ b[o] when b is not NULL) for o < m, w row-major m × k, with Kernels.dot's
+ * summation order (lanes j mod 8 in two 4-lane halves, the halves added, then the lanes pairwise,
+ * then the tail). y disjoint from w, x and b. */
+void ilk_small_gemv(const float *w, const float *x, const float *b, float *y, int64_t m, int64_t k);
 
 #endif
