@@ -250,6 +250,8 @@ bench: lib models $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	python3 bench/bench_training.py
 	python3 bench/bench_rnn.py
 	python3 bench/bench_mpi.py
+	@echo "== hard constraints: cost per forward call next to the plain forward (bench/bench_constraints.c) =="
+	$(BUILD)/bench_constraints $(BUILD)/models/column_mlp.onnx 1 256
 
 # Fuzz targets (Tests/fuzz/targets): libFuzzer executables, debug build with -sanitize=fuzzer in .build-fuzz
 # (INLOOP_FUZZ=1 adds them to the package). One product at a time: nothing else of the package is built.

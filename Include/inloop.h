@@ -245,16 +245,19 @@ inloop_status inloop_model_output_index(inloop_model *model, const char *name, i
 /// Runs the model on batch samples: x holds batch x n_in floats (sample after sample, the memory of
 /// a Fortran x(n_in, batch)), y receives batch x n_out floats. Zero-copy: x is read in place and the
 /// last layer writes straight into y. y is untouched when an argument is wrong.
-/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large, x and y overlap),
-/// SIZE_MISMATCH (a model whose inputs or outputs do not fit one x and one y), NONFINITE, BUSY,
-/// OUT_OF_MEMORY (a batch over the work-space limit).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large, x and y overlap, a
+/// model with more than one input or output: use inloop_model_run_f32), SIZE_MISMATCH (a batch other
+/// than a fixed batch size, batch > 1 for a model without a batch axis), NONFINITE, BUSY, OUT_OF_MEMORY
+/// (a batch over the work-space limit).
 inloop_status inloop_model_forward_f32(inloop_model *model, const float *x, int64_t batch, float *y);
 
-/// As inloop_model_forward_f32 for double arrays; computes in float32, converting on the way in and out.
+/// As inloop_model_forward_f32 for double arrays. A float32 model computes in float32, converting on the
+/// way in and out; a float64 model computes in float64.
 /// x is read completely before y is written, so x and y may be the same array.
-/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large, x and y overlap),
-/// SIZE_MISMATCH (a model whose inputs or outputs do not fit one x and one y), NONFINITE, BUSY,
-/// OUT_OF_MEMORY (a batch over the work-space limit).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large, x and y overlap, a
+/// model with more than one input or output: use inloop_model_run_f32), SIZE_MISMATCH (a batch other
+/// than a fixed batch size, batch > 1 for a model without a batch axis), NONFINITE, BUSY, OUT_OF_MEMORY
+/// (a batch over the work-space limit).
 inloop_status inloop_model_forward_f64(inloop_model *model, const double *x, int64_t batch, double *y);
 
 /// As inloop_model_forward_f32, with the caller's sizes: n_in values per input sample and room for
@@ -280,7 +283,8 @@ inloop_status inloop_model_forward_sized_f64(inloop_model *model, const double *
 /// SIZE_MISMATCH (n_inputs or n_outputs not the model's), NONFINITE, BUSY, OUT_OF_MEMORY.
 inloop_status inloop_model_run_f32(inloop_model *model, int64_t batch, int64_t n_inputs, const float *const *inputs, int64_t n_outputs, float *const *outputs);
 
-/// As inloop_model_run_f32 for double arrays; computes in float32, converting on the way in and out.
+/// As inloop_model_run_f32 for double arrays; a float32 model computes in float32, converting on the way
+/// in and out; a float64 model computes in float64.
 /// Every input is read completely before any output is written, so outputs may overlap inputs.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large, overlapping arrays),
 /// SIZE_MISMATCH (n_inputs or n_outputs not the model's), NONFINITE, BUSY, OUT_OF_MEMORY.

@@ -208,20 +208,23 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
 /// Runs the model on `batch` samples: x holds batch x n_in floats (sample after sample, the memory of
 /// a Fortran x(n_in, batch)), y receives batch x n_out floats. Zero-copy: x is read in place and the
 /// last layer writes straight into y. y is untouched when an argument is wrong.
-/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large, x and y overlap),
-/// SIZE_MISMATCH (a model whose inputs or outputs do not fit one x and one y), NONFINITE, BUSY,
-/// OUT_OF_MEMORY (a batch over the work-space limit).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large, x and y overlap, a
+/// model with more than one input or output: use inloop_model_run_f32), SIZE_MISMATCH (a batch other
+/// than a fixed batch size, batch > 1 for a model without a batch axis), NONFINITE, BUSY, OUT_OF_MEMORY
+/// (a batch over the work-space limit).
 /// Section: running.
 @c public func inloop_model_forward_f32(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ batch: Int64,
                                         _ y: UnsafeMutablePointer<Float>?) -> inloop_status {
     forward(model, x, nil, batch, y, nil, runModel)
 }
 
-/// As inloop_model_forward_f32 for double arrays; computes in float32, converting on the way in and out.
+/// As inloop_model_forward_f32 for double arrays. A float32 model computes in float32, converting on the
+/// way in and out; a float64 model computes in float64.
 /// x is read completely before y is written, so x and y may be the same array.
-/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large, x and y overlap),
-/// SIZE_MISMATCH (a model whose inputs or outputs do not fit one x and one y), NONFINITE, BUSY,
-/// OUT_OF_MEMORY (a batch over the work-space limit).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large, x and y overlap, a
+/// model with more than one input or output: use inloop_model_run_f32), SIZE_MISMATCH (a batch other
+/// than a fixed batch size, batch > 1 for a model without a batch axis), NONFINITE, BUSY, OUT_OF_MEMORY
+/// (a batch over the work-space limit).
 /// Section: running.
 @c public func inloop_model_forward_f64(_ model: OpaquePointer?, _ x: UnsafePointer<Double>?, _ batch: Int64,
                                         _ y: UnsafeMutablePointer<Double>?) -> inloop_status {
@@ -327,7 +330,8 @@ private nonisolated(unsafe) let unknownStatusCString: UnsafeMutablePointer<CChar
     }
 }
 
-/// As inloop_model_run_f32 for double arrays; computes in float32, converting on the way in and out.
+/// As inloop_model_run_f32 for double arrays; a float32 model computes in float32, converting on the way
+/// in and out; a float64 model computes in float64.
 /// Every input is read completely before any output is written, so outputs may overlap inputs.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch < 1 or too large, overlapping arrays),
 /// SIZE_MISMATCH (n_inputs or n_outputs not the model's), NONFINITE, BUSY, OUT_OF_MEMORY.
