@@ -169,23 +169,29 @@ extension Engine {
                     guard !isConstant(x) else { continue }
                     emitReverse(.gatherBackward(geometry: geometry, accumulate: !first(x)), [gy, gradient(x)], node: node, role: role(x))
                 // MARK: family constraints (reverse rules)
-                case .columnProjection(let rows, let cols, true, true, false):
-                    // y' = P y + w s/(w·w), P = I − w wᵀ/(w·w) symmetric: gy (+)= P g, gs (+)= w·g/(w·w)
+                case .columnProjection(let rows, let cols, true, true, false, let perColumnW):
+                    // y' = P y + w s/(w·w), P = I − w wᵀ/(w·w) symmetric: gy (+)= P g, gs (+)= w·g/(w·w);
+                    // a per-column w (a value of the graph) also gets its own adjoint
                     let x = ops[0], w = ops[1], s = ops[2]
                     if !isConstant(x) && !isParameter(x) {
-                        emitReverse(.columnProjection(rows: rows, cols: cols, hasY: true, hasS: false, accumulate: !first(x)),
+                        emitReverse(.columnProjection(rows: rows, cols: cols, hasY: true, hasS: false, accumulate: !first(x),
+                                                      perColumnW: perColumnW),
                                     [gy, w, gradient(x)], node: node, role: role(x))
                     }
                     if !isConstant(s) && !isParameter(s) {
-                        emitReverse(.columnProjectionTarget(rows: rows, cols: cols, accumulate: !first(s)), [gy, w, gradient(s)],
-                                    node: node, role: role(s))
+                        emitReverse(.columnProjectionTarget(rows: rows, cols: cols, accumulate: !first(s), perColumnW: perColumnW),
+                                    [gy, w, gradient(s)], node: node, role: role(s))
+                    }
+                    if perColumnW && !isConstant(w) && !isParameter(w) {
+                        emitReverse(.columnProjectionWeights(rows: rows, cols: cols, mode: 0, accumulate: !first(w)),
+                                    [x, w, s, gy, gradient(w)], node: node, role: role(w))
                     }
                 case .massFixer(let rows, let cols, 0, false):
                     let x = ops[0]
                     guard !isConstant(x), !isParameter(x) else { continue }
                     emitReverse(.massFixer(rows: rows, cols: cols, mode: 1, accumulate: !first(x)), [x, ops[1], gy, gradient(x)],
                                 node: node, role: role(x))
-                case .columnProjection, .columnProjectionTarget, .massFixer:
+                case .columnProjection, .columnProjectionTarget, .columnProjectionWeights, .massFixer:
                     throw InLoopError(.internal, "a derivative step in a forward plan")
                 case .roundToFloat32(let count):
                     // rounding passes gradients through unchanged (as PyTorch's cast)
@@ -481,14 +487,21 @@ extension Engine {
                         emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
                     }
                 // MARK: family constraints (tangent rules)
-                case .columnProjection(let rows, let cols, true, true, false):
-                    // linear in (y, s): the same projection of the tangents (a missing one is 0)
+                case .columnProjection(let rows, let cols, true, true, false, let perColumnW):
+                    // linear in (y, s): the same projection of the tangents (a missing one is 0); plus,
+                    // for a per-column w with a tangent, its term
                     let tx = tangentStorage(ops[0]), ts = tangentStorage(ops[2])
+                    let tw = perColumnW ? tangentStorage(ops[1]) : nil
                     if tx == nil && ts == nil {
-                        emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
+                        if tw == nil { emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node) }
                     } else {
-                        emitTangent(.columnProjection(rows: rows, cols: cols, hasY: tx != nil, hasS: ts != nil, accumulate: false),
+                        emitTangent(.columnProjection(rows: rows, cols: cols, hasY: tx != nil, hasS: ts != nil, accumulate: false,
+                                                      perColumnW: perColumnW),
                                     (tx.map { [$0] } ?? []) + [ops[1]] + (ts.map { [$0] } ?? []) + [ty], node: step.node)
+                    }
+                    if let tw {
+                        emitTangent(.columnProjectionWeights(rows: rows, cols: cols, mode: 1, accumulate: tx != nil || ts != nil),
+                                    [ops[0], ops[1], ops[2], tw, ty], node: step.node)
                     }
                 case .massFixer(let rows, let cols, 0, false):
                     if let tx = tangentStorage(ops[0]) {
@@ -496,7 +509,7 @@ extension Engine {
                     } else {
                         emitTangent(.zero(count: storages[Int(y)].size), [ty], node: step.node)
                     }
-                case .columnProjection, .columnProjectionTarget, .massFixer:
+                case .columnProjection, .columnProjectionTarget, .columnProjectionWeights, .massFixer:
                     throw InLoopError(.internal, "a derivative step in a forward plan")
                 case .roundToFloat32(let count):
                     if let tx = tangentStorage(ops[0]) {

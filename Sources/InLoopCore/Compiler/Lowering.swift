@@ -344,8 +344,9 @@ extension Engine.StepKind {
         // MARK: family shape (operands)
         case .layoutCopy, .gather, .roundToFloat32, .gatherBackward: return 2
         // MARK: family constraints (operands)
-        case .columnProjection(_, _, let hasY, let hasS, _): return 2 + (hasY ? 1 : 0) + (hasS ? 1 : 0)
+        case .columnProjection(_, _, let hasY, let hasS, _, _): return 2 + (hasY ? 1 : 0) + (hasS ? 1 : 0)
         case .columnProjectionTarget: return 3
+        case .columnProjectionWeights: return 5
         case .massFixer(_, _, let mode, _): return mode == 0 ? 3 : 4
         case .concat(_, let parts): return parts + 1
         case .fill, .fillLinear: return 1

@@ -10,12 +10,14 @@
 /// - `ConservationProjection(y, w, s)`: y' = y + w·(s − w·y)/(w·w), so that w·y' = s to round-off.
 ///   w is [K] (a constant such as layer masses Δp/g, or any value) or y's shape (per-column weights);
 ///   s is y's shape with the last axis 1, or without it. A constant [K] w runs one fused step
-///   (`columnProjection`: sums in float64, one rounding per value, so w·y' = s to the rounding of y'
-///   itself, ~1e-7 relative in float32; its adjoint and tangent are the same projection, the
+///   (`columnProjection`: sums in float64, one rounding per value, then in float32 the rounding's
+///   residual put on the level of largest |w| (`settle`), so w·y' = s to ~1e-7 relative; its adjoint and tangent are the same projection, the
 ///   projection being linear in y and s and symmetric). A constant w with w·w = 0 (or not finite) is
-///   INVALID_ARGUMENT when the plan is compiled (at load). A w computed or given at run time runs
-///   composed steps in the compute type (differentiable in w too; float32 sums: a few 1e-6 relative
-///   in float32), and a column whose w·w is 0 is left unchanged (no direction to project along).
+///   INVALID_ARGUMENT when the plan is compiled (at load). A per-column w (y's shape, given or
+///   computed at run time) runs the same fused step with one w row per column and its own derivative
+///   in w (`columnProjectionWeights`); a column whose w·w is 0 is left unchanged (no direction to
+///   project along). Only a [K] w computed at run time (or columns of unknown length) runs composed
+///   steps in the compute type (float32 sums: a few 1e-6 relative in float32).
 /// - `Bounds(y)`, attributes `lo`, `hi` (either optional, not both absent, lo < hi, finite) and
 ///   `form`: "clamp" (default) is min(max(y, lo), hi), gradient 1 strictly inside, 0 outside;
 ///   "softplus" is smooth: lo + softplus(y − lo) with lo only (positivity for lo = 0),
@@ -69,10 +71,19 @@ public enum ConservationProjectionOp: OpDefinition {
             }
             // the fused step: sums in float64, one rounding per value
             let rows = try ctx.extent(Array(yt.shape.dropLast()), "the columns")
-            ctx.emit(.columnProjection(rows: rows, cols: cols, hasY: true, hasS: true, accumulate: false), [y.id, w.id, s.id, try ctx.output(0)])
+            ctx.emit(.columnProjection(rows: rows, cols: cols, hasY: true, hasS: true, accumulate: false, perColumnW: false),
+                     [y.id, w.id, s.id, try ctx.output(0)])
             return
         }
-        // w computed or given at run time (per column): composed steps in the compute type
+        if wt.rank == yt.rank, let cols = yt.shape[last].known {
+            // w per column, given or computed at run time: the fused step too (float64 sums), with its
+            // derivative in w
+            let rows = try ctx.extent(Array(yt.shape.dropLast()), "the columns")
+            ctx.emit(.columnProjection(rows: rows, cols: cols, hasY: true, hasS: true, accumulate: false, perColumnW: true),
+                     [y.id, w.id, s.id, try ctx.output(0)])
+            return
+        }
+        // a [K] w computed at run time, or columns of unknown length: composed steps in the compute type
         let wy = try StepComposer.sum(&ctx, try StepComposer.binary(&ctx, .mul, y, w), axis: last)
         let deficit = try StepComposer.binary(&ctx, .sub, s, wy)
         let ww = try StepComposer.sum(&ctx, try StepComposer.binary(&ctx, .mul, w, w), axis: wt.rank - 1)
@@ -397,18 +408,79 @@ enum ConstraintKernels {
     /// reached: the op refuses such a constant when it is compiled).
     @inlinable
     static func project<T: Real>(y: UnsafePointer<T>?, w: UnsafePointer<T>, s: UnsafePointer<T>?, out: UnsafeMutablePointer<T>,
-                                 rows: Int, cols: Int, accumulate: Bool) {
-        var ww = 0.0
-        for j in 0..<cols { let v = Double(w[j]); ww += v * v }
-        let inv = ww > 0 ? 1 / ww : 0
+                                 rows: Int, cols: Int, wStride: Int, accumulate: Bool) {
+        var inv = inverseSquare(w, cols)
         for r in 0..<rows {
-            let row = r * cols
+            let row = r * cols, wr = w + r * wStride
+            if wStride != 0 { inv = inverseSquare(wr, cols) }
             var wy = 0.0
-            if let y { for j in 0..<cols { wy += Double(w[j]) * Double(y[row + j]) } }
+            if let y { for j in 0..<cols { wy += Double(wr[j]) * Double(y[row + j]) } }
             let c = ((s.map { Double($0[r]) } ?? 0) - wy) * inv
             for j in 0..<cols {
-                let v = (y.map { Double($0[row + j]) } ?? 0) + Double(w[j]) * c
+                let v = (y.map { Double($0[row + j]) } ?? 0) + Double(wr[j]) * c
                 out[row + j] = accumulate ? out[row + j] + T(v) : T(v)
+            }
+            if T.self == Float.self, y != nil, let s, !accumulate, inv > 0 {
+                settle(out + row, wr, s[r], cols)
+            }
+        }
+    }
+
+    /// Float32 storage rounds each value of y' (~6e-8 relative), so w·y' misses s by the rounding of
+    /// Σ w_k·y'_k, which for columns with large, mixed-sign terms exceeds 1e-6 of s. The residual
+    /// s − w·y' (float64) goes onto the level with the largest |w| (the first of equals), which leaves
+    /// only that one value's rounding. A rounding correction: no derivative flows through it.
+    @inlinable
+    static func settle<T: Real>(_ y: UnsafeMutablePointer<T>, _ w: UnsafePointer<T>, _ s: T, _ cols: Int) {
+        var m = 0, wy = 0.0
+        for j in 0..<cols {
+            wy += Double(w[j]) * Double(y[j])
+            if abs(w[j]) > abs(w[m]) { m = j }
+        }
+        let r = Double(s) - wy
+        guard r.isFinite, r != 0, w[m] != 0 else { return }
+        y[m] = T(Double(y[m]) + r / Double(w[m]))
+    }
+
+    /// 1/(w·w) over `cols` values (sum in float64), 0 when w·w is 0.
+    @inlinable
+    static func inverseSquare<T: Real>(_ w: UnsafePointer<T>, _ cols: Int) -> Double {
+        var ww = 0.0
+        for j in 0..<cols { let v = Double(w[j]); ww += v * v }
+        return ww > 0 ? 1 / ww : 0
+    }
+
+    /// The derivative of y' = y + w·c, c = (s − w·y)/(w·w), in a per-column w (sums in float64; a
+    /// column with w·w = 0, which keeps y, has none). With ∂c/∂w_j = −(y_j + 2c·w_j)/(w·w):
+    /// mode 0 (adjoint, g the seed): out_j (+)= g_j·c − (w·g)(y_j + 2c·w_j)/(w·w);
+    /// mode 1 (tangent, g = ẇ): out_k (+)= ẇ_k·c − w_k·(ẇ·y + 2c·w·ẇ)/(w·w).
+    @inlinable
+    static func projectionWeights<T: Real>(y: UnsafePointer<T>, w: UnsafePointer<T>, s: UnsafePointer<T>, g: UnsafePointer<T>,
+                                           out: UnsafeMutablePointer<T>, rows: Int, cols: Int, mode: Int8, accumulate: Bool) {
+        for r in 0..<rows {
+            let row = r * cols
+            let inv = inverseSquare(w + row, cols)
+            var wy = 0.0
+            for j in 0..<cols { wy += Double(w[row + j]) * Double(y[row + j]) }
+            let c = (Double(s[r]) - wy) * inv
+            if mode == 0 {
+                var wg = 0.0
+                for j in 0..<cols { wg += Double(w[row + j]) * Double(g[row + j]) }
+                for j in 0..<cols {
+                    let v = Double(g[row + j]) * c - wg * (Double(y[row + j]) + 2 * c * Double(w[row + j])) * inv
+                    out[row + j] = accumulate ? out[row + j] + T(v) : T(v)
+                }
+            } else {
+                var gy = 0.0, wg = 0.0
+                for j in 0..<cols {
+                    gy += Double(g[row + j]) * Double(y[row + j])
+                    wg += Double(w[row + j]) * Double(g[row + j])
+                }
+                let dc = -(gy + 2 * c * wg) * inv
+                for k in 0..<cols {
+                    let v = Double(g[row + k]) * c + Double(w[row + k]) * dc
+                    out[row + k] = accumulate ? out[row + k] + T(v) : T(v)
+                }
             }
         }
     }
@@ -462,13 +534,13 @@ enum ConstraintKernels {
     /// out[r] (+)= w·g[r, :]/(w·w).
     @inlinable
     static func targetAdjoint<T: Real>(g: UnsafePointer<T>, w: UnsafePointer<T>, out: UnsafeMutablePointer<T>,
-                                       rows: Int, cols: Int, accumulate: Bool) {
-        var ww = 0.0
-        for j in 0..<cols { let v = Double(w[j]); ww += v * v }
-        let inv = ww > 0 ? 1 / ww : 0
+                                       rows: Int, cols: Int, wStride: Int, accumulate: Bool) {
+        var inv = inverseSquare(w, cols)
         for r in 0..<rows {
+            let wr = w + r * wStride
+            if wStride != 0 { inv = inverseSquare(wr, cols) }
             var wg = 0.0
-            for j in 0..<cols { wg += Double(w[j]) * Double(g[r * cols + j]) }
+            for j in 0..<cols { wg += Double(wr[j]) * Double(g[r * cols + j]) }
             let v = T(wg * inv)
             out[r] = accumulate ? out[r] + v : v
         }

@@ -246,11 +246,15 @@ extension Engine {
 
         // MARK: family constraints (steps)
         /// [y?, w, s?, out]: out[r, :] (+)= y[r, :] + w·(s[r] − w·y[r, :])/(w·w) over `rows` columns of
-        /// `cols` values, w a constant [cols], sums in float64 (y or s left out: 0). Forward, tangent,
-        /// and with neither s nor accumulate the adjoint of y (the projection is symmetric).
-        case columnProjection(rows: Extent, cols: Int, hasY: Bool, hasS: Bool, accumulate: Bool)
+        /// `cols` values, w a constant [cols] or (perColumnW) one row of w per column, sums in float64
+        /// (y or s left out: 0; a column with w·w = 0 keeps y). Forward, the tangent in (y, s), and with
+        /// neither s nor accumulate the adjoint of y (the projection is symmetric).
+        case columnProjection(rows: Extent, cols: Int, hasY: Bool, hasS: Bool, accumulate: Bool, perColumnW: Bool)
         /// [g, w, out]: out[r] (+)= w·g[r, :]/(w·w): the adjoint of `columnProjection` for s.
-        case columnProjectionTarget(rows: Extent, cols: Int, accumulate: Bool)
+        case columnProjectionTarget(rows: Extent, cols: Int, accumulate: Bool, perColumnW: Bool)
+        /// The projection's derivative in a per-column w, [y, w, s, g, out]: mode 0 the adjoint (g the
+        /// seed, out (+)= gᵀ∂y'/∂w), mode 1 the tangent (g = ẇ, out (+)= (∂y'/∂w)·ẇ).
+        case columnProjectionWeights(rows: Extent, cols: Int, mode: Int8, accumulate: Bool)
         /// The mass fixer for a constant w (sums in float64): mode 0 forward [y, w, out]; mode 1
         /// reverse [y, w, g, out] (out (+)= gᵀ∂y'/∂y); mode 2 tangent [y, w, t, out].
         case massFixer(rows: Extent, cols: Int, mode: Int8, accumulate: Bool)

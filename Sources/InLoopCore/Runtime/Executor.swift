@@ -357,22 +357,28 @@ extension Engine {
                             }
                         case .roundToFloat32(let count):
                             TensorOps.roundToFloat32(UnsafePointer(t[Int(ids[io])]), t[Int(ids[io + 1])], count: count.at(n))
-                        case .columnProjection(let rows, let cols, let hasY, let hasS, let accumulate):
+                        case .columnProjection(let rows, let cols, let hasY, let hasS, let accumulate, let perColumnW):
                             var at = io
                             let y: UnsafePointer<T>? = hasY ? UnsafePointer(t[Int(ids[at])]) : nil
                             if hasY { at += 1 }
                             let w = UnsafePointer(t[Int(ids[at])])
                             let s: UnsafePointer<T>? = hasS ? UnsafePointer(t[Int(ids[at + 1])]) : nil
                             ConstraintKernels.project(y: y, w: w, s: s, out: t[Int(ids[at + (hasS ? 2 : 1)])], rows: rows.at(n), cols: cols,
-                                                      accumulate: accumulate)
+                                                      wStride: perColumnW ? cols : 0, accumulate: accumulate)
+                        case .columnProjectionWeights(let rows, let cols, let mode, let accumulate):
+                            ConstraintKernels.projectionWeights(y: UnsafePointer(t[Int(ids[io])]), w: UnsafePointer(t[Int(ids[io + 1])]),
+                                                                s: UnsafePointer(t[Int(ids[io + 2])]), g: UnsafePointer(t[Int(ids[io + 3])]),
+                                                                out: t[Int(ids[io + 4])], rows: rows.at(n), cols: cols, mode: mode,
+                                                                accumulate: accumulate)
                         case .massFixer(let rows, let cols, let mode, let accumulate):
                             let y = UnsafePointer(t[Int(ids[io])]), w = UnsafePointer(t[Int(ids[io + 1])])
                             let g: UnsafePointer<T>? = mode == 0 ? nil : UnsafePointer(t[Int(ids[io + 2])])
                             ConstraintKernels.massFixer(y: y, w: w, g: g, out: t[Int(ids[io + (mode == 0 ? 2 : 3)])], rows: rows.at(n),
                                                         cols: cols, mode: mode, accumulate: accumulate)
-                        case .columnProjectionTarget(let rows, let cols, let accumulate):
+                        case .columnProjectionTarget(let rows, let cols, let accumulate, let perColumnW):
                             ConstraintKernels.targetAdjoint(g: UnsafePointer(t[Int(ids[io])]), w: UnsafePointer(t[Int(ids[io + 1])]),
-                                                            out: t[Int(ids[io + 2])], rows: rows.at(n), cols: cols, accumulate: accumulate)
+                                                            out: t[Int(ids[io + 2])], rows: rows.at(n), cols: cols,
+                                                            wStride: perColumnW ? cols : 0, accumulate: accumulate)
                         case .fill(let count, let value):
                             t[Int(ids[io])].update(repeating: T(value), count: count.at(n))
                         case .fillLinear(let g, _):
