@@ -102,6 +102,41 @@ final class UncertaintyTests: XCTestCase {
         assertClose(spread, ref.spread, 1e-13, "spread")
     }
 
+    /// x − shift, then Dense(tanh) 4 → 6 and Dense 6 → 2 (an ONNX-style normalisation prefix).
+    func prefixed(_ seed: UInt64, shift: [Double]) throws -> Engine.Graph {
+        var r = RandomState(seed: seed)
+        let g = Engine.Graph(name: "p\(seed)", dtype: .float64, opset: 13)
+        let n = g.symbol(named: "N")
+        g.batch = n
+        try g.addInput("x", Engine.TensorType(.float64, [Engine.SymInt(n), 4]))
+        try g.addConstant("shift", try Engine.Tensor(shape: [4], values: shift))
+        try g.addNode("sub", SubOp.self, inputs: ["x", "shift"], outputs: ["xs"])
+        for (k, (a, b)) in [(4, 6), (6, 2)].enumerated() {
+            try g.addConstant("w\(k)", try Engine.Tensor(shape: [b, a], values: (0..<a * b).map { _ in r.uniform() - 0.5 }))
+            try g.addConstant("b\(k)", try Engine.Tensor(shape: [b], values: (0..<b).map { _ in r.uniform() - 0.5 }))
+            try g.addNode("d\(k)", DenseOp.self, ActivationOp.encode(k == 0 ? .tanh : .identity),
+                          inputs: [k == 0 ? "xs" : "h0", "w\(k)", "b\(k)"], outputs: [k == 0 ? "h0" : "y"])
+        }
+        try g.markOutput("y")
+        try g.verify()
+        return g
+    }
+
+    func testSharedPrefixStacksAndOtherPrefixRunsSideBySide() throws {
+        let shift = [0.5, -1, 0.25, 2]
+        for other in [shift, [0.5, -1, 0.25, 2.5]] {
+            let members = [try prefixed(1, shift: shift), try prefixed(2, shift: other), try prefixed(3, shift: shift)]
+            let (g, stacked) = try Engine.Uncertainty.ensemble(try members.map { try $0.copy() })
+            XCTAssertEqual(stacked, other == shift)
+            XCTAssertEqual(g.nodes.filter { $0.op == SubOp.self }.count, other == shift ? 2 : 4, "the prefix once (plus the spread's Sub)")
+            let x = input(5, 4)
+            let (mean, spread) = try ensemble(try Engine.Model(graph: g), x, batch: 5)
+            let ref = try reference(members, x, batch: 5)
+            assertClose(mean, ref.mean, 1e-14, "mean")
+            assertClose(spread, ref.spread, 1e-13, "spread")
+        }
+    }
+
     func testFloat32Ensemble() throws {
         let members = try (1...3).map { try member(UInt64($0), [4, 8, 3], [.tanh, .identity], .float32) }
         let m = try Engine.Model(graph: try Engine.Uncertainty.ensemble(try members.map { try $0.copy() }).graph)

@@ -220,11 +220,20 @@ extension Engine {
         static func stack(_ members: [Graph], into g: Graph) throws(InLoopError) -> Bool {
             guard members.count > 1 else { return false }
             struct Layer { var w: [Double]; var b: [Double]?; var out: Int; var inp: Int; var act: Activation }
-            func chain(_ m: Graph) throws(InLoopError) -> [Layer]? {
+            // a prefix of one-output nodes on the input whose other operands are constants (the input
+            // normalisation), then Dense nodes only
+            func chain(_ m: Graph) throws(InLoopError) -> (prefix: [Node], layers: [Layer])? {
                 guard m.inputs.count == 1, let t = m[m.inputs[0]].type, t.rank == 2, !m.nodes.isEmpty else { return nil }
                 var prev = m.inputs[0]
-                var layers: [Layer] = []
+                var prefix: [Node] = [], layers: [Layer] = []
                 for node in m.nodes {
+                    if layers.isEmpty, node.op != DenseOp.self {
+                        guard node.outputs.count == 1, node.inputs.first == prev,
+                              node.inputs.dropFirst().allSatisfy({ $0.map { m[$0].constant != nil } ?? true }) else { return nil }
+                        prefix.append(node)
+                        prev = node.outputs[0]
+                        continue
+                    }
                     guard node.op == DenseOp.self, let a = node.attributes as? DenseOp.Attributes, node.inputs[0] == prev,
                           let wv = node.inputs[1], let w = m[wv].constant, w.rank == 2 else { return nil }
                     var b: [Double]? = nil
@@ -235,12 +244,28 @@ extension Engine {
                     layers.append(Layer(w: try doubles(w), b: b, out: w.shape[0], inp: w.shape[1], act: a.activation))
                     prev = node.outputs[0]
                 }
-                return m.outputs == [prev] ? layers : nil
+                return m.outputs == [prev] && !layers.isEmpty ? (prefix, layers) : nil
             }
-            guard let l0 = try chain(members[0]) else { return false }
+            /// The same prefix: ops, attributes and constants (bitwise) alike, so the members share it.
+            func samePrefix(_ a: [Node], _ ga: Graph, _ b: [Node], _ gb: Graph) throws(InLoopError) -> Bool {
+                guard a.count == b.count else { return false }
+                func attrs(_ n: Node) -> String { n.attributes.encoded().sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";") }
+                for (x, y) in zip(a, b) {
+                    guard x.op == y.op, x.inputs.count == y.inputs.count, attrs(x) == attrs(y) else { return false }
+                    for (i, j) in zip(x.inputs.dropFirst(), y.inputs.dropFirst()) {
+                        guard (i == nil) == (j == nil) else { return false }
+                        if let i, let j {
+                            guard let c = ga[i].constant, let d = gb[j].constant, c.shape == d.shape, c.dtype == d.dtype,
+                                  try doubles(c).map(\.bitPattern) == doubles(d).map(\.bitPattern) else { return false }
+                        }
+                    }
+                }
+                return true
+            }
+            guard let (p0, l0) = try chain(members[0]) else { return false }
             var all = [l0]
             for m in members.dropFirst() {
-                guard let l = try chain(m), l.count == l0.count,
+                guard let (p, l) = try chain(m), try samePrefix(p, m, p0, members[0]), l.count == l0.count,
                       zip(l, l0).allSatisfy({ $0.out == $1.out && $0.inp == $1.inp && $0.act == $1.act && ($0.b == nil) == ($1.b == nil) })
                 else { return false }
                 all.append(l)
@@ -254,7 +279,23 @@ extension Engine {
             let rows = try Limits.product(n, f.out, "the stacked first layer")
             _ = try Limits.product(rows, f.inp, "the stacked first layer")
             let w0 = try g.addConstant("ens.w0", try tensor([rows, f.inp], all.flatMap { $0[0].w }))
-            var ins = [g[g.inputs[0]].name, g[w0].name]
+            // the shared prefix, once
+            let m0 = members[0]
+            var x = g.inputs[0]
+            for node in p0 {
+                var ins: [ValueID?] = [x]
+                for i in node.inputs.dropFirst() {
+                    guard let i else { ins.append(nil); continue }
+                    ins.append(try g.addConstant("ens.p.\(g.values.count)", m0[i].constant!))
+                }
+                let out = ValueID(g.values.count)
+                let name = "ens.p.\(node.name).\(out.index)"
+                g.values.append(Value(name: name, type: nil, producer: NodeID(g.nodes.count), constant: nil, known: nil))
+                g.names[name] = out
+                g.nodes.append(Node(name: "ens.p." + node.name, op: node.op, attributes: node.attributes, inputs: ins, outputs: [out]))
+                x = out
+            }
+            var ins = [g[x].name, g[w0].name]
             g.parameters = [w0]
             if f.b != nil {
                 let b0 = try g.addConstant("ens.b0", try tensor([rows], all.flatMap { $0[0].b! }))
