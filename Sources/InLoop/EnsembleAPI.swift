@@ -58,7 +58,9 @@ import InLoopMPI
 /// Section: running.
 @c public func inloop_model_forward_ensemble_f32(_ model: OpaquePointer?, _ x: UnsafePointer<Float>?, _ batch: Int64,
                                                  _ mean: UnsafeMutablePointer<Float>?, _ spread: UnsafeMutablePointer<Float>?) -> inloop_status {
-    guarded { () throws(InLoopError) in try forwardEnsemble(model, x, batch, mean, spread) }
+    guarded { () throws(InLoopError) in
+        try forwardEnsemble(model, x, batch, mean, spread) { (m, x, n, a, b) throws(InLoopError) in try m.forwardEnsemble(x, batch: n, mean: a, spread: b) }
+    }
 }
 
 /// As inloop_model_forward_ensemble_f32 for double arrays (the model computes in its own type).
@@ -66,7 +68,9 @@ import InLoopMPI
 /// Section: running.
 @c public func inloop_model_forward_ensemble_f64(_ model: OpaquePointer?, _ x: UnsafePointer<Double>?, _ batch: Int64,
                                                  _ mean: UnsafeMutablePointer<Double>?, _ spread: UnsafeMutablePointer<Double>?) -> inloop_status {
-    guarded { () throws(InLoopError) in try forwardEnsemble(model, x, batch, mean, spread) }
+    guarded { () throws(InLoopError) in
+        try forwardEnsemble(model, x, batch, mean, spread) { (m, x, n, a, b) throws(InLoopError) in try m.forwardEnsemble(x, batch: n, mean: a, spread: b) }
+    }
 }
 
 /// MC-dropout: with samples >= 1, each inloop_model_forward_ensemble call runs the model `samples`
@@ -76,7 +80,7 @@ import InLoopMPI
 /// same calls give the same bits. samples = 0 turns it off. Plain forward/run calls stay deterministic
 /// (Dropout the identity). Attaching a constraint afterwards turns it off.
 /// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (samples < 0 or > 4096; no Dropout node; a
-/// ratio outside [0, 1)), UNSUPPORTED (an ensemble; a model with more than one output or without a batch
+/// ratio below 0 or not below 1), UNSUPPORTED (an ensemble; a model with more than one output or without a batch
 /// axis), BUSY, OUT_OF_MEMORY.
 /// Section: running.
 @c public func inloop_model_set_mc_dropout(_ model: OpaquePointer?, _ samples: Int64, _ seed: Int64) -> inloop_status {
@@ -89,8 +93,11 @@ import InLoopMPI
     }
 }
 
-private func forwardEnsemble<T: EngineScalar>(_ model: OpaquePointer?, _ x: UnsafePointer<T>?, _ batch: Int64,
-                                              _ mean: UnsafeMutablePointer<T>?, _ spread: UnsafeMutablePointer<T>?) throws(InLoopError) {
+@inline(__always)
+private func forwardEnsemble<T>(_ model: OpaquePointer?, _ x: UnsafePointer<T>?, _ batch: Int64,
+                                 _ mean: UnsafeMutablePointer<T>?, _ spread: UnsafeMutablePointer<T>?,
+                                 _ run: (Engine.Model, UnsafePointer<T>, Int, UnsafeMutablePointer<T>, UnsafeMutablePointer<T>) throws(InLoopError) -> Void)
+                                 throws(InLoopError) {
     let m = try models.lookup(model).model
     guard let x else { throw InLoopError(.nullPointer, "forward_ensemble: input array x is NULL") }
     guard let mean, let spread else { throw InLoopError(.nullPointer, "forward_ensemble: mean or spread is NULL") }
@@ -99,7 +106,7 @@ private func forwardEnsemble<T: EngineScalar>(_ model: OpaquePointer?, _ x: Unsa
     }
     _ = try Limits.arrayCount(batch: Int(batch), perSample: m.inputSize)
     _ = try Limits.arrayCount(batch: Int(batch), perSample: m.outputSize)
-    try m.forwardEnsemble(x, batch: Int(batch), mean: mean, spread: spread)
+    try run(m, x, Int(batch), mean, spread)
 }
 
 /// Saves the model behind the handle as a native version-2 file at `path` (its graph as loaded: an

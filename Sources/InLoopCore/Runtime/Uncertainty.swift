@@ -502,8 +502,20 @@ extension Engine.Model {
     /// The mean and spread (population standard deviation) per output value of `batch` samples of
     /// the first input x: over the members of an ensemble, or over the MC-dropout samples. x, mean and
     /// spread as `forward`'s x and y.
-    public func forwardEnsemble<U: EngineScalar>(_ x: UnsafePointer<U>, batch: Int, mean: UnsafeMutablePointer<U>,
-                                                 spread: UnsafeMutablePointer<U>) throws(InLoopError) {
+    public func forwardEnsemble(_ x: UnsafePointer<Float>, batch: Int, mean: UnsafeMutablePointer<Float>,
+                                spread: UnsafeMutablePointer<Float>) throws(InLoopError) {
+        try ensembleForward(x, batch: batch, mean: mean, spread: spread)
+    }
+
+    public func forwardEnsemble(_ x: UnsafePointer<Double>, batch: Int, mean: UnsafeMutablePointer<Double>,
+                                spread: UnsafeMutablePointer<Double>) throws(InLoopError) {
+        try ensembleForward(x, batch: batch, mean: mean, spread: spread)
+    }
+
+    /// (Generic inside the module only: the public entry points above are concrete, so that this is
+    /// specialised and a call allocates nothing.)
+    private func ensembleForward<U: EngineScalar>(_ x: UnsafePointer<U>, batch: Int, mean: UnsafeMutablePointer<U>,
+                                                  spread: UnsafeMutablePointer<U>) throws(InLoopError) {
         guard inputSpecs.count == 1 else {
             throw InLoopError(.invalidArgument, "model '\(name)' has \(inputSpecs.count) inputs; forward_ensemble takes one")
         }
