@@ -378,11 +378,21 @@ extension Engine {
             }
             let p = buffer!.bindMemory(to: U.self, capacity: total)
             var at = 0, k = first
+            // two 32-bit draws per generator step: kept when the draw is ≥ ratio·2³² (probability
+            // 1 − ratio to within 2⁻³²), integer compares only
             for _ in 0..<samples {
                 for m in masks {
                     let c = batch * m.perSample, keep = U(1 / (1 - m.ratio))
+                    let t = UInt32(clamping: UInt64((m.ratio * 4294967296).rounded(.up)))
                     let q = p + at
-                    for i in 0..<c { q[i] = random.uniform() < m.ratio ? 0 : keep }
+                    var i = 0
+                    while i + 1 < c {
+                        let r = random.next()
+                        q[i] = UInt32(truncatingIfNeeded: r >> 32) < t ? 0 : keep
+                        q[i + 1] = UInt32(truncatingIfNeeded: r) < t ? 0 : keep
+                        i += 2
+                    }
+                    if i < c { q[i] = UInt32(truncatingIfNeeded: random.next() >> 32) < t ? 0 : keep }
                     pointers[k] = UnsafeRawPointer(q)
                     at += c; k += 1
                 }
