@@ -234,6 +234,12 @@ inloop_status inloop_model_input_index(inloop_model *model, const char *name, in
 /// name).
 inloop_status inloop_model_output_index(inloop_model *model, const char *name, int64_t *index);
 
+/// Saves the model behind the handle as a native version-2 file at path (its graph as loaded: an
+/// ensemble gives one ensemble file, which inloop_model_load loads as the same ensemble). Options,
+/// input ranges and MC-dropout settings are not saved.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, IO, UNSUPPORTED (a graph the native format cannot hold), BUSY.
+inloop_status inloop_model_save(inloop_model *model, const char *path);
+
 /* ================================================================================================
  * Running a model
  *
@@ -333,6 +339,44 @@ inloop_status inloop_model_set_check_finite(inloop_model *model, int32_t enabled
 /// column's last bits may depend on its position in the batch (optimised GEMM sums by tiles).
 /// Statuses: NULL_POINTER, INVALID_HANDLE, BUSY (the model is running on another thread).
 inloop_status inloop_model_set_reproducible(inloop_model *model, int32_t enabled);
+
+/// Loads n model files (native or ONNX, each as inloop_model_load takes it) as one ensemble and stores
+/// a new handle in *model. The members must have the same inputs and the same output shapes (one output
+/// each) and compute in one type. Members that are the same chain of dense layers run stacked (one
+/// matrix product per layer for all members); others run side by side in one graph. The handle's
+/// outputs are ensemble_mean and ensemble_spread: inloop_model_forward_ensemble_f32 gives both, and
+/// inloop_model_forward_f32 gives the mean. Saving it (a trainer from it, inloop_trainer_save_model)
+/// writes one ensemble file, which inloop_model_load loads as this ensemble. Input ranges of the members
+/// are not kept (set them on the ensemble). On error *model is NULL and the message names the member.
+/// Statuses: NULL_POINTER (model, paths or one of its n strings), INVALID_ARGUMENT (n < 1 or n > 4096),
+/// IO, FORMAT, UNSUPPORTED (a member with more than one output), SIZE_MISMATCH (members whose inputs,
+/// output shapes or types differ), OUT_OF_MEMORY.
+inloop_status inloop_model_load_ensemble(const char *const *paths, int64_t n, inloop_model **model);
+
+/// Runs batch samples x (as inloop_model_forward_f32) and writes the mean and the spread (the
+/// population standard deviation, ddof = 0: sqrt of the mean squared deviation) of each output value:
+/// over the members of an ensemble (inloop_model_load_ensemble), or over the samples of MC-dropout
+/// (inloop_model_set_mc_dropout, which then takes precedence). mean and spread each hold batch x n_out
+/// values; nothing is written when an argument is wrong. A call at a batch size seen before allocates
+/// nothing.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (not an ensemble and MC-dropout off; a model
+/// with more than one input; batch < 1 or too large; overlapping arrays), NONFINITE, BUSY, OUT_OF_MEMORY.
+inloop_status inloop_model_forward_ensemble_f32(inloop_model *model, const float *x, int64_t batch, float *mean, float *spread);
+
+/// As inloop_model_forward_ensemble_f32 for double arrays (the model computes in its own type).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, NONFINITE, BUSY, OUT_OF_MEMORY.
+inloop_status inloop_model_forward_ensemble_f64(inloop_model *model, const double *x, int64_t batch, double *mean, double *spread);
+
+/// MC-dropout: with samples >= 1, each inloop_model_forward_ensemble call runs the model samples
+/// times with every Dropout node active (inverted dropout: a value is kept with probability 1 - ratio
+/// and scaled by 1/(1 - ratio)), and gives the mean and spread over the samples. The masks come from a
+/// generator (xoshiro256**) seeded with seed here and advanced by each call: the same seed and the
+/// same calls give the same bits. samples = 0 turns it off. Plain forward/run calls stay deterministic
+/// (Dropout the identity). Attaching a constraint afterwards turns it off.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (samples < 0 or > 4096; no Dropout node; a
+/// ratio below 0 or not below 1), UNSUPPORTED (an ensemble; a model with more than one output or without a batch
+/// axis), BUSY, OUT_OF_MEMORY.
+inloop_status inloop_model_set_mc_dropout(inloop_model *model, int64_t samples, int64_t seed);
 
 /// Sets the range check of every later forward/run call on this model (mode is an
 /// inloop_range_mode value). Anything but INLOOP_RANGE_OFF needs the model's input ranges: stored by

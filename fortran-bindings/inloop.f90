@@ -116,6 +116,8 @@ module inloop
     contains
         procedure :: load => model_load                  !< load(path [, comm, stat, errmsg])
         procedure :: load_buffer => model_load_buffer    !< load_buffer(bytes [, stat, errmsg])
+        procedure :: load_ensemble => model_load_ensemble  !< load_ensemble(paths(:) [, stat, errmsg]): N members, one handle
+        procedure :: save => model_save                  !< save(path [, stat, errmsg]): native v2 file
         procedure :: free => model_free                  !< free([stat, errmsg]); no-op if nothing loaded
         procedure :: is_loaded => model_is_loaded        !< .true. if this object holds a handle
         procedure :: input_size => model_input_size      !< values per sample in x (first input)
@@ -130,6 +132,7 @@ module inloop
         procedure :: output_index => model_output_index  !< output_index(name [, stat, errmsg])
         procedure :: set_check_finite => model_set_check_finite  !< set_check_finite(enabled [, stat, errmsg])
         procedure :: set_reproducible => model_set_reproducible  !< set_reproducible(enabled [, stat, errmsg])
+        procedure :: set_mc_dropout => model_set_mc_dropout  !< set_mc_dropout(samples, seed [, stat, errmsg]); 0: off
         procedure :: set_range_check => model_set_range_check  !< set_range_check(mode [, stat, errmsg]): INLOOP_RANGE_*
         procedure :: range_flags => model_range_flags    !< range_flags(counts(ncol) [, stat, errmsg]): last call's
         procedure :: range_feature_counts => model_range_feature_counts  !< range_feature_counts(counts(n_in) [, ...])
@@ -145,11 +148,13 @@ module inloop
         !> 'mass_fixer' with weights(K) real(real32) or real(real64); add_constraint(constraint [, lo, hi,
         !> output, stat, errmsg]): 'clamp' or 'softplus' bounds, or 'conservation' with run-time weights.
         generic :: add_constraint => add_constraint_r32, add_constraint_r64, add_constraint_bounds
-        procedure, private :: forward_r32, forward_r64
+        procedure, private :: forward_r32, forward_r64, forward_ensemble_r32, forward_ensemble_r64
         !> forward(x, y [, stat, errmsg]): one input, one output; x and y real(real32) or real(real64)
         !> arrays of any rank: per-sample shape (Fortran order) followed by the batch dimension, or the
-        !> per-sample shape alone for one sample.
-        generic :: forward => forward_r32, forward_r64
+        !> per-sample shape alone for one sample. On an ensemble y is the mean.
+        !> forward(x, mean, spread [, stat, errmsg]): an ensemble's (load_ensemble) or MC-dropout's
+        !> (set_mc_dropout) mean and spread (population standard deviation), each shaped like y.
+        generic :: forward => forward_r32, forward_r64, forward_ensemble_r32, forward_ensemble_r64
         procedure :: run => model_run                    !< run(inputs, outputs [, stat, errmsg]): inloop_arg arrays
         procedure, private :: jvp_r32, jvp_r64, vjp_r32, vjp_r64, jacobian_r32, jacobian_r64
         generic :: jvp => jvp_r32, jvp_r64             !< tangent-linear: jvp(x, dx, dy [, y, stat, errmsg])
@@ -495,6 +500,59 @@ contains
         call report(c_inloop_model_set_reproducible(self%handle, flag), stat, errmsg)
     end subroutine
 
+    ! ------------------------------------------------------------------------ uncertainty
+
+    !> Loads the model files paths(1:n) (trailing blanks trimmed) as one ensemble: outputs mean and
+    !> spread (forward(x, mean, spread)); forward(x, y) gives the mean. Replaces a held model as `load`.
+    subroutine model_load_ensemble(self, paths, stat, errmsg)
+        class(inloop_model), intent(inout) :: self
+        character(len=*), intent(in) :: paths(:)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        character(kind=c_char), allocatable, target :: buf(:,:)   ! buf(:, k): paths(k), NUL-terminated
+        type(c_ptr), allocatable :: ptrs(:)
+        type(c_ptr) :: new
+        integer(c_int32_t) :: code
+        integer :: k, i, n
+        allocate(buf(len(paths) + 1, max(1, size(paths))))
+        allocate(ptrs(max(1, size(paths))))
+        ptrs = c_null_ptr
+        do k = 1, size(paths)
+            n = len_trim(paths(k))
+            do i = 1, n
+                buf(i, k) = paths(k)(i:i)
+            end do
+            buf(n + 1, k) = c_null_char
+            ptrs(k) = c_loc(buf(1, k))
+        end do
+        code = c_inloop_model_load_ensemble(ptrs, size(paths, kind=c_int64_t), new)
+        if (code == INLOOP_OK) then
+            call take_handle(self, new, stat, errmsg)
+        else
+            call report(code, stat, errmsg)
+        end if
+    end subroutine
+
+    !> Saves the model as a native version-2 file (an ensemble: one ensemble file).
+    subroutine model_save(self, path, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        character(len=*), intent(in) :: path
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        call report(c_inloop_model_save(self%handle, trim(path) // c_null_char), stat, errmsg)
+    end subroutine
+
+    !> MC-dropout: forward(x, mean, spread) runs `samples` samples with every Dropout active, masks from
+    !> a generator seeded with `seed` (the same seed and calls give the same bits); samples = 0: off.
+    subroutine model_set_mc_dropout(self, samples, seed, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        integer, intent(in) :: samples
+        integer(int64), intent(in) :: seed
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        call report(c_inloop_model_set_mc_dropout(self%handle, int(samples, c_int64_t), int(seed, c_int64_t)), stat, errmsg)
+    end subroutine
+
     ! ------------------------------------------------------------------------ input-range guards
 
     !> The range check of every later forward/run: INLOOP_RANGE_OFF, _REPORT, _CLAMP or _FLAG_ONLY
@@ -828,13 +886,57 @@ contains
         do k = 1, rank(y)
             sy(k) = max(0_int64, size(y, k, int64))   ! max: see "gfortran 12" above
         end do
-        call forward_prepare(self, sx(1:rank(x)), sy(1:rank(y)), batch, go, stat, errmsg)
+        call forward_prepare(self, sx(1:rank(x)), sy(1:rank(y)), batch, go, stat, errmsg, ensemble=.true.)
         if (.not. go) return
         px(1) = c_loc(empty_r32)
         py(1) = c_loc(empty_r32)
         if (size(x) > 0) px(1) = c_loc(x)
         if (size(y) > 0) py(1) = c_loc(y)
-        call report(c_inloop_model_run_f32(self%handle, batch, 1_c_int64_t, px, 1_c_int64_t, py), stat, errmsg)
+        if (size(self%outs%rank) == 2) then
+            ! an ensemble (outputs mean and spread): the library's forward gives the mean
+            call report(c_inloop_model_forward_f32(self%handle, px(1), batch, py(1)), stat, errmsg)
+        else
+            call report(c_inloop_model_run_f32(self%handle, batch, 1_c_int64_t, px, 1_c_int64_t, py), stat, errmsg)
+        end if
+    end subroutine
+
+    !> The mean and spread of an ensemble or of MC-dropout samples; mean and spread shaped like
+    !> forward's y. Nothing is written on error.
+    subroutine forward_ensemble_r32(self, x, mean, spread, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real32), intent(in), contiguous, target :: x(..)
+        real(real32), intent(inout), contiguous, target :: mean(..), spread(..)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(int64) :: sx(max_rank), sy(max_rank), batch
+        type(c_ptr) :: px, pm, ps
+        integer :: k
+        logical :: go
+        do k = 1, rank(x)
+            sx(k) = max(0_int64, size(x, k, int64))   ! max: see "gfortran 12" above
+        end do
+        do k = 1, rank(mean)
+            sy(k) = max(0_int64, size(mean, k, int64))
+        end do
+        if (rank(spread) /= rank(mean)) then
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'forward: mean and spread must have one shape')
+            return
+        end if
+        do k = 1, rank(spread)
+            if (max(0_int64, size(spread, k, int64)) /= sy(k)) then
+                call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'forward: mean and spread must have one shape')
+                return
+            end if
+        end do
+        call forward_prepare(self, sx(1:rank(x)), sy(1:rank(mean)), batch, go, stat, errmsg, ensemble=.true.)
+        if (.not. go) return
+        px = c_loc(empty_r32)
+        pm = c_loc(empty_r32)
+        ps = c_loc(empty_r32)
+        if (size(x) > 0) px = c_loc(x)
+        if (size(mean) > 0) pm = c_loc(mean)
+        if (size(spread) > 0) ps = c_loc(spread)
+        call report(c_inloop_model_forward_ensemble_f32(self%handle, px, batch, pm, ps), stat, errmsg)
     end subroutine
 
     subroutine forward_r64(self, x, y, stat, errmsg)
@@ -853,32 +955,83 @@ contains
         do k = 1, rank(y)
             sy(k) = max(0_int64, size(y, k, int64))   ! max: see "gfortran 12" above
         end do
-        call forward_prepare(self, sx(1:rank(x)), sy(1:rank(y)), batch, go, stat, errmsg)
+        call forward_prepare(self, sx(1:rank(x)), sy(1:rank(y)), batch, go, stat, errmsg, ensemble=.true.)
         if (.not. go) return
         px(1) = c_loc(empty_r64)
         py(1) = c_loc(empty_r64)
         if (size(x) > 0) px(1) = c_loc(x)
         if (size(y) > 0) py(1) = c_loc(y)
-        call report(c_inloop_model_run_f64(self%handle, batch, 1_c_int64_t, px, 1_c_int64_t, py), stat, errmsg)
+        if (size(self%outs%rank) == 2) then
+            ! an ensemble (outputs mean and spread): the library's forward gives the mean
+            call report(c_inloop_model_forward_f64(self%handle, px(1), batch, py(1)), stat, errmsg)
+        else
+            call report(c_inloop_model_run_f64(self%handle, batch, 1_c_int64_t, px, 1_c_int64_t, py), stat, errmsg)
+        end if
+    end subroutine
+
+    !> The mean and spread of an ensemble or of MC-dropout samples; mean and spread shaped like
+    !> forward's y. Nothing is written on error.
+    subroutine forward_ensemble_r64(self, x, mean, spread, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real64), intent(in), contiguous, target :: x(..)
+        real(real64), intent(inout), contiguous, target :: mean(..), spread(..)
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(int64) :: sx(max_rank), sy(max_rank), batch
+        type(c_ptr) :: px, pm, ps
+        integer :: k
+        logical :: go
+        do k = 1, rank(x)
+            sx(k) = max(0_int64, size(x, k, int64))   ! max: see "gfortran 12" above
+        end do
+        do k = 1, rank(mean)
+            sy(k) = max(0_int64, size(mean, k, int64))
+        end do
+        if (rank(spread) /= rank(mean)) then
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'forward: mean and spread must have one shape')
+            return
+        end if
+        do k = 1, rank(spread)
+            if (max(0_int64, size(spread, k, int64)) /= sy(k)) then
+                call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, 'forward: mean and spread must have one shape')
+                return
+            end if
+        end do
+        call forward_prepare(self, sx(1:rank(x)), sy(1:rank(mean)), batch, go, stat, errmsg, ensemble=.true.)
+        if (.not. go) return
+        px = c_loc(empty_r64)
+        pm = c_loc(empty_r64)
+        ps = c_loc(empty_r64)
+        if (size(x) > 0) px = c_loc(x)
+        if (size(mean) > 0) pm = c_loc(mean)
+        if (size(spread) > 0) ps = c_loc(spread)
+        call report(c_inloop_model_forward_ensemble_f64(self%handle, px, batch, pm, ps), stat, errmsg)
     end subroutine
 
     !> Checks forward's arguments (shapes sx of x and sy of y). go: call the library with `batch` samples;
     !> otherwise the outcome (an error, or success for zero samples) has been reported.
-    subroutine forward_prepare(self, sx, sy, batch, go, stat, errmsg)
+    !> ensemble: two outputs (an ensemble's mean and spread) are allowed; y is checked against the first.
+    subroutine forward_prepare(self, sx, sy, batch, go, stat, errmsg, ensemble)
         class(inloop_model), intent(in) :: self
         integer(int64), intent(in) :: sx(:), sy(:)
         integer(int64), intent(out) :: batch
         logical, intent(out) :: go
         integer, intent(out), optional :: stat
         character(len=*), intent(inout), optional :: errmsg
+        logical, intent(in), optional :: ensemble
         integer(int64) :: by
+        integer :: n_out_allowed
         go = .false.
         batch = -1
         if (.not. allocated(self%ins%rank)) then
             call report_handle(self, .false., stat, errmsg)
             return
         end if
-        if (size(self%ins%rank) /= 1 .or. size(self%outs%rank) /= 1) then
+        n_out_allowed = 1
+        if (present(ensemble)) then
+            if (ensemble .and. size(self%outs%rank) == 2) n_out_allowed = 2
+        end if
+        if (size(self%ins%rank) /= 1 .or. size(self%outs%rank) /= n_out_allowed) then
             call report(INLOOP_ERR_INVALID_ARGUMENT, stat, errmsg, 'forward: the model has ' // &
                         counted(size(self%ins%rank), 'input') // ' and ' // counted(size(self%outs%rank), 'output') // &
                         ' but forward takes one of each: use run(inputs, outputs) with inloop_arg(array)')

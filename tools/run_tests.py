@@ -437,6 +437,8 @@ def suite_c():
     record_counted("c-golden", code, out)
     code, out = run("ranges", [os.path.join(BUILD, "test_ranges_c"), FIXTURES])
     record_counted("c-ranges", code, out)
+    code, out = run("ensemble", [os.path.join(BUILD, "test_ensemble"), FIXTURES, BUILD])
+    record_counted("c-ensemble", code, out)
     code, out = run("explain", [os.path.join(BUILD, "test_explain"), FIXTURES])
     record_counted("c-explain", code, out)
     suite_c_abi()
@@ -569,6 +571,14 @@ def check_snippets():
     a, b = check("examples", "training snippet runs (create, step, checkpoint, save, copy_model, jvp)",
                  code == 0 and "loss" in out and os.path.exists(os.path.join(work, "run.ckpt")), f"exit {code}: {out[-800:]}")
     p += a; f += b
+    for k in range(3):
+        shutil.copy(os.path.join(FIXTURES, f"ens_member_{k}.safetensors"), os.path.join(work, f"member_{k + 1}.safetensors"))
+    shutil.copy(os.path.join(FIXTURES, "mc_linear.onnx"), os.path.join(work, "dropout_net.onnx"))
+    code, out = run("examples", f"cd {work} && {os.path.join(exe, 'ensemble')}")
+    m = re.search(r"ensemble: mean\s+(\S+)\s+spread\s+(\S+)\s+mc-dropout: mean\s+(\S+)\s+spread\s+(\S+)", out)
+    a, b = check("examples", "ensemble snippet: an ensemble and MC-dropout each give a positive spread",
+                 code == 0 and m is not None and float(m.group(2)) > 0 and float(m.group(4)) > 0, f"exit {code}: {out[-800:]}")
+    p += a; f += b
     code, out = run("examples", f"cd {work} && {os.path.join(exe, 'explain')}")
     a, b = check("examples", "explain snippet runs (saliency, optimize_input)",
                  code == 0 and "most influential input" in out and "after ascent" in out, f"exit {code}: {out[-800:]}")
@@ -616,6 +626,8 @@ def suite_fortran():
     record_counted("fortran-training", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_ranges"), BUILD])
     record_counted("fortran-ranges", code, out)
+    code, out = run("fortran", [os.path.join(BUILD, "test_fortran_ensemble"), FIXTURES])
+    record_counted("fortran-ensemble", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_explain_f")])
     record_counted("fortran-explain", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_fortran_constraints"), os.path.join(FIXTURES, "mlp_medium.safetensors")])

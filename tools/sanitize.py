@@ -151,6 +151,8 @@ def program_args(name):
         "test_golden": [FIXTURES, BUILD],
         "test_shaped": [FIXTURES],
         "test_ranges": [FIXTURES],
+        "test_ensemble": [FIXTURES, BUILD],
+        "f_test_ensemble": [FIXTURES],
         "test_explain": [FIXTURES],
         "f_test_ranges": [BUILD],
         "f_test_serial": [FIXTURES, MODELS],

@@ -128,6 +128,10 @@ int main(int argc, char **argv) {
         MODEL_CALL(inloop_model_add_constraint_bounds, 0, 0.0, 1.0, 0);
         MODEL_CALL(inloop_model_add_constraint_mass_fixer_f32, 0, w32, 1);
         MODEL_CALL(inloop_model_add_constraint_mass_fixer_f64, 0, w64, 1);
+        MODEL_CALL(inloop_model_forward_ensemble_f32, x, B, y, dx);
+        MODEL_CALL(inloop_model_forward_ensemble_f64, xd, B, yd, dxd);
+        MODEL_CALL(inloop_model_set_mc_dropout, 4, 1);
+        MODEL_CALL(inloop_model_save, "/tmp/inloop_test_abi_never_written.safetensors");
     }
     MODEL_CALL(inloop_model_jvp_f32, x, dx, B, y, y);
     MODEL_CALL(inloop_model_jvp_f64, xd, dxd, B, yd, yd);

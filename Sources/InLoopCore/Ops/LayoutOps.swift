@@ -587,22 +587,27 @@ public enum SqueezeOp: ReshapingOpDefinition {
 /// run time 1 in T storage, exact in both scalar types; it has no gradient. `training_mode` = true is
 /// refused.
 public enum DropoutOp: OpDefinition {
+    /// `ratio` of opsets before 12 (later: input 1); only MC-dropout reads it (Uncertainty.swift).
+    public struct Attributes: OpAttributeSet, Equatable {
+        public var ratio: Double?
+        public func encoded() -> [String: Engine.AttributeValue] { ratio.map { ["ratio": .float($0)] } ?? [:] }
+    }
     public static let name = "Dropout"
     public static let inputArity: ClosedRange<Int> = 1...3
     public static let outputArity: ClosedRange<Int> = 1...2
 
-    public static func inferTypes(_ a: NoAttributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
+    public static func inferTypes(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
                                   outputCount: Int) throws(InLoopError) -> [Engine.TensorType] {
         let y = try inferTypes(a, inputs, known)
         return outputCount == 2 ? y + [Engine.TensorType(.bool, y[0].shape)] : y
     }
 
-    public static func parse(_ raw: [String: Engine.AttributeValue], opset: Int) throws(InLoopError) -> NoAttributes {
-        // `seed` and `ratio` (before opset 12), `is_test` (before 7): no effect at inference
-        NoAttributes()
+    public static func parse(_ raw: [String: Engine.AttributeValue], opset: Int) throws(InLoopError) -> Attributes {
+        // `seed`, `is_test` (before 7): no effect at inference; `ratio` (before 12) is kept for MC-dropout
+        Attributes(ratio: try raw.float("ratio"))
     }
 
-    public static func inferTypes(_ a: NoAttributes, _ inputs: [Engine.TensorType?],
+    public static func inferTypes(_ a: Attributes, _ inputs: [Engine.TensorType?],
                                   _ known: [Engine.KnownInts?]) throws(InLoopError) -> [Engine.TensorType] {
         let x = try Engine.input(inputs, 0)
         if inputs.count > 1, let r = inputs[1], !(r.dtype.isFloatingPoint && r.rank == 0) {
@@ -617,12 +622,12 @@ public enum DropoutOp: OpDefinition {
         return [x]
     }
 
-    public static func evaluate(_ a: NoAttributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
+    public static func evaluate(_ a: Attributes, _ inputs: [Engine.TensorType?], _ known: [Engine.KnownInts?],
                                 outputs: [Engine.TensorType]) throws(InLoopError) -> [Engine.KnownInts?]? {
         outputs.count == 2 ? [known.first ?? nil, nil] : [known.first ?? nil]   // the mask is filled at run time
     }
 
-    public static func lower(_ a: NoAttributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
+    public static func lower(_ a: Attributes, _ ctx: inout Engine.LoweringContext) throws(InLoopError) {
         try ctx.aliasOrFold(output: 0, input: 0)
         // MARK: family nd (Dropout mask)
         if ctx.outputTypes.count == 2 {

@@ -83,6 +83,12 @@ extension Engine {
         private let guardPointers: UnsafeMutableRawPointer
         /// The input-range check (RangeGuard.swift); nil until ranges are set.
         var rangeGuard: RangeGuard? = nil
+        /// MC-dropout (Uncertainty.swift); nil while off.
+        var mcDropout: MCDropout? = nil
+        /// An ensemble (outputs mean and spread, `isEnsemble`): plain forward calls return the mean, the
+        /// spread going to this scratch array.
+        let ensembleScratch = EnsembleScratch()
+        private let ensembleForward: Bool
         /// Work arrays of the full-shape path (sized at init: running them allocates nothing).
         private var bound: [Int]
         /// (raw buffers, not arrays: writing them per call needs no uniqueness or exclusivity check)
@@ -240,6 +246,8 @@ extension Engine {
             }
             outputSpecs = outs
             outputSize = outs.first?.count ?? 0
+            ensembleForward = outs.count == 2 && outs[0].name == Engine.Uncertainty.meanName && outs[1].name == Engine.Uncertainty.spreadName
+                && inputSpecs.count == 1 && outs[0].count == outs[1].count
             outputBatched = batchedOut
             convenienceError = convError
             // the largest batch whose element counts all fit an Int
@@ -704,6 +712,15 @@ extension Engine {
         }
 
         public func forward(_ x: UnsafeBufferPointer<Float>, batch: Int, into y: UnsafeMutableBufferPointer<Float>) throws(InLoopError) {
+            if ensembleForward {
+                // an ensemble: the mean (Uncertainty.swift)
+                try checkBatch(batch)
+                try checkCount(input: true, x.count, inElements(0, batch), batch)
+                try checkCount(input: false, y.count, outElements(0, batch), batch)
+                guard let xb = x.baseAddress, let yb = y.baseAddress else { throw InLoopError(.nullPointer, "input or output buffer is null") }
+                try forwardEnsembleMean(xb, batch: batch, into: yb)
+                return
+            }
             try checkSingle(x.count, y.count, batch)
             guard let xb = x.baseAddress, let yb = y.baseAddress else { throw InLoopError(.nullPointer, "input or output buffer is null") }
             var xp = UnsafePointer(xb), yp = yb
@@ -715,6 +732,15 @@ extension Engine {
         }
 
         public func forward(_ x: UnsafeBufferPointer<Double>, batch: Int, into y: UnsafeMutableBufferPointer<Double>) throws(InLoopError) {
+            if ensembleForward {
+                // an ensemble: the mean (Uncertainty.swift)
+                try checkBatch(batch)
+                try checkCount(input: true, x.count, inElements(0, batch), batch)
+                try checkCount(input: false, y.count, outElements(0, batch), batch)
+                guard let xb = x.baseAddress, let yb = y.baseAddress else { throw InLoopError(.nullPointer, "input or output buffer is null") }
+                try forwardEnsembleMean(xb, batch: batch, into: yb)
+                return
+            }
             try checkSingle(x.count, y.count, batch)
             guard let xb = x.baseAddress, let yb = y.baseAddress else { throw InLoopError(.nullPointer, "input or output buffer is null") }
             var xp = UnsafePointer(xb), yp = yb
@@ -732,6 +758,12 @@ extension Engine {
 
         public func run(batch: Int, inputs: UnsafeBufferPointer<UnsafePointer<Double>>,
                         outputs: UnsafeBufferPointer<UnsafeMutablePointer<Double>>) throws(InLoopError) {
+            try execute(batch: batch, inputs: inputs, outputs: outputs)
+        }
+
+        /// `run` for either caller type (Uncertainty.swift).
+        func runAny<U: EngineScalar>(batch: Int, inputs: UnsafeBufferPointer<UnsafePointer<U>>,
+                                     outputs: UnsafeBufferPointer<UnsafeMutablePointer<U>>) throws(InLoopError) {
             try execute(batch: batch, inputs: inputs, outputs: outputs)
         }
 
