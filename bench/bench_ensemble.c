@@ -6,9 +6,11 @@
  *   bench_ensemble MODEL [DROPOUT_MODEL] [BATCH...]      default batches 1 256
  *
  * The ensembles hold N = 1, 4, 8 copies of MODEL (equal members: the same graph and arithmetic as N
- * trained members, which the engine cannot tell apart). "N forwards" is N calls of
- * inloop_model_forward_f32 on one handle (no mean or spread: the bare lower bound of running the members
- * apart). Each cell is the best of 7 rounds of enough calls for ~50 ms, rounds interleaved across the
+ * trained members, which the engine cannot tell apart). "N forwards" is one call of
+ * inloop_model_forward_f32 on each of N handles loaded separately (each with its own copy of the
+ * weights, as N trained members have: 8 column_mlp members are 16 MB, beyond the caches, which one
+ * handle called 8 times would hide); no mean or spread: the bare lower bound of running the members
+ * apart. For MC-dropout, whose samples share one set of weights, it is N calls on one handle. Each cell is the best of 7 rounds of enough calls for ~50 ms, rounds interleaved across the
  * columns so that machine noise hits them alike. Prints ns per call and the ratio to the plain forward.
  * Build: make bench (or see the Makefile's bench target).
  */
@@ -30,14 +32,15 @@ static double now(void) {
 static const int members[3] = {1, 4, 8};
 
 /* column k: 0 plain; 1..3 ensemble of members[k-1]; 4..6 members[k-4] separate forwards */
-static void call(int k, inloop_model *plain, inloop_model **ens, const float *x, int64_t n, float *y, float *s) {
+static void call(int k, inloop_model *plain, inloop_model **ens, inloop_model **sep, const float *x, int64_t n, float *y,
+                 float *s) {
     if (k == 0) inloop_model_forward_f32(plain, x, n, y);
     else if (k <= 3) inloop_model_forward_ensemble_f32(ens[k - 1], x, n, y, s);
-    else for (int r = 0; r < members[k - 4]; r++) inloop_model_forward_f32(plain, x, n, y);
+    else for (int r = 0; r < members[k - 4]; r++) inloop_model_forward_f32(sep[r], x, n, y);
 }
 
 static void table(const char *title, const char *const *names, int nc, inloop_model *plain, inloop_model **ens,
-                  const int64_t *batches, int nb, int64_t n_in, int64_t n_out, int mc) {
+                  inloop_model **sep, const int64_t *batches, int nb, int64_t n_in, int64_t n_out, int mc) {
     printf("%s\n%8s", title, "batch");
     for (int k = 0; k < nc; k++) printf(" %20s", names[k]);
     printf("\n");
@@ -47,7 +50,7 @@ static void table(const char *title, const char *const *names, int nc, inloop_mo
         float *s = malloc((size_t)(n * n_out) * sizeof *s);
         for (int64_t i = 0; i < n * n_in; i++) x[i] = (float)(0.5 + 0.4 * sin(0.37 * (double)i));
         for (int k = 0; k < nc; k++) {   /* compile, warm up, check */
-            call(k, plain, ens, x, n, y, s);
+            call(k, plain, ens, sep, x, n, y, s);
             if (k >= 1 && k <= 3 && inloop_model_forward_ensemble_f32(ens[k - 1], x, n, y, s) != INLOOP_OK) {
                 fprintf(stderr, "%s: %s\n", names[k], inloop_last_error());
                 exit(1);
@@ -62,7 +65,7 @@ static void table(const char *title, const char *const *names, int nc, inloop_mo
             for (int k = 0; k < nc; k++) {
                 long c = k == 0 ? calls : calls / (k <= 3 ? members[k - 1] : members[k - 4]) + 1;
                 double t = now();
-                for (long i = 0; i < c; i++) call(k, plain, ens, x, n, y, s);
+                for (long i = 0; i < c; i++) call(k, plain, ens, sep, x, n, y, s);
                 double per = (now() - t) / (double)c;
                 if (per < best[k]) best[k] = per;
             }
@@ -104,8 +107,13 @@ int main(int argc, char **argv) {
     char title[1200];
     snprintf(title, sizeof title, "model %s (%lld -> %lld), 1 thread, ns per call (best of 7 rounds); ensemble = "
              "inloop_model_forward_ensemble_f32 (mean and spread)", argv[1], (long long)n_in, (long long)n_out);
-    table(title, names, NC, plain, ens, batches, nb, n_in, n_out, 0);
+    inloop_model *sep[8];
+    for (int k = 0; k < 8; k++) {
+        if (inloop_model_load(argv[1], &sep[k]) != INLOOP_OK) { fprintf(stderr, "%s\n", inloop_last_error()); return 1; }
+    }
+    table(title, names, NC, plain, ens, sep, batches, nb, n_in, n_out, 0);
     for (int k = 0; k < 3; k++) inloop_model_free(ens[k]);
+    for (int k = 0; k < 8; k++) inloop_model_free(sep[k]);
     inloop_model_free(plain);
     if (dropout) {
         inloop_model *d = NULL, *mc[3];
@@ -122,7 +130,9 @@ int main(int argc, char **argv) {
                                                "1 forward", "4 forwards", "8 forwards"};
         snprintf(title, sizeof title, "\nmodel %s (%lld -> %lld), MC-dropout with S samples per forward_ensemble call",
                  dropout, (long long)n_in, (long long)n_out);
-        table(title, mnames, NC, d, mc, batches, nb, n_in, n_out, 1);
+        inloop_model *same[8];
+        for (int k = 0; k < 8; k++) same[k] = d;
+        table(title, mnames, NC, d, mc, same, batches, nb, n_in, n_out, 1);
         for (int k = 0; k < 3; k++) inloop_model_free(mc[k]);
         inloop_model_free(d);
     }

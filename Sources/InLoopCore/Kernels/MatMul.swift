@@ -1,7 +1,8 @@
 // Matrix products over strided stacks: ONNX MatMul (NumPy broadcasting of the stack axes, 1-D
 // operands promoted) and Gemm (transposes, alpha, beta, C broadcast to [M, N]), with their adjoints.
 // Every product is a call of `Real.gemm` (sgemm/dgemm): one per stack element, or one in all when the
-// stack axes fold into the rows (B without stack axes: the common `x[N, k] · W[k, m]`).
+// stack axes fold into the rows (B without stack axes: the common `x[N, k] · W[k, m]`); a stack of
+// one-row products calls `Real.gemv` per element.
 //
 // Public API:
 //   MatMulGeometry                     the shape of one product, read from a plan's integer table at
@@ -129,6 +130,19 @@ public enum MatMulKernels {
             for r in 0..<m {
                 T.gemm(transA: false, transB: g.transB, m: 1, n: cols, k: k, alpha: alpha, a: a + r &* g.lda, lda: g.lda,
                        b: b, ldb: g.ldb, beta: betaY, c: y + r &* cols, ldc: cols)
+            }
+            return
+        }
+        if m == 1 && count > 1 {
+            // a stack of one-row products (an ensemble's members at batch 1, one query per head): a GEMV
+            // each; sgemm would pack every B block for its single row
+            for e in 0..<count {
+                let o = g.offsets(e)
+                // (zeroed first: some BLAS scale y by beta = 0, which keeps a NaN left from a former call)
+                if betaY == 0 { (y + o.y).update(repeating: 0, count: cols) }
+                // y (1 × cols) = A_e (1 × k) · op(B_e): B stored [k, cols] is transposed, [cols, k] not
+                T.gemv(trans: !g.transB, rows: g.transB ? cols : k, cols: g.transB ? k : cols, alpha: alpha, a: b + o.b,
+                       lda: g.ldb, x: a + o.a, beta: betaY, y: y + o.y)
             }
             return
         }
