@@ -155,6 +155,9 @@ extension EngineNetwork {
     /// `upsample`, resized to the input's spatial size by (bi)linear interpolation with half-pixel
     /// centres (PyTorch's `F.interpolate(mode="bilinear", align_corners=False)`, OpenCV's resize).
     /// `map` holds batch × (the product of `gradCAMShape`) values.
+    // specialised: the map and relevance loops run per value (generic, they were 10x slower)
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     public func gradCAM(_ x: UnsafePointer<T>, batch: Int, tensor name: String, output k: Int, upsample: Bool,
                         into map: UnsafeMutablePointer<T>) throws(InLoopError) {
         try checkIndex(k)
@@ -299,6 +302,9 @@ extension EngineNetwork {
     /// relevance passes unchanged through ReLU-like activations (R_z = R_relu(z)), max pooling (to the
     /// maximum), average pooling (in proportion, ε = 0) and layout ops. The output's relevance is y_k,
     /// so Σ r = y_k less what biases and ε absorb. `r` holds batch × inputSize values.
+    // specialised: the map and relevance loops run per value (generic, they were 10x slower)
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     public func lrp(_ x: UnsafePointer<T>, batch: Int, output k: Int, epsilon: Double,
                     into r: UnsafeMutablePointer<T>) throws(InLoopError) {
         try checkIndex(k)
