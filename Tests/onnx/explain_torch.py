@@ -9,7 +9,8 @@ Conv(2->4, 3x3, pad 1) + ReLU + MaxPool 2 -> Conv(4->6, 3x3, pad 1) + ReLU -> Fl
 a dense ReLU net 6 -> 12 -> 8 -> 3, each in float64 (compared to 1e-10) and float32 (1e-4 relative);
 for conservation the same nets with zero biases (sum r = y_k to 1e-12 relative with eps = 0, to 1e-8
 with eps = 1e-12; with biases it is not conserved); a net with a rank-1 intermediate (a row sum) for the
-wrong-rank status. Grad-CAM: alpha_c = mean over space of dy_k/dA_c, relu(sum_c alpha_c A_c), and
+wrong-rank status; a net with a skip connection (Grad-CAM before it against torch, inside it and LRP
+refused with UNSUPPORTED). Grad-CAM: alpha_c = mean over space of dy_k/dA_c, relu(sum_c alpha_c A_c), and
 F.interpolate(bilinear, align_corners=False) to the input size. With ../shared/models/cnn2d.onnx
 present, `inloop explain` on it too (64 x 64 PNG).
 
@@ -137,6 +138,15 @@ if torch is not None:
 
         def forward(self, x):
             return self.l3(F.relu(self.l2(F.relu(self.l1(x)))))
+
+    class Skip(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l1, self.l2, self.l3 = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 2)
+
+        def forward(self, x):
+            h = F.relu(self.l1(x))
+            return self.l3(h + F.relu(self.l2(h)))
 
     class RowSum(nn.Module):
         def __init__(self):
@@ -439,6 +449,29 @@ def main():
     st, _ = lib.lrp(m, xd, 0, 1e-6)
     msg = lib.error()
     check("LRP through ReduceSum: UNSUPPORTED naming the op", st == 7 and "ReduceSum" in msg, f"status {st}: {msg}")
+    lib.L.inloop_model_free(m)
+
+    # a skip connection: Grad-CAM past it works, Grad-CAM inside it and LRP are refused
+    sk = Skip().double()
+    path = os.path.join(tmp, "skip.onnx")
+    export(sk, xd, path)
+    m = lib.load(path)
+    relus = [node_output(path, "Relu", i) for i in range(2)]
+    st, _ = lib.gradcam(m, relus[1], xd, 0, False)
+    msg = lib.error()
+    check("Grad-CAM inside a skip connection: UNSUPPORTED (the output depends on the input around it)",
+          st == 7 and "other than through" in msg, f"status {st}: {msg}")
+    st, got = lib.gradcam(m, relus[0], xd, 1, False)
+    xt = torch.from_numpy(xd.copy())
+    h = F.relu(sk.l1(xt)).detach().requires_grad_(True)
+    sk.l3(h + F.relu(sk.l2(h)))[:, 1].sum().backward()
+    want = np.maximum((h.grad * h).sum(1).detach().numpy(), 0)[:, None]
+    check("Grad-CAM before a skip connection ([N, C]: relu(sum_c dy/dh_c h_c)) vs torch (1e-10)",
+          st == 0 and rel(got, want) <= 1e-10, f"status {st} {lib.error()}" if st else f"rel err {rel(got, want):.2e}")
+    st, _ = lib.lrp(m, xd, 0, 1e-6)
+    msg = lib.error()
+    check("LRP of a graph with a skip connection: UNSUPPORTED (a chain of layers)", st == 7 and "chain" in msg,
+          f"status {st}: {msg}")
     lib.L.inloop_model_free(m)
 
     # `inloop explain` end to end on the float64 CNN
