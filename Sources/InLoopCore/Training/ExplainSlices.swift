@@ -116,7 +116,9 @@ extension EngineNetwork {
             let r = value.type.map { "rank \($0.rank) (\($0))" } ?? "an unknown type"
             throw InLoopError(.invalidArgument, "Grad-CAM: '\(name)' has \(r); Grad-CAM takes a floating [N, C] or [N, C, spatial...] tensor (rank 2 to 5)")
         }
-        guard let b = graph.batch, t.shape[0] == Engine.SymInt(b) else {
+        // axis 0 is the batch: the batch symbol, or the batch a fixed-batch graph declares
+        let lead = fixedBatch.map { Engine.SymInt($0) } ?? graph.batch.map { Engine.SymInt($0) }
+        guard let lead, t.shape[0] == lead else {
             throw InLoopError(.invalidArgument, "Grad-CAM: '\(name)' (\(t)) does not lead with the batch axis")
         }
         var shape: [Int] = []
