@@ -156,8 +156,8 @@ extension EngineNetwork {
     /// mean over space of ∂y_k/∂A_c, map = relu(Σ_c α_c A_c), per sample, at A's resolution; with
     /// `upsample`, resized to the input's spatial size by (bi)linear interpolation with half-pixel
     /// centres (PyTorch's `F.interpolate(mode="bilinear", align_corners=False)`, OpenCV's resize).
-    /// `map` holds batch × (the product of `gradCAMShape`) values.
-    // specialised: the map and relevance loops run per value (generic, they were 10x slower)
+    /// `map` holds batch × (the product of `gradCAMShape`) values. Specialised for Float and Double (the
+    /// C layer is another module; generic, the per-value loops ran through value witnesses).
     @_specialize(exported: true, where T == Float)
     @_specialize(exported: true, where T == Double)
     public func gradCAM(_ x: UnsafePointer<T>, batch: Int, tensor name: String, output k: Int, upsample: Bool,
@@ -303,8 +303,8 @@ extension EngineNetwork {
     /// z = W a + b, R_a = a ⊙ Wᵀ (R_z / (z + ε·sign z)) (sign 0 = +1; a zero denominator gives 0);
     /// relevance passes unchanged through ReLU-like activations (R_z = R_relu(z)), max pooling (to the
     /// maximum), average pooling (in proportion, ε = 0) and layout ops. The output's relevance is y_k,
-    /// so Σ r = y_k less what biases and ε absorb. `r` holds batch × inputSize values.
-    // specialised: the map and relevance loops run per value (generic, they were 10x slower)
+    /// so Σ r = y_k less what biases and ε absorb. `r` holds batch × inputSize values. Specialised as
+    /// `gradCAM` is.
     @_specialize(exported: true, where T == Float)
     @_specialize(exported: true, where T == Double)
     public func lrp(_ x: UnsafePointer<T>, batch: Int, output k: Int, epsilon: Double,
