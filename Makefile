@@ -248,6 +248,7 @@ bench: lib models $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(CC) $(CFLAGS) -IInclude bench/bench_onnx.c $(LINK) -o $(BUILD)/bench_onnx
 	$(CC) $(CFLAGS) -IInclude bench/bench_constraints.c $(LINK) -lm -o $(BUILD)/bench_constraints
 	$(CC) $(CFLAGS) -IInclude bench/bench_ensemble.c $(LINK) -lm -o $(BUILD)/bench_ensemble
+	$(CC) $(CFLAGS) -IInclude bench/bench_explain.c $(LINK) -lm -o $(BUILD)/bench_explain
 	python3 bench/run_bench.py
 	python3 bench/bench_ort_table.py
 	python3 bench/bench_training.py

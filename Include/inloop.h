@@ -453,6 +453,46 @@ inloop_status inloop_model_saliency_f64(inloop_model *model, const double *x, in
 /// step_size, lo > hi), NONFINITE, UNSUPPORTED, BUSY, OUT_OF_MEMORY.
 inloop_status inloop_model_optimize_input(inloop_model *model, double *x, int64_t batch, int64_t output_index, int64_t steps, double step_size, const double *lo, const double *hi, double *y);
 
+/// The number of values per sample of a Grad-CAM map of the tensor named tensor (see
+/// inloop_model_gradcam_f32): the product of its spatial dimensions (1 for an [N, C] tensor), or with
+/// upsample != 0 the product of the input's spatial dimensions.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (no tensor of that name, a constant or the
+/// input, a rank outside 2...5, upsampling a map that is not of the input's rank 3 or 4), UNSUPPORTED
+/// (the output depends on the input other than through the tensor; a model that cannot be
+/// differentiated), BUSY, OUT_OF_MEMORY.
+inloop_status inloop_model_gradcam_size(inloop_model *model, const char *tensor, int32_t upsample, int64_t *count);
+
+/// Grad-CAM of output value output_index (0-based) on the intermediate tensor named tensor (a
+/// feature map A [N, C, spatial...] or an [N, C] tensor of the graph): per sample,
+/// alpha_c = mean over space of dy_k/dA_c and map = relu(sum_c alpha_c A_c), at A's resolution; with
+/// upsample != 0 resized to the input's spatial size by bilinear interpolation with half-pixel centres
+/// (PyTorch's F.interpolate(mode="bilinear", align_corners=False)). x holds batch x n_in values, map
+/// batch x inloop_model_gradcam_size values. The model is cut at the tensor on the first call with
+/// that name (a later call with the same name reuses the cut).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch, output_index, the tensor as for
+/// inloop_model_gradcam_size), UNSUPPORTED, BUSY, OUT_OF_MEMORY.
+inloop_status inloop_model_gradcam_f32(inloop_model *model, const char *tensor, const float *x, int64_t batch, int64_t output_index, int32_t upsample, float *map);
+
+/// As inloop_model_gradcam_f32 in double precision.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, UNSUPPORTED, BUSY, OUT_OF_MEMORY.
+inloop_status inloop_model_gradcam_f64(inloop_model *model, const char *tensor, const double *x, int64_t batch, int64_t output_index, int32_t upsample, double *map);
+
+/// Layer-wise relevance propagation (epsilon rule) of output value output_index to the inputs: r
+/// (batch x n_in) receives each input's relevance. At every linear layer z = W a + b (Conv,
+/// ConvTranspose, Gemm, Dense, MatMul with a constant weight, and a constant bias Add),
+/// R_a = a * W^T (R_z / (z + epsilon sign z)) (sign 0 = +1); relevance passes unchanged through Relu,
+/// LeakyRelu, max pooling (to the maximum), average pooling (in proportion), Flatten, Reshape, Squeeze,
+/// Unsqueeze, Transpose, Identity and Dropout. The output's relevance is y_k, so sum(r) = y_k less what
+/// the biases and epsilon absorb (exactly y_k with zero biases and epsilon -> 0). Any other op, or a
+/// graph that is not a chain of layers, gets UNSUPPORTED naming the node and op.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (batch, output_index, epsilon negative or
+/// not finite), UNSUPPORTED, BUSY, OUT_OF_MEMORY.
+inloop_status inloop_model_lrp_f32(inloop_model *model, const float *x, int64_t batch, int64_t output_index, double epsilon, float *r);
+
+/// As inloop_model_lrp_f32 in double precision.
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT, UNSUPPORTED, BUSY, OUT_OF_MEMORY.
+inloop_status inloop_model_lrp_f64(inloop_model *model, const double *x, int64_t batch, int64_t output_index, double epsilon, double *r);
+
 /// Tangent-linear model: for each of batch samples, dy = J(x) dx, J = dy/dx at x. x and dx hold
 /// batch x n_in values, dy batch x n_out; y (may be NULL) receives the model output at x.
 /// Computed in single precision (see inloop_model_jvp_f64 for data assimilation).

@@ -162,6 +162,10 @@ module inloop
         procedure, private :: saliency_r32, saliency_r64
         generic :: saliency => saliency_r32, saliency_r64   !< saliency(x, k, s [, stat, errmsg]): s = dy_k/dx
         procedure :: optimize_input => model_optimize_input  !< optimize_input(x, k, steps, step_size [, lo, hi, y, ...])
+        procedure, private :: gradcam_r32, gradcam_r64, lrp_r32, lrp_r64
+        generic :: gradcam => gradcam_r32, gradcam_r64   !< gradcam(x, tensor, k, map [, upsample, stat, errmsg])
+        procedure :: gradcam_size => model_gradcam_size  !< gradcam_size(tensor [, upsample, stat, errmsg]): values per column
+        generic :: lrp => lrp_r32, lrp_r64               !< lrp(x, k, r [, epsilon, stat, errmsg]): relevance, epsilon rule
         generic :: jacobian => jacobian_r32, jacobian_r64   !< jacobian(x, J(n_out, n_in, ncol) [, stat, errmsg])
         final :: model_finalize
     end type inloop_model
@@ -2001,6 +2005,132 @@ contains
         if (.not. derivative_sizes_ok(self, size(x, 1, int64), size(s, 1, int64), size(x, 2, int64), size(s, 2, int64), &
                                       .true., .true., stat, errmsg)) return
         call report(c_inloop_model_saliency_f64(self%handle, c_loc(x), size(x, 2, c_int64_t), int(k - 1, c_int64_t), c_loc(s)), &
+                    stat, errmsg)
+    end subroutine
+
+    !> The number of values per column of a Grad-CAM map of `tensor` (see gradcam); 0 on an error.
+    integer function model_gradcam_size(self, tensor, upsample, stat, errmsg) result(n)
+        class(inloop_model), intent(in) :: self
+        character(len=*), intent(in) :: tensor
+        logical, intent(in), optional :: upsample
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(c_int64_t) :: count
+        integer(c_int32_t) :: up
+        up = 0
+        if (present(upsample)) up = merge(1_c_int32_t, 0_c_int32_t, upsample)
+        count = 0
+        call report(c_inloop_model_gradcam_size(self%handle, trim(tensor) // c_null_char, up, count), stat, errmsg)
+        n = int(count)
+    end function
+
+    !> Grad-CAM of output value k (1-based) on the intermediate tensor named `tensor` (a feature map
+    !> [N, C, spatial...] or an [N, C] tensor of the graph): map(:, c) = relu(sum_ch alpha_ch A_ch) at
+    !> column c, alpha_ch the spatial mean of dy_k/dA_ch; at A's resolution, or with upsample = .true.
+    !> resized bilinearly to the input's. x(n_in, ncol), map(gradcam_size(tensor, upsample), ncol).
+    subroutine gradcam_r32(self, x, tensor, k, map, upsample, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real32), intent(in), contiguous, target :: x(:,:)
+        character(len=*), intent(in) :: tensor
+        integer, intent(in) :: k
+        real(real32), intent(inout), contiguous, target :: map(:,:)
+        logical, intent(in), optional :: upsample
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(c_int64_t) :: count
+        integer(c_int32_t) :: up, code
+        character(len=200) :: text
+        up = 0
+        if (present(upsample)) up = merge(1_c_int32_t, 0_c_int32_t, upsample)
+        if (.not. derivative_sizes_ok(self, size(x, 1, int64), size(x, 1, int64), size(x, 2, int64), size(map, 2, int64), &
+                                      .true., .true., stat, errmsg)) return
+        code = c_inloop_model_gradcam_size(self%handle, trim(tensor) // c_null_char, up, count)
+        if (code /= INLOOP_OK) then
+            call report(code, stat, errmsg)
+            return
+        end if
+        if (size(map, 1, int64) /= count) then
+            write (text, '(a,i0,a,i0)') 'gradcam: map has ', size(map, 1), &
+                ' values per column; the map of this tensor has ', count
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, trim(text))
+            return
+        end if
+        call report(c_inloop_model_gradcam_f32(self%handle, trim(tensor) // c_null_char, c_loc(x), size(x, 2, c_int64_t), &
+                    int(k - 1, c_int64_t), up, c_loc(map)), stat, errmsg)
+    end subroutine
+
+    !> Layer-wise relevance propagation (epsilon rule, default epsilon 1e-6) of output value k (1-based):
+    !> r(:, c) = the relevance of each input at column c; sum(r(:, c)) = y_k less what biases and epsilon
+    !> absorb. x, r shaped (n_in, ncol). Ops without an LRP rule give INLOOP_ERR_UNSUPPORTED.
+    subroutine lrp_r32(self, x, k, r, epsilon, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real32), intent(in), contiguous, target :: x(:,:)
+        integer, intent(in) :: k
+        real(real32), intent(inout), contiguous, target :: r(:,:)
+        real(real64), intent(in), optional :: epsilon
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        real(c_double) :: eps
+        eps = 1d-6
+        if (present(epsilon)) eps = epsilon
+        if (.not. derivative_sizes_ok(self, size(x, 1, int64), size(r, 1, int64), size(x, 2, int64), size(r, 2, int64), &
+                                      .true., .true., stat, errmsg)) return
+        call report(c_inloop_model_lrp_f32(self%handle, c_loc(x), size(x, 2, c_int64_t), int(k - 1, c_int64_t), eps, c_loc(r)), &
+                    stat, errmsg)
+    end subroutine
+
+    !> Grad-CAM of output value k (1-based) on the intermediate tensor named `tensor` (a feature map
+    !> [N, C, spatial...] or an [N, C] tensor of the graph): map(:, c) = relu(sum_ch alpha_ch A_ch) at
+    !> column c, alpha_ch the spatial mean of dy_k/dA_ch; at A's resolution, or with upsample = .true.
+    !> resized bilinearly to the input's. x(n_in, ncol), map(gradcam_size(tensor, upsample), ncol).
+    subroutine gradcam_r64(self, x, tensor, k, map, upsample, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real64), intent(in), contiguous, target :: x(:,:)
+        character(len=*), intent(in) :: tensor
+        integer, intent(in) :: k
+        real(real64), intent(inout), contiguous, target :: map(:,:)
+        logical, intent(in), optional :: upsample
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(c_int64_t) :: count
+        integer(c_int32_t) :: up, code
+        character(len=200) :: text
+        up = 0
+        if (present(upsample)) up = merge(1_c_int32_t, 0_c_int32_t, upsample)
+        if (.not. derivative_sizes_ok(self, size(x, 1, int64), size(x, 1, int64), size(x, 2, int64), size(map, 2, int64), &
+                                      .true., .true., stat, errmsg)) return
+        code = c_inloop_model_gradcam_size(self%handle, trim(tensor) // c_null_char, up, count)
+        if (code /= INLOOP_OK) then
+            call report(code, stat, errmsg)
+            return
+        end if
+        if (size(map, 1, int64) /= count) then
+            write (text, '(a,i0,a,i0)') 'gradcam: map has ', size(map, 1), &
+                ' values per column; the map of this tensor has ', count
+            call report(INLOOP_ERR_SIZE_MISMATCH, stat, errmsg, trim(text))
+            return
+        end if
+        call report(c_inloop_model_gradcam_f64(self%handle, trim(tensor) // c_null_char, c_loc(x), size(x, 2, c_int64_t), &
+                    int(k - 1, c_int64_t), up, c_loc(map)), stat, errmsg)
+    end subroutine
+
+    !> Layer-wise relevance propagation (epsilon rule, default epsilon 1e-6) of output value k (1-based):
+    !> r(:, c) = the relevance of each input at column c; sum(r(:, c)) = y_k less what biases and epsilon
+    !> absorb. x, r shaped (n_in, ncol). Ops without an LRP rule give INLOOP_ERR_UNSUPPORTED.
+    subroutine lrp_r64(self, x, k, r, epsilon, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        real(real64), intent(in), contiguous, target :: x(:,:)
+        integer, intent(in) :: k
+        real(real64), intent(inout), contiguous, target :: r(:,:)
+        real(real64), intent(in), optional :: epsilon
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        real(c_double) :: eps
+        eps = 1d-6
+        if (present(epsilon)) eps = epsilon
+        if (.not. derivative_sizes_ok(self, size(x, 1, int64), size(r, 1, int64), size(x, 2, int64), size(r, 2, int64), &
+                                      .true., .true., stat, errmsg)) return
+        call report(c_inloop_model_lrp_f64(self%handle, c_loc(x), size(x, 2, c_int64_t), int(k - 1, c_int64_t), eps, c_loc(r)), &
                     stat, errmsg)
     end subroutine
 

@@ -49,6 +49,9 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
              models; TorchScript and dynamo exporters, the latter with external data) vs onnxruntime
              (1e-5; float64 1e-12), then fine-tuned 10 steps, saved (native v2), reloaded: bitwise. No
              torch needed (tools/export_torch_models.py writes the models)
+             Tests/onnx/explain_torch.py (needs torch; skipped without it): saliency and Grad-CAM against
+             PyTorch autograd and hooks on models it exports, LRP against NumPy and its conservation, the
+             `inloop explain` CLI end to end (.npy, PNG decoded with zlib and struct)
   install    tools/test_install.py: `make install` to a temporary prefix, moved, Swift toolchain hidden;
              C, Fortran (pkg-config), CMake and fpm consumers print the reference outputs
   fuzz       the libFuzzer targets (Tests/fuzz): built (debug, -sanitize=fuzzer, .build-fuzz), every
@@ -580,8 +583,9 @@ def check_snippets():
                  code == 0 and m is not None and float(m.group(2)) > 0 and float(m.group(4)) > 0, f"exit {code}: {out[-800:]}")
     p += a; f += b
     code, out = run("examples", f"cd {work} && {os.path.join(exe, 'explain')}")
-    a, b = check("examples", "explain snippet runs (saliency, optimize_input)",
-                 code == 0 and "most influential input" in out and "after ascent" in out, f"exit {code}: {out[-800:]}")
+    a, b = check("examples", "explain snippet runs (saliency, optimize_input, gradcam; lrp refuses tanh with a message)",
+                 code == 0 and "most influential input" in out and "after ascent" in out and "Grad-CAM, column 1" in out
+                 and "LRP: " in out and "tanh" in out, f"exit {code}: {out[-800:]}")
     p += a; f += b
     code, out = run("examples", f"cd {work} && {os.path.join(exe, 'range_guard')}")
     m = re.search(r"out of range: (\d+) of 64 columns", out)
@@ -718,6 +722,9 @@ def suite_onnx_torch():
     t0 = time.time()
     code, out = run("onnx-torch", ["python3", "Tests/onnx/torch_models.py"], timeout=600)
     record_counted("onnx-torch", code, out, f"({time.time() - t0:.0f} s)")
+    t0 = time.time()
+    code, out = run("onnx-torch-explain", ["python3", "Tests/onnx/explain_torch.py"], timeout=600)
+    record_counted("onnx-torch-explain", code, out, f"({time.time() - t0:.0f} s)")
 
 
 def suite_onnx_node():

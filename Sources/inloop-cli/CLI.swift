@@ -3,6 +3,8 @@
 //   inloop inspect MODEL                          inputs, outputs, shapes, op counts, parameters, FLOPs
 //   inloop run MODEL --input x.npy --output y.npy run a model on NumPy arrays
 //   inloop convert MODEL.onnx MODEL.safetensors   ONNX layer stack -> native InLoop format
+//   inloop explain MODEL --input x.npy --output-index k --method saliency|gradcam:NODE|lrp [--out PREFIX]
+//                                                 saliency, Grad-CAM or LRP maps (.npy; .png for images)
 //
 // MODEL is a native InLoop .safetensors file or an ONNX file (chosen by content, as the library does).
 import ArgumentParser
@@ -20,9 +22,9 @@ import InLoopNpy
 struct InLoopCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inloop",
-        abstract: "Inspect, run and convert InLoop models (native .safetensors or ONNX).",
+        abstract: "Inspect, run, convert and explain InLoop models (native .safetensors or ONNX).",
         version: "InLoop CLI",
-        subcommands: [Inspect.self, Run.self, Convert.self])
+        subcommands: [Inspect.self, Run.self, Convert.self, Explain.self])
 }
 
 /// A failure printed as `inloop: <message>` with exit status 1.

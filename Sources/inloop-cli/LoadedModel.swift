@@ -35,6 +35,8 @@ struct LoadedModel {
     /// Per output: the dtype to write when the graph declares it in a type other than the one it
     /// computes in (a Cast at the end); nil: the dtype of the first input.
     var outputFloat64: [Bool?] = []
+    /// The engine model (for `inloop explain`, which differentiates it).
+    var model: Engine.Model? = nil
 
     /// Picks the reader by content, as inloop_model_load does: safetensors starts with an 8-byte
     /// little-endian header length followed by '{'.

@@ -50,6 +50,7 @@ extension LoadedModel {
             opCounts: counts, parameterCount: m.parameterCount, flopsPerSample: flops, planDescription: plan,
             run: { xs, batch in try m.runArrays(batch: batch, xs) })
         loaded.runShaped = { xs in try m.runShaped(xs) }
+        loaded.model = m
         loaded.declaredRanks = m.inputShapes.map(\.count)
         loaded.inputBatched = m.inputBatched
         loaded.outputBatched = m.outputBatched

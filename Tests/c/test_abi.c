@@ -121,6 +121,14 @@ int main(int argc, char **argv) {
         MODEL_CALL(inloop_model_saliency_f32, x, B, 0, dx);
         MODEL_CALL(inloop_model_saliency_f64, xd, B, 0, dxd);
         MODEL_CALL(inloop_model_optimize_input, xd, B, 0, 1, 0.1, NULL, NULL, NULL);
+        {
+            int64_t cam_count = 0;
+            MODEL_CALL(inloop_model_gradcam_size, "y", 0, &cam_count);
+        }
+        MODEL_CALL(inloop_model_gradcam_f32, "y", x, B, 0, 0, dx);
+        MODEL_CALL(inloop_model_gradcam_f64, "y", xd, B, 0, 0, dxd);
+        MODEL_CALL(inloop_model_lrp_f32, x, B, 0, 1e-6, dx);
+        MODEL_CALL(inloop_model_lrp_f64, xd, B, 0, 1e-6, dxd);
         const float w32[1] = {1};
         const double w64[1] = {1};
         MODEL_CALL(inloop_model_add_constraint_conservation_f32, 0, w32, 1, -1);

@@ -43,6 +43,10 @@ public final class EngineNetwork<T: Real> {
     /// Work space of the interpretability calls (Explain.swift): the one-hot seed and the input gradient.
     var explainSeed: Buffer<T>? = nil
     var explainGradient: Buffer<T>? = nil
+    /// The sliced networks and work space of Grad-CAM and LRP (ExplainSlices.swift), made on first use.
+    var explainSlices: ExplainSlices<T>? = nil
+    /// True when one plan serves every batch size (the graph's types are in the batch symbol).
+    var batchGeneric: Bool { generic != nil }
     private let sharedParameters: Engine.TensorStorage
     private let sharedGradients: Engine.TensorStorage
 

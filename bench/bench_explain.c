@@ -1,0 +1,95 @@
+/* bench_explain: the cost per call of the interpretability calls next to a plain forward of the same
+ * model, through the C API, in one run (issue 15 item 5).
+ *
+ *   bench_explain MODEL TENSOR [BATCH...]      default batches 1 16; e.g. cnn2d.onnx l2_relu
+ *
+ * For each batch: inloop_model_forward_f32 (the inference plan), inloop_model_saliency_f32 (forward and
+ * reverse on the differentiable copy), inloop_model_gradcam_f32 on TENSOR upsampled to the input, and
+ * inloop_model_lrp_f32 (epsilon 1e-6); each timed as the best of 7 rounds of enough calls for ~50 ms,
+ * rounds interleaved across the four so that machine noise hits them alike. Prints ns per call and
+ * the ratio to the forward. 1 thread. Build: make bench (or see the Makefile's bench target).
+ */
+#define _POSIX_C_SOURCE 199309L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "inloop.h"
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+#define NK 4
+static const char *names[NK] = {"forward", "saliency", "gradcam (upsampled)", "lrp"};
+
+static inloop_model *model;
+static const char *tensor;
+static float *x, *y, *s, *map;
+
+static inloop_status call(int k, int64_t n) {
+    switch (k) {
+    case 0: return inloop_model_forward_f32(model, x, n, y);
+    case 1: return inloop_model_saliency_f32(model, x, n, 0, s);
+    case 2: return inloop_model_gradcam_f32(model, tensor, x, n, 0, 1, map);
+    default: return inloop_model_lrp_f32(model, x, n, 0, 1e-6, s);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) { fprintf(stderr, "usage: bench_explain MODEL TENSOR [BATCH...]\n"); return 2; }
+    int64_t batches[16] = {1, 16};
+    int nb = 2;
+    if (argc > 3) { nb = 0; for (int i = 3; i < argc && nb < 16; i++) batches[nb++] = atoll(argv[i]); }
+    inloop_set_num_threads(1);
+    tensor = argv[2];
+    if (inloop_model_load(argv[1], &model) != INLOOP_OK) { fprintf(stderr, "%s\n", inloop_last_error()); return 1; }
+    int64_t n_in = 0, n_out = 0, n_map = 0;
+    inloop_model_input_size(model, &n_in);
+    inloop_model_output_size(model, &n_out);
+    if (inloop_model_gradcam_size(model, tensor, 1, &n_map) != INLOOP_OK) { fprintf(stderr, "%s\n", inloop_last_error()); return 1; }
+    printf("model %s (%lld -> %lld), Grad-CAM on '%s', 1 thread, ns per call (best of 7 rounds)\n", argv[1],
+           (long long)n_in, (long long)n_out, tensor);
+    printf("%8s", "batch");
+    for (int k = 0; k < NK; k++) printf(" %22s", names[k]);
+    printf("\n");
+    for (int b = 0; b < nb; b++) {
+        int64_t n = batches[b];
+        x = malloc((size_t)(n * n_in) * sizeof *x);
+        y = malloc((size_t)(n * n_out) * sizeof *y);
+        s = malloc((size_t)(n * n_in) * sizeof *s);
+        map = malloc((size_t)(n * n_map) * sizeof *map);
+        for (int64_t i = 0; i < n * n_in; i++) x[i] = (float)(0.5 + 0.4 * sin(0.37 * (double)i));
+        long calls[NK];
+        double best[NK];
+        for (int k = 0; k < NK; k++) {
+            if (call(k, n) != INLOOP_OK) { fprintf(stderr, "%s: %s\n", names[k], inloop_last_error()); return 1; }
+            double t0 = now();
+            calls[k] = 0;
+            while (now() - t0 < 0.05) { call(k, n); calls[k]++; }
+            best[k] = 1e30;
+        }
+        for (int r = 0; r < 7; r++) {
+            for (int k = 0; k < NK; k++) {
+                double t0 = now();
+                for (long c = 0; c < calls[k]; c++) call(k, n);
+                double per = (now() - t0) / (double)calls[k];
+                if (per < best[k]) best[k] = per;
+            }
+        }
+        printf("%8lld", (long long)n);
+        for (int k = 0; k < NK; k++) {
+            char cell[64];
+            if (k == 0) snprintf(cell, sizeof cell, "%.0f", best[k] * 1e9);
+            else snprintf(cell, sizeof cell, "%.0f (%.2fx)", best[k] * 1e9, best[k] / best[0]);
+            printf(" %22s", cell);
+        }
+        printf("\n");
+        free(x); free(y); free(s); free(map);
+    }
+    inloop_model_free(model);
+    return 0;
+}
