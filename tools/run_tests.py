@@ -410,6 +410,17 @@ def suite_python():
     code, out = run("python", ["python3", "Tests/fixtures/make_fixtures.py", "--check"])
     a, b = check("python", "fixtures match their generator", code == 0, out[-1500:]); p += a; f += b
     skips = []
+    if os.path.exists(LIB):
+        # noise inputs and the CRPS loss against NumPy (Philox4x32-10, Box-Muller, ensemble CRPS)
+        code, out = run("python", ["python3", "Tests/python/test_noise.py", "--lib", LIB])
+        m = re.search(r"(\d+) passed, (\d+) failed", out)
+        p += int(m.group(1)) if m else 0
+        f += int(m.group(2)) if m else 1
+        if code != 0 or not m:
+            print(out[-1500:])
+    else:
+        print("SKIP python/noise: no " + LIB)
+        skips.append("noise: no library")
     if subprocess.run(["python3", "-c", "import onnx"], capture_output=True).returncode == 0:
         code, out = run("python", ["python3", "Tests/fixtures/onnx/make_strided_tanh.py", "--check"])
         a, b = check("python", "ONNX fixture strided_tanh matches its generator", code == 0, out[-1500:]); p += a; f += b
@@ -439,6 +450,8 @@ def suite_c():
     record_counted("c-ranges", code, out)
     code, out = run("explain", [os.path.join(BUILD, "test_explain"), FIXTURES])
     record_counted("c-explain", code, out)
+    code, out = run("noise", [os.path.join(BUILD, "test_noise"), FIXTURES, BUILD])
+    record_counted("c-noise", code, out)
     suite_c_abi()
 
 
@@ -573,6 +586,9 @@ def check_snippets():
     a, b = check("examples", "explain snippet runs (saliency, optimize_input)",
                  code == 0 and "most influential input" in out and "after ascent" in out, f"exit {code}: {out[-800:]}")
     p += a; f += b
+    code, out = run("examples", f"cd {work} && {os.path.join(exe, 'stochastic')}")
+    a, b = check("examples", "stochastic snippet: the same step repeats bitwise, another step differs",
+                 code == 0 and "repeats bitwise: T; another step differs: T" in out, f"exit {code}: {out[-800:]}"); p += a; f += b
     code, out = run("examples", f"cd {work} && {os.path.join(exe, 'range_guard')}")
     m = re.search(r"out of range: (\d+) of 64 columns", out)
     a, b = check("examples", "range-guard snippet flags the drifted columns (at least every 8th)",
@@ -664,6 +680,20 @@ def suite_mpi():
     # models loaded over MPI against independent references (NumPy outputs, finite differences)
     code, out = run("mpi", ["mpirun", "-np", "2", os.path.join(BUILD, "test_mpi_reference"), FIXTURES], timeout=300)
     record_counted("mpi-reference", code, out)
+    # stochastic runs: bitwise the serial run and across a restart on 1, 2 and 4 ranks, and the same
+    # bits from every rank count
+    outs = []
+    for np_args in (["-np", "1"], ["-np", "2"], ["-np", "4", "--oversubscribe"]):
+        out_file = os.path.join(BUILD, f"test_mpi_noise.{np_args[1]}.bin")
+        if os.path.exists(out_file):
+            os.remove(out_file)
+        code, out = run("mpi", ["timeout", "120", "mpirun", *np_args, os.path.join(BUILD, "test_mpi_noise"),
+                                model + ".safetensors", out_file, BUILD], timeout=180)
+        record_counted(f"mpi-noise{np_args[1]}", code, out)
+        outs.append(open(out_file, "rb").read() if os.path.exists(out_file) else None)
+    same = outs[0] is not None and all(o == outs[0] for o in outs)
+    record("mpi-noise-ranks", 1 if same else 0, 0 if same else 1,
+           "" if same else "(the stochastic runs on 1, 2 and 4 ranks differ)")
     # input ranges of data-parallel training: every rank's data, each sample once across a restart
     for np_args in (["-np", "2"], ["-np", "3", "--oversubscribe"]):
         code, out = run("mpi", ["timeout", "120", "mpirun", *np_args, os.path.join(BUILD, "test_mpi_ranges")], timeout=180)
