@@ -12,7 +12,8 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
   bindings   every exported inloop_* symbol of libInLoop.so has a bind(C) interface in the
              Fortran module, and every header function is exported; every public Fortran procedure
              and type-bound method has its C function's name (the naming rule in Include/inloop.h)
-  python     the NumPy reference tools' self-test; fixtures in sync with their generators (by value)
+  python     the NumPy reference tools' self-test; fixtures in sync with their generators (by value);
+             Tests/python/test_noise.py: noise inputs and the CRPS loss against NumPy (ctypes)
   c          Tests/c/test_c.c against fixtures and converted benchmark models
   c-training Tests/c/test_training.c: training, checkpoints, derivatives from C (vs finite differences,
              Adam vs its formulas); InLoop's allocations counted apart from OpenBLAS's
@@ -32,7 +33,8 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
              Tests/openmp/test_openmp.f90: per-thread handles in `!$omp parallel do` equal the
              serial run bitwise; one handle from two OpenMP threads gives BUSY, never a wrong result
   fortran-training  Tests/fortran/test_training.f90: learn a smooth function, restart, adjoint
-  mpi        Tests/mpi/test_mpi.f90 under `mpirun -np 2`; data-parallel training (test_mpi_training.f90)
+  mpi        Tests/mpi/test_mpi.f90 under `mpirun -np 2`; stochastic runs (test_mpi_noise.f90) bitwise
+             the serial run and across a restart on 1, 2 and 4 ranks, and the same bits from each; data-parallel training (test_mpi_training.f90)
              on 2 and 3 ranks; the mpi_f08 communicator (test_mpi_f08.f90); models loaded over MPI
              against NumPy references and finite differences (test_mpi_reference.f90); collective
              calls fail together (Tests/mpi/test_collective.c and .f90, 2 and 3 ranks, both reduction
@@ -56,7 +58,8 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
              seconds of fuzzing per target (`Tests/fuzz/fuzz.py smoke`; one check per target and stage)
   lorenz96   examples/lorenz96: the two-scale truth trajectory is bitwise the same on 1, 2 and 4 ranks;
              the short demo (`--quick`, 2 ranks) trains online and its network beats no
-             parameterization on forecast RMSE (the program's verdict and exit status)
+             parameterization on forecast RMSE (the program's verdict and exit status); its stochastic
+             row (ensemble CRPS vs the deterministic network, spread-skill ratio) is there and sane
   radiation  examples/radiation: the radiation scheme's checks (rad_checks: energy balance to round-off,
              grey longwave and shortwave limits vs their analytic solutions, conservative scattering,
              Kirchhoff, doubled CO2); the short demo (`--quick`, 2 ranks) trains the emulator online and
@@ -819,8 +822,23 @@ def suite_lorenz96():
     if margins:
         print("   " + "; ".join(margins))
     a, b = check("lorenz96", "short demo saved the model and wrote the plot data",
-                 all(os.path.exists(os.path.join(work, n)) for n in ("l96_nn.safetensors", "distributions.dat", "rmse.dat")),
+                 all(os.path.exists(os.path.join(work, n)) for n in ("l96_nn.safetensors", "l96_stoch.safetensors",
+                                                                     "distributions.dat", "rmse.dat")),
                  "missing output files"); p += a; f += b
+    # the stochastic row: CRPS of the ensemble and of the deterministic network, spread-skill ratio, at
+    # each of the 4 leads (positive, finite; the ratio within 0.2 .. 5: an ensemble with a spread)
+    def row(label):
+        m = re.search(re.escape(label) + r"\s+((?:-?[\d.]+\s+){3}-?[\d.]+)\s*$", out, re.M)
+        return [float(v) for v in m.group(1).split()] if m else []
+    crps_s, crps_d = row("CRPS of X: stochastic NN"), row("CRPS of X: deterministic NN")
+    ssr = row("spread-skill ratio (stochastic)")
+    ok = len(crps_s) == 4 and len(crps_d) == 4 and len(ssr) == 4 and all(0 < v < 50 for v in crps_s + crps_d) \
+        and all(0.2 < v < 5 for v in ssr)
+    a, b = check("lorenz96", "short demo: the stochastic row (CRPS vs the deterministic network, spread-skill ratio at 4 leads)",
+                 code == 0 and ok, f"CRPS {crps_s} vs {crps_d}, spread-skill {ssr}"); p += a; f += b
+    if ok:
+        print("   stochastic CRPS " + ", ".join(f"{s:.3f} (deterministic {d:.3f})" for s, d in zip(crps_s, crps_d)) +
+              "; spread-skill " + ", ".join(f"{v:.2f}" for v in ssr))
     record("lorenz96", p, f, f"(short demo {elapsed:.0f} s)")
 
 
