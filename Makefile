@@ -248,6 +248,7 @@ bench: lib models $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o bench/bench_mpi_training.f90 $(LINK) -o $(BUILD)/bench_mpi_training
 	$(CC) $(CFLAGS) -IInclude bench/bench_onnx.c $(LINK) -o $(BUILD)/bench_onnx
 	$(CC) $(CFLAGS) -IInclude bench/bench_constraints.c $(LINK) -lm -o $(BUILD)/bench_constraints
+	$(CC) $(CFLAGS) -IInclude bench/bench_noise.c $(LINK) -lm -o $(BUILD)/bench_noise
 	python3 bench/run_bench.py
 	python3 bench/bench_ort_table.py
 	python3 bench/bench_training.py

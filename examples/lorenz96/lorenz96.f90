@@ -47,10 +47,10 @@ program lorenz96
         integer :: batch = 128               !< samples per rank in a training step
         integer :: buffer = 65536            !< samples per rank kept in the replay buffer (all, here)
         integer :: progress_every = 1000     !< training steps between progress lines
-        integer :: stoch_batch = 32          !< samples per rank in a step of the stochastic network (x 4 members)
-        integer :: stoch_every = 2           !< a step of the stochastic network every n-th training step
+        integer :: stoch_batch = 64          !< samples per rank in a step of the stochastic network (x 4 members)
+        integer :: stoch_every = 4           !< a step of the stochastic network every n-th training step
         integer :: ens_members = 8           !< members of the stochastic ensemble forecasts
-        integer :: ens_start_every = 4       !< ensemble forecasts from every n-th start date (0.8 MTU apart)
+        integer :: ens_start_every = 8       !< ensemble forecasts from every n-th start date (1.6 MTU apart)
         integer(int64) :: ens_seed = 2020    !< the ensemble's noise seed
     end type
 
