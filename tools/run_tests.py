@@ -33,6 +33,7 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
              Tests/openmp/test_openmp.f90: per-thread handles in `!$omp parallel do` equal the
              serial run bitwise; one handle from two OpenMP threads gives BUSY, never a wrong result
   fortran-training  Tests/fortran/test_training.f90: learn a smooth function, restart, adjoint
+             (and Tests/fortran/test_noise.f90, suite fortran: noise inputs and a CRPS trainer from Fortran)
   mpi        Tests/mpi/test_mpi.f90 under `mpirun -np 2`; stochastic runs (test_mpi_noise.f90) bitwise
              the serial run and across a restart on 1, 2 and 4 ranks, and the same bits from each; data-parallel training (test_mpi_training.f90)
              on 2 and 3 ranks; the mpi_f08 communicator (test_mpi_f08.f90); models loaded over MPI
@@ -635,6 +636,8 @@ def suite_fortran():
     record_counted("fortran-training", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_ranges"), BUILD])
     record_counted("fortran-ranges", code, out)
+    code, out = run("fortran", [os.path.join(BUILD, "test_noise_f"), BUILD])
+    record_counted("fortran-noise", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_explain_f")])
     record_counted("fortran-explain", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_fortran_constraints"), os.path.join(FIXTURES, "mlp_medium.safetensors")])
