@@ -10,8 +10,8 @@
  * and float64, with consecutive columns and with blocks/stride (ensemble members of a decomposed
  * grid); one batch of 64 columns equals 4 calls of 16 columns with their first columns (any split
  * across ranks draws the same numbers), at 1 and 2 threads; the caller's x is unchanged; calls at a
- * batch seen allocate nothing; a trainer with `loss: {type: crps, members: 4}` and `noise:` steps and
- * its checkpoint restarts bitwise (the noise key is the trainer's step); every bad argument gets its status.
+ * batch seen allocate nothing; a trainer with `loss: {type: crps, members: 4}` and `noise:` steps
+ * (allocating nothing after the first step) and its checkpoint restarts bitwise (the noise key is the trainer's step); every bad argument gets its status.
  * Prints "PASS <name>" / "FAIL <name>: <detail>" and "N passed, M failed"; exit status 1 on a failure.
  */
 #define _GNU_SOURCE
@@ -175,6 +175,13 @@ int main(int argc, char **argv) {
             if (k >= 5 && r) ok &= inloop_trainer_step_f32(r, tx, ty, 8, &lb[k]) == INLOOP_OK;
         }
         report("trainer/crps_losses_finite_and_positive", ok && isfinite(la[0]) && la[0] > 0, "%s", inloop_last_error());
+        /* steps with noise rows and CRPS members allocate nothing after the first at a batch */
+        count_start();
+        inloop_status ts = INLOOP_OK;
+        for (int k = 0; k < 10 && ts == INLOOP_OK; k++) ts = inloop_trainer_step_f32(t, tx, ty, 8, &la[0]);
+        long tfrees = 0, tallocs = count_stop(&tfrees);
+        report("trainer/crps_noise_steps_allocate_nothing", ts == INLOOP_OK && (!ALLOC_COUNTING || tallocs == 0),
+               "%s, %ld allocations", inloop_status_string(ts), tallocs);
         report("trainer/checkpoint_restart_bitwise", ok && r && same_bits(la + 5, lb + 5, 5 * sizeof(double)), "losses differ after the restart");
         inloop_trainer_free(r);
         inloop_trainer_free(t);
