@@ -47,10 +47,10 @@ program lorenz96
         integer :: batch = 128               !< samples per rank in a training step
         integer :: buffer = 65536            !< samples per rank kept in the replay buffer (all, here)
         integer :: progress_every = 1000     !< training steps between progress lines
-        integer :: stoch_batch = 64          !< samples per rank in a step of the stochastic network (x 4 members)
-        integer :: stoch_every = 4           !< a step of the stochastic network every n-th training step
+        integer :: stoch_batch = 128         !< samples per rank in a step of the stochastic network (x 4 members)
+        integer :: stoch_every = 8           !< a step of the stochastic network every n-th training step
         integer :: ens_members = 8           !< members of the stochastic ensemble forecasts
-        integer :: ens_start_every = 8       !< ensemble forecasts from every n-th start date (1.6 MTU apart)
+        integer :: ens_start_every = 16      !< ensemble forecasts from every n-th start date (3.2 MTU apart)
         integer(int64) :: ens_seed = 2020    !< the ensemble's noise seed
     end type
 
@@ -96,6 +96,7 @@ program lorenz96
 
     if (quick) then   ! the same experiment, shorter: for `make test`
         rs%t_spinup = 5; rs%t_train = 30; rs%t_verify = 30; rs%buffer = 16384; rs%progress_every = 500
+        rs%ens_start_every = 4   ! 36 start dates for the ensembles
     end if
     model_path = trim(out_dir) // '/l96_nn.safetensors'
     stoch_path = trim(out_dir) // '/l96_stoch.safetensors'
