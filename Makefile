@@ -133,12 +133,14 @@ fortran: $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_ranges.f90 $(LINK) -o $(BUILD)/test_ranges
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_ensemble.f90 $(LINK) -o $(BUILD)/test_fortran_ensemble
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_explain.f90 $(LINK) -o $(BUILD)/test_explain_f
+	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o Tests/fortran/test_noise.f90 $(LINK) -o $(BUILD)/test_noise_f
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o examples/fortran/example.f90 $(LINK) -o $(BUILD)/example_fortran
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi.f90 $(LINK) -o $(BUILD)/test_mpi
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_training.f90 $(LINK) -o $(BUILD)/test_mpi_training
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_f08.f90 $(LINK) -o $(BUILD)/test_mpi_f08
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_reference.f90 $(LINK) -o $(BUILD)/test_mpi_reference
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_ranges.f90 $(LINK) -o $(BUILD)/test_mpi_ranges
+	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_noise.f90 $(LINK) -o $(BUILD)/test_mpi_noise
 	$(MPICC) -O2 -std=c99 -Wall -Wextra -c Tests/mpi/alloc_count_mpi.c -o $(BUILD)/alloc_count_mpi.o
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_mpi_alloc.f90 $(BUILD)/alloc_count_mpi.o $(LINK) -o $(BUILD)/test_mpi_alloc
 	$(MPIFC) $(FFLAGS) -I$(BUILD)/mpimod $(BUILD)/mpimod/inloop.o Tests/mpi/test_collective.f90 $(LINK) -o $(BUILD)/test_collective_f
@@ -151,7 +153,7 @@ fortran: $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 # Every Fortran block of README.md and docs/FORTRAN.md is a region of a file here (tools/run_tests.py,
 # suite examples, checks it): the serial snippets with $(FC), -Werror with gfortran; the MPI snippets in
 # both forms (`use mpi`, `use mpi_f08`) with $(MPIFC) -Werror; the porting guide and its check.
-SNIPPETS_SERIAL := shapes run_multi errors training range_guard explain constraints ensemble
+SNIPPETS_SERIAL := shapes run_multi errors training range_guard explain constraints ensemble stochastic
 SNIPPETS_MPI    := online_training_f08 online_training_mpi mpi_basics_f08 mpi_basics_mpi
 SNIPPET_WERROR  := $(if $(findstring flang,$(notdir $(FC))),,-Werror)
 snippets: $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
@@ -177,6 +179,7 @@ c-programs:
 	$(CC) $(CFLAGS) -IInclude Tests/c/test_explain.c $(LINK) -lm -o $(BUILD)/test_explain
 	$(CC) $(CFLAGS) -IInclude Tests/c/test_constraints.c $(LINK) -lm -o $(BUILD)/test_constraints
 	$(CC) $(CFLAGS) -IInclude Tests/c/test_ensemble.c $(LINK) -lm -o $(BUILD)/test_ensemble
+	$(CC) $(CFLAGS) -IInclude Tests/c/test_noise.c $(LINK) -lm -o $(BUILD)/test_noise
 
 # The Lorenz '96 demo (examples/lorenz96): modules first, then the program, against the MPI build of
 # the module (one mpifort command; its .mod files go to build/lorenz96/obj); the executable and its output
@@ -249,6 +252,7 @@ bench: lib models $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(CC) $(CFLAGS) -IInclude bench/bench_constraints.c $(LINK) -lm -o $(BUILD)/bench_constraints
 	$(CC) $(CFLAGS) -IInclude bench/bench_ensemble.c $(LINK) -lm -o $(BUILD)/bench_ensemble
 	$(CC) $(CFLAGS) -IInclude bench/bench_explain.c $(LINK) -lm -o $(BUILD)/bench_explain
+	$(CC) $(CFLAGS) -IInclude bench/bench_noise.c $(LINK) -lm -o $(BUILD)/bench_noise
 	python3 bench/run_bench.py
 	python3 bench/bench_ort_table.py
 	python3 bench/bench_training.py

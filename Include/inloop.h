@@ -378,6 +378,35 @@ inloop_status inloop_model_forward_ensemble_f64(inloop_model *model, const doubl
 /// axis), BUSY, OUT_OF_MEMORY.
 inloop_status inloop_model_set_mc_dropout(inloop_model *model, int64_t samples, int64_t seed);
 
+/// Declares features first_feature .. first_feature + count - 1 of input input_index (0-based) noise
+/// features: every later forward/run fills them with standard normals of (seed, step, global column,
+/// feature - first_feature), the key set by inloop_model_set_noise_step (step 0 and columns from 0
+/// until then). The caller's array is not changed and what it holds there is ignored; the numbers
+/// are rounded to the type of the call's arrays. count 0 removes the declaration. A later
+/// inloop_model_add_constraint_* call (a new model in the handle) drops it: declare it afterwards.
+/// The seed is any int64 (its 64 bits are the generator's key). run_shaped refuses to run while a
+/// noise input is declared (UNSUPPORTED).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (index or features out of range, count
+/// < 0), UNSUPPORTED (an input that does not lead with the batch), BUSY.
+inloop_status inloop_model_set_noise_input(inloop_model *model, int64_t input_index, int64_t first_feature, int64_t count, int64_t seed);
+
+/// The key of the next forward/run calls of a model with a noise input: the step (>= 0; e.g. the time
+/// step of the host model) and the global index of the batch's first column (0 <= first_column <
+/// 2^32). block 0: the batch's columns are first_column, first_column + 1, ...; block > 0: the batch
+/// is made of blocks of block consecutive columns whose global indices are stride (>= block) apart
+/// (column j is first_column + (j / block) * stride + j % block: ensemble members times local
+/// columns, or the rows of a rank's patch of a 2-D grid). Every column of a call must be below 2^32
+/// (checked by the call: INVALID_ARGUMENT).
+/// Statuses: NULL_POINTER, INVALID_HANDLE, INVALID_ARGUMENT (no noise input; a negative step or
+/// column; block < 0 or stride < block), BUSY.
+inloop_status inloop_model_set_noise_step(inloop_model *model, int64_t step, int64_t first_column, int64_t block, int64_t stride);
+
+/// The standard normal the noise inputs use for (seed, step, column, feature): for checks and for
+/// callers that draw the same numbers themselves (e.g. in a training loop of their own).
+/// Statuses: NULL_POINTER, INVALID_ARGUMENT (step < 0; column or feature outside 0 .. 2^32 - 1 and
+/// 0 .. 2^33 - 1).
+inloop_status inloop_noise_normal(int64_t seed, int64_t step, int64_t column, int64_t feature, double *value);
+
 /// Sets the range check of every later forward/run call on this model (mode is an
 /// inloop_range_mode value). Anything but INLOOP_RANGE_OFF needs the model's input ranges: stored by
 /// the trainer that saved it, or set with inloop_model_set_input_range,

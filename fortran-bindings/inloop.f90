@@ -96,6 +96,7 @@ module inloop
     ! ------------------------------------------------------------------------- idiomatic layer
     public :: inloop_version, inloop_last_error, inloop_status_string
     public :: inloop_set_num_threads, inloop_get_num_threads
+    public :: inloop_noise_normal
     public :: inloop_set_max_workspace_bytes, inloop_get_max_workspace_bytes
     public :: inloop_arg
 
@@ -142,6 +143,8 @@ module inloop
         generic :: set_input_range_from_samples => set_input_range_from_samples_r32, set_input_range_from_samples_r64
         procedure :: set_input_range_from_file => model_set_input_range_from_file  !< (path [, stat, errmsg])
         procedure :: input_range => model_input_range    !< input_range(lo, hi [, mean, std, samples, stat, errmsg])
+        procedure :: set_noise_input => model_set_noise_input  !< set_noise_input(first_feature, count, seed [, input, stat, errmsg])
+        procedure :: set_noise_step => model_set_noise_step    !< set_noise_step(step, first_column [, block, stride, stat, errmsg])
         procedure :: c_handle => model_c_handle          !< the raw handle, for the c_inloop_* interfaces
         procedure, private :: add_constraint_r32, add_constraint_r64, add_constraint_bounds
         !> add_constraint(constraint, weights [, output, target_feature, stat, errmsg]): 'conservation' or
@@ -556,6 +559,61 @@ contains
         character(len=*), intent(inout), optional :: errmsg
         call report(c_inloop_model_set_mc_dropout(self%handle, int(samples, c_int64_t), int(seed, c_int64_t)), stat, errmsg)
     end subroutine
+
+    ! ------------------------------------------------------------------------ noise inputs
+
+    !> Features first_feature .. first_feature + count - 1 (1-based) of input `input` (1-based, default
+    !> 1) become noise features: every later forward/run fills them (in a copy; x is not changed) with
+    !> standard normals of (seed, step, global column, feature), the key set by set_noise_step. A
+    !> stochastic run is then the same on any number of ranks and after a restart that passes the
+    !> same step. count 0 removes the declaration.
+    subroutine model_set_noise_input(self, first_feature, count, seed, input, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        integer, intent(in) :: first_feature, count
+        integer(int64), intent(in) :: seed
+        integer, intent(in), optional :: input
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer :: k
+        k = 1
+        if (present(input)) k = input
+        call report(c_inloop_model_set_noise_input(self%handle, int(k, c_int64_t) - 1, int(first_feature, c_int64_t) - 1, &
+                                                   int(count, c_int64_t), int(seed, c_int64_t)), stat, errmsg)
+    end subroutine
+
+    !> The key of the next forward/run calls: the step (>= 0) and the global index (>= 0, below 2**32) of
+    !> the batch's first column. With block > 0, the batch is made of blocks of `block` consecutive
+    !> columns whose global indices are `stride` apart (column j, 0-based: first_column +
+    !> (j / block) * stride + mod(j, block)): e.g. ensemble members of a rank's nk columns out of K,
+    !> block = nk, stride = K.
+    subroutine model_set_noise_step(self, step, first_column, block, stride, stat, errmsg)
+        class(inloop_model), intent(in) :: self
+        integer(int64), intent(in) :: step, first_column
+        integer, intent(in), optional :: block, stride
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        integer(c_int64_t) :: b, st
+        b = 0
+        st = 0
+        if (present(block)) b = block
+        if (present(stride)) st = stride
+        call report(c_inloop_model_set_noise_step(self%handle, int(step, c_int64_t), int(first_column, c_int64_t), b, st), &
+                    stat, errmsg)
+    end subroutine
+
+    !> The standard normal of (seed, step, column, feature) that noise inputs use (feature 0-based,
+    !> counted from the first noise feature).
+    function inloop_noise_normal(seed, step, column, feature, stat, errmsg) result(z)
+        integer(int64), intent(in) :: seed, step, column, feature
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        real(real64), target :: v
+        real(real64) :: z
+        v = 0
+        call report(c_inloop_noise_normal(int(seed, c_int64_t), int(step, c_int64_t), int(column, c_int64_t), &
+                                          int(feature, c_int64_t), c_loc(v)), stat, errmsg)
+        z = v
+    end function
 
     ! ------------------------------------------------------------------------ input-range guards
 

@@ -12,7 +12,8 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
   bindings   every exported inloop_* symbol of libInLoop.so has a bind(C) interface in the
              Fortran module, and every header function is exported; every public Fortran procedure
              and type-bound method has its C function's name (the naming rule in Include/inloop.h)
-  python     the NumPy reference tools' self-test; fixtures in sync with their generators (by value)
+  python     the NumPy reference tools' self-test; fixtures in sync with their generators (by value);
+             Tests/python/test_noise.py: noise inputs and the CRPS loss against NumPy (ctypes)
   c          Tests/c/test_c.c against fixtures and converted benchmark models
   c-training Tests/c/test_training.c: training, checkpoints, derivatives from C (vs finite differences,
              Adam vs its formulas); InLoop's allocations counted apart from OpenBLAS's
@@ -32,7 +33,9 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
              Tests/openmp/test_openmp.f90: per-thread handles in `!$omp parallel do` equal the
              serial run bitwise; one handle from two OpenMP threads gives BUSY, never a wrong result
   fortran-training  Tests/fortran/test_training.f90: learn a smooth function, restart, adjoint
-  mpi        Tests/mpi/test_mpi.f90 under `mpirun -np 2`; data-parallel training (test_mpi_training.f90)
+             (and Tests/fortran/test_noise.f90, suite fortran: noise inputs and a CRPS trainer from Fortran)
+  mpi        Tests/mpi/test_mpi.f90 under `mpirun -np 2`; stochastic runs (test_mpi_noise.f90) bitwise
+             the serial run and across a restart on 1, 2 and 4 ranks, and the same bits from each; data-parallel training (test_mpi_training.f90)
              on 2 and 3 ranks; the mpi_f08 communicator (test_mpi_f08.f90); models loaded over MPI
              against NumPy references and finite differences (test_mpi_reference.f90); collective
              calls fail together (Tests/mpi/test_collective.c and .f90, 2 and 3 ranks, both reduction
@@ -59,7 +62,8 @@ Suites (each counted by its own number of checks; a suite that cannot run counts
              seconds of fuzzing per target (`Tests/fuzz/fuzz.py smoke`; one check per target and stage)
   lorenz96   examples/lorenz96: the two-scale truth trajectory is bitwise the same on 1, 2 and 4 ranks;
              the short demo (`--quick`, 2 ranks) trains online and its network beats no
-             parameterization on forecast RMSE (the program's verdict and exit status)
+             parameterization on forecast RMSE (the program's verdict and exit status); its stochastic
+             row (ensemble CRPS vs the deterministic network, spread-skill ratio) is there and sane
   radiation  examples/radiation: the radiation scheme's checks (rad_checks: energy balance to round-off,
              grey longwave and shortwave limits vs their analytic solutions, conservative scattering,
              Kirchhoff, doubled CO2); the short demo (`--quick`, 2 ranks) trains the emulator online and
@@ -413,6 +417,17 @@ def suite_python():
     code, out = run("python", ["python3", "Tests/fixtures/make_fixtures.py", "--check"])
     a, b = check("python", "fixtures match their generator", code == 0, out[-1500:]); p += a; f += b
     skips = []
+    if os.path.exists(LIB):
+        # noise inputs and the CRPS loss against NumPy (Philox4x32-10, Box-Muller, ensemble CRPS)
+        code, out = run("python", ["python3", "Tests/python/test_noise.py", "--lib", LIB])
+        m = re.search(r"(\d+) passed, (\d+) failed", out)
+        p += int(m.group(1)) if m else 0
+        f += int(m.group(2)) if m else 1
+        if code != 0 or not m:
+            print(out[-1500:])
+    else:
+        print("SKIP python/noise: no " + LIB)
+        skips.append("noise: no library")
     if subprocess.run(["python3", "-c", "import onnx"], capture_output=True).returncode == 0:
         code, out = run("python", ["python3", "Tests/fixtures/onnx/make_strided_tanh.py", "--check"])
         a, b = check("python", "ONNX fixture strided_tanh matches its generator", code == 0, out[-1500:]); p += a; f += b
@@ -444,6 +459,8 @@ def suite_c():
     record_counted("c-ensemble", code, out)
     code, out = run("explain", [os.path.join(BUILD, "test_explain"), FIXTURES])
     record_counted("c-explain", code, out)
+    code, out = run("noise", [os.path.join(BUILD, "test_noise"), FIXTURES, BUILD])
+    record_counted("c-noise", code, out)
     suite_c_abi()
 
 
@@ -587,6 +604,9 @@ def check_snippets():
                  code == 0 and "most influential input" in out and "after ascent" in out and "Grad-CAM, column 1" in out
                  and "LRP: " in out and "tanh" in out, f"exit {code}: {out[-800:]}")
     p += a; f += b
+    code, out = run("examples", f"cd {work} && {os.path.join(exe, 'stochastic')}")
+    a, b = check("examples", "stochastic snippet: the same step repeats bitwise, another step differs",
+                 code == 0 and "repeats bitwise: T; another step differs: T" in out, f"exit {code}: {out[-800:]}"); p += a; f += b
     code, out = run("examples", f"cd {work} && {os.path.join(exe, 'range_guard')}")
     m = re.search(r"out of range: (\d+) of 64 columns", out)
     a, b = check("examples", "range-guard snippet flags the drifted columns (at least every 8th)",
@@ -632,6 +652,8 @@ def suite_fortran():
     record_counted("fortran-ranges", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_fortran_ensemble"), FIXTURES])
     record_counted("fortran-ensemble", code, out)
+    code, out = run("fortran", [os.path.join(BUILD, "test_noise_f"), BUILD])
+    record_counted("fortran-noise", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_explain_f")])
     record_counted("fortran-explain", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_fortran_constraints"), os.path.join(FIXTURES, "mlp_medium.safetensors")])
@@ -680,6 +702,20 @@ def suite_mpi():
     # models loaded over MPI against independent references (NumPy outputs, finite differences)
     code, out = run("mpi", ["mpirun", "-np", "2", os.path.join(BUILD, "test_mpi_reference"), FIXTURES], timeout=300)
     record_counted("mpi-reference", code, out)
+    # stochastic runs: bitwise the serial run and across a restart on 1, 2 and 4 ranks, and the same
+    # bits from every rank count
+    outs = []
+    for np_args in (["-np", "1"], ["-np", "2"], ["-np", "4", "--oversubscribe"]):
+        out_file = os.path.join(BUILD, f"test_mpi_noise.{np_args[1]}.bin")
+        if os.path.exists(out_file):
+            os.remove(out_file)
+        code, out = run("mpi", ["timeout", "120", "mpirun", *np_args, os.path.join(BUILD, "test_mpi_noise"),
+                                model + ".safetensors", out_file, BUILD], timeout=180)
+        record_counted(f"mpi-noise{np_args[1]}", code, out)
+        outs.append(open(out_file, "rb").read() if os.path.exists(out_file) else None)
+    same = outs[0] is not None and all(o == outs[0] for o in outs)
+    record("mpi-noise-ranks", 1 if same else 0, 0 if same else 1,
+           "" if same else "(the stochastic runs on 1, 2 and 4 ranks differ)")
     # input ranges of data-parallel training: every rank's data, each sample once across a restart
     for np_args in (["-np", "2"], ["-np", "3", "--oversubscribe"]):
         code, out = run("mpi", ["timeout", "120", "mpirun", *np_args, os.path.join(BUILD, "test_mpi_ranges")], timeout=180)
@@ -808,8 +844,23 @@ def suite_lorenz96():
     if margins:
         print("   " + "; ".join(margins))
     a, b = check("lorenz96", "short demo saved the model and wrote the plot data",
-                 all(os.path.exists(os.path.join(work, n)) for n in ("l96_nn.safetensors", "distributions.dat", "rmse.dat")),
+                 all(os.path.exists(os.path.join(work, n)) for n in ("l96_nn.safetensors", "l96_stoch.safetensors",
+                                                                     "distributions.dat", "rmse.dat")),
                  "missing output files"); p += a; f += b
+    # the stochastic row: CRPS of the ensemble and of the deterministic network, spread-skill ratio, at
+    # each of the 4 leads (positive, finite; the ratio within 0.2 .. 5: an ensemble with a spread)
+    def row(label):
+        m = re.search(re.escape(label) + r"\s+((?:-?[\d.]+\s+){3}-?[\d.]+)\s*$", out, re.M)
+        return [float(v) for v in m.group(1).split()] if m else []
+    crps_s, crps_d = row("CRPS of X: stochastic NN"), row("CRPS of X: deterministic NN")
+    ssr = row("spread-skill ratio (stochastic)")
+    ok = len(crps_s) == 4 and len(crps_d) == 4 and len(ssr) == 4 and all(0 < v < 50 for v in crps_s + crps_d) \
+        and all(0.2 < v < 5 for v in ssr)
+    a, b = check("lorenz96", "short demo: the stochastic row (CRPS vs the deterministic network, spread-skill ratio at 4 leads)",
+                 code == 0 and ok, f"CRPS {crps_s} vs {crps_d}, spread-skill {ssr}"); p += a; f += b
+    if ok:
+        print("   stochastic CRPS " + ", ".join(f"{s:.3f} (deterministic {d:.3f})" for s, d in zip(crps_s, crps_d)) +
+              "; spread-skill " + ", ".join(f"{v:.2f}" for v in ssr))
     record("lorenz96", p, f, f"(short demo {elapsed:.0f} s)")
 
 

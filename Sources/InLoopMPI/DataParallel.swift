@@ -153,6 +153,7 @@ public final class DataParallel<T: Real>: DataParallelGroup, @unchecked Sendable
     @_specialize(exported: true, where T == Double)
     public func attach(to trainer: Trainer<T>) {
         self.trainer = trainer
+        trainer.noiseRank = comm.rank
         trainer.distributed = DistributedStep<T>(
             shard: shards[comm.rank],
             reduce: { [unowned self] (g, n, batch, loss, localError) throws(InLoopError) -> Double in

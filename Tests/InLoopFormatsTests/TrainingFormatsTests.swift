@@ -55,6 +55,33 @@ final class TrainingConfigTests: XCTestCase {
         XCTAssertEqual(v["g"], .array([.number(1), .string("x"), .number(16)])); XCTAssertEqual(v["h"], .number(-.infinity))
     }
 
+    /// `noise:` and the CRPS loss: parsed, written back and read again; their errors name the place.
+    func testNoiseAndCRPSConfiguration() throws {
+        let text = "model:\n  inputs: 5\n  layers:\n    - {type: dense, out: 1}\nloss: {type: crps, members: 6, fair: true}\n"
+            + "noise: {first: 3, count: 2, seed: 99}\n"
+        let c = try TrainingConfigFormat.parse(text)
+        XCTAssertEqual(c.loss.kind, .crps(members: 6, fair: true))
+        XCTAssertEqual(c.noise, TrainerNoise(firstFeature: 3, count: 2, seed: 99))
+        XCTAssertEqual(try TrainingConfigFormat.parse(TrainingConfigFormat.json(c).description), c)
+        XCTAssertEqual(try TrainingConfigFormat.parse("loss: crps\n").loss.kind, .crps(members: 4, fair: false))
+        let bad: [(String, String)] = [
+            ("model:\n  inputs: 3\n  layers:\n    - {type: dense, out: 1}\nnoise: {first: 2, count: 2}\n", "noise: features 2..<4"),
+            ("noise: {first: 0, cout: 1}\n", "unknown key \"cout\""),
+            ("noise: {count: 0}\n", "noise.count"),
+            ("loss: {type: crps, members: 1, fair: true}\n", "loss.members"),
+            ("loss: {type: crps, members: 5000}\n", "loss.members"),
+            ("loss: {type: crps, fair: 1}\n", "loss.fair"),
+        ]
+        for (t, expect) in bad {
+            do {
+                _ = try TrainingConfigFormat.parse(t)
+                XCTFail("should fail: \(t)")
+            } catch {
+                XCTAssertTrue("\(error)".contains(expect), "\(error) should mention \(expect)")
+            }
+        }
+    }
+
     func testConfigurationErrorsNameThePlace() {
         let cases: [(String, String)] = [
             ("model:\n  inputs: 2\n  layers:\n    - {type: dense, out: 4, activaton: relu}\n", "model.layers[0]: unknown key \"activaton\""),

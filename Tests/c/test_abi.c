@@ -118,6 +118,8 @@ int main(int argc, char **argv) {
         MODEL_CALL(inloop_model_set_input_range_from_samples_f64, xd, B);
         MODEL_CALL(inloop_model_set_input_range_from_file, "/tmp/inloop_test_abi_never_read.safetensors");
         MODEL_CALL(inloop_model_input_range, 1, lo, hi, NULL, NULL, NULL);
+        MODEL_CALL(inloop_model_set_noise_input, 0, 0, 1, 7);
+        MODEL_CALL(inloop_model_set_noise_step, 0, 0, 0, 0);
         MODEL_CALL(inloop_model_saliency_f32, x, B, 0, dx);
         MODEL_CALL(inloop_model_saliency_f64, xd, B, 0, dxd);
         MODEL_CALL(inloop_model_optimize_input, xd, B, 0, 1, 0.1, NULL, NULL, NULL);

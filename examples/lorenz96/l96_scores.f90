@@ -33,6 +33,25 @@ module l96_scores
         procedure :: rmse => errors_rmse
     end type
 
+    !> Ensemble forecast scores at lead steps 0, 1, .., nleads against the truth, with a deterministic
+    !> forecast from the same start dates next to them: squared error of the ensemble mean, unbiased
+    !> ensemble variance, CRPS of the members' empirical distribution
+    !> (mean_m |x_m - y| - 1/(2 M^2) sum_m sum_m' |x_m - x_m'|), and the deterministic forecast's absolute
+    !> error (its CRPS: a single member's distribution is a point).
+    type, public :: ensemble_scores
+        integer :: members = 1
+        real(wp), allocatable :: sq_mean(:), var(:), crps(:), det_abs(:), n(:)
+    contains
+        procedure :: init => ensemble_init
+        procedure :: add => ensemble_add
+        procedure :: reduce => ensemble_reduce
+        procedure :: rmse_mean => ensemble_rmse_mean
+        procedure :: spread => ensemble_spread
+        procedure :: spread_skill => ensemble_spread_skill
+        procedure :: crps_mean => ensemble_crps
+        procedure :: det_mae => ensemble_det_mae
+    end type
+
     !> Wall time per step as the best over blocks of `block` consecutive steps: the machine's cost of a
     !> step, robust against other jobs sharing the cores (the mean is what a busy machine made of it).
     type, public :: step_timer
@@ -143,6 +162,90 @@ contains
         class(forecast_errors), intent(in) :: self
         integer, intent(in) :: lead
         errors_rmse = sqrt(self%sq(lead) / max(1.0_wp, self%n(lead)))
+    end function
+
+    subroutine ensemble_init(self, nleads, members)
+        class(ensemble_scores), intent(inout) :: self
+        integer, intent(in) :: nleads, members
+        if (allocated(self%sq_mean)) deallocate (self%sq_mean, self%var, self%crps, self%det_abs, self%n)
+        allocate (self%sq_mean(0:nleads), self%var(0:nleads), self%crps(0:nleads), self%det_abs(0:nleads), self%n(0:nleads))
+        self%members = members
+        self%sq_mean = 0; self%var = 0; self%crps = 0; self%det_abs = 0; self%n = 0
+    end subroutine
+
+    !> Adds lead `lead`: ens(nk, nstarts, members), det(nk, nstarts), truth(nk, nstarts).
+    subroutine ensemble_add(self, lead, ens, det, truth)
+        class(ensemble_scores), intent(inout) :: self
+        integer, intent(in) :: lead
+        real(wp), intent(in) :: ens(:, :, :), det(:, :), truth(:, :)
+        real(wp) :: mean, v, a, b
+        integer :: i, s, m, mm, nm
+        nm = size(ens, 3)
+        do s = 1, size(truth, 2)
+            do i = 1, size(truth, 1)
+                mean = sum(ens(i, s, :)) / nm
+                v = sum((ens(i, s, :) - mean)**2) / max(1, nm - 1)
+                a = 0
+                b = 0
+                do m = 1, nm
+                    a = a + abs(ens(i, s, m) - truth(i, s))
+                    do mm = 1, nm
+                        b = b + abs(ens(i, s, m) - ens(i, s, mm))
+                    end do
+                end do
+                self%sq_mean(lead) = self%sq_mean(lead) + (mean - truth(i, s))**2
+                self%var(lead) = self%var(lead) + v
+                self%crps(lead) = self%crps(lead) + a / nm - b / (2 * real(nm, wp)**2)
+                self%det_abs(lead) = self%det_abs(lead) + abs(det(i, s) - truth(i, s))
+            end do
+        end do
+        self%n(lead) = self%n(lead) + size(truth)
+    end subroutine
+
+    subroutine ensemble_reduce(self, comm)
+        class(ensemble_scores), intent(inout) :: self
+        type(MPI_Comm), intent(in) :: comm
+        integer :: n
+        n = size(self%n)
+        call MPI_Allreduce(MPI_IN_PLACE, self%sq_mean, n, MPI_DOUBLE_PRECISION, MPI_SUM, comm)
+        call MPI_Allreduce(MPI_IN_PLACE, self%var, n, MPI_DOUBLE_PRECISION, MPI_SUM, comm)
+        call MPI_Allreduce(MPI_IN_PLACE, self%crps, n, MPI_DOUBLE_PRECISION, MPI_SUM, comm)
+        call MPI_Allreduce(MPI_IN_PLACE, self%det_abs, n, MPI_DOUBLE_PRECISION, MPI_SUM, comm)
+        call MPI_Allreduce(MPI_IN_PLACE, self%n, n, MPI_DOUBLE_PRECISION, MPI_SUM, comm)
+    end subroutine
+
+    real(wp) function ensemble_rmse_mean(self, lead)
+        class(ensemble_scores), intent(in) :: self
+        integer, intent(in) :: lead
+        ensemble_rmse_mean = sqrt(self%sq_mean(lead) / max(1.0_wp, self%n(lead)))
+    end function
+
+    !> Square root of the mean ensemble variance.
+    real(wp) function ensemble_spread(self, lead)
+        class(ensemble_scores), intent(in) :: self
+        integer, intent(in) :: lead
+        ensemble_spread = sqrt(self%var(lead) / max(1.0_wp, self%n(lead)))
+    end function
+
+    !> Spread-skill ratio sqrt((M + 1)/M) spread / RMSE of the ensemble mean (Fortin et al. 2014): 1 for
+    !> an ensemble as uncertain as its errors, below 1 for an over-confident one.
+    real(wp) function ensemble_spread_skill(self, lead)
+        class(ensemble_scores), intent(in) :: self
+        integer, intent(in) :: lead
+        ensemble_spread_skill = sqrt((self%members + 1.0_wp) / self%members) * self%spread(lead) / &
+                                max(tiny(1.0_wp), self%rmse_mean(lead))
+    end function
+
+    real(wp) function ensemble_crps(self, lead)
+        class(ensemble_scores), intent(in) :: self
+        integer, intent(in) :: lead
+        ensemble_crps = self%crps(lead) / max(1.0_wp, self%n(lead))
+    end function
+
+    real(wp) function ensemble_det_mae(self, lead)
+        class(ensemble_scores), intent(in) :: self
+        integer, intent(in) :: lead
+        ensemble_det_mae = self%det_abs(lead) / max(1.0_wp, self%n(lead))
     end function
 
     !> Adds the wall time of one step.

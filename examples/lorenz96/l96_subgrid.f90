@@ -2,7 +2,9 @@
 !>
 !>  * `subgrid_scheme`: U for every local k of every member in one call: none (U = 0), the classic
 !>    cubic polynomial U = a0 + a1 X_k + a2 X_k^2 + a3 X_k^3 (Wilks 2005), or a neural network run by
-!>    InLoop on the stencil (X_{k-1}, X_k, X_{k+1}) — one batched `forward` for all columns.
+!>    InLoop on the stencil (X_{k-1}, X_k, X_{k+1}) — one batched `forward` for all columns — or a
+!>    stochastic network with two more inputs, noise features the engine fills at each forward from
+!>    (seed, step, global column): the same numbers on any number of ranks.
 !>  * `stencil_features`: the network's input columns, the same for training and for inference.
 !>  * `cubic_fit`: least squares for the polynomial through the normal equations, accumulated on each
 !>    rank and summed over the ranks with one MPI_Allreduce.
@@ -17,13 +19,18 @@ module l96_subgrid
     private
 
     integer, parameter, public :: n_features = 3                  !< X_{k-1}, X_k, X_{k+1}
-    integer, parameter, public :: SCHEME_NONE = 0, SCHEME_CUBIC = 1, SCHEME_NN = 2
+    integer, parameter, public :: n_noise = 2                     !< the stochastic network's noise features
+    integer, parameter, public :: SCHEME_NONE = 0, SCHEME_CUBIC = 1, SCHEME_NN = 2, SCHEME_STOCH = 3
 
     type, public :: subgrid_scheme
         integer :: kind = SCHEME_NONE
         real(wp) :: coef(0:3) = 0                     !< cubic: U = coef(0) + coef(1) X + coef(2) X^2 + coef(3) X^3
         type(inloop_model) :: net                     !< network: (X_{k-1}, X_k, X_{k+1}) -> U_k
-        real(wp), allocatable :: features(:, :), out(:, :)   !< features(n_features, ncol), out(1, ncol)
+        real(wp), allocatable :: features(:, :), out(:, :)   !< features(n_features [+ n_noise], ncol), out(1, ncol)
+        !> stochastic network: the noise key of the next call (the caller sets the step) and the global
+        !> numbering of the columns: member m's local k is global column (m - 1) K + k0 + k - 1
+        integer(int64) :: step = 0
+        integer :: k0 = 0, k_global = 0
     contains
         procedure :: tendency
         procedure :: name => scheme_name
@@ -74,7 +81,7 @@ contains
         class(subgrid_scheme), intent(inout) :: self
         real(wp), intent(in) :: x(-1:, :)
         real(wp), intent(out) :: u(:, :)
-        integer :: nk, m
+        integer :: nk, m, nf
         nk = size(u, 1)
         select case (self%kind)
         case (SCHEME_NONE)
@@ -83,15 +90,22 @@ contains
             associate (a => self%coef, xl => x(1:nk, :))
                 u = a(0) + xl * (a(1) + xl * (a(2) + xl * a(3)))
             end associate
-        case (SCHEME_NN)
-            if (.not. allocated(self%features)) allocate (self%features(n_features, size(u)), self%out(1, size(u)))
+        case (SCHEME_NN, SCHEME_STOCH)
+            nf = n_features
+            if (self%kind == SCHEME_STOCH) nf = n_features + n_noise
+            if (.not. allocated(self%features)) allocate (self%features(nf, size(u)), self%out(1, size(u)))
             if (size(self%features, 2) /= size(u)) then
                 deallocate (self%features, self%out)
-                allocate (self%features(n_features, size(u)), self%out(1, size(u)))
+                allocate (self%features(nf, size(u)), self%out(1, size(u)))
             end if
             do m = 1, size(u, 2)
-                call stencil_features(x(:, m), self%features(:, (m - 1) * nk + 1:m * nk))
+                call stencil_features(x(:, m), self%features(1:n_features, (m - 1) * nk + 1:m * nk))
             end do
+            if (self%kind == SCHEME_STOCH) then
+                self%features(n_features + 1:, :) = 0      ! ignored: the engine fills the noise features
+                ! blocks of nk local columns (one per member), K apart in the global numbering
+                call self%net%set_noise_step(self%step, int(self%k0, int64), block=nk, stride=self%k_global)
+            end if
             call self%net%forward(self%features, self%out)       ! all columns of this rank in one call
             u = reshape(self%out, shape(u))
         end select
@@ -103,6 +117,7 @@ contains
         select case (self%kind)
         case (SCHEME_CUBIC); s = 'cubic'
         case (SCHEME_NN); s = 'InLoop NN'
+        case (SCHEME_STOCH); s = 'stochastic NN'
         case default; s = 'none'
         end select
     end function

@@ -6,11 +6,16 @@
 !> 1. Truth: the two-scale model (l96_model) spins up, then runs while every rank hands its pairs
 !>    (X_{k-1}, X_k, X_{k+1}) -> U_k = -(hc/b) sum_j Y_{j,k} to a data-parallel InLoop trainer
 !>    (configured in training.yaml), and accumulates the normal equations of the cubic polynomial fit.
-!>    The trained network is saved (rank 0 writes).
+!>    A second trainer (training_stoch.yaml) learns a stochastic network from the same pairs: two more
+!>    inputs are noise features, and the loss is the ensemble CRPS of 4 members per sample.
+!>    The trained networks are saved (rank 0 writes).
 !> 2. The truth continues over an independent period: the verification data.
 !> 3. The single-scale model runs with U from (a) the saved network, loaded through the Fortran module
 !>    and called once per step for all local k in one batched forward, (b) the cubic polynomial,
 !>    (c) nothing: forecasts from the same start dates, and a long climate run each.
+!> 3b. Ensemble forecasts with the stochastic network from the same start dates: members differ only in
+!>    their noise (keyed by seed, step and global column: the same numbers on any number of ranks), next
+!>    to the deterministic network: CRPS and spread-skill ratio at each lead (Gagne et al. 2020).
 !> 4. Rank 0 prints the scorecard and a verdict, and writes the data for plot.py. The exit status is
 !>    non-zero when the network does not beat "no parameterization" on forecast RMSE.
 !>
@@ -42,6 +47,11 @@ program lorenz96
         integer :: batch = 128               !< samples per rank in a training step
         integer :: buffer = 65536            !< samples per rank kept in the replay buffer (all, here)
         integer :: progress_every = 1000     !< training steps between progress lines
+        integer :: stoch_batch = 128         !< samples per rank in a step of the stochastic network (x 4 members)
+        integer :: stoch_every = 8           !< a step of the stochastic network every n-th training step
+        integer :: ens_members = 8           !< members of the stochastic ensemble forecasts
+        integer :: ens_start_every = 16      !< ensemble forecasts from every n-th start date (3.2 MTU apart)
+        integer(int64) :: ens_seed = 2020    !< the ensemble's noise seed
     end type
 
     real(wp), parameter :: report_leads(4) = [0.2_wp, 0.5_wp, 1.0_wp, 2.0_wp]
@@ -54,10 +64,14 @@ program lorenz96
     type(cubic_fit) :: fit
     type(climate_stats) :: truth_clim, clim(3)
     type(forecast_errors) :: errors(3)
+    type(subgrid_scheme) :: stoch               ! the stochastic network
+    type(ensemble_scores) :: ens
     real(wp), allocatable :: xt(:, :)           ! truth X(nk, 0:n_out) over the verification period
     real(wp) :: step_time(3), param_time(3), truth_step_time, nn_mse, t_start
     character(len=512) :: config_path = 'examples/lorenz96/training.yaml', out_dir = 'build/lorenz96', dump_path = ''
-    character(len=512) :: model_path
+    character(len=512) :: stoch_config = 'examples/lorenz96/training_stoch.yaml'
+    character(len=512) :: model_path, stoch_path
+    real(wp) :: ens_time
     character(len=300) :: why
     integer :: dump_steps = 1000, ierr, s, rank
     logical :: ok, quick = .false., diverged(3), nn_wins
@@ -82,8 +96,10 @@ program lorenz96
 
     if (quick) then   ! the same experiment, shorter: for `make test`
         rs%t_spinup = 5; rs%t_train = 30; rs%t_verify = 30; rs%buffer = 16384; rs%progress_every = 500
+        rs%ens_start_every = 4   ! 36 start dates for the ensembles
     end if
     model_path = trim(out_dir) // '/l96_nn.safetensors'
+    stoch_path = trim(out_dir) // '/l96_stoch.safetensors'
     if (rank == 0) then
         call execute_command_line('mkdir -p ' // trim(out_dir), exitstat=ierr)
         print '(a)', "Lorenz '96: K = " // num(p%k) // ', J = ' // num(p%j) // ', F = ' // num(p%f) // ', on ' // &
@@ -104,6 +120,11 @@ program lorenz96
         call run_forecasts(schemes(s), errors(s))
     end do
     call run_climates()
+    ! The stochastic network: its last two inputs are noise features the engine fills at each forward
+    stoch%kind = SCHEME_STOCH
+    call stoch%net%load(stoch_path, comm=MPI_COMM_WORLD%MPI_VAL)
+    call stoch%net%set_noise_input(n_features + 1, n_noise, rs%ens_seed)
+    call run_ensemble(stoch, schemes(1), ens)
 
     verdict_failed = 0
     if (rank == 0) then
@@ -116,6 +137,7 @@ program lorenz96
     end if
     call MPI_Bcast(verdict_failed, 1, MPI_INTEGER, 0, MPI_COMM_WORLD)
     call schemes(1)%net%free()
+    call stoch%net%free()
     call MPI_Finalize()
     if (verdict_failed /= 0) stop 1, quiet=.true.
 
@@ -131,12 +153,13 @@ contains
             select case (arg)
             case ('--quick'); quick = .true.
             case ('--config'); i = i + 1; call get_command_argument(i, config_path)
+            case ('--stoch-config'); i = i + 1; call get_command_argument(i, stoch_config)
             case ('--out'); i = i + 1; call get_command_argument(i, out_dir)
             case ('--truth-dump'); i = i + 1; call get_command_argument(i, dump_path)
             case ('--steps'); i = i + 1; call get_command_argument(i, arg); read (arg, *) dump_steps
             case default
                 write (error_unit, '(a)') 'lorenz96: unknown argument ' // trim(arg) // &
-                    '; usage: lorenz96 [--quick] [--config FILE] [--out DIR] | --truth-dump FILE [--steps N]'
+                    '; usage: lorenz96 [--quick] [--config FILE] [--stoch-config FILE] [--out DIR] | --truth-dump FILE [--steps N]'
                 stop 2, quiet=.true.
             end select
             i = i + 1
@@ -150,16 +173,21 @@ contains
 
     !> Spin-up, then the truth run that trains the network online and accumulates the cubic fit.
     subroutine train_online()
-        type(inloop_trainer) :: tr
+        type(inloop_trainer) :: tr, tr_s
         type(sample_buffer) :: buf
         real(wp) :: u(g%nk), f(n_features, g%nk), loss, loss_sum, x_mean, x_std, u_mean, u_std, t0
-        real(wp) :: part(2)
-        integer :: step, n_steps, every, n_train, n_sum
+        real(wp) :: part(2), xs(n_features + n_noise, rs%stoch_batch), loss_s, crps_sum
+        integer :: step, n_steps, every, n_train, n_sum, n_sum_s
         do step = 1, steps(rs%t_spinup, rs%dt_truth)
             call truth%step(rs%dt_truth)
         end do
         call tr%create(config_path)                        ! layers, optimizer, schedule, seed
         call tr%set_communicator(MPI_COMM_WORLD%MPI_VAL)   ! data-parallel over the ranks
+        call tr_s%create(stoch_config)                     ! the stochastic network: noise features, CRPS
+        call tr_s%set_communicator(MPI_COMM_WORLD%MPI_VAL)
+        xs = 0                                             ! rows 4:5 are the noise features: the trainer fills them
+        crps_sum = 0
+        n_sum_s = 0
         call buf%init(rs%buffer, rs%batch, 12345_int64 + 7919_int64 * rank)
         n_steps = steps(rs%t_train, rs%dt_truth)
         every = steps(rs%sample_dt, rs%dt_truth)
@@ -180,14 +208,22 @@ contains
             call tr%step(buf%xb, buf%ub, loss)             ! collective: gradients averaged over ranks
             n_train = n_train + 1
             loss_sum = loss_sum + loss; n_sum = n_sum + 1
+            if (mod(n_train, rs%stoch_every) == 0) then
+                xs(1:n_features, :) = buf%xb(:, 1:rs%stoch_batch)
+                call tr_s%step(xs, buf%ub(:, 1:rs%stoch_batch), loss_s)   ! 4 members per sample, CRPS
+                crps_sum = crps_sum + loss_s; n_sum_s = n_sum_s + 1
+            end if
             if (rank == 0 .and. mod(n_train, rs%progress_every) == 0) then
-                print '(a,i6,a,f7.2,a,es10.3,a,es9.2,a,f5.1,a)', '  train step ', n_train, '   t =', step * rs%dt_truth, &
-                    '   loss', loss_sum / n_sum, '   lr', tr%get_learning_rate(), '   (', MPI_Wtime() - t0, ' s)'
+                print '(a,i6,a,f7.2,a,es10.3,a,es10.3,a,es9.2,a,f5.1,a)', '  train step ', n_train, '   t =', &
+                    step * rs%dt_truth, '   loss', loss_sum / n_sum, '   stochastic CRPS', crps_sum / max(1, n_sum_s), &
+                    '   lr', tr%get_learning_rate(), '   (', MPI_Wtime() - t0, ' s)'
                 flush (output_unit)
-                loss_sum = 0; n_sum = 0
+                loss_sum = 0; n_sum = 0; crps_sum = 0; n_sum_s = 0
             end if
         end do
         call tr%save_model(model_path)                     ! collective; rank 0 writes
+        call tr_s%save_model(stoch_path)
+        call tr_s%free()
         call fit%solve(MPI_COMM_WORLD)
         ! Mean squared error of the network on the whole buffer, over all ranks (evaluate is local)
         call tr%evaluate(buf%x(:, 1:buf%count), buf%u(:, 1:buf%count), loss)
@@ -261,6 +297,56 @@ contains
             end if
         end do
         call err%reduce(g%comm)
+    end subroutine
+
+    !> Ensemble forecasts with the stochastic network from every ens_start_every-th start date:
+    !> ens_members members per date, all starting from the truth and differing only in their noise
+    !> (state e = (m - 1) n_starts + i holds member m of date i; its local k is global column
+    !> (e - 1) K + k0 + k - 1 of the noise key, the step is the forecast step), one forward per step for
+    !> all of them; the deterministic network from the same dates alongside (its CRPS is its MAE).
+    subroutine run_ensemble(sch, det, sc)
+        type(subgrid_scheme), intent(inout) :: sch, det
+        type(ensemble_scores), intent(inout) :: sc
+        type(one_scale_model) :: fe, fd
+        integer, allocatable :: starts(:)
+        real(wp), allocatable :: members(:, :, :)
+        integer :: n_starts, stride, n_leads, every, step, i, m
+        real(wp) :: t0
+        t0 = MPI_Wtime()
+        stride = steps(rs%start_dt, rs%out_dt) * rs%ens_start_every
+        n_leads = steps(rs%max_lead, rs%out_dt)
+        n_starts = (size(xt, 2) - 1 - n_leads) / stride + 1
+        allocate (starts(n_starts), members(g%nk, n_starts, rs%ens_members))
+        do i = 1, n_starts
+            starts(i) = (i - 1) * stride
+        end do
+        call fe%init(p, g, n_starts * rs%ens_members)
+        call fd%init(p, g, n_starts)
+        do m = 1, rs%ens_members
+            fe%x(1:g%nk, (m - 1) * n_starts + 1:m * n_starts) = xt(:, starts)
+        end do
+        fd%x(1:g%nk, :) = xt(:, starts)
+        call fe%exchange()
+        call fd%exchange()
+        sch%k0 = g%k0
+        sch%k_global = p%k
+        call sc%init(n_leads, rs%ens_members)
+        every = steps(rs%out_dt, rs%dt_model)
+        do step = 0, n_leads * every
+            if (step > 0) then
+                sch%step = step                      ! the noise key's step
+                call sch%tendency(fe%x, fe%u)        ! every member of every date: one forward
+                call fe%step(rs%dt_model)
+                call det%tendency(fd%x, fd%u)
+                call fd%step(rs%dt_model)
+            end if
+            if (mod(step, every) == 0) then
+                members = reshape(fe%x(1:g%nk, :), shape(members))
+                call sc%add(step / every, members, fd%x(1:g%nk, :), xt(:, starts + step / every))
+            end if
+        end do
+        call sc%reduce(g%comm)
+        ens_time = max_over_ranks(MPI_Wtime() - t0)
     end subroutine
 
     !> Long runs of the three models from the start of the verification period, advanced in lockstep
@@ -358,6 +444,21 @@ contains
             1e3_wp * step_time / rs%dt_model
         write (u, '(a)') '  (RMSE over all start dates and k; climate errors: model minus truth; ' // &
             'times: best 1000-step block, slowest rank)'
+        ! The stochastic row: ensemble forecasts against the deterministic network from the same dates
+        write (u, '(a)') '  stochastic NN (CRPS-trained, 2 noise inputs): ' // num(ens%members) // &
+            '-member ensembles from ' // num(nint(ens%n(0)) / p%k) // ' start dates, members differing only in their noise; ' // &
+            num(ens_time, 1) // ' s'
+        write (u, '(a34,4a12)') pad('  lead (MTU)', 34), ('     ' // num(report_leads(i), 1), i = 1, size(report_leads))
+        write (u, '(a34,4f12.3)') pad('  CRPS of X: stochastic NN', 34), &
+            (ens%crps_mean(nint(report_leads(i) / rs%out_dt)), i = 1, size(report_leads))
+        write (u, '(a34,4f12.3)') pad('  CRPS of X: deterministic NN', 34), &
+            (ens%det_mae(nint(report_leads(i) / rs%out_dt)), i = 1, size(report_leads))
+        write (u, '(a34,4f12.3)') pad('  spread-skill ratio (stochastic)', 34), &
+            (ens%spread_skill(nint(report_leads(i) / rs%out_dt)), i = 1, size(report_leads))
+        write (u, '(a34,4f12.3)') pad('  RMSE of the ensemble mean', 34), &
+            (ens%rmse_mean(nint(report_leads(i) / rs%out_dt)), i = 1, size(report_leads))
+        write (u, '(a)') '  (CRPS of the members'' empirical distribution; a deterministic forecast''s CRPS is its ' // &
+            'mean absolute error; spread-skill: sqrt((M+1)/M) spread / RMSE of the mean, 1 = calibrated)'
         ! The verdict: forecast skill decides (exit status); the climate lines and the cubic are reported.
         climate_note = 'on every climate line'
         if (diverged(1)) then

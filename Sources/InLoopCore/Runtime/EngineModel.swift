@@ -89,6 +89,8 @@ extension Engine {
         /// spread going to this scratch array.
         let ensembleScratch = EnsembleScratch()
         private let ensembleForward: Bool
+        /// The noise input (Noise.swift); nil until declared.
+        var noiseState: NoiseState? = nil
         /// Work arrays of the full-shape path (sized at init: running them allocates nothing).
         private var bound: [Int]
         /// (raw buffers, not arrays: writing them per call needs no uniqueness or exclusivity check)
@@ -604,6 +606,9 @@ extension Engine {
             if let g = rangeGuard, g.mode != .off {
                 throw InLoopError(.unsupported, "the input-range check (mode \(g.mode)) runs on forward/run calls, not on run_shaped; set it off to run with full shapes")
             }
+            if noiseState != nil {
+                throw InLoopError(.unsupported, "noise inputs are filled on forward/run calls, not on run_shaped; remove the noise declaration to run with full shapes")
+            }
             try acquire()
             defer { release() }
             outputsChecked = false
@@ -784,6 +789,14 @@ extension Engine {
                 for k in 0..<inputs.count { try finite("input", k, inputs[k], inElements(k, batch), per: inputSpecs[k].count) }
             }
             var inputs = inputs
+            if let ns = noiseState {
+                let k = ns.spec.input
+                let filled = try ns.filled(inputs[k], batch: batch, per: inputSpecs[k].count)
+                let p = guardPointers.bindMemory(to: UnsafePointer<U>.self, capacity: inputs.count)
+                for i in 0..<inputs.count { p[i] = inputs[i] }
+                p[k] = filled
+                inputs = UnsafeBufferPointer(start: p, count: inputs.count)
+            }
             if let g = rangeGuard, g.mode != .off, let clamped = g.check(inputs[0], batch: batch) {
                 let p = guardPointers.bindMemory(to: UnsafePointer<U>.self, capacity: inputs.count)
                 for k in 0..<inputs.count { p[k] = inputs[k] }

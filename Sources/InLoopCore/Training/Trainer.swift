@@ -16,6 +16,9 @@ public struct TrainerConfig: Equatable, Sendable {
     /// Hard constraints applied, in order, to the output of `layers` (`constraints:`; a trainer's
     /// own configuration has none: its graph holds them).
     public var constraints: [ConstraintSpec] = []
+    /// Noise features of the input (`noise:`): filled on every step with standard normals keyed by
+    /// (seed, step, column) (Engine.Noise); the caller's values there are ignored.
+    public var noise: TrainerNoise? = nil
 
     public init(inputSize: Int = 0, layers: [LayerSpec] = [], loss: Loss = Loss(.mse),
                 optimizer: OptimizerConfig = OptimizerConfig(.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8), learningRate: 1e-3),
@@ -30,6 +33,16 @@ public struct TrainerConfig: Equatable, Sendable {
         self.seed = seed
         self.precision = precision
         self.historyCapacity = historyCapacity
+    }
+}
+
+/// Input features a trainer fills with noise (a stochastic parameterization's noise inputs).
+public struct TrainerNoise: Equatable, Sendable {
+    public var firstFeature: Int
+    public var count: Int
+    public var seed: UInt64
+    public init(firstFeature: Int, count: Int, seed: UInt64) {
+        self.firstFeature = firstFeature; self.count = count; self.seed = seed
     }
 }
 
@@ -58,6 +71,12 @@ public final class Trainer<T: Real> {
     private var outputGradient: Buffer<T>? = nil
     private var xConverted: Buffer<T>? = nil
     private var yConverted: Buffer<T>? = nil
+    /// The rows of a step with noise features or CRPS members (each sample `members` times, noise
+    /// filled), grown only.
+    private var xRows: Buffer<T>? = nil
+    /// This process's rank in data-parallel training (set by InLoopMPI): its noise columns of a step
+    /// start at rank × rows.
+    public var noiseRank = 0
 
     /// Data-parallel training (set by InLoopMPI): nil when this process trains alone.
     public var distributed: DistributedStep<T>? = nil
@@ -93,6 +112,15 @@ public final class Trainer<T: Real> {
         guard config.optimizer.learningRate >= 0, config.optimizer.learningRate.isFinite else {
             throw InLoopError(.invalidArgument, "learning rate must be finite and >= 0")
         }
+        if let nz = config.noise {
+            guard nz.count >= 1, nz.firstFeature >= 0, nz.firstFeature < network.inputSize, nz.count <= network.inputSize - nz.firstFeature else {
+                throw InLoopError(.invalidArgument, "noise: features \(nz.firstFeature)..<\(nz.firstFeature + nz.count) of an input with \(network.inputSize) per sample")
+            }
+        }
+        guard config.loss.members >= 1, config.loss.members <= 4096 else {
+            throw InLoopError(.invalidArgument, "crps loss: members must be between 1 and 4096, got \(config.loss.members)")
+        }
+        if case .crps(let m, true) = config.loss.kind, m < 2 { throw InLoopError(.invalidArgument, "fair crps loss: members must be at least 2, got \(m)") }
         if !config.loss.weights.isEmpty, config.loss.weights.count != network.outputSize {
             throw InLoopError(.sizeMismatch, "loss has \(config.loss.weights.count) output weights but the model has \(network.outputSize) outputs")
         }
@@ -102,6 +130,7 @@ public final class Trainer<T: Real> {
         c.layers = network.graph.layerSpecs ?? []
         c.constraints = []   // the graph holds them
         c.precision = T.self == Double.self ? .float64 : .float32  // what this trainer computes in
+        c.noise = config.noise
         self.config = c
         self.random = random ?? RandomState(seed: config.seed)
         self.baseLearningRate = config.optimizer.learningRate
@@ -145,6 +174,39 @@ public final class Trainer<T: Real> {
         }
     }
 
+    /// The network's input rows for x: x itself (converted), or, with noise features or CRPS members,
+    /// each sample `members` times in a row with its noise filled, keyed by (seed, this step, column
+    /// (noiseRank · batch + s) · members + m). Returns the rows and their number.
+    private func inputRows<U: Real>(_ x: UnsafePointer<U>, batch: Int) throws(InLoopError) -> (UnsafePointer<T>, Int) {
+        let m = config.loss.members, per = network.inputSize
+        guard config.noise != nil || m > 1 else {
+            return (try converted(x, count: try Limits.arrayCount(batch: batch, perSample: per), into: &xConverted), batch)
+        }
+        let (rows, o) = batch.multipliedReportingOverflow(by: m)
+        guard !o else { throw InLoopError(.invalidArgument, "batch \(batch) × \(m) members overflows") }
+        let count = try Limits.arrayCount(batch: rows, perSample: per)
+        let b: Buffer<T>
+        if let existing = xRows, existing.count >= count { b = existing } else { b = try Buffer<T>(count: count); xRows = b }
+        let d = b.base
+        for s in 0..<batch {
+            for a in 0..<m {
+                let r = d + (s * m + a) * per
+                for i in 0..<per { r[i] = T(Double(x[s * per + i])) }
+            }
+        }
+        if let nz = config.noise {
+            var key = Engine.NoiseInput(input: 0, firstFeature: nz.firstFeature, count: nz.count, seed: nz.seed)
+            let (first, o2) = noiseRank.multipliedReportingOverflow(by: rows)
+            guard !o2, first >= 0, first < Engine.Noise.columnLimit else {
+                throw InLoopError(.invalidArgument, "noise: rank \(noiseRank) × \(rows) rows is beyond the noise columns (2^32)")
+            }
+            key.step = step; key.firstColumn = first
+            try key.checkColumns(batch: rows)
+            key.fill(d, batch: rows, per: per)
+        }
+        return (UnsafePointer(d), rows)
+    }
+
     /// Loss of the current network on (x, y) without training.
     @_specialize(exported: true, where T == Float, U == Float)
     @_specialize(exported: true, where T == Float, U == Double)
@@ -152,9 +214,9 @@ public final class Trainer<T: Real> {
     @_specialize(exported: true, where T == Double, U == Double)
     public func evaluate<U: Real>(x: UnsafePointer<U>, y: UnsafePointer<U>, batch: Int) throws(InLoopError) -> Double {
         try checkData(x, y, batch: batch)
-        let xt = try converted(x, count: try Limits.arrayCount(batch: batch, perSample: network.inputSize), into: &xConverted)
+        let (xt, rows) = try inputRows(x, batch: batch)
         let yt = try converted(y, count: try Limits.arrayCount(batch: batch, perSample: network.outputSize), into: &yConverted)
-        let pred = try network.forward(xt, batch: batch)
+        let pred = try network.forward(xt, batch: rows)
         return config.loss.evaluate(prediction: pred, target: yt, batch: batch, outputs: network.outputSize, gradient: nil)
     }
 
@@ -216,7 +278,10 @@ public final class Trainer<T: Real> {
         if let d = distributed { try d.shareParameters(network.parameters.base) }
         history.base[historyCount % history.count] = loss
         historyCount += 1
-        if batch > 0, localError == nil, let x { inputStatistics.add(x, batch: batch) }
+        if batch > 0, localError == nil, let x {
+            // with noise, the rows the network saw (the noise features' range included)
+            if config.noise != nil, let r = xRows { inputStatistics.add(UnsafePointer(r.base), batch: batch * config.loss.members) } else { inputStatistics.add(x, batch: batch) }
+        }
         return loss
     }
 
@@ -224,15 +289,15 @@ public final class Trainer<T: Real> {
     private func localGradient<U: Real>(x: UnsafePointer<U>?, y: UnsafePointer<U>?, batch: Int) throws(InLoopError) -> Double {
         guard let x, let y else { throw InLoopError(.nullPointer, "training inputs or targets are NULL") }
         try checkData(x, y, batch: batch)
-        let xt = try converted(x, count: try Limits.arrayCount(batch: batch, perSample: network.inputSize), into: &xConverted)
+        let (xt, rows) = try inputRows(x, batch: batch)
         let yt = try converted(y, count: try Limits.arrayCount(batch: batch, perSample: network.outputSize), into: &yConverted)
-        let need = try Limits.arrayCount(batch: batch, perSample: network.outputSize)
+        let need = try Limits.arrayCount(batch: rows, perSample: network.outputSize)
         let dy: Buffer<T>
         if let existing = outputGradient, existing.count >= need { dy = existing } else { dy = try Buffer<T>(count: need); outputGradient = dy }
-        let pred = try network.forward(xt, batch: batch)
+        let pred = try network.forward(xt, batch: rows)
         let loss = config.loss.evaluate(prediction: pred, target: yt, batch: batch, outputs: network.outputSize, gradient: dy.base)
         guard loss.isFinite else { throw InLoopError(.nonFinite, "loss is \(loss); the step was not applied") }
-        try network.backward(UnsafePointer(dy.base), batch: batch)
+        try network.backward(UnsafePointer(dy.base), batch: rows)
         return loss
     }
 

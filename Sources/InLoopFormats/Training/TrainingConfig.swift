@@ -7,7 +7,8 @@ import InLoopCore
 ///       layers:
 ///         - {type: dense, out: 32, activation: tanh}
 ///         - {type: dense, out: 1}
-///     loss: mse                      # or {type: huber, delta: 1.0, weights: [...]}
+///     loss: mse                      # or {type: huber, delta: 1.0, weights: [...]}, {type: crps, members: 4, fair: true}
+///     noise: {first: 3, count: 2, seed: 7}   # input features filled with N(0, 1) noise each step
 ///     optimizer: {type: adam, lr: 1.0e-3, weight_decay: 0, clip_norm: 1.0}
 ///     schedule: {type: cosine, period: 10000, min_lr: 1.0e-5, warmup: 100}
 ///     init: auto                     # auto | xavier | he
@@ -90,7 +91,7 @@ public enum TrainingConfigFormat {
     }
 
     public static func config(_ doc: JSON, precision: TrainerConfig.Precision = .float32) throws(InLoopError) -> TrainerConfig {
-        let top = try object(doc, "(top level)", allowed: ["model", "constraints", "loss", "optimizer", "schedule", "init", "seed", "precision", "history"])
+        let top = try object(doc, "(top level)", allowed: ["model", "constraints", "loss", "noise", "optimizer", "schedule", "init", "seed", "precision", "history"])
         var c = TrainerConfig()
         let get = { (k: String) -> JSON? in top.first { $0.0 == k }?.1 }
         if let model = get("model") {
@@ -108,6 +109,18 @@ public enum TrainingConfigFormat {
             c.constraints = try constraints(list)
         }
         if let l = get("loss") { c.loss = try loss(l) }
+        if let n = get("noise") {
+            let m = try object(n, "noise", allowed: ["first", "count", "seed"])
+            let g = { (k: String) -> JSON? in m.first { $0.0 == k }?.1 }
+            let first = try integer(g("first"), "noise.first", default: 0, min: 0)
+            let count = try integer(g("count"), "noise.count", default: 1, min: 1)
+            let seed = try integer(g("seed"), "noise.seed", default: 0, min: 0)
+            guard seed <= 1 << 53 else { throw fail("noise.seed", "must be at most 2^53 (it is written back as a number), got \(seed)") }
+            if c.inputSize > 0, first + count > c.inputSize {
+                throw fail("noise", "features \(first)..<\(first + count), but the model has \(c.inputSize) inputs")
+            }
+            c.noise = TrainerNoise(firstFeature: first, count: count, seed: UInt64(seed))
+        }
         if let o = get("optimizer") { c.optimizer = try optimizer(o) }
         if let s = get("schedule") { c.schedule = try schedule(s) }
         let initName = try string(get("init"), "init", default: "auto")
@@ -181,14 +194,21 @@ public enum TrainingConfigFormat {
 
     static func loss(_ v: JSON) throws(InLoopError) -> Loss {
         if let name = v.stringValue { return try loss(.object([("type", .string(name))])) }
-        let m = try object(v, "loss", allowed: ["type", "delta", "weights"])
+        let m = try object(v, "loss", allowed: ["type", "delta", "weights", "members", "fair"])
         let get = { (k: String) -> JSON? in m.first { $0.0 == k }?.1 }
         let weights = get("weights") == nil ? [] : try vector(get("weights"), "loss.weights")
         switch try string(get("type"), "loss.type", default: "mse") {
         case "mse": return Loss(.mse, weights: weights)
         case "mae", "l1": return Loss(.mae, weights: weights)
         case "huber": return Loss(.huber(delta: try number(get("delta"), "loss.delta", default: 1, min: 1e-300)), weights: weights)
-        case let other: throw fail("loss.type", "unknown loss \"\(other)\" (mse, mae, huber)")
+        case "crps":
+            let members = try integer(get("members"), "loss.members", default: 4, min: 1)
+            guard members <= 4096 else { throw fail("loss.members", "must be at most 4096, got \(members)") }
+            var fair = false
+            if let f = get("fair") { guard case .bool(let v) = f else { throw fail("loss.fair", "must be true or false") }; fair = v }
+            guard !fair || members >= 2 else { throw fail("loss.members", "must be at least 2 for the fair CRPS, got \(members)") }
+            return Loss(.crps(members: members, fair: fair), weights: weights)
+        case let other: throw fail("loss.type", "unknown loss \"\(other)\" (mse, mae, huber, crps)")
         }
     }
 
@@ -294,6 +314,10 @@ public enum TrainingConfigFormat {
         }
         var loss: [(String, JSON)] = [("type", .string(c.loss.name))]
         if case .huber(let d) = c.loss.kind { loss.append(("delta", num(d))) }
+        if case .crps(let m, let fair) = c.loss.kind { loss += [("members", num(Double(m))), ("fair", .bool(fair))] }
+        let noise: [(String, JSON)] = c.noise.map { n in
+            [("noise", .object([("first", num(Double(n.firstFeature))), ("count", num(Double(n.count))), ("seed", num(Double(n.seed)))]))]
+        } ?? []
         if !c.loss.weights.isEmpty { loss.append(("weights", .array(c.loss.weights.map(num)))) }
         var opt: [(String, JSON)] = [("type", .string(c.optimizer.name)), ("lr", num(c.optimizer.learningRate)),
                                      ("weight_decay", num(c.optimizer.weightDecay)), ("clip_norm", num(c.optimizer.clipNorm))]
@@ -329,7 +353,7 @@ public enum TrainingConfigFormat {
                 }
             }))]
         return .object(model + constraints + [
-            ("loss", .object(loss)), ("optimizer", .object(opt)), ("schedule", .object(sched)),
+            ("loss", .object(loss))] + noise + [("optimizer", .object(opt)), ("schedule", .object(sched)),
             ("init", .string(c.initialization.rawValue)), ("seed", num(Double(c.seed))),
             ("precision", .string(c.precision.rawValue)), ("history", num(Double(c.historyCapacity))),
         ])
