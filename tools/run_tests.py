@@ -425,6 +425,13 @@ def suite_python():
         f += int(m.group(2)) if m else 1
         if code != 0 or not m:
             print(out[-1500:])
+        # input-range guards against NumPy counts (REPORT, FLAG_ONLY, CLAMP, ranges from samples)
+        code, out = run("python", ["python3", "Tests/python/test_ranges.py", "--lib", LIB])
+        m = re.search(r"(\d+) passed, (\d+) failed", out)
+        p += int(m.group(1)) if m else 0
+        f += int(m.group(2)) if m else 1
+        if code != 0 or not m:
+            print(out[-1500:])
     else:
         print("SKIP python/noise: no " + LIB)
         skips.append("noise: no library")
