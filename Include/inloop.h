@@ -615,6 +615,16 @@ inloop_status inloop_model_add_constraint_mass_fixer_f64(inloop_model *model, in
  * configuration or from a loaded model (fine-tuning), or restore a checkpoint; step, evaluate, save.
  ================================================================================================ */
 
+/// Writes the current weights of n trainers (typically the same configuration with different seeds,
+/// trained on the same data) as one ensemble file at path: the file inloop_model_load_ensemble would
+/// make of their n saved models, without the n files; inloop_model_load loads it as that ensemble. Not
+/// collective: on a data-parallel run (every rank holds the same weights) call it on one rank. The
+/// trainers are not changed and may train on; a trainer used by another thread gives BUSY.
+/// Statuses: NULL_POINTER (trainers, one of its n handles, path), INVALID_HANDLE, INVALID_ARGUMENT (n < 1
+/// or n > 4096), SIZE_MISMATCH (trainers whose models' inputs, output shapes or types differ),
+/// UNSUPPORTED, IO, BUSY, OUT_OF_MEMORY.
+inloop_status inloop_trainer_save_ensemble(inloop_trainer *const *trainers, int64_t n, const char *path);
+
 /// Creates a trainer for a new model from a configuration: YAML or JSON text, or the path of a file
 /// holding it (see docs/TRAINING.md: model layers, loss, optimizer, schedule, init, seed, precision).
 /// The weights are initialised from the seed, so a run is reproducible. Free with inloop_trainer_free.

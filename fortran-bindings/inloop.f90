@@ -97,6 +97,7 @@ module inloop
     public :: inloop_version, inloop_last_error, inloop_status_string
     public :: inloop_set_num_threads, inloop_get_num_threads
     public :: inloop_noise_normal
+    public :: inloop_trainer_save_ensemble
     public :: inloop_set_max_workspace_bytes, inloop_get_max_workspace_bytes
     public :: inloop_arg
 
@@ -1691,6 +1692,24 @@ contains
         integer, intent(out), optional :: stat
         character(len=*), intent(inout), optional :: errmsg
         call report(c_inloop_trainer_save_model(self%handle, trim(path) // c_null_char), stat, errmsg)
+    end subroutine
+
+    !> Writes the current weights of trainers(1:n) as one ensemble file (load it with `load`, or its
+    !> members' files with `load_ensemble`). Not collective: on a data-parallel run call it on one rank.
+    subroutine inloop_trainer_save_ensemble(trainers, path, stat, errmsg)
+        type(inloop_trainer), intent(in) :: trainers(:)
+        character(len=*), intent(in) :: path
+        integer, intent(out), optional :: stat
+        character(len=*), intent(inout), optional :: errmsg
+        type(c_ptr), allocatable :: ptrs(:)
+        integer :: k
+        allocate(ptrs(max(1, size(trainers))))
+        ptrs = c_null_ptr
+        do k = 1, size(trainers)
+            ptrs(k) = trainers(k)%handle
+        end do
+        call report(c_inloop_trainer_save_ensemble(ptrs, size(trainers, kind=c_int64_t), trim(path) // c_null_char), &
+                    stat, errmsg)
     end subroutine
 
     !> Replaces `model` with a new model holding the trainer's current weights.

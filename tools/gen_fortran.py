@@ -20,7 +20,7 @@ Types, argument by argument (a C type the table does not know stops the generato
   int64_t *, int32_t *              integer(c_int64_t / c_int32_t), intent(out) :: a scalar, or
                                     a(*) for the array parameters (ARRAY_PARAMS), or type(c_ptr), value
                                     where C accepts NULL (NULLABLE)
-  const float *const *, float *const * (and double), const char *const *
+  const float *const *, float *const * (and double), const char *const *, inloop_trainer *const *
                                     type(c_ptr), intent(in) :: a(*)  (arrays of c_loc addresses)
 Returns: inloop_status -> integer(c_int32_t) :: status; const char * -> type(c_ptr); int32_t -> integer(c_int32_t).
 
@@ -100,7 +100,8 @@ def fortran_param(fname, ctype, pname):
         if (fname, pname) in NULLABLE:
             return f"type(c_ptr), value :: {pname}", {"c_ptr"}
         return f"integer({k}), intent(out) :: {pname}{'(*)' if pname in ARRAY_PARAMS else ''}", {k}
-    if t in ("constfloat*const*", "float*const*", "constdouble*const*", "double*const*", "constchar*const*"):
+    if t in ("constfloat*const*", "float*const*", "constdouble*const*", "double*const*", "constchar*const*") \
+            or t in {h + "*const*" for h in HANDLES}:
         return f"type(c_ptr), intent(in) :: {pname}(*)", {"c_ptr"}
     raise SystemExit(f"gen_fortran: {fname}: no Fortran type for parameter '{pname}' of C type '{ctype}'")
 

@@ -37,7 +37,8 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HANDLE_PARAMS = {"model": "inloop_model", "trainer": "inloop_trainer"}   # parameter name -> opaque handle type
+HANDLE_PARAMS = {"model": "inloop_model", "trainer": "inloop_trainer",   # parameter name -> opaque handle type
+                 "trainers": "inloop_trainer"}                              # (an array of handles: inloop_trainer *const *)
 RAW_POINTER_PARAMS = {"data"}               # void pointers that really are untyped bytes
 
 # The header's sections, in reading order: (tag used in `/// Section: <tag>.`, title, introduction).
@@ -138,8 +139,7 @@ def c_type(t, pname, fname):
     t = t.replace("* *", "**").replace("* const *", "*const *")    # const float *const *inputs
     if t.startswith("void *") or t.startswith("const void *"):
         if pname in HANDLE_PARAMS:
-            stars = t.count("*")
-            return HANDLE_PARAMS[pname] + " " + "*" * stars
+            return HANDLE_PARAMS[pname] + " " + t[t.index("*"):]     # *, **, *const *
         if pname not in RAW_POINTER_PARAMS:
             raise SystemExit(f"gen_header: {fname}: void pointer parameter '{pname}' is neither a known handle "
                              f"({', '.join(HANDLE_PARAMS)}) nor raw data ({', '.join(RAW_POINTER_PARAMS)})")

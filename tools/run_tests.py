@@ -657,7 +657,7 @@ def suite_fortran():
     record_counted("fortran-training", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_ranges"), BUILD])
     record_counted("fortran-ranges", code, out)
-    code, out = run("fortran", [os.path.join(BUILD, "test_fortran_ensemble"), FIXTURES])
+    code, out = run("fortran", [os.path.join(BUILD, "test_fortran_ensemble"), FIXTURES, BUILD])
     record_counted("fortran-ensemble", code, out)
     code, out = run("fortran", [os.path.join(BUILD, "test_noise_f"), BUILD])
     record_counted("fortran-noise", code, out)

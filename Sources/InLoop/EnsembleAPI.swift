@@ -109,6 +109,43 @@ private func forwardEnsemble<T>(_ model: OpaquePointer?, _ x: UnsafePointer<T>?,
     try run(m, x, Int(batch), mean, spread)
 }
 
+/// Writes the current weights of n trainers (typically the same configuration with different seeds,
+/// trained on the same data) as one ensemble file at `path`: the file inloop_model_load_ensemble would
+/// make of their n saved models, without the n files; inloop_model_load loads it as that ensemble. Not
+/// collective: on a data-parallel run (every rank holds the same weights) call it on one rank. The
+/// trainers are not changed and may train on; a trainer used by another thread gives BUSY.
+/// Statuses: NULL_POINTER (trainers, one of its n handles, path), INVALID_HANDLE, INVALID_ARGUMENT (n < 1
+/// or n > 4096), SIZE_MISMATCH (trainers whose models' inputs, output shapes or types differ),
+/// UNSUPPORTED, IO, BUSY, OUT_OF_MEMORY.
+/// Section: training.
+@c public func inloop_trainer_save_ensemble(_ trainers: UnsafePointer<OpaquePointer?>?, _ n: Int64,
+                                           _ path: UnsafePointer<CChar>?) -> inloop_status {
+    guarded { () throws(InLoopError) in
+        guard let trainers else { throw InLoopError(.nullPointer, "trainer_save_ensemble: trainers is NULL") }
+        guard n >= 1, n <= Int64(Engine.Uncertainty.maxMembers) else {
+            throw InLoopError(.invalidArgument, "trainer_save_ensemble: n must be between 1 and \(Engine.Uncertainty.maxMembers), got \(n)")
+        }
+        guard let path else { throw InLoopError(.nullPointer, "trainer_save_ensemble: path is NULL") }
+        let p = String(cString: path)
+        var graphs: [Engine.Graph] = []
+        for k in 0..<Int(n) {
+            guard let h = trainers[k] else { throw InLoopError(.nullPointer, "trainer_save_ensemble: trainers[\(k)] is NULL") }
+            do throws(InLoopError) {
+                let box = try trainerBox(h)
+                graphs.append(try box.use { (t) throws(InLoopError) in try t.model() }.graph)
+            } catch {
+                throw error.prefixed("ensemble member \(k)")
+            }
+        }
+        let (g, _) = try Engine.Uncertainty.ensemble(graphs, name: "ensemble")
+        do throws(InLoopError) {
+            try NativeV2.save(g, to: p)
+        } catch {
+            throw error.prefixed(p)
+        }
+    }
+}
+
 /// Saves the model behind the handle as a native version-2 file at `path` (its graph as loaded: an
 /// ensemble gives one ensemble file, which inloop_model_load loads as the same ensemble). Options,
 /// input ranges and MC-dropout settings are not saved.

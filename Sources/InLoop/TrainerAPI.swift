@@ -50,6 +50,9 @@ func failCollective(_ error: InLoopError, _ join: (TrainerBox, any DataParallelG
 
 let trainers = HandleRegistry<TrainerBox>(kind: .trainer)
 
+/// The trainer behind a live handle (for functions whose parameter `trainers` hides the registry).
+func trainerBox(_ handle: OpaquePointer) throws(InLoopError) -> TrainerBox { try trainers.lookup(handle, argument: "trainer") }
+
 /// Differentiable copies of a model (float32 and float64), made on first use.
 final class DerivativeCache: @unchecked Sendable {  // guarded by `busy`
     private var f32: EngineNetwork<Float>? = nil

@@ -16,7 +16,11 @@
  *   - MC-dropout's mean and variance on the linear model match E = w.x and Var = sum w_i^2 x_i^2 p/(1-p)
  *     within 5 standard errors of the estimates (see mc_check); same seed same bits, another seed other
  *     bits; calls at one batch allocate nothing;
- *   - every bad argument gets its status.
+ *   - every bad argument gets its status;
+ *   - inloop_trainer_save_ensemble: three trainers (one configuration, seeds 1, 2, 3, a few steps on the
+ *     same data) write one ensemble file; loaded, its mean and spread equal the mean and population std
+ *     computed here over each trainer's own model (copy_model), and bitwise the ensemble that
+ *     load_ensemble makes of the three trainers' saved model files; bad arguments get their statuses.
  * Prints "PASS <name>" / "FAIL <name>: <detail>" and "N passed, M failed"; exit status 1 on a failure.
  */
 #define _GNU_SOURCE
@@ -139,6 +143,83 @@ static void mc_check(const char *name, const double *mean, const double *spread,
     double want_v = var * (samples - 1) / samples;
     report(name, fabs(gm - mu) <= 5 * se_m && fabs(gv - want_v) <= 5 * se_v,
            "mean %.6g (w.x %.6g, se %.3g), variance %.6g (analytic %.6g, se %.3g)", gm, mu, se_m, gv, want_v, se_v);
+}
+
+/* inloop_trainer_save_ensemble: one ensemble file from three trainers, against their own models. */
+static void trainer_ensemble(const char *tmp) {
+    enum { TN = 3, TB = 16, TIN = 4, TOUT = 2 };
+    inloop_trainer *tr[TN] = {NULL, NULL, NULL}, *odd = NULL;
+    char cfg[512], path[600], files[TN][600];
+    float x[TB * TIN], y[TB * TOUT];
+    for (int i = 0; i < TB * TIN; i++) x[i] = (float)sin(0.7 * i);
+    for (int i = 0; i < TB * TOUT; i++) y[i] = (float)cos(0.3 * i);
+    int ok = 1;
+    for (int k = 0; k < TN; k++) {
+        snprintf(cfg, sizeof cfg, "model: {inputs: %d, layers: [{type: dense, out: 8, activation: tanh}, {type: dense, out: %d}]}\n"
+                 "loss: mse\noptimizer: {type: adam, lr: 0.01}\nseed: %d\n", TIN, TOUT, k + 1);
+        ok = ok && inloop_trainer_create(cfg, &tr[k]) == INLOOP_OK;
+        for (int s = 0; ok && s < 5; s++) ok = inloop_trainer_step_f32(tr[k], x, y, TB, NULL) == INLOOP_OK;
+        snprintf(files[k], sizeof files[k], "%s/trainer_member_%d.safetensors", tmp, k);
+        ok = ok && inloop_trainer_save_model(tr[k], files[k]) == INLOOP_OK;
+    }
+    report("trainer_ensemble/trainers", ok, "%s", inloop_last_error());
+    if (!ok) return;
+    snprintf(path, sizeof path, "%s/trainer_ensemble.safetensors", tmp);
+    expect("trainer_save_ensemble/writes", inloop_trainer_save_ensemble(tr, TN, path), INLOOP_OK);
+    inloop_model *e = NULL, *e2 = NULL, *m[TN] = {NULL, NULL, NULL};
+    double xd[TB * TIN], mean[TB * TOUT], spread[TB * TOUT], mean2[TB * TOUT], spread2[TB * TOUT], yk[TN][TB * TOUT];
+    for (int i = 0; i < TB * TIN; i++) xd[i] = x[i];
+    inloop_status st = inloop_model_load(path, &e);
+    st = st == INLOOP_OK ? inloop_model_forward_ensemble_f64(e, xd, TB, mean, spread) : st;
+    report("trainer_ensemble/loads_and_runs", st == INLOOP_OK, "%s: %s", inloop_status_string(st), inloop_last_error());
+    if (st != INLOOP_OK) return;
+    for (int k = 0; k < TN; k++) {
+        if (inloop_trainer_copy_model(tr[k], &m[k]) != INLOOP_OK || inloop_model_forward_f64(m[k], xd, TB, yk[k]) != INLOOP_OK) ok = 0;
+    }
+    double dm = 0, ds = 0, scale = 1;
+    for (int i = 0; i < TB * TOUT; i++) {
+        double mu = 0, v = 0;
+        for (int k = 0; k < TN; k++) mu += yk[k][i];
+        mu /= TN;
+        for (int k = 0; k < TN; k++) v += (yk[k][i] - mu) * (yk[k][i] - mu);
+        double sd = sqrt(v / TN);
+        if (fabs(mu) > scale) scale = fabs(mu);
+        if (fabs(mean[i] - mu) > dm) dm = fabs(mean[i] - mu);
+        if (fabs(spread[i] - sd) > ds) ds = fabs(spread[i] - sd);
+    }
+    dm /= scale; ds /= scale;
+    double top = 0;
+    for (int i = 0; i < TB * TOUT; i++) if (spread[i] > top) top = spread[i];
+    report("trainer_ensemble/members_differ", top > 1e-3, "largest spread %.3g", top);
+    /* float32 models: the stacked members sum in another order than each alone (as above: 2e-6) */
+    report("trainer_ensemble/mean_spread_of_the_trainers_models", ok && dm <= 2e-6 && ds <= 2e-6, "mean %.3g, spread %.3g relative", dm, ds);
+    const char *paths[TN] = {files[0], files[1], files[2]};
+    st = inloop_model_load_ensemble(paths, TN, &e2);
+    st = st == INLOOP_OK ? inloop_model_forward_ensemble_f64(e2, xd, TB, mean2, spread2) : st;
+    report("trainer_ensemble/bitwise_load_ensemble_of_saved_models", st == INLOOP_OK && memcmp(mean, mean2, sizeof mean) == 0 &&
+           memcmp(spread, spread2, sizeof spread) == 0, "%s", inloop_status_string(st));
+    /* the trainers are unchanged and train on */
+    report("trainer_ensemble/trainers_train_on", inloop_trainer_step_f32(tr[0], x, y, TB, NULL) == INLOOP_OK, "%s", inloop_last_error());
+    /* bad arguments */
+    expect("trainer_save_ensemble/null_array", inloop_trainer_save_ensemble(NULL, TN, path), INLOOP_ERR_NULL_POINTER);
+    expect("trainer_save_ensemble/n_0", inloop_trainer_save_ensemble(tr, 0, path), INLOOP_ERR_INVALID_ARGUMENT);
+    expect("trainer_save_ensemble/n_huge", inloop_trainer_save_ensemble(tr, INT64_MAX, path), INLOOP_ERR_INVALID_ARGUMENT);
+    expect("trainer_save_ensemble/null_path", inloop_trainer_save_ensemble(tr, TN, NULL), INLOOP_ERR_NULL_POINTER);
+    inloop_trainer *with_null[2] = {tr[0], NULL};
+    expect("trainer_save_ensemble/null_member", inloop_trainer_save_ensemble(with_null, 2, path), INLOOP_ERR_NULL_POINTER);
+    snprintf(cfg, sizeof cfg, "model: {inputs: %d, layers: [{type: dense, out: %d}]}\nloss: mse\noptimizer: {type: sgd, lr: 0.1}\nseed: 1\n",
+             TIN + 1, TOUT);
+    if (inloop_trainer_create(cfg, &odd) == INLOOP_OK) {
+        inloop_trainer *mixed[2] = {tr[0], odd};
+        expect("trainer_save_ensemble/other_inputs", inloop_trainer_save_ensemble(mixed, 2, path), INLOOP_ERR_SIZE_MISMATCH);
+        inloop_trainer_free(odd);
+        expect("trainer_save_ensemble/freed_member", inloop_trainer_save_ensemble(mixed, 2, path), INLOOP_ERR_INVALID_HANDLE);
+    }
+    expect("trainer_save_ensemble/no_directory", inloop_trainer_save_ensemble(tr, TN, "/nonexistent-dir/e.safetensors"), INLOOP_ERR_IO);
+    inloop_model_free(e);
+    inloop_model_free(e2);
+    for (int k = 0; k < TN; k++) { inloop_model_free(m[k]); inloop_trainer_free(tr[k]); remove(files[k]); }
+    remove(path);
 }
 
 int main(int argc, char **argv) {
@@ -277,6 +358,8 @@ int main(int argc, char **argv) {
     expect("mc/off_again", inloop_model_forward_ensemble_f64(mc, xm, B, mm, sm), INLOOP_ERR_INVALID_ARGUMENT);
     inloop_model_free(mc);
     inloop_model_free(mc2);
+
+    trainer_ensemble(tmp);
 
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail ? 1 : 0;

@@ -3,7 +3,9 @@
 !> standard deviation over the members (ens_ref.bin), in real64 and real32, and against the members
 !> loaded alone; `forward(x, y)` gives the mean; MC-dropout on y = w . dropout(x) (p = 0.3) against
 !> E = w.x and Var = sum w_i^2 x_i^2 p/(1-p) within 5 standard errors (as Tests/c/test_ensemble.c);
-!> the same seed gives the same bits; errors come back in stat. Usage: test_ensemble FIXTURES_DIR.
+!> the same seed gives the same bits; errors come back in stat; inloop_trainer_save_ensemble of three
+!> trainers (seeds 1-3) loads as an ensemble whose mean and spread are those of the trainers' own models
+!> (copy_model). Usage: test_ensemble FIXTURES_DIR [TMP_DIR].
 !> Prints PASS/FAIL lines and "N passed, M failed".
 program test_ensemble
     use inloop
@@ -110,10 +112,74 @@ program test_ensemble
     call check('MC-dropout: another seed gives other bits', any(transfer(mm, 1_int64, nb) /= transfer(mm2, 1_int64, nb)), '')
     call mc%free()
     call mc2%free()
+
+    call trainer_ensemble()
     print '(i0,a,i0,a)', passed, ' passed, ', failed, ' failed'
     if (failed > 0) error stop 1
 
 contains
+
+    !> Three trainers of one configuration (seeds 1, 2, 3), five steps on the same data, written as one
+    !> ensemble file by inloop_trainer_save_ensemble: loaded, its mean and population spread against
+    !> those computed here over the trainers' own models.
+    subroutine trainer_ensemble()
+        integer, parameter :: tn = 3, tb = 16
+        type(inloop_trainer) :: tr(tn)
+        type(inloop_model) :: e, m(tn)
+        real(real32) :: tx(4, tb), ty(2, tb)
+        real(real64) :: dx(4, tb), em(2, tb), es(2, tb), yk(2, tb, tn), mu(2, tb), sd(2, tb)
+        character(len=300) :: cfg, tmp
+        character(len=:), allocatable :: file
+        integer :: i, j, st
+        call get_command_argument(2, tmp)
+        if (len_trim(tmp) == 0) tmp = 'build'
+        file = trim(tmp) // '/trainer_ensemble_f.safetensors'
+        do j = 1, tb
+            do i = 1, 4
+                tx(i, j) = real(sin(0.7d0 * (i + 4 * j)), real32)
+            end do
+            ty(:, j) = [real(cos(0.3d0 * j), real32), real(sin(0.2d0 * j), real32)]
+        end do
+        dx = real(tx, real64)
+        do i = 1, tn
+            write(cfg, '(a,i0,a)') 'model: {inputs: 4, layers: [{type: dense, out: 8, activation: tanh}, ' // &
+                '{type: dense, out: 2}]}' // new_line('a') // 'loss: mse' // new_line('a') // &
+                'optimizer: {type: adam, lr: 0.01}' // new_line('a') // 'seed: ', i, new_line('a')
+            call tr(i)%create(trim(cfg))
+            do j = 1, 5
+                call tr(i)%step(tx, ty)
+            end do
+        end do
+        call inloop_trainer_save_ensemble(tr, file, stat=st, errmsg=msg)
+        call check('inloop_trainer_save_ensemble writes one file', st == INLOOP_OK, msg)
+        call e%load(file, stat=st, errmsg=msg)
+        call check('the trainers'' ensemble file loads', st == INLOOP_OK, msg)
+        call e%forward(dx, em, es, stat=st, errmsg=msg)
+        call check('the trainers'' ensemble: forward(x, mean, spread)', st == INLOOP_OK, msg)
+        do i = 1, tn
+            call tr(i)%copy_model(m(i))
+            call m(i)%forward(dx, yk(:, :, i))
+        end do
+        mu = sum(yk, dim=3) / tn
+        sd = 0
+        do i = 1, tn
+            sd = sd + (yk(:, :, i) - mu) ** 2
+        end do
+        sd = sqrt(sd / tn)
+        call check('the trainers'' ensemble: mean of the trainers'' models', &
+                   maxval(abs(em - mu)) <= 2d-6 * max(1d0, maxval(abs(mu))), '')
+        call check('the trainers'' ensemble: spread of the trainers'' models (and they differ)', &
+                   maxval(abs(es - sd)) <= 2d-6 * max(1d0, maxval(abs(mu))) .and. maxval(sd) > 1d-3, '')
+        call inloop_trainer_save_ensemble(tr(1:0), file, stat=st)
+        call check('inloop_trainer_save_ensemble: no trainers is INVALID_ARGUMENT', st == INLOOP_ERR_INVALID_ARGUMENT, '')
+        call e%free()
+        do i = 1, tn
+            call m(i)%free()
+            call tr(i)%free()
+        end do
+        open(newunit=i, file=file, status='old', iostat=st)
+        if (st == 0) close(i, status='delete')
+    end subroutine
 
     !> The analytic moments of y = sum a_i B_i, a_i = w_i x_i/(1-p), B_i ~ Bernoulli(1-p): the mean of
     !> the column means within 5 standard errors sqrt(Var/(S B)) of w.x, the mean of the column
