@@ -202,66 +202,48 @@ static inline ilk_v4 ILK_SUFFIX(four_sums)(const ilk_v8 *a, const float *w0, int
     return ILK_SUFFIX(pair_sums)(ILK_SUFFIX(pair_sums)(v[0], v[1]), ILK_SUFFIX(pair_sums)(v[2], v[3]));
 }
 
-/* y[o] = dot(w + o*k, x) (+ b[o]): eight (then four) rows at a time, their chains interleaved and
- * their final sums done lane-parallel; each row's operations and their order are dot_row's (and
- * Kernels.dot's). */
+/* y[0 .. rows-1] = dot(w0 + r*k, x) (+ b[r]) for a block of rows = 8 or 4 rows: their chains
+ * interleaved, their final sums done four rows at a time (four_sums), then the scalar tail lane-wise;
+ * each row's operations and their order are dot_row's. body: k rounded down to 8; after4: where the
+ * scalar tail starts. */
+static inline __attribute__((always_inline)) void ILK_SUFFIX(gemv_block)(const float *w0, const float *x, const float *b, float *y, int64_t k,
+                                          int64_t body, int64_t after4, int rows) {
+    ilk_v8 a[8];
+    for (int r = 0; r < rows; r++) a[r] = (ilk_v8){0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t j = 0; j < body; j += 8) {
+        ilk_v8 xv;
+        memcpy(&xv, x + j, sizeof xv);
+        for (int r = 0; r < rows; r++) {
+            ilk_v8 wv;
+            memcpy(&wv, w0 + r * k + j, sizeof wv);
+            a[r] += wv * xv;
+        }
+    }
+    /* lanes 4-7 hold rows 4-7 of an 8-row block; in a 4-row block they stay 0 and are not stored */
+    ilk_v4 s0 = ILK_SUFFIX(four_sums)(a, w0, k, x, body);
+    ilk_v4 s1 = rows == 8 ? ILK_SUFFIX(four_sums)(a + 4, w0 + 4 * k, k, x, body) : (ilk_v4){0, 0, 0, 0};
+    ilk_v8 s = __builtin_shufflevector(s0, s1, 0, 1, 2, 3, 4, 5, 6, 7);
+    for (int64_t j = after4; j < k; j++) {
+        ilk_v8 wj = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int r = 0; r < rows; r++) wj[r] = w0[r * k + j];
+        s += wj * x[j];
+    }
+    if (b) {
+        ilk_v8 bv = {0, 0, 0, 0, 0, 0, 0, 0};
+        memcpy(&bv, b, sizeof(float) * (size_t)rows);
+        s += bv;
+    }
+    memcpy(y, &s, sizeof(float) * (size_t)rows);
+}
+
+/* y[o] = dot(w + o*k, x) (+ b[o]): blocks of eight rows, then of four, then single rows (dot_row);
+ * every row gets the operations of Kernels.dot in its order, whichever block it falls in. */
 static void ILK_SUFFIX(small_gemv)(const float *w, const float *x, const float *b, float *y, int64_t m,
                                    int64_t k) {
     int64_t o = 0;
     int64_t body = k - k % 8, after4 = (k - body >= 4) ? body + 4 : body;
-    for (; o + 8 <= m; o += 8) {
-        const float *w0 = w + o * k;
-        ilk_v8 a[8];
-        for (int r = 0; r < 8; r++) a[r] = (ilk_v8){0, 0, 0, 0, 0, 0, 0, 0};
-        for (int64_t j = 0; j < body; j += 8) {
-            ilk_v8 xv;
-            memcpy(&xv, x + j, sizeof xv);
-            for (int r = 0; r < 8; r++) {
-                ilk_v8 wv;
-                memcpy(&wv, w0 + r * k + j, sizeof wv);
-                a[r] += wv * xv;
-            }
-        }
-        ilk_v4 s0 = ILK_SUFFIX(four_sums)(a, w0, k, x, body);
-        ilk_v4 s1 = ILK_SUFFIX(four_sums)(a + 4, w0 + 4 * k, k, x, body);
-        ilk_v8 s = __builtin_shufflevector(s0, s1, 0, 1, 2, 3, 4, 5, 6, 7);
-        for (int64_t j = after4; j < k; j++) {
-            ilk_v8 wj = {w0[j], w0[k + j], w0[2 * k + j], w0[3 * k + j], w0[4 * k + j], w0[5 * k + j],
-                         w0[6 * k + j], w0[7 * k + j]};
-            s += wj * x[j];
-        }
-        if (b) {
-            ilk_v8 bv;
-            memcpy(&bv, b + o, sizeof bv);
-            s += bv;
-        }
-        memcpy(y + o, &s, sizeof s);
-    }
-    for (; o + 4 <= m; o += 4) {
-        const float *w0 = w + o * k;
-        ilk_v8 a[4];
-        for (int r = 0; r < 4; r++) a[r] = (ilk_v8){0, 0, 0, 0, 0, 0, 0, 0};
-        for (int64_t j = 0; j < body; j += 8) {
-            ilk_v8 xv;
-            memcpy(&xv, x + j, sizeof xv);
-            for (int r = 0; r < 4; r++) {
-                ilk_v8 wv;
-                memcpy(&wv, w0 + r * k + j, sizeof wv);
-                a[r] += wv * xv;
-            }
-        }
-        ilk_v4 s = ILK_SUFFIX(four_sums)(a, w0, k, x, body);
-        for (int64_t j = after4; j < k; j++) {
-            ilk_v4 wj = {w0[j], w0[k + j], w0[2 * k + j], w0[3 * k + j]};
-            s += wj * x[j];
-        }
-        if (b) {
-            ilk_v4 bv;
-            memcpy(&bv, b + o, sizeof bv);
-            s += bv;
-        }
-        memcpy(y + o, &s, sizeof s);
-    }
+    for (; o + 8 <= m; o += 8) ILK_SUFFIX(gemv_block)(w + o * k, x, b ? b + o : NULL, y + o, k, body, after4, 8);
+    for (; o + 4 <= m; o += 4) ILK_SUFFIX(gemv_block)(w + o * k, x, b ? b + o : NULL, y + o, k, body, after4, 4);
     for (; o < m; o++) {
         float t = ILK_SUFFIX(dot_row)(w + o * k, x, k);
         y[o] = b ? t + b[o] : t;
