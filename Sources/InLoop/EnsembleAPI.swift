@@ -23,26 +23,16 @@ import InLoopMPI
         guard let model else { throw InLoopError(.nullPointer, "model_load_ensemble: the output handle pointer is NULL") }
         model.pointee = nil
         guard let paths else { throw InLoopError(.nullPointer, "model_load_ensemble: paths is NULL") }
-        guard n >= 1, n <= Int64(Engine.Uncertainty.maxMembers) else {
-            throw InLoopError(.invalidArgument, "model_load_ensemble: n must be between 1 and \(Engine.Uncertainty.maxMembers), got \(n)")
-        }
         var files: [String] = []
-        for k in 0..<Int(n) {
+        let g = try ensembleGraph("model_load_ensemble", n) { (k) throws(InLoopError) in
             guard let p = paths[k] else { throw InLoopError(.nullPointer, "model_load_ensemble: paths[\(k)] is NULL") }
             files.append(String(cString: p))
+        } member: { (k) throws(InLoopError) in
+            if k == 0 { ThreadPolicy.applyDefault() }
+            let m = try ModelFile.load(path: files[k])
+            if let e = m.convenienceError { throw e }
+            return m.graph
         }
-        ThreadPolicy.applyDefault()
-        var graphs: [Engine.Graph] = []
-        for (k, f) in files.enumerated() {
-            do throws(InLoopError) {
-                let m = try ModelFile.load(path: f)
-                if let e = m.convenienceError { throw e }
-                graphs.append(m.graph)
-            } catch {
-                throw error.prefixed("ensemble member \(k)")
-            }
-        }
-        let (g, _) = try Engine.Uncertainty.ensemble(graphs, name: "ensemble")
         model.pointee = models.register(try ModelBox(try Engine.Model(graph: g, name: "ensemble")))
     }
 }
@@ -122,28 +112,37 @@ private func forwardEnsemble<T>(_ model: OpaquePointer?, _ x: UnsafePointer<T>?,
                                            _ path: UnsafePointer<CChar>?) -> inloop_status {
     guarded { () throws(InLoopError) in
         guard let trainers else { throw InLoopError(.nullPointer, "trainer_save_ensemble: trainers is NULL") }
-        guard n >= 1, n <= Int64(Engine.Uncertainty.maxMembers) else {
-            throw InLoopError(.invalidArgument, "trainer_save_ensemble: n must be between 1 and \(Engine.Uncertainty.maxMembers), got \(n)")
-        }
         guard let path else { throw InLoopError(.nullPointer, "trainer_save_ensemble: path is NULL") }
-        let p = String(cString: path)
-        var graphs: [Engine.Graph] = []
-        for k in 0..<Int(n) {
+        var boxes: [TrainerBox] = []
+        let g = try ensembleGraph("trainer_save_ensemble", n) { (k) throws(InLoopError) in
             guard let h = trainers[k] else { throw InLoopError(.nullPointer, "trainer_save_ensemble: trainers[\(k)] is NULL") }
-            do throws(InLoopError) {
-                let box = try trainerBox(h)
-                graphs.append(try box.use { (t) throws(InLoopError) in try t.model() }.graph)
-            } catch {
-                throw error.prefixed("ensemble member \(k)")
-            }
+            do throws(InLoopError) { boxes.append(try trainerBox(h)) } catch { throw error.prefixed("ensemble member \(k)") }
+        } member: { (k) throws(InLoopError) in
+            try boxes[k].use { (t) throws(InLoopError) in try t.model() }.graph
         }
-        let (g, _) = try Engine.Uncertainty.ensemble(graphs, name: "ensemble")
-        do throws(InLoopError) {
-            try NativeV2.save(g, to: p)
-        } catch {
-            throw error.prefixed(p)
-        }
+        try save(g, to: String(cString: path))
     }
+}
+
+/// The ensemble graph of n members: n checked (1 ... maxMembers), then every member's argument checked
+/// (`check(k)`, before any member is read), then the members' graphs (`member(k)`; an error names the
+/// member).
+private func ensembleGraph(_ what: String, _ n: Int64, check: (Int) throws(InLoopError) -> Void,
+                           member: (Int) throws(InLoopError) -> Engine.Graph) throws(InLoopError) -> Engine.Graph {
+    guard n >= 1, n <= Int64(Engine.Uncertainty.maxMembers) else {
+        throw InLoopError(.invalidArgument, "\(what): n must be between 1 and \(Engine.Uncertainty.maxMembers), got \(n)")
+    }
+    for k in 0..<Int(n) { try check(k) }
+    var graphs: [Engine.Graph] = []
+    for k in 0..<Int(n) {
+        do throws(InLoopError) { graphs.append(try member(k)) } catch { throw error.prefixed("ensemble member \(k)") }
+    }
+    return try Engine.Uncertainty.ensemble(graphs, name: "ensemble").0
+}
+
+/// Writes `g` as a native version-2 file at `path` (an error names the path).
+private func save(_ g: Engine.Graph, to path: String) throws(InLoopError) {
+    do throws(InLoopError) { try NativeV2.save(g, to: path) } catch { throw error.prefixed(path) }
 }
 
 /// Saves the model behind the handle as a native version-2 file at `path` (its graph as loaded: an
@@ -155,11 +154,6 @@ private func forwardEnsemble<T>(_ model: OpaquePointer?, _ x: UnsafePointer<T>?,
     guarded { () throws(InLoopError) in
         let box = try models.lookup(model)
         guard let path else { throw InLoopError(.nullPointer, "model_save: path is NULL") }
-        let p = String(cString: path)
-        do throws(InLoopError) {
-            try NativeV2.save(box.model.graph, to: p)
-        } catch {
-            throw error.prefixed(p)
-        }
+        try save(box.model.graph, to: String(cString: path))
     }
 }
