@@ -17,14 +17,18 @@
 #include <time.h>
 #include "inloop.h"
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench_common.h"
+
 
 #define NM 5
 static const char *names[NM] = {"plain", "+ conservation", "+ softplus bound", "+ mass fixer", "+ all three"};
+
+struct ctx { inloop_model **m; const float *x; float *y; int64_t n; };
+
+static void run(int k, long count, void *p) {
+    struct ctx *c = p;
+    for (long i = 0; i < count; i++) inloop_model_forward_f32(c->m[k], c->x, c->n, c->y);
+}
 
 int main(int argc, char **argv) {
     if (argc < 2) { fprintf(stderr, "usage: bench_constraints MODEL [BATCH...]\n"); return 2; }
@@ -58,27 +62,13 @@ int main(int argc, char **argv) {
         float *x = malloc((size_t)(n * n_in) * sizeof *x), *y = malloc((size_t)(n * n_out) * sizeof *y);
         for (int64_t i = 0; i < n * n_in; i++) x[i] = (float)(0.5 + 0.4 * sin(0.37 * (double)i));
         for (int k = 0; k < NM; k++) inloop_model_forward_f32(m[k], x, n, y);   /* compile, warm up */
-        double t0 = now();
-        long calls = 0;
-        while (now() - t0 < 0.05) { inloop_model_forward_f32(m[0], x, n, y); calls++; }
+        struct ctx c = {m, x, y, n};
+        long calls[NM];
+        calls[0] = calls_for_50ms(run, 0, &c);
+        for (int k = 1; k < NM; k++) calls[k] = calls[0];
         double best[NM];
-        for (int k = 0; k < NM; k++) best[k] = 1e30;
-        for (int r = 0; r < 7; r++) {
-            for (int k = 0; k < NM; k++) {
-                double s = now();
-                for (long c = 0; c < calls; c++) inloop_model_forward_f32(m[k], x, n, y);
-                double per = (now() - s) / (double)calls;
-                if (per < best[k]) best[k] = per;
-            }
-        }
-        printf("%8lld", (long long)n);
-        for (int k = 0; k < NM; k++) {
-            char cell[64];
-            if (k == 0) snprintf(cell, sizeof cell, "%.0f", best[k] * 1e9);
-            else snprintf(cell, sizeof cell, "%.0f (%.2fx)", best[k] * 1e9, best[k] / best[0]);
-            printf(" %22s", cell);
-        }
-        printf("\n");
+        bench_rounds(NM, calls, run, &c, best);
+        bench_row((long long)n, best, NM, 22);
         free(x);
         free(y);
     }

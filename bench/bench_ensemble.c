@@ -22,21 +22,23 @@
 #include <time.h>
 #include "inloop.h"
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench_common.h"
+
 
 #define NC 7
 static const int members[3] = {1, 4, 8};
 
 /* column k: 0 plain; 1..3 ensemble of members[k-1]; 4..6 members[k-4] separate forwards */
-static void call(int k, inloop_model *plain, inloop_model **ens, inloop_model **sep, const float *x, int64_t n, float *y,
-                 float *s) {
-    if (k == 0) inloop_model_forward_f32(plain, x, n, y);
-    else if (k <= 3) inloop_model_forward_ensemble_f32(ens[k - 1], x, n, y, s);
-    else for (int r = 0; r < members[k - 4]; r++) inloop_model_forward_f32(sep[r], x, n, y);
+struct ctx { inloop_model *plain, **ens, **sep; const float *x; int64_t n; float *y, *s; };
+
+/* count calls of column k */
+static void run(int k, long count, void *p) {
+    struct ctx *c = p;
+    for (long i = 0; i < count; i++) {
+        if (k == 0) inloop_model_forward_f32(c->plain, c->x, c->n, c->y);
+        else if (k <= 3) inloop_model_forward_ensemble_f32(c->ens[k - 1], c->x, c->n, c->y, c->s);
+        else for (int r = 0; r < members[k - 4]; r++) inloop_model_forward_f32(c->sep[r], c->x, c->n, c->y);
+    }
 }
 
 static void table(const char *title, const char *const *names, int nc, inloop_model *plain, inloop_model **ens,
@@ -49,35 +51,21 @@ static void table(const char *title, const char *const *names, int nc, inloop_mo
         float *x = malloc((size_t)(n * n_in) * sizeof *x), *y = malloc((size_t)(n * n_out) * sizeof *y);
         float *s = malloc((size_t)(n * n_out) * sizeof *s);
         for (int64_t i = 0; i < n * n_in; i++) x[i] = (float)(0.5 + 0.4 * sin(0.37 * (double)i));
+        struct ctx c = {plain, ens, sep, x, n, y, s};
         for (int k = 0; k < nc; k++) {   /* compile, warm up, check */
-            call(k, plain, ens, sep, x, n, y, s);
+            run(k, 1, &c);
             if (k >= 1 && k <= 3 && inloop_model_forward_ensemble_f32(ens[k - 1], x, n, y, s) != INLOOP_OK) {
                 fprintf(stderr, "%s: %s\n", names[k], inloop_last_error());
                 exit(1);
             }
         }
-        double t0 = now();
-        long calls = 0;
-        while (now() - t0 < 0.05) { inloop_model_forward_f32(plain, x, n, y); calls++; }
+        /* ~50 ms of plain forwards per column: a column of N members gets 1/N of the calls */
+        long calls[NC];
+        calls[0] = calls_for_50ms(run, 0, &c);
+        for (int k = 1; k < nc; k++) calls[k] = calls[0] / (k <= 3 ? members[k - 1] : members[k - 4]) + 1;
         double best[NC];
-        for (int k = 0; k < nc; k++) best[k] = 1e30;
-        for (int r = 0; r < 7; r++) {
-            for (int k = 0; k < nc; k++) {
-                long c = k == 0 ? calls : calls / (k <= 3 ? members[k - 1] : members[k - 4]) + 1;
-                double t = now();
-                for (long i = 0; i < c; i++) call(k, plain, ens, sep, x, n, y, s);
-                double per = (now() - t) / (double)c;
-                if (per < best[k]) best[k] = per;
-            }
-        }
-        printf("%8lld", (long long)n);
-        for (int k = 0; k < nc; k++) {
-            char cell[64];
-            if (k == 0) snprintf(cell, sizeof cell, "%.0f", best[k] * 1e9);
-            else snprintf(cell, sizeof cell, "%.0f (%.2fx)", best[k] * 1e9, best[k] / best[0]);
-            printf(" %20s", cell);
-        }
-        printf("\n");
+        bench_rounds(nc, calls, run, &c, best);
+        bench_row((long long)n, best, nc, 20);
         free(x); free(y); free(s);
     }
     (void)mc;

@@ -17,11 +17,8 @@
 #include <time.h>
 #include "inloop.h"
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench_common.h"
+
 
 #define NK 4
 static const char *names[NK] = {"forward", "saliency", "gradcam (upsampled)", "lrp"};
@@ -37,6 +34,10 @@ static inloop_status call(int k, int64_t n) {
     case 2: return inloop_model_gradcam_f32(model, tensor, x, n, 0, 1, map);
     default: return inloop_model_lrp_f32(model, x, n, 0, 1e-6, s);
     }
+}
+
+static void run(int k, long count, void *n) {
+    for (long i = 0; i < count; i++) call(k, *(int64_t *)n);
 }
 
 int main(int argc, char **argv) {
@@ -67,27 +68,10 @@ int main(int argc, char **argv) {
         double best[NK];
         for (int k = 0; k < NK; k++) {
             if (call(k, n) != INLOOP_OK) { fprintf(stderr, "%s: %s\n", names[k], inloop_last_error()); return 1; }
-            double t0 = now();
-            calls[k] = 0;
-            while (now() - t0 < 0.05) { call(k, n); calls[k]++; }
-            best[k] = 1e30;
+            calls[k] = calls_for_50ms(run, k, &n);
         }
-        for (int r = 0; r < 7; r++) {
-            for (int k = 0; k < NK; k++) {
-                double t0 = now();
-                for (long c = 0; c < calls[k]; c++) call(k, n);
-                double per = (now() - t0) / (double)calls[k];
-                if (per < best[k]) best[k] = per;
-            }
-        }
-        printf("%8lld", (long long)n);
-        for (int k = 0; k < NK; k++) {
-            char cell[64];
-            if (k == 0) snprintf(cell, sizeof cell, "%.0f", best[k] * 1e9);
-            else snprintf(cell, sizeof cell, "%.0f (%.2fx)", best[k] * 1e9, best[k] / best[0]);
-            printf(" %22s", cell);
-        }
-        printf("\n");
+        bench_rounds(NK, calls, run, &n, best);
+        bench_row((long long)n, best, NK, 22);
         free(x); free(y); free(s); free(map);
     }
     inloop_model_free(model);
