@@ -409,7 +409,7 @@ enum ConstraintKernels {
     @inlinable
     static func project<T: Real>(y: UnsafePointer<T>?, w: UnsafePointer<T>, s: UnsafePointer<T>?, out: UnsafeMutablePointer<T>,
                                  rows: Int, cols: Int, wStride: Int, accumulate: Bool) {
-        var inv = inverseSquare(w, cols)
+        var inv = wStride == 0 ? inverseSquare(w, cols) : 0   // per column: computed in the loop
         for r in 0..<rows {
             let row = r * cols, wr = w + r * wStride
             if wStride != 0 { inv = inverseSquare(wr, cols) }
@@ -535,7 +535,7 @@ enum ConstraintKernels {
     @inlinable
     static func targetAdjoint<T: Real>(g: UnsafePointer<T>, w: UnsafePointer<T>, out: UnsafeMutablePointer<T>,
                                        rows: Int, cols: Int, wStride: Int, accumulate: Bool) {
-        var inv = inverseSquare(w, cols)
+        var inv = wStride == 0 ? inverseSquare(w, cols) : 0   // per column: computed in the loop
         for r in 0..<rows {
             let wr = w + r * wStride
             if wStride != 0 { inv = inverseSquare(wr, cols) }
