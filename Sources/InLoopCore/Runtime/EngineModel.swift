@@ -717,41 +717,22 @@ extension Engine {
         }
 
         public func forward(_ x: UnsafeBufferPointer<Float>, batch: Int, into y: UnsafeMutableBufferPointer<Float>) throws(InLoopError) {
-            if ensembleForward {
-                // an ensemble: the mean (Uncertainty.swift)
-                try checkBatch(batch)
-                try checkCount(input: true, x.count, inElements(0, batch), batch)
-                try checkCount(input: false, y.count, outElements(0, batch), batch)
-                guard let xb = x.baseAddress, let yb = y.baseAddress else { throw InLoopError(.nullPointer, "input or output buffer is null") }
-                try forwardEnsembleMean(xb, batch: batch, into: yb)
-                return
-            }
-            try checkSingle(x.count, y.count, batch)
-            guard let xb = x.baseAddress, let yb = y.baseAddress else { throw InLoopError(.nullPointer, "input or output buffer is null") }
-            var xp = UnsafePointer(xb), yp = yb
-            try withUnsafePointer(to: &xp) { (i) throws(InLoopError) in
-                try withUnsafePointer(to: &yp) { (o) throws(InLoopError) in
-                    try run(batch: batch, inputs: UnsafeBufferPointer(start: i, count: 1), outputs: UnsafeBufferPointer(start: o, count: 1))
-                }
-            }
+            try single(x, batch: batch, into: y)
         }
 
         public func forward(_ x: UnsafeBufferPointer<Double>, batch: Int, into y: UnsafeMutableBufferPointer<Double>) throws(InLoopError) {
-            if ensembleForward {
-                // an ensemble: the mean (Uncertainty.swift)
-                try checkBatch(batch)
-                try checkCount(input: true, x.count, inElements(0, batch), batch)
-                try checkCount(input: false, y.count, outElements(0, batch), batch)
-                guard let xb = x.baseAddress, let yb = y.baseAddress else { throw InLoopError(.nullPointer, "input or output buffer is null") }
-                try forwardEnsembleMean(xb, batch: batch, into: yb)
-                return
-            }
+            try single(x, batch: batch, into: y)
+        }
+
+        /// One input, one output (an ensemble: its mean, Uncertainty.swift), for either caller type.
+        private func single<U: EngineScalar>(_ x: UnsafeBufferPointer<U>, batch: Int, into y: UnsafeMutableBufferPointer<U>) throws(InLoopError) {
             try checkSingle(x.count, y.count, batch)
             guard let xb = x.baseAddress, let yb = y.baseAddress else { throw InLoopError(.nullPointer, "input or output buffer is null") }
+            if ensembleForward { return try forwardEnsembleMean(xb, batch: batch, into: yb) }
             var xp = UnsafePointer(xb), yp = yb
             try withUnsafePointer(to: &xp) { (i) throws(InLoopError) in
                 try withUnsafePointer(to: &yp) { (o) throws(InLoopError) in
-                    try run(batch: batch, inputs: UnsafeBufferPointer(start: i, count: 1), outputs: UnsafeBufferPointer(start: o, count: 1))
+                    try execute(batch: batch, inputs: UnsafeBufferPointer(start: i, count: 1), outputs: UnsafeBufferPointer(start: o, count: 1))
                 }
             }
         }
@@ -770,6 +751,16 @@ extension Engine {
         func runAny<U: EngineScalar>(batch: Int, inputs: UnsafeBufferPointer<UnsafePointer<U>>,
                                      outputs: UnsafeBufferPointer<UnsafeMutablePointer<U>>) throws(InLoopError) {
             try execute(batch: batch, inputs: inputs, outputs: outputs)
+        }
+
+        /// The call's input pointers with input k replaced by `p` (noise filled in, or clamped), in the
+        /// model's own pointer array (no allocation); `inputs` may already be that array.
+        private func replacing<U: EngineScalar>(_ inputs: UnsafeBufferPointer<UnsafePointer<U>>, _ k: Int,
+                                                with p: UnsafePointer<U>) -> UnsafeBufferPointer<UnsafePointer<U>> {
+            let a = guardPointers.bindMemory(to: UnsafePointer<U>.self, capacity: inputs.count)
+            for i in 0..<inputs.count where i != k { a[i] = inputs[i] }
+            a[k] = p
+            return UnsafeBufferPointer(start: a, count: inputs.count)
         }
 
         /// Checks the call, then runs in the compute type: in place when the caller's type is it, else
@@ -791,17 +782,10 @@ extension Engine {
             var inputs = inputs
             if let ns = noiseState {
                 let k = ns.spec.input
-                let filled = try ns.filled(inputs[k], batch: batch, per: inputSpecs[k].count)
-                let p = guardPointers.bindMemory(to: UnsafePointer<U>.self, capacity: inputs.count)
-                for i in 0..<inputs.count { p[i] = inputs[i] }
-                p[k] = filled
-                inputs = UnsafeBufferPointer(start: p, count: inputs.count)
+                inputs = replacing(inputs, k, with: try ns.filled(inputs[k], batch: batch, per: inputSpecs[k].count))
             }
             if let g = rangeGuard, g.mode != .off, let clamped = g.check(inputs[0], batch: batch) {
-                let p = guardPointers.bindMemory(to: UnsafePointer<U>.self, capacity: inputs.count)
-                for k in 0..<inputs.count { p[k] = inputs[k] }
-                p[0] = clamped
-                inputs = UnsafeBufferPointer(start: p, count: inputs.count)
+                inputs = replacing(inputs, 0, with: clamped)
             }
             switch try runner(batch) {
             case .single(let e): try forward(e, batch, inputs, outputs, inCounts, outCounts)
@@ -915,7 +899,8 @@ extension Engine {
         // MARK: - Checks
 
         private func checkSingle(_ nx: Int, _ ny: Int, _ batch: Int) throws(InLoopError) {
-            guard inputSpecs.count == 1, outputSpecs.count == 1 else {
+            // (an ensemble's two outputs, mean and spread, have one size: forward gives the mean)
+            guard inputSpecs.count == 1, outputSpecs.count == 1 || ensembleForward else {
                 throw InLoopError(.invalidArgument, "model '\(name)' has \(inputSpecs.count) inputs and \(outputSpecs.count) outputs; run it with all of them (inloop_model_run_f32/_f64)")
             }
             try checkBatch(batch)
