@@ -1,12 +1,14 @@
 /* Shared by the C benchmarks that print a "cost per call next to a plain forward" table
  * (bench_constraints, bench_ensemble, bench_explain, bench_noise): the clock, the interleaved rounds
  * (best of 7, the columns taking turns so that machine noise hits them alike) and a table row (ns per
- * call; from the second column on, the ratio to the first). Include after defining
- * _POSIX_C_SOURCE 199309L (clock_gettime). */
+ * call; from the second column on, the ratio to the first), the batch list from the command line and
+ * loading copies of a model. Include after defining _POSIX_C_SOURCE 199309L (clock_gettime) and
+ * including inloop.h. */
 #ifndef INLOOP_BENCH_COMMON_H
 #define INLOOP_BENCH_COMMON_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 static double now(void) {
@@ -47,6 +49,25 @@ static void bench_row(long long batch, const double *best, int nc, int width) {
         printf(" %*s", width, cell);
     }
     printf("\n");
+}
+
+/* The batch sizes: argv[first..argc-1] when given (at most 16), else the nd defaults. Returns how many. */
+static int bench_batches(int argc, char **argv, int first, const int64_t *defaults, int nd, int64_t out[16]) {
+    int nb = 0;
+    if (argc > first) {
+        for (int i = first; i < argc && nb < 16; i++) out[nb++] = atoll(argv[i]);
+    } else {
+        for (; nb < nd && nb < 16; nb++) out[nb] = defaults[nb];
+    }
+    return nb;
+}
+
+/* n handles on the model at path (each its own weights); 0, or 1 after printing the error. */
+static int bench_load(const char *path, inloop_model **m, int n) {
+    for (int k = 0; k < n; k++) {
+        if (inloop_model_load(path, &m[k]) != INLOOP_OK) { fprintf(stderr, "%s\n", inloop_last_error()); return 1; }
+    }
+    return 0;
 }
 
 #endif

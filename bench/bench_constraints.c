@@ -32,14 +32,12 @@ static void run(int k, long count, void *p) {
 
 int main(int argc, char **argv) {
     if (argc < 2) { fprintf(stderr, "usage: bench_constraints MODEL [BATCH...]\n"); return 2; }
-    int64_t batches[16] = {1, 16, 256};
-    int nb = 3;
-    if (argc > 2) { nb = 0; for (int i = 2; i < argc && nb < 16; i++) batches[nb++] = atoll(argv[i]); }
+    static const int64_t defaults[] = {1, 16, 256};
+    int64_t batches[16];
+    int nb = bench_batches(argc, argv, 2, defaults, 3, batches);
     inloop_set_num_threads(1);
     inloop_model *m[NM];
-    for (int k = 0; k < NM; k++) {
-        if (inloop_model_load(argv[1], &m[k]) != INLOOP_OK) { fprintf(stderr, "%s\n", inloop_last_error()); return 1; }
-    }
+    if (bench_load(argv[1], m, NM)) return 1;
     int64_t n_in = 0, n_out = 0;
     inloop_model_input_size(m[0], &n_in);
     inloop_model_output_size(m[0], &n_out);

@@ -76,12 +76,12 @@ int main(int argc, char **argv) {
     const char *dropout = NULL;
     int first = 2;
     if (argc > 2 && (strstr(argv[2], ".onnx") || strstr(argv[2], ".safetensors"))) { dropout = argv[2]; first = 3; }
-    int64_t batches[16] = {1, 256};
-    int nb = 2;
-    if (argc > first) { nb = 0; for (int i = first; i < argc && nb < 16; i++) batches[nb++] = atoll(argv[i]); }
+    static const int64_t defaults[] = {1, 256};
+    int64_t batches[16];
+    int nb = bench_batches(argc, argv, first, defaults, 2, batches);
     inloop_set_num_threads(1);
     inloop_model *plain = NULL, *ens[3];
-    if (inloop_model_load(argv[1], &plain) != INLOOP_OK) { fprintf(stderr, "%s\n", inloop_last_error()); return 1; }
+    if (bench_load(argv[1], &plain, 1)) return 1;
     const char *paths[8];
     for (int k = 0; k < 8; k++) paths[k] = argv[1];
     for (int k = 0; k < 3; k++) {
@@ -96,9 +96,7 @@ int main(int argc, char **argv) {
     snprintf(title, sizeof title, "model %s (%lld -> %lld), 1 thread, ns per call (best of 7 rounds); ensemble = "
              "inloop_model_forward_ensemble_f32 (mean and spread)", argv[1], (long long)n_in, (long long)n_out);
     inloop_model *sep[8];
-    for (int k = 0; k < 8; k++) {
-        if (inloop_model_load(argv[1], &sep[k]) != INLOOP_OK) { fprintf(stderr, "%s\n", inloop_last_error()); return 1; }
-    }
+    if (bench_load(argv[1], sep, 8)) return 1;
     table(title, names, NC, plain, ens, sep, batches, nb, n_in, n_out, 0);
     for (int k = 0; k < 3; k++) inloop_model_free(ens[k]);
     for (int k = 0; k < 8; k++) inloop_model_free(sep[k]);

@@ -42,12 +42,12 @@ static void run(int k, long count, void *n) {
 
 int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: bench_explain MODEL TENSOR [BATCH...]\n"); return 2; }
-    int64_t batches[16] = {1, 16};
-    int nb = 2;
-    if (argc > 3) { nb = 0; for (int i = 3; i < argc && nb < 16; i++) batches[nb++] = atoll(argv[i]); }
+    static const int64_t defaults[] = {1, 16};
+    int64_t batches[16];
+    int nb = bench_batches(argc, argv, 3, defaults, 2, batches);
     inloop_set_num_threads(1);
     tensor = argv[2];
-    if (inloop_model_load(argv[1], &model) != INLOOP_OK) { fprintf(stderr, "%s\n", inloop_last_error()); return 1; }
+    if (bench_load(argv[1], &model, 1)) return 1;
     int64_t n_in = 0, n_out = 0, n_map = 0;
     inloop_model_input_size(model, &n_in);
     inloop_model_output_size(model, &n_out);
