@@ -75,7 +75,7 @@ ifneq ($(FORTRAN_ID),$(shell cat $(BUILD)/.fortran-id 2>/dev/null))
 $(shell rm -rf $(BUILD)/mod $(BUILD)/mpimod $(BUILD)/lorenz96/obj $(BUILD)/lorenz96/lorenz96 $(BUILD)/radiation/obj $(BUILD)/radiation/obj-serial $(BUILD)/radiation/radiation $(BUILD)/radiation/rad_checks; mkdir -p $(BUILD); echo '$(FORTRAN_ID)' > $(BUILD)/.fortran-id)
 endif
 
-.PHONY: all deps lib header models test demo bench clean fortran c-programs snippets lorenz96 plot-deps sanitize
+.PHONY: all deps lib header models test demo bench bench-conv clean fortran c-programs snippets lorenz96 plot-deps sanitize
 .PHONY: radiation demo-radiation
 .PHONY: static-lib stage install install-debug uninstall dist test-install install-test-deps footprint
 .PHONY: fuzz fuzz-build fuzz-smoke node-tests
@@ -244,6 +244,17 @@ demo-radiation: radiation plot-deps
 NODE_ARGS  ?=
 node-tests: lib
 	python3 Tests/onnx/node_tests.py $(NODE_ARGS)
+
+# cnn2d's convolutions: InLoop's direct kernel (called directly), the im2col + sgemm path and oneDNN
+# (when dnnl.h exists: apt-get install libdnnl-dev) in one run, 1 thread. Not part of test or bench.
+bench-conv:
+	@mkdir -p $(BUILD)
+	clang -O2 -ffp-contract=off -fno-math-errno -ISources/InLoopKernelsC/include -c Sources/InLoopKernelsC/kernels.c \
+	  -o $(BUILD)/ilk_kernels.o
+	clang -O2 -std=c99 -Wall -Wextra -Werror -ISources/InLoopKernelsC/include -Ibench \
+	  $$(test -f /usr/include/dnnl.h && echo "-DHAVE_DNNL") bench/bench_conv_onednn.c $(BUILD)/ilk_kernels.o \
+	  -lopenblas $$(test -f /usr/include/dnnl.h && echo "-ldnnl") -lm -o $(BUILD)/bench_conv_onednn
+	OMP_NUM_THREADS=1 $(BUILD)/bench_conv_onednn
 
 bench: lib models $(BUILD)/mod/inloop.mod $(BUILD)/mpimod/inloop.mod
 	$(FC) $(FFLAGS) -I$(BUILD)/mod $(BUILD)/mod/inloop.o bench/bench_fortran.f90 $(LINK) -o $(BUILD)/bench_fortran

@@ -1396,6 +1396,9 @@ int main(int argc, char **argv) {
             check_no_alloc("models", models, "column_mlp", 1);
             report_threaded_allocs(models, "column_mlp", 2);
         } else skipf("models/column_mlp/alloc: not available");
+        /* cnn2d: the direct convolution kernels (scratch sized at plan time, nothing per call) */
+        if (have_models && file_exists(models, "cnn2d.onnx", ".io.bin")) check_no_alloc("models", models, "cnn2d.onnx", 1);
+        else skipf("models/cnn2d/alloc: not available");
     }
 
     /* 3. errors */

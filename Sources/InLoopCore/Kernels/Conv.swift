@@ -42,8 +42,12 @@
 //     workspaceCount(geometry:batch:) -> Int
 //     forward(x:batch:geometry:weight:bias:activation:y:workspace:)
 //
-// Strategy of Conv.forward: group = Cin > 1 (depthwise, any channel multiplier) runs direct loops
-// (no workspace).
+// Strategy of Conv.forward: 2-D, group 1, stride 1, dilation 1 with small channel counts
+// (`directFits`: Cin·kH·kW ≤ 1152, Cout ≤ 256, rows ≥ 8 wide, not pointwise) runs the direct C kernel
+// (`directForward`, Sources/InLoopKernelsC/conv_body.h) at the avx2/avx512 levels: FMA sums in a fixed
+// order, so its values differ from the GEMM path's within float32 rounding, and are the same at every
+// batch size and thread split; the baseline level takes the GEMM path below.
+// group = Cin > 1 (depthwise, any channel multiplier) runs direct loops (no workspace).
 // Otherwise, per group, im2col + cblas_sgemm: when a sample has at most 128 output positions several
 // samples share one GEMM (~256 im2col columns side by side; the copy back into y's N×Cout×P layout
 // applies bias + activation); else each sample is cut into tiles of whole output rows (~384 columns,
@@ -59,6 +63,7 @@
 // outH, outW) are public for callers that need them.
 
 import CBLAS
+import InLoopKernelsC
 
 /// Validated sizes of a 1-D or 2-D convolution. Internally everything is 2-D: a 1-D convolution has
 /// `inH = kH = outH = 1`, stride/dilation 1 and no padding along H.
@@ -262,10 +267,65 @@ public enum Conv {
             && g.outH == g.inH && g.outW == g.inW
     }
 
+    /// The shapes the direct kernel (`directForward`) takes in `forward`: 1-D or 2-D, group 1, stride 1,
+    /// dilation 1, not pointwise, rows of at least 8 outputs (one vector), and small channel counts
+    /// (Cin·kH·kW ≤ 1152, e.g. 128 channels 3×3; Cout ≤ 256), where im2col + GEMM spends more on the
+    /// copy and on GEMM calls too small for OpenBLAS's blocking than on arithmetic (cnn2d: 2 → 16 →
+    /// 32 channels; column_conv1d: 4 → 32 → 32 → 2 channels, 1-D, which is the 2-D case with one
+    /// row). Larger layers keep im2col + GEMM, whose cache blocking then pays.
+    @inlinable
+    static func directFits(_ g: ConvGeometry) -> Bool {
+        g.spatialRank <= 2 && directPossible(g) && !isPointwise(g) && g.outW >= 8
+            && g.channelsIn * g.kernelSpatialCount <= 1152 && g.channelsOut <= 256
+    }
+
+    /// What the direct kernel can compute at all: group 1, stride 1, dilation 1.
+    @inlinable
+    static func directPossible(_ g: ConvGeometry) -> Bool {
+        g.group == 1 && g.strideH == 1 && g.strideW == 1 && g.dilationH == 1 && g.dilationW == 1
+    }
+
+    /// Floats of scratch the direct kernel needs (one zero-bordered image: Cin planes of
+    /// (outH + kH − 1) rows of outW rounded up to ILK_CONV_SPAN, + kW − 1), saturating.
+    @usableFromInline
+    static func directWorkspaceCount(_ g: ConvGeometry) -> Int {
+        let span = Int(ILK_CONV_SPAN)
+        let rowFloats = (g.outW + span - 1) / span * span + g.kW - 1   // sizes ≤ Limits.maxDimension
+        return saturatingProduct(g.channelsIn, saturatingProduct(g.outH + g.kH - 1, rowFloats))
+    }
+
+    /// y = activation(conv(x) + bias) by the direct kernel (`ilk_conv2d_direct`) when the CPU level
+    /// has one (avx2, avx512) and `directPossible(g)`; false (nothing written) otherwise. Relu, leaky
+    /// relu and identity are applied in the kernel's store; other activations in a pass after it.
+    /// Each value is Σ over (ci, i, j) of FMAs in that order, + bias: the im2col + GEMM path's value
+    /// within float32 rounding, the same at every batch size and thread split. `workspace` holds
+    /// `directWorkspaceCount(g)` floats.
+    @usableFromInline
+    static func directForward(x: UnsafePointer<Float>, batch: Int, geometry g: ConvGeometry,
+                              weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, activation: Activation,
+                              y: UnsafeMutablePointer<Float>, workspace: UnsafeMutablePointer<Float>) -> Bool {
+        guard directPossible(g) else { return false }
+        let c = Kernels.cKernel(activation, .inference)
+        let fused = c != nil && c!.code != ILK_TANH
+        let (code, alpha) = fused ? c! : (ILK_IDENTITY, 0)
+        guard ilk_conv2d_direct(x, Int64(batch), Int64(g.channelsIn), Int64(g.inH), Int64(g.inW), weight, bias,
+                                Int64(g.channelsOut), Int64(g.kH), Int64(g.kW), Int64(g.padTop), Int64(g.padLeft),
+                                Int64(g.outH), Int64(g.outW), code, alpha, y, workspace) != 0 else { return false }
+        if !fused && activation != .identity { Kernels.activate(activation, y, count: batch * g.outputCount) }
+        return true
+    }
+
     /// Floats of scratch `forward` needs for `batch` samples (also enough for any smaller batch).
     /// Saturates at Int.max (a count the work-space limit then refuses) instead of overflowing.
+    /// A shape the direct kernel takes gets room for either path (the CPU level decides at run time).
     @inlinable
     public static func workspaceCount(geometry g: ConvGeometry, batch: Int) -> Int {
+        let gemm = gemmWorkspaceCount(geometry: g, batch: batch)
+        return directFits(g) ? Swift.max(gemm, directWorkspaceCount(g)) : gemm
+    }
+
+    @inlinable
+    static func gemmWorkspaceCount(geometry g: ConvGeometry, batch: Int) -> Int {
         if g.isDepthwise { return 0 }
         let b = samplesPerGEMM(g, batch: batch)
         let k = g.channelsIn / g.group * g.kernelSpatialCount   // ≤ weightCount ≤ 2^40
@@ -288,6 +348,8 @@ public enum Conv {
                                activation: Activation, y: UnsafeMutablePointer<Float>,
                                workspace: UnsafeMutablePointer<Float>) {
         if batch <= 0 { return }
+        if directFits(g), directForward(x: x, batch: batch, geometry: g, weight: weight, bias: bias,
+                                        activation: activation, y: y, workspace: workspace) { return }
         if g.isDepthwise {
             depthwise(x: x, batch: batch, geometry: g, weight: weight, bias: bias, activation: activation, y: y)
             return
