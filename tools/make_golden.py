@@ -12,7 +12,8 @@ For each fixture `<name>` listed in Tests/fixtures/list.txt, with x the float32 
   <name>.b1.f32   the batch-1 output of each sample in turn (`inloop run` once per sample): the
                   batch-1 dense path (SIMD dot products, no BLAS when out*in <= 4096, true for every
                   fixture); also what reproducible mode gives at any batch size
-  <name>.bN.f32   the output of one `inloop run` on all samples (batch N > 1: the sgemm path)
+  <name>.bN.f32   the output of one `inloop run` on all samples (batch N > 1: dense layers on the packed
+                  FMA kernel (ilk_packed_gemm, the same bits on every AVX2+FMA CPU), the rest on sgemm)
 raw little-endian float32, samples one after the other. manifest.txt lists them with their class:
   swift   batch 1, only arithmetic written in Swift (dense, identity/relu/leaky_relu, Cephes tanh,
           normalize): the same bits on every CPU and with every libm and OpenBLAS
@@ -25,6 +26,8 @@ Then `build/test_golden --write` (built by `make c-programs`, run here) writes, 
 checkpoint fixtures Tests/fixtures/checkpoint_v1_{f32,f64}.safetensors with their continuation goldens
 (golden/checkpoint_v1_*.after5.safetensors, .losses.txt) and the seeded-initialisation goldens
 (golden/init_*.b1.f32); Tests/c/test_golden.c says what each holds.
+When the checkpoint fixtures change on purpose, rewrite the legacy checkpoint_v1_*.pre_ranges files
+from them with tools/strip_input_statistics.py (the same training state without input statistics).
 Needs the release build (`swift build -c release`) and numpy.
 """
 import argparse

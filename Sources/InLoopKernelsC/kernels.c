@@ -5,10 +5,12 @@
 #include "inloop_kernels.h"
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 
 #if defined(__x86_64__) && defined(__clang__)
 #define ILK_X86 1
 #include <cpuid.h>
+#include <immintrin.h>
 #else
 #define ILK_X86 0
 #endif
@@ -26,14 +28,22 @@ typedef float ilk_v4 __attribute__((vector_size(16)));
 #if ILK_X86
 #pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
 #define ILK_SUFFIX(name) name##_avx2
+#define ILK_PACKED_GEMM 1
+#define ILK_PACKED_MR 6 /* 12 accumulators, 2 panel loads, 1 broadcast */
 #include "kernels_body.h"
+#undef ILK_PACKED_MR
+#include "conv_body.h"
 #undef ILK_SUFFIX
 #pragma clang attribute pop
 
 #pragma clang attribute push(__attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl"))), \
                              apply_to = function)
 #define ILK_SUFFIX(name) name##_avx512
+#define ILK_PACKED_MR 12 /* 24 accumulators in 32 YMM registers */
 #include "kernels_body.h"
+#undef ILK_PACKED_MR
+#undef ILK_PACKED_GEMM
+#include "conv_body.h"
 #undef ILK_SUFFIX
 #pragma clang attribute pop
 #endif
@@ -140,4 +150,124 @@ void ilk_max_pool_2x2(const float *x, float *y, int64_t planes, int64_t inH, int
 
 void ilk_small_gemv(const float *w, const float *x, const float *b, float *y, int64_t m, int64_t k) {
     ILK_DISPATCH(small_gemv, w, x, b, y, m, k)
+}
+
+/* w (m rows of k values, leading dimension ldw) as panels of 16 rows: out[(q·k + j)·16 + c] =
+ * w[(16q + c)·ldw + j], zero past row m. */
+static void pack_panels(const float *w, int64_t m, int64_t k, int64_t ldw, float *out) {
+    for (int64_t q = 0; q < (m + 15) / 16; q++)
+        for (int64_t j = 0; j < k; j++)
+            for (int64_t c = 0; c < 16; c++) {
+                int64_t o = q * 16 + c;
+                out[(q * k + j) * 16 + c] = o < m ? w[o * ldw + j] : 0.0f;
+            }
+}
+
+void ilk_pack_dense_weights(const float *w, int64_t m, int64_t k, float *out) { pack_panels(w, m, k, k, out); }
+
+int ilk_packed_gemm(const float *p, const float *x, const float *b, float *y, int64_t n, int64_t m, int64_t k,
+                    int act, float alpha) {
+#if ILK_X86
+    switch (level()) {
+    case ILK_AVX512: packed_gemm_avx512(p, x, b, y, n, m, k, act, alpha); return 1;
+    case ILK_AVX2: packed_gemm_avx2(p, x, b, y, n, m, k, act, alpha); return 1;
+    default: return 0;
+    }
+#else
+    (void)p; (void)x; (void)b; (void)y; (void)n; (void)m; (void)k; (void)act; (void)alpha;
+    return 0;
+#endif
+}
+
+/* The packed copy of B, per thread: grown (never shrunk) when a call needs more, freed
+ * when the thread ends. */
+static pthread_key_t pack_key;
+static pthread_once_t pack_once = PTHREAD_ONCE_INIT;
+static int pack_key_ok;
+struct pack_buffer { float *p; int64_t cap; };
+static void pack_free(void *v) {
+    struct pack_buffer *b = v;
+    free(b->p);
+    free(b);
+}
+static void pack_init(void) { pack_key_ok = pthread_key_create(&pack_key, pack_free) == 0; }
+static float *pack_space(int64_t count) {
+    pthread_once(&pack_once, pack_init);
+    if (!pack_key_ok) return NULL;
+    struct pack_buffer *b = pthread_getspecific(pack_key);
+    if (!b) {
+        b = calloc(1, sizeof *b);
+        if (!b) return NULL;
+        if (pthread_setspecific(pack_key, b) != 0) { free(b); return NULL; }
+    }
+    if (b->cap < count) {
+        if (count > INT64_MAX / 4) return NULL;
+        float *p = malloc((size_t)count * sizeof(float));
+        if (!p) return NULL;
+        free(b->p);
+        b->p = p;
+        b->cap = count;
+    }
+    return b->p;
+}
+
+int ilk_gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+             const float *b, int64_t ldb, int accumulate, float *c, int64_t ldc) {
+#if ILK_X86
+    int l = level();
+    if (l < ILK_AVX2 || m < 1 || n < 1 || k < 1) return 0;
+    int64_t xrs = trans_a ? 1 : lda, xts = trans_a ? lda : 1;
+    /* B in panels either way: read in place, a row-major B's panel rows lie ldb apart, and at
+     * ldb = 256 floats a 256-term chunk maps onto 4 of L1's 64 sets. */
+    if ((n + 15) / 16 > INT64_MAX / 16 / k) return 0;
+    float *p = pack_space((n + 15) / 16 * 16 * k);
+    if (!p) return 0;
+    if (trans_b) {
+        pack_panels(b, n, k, ldb, p);
+    } else {
+        for (int64_t q = 0; q < (n + 15) / 16; q++) {
+            int64_t cols = n - q * 16 < 16 ? n - q * 16 : 16;
+            for (int64_t j = 0; j < k; j++) {
+                float *d = p + (q * k + j) * 16;
+                memcpy(d, b + j * ldb + q * 16, sizeof(float) * (size_t)cols);
+                for (int64_t c2 = cols; c2 < 16; c2++) d[c2] = 0.0f;
+            }
+        }
+    }
+    int64_t pstride = 16 * k, ps = 16;
+    int padded = 1;
+    if (l == ILK_AVX512) fma_gemm_avx512(a, xrs, xts, m, p, pstride, ps, padded, NULL, c, ldc, n, k, accumulate, -1, 0);
+    else fma_gemm_avx2(a, xrs, xts, m, p, pstride, ps, padded, NULL, c, ldc, n, k, accumulate, -1, 0);
+    return 1;
+#else
+    (void)trans_a; (void)trans_b; (void)m; (void)n; (void)k; (void)a; (void)lda; (void)b; (void)ldb;
+    (void)accumulate; (void)c; (void)ldc;
+    return 0;
+#endif
+}
+
+int ilk_conv2d_direct(const float *x, int64_t batch, int64_t cin, int64_t h, int64_t w, const float *wt,
+                      const float *bias, int64_t cout, int64_t kh, int64_t kw, int64_t pt, int64_t pl, int64_t oh,
+                      int64_t ow, int act, float alpha, float *y, float *work) {
+    if (act != ILK_IDENTITY && act != ILK_RELU && act != ILK_RELU_KEEP && act != ILK_LEAKY_RELU) return 0;
+#if ILK_X86
+    switch (level()) {
+    case ILK_AVX512:
+        conv2d_direct_avx512(x, batch, cin, h, w, wt, bias, cout, kh, kw, pt, pl, oh, ow, act, alpha, y, work);
+        return 1;
+    case ILK_AVX2:
+        conv2d_direct_avx2(x, batch, cin, h, w, wt, bias, cout, kh, kw, pt, pl, oh, ow, act, alpha, y, work);
+        return 1;
+    default: return 0;
+    }
+#else
+    (void)x; (void)batch; (void)cin; (void)h; (void)w; (void)wt; (void)bias; (void)cout; (void)kh; (void)kw;
+    (void)pt; (void)pl; (void)oh; (void)ow; (void)alpha; (void)y; (void)work;
+    return 0;
+#endif
+}
+
+void ilk_adam(float *p, const float *g, float *m, float *v, int64_t n, float beta1, float beta2, float eps,
+              float step, float bc2, float lr, float wd, int decoupled) {
+    ILK_DISPATCH(adam, p, g, m, v, n, beta1, beta2, eps, step, bc2, lr, wd, decoupled)
 }

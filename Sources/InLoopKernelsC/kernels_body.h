@@ -249,3 +249,159 @@ static void ILK_SUFFIX(small_gemv)(const float *w, const float *x, const float *
         y[o] = b ? t + b[o] : t;
     }
 }
+
+#if ILK_PACKED_GEMM
+/* The FMA GEMM of dense layers and of ilk_gemm: y[r, c] = Σ_j x[r, j]·B[j, c] over a panel of 16
+ * columns of B, read at p + j·ps (pfull: all 16 values readable; otherwise only cols of them).
+ * x[r, j] is read at x0[r·xrs + j·xts] and broadcast. A tile of xr rows over terms j0 <= j < j1:
+ * 2·xr 8-lane accumulators that start from 0 or, with from_y, from y (an earlier chunk's sums, stored
+ * exactly, or the values accumulated into); one FMA per term and lane in the order of j; the bias
+ * after the last term (last). So every element's value depends only on its row of x, its column of
+ * B, what it starts from and the CPU having FMA: not on the batch size, the tile, the blocking of k or
+ * the level above baseline. */
+static inline __attribute__((always_inline)) void ILK_SUFFIX(fma_tile)(const float *p, int64_t ps, int pfull,
+                                          const float *x0, int64_t xrs, int64_t xts, const float *b,
+                                          float *y0, int64_t ldy, int64_t j0, int64_t j1, int from_y,
+                                          int last, int64_t cols, int xr) {
+    ilk_v8 a[ILK_PACKED_MR][2];
+    for (int i = 0; i < xr; i++) {
+        if (!from_y) {
+            a[i][0] = a[i][1] = (ilk_v8){0, 0, 0, 0, 0, 0, 0, 0};
+        } else if (cols == 16) {
+            memcpy(&a[i][0], y0 + i * ldy, sizeof a[i][0]);
+            memcpy(&a[i][1], y0 + i * ldy + 8, sizeof a[i][1]);
+        } else {
+            float t[16] = {0};
+            memcpy(t, y0 + i * ldy, sizeof(float) * (size_t)cols);
+            memcpy(&a[i][0], t, sizeof a[i][0]);
+            memcpy(&a[i][1], t + 8, sizeof a[i][1]);
+        }
+    }
+    for (int64_t j = j0; j < j1; j++) {
+        ilk_v8 w0, w1;
+        if (pfull) {
+            memcpy(&w0, p + ps * j, sizeof w0);
+            memcpy(&w1, p + ps * j + 8, sizeof w1);
+        } else {
+            float t[16] = {0};
+            memcpy(t, p + ps * j, sizeof(float) * (size_t)cols);
+            memcpy(&w0, t, sizeof w0);
+            memcpy(&w1, t + 8, sizeof w1);
+        }
+        for (int i = 0; i < xr; i++) {
+            float s = x0[i * xrs + j * xts];
+            ilk_v8 xv = {s, s, s, s, s, s, s, s};
+            a[i][0] = __builtin_elementwise_fma(w0, xv, a[i][0]);
+            a[i][1] = __builtin_elementwise_fma(w1, xv, a[i][1]);
+        }
+    }
+    ilk_v8 b0 = {0, 0, 0, 0, 0, 0, 0, 0}, b1 = b0;
+    int bias = last && b;
+    if (bias) { memcpy(&b0, b, sizeof b0); memcpy(&b1, b + 8, sizeof b1); }
+    for (int i = 0; i < xr; i++) {
+        if (bias) { a[i][0] += b0; a[i][1] += b1; }
+        if (cols == 16) {
+            memcpy(y0 + i * ldy, &a[i][0], sizeof a[i][0]);
+            memcpy(y0 + i * ldy + 8, &a[i][1], sizeof a[i][1]);
+        } else {
+            float t[16];
+            memcpy(t, &a[i][0], sizeof a[i][0]);
+            memcpy(t + 8, &a[i][1], sizeof a[i][1]);
+            for (int64_t c = 0; c < cols; c++) y0[i * ldy + c] = t[c];
+        }
+    }
+}
+
+/* y (n × m, leading dimension ldy) = x·B (+ b) (+ y when accumulate), B's panel q at
+ * p + q·pstride, its term j at + j·ps (padded: the last panel is zero-padded to 16 readable
+ * columns). Rows in blocks of ILK_PACKED_ROWS and terms in chunks of ILK_PACKED_KC: while the tiles
+ * of a row block run over one panel, the panel's chunk stays in L1 and the block's rows of x in L2;
+ * the activation (act >= 0) runs on the block while it is in cache. The bias is padded to whole
+ * panels. */
+#define ILK_PACKED_ROWS 48
+#define ILK_PACKED_KC 256
+static void ILK_SUFFIX(fma_gemm)(const float *x, int64_t xrs, int64_t xts, int64_t n, const float *p,
+                                 int64_t pstride, int64_t ps, int padded, const float *b, float *y,
+                                 int64_t ldy, int64_t m, int64_t k, int accumulate, int act, float alpha) {
+    int64_t panels = (m + 15) / 16;
+    for (int64_t r0 = 0; r0 < n; r0 += ILK_PACKED_ROWS) {
+        int64_t rows = n - r0 < ILK_PACKED_ROWS ? n - r0 : ILK_PACKED_ROWS;
+        const float *xb = x + r0 * xrs;
+        float *yb = y + r0 * ldy;
+        for (int64_t j0 = 0; j0 < k; j0 += ILK_PACKED_KC) {
+            int64_t j1 = k - j0 < ILK_PACKED_KC ? k : j0 + ILK_PACKED_KC;
+            int last = j1 == k, from_y = accumulate || j0 > 0;
+            for (int64_t q = 0; q < panels; q++) {
+                const float *pq = p + q * pstride, *bq = b ? b + q * 16 : NULL;
+                int64_t cols = m - q * 16 < 16 ? m - q * 16 : 16;
+                int pfull = padded || cols == 16;
+                float padb[16];
+                if (bq && cols < 16) {
+                    memset(padb, 0, sizeof padb);
+                    memcpy(padb, bq, sizeof(float) * (size_t)cols);
+                    bq = padb;
+                }
+                int64_t i = 0;
+                for (; i + ILK_PACKED_MR <= rows; i += ILK_PACKED_MR)
+                    ILK_SUFFIX(fma_tile)(pq, ps, pfull, xb + i * xrs, xrs, xts, bq, yb + i * ldy + q * 16, ldy, j0, j1,
+                                         from_y, last, cols, ILK_PACKED_MR);
+                const float *xt = xb + i * xrs;
+                float *yt = yb + i * ldy + q * 16;
+                switch (rows - i) {  /* the last rows in one tile, each size its own copy */
+#define ILK_TAIL(R) case R: ILK_SUFFIX(fma_tile)(pq, ps, pfull, xt, xrs, xts, bq, yt, ldy, j0, j1, from_y, last, cols, R); break;
+                ILK_TAIL(1) ILK_TAIL(2) ILK_TAIL(3) ILK_TAIL(4) ILK_TAIL(5)
+#if ILK_PACKED_MR > 6
+                ILK_TAIL(6) ILK_TAIL(7) ILK_TAIL(8) ILK_TAIL(9) ILK_TAIL(10) ILK_TAIL(11)
+#endif
+#undef ILK_TAIL
+                default: break;
+                }
+            }
+        }
+        if (act >= 0 && ldy == m) {
+            ILK_SUFFIX(bias_activate)(act, yb, yb, rows * m, 0.0f, alpha, 0);
+        } else if (act >= 0) {
+            for (int64_t r = 0; r < rows; r++) ILK_SUFFIX(bias_activate)(act, yb + r * ldy, yb + r * ldy, m, 0.0f, alpha, 0);
+        }
+    }
+}
+
+static void ILK_SUFFIX(packed_gemm)(const float *p, const float *x, const float *b, float *y, int64_t n,
+                                    int64_t m, int64_t k, int act, float alpha) {
+    ILK_SUFFIX(fma_gemm)(x, k, 1, n, p, 16 * k, 16, 1, b, y, m, m, k, 0, act, alpha);
+}
+#endif
+
+/* One Adam (decoupled == 0) or AdamW (decoupled != 0) update of n values, OptimizerStep.apply's loop
+ * operation for operation (its order, no contraction): d = g (+ wd·p); m = β1·m + (1 − β1)·d;
+ * v = β2·v + (1 − β2)·d·d; p −= step·m / (√v / bc2 + eps), after p ·= 1 − lr·wd when decoupled.
+ * One pass over the four arrays (they must not overlap). */
+static void ILK_SUFFIX(adam)(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+                             int64_t n, float beta1, float beta2, float eps, float step, float bc2, float lr,
+                             float wd, int decoupled) {
+    const float omb1 = 1.0f - beta1, omb2 = 1.0f - beta2;
+    if (decoupled) {
+        const float keep = 1.0f - lr * wd;
+        for (int64_t i = 0; i < n; i++) {
+            float d = g[i];
+            float pi = p[i] * keep;
+            float mi = beta1 * m[i] + omb1 * d;
+            float vi = beta2 * v[i] + omb2 * d * d;
+            m[i] = mi;
+            v[i] = vi;
+            float denom = __builtin_sqrtf(vi) / bc2 + eps;
+            p[i] = pi - step * mi / denom;
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            float pi = p[i];
+            float d = g[i] + wd * pi;
+            float mi = beta1 * m[i] + omb1 * d;
+            float vi = beta2 * v[i] + omb2 * d * d;
+            m[i] = mi;
+            v[i] = vi;
+            float denom = __builtin_sqrtf(vi) / bc2 + eps;
+            p[i] = pi - step * mi / denom;
+        }
+    }
+}

@@ -1,4 +1,7 @@
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import InLoopCore
 
 // The C kernels of Sources/InLoopKernelsC (Kernels/CPU.swift) at every level this CPU supports,
@@ -11,6 +14,87 @@ final class CPUKernelTests: XCTestCase {
     func testBaseline() throws { try check(.baseline) }
     func testAVX2() throws { try check(.avx2) }
     func testAVX512() throws { try check(.avx512) }
+
+    func testAdamBaseline() throws { try checkAdam(.baseline) }
+    func testAdamAVX2() throws { try checkAdam(.avx2) }
+    func testAdamAVX512() throws { try checkAdam(.avx512) }
+
+    /// The float32 Adam/AdamW step (C, `Kernels.cAdam`) against the Swift loop it replaced (kept here
+    /// verbatim), bit for bit, over several steps (the bias corrections change with t), with and
+    /// without weight decay, from a slice offset, for lengths with every vector tail.
+    func checkAdam(_ level: CPULevel) throws {
+        let saved = Kernels.cpuLevel
+        defer { Kernels.setCPULevel(saved) }
+        guard level.rawValue <= Kernels.supportedCPULevel.rawValue else {
+            throw XCTSkip("this CPU has no \(level) (supported: \(Kernels.supportedCPULevel))")
+        }
+        XCTAssertEqual(Kernels.setCPULevel(level), level)
+        mismatches = 0
+        mismatchesPerKernel = [:]
+        var checked = 0
+        for (li, extra) in [0, 1, 7, 8, 9, 15, 16, 17, 33, 1001].enumerated() {
+            // gradients: the specials and random values; parameters finite (as training keeps them)
+            let g0 = Self.data(extra, seed: UInt64(li + 300))
+            let n = g0.count
+            let p0 = Self.data(extra, seed: UInt64(li + 400)).map { $0.isFinite ? $0 : 0.5 }
+            for kind in [OptimizerConfig.Kind.adam(beta1: 0.9, beta2: 0.999, epsilon: 1e-8),
+                         .adamW(beta1: 0.8, beta2: 0.99, epsilon: 1e-6)] {
+                for wd in [0.0, 0.01] {
+                    var config = OptimizerConfig(kind, learningRate: 3e-3)
+                    config.weightDecay = wd
+                    let offset = li % 3
+                    // reference: the Swift loop; under test: OptimizerStep.apply on a slice of the state
+                    var pr = p0, mr = [Float](repeating: 0, count: n), vr = mr
+                    var pc = p0, sc = [Float](repeating: 0, count: n + offset), tc = sc
+                    for t in 1...4 {
+                        let g = g0.map { $0 * Float(t) * 0.5 }
+                        Self.swiftAdam(config, lr: config.learningRate, t: t, &pr, g, &mr, &vr)
+                        pc.withUnsafeMutableBufferPointer { pp in g.withUnsafeBufferPointer { gp in
+                            sc.withUnsafeMutableBufferPointer { s0 in tc.withUnsafeMutableBufferPointer { s1 in
+                                OptimizerStep.apply(config, learningRate: config.learningRate, step: t, parameters: pp.baseAddress!,
+                                                    gradients: gp.baseAddress!, count: n, state: [s0.baseAddress!, s1.baseAddress!],
+                                                    stateOffset: offset)
+                            } }
+                        } }
+                        for i in 0..<n {
+                            let what = "\(level) \(config.name) wd=\(wd) n=\(n) t=\(t) g[\(i)]=\(g[i])"
+                            guard same(pc[i], pr[i], "adam p", what + " p"), same(sc[offset + i], mr[i], "adam m", what + " m"),
+                                  same(tc[offset + i], vr[i], "adam v", what + " v") else { return }
+                            checked += 3
+                        }
+                        for i in 0..<offset { XCTAssertEqual(sc[i], 0); XCTAssertEqual(tc[i], 0) }   // before the slice: untouched
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(mismatches, 0, "\(level): Adam values that differ from the Swift loop: \(mismatchesPerKernel)")
+        XCTAssertGreaterThan(checked, 10_000)
+    }
+
+    /// OptimizerStep.apply's Adam/AdamW loop before the C kernel, verbatim (T = Float).
+    static func swiftAdam(_ config: OptimizerConfig, lr: Double, t: Int, _ p: inout [Float], _ g: [Float],
+                          _ m: inout [Float], _ v: inout [Float]) {
+        typealias T = Float
+        let wd = T(config.weightDecay)
+        let lrT = T(lr)
+        let b1: Double, b2: Double, eps: Double, decoupled: Bool
+        switch config.kind {
+        case .adam(let x, let y, let z): (b1, b2, eps, decoupled) = (x, y, z, false)
+        case .adamW(let x, let y, let z): (b1, b2, eps, decoupled) = (x, y, z, true)
+        default: return XCTFail("not Adam")
+        }
+        let beta1 = T(b1), beta2 = T(b2), e = T(eps)
+        let bc1 = 1 - Glibc.pow(b1, Double(t)), bc2 = 1 - Glibc.pow(b2, Double(t))
+        let stepSize = T(lr / bc1), bc2Sqrt = T(bc2.squareRoot())
+        for i in 0..<p.count {
+            var d = g[i]
+            if decoupled { p[i] *= 1 - lrT * wd } else { d += wd * p[i] }
+            m[i] = beta1 * m[i] + (1 - beta1) * d
+            v[i] = beta2 * v[i] + (1 - beta2) * d * d
+            let denom = T.sqrt(v[i]) / bc2Sqrt + e
+            p[i] -= stepSize * m[i] / denom
+        }
+    }
 
     /// INLOOP_CPU and setCPULevel only ever lower the level; the level is restored after each test.
     func testLevelIsClampedToTheCPU() {

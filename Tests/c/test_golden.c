@@ -2,7 +2,8 @@
  * engine. Compared with memcmp through the public C API:
  *  - every v1 fixture (Tests/fixtures/list.txt) against Tests/fixtures/golden/ (written by
  *    tools/make_golden.py through `inloop run`): batch 1 sample by sample, reproducible mode at batch N,
- *    the f64 entry points (float32 compute, widened), and batch N (the sgemm path);
+ *    the f64 entry points (float32 compute, widened), and batch N (dense layers on the packed FMA
+ *    kernel, ilk_packed_gemm, on every CPU with AVX2+FMA; other layers on sgemm);
  *  - the checkpoint fixtures checkpoint_v1_{f32,f64}.safetensors (a trainer made from CFG32/CFG64 below
  *    after 5 steps, written by `test_golden --write`): load + save gives the same bytes; load + K steps
  *    equals load, save, reload + K steps; creating the trainer again + 5 steps gives the fixture's bytes;
@@ -192,7 +193,7 @@ static void compare_entry(const char *fixtures, const entry *e) {
     const int b1 = strstr(e->file, ".b1.") != NULL;
     snprintf(name, sizeof name, "golden %s: %s", e->file,
              b1 ? "batch 1 per sample, f64 entry, reproducible batch N equal the golden bitwise"
-                : "batch N (sgemm), f32 and f64 entries, equal the golden bitwise");
+                : "batch N (packed kernel / sgemm), f32 and f64 entries, equal the golden bitwise");
     snprintf(path, sizeof path, "%s/golden/%s", fixtures, e->file);
     float *g = (float *)read_file(path, &size);
     float *x = read_x(fixtures, e->name, &n_in, &batch);

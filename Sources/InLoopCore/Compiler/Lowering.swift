@@ -27,6 +27,11 @@ extension Engine {
             return try builder.storage(of: v)
         }
 
+        /// Input k (a constant [out, in] weight) re-laid out for `packedDense`.
+        func packedInput(_ k: Int) throws(InLoopError) -> Int32 {
+            guard k < node.inputs.count, let v = node.inputs[k], isConstant(k) else { throw InLoopError(.internal, "packed input \(k) is not a constant") }
+            return try builder.packed(v)
+        }
         func output(_ k: Int) throws(InLoopError) -> Int32 { try builder.define(node.outputs[k], size: try outputExtent(k)) }
 
         /// Output k is input j's storage (a reshape, an identity): no step, no copy.
@@ -143,6 +148,17 @@ extension Engine {
             }
             return storageOf[v.index]
         }
+
+        /// A `.packed` storage of constant v (one per constant, shared by the steps that read it).
+        func packed(_ v: ValueID) throws(InLoopError) -> Int32 {
+            let s = try storage(of: v)
+            guard case .constant(let k) = storages[Int(s)].kind else { throw InLoopError(.internal, "value '\(graph[v].name)' is not a constant") }
+            if let p = packedOf[k] { return p }
+            let p = newStorage(.packed(k), storages[Int(s)].size)
+            packedOf[k] = p
+            return p
+        }
+        private var packedOf: [Int: Int32] = [:]
 
         /// The storage a node output is written to: the caller's output array when it is a graph
         /// output, else a work space slot.
@@ -327,6 +343,7 @@ extension Engine.StepKind {
     static func operandCount(_ k: Engine.StepKind) -> Int {
         switch k {
         case .dense(_, _, _, let hasBias, _): return hasBias ? 4 : 3
+        case .packedDense(_, _, _, let hasBias, _): return hasBias ? 5 : 4
         case .activation, .copy, .accumulate: return 2
         case .normalize, .activationBackward: return 4
         case .add, .denseInputGradient, .normalizeLinear: return 3

@@ -7,9 +7,12 @@
 //   Kernels.supportedCPULevel         the highest level this CPU and OS support
 //   Kernels.setCPULevel(_:)           sets the level (clamped to the supported one), for tests/benchmarks
 // Internal: the Float branches of Kernels.activate/biasActivate/activationBackward,
-// Conv.storeBiasActivate and Pool.max (2×2, stride 2) call the c* functions below.
+// Conv.storeBiasActivate, Pool.max (2×2, stride 2) and OptimizerStep.apply (Adam) call the c*
+// functions below.
 //
-// Every level gives the same bits as the Swift scalar definitions (Activation.apply/derivative).
+// Every level gives the same bits as the Swift scalar definitions (Activation.apply/derivative),
+// except the direct convolution (Conv.directForward, avx2/avx512 only: FMA sums; baseline keeps
+// im2col + GEMM, which rounds differently).
 import InLoopKernelsC
 
 /// The instruction-set level of InLoop's own float32 kernels.
@@ -33,7 +36,8 @@ extension Kernels {
     public static var supportedCPULevel: CPULevel { CPULevel(rawValue: Int(ilk_cpu_supported_level())) ?? .baseline }
 
     /// Sets the level for the whole process (never above `supportedCPULevel`); returns the level set.
-    /// All levels give the same results, so this changes speed only (tests and benchmarks use it).
+    /// All levels give the same results (but for the direct convolution's rounding, see the file
+    /// header), so this changes speed only (tests and benchmarks use it).
     @discardableResult
     public static func setCPULevel(_ level: CPULevel) -> CPULevel {
         CPULevel(rawValue: Int(ilk_set_cpu_level(Int32(level.rawValue)))) ?? .baseline
@@ -86,6 +90,40 @@ extension Kernels {
         ilk_small_gemv(w, x, b, y, Int64(m), Int64(k))
     }
 
+    /// Values of a [rows, cols] weight re-laid out by `packDenseWeights` (whole panels of 16 rows).
+    static func packedDenseCount(rows m: Int, cols k: Int) throws(InLoopError) -> Int {
+        try Limits.product((m + 15) / 16 * 16, k, "a packed dense weight")
+    }
+
+    /// The weight w [m, k] (row-major, PyTorch's [out, in]) as panels of 16 output rows for
+    /// `packedDense`: `packedDenseCount` values.
+    static func packDenseWeights(_ w: UnsafePointer<Float>, rows m: Int, cols k: Int, into out: UnsafeMutablePointer<Float>) {
+        ilk_pack_dense_weights(w, Int64(m), Int64(k), out)
+    }
+
+    /// y = act(x · wᵀ + b) for `rows` rows on the packed weight, in C (FMA in the order of k: a row's
+    /// result does not depend on the batch). false: this CPU level has no such kernel, nothing done.
+    @usableFromInline
+    static func packedDense(_ p: UnsafePointer<Float>, x: UnsafePointer<Float>, bias b: UnsafePointer<Float>?,
+                            _ y: UnsafeMutablePointer<Float>, rows n: Int, outCols m: Int, inCols k: Int,
+                            activation act: Activation) -> Bool {
+        let c = cKernel(act, .inference)
+        guard ilk_packed_gemm(p, x, b, y, Int64(n), Int64(m), Int64(k), c?.code ?? -1, c?.alpha ?? 0) != 0 else { return false }
+        if c == nil { activate(act, y, count: n * m) }
+        return true
+    }
+
+    /// C = op(A)·op(B) (+ C when accumulate), row-major, on the FMA kernel of `packedDense` (B copied
+    /// into panels in a per-thread buffer): each element one FMA per term in the order of k, the same
+    /// bits on every CPU with AVX2+FMA whatever OpenBLAS picks. false: not done (the baseline level,
+    /// an empty product, no buffer); the caller runs sgemm.
+    @usableFromInline
+    static func fmaGEMM(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
+                        b: UnsafePointer<Float>, ldb: Int, accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
+        ilk_gemm(transA ? 1 : 0, transB ? 1 : 0, Int64(m), Int64(n), Int64(k), a, Int64(lda), b, Int64(ldb),
+                 accumulate ? 1 : 0, c, Int64(ldc)) != 0
+    }
+
     /// out[i] (+)= d[i]·f'(z[i]) in C for relu, leaky relu and tanh; false: nothing done.
     @usableFromInline
     static func cActivationBackward(_ act: Activation, z: UnsafePointer<Float>, a: UnsafePointer<Float>,
@@ -100,6 +138,17 @@ extension Kernels {
         }
         ilk_activation_backward(code, z, a, d, out, Int64(count), accumulate ? 1 : 0, alpha)
         return true
+    }
+}
+
+extension Kernels {
+    /// One Adam/AdamW step over `count` values in C (one pass, the level's vector width), bit for bit
+    /// `OptimizerStep.apply`'s loop. The four arrays must not overlap.
+    @usableFromInline
+    static func cAdam(_ p: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
+                      _ v: UnsafeMutablePointer<Float>, count: Int, beta1: Float, beta2: Float, epsilon: Float,
+                      stepSize: Float, bc2Sqrt: Float, learningRate: Float, weightDecay: Float, decoupled: Bool) {
+        ilk_adam(p, g, m, v, Int64(count), beta1, beta2, epsilon, stepSize, bc2Sqrt, learningRate, weightDecay, decoupled ? 1 : 0)
     }
 }
 

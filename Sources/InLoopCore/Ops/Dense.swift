@@ -63,6 +63,9 @@ public enum DenseOp: OpDefinition {
             let z = ctx.temporary(try ctx.outputExtent(0))
             ctx.emit(.dense(rows: rows, inCols: inp, outCols: out, hasBias: hasBias, activation: .identity), operands + [z])
             ctx.emit(.activation(activation, count: try ctx.outputExtent(0)), [z, y])
+        } else if ctx.numerics == .inference {
+            operands.insert(try ctx.packedInput(weight), at: 2)
+            ctx.emit(.packedDense(rows: rows, inCols: inp, outCols: out, hasBias: hasBias, activation: activation), operands + [y])
         } else {
             ctx.emit(.dense(rows: rows, inCols: inp, outCols: out, hasBias: hasBias, activation: activation), operands + [y])
         }

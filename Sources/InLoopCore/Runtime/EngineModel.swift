@@ -40,6 +40,8 @@ extension Engine {
         /// Which inputs and outputs the batch convenience gives `batch` samples (see the type's notes).
         public let inputBatched: [Bool]
         public let outputBatched: [Bool]
+        /// `inputBatched.contains(true)`, once (checked per call).
+        private let anyInputBatched: Bool
         /// The largest batch whose per-sample counts times the batch fit an Int (checked per call).
         private let largestBatch: Int
         /// The inputs' declared shapes (symbolic dimensions included).
@@ -181,6 +183,7 @@ extension Engine {
             }
             fixedBatch = fixed
             inputBatched = batchedIn
+            anyInputBatched = batchedIn.contains(true)
             inputSpecs = specs
             inputSize = specs.first?.count ?? 0
             // floating constants the nodes use (not those a fusion left behind), counted on the model's
@@ -264,8 +267,10 @@ extension Engine {
         /// window costs several, a copy less); measured only as part of the threshold below.
         static let elementWork = 8
         /// Work one part must have for a batch to be split, at least: below it the pool's hand-off
-        /// (waking a worker) costs more than the second thread saves.
-        public static let minWorkPerPart = 4_000_000
+        /// (waking a worker) costs more than the second thread saves. 4 M until the direct and packed
+        /// kernels; at 2 M column_conv1d at batch 16 (3.5 M per part) splits: 2 threads ÷ 1 went from
+        /// 0.94–0.97× to 1.45–1.62× (same run, old/new library alternately), no other row moved.
+        public static let minWorkPerPart = 2_000_000
         /// ... and at least this many flops per parameter: every part's GEMMs pack the whole weight
         /// matrices again (OpenBLAS packs per call), so a part must do enough work per weight. Measured
         /// (process CPU time per call, loaded 2-core AMD EPYC): column_mlp (0.5 M parameters) split at
@@ -393,6 +398,17 @@ extension Engine {
             if specialised.count >= Model.maxSpecialised { specialised.removeFirst() }
             specialised.append((n, r))
             return r
+        }
+
+        /// The batch-generic executor when it computes in the caller's type U (the common call: no
+        /// runner look-up, no conversion), else nil.
+        @inline(__always)
+        private func genericNative<U: EngineScalar>(_: U.Type) -> Executor<U>? {
+            switch generic {
+            case .single(let e)?: return U.self == Float.self ? unsafeDowncast(e, to: Executor<U>.self) : nil
+            case .double(let e)?: return U.self == Double.self ? unsafeDowncast(e, to: Executor<U>.self) : nil
+            case nil: return nil
+            }
         }
 
         /// Steps of the (generic, or most recent) plan.
@@ -732,7 +748,8 @@ extension Engine {
             var xp = UnsafePointer(xb), yp = yb
             try withUnsafePointer(to: &xp) { (i) throws(InLoopError) in
                 try withUnsafePointer(to: &yp) { (o) throws(InLoopError) in
-                    try execute(batch: batch, inputs: UnsafeBufferPointer(start: i, count: 1), outputs: UnsafeBufferPointer(start: o, count: 1))
+                    try execute(batch: batch, inputs: UnsafeBufferPointer(start: i, count: 1), outputs: UnsafeBufferPointer(start: o, count: 1),
+                                batchChecked: true)
                 }
             }
         }
@@ -767,8 +784,10 @@ extension Engine {
         /// through the staging buffers (every input converted before any output is written, so then
         /// outputs may overlap inputs).
         private func execute<U: EngineScalar>(batch: Int, inputs: UnsafeBufferPointer<UnsafePointer<U>>,
-                                              outputs: UnsafeBufferPointer<UnsafeMutablePointer<U>>) throws(InLoopError) {
-            try checkArrays(batch: batch, inputs.count, outputs.count)
+                                              outputs: UnsafeBufferPointer<UnsafeMutablePointer<U>>,
+                                              batchChecked: Bool = false) throws(InLoopError) {
+            // (`single` has checked the one input and output and the batch: not twice per call)
+            if !batchChecked { try checkArrays(batch: batch, inputs.count, outputs.count) }
             try acquire()
             defer { release() }
             outputsChecked = false
@@ -787,9 +806,13 @@ extension Engine {
             if let g = rangeGuard, g.mode != .off, let clamped = g.check(inputs[0], batch: batch) {
                 inputs = replacing(inputs, 0, with: clamped)
             }
-            switch try runner(batch) {
-            case .single(let e): try forward(e, batch, inputs, outputs, inCounts, outCounts)
-            case .double(let e): try forward(e, batch, inputs, outputs, inCounts, outCounts)
+            if let e = genericNative(U.self) {
+                try forward(e, batch, inputs, outputs, inCounts, outCounts)
+            } else {
+                switch try runner(batch) {
+                case .single(let e): try forward(e, batch, inputs, outputs, inCounts, outCounts)
+                case .double(let e): try forward(e, batch, inputs, outputs, inCounts, outCounts)
+                }
             }
             if checkFinite && !outputsChecked {
                 for k in 0..<outputs.count { try finite("output", k, UnsafePointer(outputs[k]), outElements(k, batch), per: outputSpecs[k].count) }
@@ -874,9 +897,16 @@ extension Engine {
                 return false
             }
             let threads = Threads.count
+            let want = parts(batch: n, threads: threads)
+            // A call that runs whole and never reaches BLAS (l96 at batch 1: the engine's own batch-1
+            // kernels) leaves OpenBLAS's thread count alone: setting it and back cost two locks and
+            // two openblas_set_num_threads per call.
+            if want <= 1, !e.forwardCallsBLAS(n) {
+                try e.forward(n, inputs: i, outputs: o)
+                return false
+            }
             Threads.serialBLAS(threads)
             defer { Threads.restoreBLAS(threads) }
-            let want = parts(batch: n, threads: threads)
             guard want > 1 else {
                 try e.forward(n, inputs: i, outputs: o)
                 return false
@@ -888,7 +918,7 @@ extension Engine {
                 job = SplitJob<T>(inputs: inputSpecs.map(\.count), outputs: outputSpecs.map(\.count))
                 splitJob = job
             }
-            while job.executors.count < want - 1 { job.executors.append(try Executor<T>(plan: e.plan, graph: planGraph)) }
+            while job.executors.count < want - 1 { job.executors.append(try Executor<T>(plan: e.plan, graph: planGraph, packedFrom: e)) }
             job.prepare(main: e, inputs: i, outputs: o, checkFinite: checkOutputs, reproducible: reproducible)
             WorkerPool.shared.run(job, parts: want) { m in job.cut(batch: n, parts: m) }
             lastParts = job.parts
@@ -909,14 +939,14 @@ extension Engine {
         }
 
         private func checkBatch(_ batch: Int) throws(InLoopError) {
-            if let convenienceError { throw convenienceError }
+            if convenienceError != nil, let convenienceError { throw convenienceError }
             guard batch >= 1, batch <= Int(Int32.max) else {
                 throw InLoopError(.invalidArgument, "batch must be between 1 and \(Int32.max), got \(batch)")
             }
             if let f = fixedBatch, batch != f {
                 throw InLoopError(.sizeMismatch, "model '\(name)' has a fixed batch size of \(f) (the first dimension of its inputs); got batch \(batch)")
             }
-            if fixedBatch == nil, !inputBatched.contains(true), batch != 1 {
+            if fixedBatch == nil, !anyInputBatched, batch != 1 {
                 throw InLoopError(.sizeMismatch, "model '\(name)' has no batch axis (its inputs have static shapes that do not all lead with one size); run it with batch 1 or with full shapes")
             }
             if batch > largestBatch { throw InLoopError(.invalidArgument, "batch \(batch) is too large") }

@@ -58,6 +58,10 @@ extension Engine {
     enum StepKind {
         /// [x, w, b?, y]: y[rows × out] = act(x[rows × in] · wᵀ + b), w stored [out, in].
         case dense(rows: Extent, inCols: Int, outCols: Int, hasBias: Bool, activation: Activation)
+        /// [x, w, wPacked, b?, y]: `dense` of inference plans, where w is a constant: a `.packed`
+        /// storage holds w re-laid out for the batch ≥ 2 kernel (Float at a level with FMA); batch 1
+        /// and the other cases read w itself.
+        case packedDense(rows: Extent, inCols: Int, outCols: Int, hasBias: Bool, activation: Activation)
         /// [x, y]: y = act(x) (in place when x and y are one storage).
         case activation(Activation, count: Extent)
         /// [x, mean, std, y]: y = (x − mean) / std, or y = x · std + mean (denormalize), per column.
@@ -281,6 +285,9 @@ extension Engine {
         case output(Int)
         /// The k-th constant of the plan (converted to the executor's type once).
         case constant(Int)
+        /// The k-th constant, a [out, in] weight, re-laid out for `packedDense` once per Float executor
+        /// (`Kernels.packDenseWeights`; a Double executor sees the constant itself).
+        case packed(Int)
         /// A slot of the work space arena.
         case slot(Int)
         /// The executor's flat parameter vector at this offset (differentiable plans).

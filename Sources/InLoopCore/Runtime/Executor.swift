@@ -7,6 +7,8 @@ extension Engine {
     public final class Executor<T: EngineScalar> {
         public let plan: Plan
         private let constants: [TensorStorage]
+        /// The `.packed` storages' weights by constant index (Float executors only).
+        private let packedWeights: [Int: TensorStorage]
         private var arena: TensorStorage?
         private var boundN = -1
         /// Storage id → pointer, filled by `bind` (slots and constants) and per call (inputs, outputs).
@@ -54,9 +56,12 @@ extension Engine {
         /// Takes the plan's constants (and parameters) from `graph` (the graph it was compiled from),
         /// converted to `T`. With `sharing`, the parameters are read in place from that flat vector
         /// (it holds `plan.parameterCount` values in the graph's parameter order) and gradients go to
-        /// the other: a trainer's own buffers, seen by its optimizer without a copy.
+        /// the other: a trainer's own buffers, seen by its optimizer without a copy. With `packedFrom`
+        /// (an executor of the same plan, e.g. the model's main one for a thread's part), its packed
+        /// weights are read instead of packing them again.
         public init(plan: Plan, graph: Graph,
-                    sharing: (parameters: TensorStorage, gradients: TensorStorage)? = nil) throws(InLoopError) {
+                    sharing: (parameters: TensorStorage, gradients: TensorStorage)? = nil,
+                    packedFrom: Executor<T>? = nil) throws(InLoopError) {
             self.plan = plan
             var cs: [TensorStorage] = []
             for v in plan.constants {
@@ -90,9 +95,25 @@ extension Engine {
             table = .allocate(capacity: Swift.max(plan.storages.count, 1))
             let p = try parameters.pointer(as: T.self), g = try gradients.pointer(as: T.self)
             var ins: [(Int, Int)] = [], outs: [(Int, Int)] = []
+            var packed: [Int: TensorStorage] = [:]
             for (s, info) in plan.storages.enumerated() {
                 switch info.kind {
                 case .constant(let k): table[s] = try cs[k].pointer(as: T.self)
+                case .packed(let k):
+                    guard T.self == Float.self else { table[s] = try cs[k].pointer(as: T.self); break }
+                    guard let shape = graph[plan.constants[k]].constant?.shape, shape.count == 2 else {
+                        throw InLoopError(.internal, "a packed weight that is not a matrix")
+                    }
+                    let out: TensorStorage
+                    if let shared = packedFrom?.packedWeights[k], packedFrom?.plan === plan {
+                        out = shared
+                    } else {
+                        out = try TensorStorage(dtype: .float32, count: try Kernels.packedDenseCount(rows: shape[0], cols: shape[1]))
+                        Kernels.packDenseWeights(try cs[k].pointer(as: Float.self), rows: shape[0], cols: shape[1],
+                                                 into: try out.pointer(as: Float.self))
+                    }
+                    packed[k] = out
+                    table[s] = UnsafeMutableRawPointer(try out.pointer(as: Float.self)).assumingMemoryBound(to: T.self)
                 case .parameter(let o): table[s] = p + o
                 case .parameterGradient(let o): table[s] = g + o
                 case .input(let k): ins.append((s, k))
@@ -102,6 +123,7 @@ extension Engine {
             }
             inputStorages = ins
             outputStorages = outs
+            packedWeights = packed
             code = Code(plan)
         }
 
@@ -162,11 +184,37 @@ extension Engine {
                 throw InLoopError(.sizeMismatch, "the plan takes \(plan.inputSizes.count) inputs and \(plan.outputSizes.count) outputs, got \(inputs.count) and \(outputs.count)")
             }
             try bind(n)
-            for (s, k) in inputStorages { table[s] = UnsafeMutablePointer(mutating: inputs[k]) }
-            for (s, k) in outputStorages { table[s] = outputs[k] }
+            // (indexed, not `for (s, k) in`: iterating copies the array, a retain/release pair per call)
+            for i in 0..<inputStorages.count { let (s, k) = inputStorages[i]; table[s] = UnsafeMutablePointer(mutating: inputs[k]) }
+            for i in 0..<outputStorages.count { let (s, k) = outputStorages[i]; table[s] = outputs[k] }
             run(code.forward, n, wantInputs: true, wantParameters: true)
             lastForwardN = n
         }
+
+        /// Whether `forward` at batch n may call BLAS (OpenBLAS): false only when every step is one the
+        /// engine computes itself at n (batch-1 float32 inference dense layers small enough for
+        /// `Kernels.smallGEMV`, element-wise steps). A caller that holds OpenBLAS at one thread around
+        /// a call may skip that when false. Cached for the last n asked.
+        public func forwardCallsBLAS(_ n: Int) -> Bool {
+            if n == blasCheckedN { return blasAtCheckedN }
+            var calls = false
+            let gemv = T.dtype == .float32 && plan.numerics == .inference
+            for step in code.forward {
+                switch step.kind {
+                case .dense(let rows, let k, let m, _, _), .packedDense(let rows, let k, let m, _, _):
+                    // batch 1 on the small-GEMV kernel; batch ≥ 2 may fall back to sgemm (baseline level)
+                    if !(gemv && rows.at(n) == 1 && m * k <= Kernels.smallGEMVLimit) { calls = true }
+                case .activation, .normalize, .add, .copy, .zero, .fill, .roundToFloat32: break
+                default: calls = true
+                }
+                if calls { break }
+            }
+            blasCheckedN = n
+            blasAtCheckedN = calls
+            return calls
+        }
+        private var blasCheckedN = -1
+        private var blasAtCheckedN = true
 
         /// Reverse mode at the point of the last `forward` (same n; its input arrays must still hold
         /// the same values): `seeds[k]` is d loss/d output k; d loss/d input k goes to
@@ -209,6 +257,28 @@ extension Engine {
             run(code.tangent, n, wantInputs: true, wantParameters: true)
         }
 
+        /// A `dense` or `packedDense` step (operands [x, w, wPacked (packed only), b?, y]): with `perRow`
+        /// one batch-1 product per row, else the whole batch (on the packed weight when there is one).
+        @inline(__always)
+        private func denseStep(_ io: Int, rows r: Int, _ k: Int, _ m: Int, _ hasBias: Bool, _ act: Activation, packed: Bool,
+                               perRow: Bool, _ numerics: Numerics) {
+            let t = table, ids = code.ids
+            let x = UnsafePointer(t[Int(ids[io])]), w = UnsafePointer(t[Int(ids[io + 1])])
+            let bi = io + (packed ? 3 : 2)
+            let b: UnsafePointer<T>? = hasBias ? UnsafePointer(t[Int(ids[bi])]) : nil
+            let y = t[Int(ids[bi + (hasBias ? 1 : 0)])]
+            if perRow {
+                for s in 0..<r {
+                    T.denseStep(x: x + s * k, rows: 1, inCols: k, w: w, b: b, outCols: m, activation: act, y: y + s * m, numerics: numerics)
+                }
+            } else if packed {
+                T.packedDenseStep(x: x, rows: r, inCols: k, w: w, packed: UnsafePointer(t[Int(ids[io + 2])]), b: b, outCols: m,
+                                  activation: act, y: y)
+            } else {
+                T.denseStep(x: x, rows: r, inCols: k, w: w, b: b, outCols: m, activation: act, y: y, numerics: numerics)
+            }
+        }
+
         /// The step loop: a switch per step over POD payloads; no allocation, no look-up.
         private func run(_ steps: UnsafeBufferPointer<Step>, _ n: Int, wantInputs: Bool, wantParameters: Bool) {
             let numerics = plan.numerics, perRow = reproducible && n > 1
@@ -225,18 +295,9 @@ extension Engine {
                         let io = Int(step.io)
                         switch step.kind {
                         case .dense(let rows, let k, let m, let hasBias, let act):
-                            let x = UnsafePointer(t[Int(ids[io])]), w = UnsafePointer(t[Int(ids[io + 1])])
-                            let b: UnsafePointer<T>? = hasBias ? UnsafePointer(t[Int(ids[io + 2])]) : nil
-                            let y = t[Int(ids[io + (hasBias ? 3 : 2)])]
-                            let r = rows.at(n)
-                            if perRow {
-                                for s in 0..<r {
-                                    T.denseStep(x: x + s * k, rows: 1, inCols: k, w: w, b: b, outCols: m, activation: act,
-                                                y: y + s * m, numerics: numerics)
-                                }
-                            } else {
-                                T.denseStep(x: x, rows: r, inCols: k, w: w, b: b, outCols: m, activation: act, y: y, numerics: numerics)
-                            }
+                            denseStep(io, rows: rows.at(n), k, m, hasBias, act, packed: false, perRow: perRow, numerics)
+                        case .packedDense(let rows, let k, let m, let hasBias, let act):
+                            denseStep(io, rows: rows.at(n), k, m, hasBias, act, packed: true, perRow: perRow, numerics)
                         case .activation(let act, let count):
                             T.activationStep(act, UnsafePointer(t[Int(ids[io])]), t[Int(ids[io + 1])], count: count.at(n), numerics: numerics)
                         case .normalize(let rows, let cols, let inverse):

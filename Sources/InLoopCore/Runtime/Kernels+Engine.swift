@@ -4,13 +4,18 @@
 public typealias EngineScalar = Real
 
 extension Real {
-    /// GEMM with β = 0, then the bias row by row, then the activation: the training engines' order.
+    /// GEMM with β = 0, then the bias, then the activation: the training engines' order (the bias and
+    /// the activation in one pass over y, per element the same operations: `Kernels.biasActivate`,
+    /// in C for Float).
     @inlinable
     static func genericDense(x: UnsafePointer<Self>, rows n: Int, inCols k: Int, w: UnsafePointer<Self>, b: UnsafePointer<Self>?,
                              outCols m: Int, activation: Activation, y: UnsafeMutablePointer<Self>) {
         Self.gemm(transA: false, transB: true, m: n, n: m, k: k, alpha: 1, a: x, lda: k, b: w, ldb: k, beta: 0, c: y, ldc: m)
-        if let b { for r in 0..<n { let row = y + r * m; for c in 0..<m { row[c] += b[c] } } }
-        if activation != .identity { Kernels.activate(activation, UnsafePointer(y), into: y, count: n * m, numerics: .differentiable) }
+        if let b {
+            Kernels.biasActivate(activation, y, rows: n, cols: m, bias: b, numerics: .differentiable)
+        } else if activation != .identity {
+            Kernels.activate(activation, UnsafePointer(y), into: y, count: n * m, numerics: .differentiable)
+        }
     }
 
     /// y = (x − mean) / std per column, or x · std + mean.
@@ -47,6 +52,14 @@ extension Float {
         }
     }
 
+    @inlinable
+    public static func packedDenseStep(x: UnsafePointer<Float>, rows n: Int, inCols k: Int, w: UnsafePointer<Float>,
+                                       packed: UnsafePointer<Float>, b: UnsafePointer<Float>?, outCols m: Int,
+                                       activation: Activation, y: UnsafeMutablePointer<Float>) {
+        if n >= 2, Kernels.packedDense(packed, x: x, bias: b, y, rows: n, outCols: m, inCols: k, activation: activation) { return }
+        Kernels.dense(x: x, batch: n, inFeatures: k, weight: w, bias: b, outFeatures: m, activation: activation, y: y)
+    }
+
 }
 
 extension Double {
@@ -54,6 +67,13 @@ extension Double {
     @inlinable
     public static func denseStep(x: UnsafePointer<Double>, rows n: Int, inCols k: Int, w: UnsafePointer<Double>, b: UnsafePointer<Double>?,
                                  outCols m: Int, activation: Activation, y: UnsafeMutablePointer<Double>, numerics: Numerics) {
+        genericDense(x: x, rows: n, inCols: k, w: w, b: b, outCols: m, activation: activation, y: y)
+    }
+
+    @inlinable
+    public static func packedDenseStep(x: UnsafePointer<Double>, rows n: Int, inCols k: Int, w: UnsafePointer<Double>,
+                                       packed: UnsafePointer<Double>, b: UnsafePointer<Double>?, outCols m: Int,
+                                       activation: Activation, y: UnsafeMutablePointer<Double>) {
         genericDense(x: x, rows: n, inCols: k, w: w, b: b, outCols: m, activation: activation, y: y)
     }
 

@@ -13,7 +13,8 @@ extension Engine {
     /// - A forward whose plan is batch-separable (`Model.splittable`) and whose batch has enough work
     ///   runs as contiguous slices of the batch, one per thread: part 0 on the calling thread, the
     ///   others on `WorkerPool`'s threads. OpenBLAS is held at 1 thread for the whole call (also when
-    ///   the batch is too small to split: a small GEMM on two OpenBLAS threads was slower than on one).
+    ///   the batch is too small to split: a small GEMM on two OpenBLAS threads was slower than on one),
+    ///   unless the call runs whole without any BLAS call (`Executor.forwardCallsBLAS`).
     /// - Everything else (training steps, plans that are not separable) runs on the calling thread
     ///   with OpenBLAS at the count, as before.
     ///

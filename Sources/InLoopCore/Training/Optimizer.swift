@@ -121,6 +121,16 @@ public enum OptimizerStep {
             let bc1 = 1 - Glibc.pow(b1, Double(t)), bc2 = 1 - Glibc.pow(b2, Double(t))
             let stepSize = T(lr / bc1), bc2Sqrt = T(bc2.squareRoot())
             let m = state[0] + stateOffset, v = state[1] + stateOffset
+            if T.self == Float.self {
+                // float32: the same loop in C, at the CPU's vector width (Kernels/CPU.swift), same bits
+                Kernels.cAdam(UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self), g.asFloat,
+                              UnsafeMutableRawPointer(m).assumingMemoryBound(to: Float.self),
+                              UnsafeMutableRawPointer(v).assumingMemoryBound(to: Float.self), count: count,
+                              beta1: Float(b1), beta2: Float(b2), epsilon: Float(eps), stepSize: Float(lr / bc1),
+                              bc2Sqrt: Float(bc2.squareRoot()), learningRate: Float(lr), weightDecay: Float(config.weightDecay),
+                              decoupled: decoupled)
+                return
+            }
             for i in 0..<count {
                 var d = g[i]
                 if decoupled { p[i] *= 1 - lrT * wd } else { d += wd * p[i] }

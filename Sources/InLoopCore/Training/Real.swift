@@ -15,6 +15,11 @@ public protocol Real: BinaryFloatingPoint, Sendable, StorableElement where RawSi
     /// float32 inference kernels, everything else GEMM, bias, activation.
     static func denseStep(x: UnsafePointer<Self>, rows n: Int, inCols k: Int, w: UnsafePointer<Self>, b: UnsafePointer<Self>?,
                           outCols m: Int, activation: Activation, y: UnsafeMutablePointer<Self>, numerics: Numerics)
+    /// `denseStep` of inference plans with the weight also re-laid out (`Engine.StepKind.packedDense`):
+    /// Float runs batches ≥ 2 on the packed kernel when the CPU level has FMA; otherwise `denseStep`.
+    static func packedDenseStep(x: UnsafePointer<Self>, rows n: Int, inCols k: Int, w: UnsafePointer<Self>,
+                                packed: UnsafePointer<Self>, b: UnsafePointer<Self>?, outCols m: Int,
+                                activation: Activation, y: UnsafeMutablePointer<Self>)
     /// y = alpha·op(A)·x + beta·y, row-major A of rows × cols (op(A) is cols × rows when transposed),
     /// unit strides.
     static func gemv(trans: Bool, rows: Int, cols: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
@@ -72,6 +77,23 @@ extension Float: Real {
     public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        // InLoop's FMA kernel (Kernels/CPU.swift) for the forms the engine uses, at 4 rows and up
+        // (below, copying B into panels costs more than the product); sgemm otherwise.
+        if alpha == 1, beta == 0 || beta == 1, m >= 4,
+           Kernels.fmaGEMM(transA: transA, transB: transB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+                           accumulate: beta == 1, c: c, ldc: ldc) { return }
+        var beta = beta
+        if beta == 0, m > 0, n > 0 {
+            // C = 0 here (memset), then β = 1: OpenBLAS's own β = 0 pass (sgemm_beta, one float store
+            // at a time) was ~7 % of a column_mlp training step. Same bits: its kernels add αAB to
+            // the zeroed C either way (NaNs in the old C are cleared either way).
+            if ldc == n {
+                memset(c, 0, m * n * MemoryLayout<Float>.stride)
+            } else {
+                for r in 0..<m { memset(c + r * ldc, 0, n * MemoryLayout<Float>.stride) }
+            }
+            beta = 1
+        }
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }

@@ -50,5 +50,47 @@ void ilk_max_pool_2x2(const float *x, float *y, int64_t planes, int64_t inH, int
  * summation order (lanes j mod 8 in two 4-lane halves, the halves added, then the lanes pairwise,
  * then the tail). y disjoint from w, x and b. */
 void ilk_small_gemv(const float *w, const float *x, const float *b, float *y, int64_t m, int64_t k);
+/* Dense layers at batch >= 2 with the weights re-laid out once (panels of 16 output columns, each k
+ * rows of 16 values, the last panel padded with zeros): ceil(m/16)·16·k values, written by
+ * ilk_pack_dense_weights from w (row-major m × k). ilk_packed_gemm computes y = x·wᵀ (+ b), then
+ * act(y) when act >= 0, with one FMA per term in the order of k: each element depends on its row of x
+ * and column of w only (the same bits at any batch size, tile or level above baseline; not the bits of
+ * ilk_small_gemm). Returns 0 and writes nothing at the baseline level (no FMA): the caller then uses
+ * its unpacked path. y disjoint from p, x and b. */
+void ilk_pack_dense_weights(const float *w, int64_t m, int64_t k, float *out);
+int ilk_packed_gemm(const float *p, const float *x, const float *b, float *y, int64_t n, int64_t m, int64_t k,
+                    int act, float alpha);
+/* C (m × n, ldc) = op(A)·op(B) (+ C when accumulate), row-major, op(A) m × k (A stored k × m when
+ * trans_a), op(B) k × n (B stored n × k when trans_b), copied into panels in the calling thread's
+ * buffer (allocated when a call needs a larger one). The FMA kernel of ilk_packed_gemm: each element
+ * one FMA per term in the order of k, starting from 0 or from C. Returns 0 and writes nothing at the
+ * baseline level, for an empty product, or when the buffer cannot be had: the caller then uses sgemm.
+ * C disjoint from A and B. */
+int ilk_gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+             const float *b, int64_t ldb, int accumulate, float *c, int64_t ldc);
+
+/* Direct float32 convolution at the FMA levels (avx2, avx512: the same bits at both), NCHW, group 1,
+ * stride 1, dilation 1: y[n, co, r, c] = act(sum over ci, i < kh, j < kw in that order, each term
+ * fused into the running sum, of wt[co, ci, i, j]·x[n, ci, r + i - pt, c + j - pl] (0 outside the
+ * image), + bias[co] when bias is not NULL) for r < oh, c < ow, where oh <= h + pt - kh + 1 + (pads
+ * below) and ow likewise (the caller's geometry). act: ILK_IDENTITY, ILK_RELU, ILK_RELU_KEEP or
+ * ILK_LEAKY_RELU. `work` holds the count below (scratch: a zero-bordered copy of one image). Every image is computed
+ * the same way (a batch-N row equals batch 1, bit for bit). Returns 0 and does nothing at the
+ * baseline level or for another activation (the caller then takes im2col + GEMM); 1 when done. */
+int ilk_conv2d_direct(const float *x, int64_t batch, int64_t cin, int64_t h, int64_t w, const float *wt,
+                      const float *bias, int64_t cout, int64_t kh, int64_t kw, int64_t pt, int64_t pl, int64_t oh,
+                      int64_t ow, int act, float alpha, float *y, float *work);
+/* Output columns of one register tile: work = cin·(oh + kh - 1)·(ow rounded up to ILK_CONV_SPAN
+ * + kw - 1) floats. */
+#ifndef ILK_CONV_SPAN
+#define ILK_CONV_SPAN 16
+#endif
+
+/* One Adam (decoupled = 0) or AdamW (decoupled = 1) step over n values, bit for bit OptimizerStep.apply:
+ * d = g (+ wd*p when not decoupled); m = beta1*m + (1-beta1)*d; v = beta2*v + (1-beta2)*d*d;
+ * p -= step*m / (sqrt(v)/bc2 + eps), p first scaled by 1 - lr*wd when decoupled. p, g, m, v must not
+ * overlap. */
+void ilk_adam(float *p, const float *g, float *m, float *v, int64_t n, float beta1, float beta2, float eps,
+              float step, float bc2, float lr, float wd, int decoupled);
 
 #endif
