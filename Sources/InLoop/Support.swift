@@ -52,7 +52,28 @@ enum HandleKind: UInt, Sendable {
 /// Every live object behind an opaque handle given to C, of every kind, in one table: a handle is a
 /// token (a never-reused number from one counter, its kind in the low four bits), not an address, so
 /// a freed or foreign handle, or a handle of the wrong kind, is detected instead of dereferenced.
-private let handleTable = Lock<(next: UInt, live: [UInt: any AnyObject & Sendable])>((next: 0x1000, live: [:]))
+private let handleTable = Lock(HandleTable())
+
+/// The table's state: the live objects, and the last one looked up (a forward call per time step
+/// looks up the same handle again and again: no hashing then).
+private struct HandleTable {
+    var next: UInt = 0x1000
+    var live: [UInt: any AnyObject & Sendable] = [:]
+    /// `live[recentToken]` (0: none); cleared when that handle is removed or replaced.
+    var recentToken: UInt = 0
+    var recent: (any AnyObject & Sendable)? = nil
+
+    mutating func find(_ token: UInt) -> (any AnyObject & Sendable)? {
+        if token == recentToken, let recent { return recent }
+        let o = live[token]
+        if let o { recentToken = token; recent = o }
+        return o
+    }
+
+    mutating func forget(_ token: UInt) {
+        if token == recentToken { recentToken = 0; recent = nil }
+    }
+}
 
 /// The handles of one kind: a typed view of the one handle table.
 final class HandleRegistry<Object: AnyObject & Sendable>: Sendable {
@@ -84,7 +105,7 @@ final class HandleRegistry<Object: AnyObject & Sendable>: Sendable {
     func lookup(_ handle: OpaquePointer?, argument: String = "model") throws(InLoopError) -> Object {
         guard let handle else { throw InLoopError(.nullPointer, "\(argument) handle is NULL (not loaded?)") }
         let token = try token(handle, argument)
-        guard let object = handleTable.withLock({ $0.live[token] }) as? Object else {
+        guard let object = handleTable.withLock({ $0.find(token) }) as? Object else {
             throw InLoopError(.invalidHandle, "\(argument) handle is not a live InLoop \(kind.name) (already freed, or not made by InLoop)")
         }
         return object
@@ -95,6 +116,7 @@ final class HandleRegistry<Object: AnyObject & Sendable>: Sendable {
         let token = try token(handle, what)
         let removed: Bool = handleTable.withLock { t in
             guard t.live[token] is Object else { return false }
+            t.forget(token)
             t.live.removeValue(forKey: token)
             return true
         }
@@ -109,6 +131,7 @@ final class HandleRegistry<Object: AnyObject & Sendable>: Sendable {
         let token = try token(handle, what)
         let replaced: Bool = handleTable.withLock { t in
             guard t.live[token] is Object else { return false }
+            t.forget(token)
             t.live[token] = object
             return true
         }

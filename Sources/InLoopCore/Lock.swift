@@ -9,8 +9,10 @@ import Musl
 /// futex calls inside an uninstrumented runtime library, so ThreadSanitizer (`make sanitize`) cannot see
 /// its ordering and reports every access under it as a race; it sees pthread mutexes.
 public final class Lock<State>: @unchecked Sendable {
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private var state: State
+    // (usable from inline: `withLock` is inlined into the C-ABI module, specialised for its state,
+    // instead of a generic call with closure context per handle look-up)
+    @usableFromInline let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    @usableFromInline var state: State
 
     public init(_ initial: State) {
         state = initial
@@ -26,7 +28,7 @@ public final class Lock<State>: @unchecked Sendable {
     }
 
     /// Runs `body` with the state, holding the lock.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func withLock<R>(_ body: (inout State) -> R) -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
