@@ -94,6 +94,8 @@ deps:
 	  fi; \
 	fi
 	@python3 -c "import numpy" 2>/dev/null || python3 -m pip install -q numpy
+	@python3 -c "import fypp" 2>/dev/null || python3 -m pip install -q fypp || \
+	  echo "fypp not installable: the header suite's template check will be skipped"
 	@python3 -c "import onnx, onnxruntime" 2>/dev/null || python3 -m pip install -q onnx onnxruntime || \
 	  echo "onnx/onnxruntime not installable: the onnx test suite will be skipped"
 
