@@ -108,8 +108,9 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # is not installed by `make deps`; the kernel timing runs only when asked for.
 OPTIONAL_SKIPS = [r"\.\./shared|shared/models|build/models|converted models|\bmodels[/:]|(cnn2d|column_conv1d|column_mlp\w*|l96)\.onnx",
                   r"PyTorch|torch/", r"INLOOP_KERNEL_BENCH",
-                  # the kernel level a CPU lacks (CPUKernelTests): AVX-512 runs where the CPU has it
-                  r"this CPU has no avx512",
+                  # the kernel level a CPU lacks (CPUKernelTests, ConvDirectTests, PackedDenseTests): each
+                  # level's tests run where the CPU has it
+                  r"this CPU has no (avx512|avx2|AVX2\+FMA)",
                   # goldens whose bits depend on glibc/OpenBLAS/AVX2 when this system's differ from the recorded ones
                   r"^c-golden golden "]
 
