@@ -18,11 +18,19 @@
 /* GCC/clang vector extensions: lane-wise IEEE operations, lowered to the level's widest registers. */
 typedef float ilk_v8 __attribute__((vector_size(32)));
 typedef float ilk_v4 __attribute__((vector_size(16)));
+typedef float ilk_v16 __attribute__((vector_size(64)));
+typedef uint32_t ilk_u4 __attribute__((vector_size(16)));
+typedef uint32_t ilk_u8 __attribute__((vector_size(32)));
+typedef uint32_t ilk_u16 __attribute__((vector_size(64)));
 /* Several vectors of a latency-bound loop in flight (same per-element operations). */
 #define ILK_INTERLEAVE _Pragma("clang loop interleave_count(4)")
 
 #define ILK_SUFFIX(name) name##_baseline
+#define ILK_TVF ilk_v4 /* the level's register of floats (tanh_vec) and of their bits */
+#define ILK_TVU ilk_u4
 #include "kernels_body.h"
+#undef ILK_TVF
+#undef ILK_TVU
 #undef ILK_SUFFIX
 
 #if ILK_X86
@@ -30,7 +38,11 @@ typedef float ilk_v4 __attribute__((vector_size(16)));
 #define ILK_SUFFIX(name) name##_avx2
 #define ILK_PACKED_GEMM 1
 #define ILK_PACKED_MR 6 /* 12 accumulators, 2 panel loads, 1 broadcast */
+#define ILK_TVF ilk_v8
+#define ILK_TVU ilk_u8
 #include "kernels_body.h"
+#undef ILK_TVF
+#undef ILK_TVU
 #undef ILK_PACKED_MR
 #include "conv_body.h"
 #undef ILK_SUFFIX
@@ -40,7 +52,11 @@ typedef float ilk_v4 __attribute__((vector_size(16)));
                              apply_to = function)
 #define ILK_SUFFIX(name) name##_avx512
 #define ILK_PACKED_MR 12 /* 24 accumulators in 32 YMM registers */
+#define ILK_TVF ilk_v16
+#define ILK_TVU ilk_u16
 #include "kernels_body.h"
+#undef ILK_TVF
+#undef ILK_TVU
 #undef ILK_PACKED_MR
 #undef ILK_PACKED_GEMM
 #include "conv_body.h"

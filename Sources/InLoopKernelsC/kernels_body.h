@@ -36,6 +36,80 @@ static inline float ILK_SUFFIX(tanh1)(float x) {
     return ILK_SUFFIX(fbits)(ILK_SUFFIX(ubits)(res) | sign);
 }
 
+/* tanh1 on every lane of the level's register (ILK_TVF: 4, 8 or 16 floats): the same operations in
+ * the same order, lane by lane (-ffp-contract=off: no FMA), so the same bits as tanh1. Explicit so that
+ * a short array (a 32-wide layer at batch 1) runs whole registers too, where the auto-vectorized loop
+ * of 4 interleaved registers (64 floats at AVX-512) left it to the scalar remainder. */
+static inline ILK_TVF ILK_SUFFIX(tanh_vec)(ILK_TVF x) {
+    ILK_TVU ux, ua, ubig, usmall, ularge, ures, ut;
+    memcpy(&ux, &x, sizeof ux);
+    ILK_TVU sign = ux & 0x80000000u;
+    ua = ux & 0x7FFFFFFFu;
+    ILK_TVF a;
+    memcpy(&a, &ua, sizeof a);
+    ILK_TVF z = a * a;
+    ILK_TVF p = z * -5.70498872745e-3f + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    ILK_TVF small = p * z * a + a;
+    /* min(a, 10) with NaN kept: a > 10 selects 10 */
+    ILK_TVF ten = (ILK_TVF){0} + 10.0f;
+    memcpy(&ubig, &ten, sizeof ubig);
+    ILK_TVU big = (ILK_TVU)(a > 10.0f);
+    ILK_TVU um = (ubig & big) | (ua & ~big);
+    ILK_TVF am;
+    memcpy(&am, &um, sizeof am);
+    ILK_TVF v = am * 2.0f;
+    const float magic = 12582912.0f;
+    ILK_TVF t = v * 1.44269504088896341f + magic;
+    ILK_TVF nn = t - magic;
+    ILK_TVF r = (v - nn * 0.693359375f) - nn * -2.12194440e-4f;
+    ILK_TVF q = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    q = q * r + 8.3334519073e-3f;
+    q = q * r + 4.1665795894e-2f;
+    q = q * r + 1.6666665459e-1f;
+    q = q * r + 5.0000001201e-1f;
+    ILK_TVF er = q * (r * r) + r + 1.0f;
+    memcpy(&ut, &t, sizeof ut);
+    ILK_TVU us = (ut - 0x4B400000u + 127u) << 23; /* 0x4B400000: the bits of magic */
+    ILK_TVF scale;
+    memcpy(&scale, &us, sizeof scale);
+    ILK_TVF e = er * scale;
+    ILK_TVF large = 1.0f - 2.0f / (e + 1.0f);
+    ILK_TVU sm = (ILK_TVU)(a < 0.625f);
+    memcpy(&usmall, &small, sizeof usmall);
+    memcpy(&ularge, &large, sizeof ularge);
+    ures = ((usmall & sm) | (ularge & ~sm)) | sign;
+    ILK_TVF res;
+    memcpy(&res, &ures, sizeof res);
+    return res;
+}
+
+/* y[i] = tanh1(x[i] (+ bias)) in whole registers, the last (partial) one through a zero-padded copy.
+ * x == y allowed (each register is read before it is written). */
+static void ILK_SUFFIX(tanh_map)(const float *x, float *y, int64_t n, float bias, int add) {
+    const int64_t w = (int64_t)(sizeof(ILK_TVF) / sizeof(float));
+    int64_t i = 0;
+    for (; i + w <= n; i += w) {
+        ILK_TVF v;
+        memcpy(&v, x + i, sizeof v);
+        if (add) v = v + bias;
+        v = ILK_SUFFIX(tanh_vec)(v);
+        memcpy(y + i, &v, sizeof v);
+    }
+    if (i < n) {
+        float t[sizeof(ILK_TVF) / sizeof(float)] = {0};
+        memcpy(t, x + i, sizeof(float) * (size_t)(n - i));
+        ILK_TVF v;
+        memcpy(&v, t, sizeof v);
+        if (add) v = v + bias;
+        v = ILK_SUFFIX(tanh_vec)(v);
+        memcpy(t, &v, sizeof v);
+        memcpy(y + i, t, sizeof(float) * (size_t)(n - i));
+    }
+}
+
 /* y[i] = act(x[i] + bias); with add == 0 the bias is not added (activate: x + 0 would turn -0 into
  * +0 and is not the scalar definition). */
 static void ILK_SUFFIX(bias_activate)(int act, const float *x, float *y, int64_t n, float bias, float alpha,
@@ -60,16 +134,7 @@ static void ILK_SUFFIX(bias_activate)(int act, const float *x, float *y, int64_t
         case ILK_RELU: ILK_MAP_NOADD(v > 0.0f ? v : 0.0f); return;
         case ILK_RELU_KEEP: ILK_MAP_NOADD(v <= 0.0f ? 0.0f : v); return;
         case ILK_LEAKY_RELU: ILK_MAP_NOADD(v >= 0.0f ? v : alpha * v); return;
-        case ILK_TANH:
-            /* Latency-bound (two polynomial chains and a division per vector): four vectors in
-             * flight, which a 32-wide layer at batch 1 needs to overlap at all. */
-            if (x == y) {
-                ILK_INTERLEAVE for (int64_t i = 0; i < n; i++) y[i] = ILK_SUFFIX(tanh1)(y[i]);
-            } else {
-                const float *restrict xr = x; float *restrict yr = y;
-                ILK_INTERLEAVE for (int64_t i = 0; i < n; i++) yr[i] = ILK_SUFFIX(tanh1)(xr[i]);
-            }
-            return;
+        case ILK_TANH: ILK_SUFFIX(tanh_map)(x, y, n, 0.0f, 0); return;
         default: return;
         }
     }
@@ -80,7 +145,7 @@ static void ILK_SUFFIX(bias_activate)(int act, const float *x, float *y, int64_t
         case ILK_RELU: for (int64_t i = 0; i < n; i++) { float v = y[i] + bias; y[i] = v > 0.0f ? v : 0.0f; } return;
         case ILK_RELU_KEEP: for (int64_t i = 0; i < n; i++) { float v = y[i] + bias; y[i] = v <= 0.0f ? 0.0f : v; } return;
         case ILK_LEAKY_RELU: for (int64_t i = 0; i < n; i++) { float v = y[i] + bias; y[i] = v >= 0.0f ? v : alpha * v; } return;
-        case ILK_TANH: ILK_INTERLEAVE for (int64_t i = 0; i < n; i++) y[i] = ILK_SUFFIX(tanh1)(y[i] + bias); return;
+        case ILK_TANH: ILK_SUFFIX(tanh_map)(y, y, n, bias, 1); return;
         default: return;
         }
     }
@@ -91,7 +156,7 @@ static void ILK_SUFFIX(bias_activate)(int act, const float *x, float *y, int64_t
     case ILK_RELU: for (int64_t i = 0; i < n; i++) { float v = xr[i] + bias; yr[i] = v > 0.0f ? v : 0.0f; } return;
     case ILK_RELU_KEEP: for (int64_t i = 0; i < n; i++) { float v = xr[i] + bias; yr[i] = v <= 0.0f ? 0.0f : v; } return;
     case ILK_LEAKY_RELU: for (int64_t i = 0; i < n; i++) { float v = xr[i] + bias; yr[i] = v >= 0.0f ? v : alpha * v; } return;
-    case ILK_TANH: ILK_INTERLEAVE for (int64_t i = 0; i < n; i++) yr[i] = ILK_SUFFIX(tanh1)(xr[i] + bias); return;
+    case ILK_TANH: ILK_SUFFIX(tanh_map)(x, y, n, bias, 1); return;
     default: return;
     }
 }
