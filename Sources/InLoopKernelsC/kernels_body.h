@@ -306,6 +306,26 @@ static inline __attribute__((always_inline)) void ILK_SUFFIX(gemv_block)(const f
 static void ILK_SUFFIX(small_gemv)(const float *w, const float *x, const float *b, float *y, int64_t m,
                                    int64_t k) {
     int64_t o = 0;
+    if (k < 4) {
+        /* No vector step: each row is ((0 + w[o,0]·x[0]) + ...) (+ b[o]), as dot_row and the blocks
+         * compute it (their lane sums are +0). k = 1 (a layer fed by one input, l96's first) is one
+         * pass over contiguous rows, in registers; the blocks took 29 ns for 32 rows. */
+        if (k == 1) {
+            const float x0 = x[0];
+            if (b) {
+                for (; o < m; o++) y[o] = (0.0f + w[o] * x0) + b[o];
+            } else {
+                for (; o < m; o++) y[o] = 0.0f + w[o] * x0;
+            }
+            return;
+        }
+        for (; o < m; o++) {
+            float t = 0.0f;
+            for (int64_t j = 0; j < k; j++) t += w[o * k + j] * x[j];
+            y[o] = b ? t + b[o] : t;
+        }
+        return;
+    }
     int64_t body = k - k % 8, after4 = (k - body >= 4) ? body + 4 : body;
     for (; o + 8 <= m; o += 8) ILK_SUFFIX(gemv_block)(w + o * k, x, b ? b + o : NULL, y + o, k, body, after4, 8);
     for (; o + 4 <= m; o += 4) ILK_SUFFIX(gemv_block)(w + o * k, x, b ? b + o : NULL, y + o, k, body, after4, 4);
