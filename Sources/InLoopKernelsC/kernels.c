@@ -51,13 +51,15 @@ typedef uint32_t ilk_u16 __attribute__((vector_size(64)));
 #pragma clang attribute push(__attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl"))), \
                              apply_to = function)
 #define ILK_SUFFIX(name) name##_avx512
-#define ILK_PACKED_MR 12 /* 24 accumulators in 32 YMM registers */
+#define ILK_PACKED_MR 12 /* 12 ZMM accumulators of 16 columns */
+#define ILK_PACKED_ZMM 1
 #define ILK_TVF ilk_v16
 #define ILK_TVU ilk_u16
 #include "kernels_body.h"
 #undef ILK_TVF
 #undef ILK_TVU
 #undef ILK_PACKED_MR
+#undef ILK_PACKED_ZMM
 #undef ILK_PACKED_GEMM
 #include "conv_body.h"
 #undef ILK_SUFFIX

@@ -339,63 +339,73 @@ static void ILK_SUFFIX(small_gemv)(const float *w, const float *x, const float *
 /* The FMA GEMM of dense layers and of ilk_gemm: y[r, c] = Σ_j x[r, j]·B[j, c] over a panel of 16
  * columns of B, read at p + j·ps (pfull: all 16 values readable; otherwise only cols of them).
  * x[r, j] is read at x0[r·xrs + j·xts] and broadcast. A tile of xr rows over terms j0 <= j < j1:
- * 2·xr 8-lane accumulators that start from 0 or, with from_y, from y (an earlier chunk's sums, stored
+ * 2·xr 8-lane (or xr 16-lane) accumulators that start from 0 or, with from_y, from y (an earlier chunk's sums, stored
  * exactly, or the values accumulated into); one FMA per term and lane in the order of j; the bias
  * after the last term (last). So every element's value depends only on its row of x, its column of
  * B, what it starts from and the CPU having FMA: not on the batch size, the tile, the blocking of k or
  * the level above baseline. */
+/* The tile's registers: ILK_PH per 16 columns (2 YMM, or 1 ZMM at the AVX-512 level, which halves
+ * the FMA instructions; the bits are the same: each lane is one column's FMA chain). */
+#if ILK_PACKED_ZMM
+typedef ilk_v16 ILK_SUFFIX(pacc);
+#define ILK_PH 1
+#else
+typedef ilk_v8 ILK_SUFFIX(pacc);
+#define ILK_PH 2
+#endif
+#define ILK_PL (16 / ILK_PH) /* lanes per register */
 static inline __attribute__((always_inline)) void ILK_SUFFIX(fma_tile)(const float *p, int64_t ps, int pfull,
                                           const float *x0, int64_t xrs, int64_t xts, const float *b,
                                           float *y0, int64_t ldy, int64_t j0, int64_t j1, int from_y,
                                           int last, int64_t cols, int xr) {
-    ilk_v8 a[ILK_PACKED_MR][2];
+    ILK_SUFFIX(pacc) a[ILK_PACKED_MR][ILK_PH];
     for (int i = 0; i < xr; i++) {
         if (!from_y) {
-            a[i][0] = a[i][1] = (ilk_v8){0, 0, 0, 0, 0, 0, 0, 0};
+            for (int h = 0; h < ILK_PH; h++) memset(&a[i][h], 0, sizeof a[i][h]);
         } else if (cols == 16) {
-            memcpy(&a[i][0], y0 + i * ldy, sizeof a[i][0]);
-            memcpy(&a[i][1], y0 + i * ldy + 8, sizeof a[i][1]);
+            for (int h = 0; h < ILK_PH; h++) memcpy(&a[i][h], y0 + i * ldy + h * ILK_PL, sizeof a[i][h]);
         } else {
             float t[16] = {0};
             memcpy(t, y0 + i * ldy, sizeof(float) * (size_t)cols);
-            memcpy(&a[i][0], t, sizeof a[i][0]);
-            memcpy(&a[i][1], t + 8, sizeof a[i][1]);
+            for (int h = 0; h < ILK_PH; h++) memcpy(&a[i][h], t + h * ILK_PL, sizeof a[i][h]);
         }
     }
     for (int64_t j = j0; j < j1; j++) {
-        ilk_v8 w0, w1;
+        ILK_SUFFIX(pacc) w[ILK_PH];
         if (pfull) {
-            memcpy(&w0, p + ps * j, sizeof w0);
-            memcpy(&w1, p + ps * j + 8, sizeof w1);
+            for (int h = 0; h < ILK_PH; h++) memcpy(&w[h], p + ps * j + h * ILK_PL, sizeof w[h]);
         } else {
             float t[16] = {0};
             memcpy(t, p + ps * j, sizeof(float) * (size_t)cols);
-            memcpy(&w0, t, sizeof w0);
-            memcpy(&w1, t + 8, sizeof w1);
+            for (int h = 0; h < ILK_PH; h++) memcpy(&w[h], t + h * ILK_PL, sizeof w[h]);
         }
         for (int i = 0; i < xr; i++) {
             float s = x0[i * xrs + j * xts];
-            ilk_v8 xv = {s, s, s, s, s, s, s, s};
-            a[i][0] = __builtin_elementwise_fma(w0, xv, a[i][0]);
-            a[i][1] = __builtin_elementwise_fma(w1, xv, a[i][1]);
+            ILK_SUFFIX(pacc) xv;
+            for (int l = 0; l < ILK_PL; l++) xv[l] = s;
+            for (int h = 0; h < ILK_PH; h++) a[i][h] = __builtin_elementwise_fma(w[h], xv, a[i][h]);
         }
     }
-    ilk_v8 b0 = {0, 0, 0, 0, 0, 0, 0, 0}, b1 = b0;
+    ILK_SUFFIX(pacc) bv[ILK_PH];
     int bias = last && b;
-    if (bias) { memcpy(&b0, b, sizeof b0); memcpy(&b1, b + 8, sizeof b1); }
+    if (bias) {
+        for (int h = 0; h < ILK_PH; h++) memcpy(&bv[h], b + h * ILK_PL, sizeof bv[h]);
+    }
     for (int i = 0; i < xr; i++) {
-        if (bias) { a[i][0] += b0; a[i][1] += b1; }
+        if (bias) {
+            for (int h = 0; h < ILK_PH; h++) a[i][h] += bv[h];
+        }
         if (cols == 16) {
-            memcpy(y0 + i * ldy, &a[i][0], sizeof a[i][0]);
-            memcpy(y0 + i * ldy + 8, &a[i][1], sizeof a[i][1]);
+            for (int h = 0; h < ILK_PH; h++) memcpy(y0 + i * ldy + h * ILK_PL, &a[i][h], sizeof a[i][h]);
         } else {
             float t[16];
-            memcpy(t, &a[i][0], sizeof a[i][0]);
-            memcpy(t + 8, &a[i][1], sizeof a[i][1]);
+            for (int h = 0; h < ILK_PH; h++) memcpy(t + h * ILK_PL, &a[i][h], sizeof a[i][h]);
             for (int64_t c = 0; c < cols; c++) y0[i * ldy + c] = t[c];
         }
     }
 }
+#undef ILK_PH
+#undef ILK_PL
 
 /* y (n × m, leading dimension ldy) = x·B (+ b) (+ y when accumulate), B's panel q at
  * p + q·pstride, its term j at + j·ps (padded: the last panel is zero-padded to 16 readable
