@@ -94,7 +94,7 @@ final class ThreadTests: XCTestCase {
     /// A batch with enough work to be split into `parts` parts.
     func splitBatch(_ m: Engine.Model, parts: Int) -> Int {
         let per = max(m.workPerSample, 1)
-        return (m.minWorkPerPart * parts + per - 1) / per + 3   // + 3: a remainder
+        return (m.minWorkPerPart(packsWeights: true) * parts + per - 1) / per + 3   // + 3: a remainder
     }
 
     func run(_ m: Engine.Model, batch: Int, threads: Int, seed: UInt64 = 11) throws -> ([[Float]], Int) {
@@ -185,6 +185,32 @@ final class ThreadTests: XCTestCase {
         for batch in [1, 7, 100] {
             let (_, parts) = try run(m, batch: batch, threads: 2)
             XCTAssertEqual(parts, 1, "batch \(batch)")
+        }
+    }
+
+    /// A model whose weights the engine's kernels read as laid out once (packed dense layers) splits
+    /// a batch by the work alone; where the forward runs sgemm (the baseline level), which packs the
+    /// weights again in every part, the work per parameter must also be there. Parts equal the
+    /// serial run bit for bit either way.
+    func testPackedWeightsSplitByWorkAlone() throws {
+        let g = G(opset: 17)
+        try g.addInput("x", Engine.TensorType(.float32, OpTest.shape(g, ["N", 256])))
+        try constant(g, "w", [256, 256], seed: 21)
+        try g.addNode("g", GemmOp.self, ["transB": .int(1)], inputs: ["x", "w"], outputs: ["h"])
+        try g.addNode("r", ReluOp.self, inputs: ["h"], outputs: ["y"])
+        try g.markOutput("y")
+        let m = try model(g)
+        // work per part >= minWorkPerPart, but far below parameterCount * minWorkPerParameter
+        let batch = (2 * Engine.Model.minWorkPerPart + m.workPerSample - 1) / m.workPerSample + 1
+        XCTAssertLessThan(batch * m.workPerSample, 2 * m.minWorkPerPart(packsWeights: true))
+        let level = Kernels.cpuLevel
+        defer { Kernels.setCPULevel(level) }
+        for l in [CPULevel.baseline, level] {
+            Kernels.setCPULevel(l)
+            let (serial, _) = try run(m, batch: batch, threads: 1)
+            let (split, parts) = try run(m, batch: batch, threads: 2)
+            XCTAssertEqual(parts, l == .baseline ? 1 : 2, "\(l)")
+            XCTAssertTrue(serial.map { $0.map(\.bitPattern) } == split.map { $0.map(\.bitPattern) }, "\(l)")
         }
     }
 

@@ -278,9 +278,16 @@ extension Engine {
         /// 256 (128 M, 256 per parameter) about 5 % more.
         public static let minWorkPerParameter = 128
 
-        /// The work one part of this model must have (`minWorkPerPart`, `minWorkPerParameter`).
-        public var minWorkPerPart: Int {
-            Swift.max(Model.minWorkPerPart, Model.saturated(parameterCount, Model.minWorkPerParameter))
+        /// (Only for a plan whose forward packs weights per call, `Executor.forwardPacksWeights`: the
+        /// packed dense and direct convolution kernels read weights laid out once, shared by the parts.
+        /// Then column_mlp and column_conv1d at batch 16 split: 2 threads ÷ 1 went from 1.00× to 1.16×
+        /// and from 0.98× to 1.24× (AMD EPYC, AVX-512, same run as ORT), no other row moved.)
+
+        /// The work one part of this model must have (`minWorkPerPart`, and `minWorkPerParameter` when
+        /// the forward packs weights per call).
+        public func minWorkPerPart(packsWeights: Bool) -> Int {
+            packsWeights ? Swift.max(Model.minWorkPerPart, Model.saturated(parameterCount, Model.minWorkPerParameter))
+                         : Model.minWorkPerPart
         }
         /// Fewest samples in a part.
         static let minSamplesPerPart = 4
@@ -315,10 +322,11 @@ extension Engine {
 
         /// Parts for batch n at `threads` threads: 1 (run whole) unless each part gets at least
         /// `minWorkPerPart` (of this model) of work and `minSamplesPerPart` samples.
-        func parts(batch n: Int, threads: Int) -> Int {
+        func parts(batch n: Int, threads: Int, packsWeights: Bool) -> Int {
             guard splittable, threads > 1, n >= 2 * Model.minSamplesPerPart else { return 1 }
             let work = Model.saturated(n, Swift.max(workPerSample, 1))
-            return Swift.max(1, Swift.min(threads, WorkerPool.maxParts, n / Model.minSamplesPerPart, work / minWorkPerPart))
+            return Swift.max(1, Swift.min(threads, WorkerPool.maxParts, n / Model.minSamplesPerPart,
+                                          work / minWorkPerPart(packsWeights: packsWeights)))
         }
 
         deinit {
@@ -897,7 +905,7 @@ extension Engine {
                 return false
             }
             let threads = Threads.count
-            let want = parts(batch: n, threads: threads)
+            let want = threads > 1 ? parts(batch: n, threads: threads, packsWeights: e.forwardPacksWeights()) : 1
             // A call that runs whole and never reaches BLAS (l96 at batch 1: the engine's own batch-1
             // kernels) leaves OpenBLAS's thread count alone: setting it and back cost two locks and
             // two openblas_set_num_threads per call.

@@ -216,6 +216,38 @@ extension Engine {
         private var blasCheckedN = -1
         private var blasAtCheckedN = true
 
+        /// Whether `forward` re-lays out weight matrices inside every call: sgemm packs its operands per
+        /// call, so each part of a split batch packs all the weights again (`Model.minWorkPerParameter`
+        /// exists for that). false when every step with weights runs on the engine's own kernels on
+        /// weights laid out once (packed dense layers, direct convolutions: float32 inference at the
+        /// avx2/avx512 levels) and every other step is element-wise, a normalisation, a layout copy
+        /// or a pooling window.
+        /// Cached for the CPU level last asked at.
+        public func forwardPacksWeights() -> Bool {
+            let level = Kernels.cpuLevel
+            if level == packsCheckedLevel { return packsAtCheckedLevel }
+            var packs = false
+            if T.dtype != .float32 || plan.numerics != .inference || level == .baseline { packs = true }
+            let ints = code.ints
+            for step in code.forward where !packs {
+                switch step.kind {
+                case .packedDense, .activation, .normalize, .add, .copy, .zero, .fill, .roundToFloat32, .maxPool, .averagePool,
+                     .broadcast, .unary, .clip, .softmax, .layoutCopy, .concat, .gather, .fillLinear, .channelAffine,
+                     .batchNorm, .layerNorm, .globalPool:
+                    continue
+                case .conv(let geo, _, _, _):
+                    if !Conv.directFits(Engine.load(ints, geo, as: ConvGeometry.self)) { packs = true }
+                default:
+                    packs = true
+                }
+            }
+            packsCheckedLevel = level
+            packsAtCheckedLevel = packs
+            return packs
+        }
+        private var packsCheckedLevel: CPULevel? = nil
+        private var packsAtCheckedLevel = true
+
         /// Reverse mode at the point of the last `forward` (same n; its input arrays must still hold
         /// the same values): `seeds[k]` is d loss/d output k; d loss/d input k goes to
         /// `inputGradients[k]` when given; with `parameterGradients`, `gradients` is overwritten with
