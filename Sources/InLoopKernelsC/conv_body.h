@@ -1,13 +1,14 @@
 /* Direct float32 convolution (NCHW, group 1, stride 1, dilation 1, any kH × kW and pads), once per
  * FMA level: included by kernels.c for the avx2 and avx512 copies only (ILK_SUFFIX names the copy; the
- * level's target attribute is pushed). Both copies use the same 8-lane AVX instructions in the same
- * order, so they give the same bits; the baseline level keeps im2col + sgemm (different rounding).
+ * level's target attribute is pushed). Both copies do the same operations per output value in the
+ * same order (8-lane registers at avx2, 16-lane at avx512), so they give the same bits; the baseline
+ * level keeps im2col + sgemm (different rounding).
  *
  * Per image: the input is copied once into a zero-bordered buffer (xp, cin planes of hp × wp; rows
- * long enough that whole 8-lane loads past the last output column read zeros, so the inner loop has
- * no bounds checks), then every output row is computed in tiles of ILK_CONV_CB output channels ×
- * ILK_CONV_NV vectors of 8 output columns held in registers: for each input channel and tap, the
- * tile's NV input vectors are loaded once and multiplied by each channel's weight, broadcast from the
+ * long enough that whole-register loads past the last output column read zeros, so the inner loop
+ * has no bounds checks), then every output row is computed in tiles of ILK_CONV_CB output channels ×
+ * ILK_CONV_NV registers of output columns (ILK_CONV_SPAN in all) held in registers: for each input
+ * channel and tap, the tile's NV input vectors are loaded once and multiplied by each channel's weight, broadcast from the
  * original [cout][cin][kh][kw] layout (no re-laid-out copy: a trainer that changes the weights between
  * calls is always read afresh). Each output value is thus the sum over (ci, i, j) in that order, each
  * term fused (FMA) into a running sum that starts at 0; then + bias, then the activation, in the
@@ -18,24 +19,54 @@
  * registers (a partly unrolled loop leaves the array in memory: a store after every FMA). */
 #define ILK_UNROLL _Pragma("clang loop unroll(full)")
 
+/* The register: 8 lanes (YMM), or 16 (ZMM) where kernels.c defines ILK_CONV_ZMM (the AVX-512 copy:
+ * half the FMA instructions, each with its weight broadcast from memory). Each lane is one output
+ * column's sum in the same order either way, so both give the same bits. */
+#if ILK_CONV_ZMM
+#define ILK_CV __m512
+#define ILK_CVL 16
+#define ILK_CV_ZERO() _mm512_setzero_ps()
+#define ILK_CV_LOADU(p) _mm512_loadu_ps(p)
+#define ILK_CV_STOREU(p, v) _mm512_storeu_ps(p, v)
+#define ILK_CV_SET1(s) _mm512_set1_ps(s)
+#define ILK_CV_FMADD(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define ILK_CV_ADD(a, b) _mm512_add_ps(a, b)
+#else
+#define ILK_CV __m256
+#define ILK_CVL 8
+#define ILK_CV_ZERO() _mm256_setzero_ps()
+#define ILK_CV_LOADU(p) _mm256_loadu_ps(p)
+#define ILK_CV_STOREU(p, v) _mm256_storeu_ps(p, v)
+#define ILK_CV_SET1(s) _mm256_set1_ps(s)
+#define ILK_CV_FMADD(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define ILK_CV_ADD(a, b) _mm256_add_ps(a, b)
+#endif
+
 #ifndef ILK_CONV_CB
-#define ILK_CONV_CB 6   /* output channels per register tile (12 accumulators: 6 of 4/3/8 measured fastest) */
+#define ILK_CONV_CB 6   /* output channels per register tile (12 YMM accumulators: 6 of 4/3/8 measured fastest) */
 #endif
-#ifndef ILK_CONV_NV
-#define ILK_CONV_NV (ILK_CONV_SPAN / 8)   /* 8-lane vectors of output columns per register tile */
-#endif
+#define ILK_CONV_NV (ILK_CONV_SPAN / ILK_CVL)   /* registers of output columns per register tile */
 
 /* act(v) for the activations of the direct path (identity, relu, relu-keep, leaky relu), lane-wise
  * with the scalar definitions' comparisons (bit-exact, NaN and -0 included). */
-static inline __m256 ILK_SUFFIX(conv_act)(__m256 v, int act, __m256 alpha) {
-    const __m256 zero = _mm256_setzero_ps();
+static inline ILK_CV ILK_SUFFIX(conv_act)(ILK_CV v, int act, ILK_CV alpha) {
+    const ILK_CV zero = ILK_CV_ZERO();
     switch (act) {
+#if ILK_CONV_ZMM
+    case ILK_RELU:        /* v > 0 ? v : 0 */
+        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), v);
+    case ILK_RELU_KEEP:   /* v <= 0 ? 0 : v */
+        return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LE_OQ), zero);
+    case ILK_LEAKY_RELU:  /* v >= 0 ? v : alpha*v */
+        return _mm512_mask_mov_ps(_mm512_mul_ps(alpha, v), _mm512_cmp_ps_mask(v, zero, _CMP_GE_OQ), v);
+#else
     case ILK_RELU:        /* v > 0 ? v : 0 */
         return _mm256_and_ps(v, _mm256_cmp_ps(v, zero, _CMP_GT_OQ));
     case ILK_RELU_KEEP:   /* v <= 0 ? 0 : v */
         return _mm256_andnot_ps(_mm256_cmp_ps(v, zero, _CMP_LE_OQ), v);
     case ILK_LEAKY_RELU:  /* v >= 0 ? v : alpha*v */
         return _mm256_blendv_ps(_mm256_mul_ps(alpha, v), v, _mm256_cmp_ps(v, zero, _CMP_GE_OQ));
+#endif
     default: return v;
     }
 }
@@ -46,9 +77,9 @@ static inline __attribute__((always_inline)) void ILK_SUFFIX(conv_tile)(
     const int cb, const float *xp, int64_t hp, int64_t wp, int64_t cin, const float *wt, int64_t kh,
     int64_t kw, const float *bias, int64_t co0, int64_t o, int64_t ow0, int64_t valid, int act, float alpha,
     float *y, int64_t plane, int64_t ow) {
-    __m256 acc[ILK_CONV_CB][ILK_CONV_NV];
+    ILK_CV acc[ILK_CONV_CB][ILK_CONV_NV];
     ILK_UNROLL for (int c = 0; c < cb; c++)
-        ILK_UNROLL for (int v = 0; v < ILK_CONV_NV; v++) acc[c][v] = _mm256_setzero_ps();
+        ILK_UNROLL for (int v = 0; v < ILK_CONV_NV; v++) acc[c][v] = ILK_CV_ZERO();
     const int64_t kk = kh * kw;
     const float *wc[ILK_CONV_CB];
     ILK_UNROLL for (int c = 0; c < cb; c++) wc[c] = wt + (co0 + c) * cin * kk;
@@ -56,32 +87,32 @@ static inline __attribute__((always_inline)) void ILK_SUFFIX(conv_tile)(
         const float *xrow = xp + (ci * hp + o) * wp + ow0;
         for (int64_t i = 0; i < kh; i++) {
             for (int64_t j = 0; j < kw; j++) {
-                __m256 in[ILK_CONV_NV];
-                ILK_UNROLL for (int v = 0; v < ILK_CONV_NV; v++) in[v] = _mm256_loadu_ps(xrow + j + 8 * v);
+                ILK_CV in[ILK_CONV_NV];
+                ILK_UNROLL for (int v = 0; v < ILK_CONV_NV; v++) in[v] = ILK_CV_LOADU(xrow + j + ILK_CVL * v);
                 ILK_UNROLL for (int c = 0; c < cb; c++) {
-                    __m256 w = _mm256_broadcast_ss(wc[c] + j);
-                    ILK_UNROLL for (int v = 0; v < ILK_CONV_NV; v++) acc[c][v] = _mm256_fmadd_ps(in[v], w, acc[c][v]);
+                    ILK_CV w = ILK_CV_SET1(wc[c][j]);
+                    ILK_UNROLL for (int v = 0; v < ILK_CONV_NV; v++) acc[c][v] = ILK_CV_FMADD(in[v], w, acc[c][v]);
                 }
             }
             xrow += wp;
             ILK_UNROLL for (int c = 0; c < cb; c++) wc[c] += kw;
         }
     }
-    const __m256 va = _mm256_set1_ps(alpha);
+    const ILK_CV va = ILK_CV_SET1(alpha);
     ILK_UNROLL for (int c = 0; c < cb; c++) {
-        __m256 b = _mm256_set1_ps(bias ? bias[co0 + c] : 0.0f);
+        ILK_CV b = ILK_CV_SET1(bias ? bias[co0 + c] : 0.0f);
         float *dst = y + (co0 + c) * plane + o * ow + ow0;
         ILK_UNROLL for (int v = 0; v < ILK_CONV_NV; v++) {
-            __m256 r = acc[c][v];
-            if (bias) r = _mm256_add_ps(r, b);
+            ILK_CV r = acc[c][v];
+            if (bias) r = ILK_CV_ADD(r, b);
             r = ILK_SUFFIX(conv_act)(r, act, va);
-            int64_t n = valid - 8 * v;
-            if (n >= 8) {
-                _mm256_storeu_ps(dst + 8 * v, r);
+            int64_t n = valid - ILK_CVL * v;
+            if (n >= ILK_CVL) {
+                ILK_CV_STOREU(dst + ILK_CVL * v, r);
             } else if (n > 0) {
-                float t[8];
-                _mm256_storeu_ps(t, r);
-                for (int64_t l = 0; l < n; l++) dst[8 * v + l] = t[l];
+                float t[ILK_CVL];
+                ILK_CV_STOREU(t, r);
+                for (int64_t l = 0; l < n; l++) dst[ILK_CVL * v + l] = t[l];
             }
         }
     }
@@ -94,7 +125,7 @@ static void ILK_SUFFIX(conv2d_direct)(const float *x, int64_t batch, int64_t cin
                                       const float *wt, const float *bias, int64_t cout, int64_t kh, int64_t kw,
                                       int64_t pt, int64_t pl, int64_t oh, int64_t ow, int act, float alpha,
                                       float *y, float *xp) {
-    const int64_t span = 8 * ILK_CONV_NV;
+    const int64_t span = ILK_CVL * ILK_CONV_NV;
     const int64_t hp = oh + kh - 1, wp = (ow + span - 1) / span * span + kw - 1;
     const int64_t plane = oh * ow;
     for (int64_t n = 0; n < batch; n++) {
@@ -156,3 +187,13 @@ static void ILK_SUFFIX(conv2d_direct)(const float *x, int64_t batch, int64_t cin
 
 #undef ILK_CONV_TILE
 #undef ILK_UNROLL
+#undef ILK_CONV_CB
+#undef ILK_CONV_NV
+#undef ILK_CV
+#undef ILK_CVL
+#undef ILK_CV_ZERO
+#undef ILK_CV_LOADU
+#undef ILK_CV_STOREU
+#undef ILK_CV_SET1
+#undef ILK_CV_FMADD
+#undef ILK_CV_ADD

@@ -61,7 +61,10 @@ typedef uint32_t ilk_u16 __attribute__((vector_size(64)));
 #undef ILK_PACKED_MR
 #undef ILK_PACKED_ZMM
 #undef ILK_PACKED_GEMM
+#define ILK_CONV_ZMM 1
+#define ILK_CONV_CB 8 /* 8 ZMM accumulators of 16 columns */
 #include "conv_body.h"
+#undef ILK_CONV_ZMM
 #undef ILK_SUFFIX
 #pragma clang attribute pop
 #endif

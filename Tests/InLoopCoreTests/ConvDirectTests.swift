@@ -170,7 +170,7 @@ final class ConvDirectTests: XCTestCase {
     func testAVX2AgainstReference() throws { try checkAgainstReference(.avx2) }
     func testAVX512AgainstReference() throws { try checkAgainstReference(.avx512) }
 
-    /// avx2 and avx512 run the same instructions in the same order: the same bits.
+    /// avx2 (8-lane registers) and avx512 (16-lane) do the same operations per value in the same order: the same bits.
     func testAVX2AndAVX512GiveTheSameBits() throws {
         guard Kernels.supportedCPULevel == .avx512 else { throw XCTSkip("this CPU has no avx512") }
         var r = Rng(s: 99)
