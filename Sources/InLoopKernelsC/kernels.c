@@ -2,10 +2,12 @@
  * xgetbv (the OS must save the YMM/ZMM state, not only the CPU support the instructions), lowered by
  * INLOOP_CPU. Built with -ffp-contract=off: a contracted a*b + c (FMA) would change bits between
  * levels. */
+#define _POSIX_C_SOURCE 200112L /* clock_gettime */
 #include "inloop_kernels.h"
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <time.h>
 
 #if defined(__x86_64__) && defined(__clang__)
 #define ILK_X86 1
@@ -292,3 +294,31 @@ void ilk_adam(float *p, const float *g, float *m, float *v, int64_t n, float bet
               float step, float bc2, float lr, float wd, int decoupled) {
     ILK_DISPATCH(adam, p, g, m, v, n, beta1, beta2, eps, step, bc2, lr, wd, decoupled)
 }
+
+void ilk_word_store(int64_t *p, int64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
+static int64_t monotonic_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Reads *p (acquire) until (v != seen) == differ, or about ns have passed; returns the last value. */
+static int64_t spin(const int64_t *p, int64_t seen, int differ, int64_t ns) {
+    int64_t v = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    if ((v != seen) == differ || ns <= 0) return v;
+    const int64_t end = monotonic_ns() + ns;
+    for (;;) {
+        for (int i = 0; i < 32; i++) {
+#if ILK_X86
+            _mm_pause();
+#endif
+            v = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+            if ((v != seen) == differ) return v;
+        }
+        if (monotonic_ns() >= end) return v;
+    }
+}
+
+int64_t ilk_spin_while_equal(const int64_t *p, int64_t seen, int64_t ns) { return spin(p, seen, 1, ns); }
+int64_t ilk_spin_until_zero(const int64_t *p, int64_t ns) { return spin(p, 0, 0, ns); }

@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import CBLAS
+import InLoopKernelsC
 import Synchronization
 
 extension Engine {
@@ -71,9 +72,16 @@ extension Engine {
     }
 
     /// InLoop's own threads: made lazily (the first call that splits a batch into more parts than
-    /// there are workers), parked on a condition variable while idle (never spinning), never ended
-    /// (they sleep until the process exits). One job at a time: a second caller thread waits for the
-    /// first job to finish (a few milliseconds), then runs its own.
+    /// there are workers), parked on a condition variable while idle, never ended (they sleep until
+    /// the process exits). One job at a time: a second caller thread waits for the first job to finish
+    /// (a few milliseconds), then runs its own.
+    ///
+    /// Waking a parked thread costs tens of microseconds on a VM, as much as a whole part of a small
+    /// batch. So a worker that finished a part spins for `workerSpin` (pausing between reads of the
+    /// job counter) before it parks: a caller that splits call after call (a loop over blocks of
+    /// columns, a benchmark) hands it the next job while it still runs. The calling thread likewise
+    /// spins up to `callerSpin` for the workers' parts before it waits on the condition variable.
+    /// Between the calls of a time loop that does other work the worker is parked, using no CPU.
     public final class WorkerPool: @unchecked Sendable {  // state guarded by `mutex`
         public static let shared = WorkerPool()
         /// The largest number of parts of one job (threads beyond it are not used).
@@ -90,12 +98,21 @@ extension Engine {
         private var job: (any ParallelJob)? = nil
         private var parts = 0
         private var pending = 0
+        /// `generation` and `pending`, also stored (release, under `mutex`) for the spinning reads
+        /// (acquire, outside it); the mutex stays what orders everything else.
+        private let generationWord: UnsafeMutablePointer<Int64>
+        private let pendingWord: UnsafeMutablePointer<Int64>
+        /// How long a worker spins for the next job after a part, and the caller for the parts (ns).
+        static let workerSpin: Int64 = 50_000
+        static let callerSpin: Int64 = 200_000
 
         private init() {
             submit = .allocate(capacity: 1); submit.initialize(to: pthread_mutex_t()); pthread_mutex_init(submit, nil)
             mutex = .allocate(capacity: 1); mutex.initialize(to: pthread_mutex_t()); pthread_mutex_init(mutex, nil)
             work = .allocate(capacity: 1); work.initialize(to: pthread_cond_t()); pthread_cond_init(work, nil)
             done = .allocate(capacity: 1); done.initialize(to: pthread_cond_t()); pthread_cond_init(done, nil)
+            generationWord = .allocate(capacity: 1); generationWord.initialize(to: 0)
+            pendingWord = .allocate(capacity: 1); pendingWord.initialize(to: 0)
         }
 
         /// Runs parts 0..<n of `job`, part 0 on the calling thread, and returns when all have finished.
@@ -119,9 +136,12 @@ extension Engine {
             parts = m
             pending = m - 1
             generation &+= 1
+            ilk_word_store(pendingWord, Int64(pending))
+            ilk_word_store(generationWord, Int64(truncatingIfNeeded: generation))
             pthread_cond_broadcast(work)
             pthread_mutex_unlock(mutex)
             job.runPart(0)
+            _ = ilk_spin_until_zero(pendingWord, WorkerPool.callerSpin)
             pthread_mutex_lock(mutex)
             while pending > 0 { pthread_cond_wait(done, mutex) }
             self.job = nil
@@ -154,13 +174,19 @@ extension Engine {
             var seen = start
             pthread_mutex_lock(mutex)
             while true {
-                while generation == seen { pthread_cond_wait(work, mutex) }
+                if generation == seen {
+                    pthread_mutex_unlock(mutex)
+                    _ = ilk_spin_while_equal(generationWord, Int64(truncatingIfNeeded: seen), WorkerPool.workerSpin)
+                    pthread_mutex_lock(mutex)
+                    while generation == seen { pthread_cond_wait(work, mutex) }
+                }
                 seen = generation
                 guard part < parts, let job else { continue }
                 pthread_mutex_unlock(mutex)
                 job.runPart(part)
                 pthread_mutex_lock(mutex)
                 pending -= 1
+                ilk_word_store(pendingWord, Int64(pending))
                 if pending == 0 { pthread_cond_signal(done) }
             }
         }

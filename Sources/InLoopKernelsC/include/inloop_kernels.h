@@ -32,6 +32,15 @@ int ilk_set_cpu_level(int level);
 /* "baseline", "avx2", "avx512" ("?" for anything else). */
 const char *ilk_cpu_level_name(int level);
 
+/* The thread pool's hand-off words (Engine.WorkerPool): *p stored with release / read with acquire
+ * beside the pool's mutex, so that a waiting thread can spin a few microseconds before it parks. */
+void ilk_word_store(int64_t *p, int64_t v);
+/* Reads *p until it differs from `seen` or about `ns` nanoseconds have passed, pausing between reads;
+ * returns the last value read. */
+int64_t ilk_spin_while_equal(const int64_t *p, int64_t seen, int64_t ns);
+/* Reads *p until it is 0 or about `ns` nanoseconds have passed; returns the last value read. */
+int64_t ilk_spin_until_zero(const int64_t *p, int64_t ns);
+
 /* y[i] = act(x[i]). */
 void ilk_activate(int act, const float *x, float *y, int64_t n, float alpha);
 /* y[r*cols + c] = act(y[r*cols + c] + b[c]). */
