@@ -121,10 +121,13 @@ static inline __attribute__((always_inline)) void ILK_SUFFIX(conv_tile)(
 #define ILK_CONV_TILE(CB, KH, KW) \
     ILK_SUFFIX(conv_tile)(CB, xp, hp, wp, cin, wt, KH, KW, bias, co0, o, ow0, ow - ow0, act, alpha, yn, plane, ow)
 
+/* Output rows r0 ..< r1 of every image (all rows: 0, oh); with pad == 0 the zero-bordered copy xp is
+ * taken as already made (by a call with pad != 0 and r0 == r1 on the same single image): the parts of
+ * one image split by rows share it. */
 static void ILK_SUFFIX(conv2d_direct)(const float *x, int64_t batch, int64_t cin, int64_t h, int64_t w,
                                       const float *wt, const float *bias, int64_t cout, int64_t kh, int64_t kw,
                                       int64_t pt, int64_t pl, int64_t oh, int64_t ow, int act, float alpha,
-                                      float *y, float *xp) {
+                                      float *y, float *xp, int64_t r0, int64_t r1, int pad) {
     const int64_t span = ILK_CVL * ILK_CONV_NV;
     const int64_t hp = oh + kh - 1, wp = (ow + span - 1) / span * span + kw - 1;
     const int64_t plane = oh * ow;
@@ -132,7 +135,7 @@ static void ILK_SUFFIX(conv2d_direct)(const float *x, int64_t batch, int64_t cin
         const float *xn = x + n * cin * h * w;
         float *yn = y + n * cout * plane;
         /* xp[ci][r][c] = x[ci][r - pt][c - pl], 0 outside the image. */
-        for (int64_t ci = 0; ci < cin; ci++) {
+        for (int64_t ci = 0; ci < cin && pad; ci++) {
             for (int64_t r = 0; r < hp; r++) {
                 float *dst = xp + (ci * hp + r) * wp;
                 int64_t ir = r - pt;
@@ -148,7 +151,7 @@ static void ILK_SUFFIX(conv2d_direct)(const float *x, int64_t batch, int64_t cin
                 for (int64_t c = c1; c < wp; c++) dst[c] = 0.0f;
             }
         }
-        for (int64_t o = 0; o < oh; o++) {
+        for (int64_t o = r0; o < r1; o++) {
             int64_t co0 = 0;
             if (kh == 3 && kw == 3) {   /* the common case: taps unrolled (constants once inlined) */
                 for (; co0 + ILK_CONV_CB <= cout; co0 += ILK_CONV_CB)

@@ -272,20 +272,29 @@ int ilk_gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const fl
 int ilk_conv2d_direct(const float *x, int64_t batch, int64_t cin, int64_t h, int64_t w, const float *wt,
                       const float *bias, int64_t cout, int64_t kh, int64_t kw, int64_t pt, int64_t pl, int64_t oh,
                       int64_t ow, int act, float alpha, float *y, float *work) {
+    return ilk_conv2d_direct_rows(x, batch, cin, h, w, wt, bias, cout, kh, kw, pt, pl, oh, ow, act, alpha, y, work,
+                                  0, oh, 1);
+}
+
+int ilk_conv2d_direct_rows(const float *x, int64_t batch, int64_t cin, int64_t h, int64_t w, const float *wt,
+                           const float *bias, int64_t cout, int64_t kh, int64_t kw, int64_t pt, int64_t pl,
+                           int64_t oh, int64_t ow, int act, float alpha, float *y, float *work, int64_t r0,
+                           int64_t r1, int pad) {
     if (act != ILK_IDENTITY && act != ILK_RELU && act != ILK_RELU_KEEP && act != ILK_LEAKY_RELU) return 0;
+    if (r0 < 0 || r1 > oh || r0 > r1 || (!pad && batch != 1)) return 0;
 #if ILK_X86
     switch (level()) {
     case ILK_AVX512:
-        conv2d_direct_avx512(x, batch, cin, h, w, wt, bias, cout, kh, kw, pt, pl, oh, ow, act, alpha, y, work);
+        conv2d_direct_avx512(x, batch, cin, h, w, wt, bias, cout, kh, kw, pt, pl, oh, ow, act, alpha, y, work, r0, r1, pad);
         return 1;
     case ILK_AVX2:
-        conv2d_direct_avx2(x, batch, cin, h, w, wt, bias, cout, kh, kw, pt, pl, oh, ow, act, alpha, y, work);
+        conv2d_direct_avx2(x, batch, cin, h, w, wt, bias, cout, kh, kw, pt, pl, oh, ow, act, alpha, y, work, r0, r1, pad);
         return 1;
     default: return 0;
     }
 #else
     (void)x; (void)batch; (void)cin; (void)h; (void)w; (void)wt; (void)bias; (void)cout; (void)kh; (void)kw;
-    (void)pt; (void)pl; (void)oh; (void)ow; (void)alpha; (void)y; (void)work;
+    (void)pt; (void)pl; (void)oh; (void)ow; (void)alpha; (void)y; (void)work; (void)r0; (void)r1; (void)pad;
     return 0;
 #endif
 }

@@ -170,6 +170,27 @@ final class ConvDirectTests: XCTestCase {
     func testAVX2AgainstReference() throws { try checkAgainstReference(.avx2) }
     func testAVX512AgainstReference() throws { try checkAgainstReference(.avx512) }
 
+    /// One image's rows split over 2 threads (the pool free: batch 1, and images one after another at
+    /// batch 3) give the 1-thread values bit for bit, with and without a fused activation.
+    func testRowsSplitOverThreadsEqualOneThread() throws {
+        guard Kernels.supportedCPULevel != .baseline else { throw XCTSkip("this CPU has no avx2") }
+        var r = Rng(s: 123)
+        defer { Engine.Threads.set(1) }
+        for c in [Case(batch: 1, cin: 16, cout: 32, h: 32, w: 32, kh: 3, kw: 3, pt: 1, pl: 1, pb: 1, pr: 1, bias: true, act: .relu),
+                  Case(batch: 3, cin: 2, cout: 16, h: 64, w: 64, kh: 3, kw: 3, pt: 1, pl: 1, pb: 1, pr: 1, bias: false, act: .identity),
+                  Case(batch: 1, cin: 8, cout: 13, h: 41, w: 37, kh: 5, kw: 3, pt: 2, pl: 0, pb: 1, pr: 1, bias: true, act: .leakyRelu(alpha: 0.1))] {
+            let g = try c.geometry()
+            let x = r.floats(c.batch * g.inputCount), w = r.floats(g.weightCount), b = r.floats(c.cout)
+            Engine.Threads.set(1)
+            let (one, ran1) = Self.run(c, g, x: x, w: w, b: c.bias ? b : nil, direct: true)
+            Engine.Threads.set(2)
+            let (two, ran2) = Self.run(c, g, x: x, w: w, b: c.bias ? b : nil, direct: true)
+            XCTAssertTrue(ran1 && ran2)
+            XCTAssertEqual(Conv.RowsJob.shared.parts, 2, "\(c): the rows were split")
+            XCTAssertEqual(one.map(\.bitPattern), two.map(\.bitPattern), "\(c)")
+        }
+    }
+
     /// avx2 (8-lane registers) and avx512 (16-lane) do the same operations per value in the same order: the same bits.
     func testAVX2AndAVX512GiveTheSameBits() throws {
         guard Kernels.supportedCPULevel == .avx512 else { throw XCTSkip("this CPU has no avx512") }

@@ -1397,8 +1397,11 @@ int main(int argc, char **argv) {
             report_threaded_allocs(models, "column_mlp", 2);
         } else skipf("models/column_mlp/alloc: not available");
         /* cnn2d: the direct convolution kernels (scratch sized at plan time, nothing per call) */
-        if (have_models && file_exists(models, "cnn2d.onnx", ".io.bin")) check_no_alloc("models", models, "cnn2d.onnx", 1);
-        else skipf("models/cnn2d/alloc: not available");
+        if (have_models && file_exists(models, "cnn2d.onnx", ".io.bin")) {
+            check_no_alloc("models", models, "cnn2d.onnx", 1);
+            /* 2 threads: at batch 1 each image's convolution rows are split over the pool (Conv.RowsJob) */
+            check_no_alloc("models", models, "cnn2d.onnx", 2);
+        } else skipf("models/cnn2d/alloc: not available");
     }
 
     /* 3. errors */

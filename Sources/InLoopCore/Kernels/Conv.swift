@@ -308,11 +308,70 @@ public enum Conv {
         let c = Kernels.cKernel(activation, .inference)
         let fused = c != nil && c!.code != ILK_TANH
         let (code, alpha) = fused ? c! : (ILK_IDENTITY, 0)
-        guard ilk_conv2d_direct(x, Int64(batch), Int64(g.channelsIn), Int64(g.inH), Int64(g.inW), weight, bias,
-                                Int64(g.channelsOut), Int64(g.kH), Int64(g.kW), Int64(g.padTop), Int64(g.padLeft),
-                                Int64(g.outH), Int64(g.outW), code, alpha, y, workspace) != 0 else { return false }
+        // One image's rows on several threads when the pool is free (not inside a split batch) and the
+        // image has the work: cnn2d at batch 1 on 2 threads.
+        let threads = Engine.Threads.count
+        let parts = threads > 1 ? Swift.min(threads, Engine.WorkerPool.maxParts, g.outH,
+                                            Conv.saturatingProduct(g.outputCount, 2 * g.channelsIn * g.kH * g.kW) / minRowsWork) : 1
+        if parts > 1, Kernels.cpuLevel != .baseline {
+            let job = RowsJob.shared
+            for n in 0..<batch {
+                let xn = x + n * g.inputCount, yn = y + n * g.outputCount
+                // the zero-bordered copy once, on this thread; the parts share it
+                guard ilk_conv2d_direct_rows(xn, 1, Int64(g.channelsIn), Int64(g.inH), Int64(g.inW), weight, bias,
+                                             Int64(g.channelsOut), Int64(g.kH), Int64(g.kW), Int64(g.padTop),
+                                             Int64(g.padLeft), Int64(g.outH), Int64(g.outW), code, alpha, yn, workspace,
+                                             0, 0, 1) != 0 else { return false }
+                let ran = Engine.WorkerPool.shared.tryRun(job, parts: parts) { m in
+                    job.set(x: xn, geometry: g, weight: weight, bias: bias, code: code, alpha: alpha, y: yn,
+                            workspace: workspace, parts: m)
+                }
+                if !ran {
+                    _ = ilk_conv2d_direct_rows(xn, 1, Int64(g.channelsIn), Int64(g.inH), Int64(g.inW), weight, bias,
+                                               Int64(g.channelsOut), Int64(g.kH), Int64(g.kW), Int64(g.padTop),
+                                               Int64(g.padLeft), Int64(g.outH), Int64(g.outW), code, alpha, yn, workspace,
+                                               0, Int64(g.outH), 0)
+                }
+            }
+        } else {
+            guard ilk_conv2d_direct(x, Int64(batch), Int64(g.channelsIn), Int64(g.inH), Int64(g.inW), weight, bias,
+                                    Int64(g.channelsOut), Int64(g.kH), Int64(g.kW), Int64(g.padTop), Int64(g.padLeft),
+                                    Int64(g.outH), Int64(g.outW), code, alpha, y, workspace) != 0 else { return false }
+        }
         if !fused && activation != .identity { Kernels.activate(activation, y, count: batch * g.outputCount) }
         return true
+    }
+
+    /// Flops of one image's convolution per thread, at least, for its rows to be split (with the
+    /// pool's spin a hand-off costs a few microseconds; 1 M flops is about 10 µs on one core).
+    static let minRowsWork = 1_000_000
+
+    /// The rows of one image in parts (`directForward`): one object, used only while the pool's
+    /// submit lock is held (`tryRun` sets it through `using` before any part runs), so never by two
+    /// calls at once, and nothing is allocated per call.
+    final class RowsJob: Engine.ParallelJob, @unchecked Sendable {
+        static let shared = RowsJob()
+        private var x: UnsafePointer<Float>? = nil, weight: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>? = nil
+        private var y: UnsafeMutablePointer<Float>? = nil, workspace: UnsafeMutablePointer<Float>? = nil
+        private var g: ConvGeometry? = nil
+        private var code: Int32 = 0, alpha: Float = 0
+        private(set) var parts = 1
+
+        func set(x: UnsafePointer<Float>, geometry: ConvGeometry, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                 code: Int32, alpha: Float, y: UnsafeMutablePointer<Float>, workspace: UnsafeMutablePointer<Float>, parts: Int) {
+            self.x = x; self.g = geometry; self.weight = weight; self.bias = bias
+            self.code = code; self.alpha = alpha; self.y = y; self.workspace = workspace; self.parts = parts
+        }
+
+        /// Rows [oh·k/parts, oh·(k+1)/parts) on the shared zero-bordered copy.
+        func runPart(_ k: Int) {
+            guard let g, let x, let weight, let y, let workspace else { return }
+            let r0 = g.outH * k / parts, r1 = g.outH * (k + 1) / parts
+            _ = ilk_conv2d_direct_rows(x, 1, Int64(g.channelsIn), Int64(g.inH), Int64(g.inW), weight, bias,
+                                       Int64(g.channelsOut), Int64(g.kH), Int64(g.kW), Int64(g.padTop),
+                                       Int64(g.padLeft), Int64(g.outH), Int64(g.outW), code, alpha, y, workspace,
+                                       Int64(r0), Int64(r1), 0)
+        }
     }
 
     /// Floats of scratch `forward` needs for `batch` samples (also enough for any smaller batch).

@@ -123,6 +123,21 @@ extension Engine {
         public func run(_ job: any ParallelJob, parts n: Int, using: (Int) -> Void) {
             pthread_mutex_lock(submit)
             defer { pthread_mutex_unlock(submit) }
+            runHeld(job, parts: n, using: using)
+        }
+
+        /// As `run` when no job holds the pool; false at once (nothing run, `using` not called) when one
+        /// does: a kernel that splits one step's work (the rows of an image) inside a call whose batch
+        /// is already split, or beside another caller's job, runs serially instead of nesting or waiting.
+        public func tryRun(_ job: any ParallelJob, parts n: Int, using: (Int) -> Void) -> Bool {
+            guard pthread_mutex_trylock(submit) == 0 else { return false }
+            defer { pthread_mutex_unlock(submit) }
+            runHeld(job, parts: n, using: using)
+            return true
+        }
+
+        /// `run`'s body, `submit` held.
+        private func runHeld(_ job: any ParallelJob, parts n: Int, using: (Int) -> Void) {
             let want = Swift.min(Swift.max(n, 1), WorkerPool.maxParts)
             while workers < want - 1, start(index: workers) { workers += 1 }
             let m = Swift.min(want, workers + 1)

@@ -89,6 +89,15 @@ int ilk_gemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const fl
 int ilk_conv2d_direct(const float *x, int64_t batch, int64_t cin, int64_t h, int64_t w, const float *wt,
                       const float *bias, int64_t cout, int64_t kh, int64_t kw, int64_t pt, int64_t pl, int64_t oh,
                       int64_t ow, int act, float alpha, float *y, float *work);
+/* ilk_conv2d_direct for output rows r0 ..< r1 only (of every image). pad != 0: first makes the
+ * zero-bordered copy of each image in `work`; pad == 0 (batch 1 only): takes `work` as holding it
+ * already, from a call with pad != 0 and r0 == r1, so that threads can share one image's rows. The
+ * same values as the whole call, bit for bit. Returns 0 (nothing done) also for r0 < 0, r1 > oh,
+ * r0 > r1 or pad == 0 with batch != 1. */
+int ilk_conv2d_direct_rows(const float *x, int64_t batch, int64_t cin, int64_t h, int64_t w, const float *wt,
+                           const float *bias, int64_t cout, int64_t kh, int64_t kw, int64_t pt, int64_t pl,
+                           int64_t oh, int64_t ow, int act, float alpha, float *y, float *work, int64_t r0,
+                           int64_t r1, int pad);
 /* Output columns of one register tile: work = cin·(oh + kh - 1)·(ow rounded up to ILK_CONV_SPAN
  * + kw - 1) floats. */
 #ifndef ILK_CONV_SPAN
