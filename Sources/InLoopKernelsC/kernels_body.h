@@ -461,8 +461,40 @@ static void ILK_SUFFIX(fma_gemm)(const float *x, int64_t xrs, int64_t xts, int64
     }
 }
 
+/* m == 1 (one output, a regression head such as l96's last layer): the 16-column panel would run 16
+ * FMA lanes for one column. Rows in the lanes instead (ILK_TVF: 8 or 16 rows, x gathered), each lane
+ * one row's FMA chain over j from 0 in order, then + bias: fma_tile's operations for that element, so
+ * the same bits; the last rows one at a time with the same chain. */
+static void ILK_SUFFIX(fma_rows1)(const float *p, const float *x, const float *b, float *y, int64_t n, int64_t k) {
+    enum { L = (int)(sizeof(ILK_TVF) / sizeof(float)) };
+    int64_t r = 0;
+    for (; r + L <= n; r += L) {
+        const float *xr = x + r * k;
+        ILK_TVF acc;
+        memset(&acc, 0, sizeof acc);
+        for (int64_t j = 0; j < k; j++) {
+            ILK_TVF xv, wv;
+            const float w = p[16 * j];
+            for (int l = 0; l < L; l++) { xv[l] = xr[l * k + j]; wv[l] = w; }
+            acc = __builtin_elementwise_fma(wv, xv, acc);
+        }
+        if (b) acc = acc + b[0];
+        memcpy(y + r, &acc, sizeof acc);
+    }
+    for (; r < n; r++) {
+        float s = 0.0f;
+        for (int64_t j = 0; j < k; j++) s = __builtin_fmaf(p[16 * j], x[r * k + j], s);
+        y[r] = b ? s + b[0] : s;
+    }
+}
+
 static void ILK_SUFFIX(packed_gemm)(const float *p, const float *x, const float *b, float *y, int64_t n,
                                     int64_t m, int64_t k, int act, float alpha) {
+    if (m == 1) {
+        ILK_SUFFIX(fma_rows1)(p, x, b, y, n, k);
+        if (act >= 0) ILK_SUFFIX(bias_activate)(act, y, y, n, 0.0f, alpha, 0);
+        return;
+    }
     ILK_SUFFIX(fma_gemm)(x, k, 1, n, p, 16 * k, 16, 1, b, y, m, m, k, 0, act, alpha);
 }
 #endif

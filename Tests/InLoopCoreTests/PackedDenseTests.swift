@@ -41,6 +41,31 @@ final class PackedDenseTests: XCTestCase {
         return done ? y : nil
     }
 
+    /// One output (m = 1) runs rows in the lanes (fma_rows1), not a 16-column panel: each value must be
+    /// the panel path's, bit for bit, i.e. column 0 of the same layer with a second output, at every
+    /// row count (whole registers and the tail), across the 256-term chunk, with every activation.
+    func testSingleOutputEqualsPanelColumn() throws {
+        let levels = Self.packedLevels
+        try XCTSkipIf(levels.isEmpty, "this CPU has no AVX2+FMA: the packed kernel never runs")
+        let saved = Kernels.cpuLevel
+        defer { Kernels.setCPULevel(saved) }
+        var rng = Rng(s: 0x5151)
+        for (trial, (n, k)) in [(2, 1), (7, 3), (8, 32), (16, 32), (17, 5), (37, 300), (64, 257), (100, 94)].enumerated() {
+            let act = Self.activations[trial % Self.activations.count]
+            let w0 = (0..<k).map { _ in rng.next() }, w1 = (0..<k).map { _ in rng.next() }
+            let x = (0..<(n * k)).map { _ in 2 * rng.next() }
+            let b: [Float]? = trial % 3 == 1 ? nil : [rng.next(), rng.next()]
+            for level in levels {
+                Kernels.setCPULevel(level)
+                let one = try XCTUnwrap(try run(w0, x, b.map { [$0[0]] }, n: n, m: 1, k: k, act))
+                let two = try XCTUnwrap(try run(w0 + w1, x, b, n: n, m: 2, k: k, act))
+                for r in 0..<n {
+                    XCTAssertEqual(one[r].bitPattern, two[2 * r].bitPattern, "n \(n) k \(k) \(act) row \(r) at \(level)")
+                }
+            }
+        }
+    }
+
     func testAgainstFloat64AndBatchIndependence() throws {
         let levels = Self.packedLevels
         try XCTSkipIf(levels.isEmpty, "this CPU has no AVX2+FMA: the packed kernel never runs")
