@@ -24,8 +24,6 @@ typedef float ilk_v16 __attribute__((vector_size(64)));
 typedef uint32_t ilk_u4 __attribute__((vector_size(16)));
 typedef uint32_t ilk_u8 __attribute__((vector_size(32)));
 typedef uint32_t ilk_u16 __attribute__((vector_size(64)));
-/* Several vectors of a latency-bound loop in flight (same per-element operations). */
-#define ILK_INTERLEAVE _Pragma("clang loop interleave_count(4)")
 
 #define ILK_SUFFIX(name) name##_baseline
 #define ILK_TVF ilk_v4 /* the level's register of floats (tanh_vec) and of their bits */

@@ -2,44 +2,10 @@
  * the level's target attribute pushed for every function. Keep every operation and its order as in
  * the Swift scalar definitions (Activation.tanh, Activation.apply, Activation.derivative). */
 
-static inline float ILK_SUFFIX(fbits)(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-static inline uint32_t ILK_SUFFIX(ubits)(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-
-/* Activation.tanh, operation for operation. */
-static inline float ILK_SUFFIX(tanh1)(float x) {
-    uint32_t sign = ILK_SUFFIX(ubits)(x) & 0x80000000u;
-    float a = ILK_SUFFIX(fbits)(ILK_SUFFIX(ubits)(x) & 0x7FFFFFFFu);
-    float z = a * a;
-    float p = -5.70498872745e-3f;
-    p = p * z + 2.06390887954e-2f;
-    p = p * z - 5.37397155531e-2f;
-    p = p * z + 1.33314422036e-1f;
-    p = p * z - 3.33332819422e-1f;
-    float small = p * z * a + a;
-    /* Activation.expNonNegative(2 * min(a, 10)), NaN kept. */
-    float v = 2.0f * (a > 10.0f ? 10.0f : a);
-    const float magic = 12582912.0f;
-    float t = v * 1.44269504088896341f + magic;
-    float nn = t - magic;
-    float r = (v - nn * 0.693359375f) - nn * -2.12194440e-4f;
-    float q = 1.9875691500e-4f;
-    q = q * r + 1.3981999507e-3f;
-    q = q * r + 8.3334519073e-3f;
-    q = q * r + 4.1665795894e-2f;
-    q = q * r + 1.6666665459e-1f;
-    q = q * r + 5.0000001201e-1f;
-    float er = q * (r * r) + r + 1.0f;
-    float scale = ILK_SUFFIX(fbits)((ILK_SUFFIX(ubits)(t) - ILK_SUFFIX(ubits)(magic) + 127u) << 23);
-    float e = er * scale;
-    float large = 1.0f - 2.0f / (e + 1.0f);
-    float res = a < 0.625f ? small : large;
-    return ILK_SUFFIX(fbits)(ILK_SUFFIX(ubits)(res) | sign);
-}
-
-/* tanh1 on every lane of the level's register (ILK_TVF: 4, 8 or 16 floats): the same operations in
- * the same order, lane by lane (-ffp-contract=off: no FMA), so the same bits as tanh1. Explicit so that
- * a short array (a 32-wide layer at batch 1) runs whole registers too, where the auto-vectorized loop
- * of 4 interleaved registers (64 floats at AVX-512) left it to the scalar remainder. */
+/* Activation.tanh (Cephes) on every lane of the level's register (ILK_TVF: 4, 8 or 16 floats): its
+ * operations in its order, lane by lane (-ffp-contract=off: no FMA), so the same bits. In whole
+ * registers so that a short array (a 32-wide layer at batch 1) is vectorised too, which an
+ * auto-vectorised loop of 4 interleaved registers (64 floats at AVX-512) left to its scalar remainder. */
 static inline ILK_TVF ILK_SUFFIX(tanh_vec)(ILK_TVF x) {
     ILK_TVU ux, ua, ubig, usmall, ularge, ures, ut;
     memcpy(&ux, &x, sizeof ux);
@@ -86,7 +52,7 @@ static inline ILK_TVF ILK_SUFFIX(tanh_vec)(ILK_TVF x) {
     return res;
 }
 
-/* y[i] = tanh1(x[i] (+ bias)) in whole registers, the last (partial) one through a zero-padded copy.
+/* y[i] = tanh(x[i] (+ bias)) in whole registers, the last (partial) one through a zero-padded copy.
  * x == y allowed (each register is read before it is written). */
 static void ILK_SUFFIX(tanh_map)(const float *x, float *y, int64_t n, float bias, int add) {
     const int64_t w = (int64_t)(sizeof(ILK_TVF) / sizeof(float));
@@ -172,7 +138,10 @@ static void ILK_SUFFIX(bias_activate_rows)(int act, float *y, int64_t rows, int6
         case ILK_RELU: for (int64_t c = 0; c < cols; c++) { float v = row[c] + bb[c]; row[c] = v > 0.0f ? v : 0.0f; } break;
         case ILK_RELU_KEEP: for (int64_t c = 0; c < cols; c++) { float v = row[c] + bb[c]; row[c] = v <= 0.0f ? 0.0f : v; } break;
         case ILK_LEAKY_RELU: for (int64_t c = 0; c < cols; c++) { float v = row[c] + bb[c]; row[c] = v >= 0.0f ? v : alpha * v; } break;
-        case ILK_TANH: ILK_INTERLEAVE for (int64_t c = 0; c < cols; c++) row[c] = ILK_SUFFIX(tanh1)(row[c] + bb[c]); break;
+        case ILK_TANH:
+            for (int64_t c = 0; c < cols; c++) row[c] = row[c] + bb[c];
+            ILK_SUFFIX(tanh_map)(row, row, cols, 0.0f, 0);
+            break;
         default: return;
         }
     }
@@ -503,32 +472,30 @@ static void ILK_SUFFIX(packed_gemm)(const float *p, const float *x, const float 
  * operation for operation (its order, no contraction): d = g (+ wd·p); m = β1·m + (1 − β1)·d;
  * v = β2·v + (1 − β2)·d·d; p −= step·m / (√v / bc2 + eps), after p ·= 1 − lr·wd when decoupled.
  * One pass over the four arrays (they must not overlap). */
+/* One value's moments and update, after d (the gradient with any coupled decay) and pi (p, decayed
+ * when decoupled): the part both forms share. */
+static inline __attribute__((always_inline)) float ILK_SUFFIX(adam1)(float pi, float d, float *restrict m,
+                                                                    float *restrict v, float beta1, float omb1,
+                                                                    float beta2, float omb2, float eps, float step,
+                                                                    float bc2) {
+    float mi = beta1 * *m + omb1 * d;
+    float vi = beta2 * *v + omb2 * d * d;
+    *m = mi;
+    *v = vi;
+    float denom = __builtin_sqrtf(vi) / bc2 + eps;
+    return pi - step * mi / denom;
+}
+
 static void ILK_SUFFIX(adam)(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
                              int64_t n, float beta1, float beta2, float eps, float step, float bc2, float lr,
                              float wd, int decoupled) {
     const float omb1 = 1.0f - beta1, omb2 = 1.0f - beta2;
     if (decoupled) {
         const float keep = 1.0f - lr * wd;
-        for (int64_t i = 0; i < n; i++) {
-            float d = g[i];
-            float pi = p[i] * keep;
-            float mi = beta1 * m[i] + omb1 * d;
-            float vi = beta2 * v[i] + omb2 * d * d;
-            m[i] = mi;
-            v[i] = vi;
-            float denom = __builtin_sqrtf(vi) / bc2 + eps;
-            p[i] = pi - step * mi / denom;
-        }
+        for (int64_t i = 0; i < n; i++)
+            p[i] = ILK_SUFFIX(adam1)(p[i] * keep, g[i], m + i, v + i, beta1, omb1, beta2, omb2, eps, step, bc2);
     } else {
-        for (int64_t i = 0; i < n; i++) {
-            float pi = p[i];
-            float d = g[i] + wd * pi;
-            float mi = beta1 * m[i] + omb1 * d;
-            float vi = beta2 * v[i] + omb2 * d * d;
-            m[i] = mi;
-            v[i] = vi;
-            float denom = __builtin_sqrtf(vi) / bc2 + eps;
-            p[i] = pi - step * mi / denom;
-        }
+        for (int64_t i = 0; i < n; i++)
+            p[i] = ILK_SUFFIX(adam1)(p[i], g[i] + wd * p[i], m + i, v + i, beta1, omb1, beta2, omb2, eps, step, bc2);
     }
 }

@@ -308,6 +308,7 @@ public enum Conv {
         let c = Kernels.cKernel(activation, .inference)
         let fused = c != nil && c!.code != ILK_TANH
         let (code, alpha) = fused ? c! : (ILK_IDENTITY, 0)
+        let call = DirectCall(g: g, weight: weight, bias: bias, code: code, alpha: alpha, workspace: workspace)
         // One image's rows on several threads when the pool is free (not inside a split batch) and the
         // image has the work: cnn2d at batch 1 on 2 threads.
         let threads = Engine.Threads.count
@@ -318,25 +319,12 @@ public enum Conv {
             for n in 0..<batch {
                 let xn = x + n * g.inputCount, yn = y + n * g.outputCount
                 // the zero-bordered copy once, on this thread; the parts share it
-                guard ilk_conv2d_direct_rows(xn, 1, Int64(g.channelsIn), Int64(g.inH), Int64(g.inW), weight, bias,
-                                             Int64(g.channelsOut), Int64(g.kH), Int64(g.kW), Int64(g.padTop),
-                                             Int64(g.padLeft), Int64(g.outH), Int64(g.outW), code, alpha, yn, workspace,
-                                             0, 0, 1) != 0 else { return false }
-                let ran = Engine.WorkerPool.shared.tryRun(job, parts: parts) { m in
-                    job.set(x: xn, geometry: g, weight: weight, bias: bias, code: code, alpha: alpha, y: yn,
-                            workspace: workspace, parts: m)
-                }
-                if !ran {
-                    _ = ilk_conv2d_direct_rows(xn, 1, Int64(g.channelsIn), Int64(g.inH), Int64(g.inW), weight, bias,
-                                               Int64(g.channelsOut), Int64(g.kH), Int64(g.kW), Int64(g.padTop),
-                                               Int64(g.padLeft), Int64(g.outH), Int64(g.outW), code, alpha, yn, workspace,
-                                               0, Int64(g.outH), 0)
-                }
+                guard call.rows(xn, batch: 1, yn, 0, 0, pad: true) else { return false }
+                let ran = Engine.WorkerPool.shared.tryRun(job, parts: parts) { m in job.set(call, x: xn, y: yn, parts: m) }
+                if !ran { _ = call.rows(xn, batch: 1, yn, 0, g.outH, pad: false) }
             }
         } else {
-            guard ilk_conv2d_direct(x, Int64(batch), Int64(g.channelsIn), Int64(g.inH), Int64(g.inW), weight, bias,
-                                    Int64(g.channelsOut), Int64(g.kH), Int64(g.kW), Int64(g.padTop), Int64(g.padLeft),
-                                    Int64(g.outH), Int64(g.outW), code, alpha, y, workspace) != 0 else { return false }
+            guard call.rows(x, batch: batch, y, 0, g.outH, pad: true) else { return false }
         }
         if !fused && activation != .identity { Kernels.activate(activation, y, count: batch * g.outputCount) }
         return true
@@ -346,31 +334,42 @@ public enum Conv {
     /// pool's spin a hand-off costs a few microseconds; 1 M flops is about 10 µs on one core).
     static let minRowsWork = 1_000_000
 
+    /// What one direct convolution call passes to the C kernel besides the images.
+    struct DirectCall {
+        let g: ConvGeometry
+        let weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?
+        let code: Int32, alpha: Float
+        let workspace: UnsafeMutablePointer<Float>
+
+        /// `ilk_conv2d_direct_rows`: output rows r0 ..< r1 of `batch` images at x (pad: make each
+        /// image's zero-bordered copy in the workspace first; without: batch 1, the copy made already).
+        func rows(_ x: UnsafePointer<Float>, batch: Int, _ y: UnsafeMutablePointer<Float>, _ r0: Int, _ r1: Int,
+                  pad: Bool) -> Bool {
+            ilk_conv2d_direct_rows(x, Int64(batch), Int64(g.channelsIn), Int64(g.inH), Int64(g.inW), weight, bias,
+                                   Int64(g.channelsOut), Int64(g.kH), Int64(g.kW), Int64(g.padTop), Int64(g.padLeft),
+                                   Int64(g.outH), Int64(g.outW), code, alpha, y, workspace, Int64(r0), Int64(r1),
+                                   pad ? 1 : 0) != 0
+        }
+    }
+
     /// The rows of one image in parts (`directForward`): one object, used only while the pool's
     /// submit lock is held (`tryRun` sets it through `using` before any part runs), so never by two
     /// calls at once, and nothing is allocated per call.
     final class RowsJob: Engine.ParallelJob, @unchecked Sendable {
         static let shared = RowsJob()
-        private var x: UnsafePointer<Float>? = nil, weight: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>? = nil
-        private var y: UnsafeMutablePointer<Float>? = nil, workspace: UnsafeMutablePointer<Float>? = nil
-        private var g: ConvGeometry? = nil
-        private var code: Int32 = 0, alpha: Float = 0
+        private var call: DirectCall? = nil
+        private var x: UnsafePointer<Float>? = nil, y: UnsafeMutablePointer<Float>? = nil
         private(set) var parts = 1
 
-        func set(x: UnsafePointer<Float>, geometry: ConvGeometry, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                 code: Int32, alpha: Float, y: UnsafeMutablePointer<Float>, workspace: UnsafeMutablePointer<Float>, parts: Int) {
-            self.x = x; self.g = geometry; self.weight = weight; self.bias = bias
-            self.code = code; self.alpha = alpha; self.y = y; self.workspace = workspace; self.parts = parts
+        func set(_ call: DirectCall, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, parts: Int) {
+            self.call = call; self.x = x; self.y = y; self.parts = parts
         }
 
         /// Rows [oh·k/parts, oh·(k+1)/parts) on the shared zero-bordered copy.
         func runPart(_ k: Int) {
-            guard let g, let x, let weight, let y, let workspace else { return }
-            let r0 = g.outH * k / parts, r1 = g.outH * (k + 1) / parts
-            _ = ilk_conv2d_direct_rows(x, 1, Int64(g.channelsIn), Int64(g.inH), Int64(g.inW), weight, bias,
-                                       Int64(g.channelsOut), Int64(g.kH), Int64(g.kW), Int64(g.padTop),
-                                       Int64(g.padLeft), Int64(g.outH), Int64(g.outW), code, alpha, y, workspace,
-                                       Int64(r0), Int64(r1), 0)
+            guard let call, let x, let y else { return }
+            let oh = call.g.outH
+            _ = call.rows(x, batch: 1, y, oh * k / parts, oh * (k + 1) / parts, pad: false)
         }
     }
 

@@ -191,27 +191,38 @@ extension Engine {
             lastForwardN = n
         }
 
+        /// Steps that hold no weight matrix and never call BLAS: element-wise, normalisation, layout
+        /// copies, pooling windows (the classification both questions below share).
+        static func isWeightFree(_ kind: StepKind) -> Bool {
+            switch kind {
+            case .activation, .normalize, .add, .copy, .zero, .fill, .roundToFloat32, .maxPool, .averagePool,
+                 .broadcast, .unary, .clip, .softmax, .layoutCopy, .concat, .gather, .fillLinear, .channelAffine,
+                 .batchNorm, .layerNorm, .globalPool:
+                return true
+            default:
+                return false
+            }
+        }
+
         /// Whether `forward` at batch n may call BLAS (OpenBLAS): false only when every step is one the
         /// engine computes itself at n (batch-1 float32 inference dense layers small enough for
-        /// `Kernels.smallGEMV`, element-wise steps). A caller that holds OpenBLAS at one thread around
+        /// `Kernels.smallGEMV`, weight-free steps). A caller that holds OpenBLAS at one thread around
         /// a call may skip that when false. Cached for the last n asked.
         public func forwardCallsBLAS(_ n: Int) -> Bool {
-            if n == blasCheckedN { return blasAtCheckedN }
-            var calls = false
-            let gemv = T.dtype == .float32 && plan.numerics == .inference
-            for step in code.forward {
-                switch step.kind {
-                case .dense(let rows, let k, let m, _, _), .packedDense(let rows, let k, let m, _, _):
-                    // batch 1 on the small-GEMV kernel; batch ≥ 2 may fall back to sgemm (baseline level)
-                    if !(gemv && rows.at(n) == 1 && m * k <= Kernels.smallGEMVLimit) { calls = true }
-                case .activation, .normalize, .add, .copy, .zero, .fill, .roundToFloat32: break
-                default: calls = true
+            if n != blasCheckedN {
+                blasAtCheckedN = code.forward.contains { step in
+                    switch step.kind {
+                    case .dense(let rows, let k, let m, _, _), .packedDense(let rows, let k, let m, _, _):
+                        // batch 1 on the small-GEMV kernel; batch ≥ 2 may fall back to sgemm (baseline level)
+                        return !(T.dtype == .float32 && plan.numerics == .inference && rows.at(n) == 1
+                                 && m * k <= Kernels.smallGEMVLimit)
+                    case let kind:
+                        return !Executor.isWeightFree(kind)
+                    }
                 }
-                if calls { break }
+                blasCheckedN = n
             }
-            blasCheckedN = n
-            blasAtCheckedN = calls
-            return calls
+            return blasAtCheckedN
         }
         private var blasCheckedN = -1
         private var blasAtCheckedN = true
@@ -220,30 +231,22 @@ extension Engine {
         /// call, so each part of a split batch packs all the weights again (`Model.minWorkPerParameter`
         /// exists for that). false when every step with weights runs on the engine's own kernels on
         /// weights laid out once (packed dense layers, direct convolutions: float32 inference at the
-        /// avx2/avx512 levels) and every other step is element-wise, a normalisation, a layout copy
-        /// or a pooling window.
-        /// Cached for the CPU level last asked at.
+        /// avx2/avx512 levels) and every other step is weight-free. Cached for the CPU level last asked at.
         public func forwardPacksWeights() -> Bool {
             let level = Kernels.cpuLevel
-            if level == packsCheckedLevel { return packsAtCheckedLevel }
-            var packs = false
-            if T.dtype != .float32 || plan.numerics != .inference || level == .baseline { packs = true }
-            let ints = code.ints
-            for step in code.forward where !packs {
-                switch step.kind {
-                case .packedDense, .activation, .normalize, .add, .copy, .zero, .fill, .roundToFloat32, .maxPool, .averagePool,
-                     .broadcast, .unary, .clip, .softmax, .layoutCopy, .concat, .gather, .fillLinear, .channelAffine,
-                     .batchNorm, .layerNorm, .globalPool:
-                    continue
-                case .conv(let geo, _, _, _):
-                    if !Conv.directFits(Engine.load(ints, geo, as: ConvGeometry.self)) { packs = true }
-                default:
-                    packs = true
-                }
+            if level != packsCheckedLevel {
+                let ints = code.ints
+                packsAtCheckedLevel = T.dtype != .float32 || plan.numerics != .inference || level == .baseline
+                    || code.forward.contains { step in
+                        switch step.kind {
+                        case .packedDense: return false
+                        case .conv(let geo, _, _, _): return !Conv.directFits(Engine.load(ints, geo, as: ConvGeometry.self))
+                        case let kind: return !Executor.isWeightFree(kind)
+                        }
+                    }
+                packsCheckedLevel = level
             }
-            packsCheckedLevel = level
-            packsAtCheckedLevel = packs
-            return packs
+            return packsAtCheckedLevel
         }
         private var packsCheckedLevel: CPULevel? = nil
         private var packsAtCheckedLevel = true
