@@ -26,6 +26,16 @@ final class PackedDenseTests: XCTestCase {
     /// Levels at which the kernel runs (AVX2 and up, as the CPU allows).
     static var packedLevels: [CPULevel] { CPULevel.allCases.filter { $0 != .baseline && $0.rawValue <= Kernels.supportedCPULevel.rawValue } }
 
+    /// The levels with the kernel, skipping the test on a CPU without AVX2+FMA; the CPU level the test
+    /// started at is restored when it ends.
+    func packedLevelsRestoringLevel() throws -> [CPULevel] {
+        let levels = Self.packedLevels
+        try XCTSkipIf(levels.isEmpty, "this CPU has no AVX2+FMA: the packed kernel never runs")
+        let saved = Kernels.cpuLevel
+        addTeardownBlock { Kernels.setCPULevel(saved) }
+        return levels
+    }
+
     func run(_ w: [Float], _ x: [Float], _ b: [Float]?, n: Int, m: Int, k: Int, _ act: Activation) throws -> [Float]? {
         var p = [Float](repeating: .nan, count: try Kernels.packedDenseCount(rows: m, cols: k))
         p.withUnsafeMutableBufferPointer { Kernels.packDenseWeights(w, rows: m, cols: k, into: $0.baseAddress!) }
@@ -45,10 +55,7 @@ final class PackedDenseTests: XCTestCase {
     /// the panel path's, bit for bit, i.e. column 0 of the same layer with a second output, at every
     /// row count (whole registers and the tail), across the 256-term chunk, with every activation.
     func testSingleOutputEqualsPanelColumn() throws {
-        let levels = Self.packedLevels
-        try XCTSkipIf(levels.isEmpty, "this CPU has no AVX2+FMA: the packed kernel never runs")
-        let saved = Kernels.cpuLevel
-        defer { Kernels.setCPULevel(saved) }
+        let levels = try packedLevelsRestoringLevel()
         var rng = Rng(s: 0x5151)
         for (trial, (n, k)) in [(2, 1), (7, 3), (8, 32), (16, 32), (17, 5), (37, 300), (64, 257), (100, 94)].enumerated() {
             let act = Self.activations[trial % Self.activations.count]
@@ -67,10 +74,7 @@ final class PackedDenseTests: XCTestCase {
     }
 
     func testAgainstFloat64AndBatchIndependence() throws {
-        let levels = Self.packedLevels
-        try XCTSkipIf(levels.isEmpty, "this CPU has no AVX2+FMA: the packed kernel never runs")
-        let saved = Kernels.cpuLevel
-        defer { Kernels.setCPULevel(saved) }
+        let levels = try packedLevelsRestoringLevel()
         var rng = Rng(s: 0x1234_5678_9ABC_DEF1)
         var cases = 0
         for trial in 0..<60 {
@@ -119,10 +123,7 @@ final class PackedDenseTests: XCTestCase {
     /// dimensions larger than the matrices (the gaps must stay untouched), against float64; and
     /// X·Wᵀ + b through it gives the bits of the packed dense kernel (training forward = inference).
     func testGEMMFormsAgainstFloat64() throws {
-        let levels = Self.packedLevels
-        try XCTSkipIf(levels.isEmpty, "this CPU has no AVX2+FMA")
-        let saved = Kernels.cpuLevel
-        defer { Kernels.setCPULevel(saved) }
+        let levels = try packedLevelsRestoringLevel()
         var rng = Rng(s: 99)
         for level in levels {
             Kernels.setCPULevel(level)
