@@ -23,14 +23,7 @@ final class CPUKernelTests: XCTestCase {
     /// verbatim), bit for bit, over several steps (the bias corrections change with t), with and
     /// without weight decay, from a slice offset, for lengths with every vector tail.
     func checkAdam(_ level: CPULevel) throws {
-        let saved = Kernels.cpuLevel
-        defer { Kernels.setCPULevel(saved) }
-        guard level.rawValue <= Kernels.supportedCPULevel.rawValue else {
-            throw XCTSkip("this CPU has no \(level) (supported: \(Kernels.supportedCPULevel))")
-        }
-        XCTAssertEqual(Kernels.setCPULevel(level), level)
-        mismatches = 0
-        mismatchesPerKernel = [:]
+        try enter(level)
         var checked = 0
         for (li, extra) in [0, 1, 7, 8, 9, 15, 16, 17, 33, 1001].enumerated() {
             // gradients: the specials and random values; parameters finite (as training keeps them)
@@ -151,16 +144,22 @@ final class CPUKernelTests: XCTestCase {
         return mismatches < 1000
     }
 
-    func check(_ level: CPULevel) throws {
-        let saved = Kernels.cpuLevel
-        defer { Kernels.setCPULevel(saved) }
+    /// Runs the test at `level` (skipped where the CPU lacks it; the level it started at is restored
+    /// when it ends) with the mismatch counters cleared.
+    func enter(_ level: CPULevel) throws {
         guard level.rawValue <= Kernels.supportedCPULevel.rawValue else {
             throw XCTSkip("this CPU has no \(level) (supported: \(Kernels.supportedCPULevel))")
         }
+        let saved = Kernels.cpuLevel
+        addTeardownBlock { Kernels.setCPULevel(saved) }
         XCTAssertEqual(Kernels.setCPULevel(level), level)
-        var checked = 0
         mismatches = 0
         mismatchesPerKernel = [:]
+    }
+
+    func check(_ level: CPULevel) throws {
+        try enter(level)
+        var checked = 0
         defer {
             XCTAssertEqual(mismatches, 0, "\(level): values that differ from the Swift definition, per kernel: "
                            + mismatchesPerKernel.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
