@@ -63,7 +63,23 @@ final class ThreadSplitTests: XCTestCase {
     func testColumnMLPSmall() throws { try check("column_mlp_small", batches: [1023]) }
     func testColumnConv1d() throws { try check("column_conv1d", batches: [255, 517]) }
     func testCNN2d() throws { try check("cnn2d", batches: [21, 33]) }
-    func testL96() throws { try check("l96", batches: [8191]) }
+    func testL96() throws { try check("l96", batches: [613, 8191]) }
+
+    /// The work estimate counts transcendental functions (tanh, here): l96's products alone (about 4 k
+    /// flops per sample) would leave batch 613 whole on 2 threads, while its 96 tanh per sample take
+    /// longer than the products (`Model.transcendentalWork`).
+    func testTanhCountsInTheWorkPerSample() throws {
+        let l96 = try model("l96")
+        XCTAssertEqual(try l96.graph.transcendentalElements(batch: 1), 96)
+        XCTAssertEqual(try l96.graph.transcendentalElements(batch: 7), 7 * 96)
+        let gemm = try XCTUnwrap(try l96.graph.flops(batch: 1))
+        XCTAssertGreaterThanOrEqual(l96.workPerSample, gemm + 96 * Engine.Model.transcendentalWork,
+                                    "the fused plan's tanh are counted too")
+        XCTAssertLessThan(613 * (l96.workPerSample - 96 * Engine.Model.transcendentalWork), 2 * Engine.Model.minWorkPerPart)
+        // ReLU-type activations cost no more than the element work already counted
+        XCTAssertEqual(try model("column_mlp").graph.transcendentalElements(batch: 1), 0)
+        XCTAssertEqual(try model("cnn2d").graph.transcendentalElements(batch: 1), 0)
+    }
 
     /// Small batches stay on the calling thread.
     func testSmallBatchesRunWhole() throws {

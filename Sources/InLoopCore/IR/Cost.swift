@@ -43,3 +43,45 @@ extension Engine.Graph {
         return total
     }
 }
+
+extension Engine.Graph {
+    /// ONNX ops whose every output element costs an exponential, logarithm, error function or
+    /// trigonometric function (tens of operations, against one for a sum or a ReLU).
+    static let transcendentalOps: Set<String> = [
+        "Tanh", "Sigmoid", "Softplus", "Elu", "Selu", "Celu", "Exp", "Log", "Erf", "Gelu", "Mish",
+        "Softmax", "LogSoftmax", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh",
+        "Acosh", "Atanh", "Pow",
+    ]
+    /// `Activation` names (the `activation` attribute of a fused Dense, Conv or Activation node) that
+    /// cost an exponential per element.
+    static let transcendentalActivations: Set<String> = ["tanh", "sigmoid", "gelu", "gelu_tanh", "silu", "softplus", "elu"]
+
+    /// Output elements of one forward pass at batch size `batch` that each cost a transcendental
+    /// function (`transcendentalOps`, and nodes with a transcendental fused `activation`); nil when a
+    /// shape is not known. The graph's own types are left as they were (a copy is typed).
+    public func transcendentalElements(batch: Int) throws(InLoopError) -> Int? {
+        let g = try copy()
+        if let b = g.batch { try g.inferTypes(bindings: [b: batch]) } else { try g.inferTypes() }
+        var total = 0
+        for n in g.nodes {
+            var costly = n.op.domain.isEmpty && Engine.Graph.transcendentalOps.contains(n.op.name)
+            if !costly, case .string(let act)? = n.attributes.encoded()["activation"] {
+                costly = Engine.Graph.transcendentalActivations.contains(act)
+            }
+            guard costly else { continue }
+            for o in n.outputs {
+                guard let s = g[o].type?.shape.known else { return nil }
+                var p = 1
+                for d in s {
+                    let (r, of) = p.multipliedReportingOverflow(by: d)
+                    guard !of else { return nil }
+                    p = r
+                }
+                let (t, of) = total.addingReportingOverflow(p)
+                guard !of else { return nil }
+                total = t
+            }
+        }
+        return total
+    }
+}

@@ -266,6 +266,14 @@ extension Engine {
         /// Element-wise work per work-space value, in flops (a proxy: an activation or a pooling
         /// window costs several, a copy less); measured only as part of the threshold below.
         static let elementWork = 8
+        /// Work per element of a transcendental function (`Graph.transcendentalElements`: tanh, sigmoid,
+        /// exp, ...), in flops of the matrix products.
+        /// Measured: one tanh of the kernels costs as long as 60 (AMD EPYC, AVX-512) to 105 (AMD EPYC,
+        /// AVX2) flops of l96's packed 32 × 32 products; the lower end is taken, so that a split is
+        /// never made on the tanh estimate alone where it would not pay. l96 (96 tanh per sample) then
+        /// splits from batch 384 on instead of 768: at batch 512 on 2 threads 233 → 118 µs back to back,
+        /// 146 µs with the worker parked between calls (AMD EPYC, AVX2).
+        static let transcendentalWork = 64
         /// Work one part must have for a batch to be split, at least: below it the pool's hand-off
         /// (waking a worker) costs more than the second thread saves. 4 M until the direct and packed
         /// kernels; at 2 M column_conv1d at batch 16 (3.5 M per part) splits: 2 threads ÷ 1 went from
@@ -310,9 +318,12 @@ extension Engine {
                 }
                 guard node.op.perSampleAny(node, inputTypes, outputTypes, batch: batch) else { return (false, 0) }
             }
-            guard let flops = (try? g.flops(batch: 1)) ?? nil, let plan = try? Engine.compile(g) else { return (false, 0) }
+            guard let flops = (try? g.flops(batch: 1)) ?? nil,
+                  let transcendentals = (try? g.transcendentalElements(batch: 1)) ?? nil,
+                  let plan = try? Engine.compile(g) else { return (false, 0) }
             let (e, o) = plan.arenaSize.perBatch.multipliedReportingOverflow(by: elementWork)
-            return (true, o ? Int.max : Model.saturatedSum(flops, e))
+            let (t, ot) = transcendentals.multipliedReportingOverflow(by: transcendentalWork)
+            return (true, o || ot ? Int.max : Model.saturatedSum(Model.saturatedSum(flops, e), t))
         }
 
         static func saturatedSum(_ a: Int, _ b: Int) -> Int {
