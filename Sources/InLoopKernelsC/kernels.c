@@ -329,3 +329,11 @@ static int64_t spin(const int64_t *p, int64_t seen, int differ, int64_t ns) {
 
 int64_t ilk_spin_while_equal(const int64_t *p, int64_t seen, int64_t ns) { return spin(p, seen, 1, ns); }
 int64_t ilk_spin_until_zero(const int64_t *p, int64_t ns) { return spin(p, 0, 0, ns); }
+
+int64_t ilk_claim_part(int64_t *p, int64_t tag, int64_t limit) {
+    int64_t v = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    for (;;) {
+        if ((v >> 16) != tag || (v & 0xFFFF) >= limit) return -1;
+        if (__atomic_compare_exchange_n(p, &v, v + 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return v & 0xFFFF;
+    }
+}

@@ -3,6 +3,7 @@ import XCTest
 import Glibc
 #endif
 @testable import InLoopCore
+import InLoopKernelsC
 
 /// Threads (`Engine.Threads`, `Engine.WorkerPool`, docs/ENGINE.md "Threads"): a batch-separable plan
 /// split into slices on 2 and 3 threads gives the outputs of the whole batch on one thread (MLP, CNN,
@@ -285,6 +286,61 @@ final class ThreadTests: XCTestCase {
             }
         }
         XCTAssertEqual(r.same, [true, true], "each caller thread gets the outputs of a split run on its own")
+    }
+
+    /// `ilk_claim_part` hands out parts 1 ..< limit once each, and nothing for a word of another job
+    /// (a worker that read an earlier job's tag must not take a part of the next job).
+    func testClaimWordHandsOutEachPartOnce() {
+        let word = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+        defer { word.deallocate() }
+        let tag: Int64 = (1 << 47) - 1
+        word.pointee = tag << 16 | 1
+        XCTAssertEqual(ilk_claim_part(word, tag - 1, 4), -1, "another job's tag")
+        XCTAssertEqual((0..<5).map { _ in ilk_claim_part(word, tag, 4) }, [1, 2, 3, -1, -1])
+        XCTAssertEqual(word.pointee, tag << 16 | 4, "claims past the limit leave the word alone")
+        word.pointee = 0 << 16 | 1
+        XCTAssertEqual(ilk_claim_part(word, 0, 1), -1, "a job of one part has nothing to claim")
+    }
+
+    /// Every part of every job runs exactly once, on the caller or on a worker, and all have finished
+    /// when `run` returns: jobs back to back (workers spinning) and after pauses long enough for the
+    /// workers to park (then the caller claims the parts no worker has woken for).
+    func testEveryPartRunsOnceWhicheverThreadClaimsIt() {
+        final class CountingJob: Engine.ParallelJob, @unchecked Sendable {
+            let counts = UnsafeMutablePointer<Int64>.allocate(capacity: Engine.WorkerPool.maxParts)
+            let sink = UnsafeMutablePointer<Float>.allocate(capacity: Engine.WorkerPool.maxParts)
+            let byCaller = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+            var caller = pthread_self()
+            init() {
+                counts.initialize(repeating: 0, count: Engine.WorkerPool.maxParts)
+                sink.initialize(repeating: 0, count: Engine.WorkerPool.maxParts)
+                byCaller.initialize(to: 0)
+            }
+            deinit { counts.deallocate(); sink.deallocate(); byCaller.deallocate() }
+            func runPart(_ k: Int) {
+                // a little work, so that parts overlap
+                var v: Float = Float(k)
+                for i in 0..<2_000 { v = v * 0.999 + Float(i & 7) }
+                sink[k] = v
+                counts[k] += 1
+                if k > 0 && pthread_equal(pthread_self(), caller) != 0 { byCaller.pointee += 1 }
+            }
+        }
+        Engine.Threads.set(4)
+        let job = CountingJob()
+        job.caller = pthread_self()
+        var used = 0
+        for round in 0..<400 {
+            if round % 50 == 0 { usleep(2_000) }   // workers park (their spin is 50 µs)
+            for k in 0..<Engine.WorkerPool.maxParts { job.counts[k] = 0 }
+            Engine.WorkerPool.shared.run(job, parts: 4) { m in used = m }
+            XCTAssertGreaterThanOrEqual(used, 2, "the pool makes workers on a 1-core machine too")
+            for k in 0..<used where job.counts[k] != 1 {
+                XCTFail("round \(round): part \(k) ran \(job.counts[k]) times")
+            }
+            XCTAssertEqual(job.counts[used], 0)
+        }
+        print("ThreadTests: parts 1… run by the calling thread in 400 jobs: \(job.byCaller.pointee)")
     }
 }
 

@@ -66,7 +66,8 @@ extension Engine {
     }
 
     /// Work that a `WorkerPool` runs in parts. `runPart` must not throw or trap: a part records its own
-    /// failure, which the submitter reads after every part has finished.
+    /// failure, which the submitter reads after every part has finished. Any thread may run any part
+    /// (each part exactly once), so a part's state belongs to the part, never to a thread.
     public protocol ParallelJob: AnyObject {
         func runPart(_ k: Int)
     }
@@ -82,6 +83,12 @@ extension Engine {
     /// columns, a benchmark) hands it the next job while it still runs. The calling thread likewise
     /// spins up to `callerSpin` for the workers' parts before it waits on the condition variable.
     /// Between the calls of a time loop that does other work the worker is parked, using no CPU.
+    ///
+    /// Parts 1, 2, ... are not bound to threads: the calling thread runs part 0, then claims and runs
+    /// every part no worker has claimed yet (`ilk_claim_part`), and only then waits for the parts the
+    /// workers run. A worker that is late (parked and slow to wake, or sharing its core with another
+    /// library's spinning threads) thus costs at most the parts it did claim, never a whole part's
+    /// wait on top of the serial time.
     public final class WorkerPool: @unchecked Sendable {  // state guarded by `mutex`
         public static let shared = WorkerPool()
         /// The largest number of parts of one job (threads beyond it are not used).
@@ -102,6 +109,10 @@ extension Engine {
         /// (acquire, outside it); the mutex stays what orders everything else.
         private let generationWord: UnsafeMutablePointer<Int64>
         private let pendingWord: UnsafeMutablePointer<Int64>
+        /// The job's next unclaimed part, tagged with the job's generation (`ilk_claim_part`): tag·2¹⁶ + part.
+        private let claimWord: UnsafeMutablePointer<Int64>
+        /// The tag of a generation: its low 47 bits.
+        private static func tag(_ generation: Int) -> Int64 { Int64(truncatingIfNeeded: generation) & (1 << 47 - 1) }
         /// How long a worker spins for the next job after a part, and the caller for the parts (ns).
         static let workerSpin: Int64 = 50_000
         static let callerSpin: Int64 = 200_000
@@ -113,9 +124,11 @@ extension Engine {
             done = .allocate(capacity: 1); done.initialize(to: pthread_cond_t()); pthread_cond_init(done, nil)
             generationWord = .allocate(capacity: 1); generationWord.initialize(to: 0)
             pendingWord = .allocate(capacity: 1); pendingWord.initialize(to: 0)
+            claimWord = .allocate(capacity: 1); claimWord.initialize(to: 0)
         }
 
-        /// Runs parts 0..<n of `job`, part 0 on the calling thread, and returns when all have finished.
+        /// Runs parts 0..<n of `job`, part 0 on the calling thread and each other part on the first thread
+        /// to claim it (a worker, or the caller once part 0 is done), and returns when all have finished.
         /// `n` is first lowered to the threads that exist or can be made (a failed pthread_create
         /// leaves fewer workers, never an error); the parts actually run are returned *before* any
         /// runs, through `using`, so the job can cut its slices: `using(m)` must make parts 0..<m
@@ -151,11 +164,22 @@ extension Engine {
             parts = m
             pending = m - 1
             generation &+= 1
+            let tag = WorkerPool.tag(generation)
             ilk_word_store(pendingWord, Int64(pending))
+            ilk_word_store(claimWord, tag << 16 | 1)
             ilk_word_store(generationWord, Int64(truncatingIfNeeded: generation))
             pthread_cond_broadcast(work)
             pthread_mutex_unlock(mutex)
             job.runPart(0)
+            // the parts no worker has taken yet
+            var mine = 0
+            while true {
+                let k = ilk_claim_part(claimWord, tag, Int64(m))
+                if k < 0 { break }
+                job.runPart(Int(k))
+                mine += 1
+            }
+            if mine > 0 { finished(mine) }
             _ = ilk_spin_until_zero(pendingWord, WorkerPool.callerSpin)
             pthread_mutex_lock(mutex)
             while pending > 0 { pthread_cond_wait(done, mutex) }
@@ -184,8 +208,16 @@ extension Engine {
             return ok
         }
 
+        /// Counts `count` parts of the current job as finished.
+        private func finished(_ count: Int) {
+            pthread_mutex_lock(mutex)
+            pending -= count
+            ilk_word_store(pendingWord, Int64(pending))
+            if pending == 0 { pthread_cond_signal(done) }
+            pthread_mutex_unlock(mutex)
+        }
+
         private func loop(index: Int, seen start: Int) -> Never {
-            let part = index + 1
             var seen = start
             pthread_mutex_lock(mutex)
             while true {
@@ -196,13 +228,20 @@ extension Engine {
                     while generation == seen { pthread_cond_wait(work, mutex) }
                 }
                 seen = generation
-                guard part < parts, let job else { continue }
+                guard let job else { continue }
+                // (the job, its part count and its tag are read together, under the mutex: a part
+                // claimed with this tag belongs to this job even if the caller has moved on since)
+                let m = Int64(parts), tag = WorkerPool.tag(seen)
                 pthread_mutex_unlock(mutex)
-                job.runPart(part)
+                var ran = 0
+                while true {
+                    let k = ilk_claim_part(claimWord, tag, m)
+                    if k < 0 { break }
+                    job.runPart(Int(k))
+                    ran += 1
+                }
+                if ran > 0 { finished(ran) }
                 pthread_mutex_lock(mutex)
-                pending -= 1
-                ilk_word_store(pendingWord, Int64(pending))
-                if pending == 0 { pthread_cond_signal(done) }
             }
         }
     }

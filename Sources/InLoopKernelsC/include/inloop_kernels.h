@@ -40,6 +40,11 @@ void ilk_word_store(int64_t *p, int64_t v);
 int64_t ilk_spin_while_equal(const int64_t *p, int64_t seen, int64_t ns);
 /* Reads *p until it is 0 or about `ns` nanoseconds have passed; returns the last value read. */
 int64_t ilk_spin_until_zero(const int64_t *p, int64_t ns);
+/* Claims the next part of a job from *p = tag·2¹⁶ + next part: when the word still carries `tag` and
+ * next < limit, increments it (compare-and-swap, acquire-release) and returns the part claimed; else
+ * -1 (the job's parts are all claimed, or the word belongs to another job). 0 <= tag < 2⁴⁷,
+ * limit < 2¹⁶. */
+int64_t ilk_claim_part(int64_t *p, int64_t tag, int64_t limit);
 
 /* y[i] = act(x[i]). */
 void ilk_activate(int act, const float *x, float *y, int64_t n, float alpha);
