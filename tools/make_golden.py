@@ -15,9 +15,10 @@ For each fixture `<name>` listed in Tests/fixtures/list.txt, with x the float32 
   <name>.bN.f32   the output of one `inloop run` on all samples (batch N > 1: dense layers on the packed
                   FMA kernel (ilk_packed_gemm, the same bits on every AVX2+FMA CPU), the rest on sgemm)
 raw little-endian float32, samples one after the other. manifest.txt lists them with their class:
-  swift   batch 1, only arithmetic written in Swift (dense, identity/relu/leaky_relu, Cephes tanh,
-          normalize): the same bits on every CPU and with every libm and OpenBLAS
-  libm    batch 1 with glibc libm activations (sigmoid, gelu, silu, softplus, elu): the same bits for
+  swift   batch 1, only arithmetic written in Swift or C (dense, identity/relu/leaky_relu, Cephes tanh,
+          Cephes sigmoid and silu (since 2026-12-05), normalize): the same bits on every CPU and with
+          every libm and OpenBLAS
+  libm    batch 1 with glibc libm activations (gelu, softplus, elu): the same bits for
           one glibc (recorded in the manifest) on x86-64 with FMA
   blas    batch N: sgemm bits depend on OpenBLAS's kernel, so the goldens are written, and compared,
           with OPENBLAS_CORETYPE=Haswell forced (every AVX2+FMA x86-64 CPU can run that kernel), for
@@ -44,7 +45,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "Tests", "fixtures")
 SCRATCH = os.environ.get("INLOOP_SCRATCH", ".build")
 RELEASE = os.path.join(ROOT, SCRATCH, "release")
-SWIFT_ACTIVATIONS = {"identity", "none", "linear", "relu", "leaky_relu", "tanh"}
+SWIFT_ACTIVATIONS = {"identity", "none", "linear", "relu", "leaky_relu", "tanh", "sigmoid", "silu"}
 
 
 def read_io(name):

@@ -61,6 +61,44 @@ public enum Activation: Equatable, Sendable, CustomStringConvertible {
         return Float(bitPattern: r.bitPattern | signBit)
     }
 
+    /// σ(x) in float32 with the same structure as `sigmoid` (1/(1 + e^{-x}) for x ≥ 0, e^x/(1 + e^x)
+    /// below), branch-free, with Cephes' expf (`expNonPositive`) in place of libm's, so that loops
+    /// over it vectorise. Over all 2³² floats (exhaustive, 2026-12-05): at most 2 ulp from the
+    /// correctly rounded σ (as is the libm form) and at most 2 ulp from the libm form, equal to it for
+    /// 99.8 %. NaN propagates; σ(±0) = 0.5, σ(+∞) = 1, σ(-∞) = 0; results below 2⁻¹²⁶ are subnormal,
+    /// rounded once.
+    @inlinable @inline(__always)
+    public static func cephesSigmoid(_ x: Float) -> Float {
+        let a = Float(bitPattern: x.bitPattern & 0x7FFF_FFFF)
+        // |x| > 104: σ(-|x|) is below half the least subnormal; `a > 104 ? 104 : a` keeps NaN
+        let e = Activation.expNonPositive(-(a > 104 ? 104 : a))
+        let num: Float = x >= 0 ? 1 : e
+        return num / (1 + e)
+    }
+
+    /// e^v for -104 ≤ v ≤ 0 (or NaN), branch-free: Cephes expf as in `expNonNegative`, with 2ⁿ
+    /// applied as two factors 2^⌊n/2⌋·2^(n-⌊n/2⌋), so that a subnormal result is rounded once. Within
+    /// 1 ulp of the correctly rounded e^v (exhaustive).
+    @inlinable @inline(__always)
+    static func expNonPositive(_ v: Float) -> Float {
+        let magic: Float = 12582912
+        let t = v * 1.44269504088896341 + magic
+        let n = t - magic
+        let r = (v - n * 0.693359375) - n * -2.12194440e-4
+        var q: Float = 1.9875691500e-4
+        q = q * r + 1.3981999507e-3
+        q = q * r + 8.3334519073e-3
+        q = q * r + 4.1665795894e-2
+        q = q * r + 1.6666665459e-1
+        q = q * r + 5.0000001201e-1
+        let er = q * (r * r) + r + 1
+        let ni = Int32(bitPattern: t.bitPattern &- magic.bitPattern)
+        let n1 = ni >> 1, n2 = ni &- n1
+        let s1 = Float(bitPattern: UInt32(bitPattern: (n1 &+ 127) &<< 23))
+        let s2 = Float(bitPattern: UInt32(bitPattern: (n2 &+ 127) &<< 23))
+        return (er * s1) * s2
+    }
+
     /// e^v for 0 ≤ v ≤ 20 (or NaN), branch-free (Cephes expf: Cody–Waite reduction, degree-5 polynomial).
     @inlinable @inline(__always)
     static func expNonNegative(_ v: Float) -> Float {

@@ -24,13 +24,18 @@ typedef float ilk_v16 __attribute__((vector_size(64)));
 typedef uint32_t ilk_u4 __attribute__((vector_size(16)));
 typedef uint32_t ilk_u8 __attribute__((vector_size(32)));
 typedef uint32_t ilk_u16 __attribute__((vector_size(64)));
+typedef int32_t ilk_i4 __attribute__((vector_size(16)));
+typedef int32_t ilk_i8 __attribute__((vector_size(32)));
+typedef int32_t ilk_i16 __attribute__((vector_size(64)));
 
 #define ILK_SUFFIX(name) name##_baseline
 #define ILK_TVF ilk_v4 /* the level's register of floats (tanh_vec) and of their bits */
 #define ILK_TVU ilk_u4
+#define ILK_TVI ilk_i4
 #include "kernels_body.h"
 #undef ILK_TVF
 #undef ILK_TVU
+#undef ILK_TVI
 #undef ILK_SUFFIX
 
 #if ILK_X86
@@ -40,9 +45,11 @@ typedef uint32_t ilk_u16 __attribute__((vector_size(64)));
 #define ILK_PACKED_MR 6 /* 12 accumulators, 2 panel loads, 1 broadcast */
 #define ILK_TVF ilk_v8
 #define ILK_TVU ilk_u8
+#define ILK_TVI ilk_i8
 #include "kernels_body.h"
 #undef ILK_TVF
 #undef ILK_TVU
+#undef ILK_TVI
 #undef ILK_PACKED_MR
 #include "conv_body.h"
 #undef ILK_SUFFIX
@@ -55,9 +62,11 @@ typedef uint32_t ilk_u16 __attribute__((vector_size(64)));
 #define ILK_PACKED_ZMM 1
 #define ILK_TVF ilk_v16
 #define ILK_TVU ilk_u16
+#define ILK_TVI ilk_i16
 #include "kernels_body.h"
 #undef ILK_TVF
 #undef ILK_TVU
+#undef ILK_TVI
 #undef ILK_PACKED_MR
 #undef ILK_PACKED_ZMM
 #undef ILK_PACKED_GEMM
@@ -146,6 +155,18 @@ const char *ilk_cpu_level_name(int l) {
 #else
 #define ILK_DISPATCH(name, ...) name##_baseline(__VA_ARGS__);
 #endif
+
+void ilk_lstm_state(const float *z, const float *c0, float *c, int64_t rows, int64_t h) {
+    ILK_DISPATCH(lstm_state, z, c0, c, rows, h)
+}
+
+void ilk_lstm_output(const float *z, const float *c, float *y, int64_t rows, int64_t h) {
+    ILK_DISPATCH(lstm_output, z, c, y, rows, h)
+}
+
+void ilk_gru_cell(const float *g, const float *q, const float *h0, float *y, int64_t rows, int64_t h) {
+    ILK_DISPATCH(gru_cell, g, q, h0, y, rows, h)
+}
 
 void ilk_activate(int act, const float *x, float *y, int64_t n, float alpha) {
     ILK_DISPATCH(bias_activate, act, x, y, n, 0.0f, alpha, 0)

@@ -52,16 +52,133 @@ static inline ILK_TVF ILK_SUFFIX(tanh_vec)(ILK_TVF x) {
     return res;
 }
 
-/* y[i] = tanh(x[i] (+ bias)) in whole registers, the last (partial) one through a zero-padded copy.
+/* Activation.cephesSigmoid on every lane: its operations in its order (-ffp-contract=off), so the
+ * same bits: 1 or e over 1 + e, e = Cephes expf of -min(|x|, 104), 2ⁿ applied as two factors. */
+static inline ILK_TVF ILK_SUFFIX(sigmoid_vec)(ILK_TVF x) {
+    ILK_TVU ux, ua, ucap, ut, u1, u2, ue, unum;
+    memcpy(&ux, &x, sizeof ux);
+    ua = ux & 0x7FFFFFFFu;
+    ILK_TVF a;
+    memcpy(&a, &ua, sizeof a);
+    ILK_TVF cap = (ILK_TVF){0} + 104.0f;
+    memcpy(&ucap, &cap, sizeof ucap);
+    ILK_TVU big = (ILK_TVU)(a > 104.0f);   /* a > 104 ? 104 : a, NaN kept */
+    ILK_TVU um = (ucap & big) | (ua & ~big);
+    ILK_TVF am;
+    memcpy(&am, &um, sizeof am);
+    ILK_TVF v = -am;
+    const float magic = 12582912.0f;
+    ILK_TVF t = v * 1.44269504088896341f + magic;
+    ILK_TVF nn = t - magic;
+    ILK_TVF r = (v - nn * 0.693359375f) - nn * -2.12194440e-4f;
+    ILK_TVF q = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    q = q * r + 8.3334519073e-3f;
+    q = q * r + 4.1665795894e-2f;
+    q = q * r + 1.6666665459e-1f;
+    q = q * r + 5.0000001201e-1f;
+    ILK_TVF er = q * (r * r) + r + 1.0f;
+    memcpy(&ut, &t, sizeof ut);
+    ILK_TVI ni = (ILK_TVI)(ut - 0x4B400000u);   /* 0x4B400000: the bits of magic */
+    ILK_TVI n1 = ni >> 1, n2 = ni - n1;
+    u1 = (ILK_TVU)((n1 + 127) << 23);
+    u2 = (ILK_TVU)((n2 + 127) << 23);
+    ILK_TVF s1, s2;
+    memcpy(&s1, &u1, sizeof s1);
+    memcpy(&s2, &u2, sizeof s2);
+    ILK_TVF e = (er * s1) * s2;
+    ILK_TVF one = (ILK_TVF){0} + 1.0f;
+    ILK_TVU pos = (ILK_TVU)(x >= 0.0f);
+    ILK_TVU uone;
+    memcpy(&uone, &one, sizeof uone);
+    memcpy(&ue, &e, sizeof ue);
+    unum = (uone & pos) | (ue & ~pos);
+    ILK_TVF num;
+    memcpy(&num, &unum, sizeof num);
+    return num / (1.0f + e);
+}
+
+/* The level's register from n < width floats at p, zeros beyond; and its first n lanes stored. */
+static inline ILK_TVF ILK_SUFFIX(load_part)(const float *p, int64_t n) {
+    float t[sizeof(ILK_TVF) / sizeof(float)] = {0};
+    memcpy(t, p, sizeof(float) * (size_t)n);
+    ILK_TVF v;
+    memcpy(&v, t, sizeof v);
+    return v;
+}
+static inline void ILK_SUFFIX(store_part)(float *p, ILK_TVF v, int64_t n) {
+    float t[sizeof(ILK_TVF) / sizeof(float)];
+    memcpy(t, &v, sizeof v);
+    memcpy(p, t, sizeof(float) * (size_t)n);
+}
+static inline ILK_TVF ILK_SUFFIX(load_full)(const float *p) {
+    ILK_TVF v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+/* n floats at p (n <= w, the register's width): a whole register, or a zero-padded part. */
+#define ILK_LD(p, n) ((n) == w ? ILK_SUFFIX(load_full)(p) : ILK_SUFFIX(load_part)(p, n))
+static inline void ILK_SUFFIX(store)(float *p, ILK_TVF v, int64_t n, int64_t w) {
+    if (n == w) memcpy(p, &v, sizeof v);
+    else ILK_SUFFIX(store_part)(p, v, n);
+}
+
+/* RecurrentKernels' gate arithmetic (inloop_kernels.h), row by row in whole registers. */
+static void ILK_SUFFIX(lstm_state)(const float *z, const float *c0, float *c, int64_t rows, int64_t h) {
+    const int64_t w = (int64_t)(sizeof(ILK_TVF) / sizeof(float));
+    for (int64_t r = 0; r < rows; r++) {
+        const float *zr = z + r * 4 * h, *cp = c0 + r * h;
+        float *cr = c + r * h;
+        for (int64_t j = 0; j < h; j += w) {
+            int64_t n = h - j < w ? h - j : w;
+            ILK_TVF t = ILK_SUFFIX(tanh_vec)(ILK_LD(zr + 3 * h + j, n));
+            ILK_TVF f = ILK_SUFFIX(sigmoid_vec)(ILK_LD(zr + 2 * h + j, n));
+            ILK_TVF i = ILK_SUFFIX(sigmoid_vec)(ILK_LD(zr + j, n));
+            ILK_TVF v = f * ILK_LD(cp + j, n) + i * t;
+            ILK_SUFFIX(store)(cr + j, v, n, w);
+        }
+    }
+}
+
+static void ILK_SUFFIX(lstm_output)(const float *z, const float *c, float *y, int64_t rows, int64_t h) {
+    const int64_t w = (int64_t)(sizeof(ILK_TVF) / sizeof(float));
+    for (int64_t r = 0; r < rows; r++) {
+        const float *zr = z + r * 4 * h, *cr = c + r * h;
+        float *yr = y + r * h;
+        for (int64_t j = 0; j < h; j += w) {
+            int64_t n = h - j < w ? h - j : w;
+            ILK_TVF t = ILK_SUFFIX(tanh_vec)(ILK_LD(cr + j, n));
+            ILK_TVF o = ILK_SUFFIX(sigmoid_vec)(ILK_LD(zr + h + j, n));
+            ILK_SUFFIX(store)(yr + j, o * t, n, w);
+        }
+    }
+}
+
+static void ILK_SUFFIX(gru_cell)(const float *g, const float *q, const float *h0, float *y, int64_t rows, int64_t h) {
+    const int64_t w = (int64_t)(sizeof(ILK_TVF) / sizeof(float));
+    for (int64_t r = 0; r < rows; r++) {
+        const float *gr = g + r * 3 * h, *qr = q + r * 3 * h, *hp = h0 + r * h;
+        float *yr = y + r * h;
+        for (int64_t j = 0; j < h; j += w) {
+            int64_t n = h - j < w ? h - j : w;
+            ILK_TVF rg = ILK_SUFFIX(sigmoid_vec)(ILK_LD(gr + h + j, n) + ILK_LD(qr + h + j, n));
+            ILK_TVF nv = ILK_SUFFIX(tanh_vec)(ILK_LD(gr + 2 * h + j, n) + rg * ILK_LD(qr + 2 * h + j, n));
+            ILK_TVF zg = ILK_SUFFIX(sigmoid_vec)(ILK_LD(gr + j, n) + ILK_LD(qr + j, n));
+            ILK_TVF v = nv + zg * (ILK_LD(hp + j, n) - nv);
+            ILK_SUFFIX(store)(yr + j, v, n, w);
+        }
+    }
+}
+
+/* y[i] = f(x[i] (+ bias)), f = tanh (fn ILK_TANH) or σ (ILK_SIGMOID), in whole registers, the last (partial) one through a zero-padded copy.
  * x == y allowed (each register is read before it is written). */
-static void ILK_SUFFIX(tanh_map)(const float *x, float *y, int64_t n, float bias, int add) {
+static void ILK_SUFFIX(vec_map)(int fn, const float *x, float *y, int64_t n, float bias, int add) {
     const int64_t w = (int64_t)(sizeof(ILK_TVF) / sizeof(float));
     int64_t i = 0;
     for (; i + w <= n; i += w) {
         ILK_TVF v;
         memcpy(&v, x + i, sizeof v);
         if (add) v = v + bias;
-        v = ILK_SUFFIX(tanh_vec)(v);
+        v = fn == ILK_TANH ? ILK_SUFFIX(tanh_vec)(v) : ILK_SUFFIX(sigmoid_vec)(v);
         memcpy(y + i, &v, sizeof v);
     }
     if (i < n) {
@@ -70,7 +187,7 @@ static void ILK_SUFFIX(tanh_map)(const float *x, float *y, int64_t n, float bias
         ILK_TVF v;
         memcpy(&v, t, sizeof v);
         if (add) v = v + bias;
-        v = ILK_SUFFIX(tanh_vec)(v);
+        v = fn == ILK_TANH ? ILK_SUFFIX(tanh_vec)(v) : ILK_SUFFIX(sigmoid_vec)(v);
         memcpy(t, &v, sizeof v);
         memcpy(y + i, t, sizeof(float) * (size_t)(n - i));
     }
@@ -100,7 +217,7 @@ static void ILK_SUFFIX(bias_activate)(int act, const float *x, float *y, int64_t
         case ILK_RELU: ILK_MAP_NOADD(v > 0.0f ? v : 0.0f); return;
         case ILK_RELU_KEEP: ILK_MAP_NOADD(v <= 0.0f ? 0.0f : v); return;
         case ILK_LEAKY_RELU: ILK_MAP_NOADD(v >= 0.0f ? v : alpha * v); return;
-        case ILK_TANH: ILK_SUFFIX(tanh_map)(x, y, n, 0.0f, 0); return;
+        case ILK_TANH: case ILK_SIGMOID: ILK_SUFFIX(vec_map)(act, x, y, n, 0.0f, 0); return;
         default: return;
         }
     }
@@ -111,7 +228,7 @@ static void ILK_SUFFIX(bias_activate)(int act, const float *x, float *y, int64_t
         case ILK_RELU: for (int64_t i = 0; i < n; i++) { float v = y[i] + bias; y[i] = v > 0.0f ? v : 0.0f; } return;
         case ILK_RELU_KEEP: for (int64_t i = 0; i < n; i++) { float v = y[i] + bias; y[i] = v <= 0.0f ? 0.0f : v; } return;
         case ILK_LEAKY_RELU: for (int64_t i = 0; i < n; i++) { float v = y[i] + bias; y[i] = v >= 0.0f ? v : alpha * v; } return;
-        case ILK_TANH: ILK_SUFFIX(tanh_map)(y, y, n, bias, 1); return;
+        case ILK_TANH: case ILK_SIGMOID: ILK_SUFFIX(vec_map)(act, y, y, n, bias, 1); return;
         default: return;
         }
     }
@@ -122,7 +239,7 @@ static void ILK_SUFFIX(bias_activate)(int act, const float *x, float *y, int64_t
     case ILK_RELU: for (int64_t i = 0; i < n; i++) { float v = xr[i] + bias; yr[i] = v > 0.0f ? v : 0.0f; } return;
     case ILK_RELU_KEEP: for (int64_t i = 0; i < n; i++) { float v = xr[i] + bias; yr[i] = v <= 0.0f ? 0.0f : v; } return;
     case ILK_LEAKY_RELU: for (int64_t i = 0; i < n; i++) { float v = xr[i] + bias; yr[i] = v >= 0.0f ? v : alpha * v; } return;
-    case ILK_TANH: ILK_SUFFIX(tanh_map)(x, y, n, bias, 1); return;
+    case ILK_TANH: case ILK_SIGMOID: ILK_SUFFIX(vec_map)(act, x, y, n, bias, 1); return;
     default: return;
     }
 }
@@ -138,9 +255,9 @@ static void ILK_SUFFIX(bias_activate_rows)(int act, float *y, int64_t rows, int6
         case ILK_RELU: for (int64_t c = 0; c < cols; c++) { float v = row[c] + bb[c]; row[c] = v > 0.0f ? v : 0.0f; } break;
         case ILK_RELU_KEEP: for (int64_t c = 0; c < cols; c++) { float v = row[c] + bb[c]; row[c] = v <= 0.0f ? 0.0f : v; } break;
         case ILK_LEAKY_RELU: for (int64_t c = 0; c < cols; c++) { float v = row[c] + bb[c]; row[c] = v >= 0.0f ? v : alpha * v; } break;
-        case ILK_TANH:
+        case ILK_TANH: case ILK_SIGMOID:
             for (int64_t c = 0; c < cols; c++) row[c] = row[c] + bb[c];
-            ILK_SUFFIX(tanh_map)(row, row, cols, 0.0f, 0);
+            ILK_SUFFIX(vec_map)(act, row, row, cols, 0.0f, 0);
             break;
         default: return;
         }
@@ -499,3 +616,4 @@ static void ILK_SUFFIX(adam)(float *restrict p, const float *restrict g, float *
             p[i] = ILK_SUFFIX(adam1)(p[i], g[i] + wd * p[i], m + i, v + i, beta1, omb1, beta2, omb2, eps, step, bc2);
     }
 }
+#undef ILK_LD

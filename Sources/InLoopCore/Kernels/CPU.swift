@@ -51,6 +51,7 @@ extension Kernels {
         case .relu: return (numerics.reluNaN == .zero ? ILK_RELU : ILK_RELU_KEEP, 0)
         case .leakyRelu(let a): return (ILK_LEAKY_RELU, a)
         case .tanh: return numerics.tanh == .cephes ? (ILK_TANH, 0) : nil
+        case .sigmoid: return numerics.exp == .cephes ? (ILK_SIGMOID, 0) : nil
         default: return nil
         }
     }

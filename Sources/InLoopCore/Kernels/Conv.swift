@@ -306,7 +306,7 @@ public enum Conv {
                               y: UnsafeMutablePointer<Float>, workspace: UnsafeMutablePointer<Float>) -> Bool {
         guard directPossible(g) else { return false }
         let c = Kernels.cKernel(activation, .inference)
-        let fused = c != nil && c!.code != ILK_TANH
+        let fused = c != nil && c!.code != ILK_TANH && c!.code != ILK_SIGMOID   // (the kernel fuses the ReLUs)
         let (code, alpha) = fused ? c! : (ILK_IDENTITY, 0)
         let call = DirectCall(g: g, weight: weight, bias: bias, code: code, alpha: alpha, workspace: workspace)
         // One image's rows on several threads when the pool is free (not inside a split batch) and the

@@ -3,8 +3,8 @@
 //
 // Public API:
 //   struct Numerics                 the numeric variants the engines differ in (docs/ENGINE.md §1.4, D1):
-//       .inference      Cephes tanh, ReLU(NaN) = 0,   log/pow in T          (Model, Engine.Model)
-//       .differentiable libm tanh,   ReLU(NaN) = NaN, log/pow in Double     (Network, EngineNetwork)
+//       .inference      Cephes tanh and sigmoid, ReLU(NaN) = 0,   log/pow in T      (Model, Engine.Model)
+//       .differentiable libm tanh and sigmoid,   ReLU(NaN) = NaN, log/pow in Double (Network, EngineNetwork)
 //       log(_:), pow(_:_:)           log and pow under those variants
 //   Activation.apply(_ x: T, _ numerics:) -> T          the scalar definition (numerics default: .inference)
 //   Activation.derivative(z:a:) -> T                     f'(z) given a = f(z)
@@ -30,16 +30,25 @@ public struct Numerics: Equatable, Sendable {
     /// `.widened`: log and pow computed in Double and rounded to T, Selu as γα·expm1(x), log-softmax
     /// as (x − m) − log s. (In Double the two differ only in the Pow shortcuts, Selu and log-softmax.)
     public enum Elementary: Sendable { case native, widened }
+    /// The exponential inside the float32 logistic sigmoid (Sigmoid, SiLU, the LSTM and GRU gates):
+    /// `.cephes`, Cephes' branch-free expf (`Activation.cephesSigmoid`: loops over it vectorise; at
+    /// most 2 ulp from libm's, exhaustively checked); `.libm`, libm's expf. In Double both are libm.
+    public enum Exp: Sendable { case cephes, libm }
     public var tanh: Tanh
     public var reluNaN: ReluNaN
     public var elementary: Elementary
+    public var exp: Exp
 
-    public init(tanh: Tanh, reluNaN: ReluNaN, elementary: Elementary) {
-        self.tanh = tanh; self.reluNaN = reluNaN; self.elementary = elementary
+    public init(tanh: Tanh, reluNaN: ReluNaN, elementary: Elementary, exp: Exp = .libm) {
+        self.tanh = tanh; self.reluNaN = reluNaN; self.elementary = elementary; self.exp = exp
     }
 
+    /// σ(x) under `exp`.
+    @inlinable @inline(__always)
+    public func sigmoid<T: Real>(_ x: T) -> T { exp == .cephes ? T.cephesSigmoid(x) : Activation.sigmoid(x) }
+
     /// The inference plans (`Model`, `Engine.Model`).
-    public static let inference = Numerics(tanh: .cephes, reluNaN: .zero, elementary: .native)
+    public static let inference = Numerics(tanh: .cephes, reluNaN: .zero, elementary: .native, exp: .cephes)
     /// The differentiable plans (`Network`, `EngineNetwork`).
     public static let differentiable = Numerics(tanh: .libm, reluNaN: .keep, elementary: .widened)
 
@@ -55,11 +64,15 @@ public struct Numerics: Equatable, Sendable {
 extension Float {
     /// Cephes tanh (`Activation.tanh`): branch-free, so loops over it vectorise.
     @inlinable @inline(__always) public static func cephesTanh(_ x: Float) -> Float { Activation.tanh(x) }
+    /// σ(x) with Cephes' expf (`Activation.cephesSigmoid`): branch-free, so loops over it vectorise.
+    @inlinable @inline(__always) public static func cephesSigmoid(_ x: Float) -> Float { Activation.cephesSigmoid(x) }
 }
 
 extension Double {
     /// Cephes' polynomial is a float32 one: in Double this is libm tanh.
     @inlinable @inline(__always) public static func cephesTanh(_ x: Double) -> Double { tanh(x) }
+    /// In Double, σ with libm's exp.
+    @inlinable @inline(__always) public static func cephesSigmoid(_ x: Double) -> Double { Activation.sigmoid(x) }
 }
 
 extension Activation {
@@ -71,12 +84,12 @@ extension Activation {
         case .relu: return numerics.reluNaN == .zero ? (x > 0 ? x : 0) : (x <= 0 ? 0 : x)
         case .leakyRelu(let a): return x >= 0 ? x : T(a) * x
         case .tanh: return numerics.tanh == .cephes ? T.cephesTanh(x) : T.tanh(x)
-        case .sigmoid: return Activation.sigmoid(x)
+        case .sigmoid: return numerics.sigmoid(x)
         case .gelu: return 0.5 * x * (1 + T.erf(x * T(0.70710678118654752440)))
         case .geluTanh:
             let u = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x)
             return 0.5 * x * (1 + T.tanh(u))
-        case .silu: return x * Activation.sigmoid(x)
+        case .silu: return x * numerics.sigmoid(x)
         case .softplus: return max(x, 0) + T.log1p(T.exp(-abs(x)))   // log(1+eˣ) = max(x,0) + log1p(e^{-|x|})
         case .elu(let a): return x > 0 ? x : T(a) * T.expm1(x)
         }
@@ -150,6 +163,7 @@ extension Kernels {
             map(x, y, count) { $0 >= zero ? $0 : a * $0 }
         case .tanh:
             if numerics.tanh == .cephes { map(x, y, count) { T.cephesTanh($0) } } else { map(x, y, count) { T.tanh($0) } }
+        case .sigmoid where numerics.exp == .cephes: map(x, y, count) { T.cephesSigmoid($0) }
         default: map(x, y, count) { act.apply($0, numerics) }
         }
     }

@@ -31,6 +31,8 @@ public protocol Real: BinaryFloatingPoint, Sendable, StorableElement where RawSi
     static func tanh(_ x: Self) -> Self
     /// tanh by Cephes' float32 polynomial (`Numerics.Tanh.cephes`; libm tanh in Double).
     static func cephesTanh(_ x: Self) -> Self
+    /// σ(x) with Cephes' float32 exponential (`Numerics.Exp.cephes`; libm exp in Double).
+    static func cephesSigmoid(_ x: Self) -> Self
     static func exp(_ x: Self) -> Self
     static func log(_ x: Self) -> Self
     static func pow(_ x: Self, _ y: Self) -> Self

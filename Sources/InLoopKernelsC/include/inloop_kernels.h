@@ -22,6 +22,7 @@
 #define ILK_LEAKY_RELU 2  /* v >= 0 ? v : alpha*v */
 #define ILK_TANH 3        /* Cephes tanh, Activation.tanh */
 #define ILK_RELU_KEEP 4   /* v <= 0 ? 0 : v (NaN kept; differentiable numerics) */
+#define ILK_SIGMOID 5     /* Activation.cephesSigmoid (forward kernels only) */
 
 /* The level the kernels run at (the first call fixes it from the CPU and INLOOP_CPU). */
 int ilk_cpu_level(void);
@@ -45,6 +46,17 @@ int64_t ilk_spin_until_zero(const int64_t *p, int64_t ns);
  * -1 (the job's parts are all claimed, or the word belongs to another job). 0 <= tag < 2⁴⁷,
  * limit < 2¹⁶. */
 int64_t ilk_claim_part(int64_t *p, int64_t tag, int64_t limit);
+
+/* The gate arithmetic of one LSTM/GRU step (RecurrentKernels, inference numerics: Cephes tanh and
+ * sigmoid), in whole registers, each value with the Swift loops' operations in their order:
+ * lstm_state:  c[r, j] = σ(z[r, 2h+j])·c0[r, j] + σ(z[r, j])·tanh(z[r, 3h+j])   (z: rows × 4h)
+ * lstm_output: y[r, j] = σ(z[r, h+j])·tanh(c[r, j])
+ * gru_cell:    n = tanh(g[r, 2h+j] + σ(g[r, h+j] + q[r, h+j])·q[r, 2h+j]),
+ *              y[r, j] = n + σ(g[r, j] + q[r, j])·(h0[r, j] - n)              (g, q: rows × 3h)
+ * Outputs disjoint from the inputs. */
+void ilk_lstm_state(const float *z, const float *c0, float *c, int64_t rows, int64_t h);
+void ilk_lstm_output(const float *z, const float *c, float *y, int64_t rows, int64_t h);
+void ilk_gru_cell(const float *g, const float *q, const float *h0, float *y, int64_t rows, int64_t h);
 
 /* y[i] = act(x[i]). */
 void ilk_activate(int act, const float *x, float *y, int64_t n, float alpha);
