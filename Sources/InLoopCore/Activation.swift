@@ -76,11 +76,10 @@ public enum Activation: Equatable, Sendable, CustomStringConvertible {
         return num / (1 + e)
     }
 
-    /// e^v for -104 ≤ v ≤ 0 (or NaN), branch-free: Cephes expf as in `expNonNegative`, with 2ⁿ
-    /// applied as two factors 2^⌊n/2⌋·2^(n-⌊n/2⌋), so that a subnormal result is rounded once. Within
-    /// 1 ulp of the correctly rounded e^v (exhaustive).
+    /// Cephes expf's core for e^v: n = round(v·log₂e) (by the 1.5·2²³ trick; the low bits of t − magic
+    /// are n itself) and e^r for the Cody–Waite remainder r (degree-5 polynomial), so e^v = er·2ⁿ.
     @inlinable @inline(__always)
-    static func expNonPositive(_ v: Float) -> Float {
+    static func expCore(_ v: Float) -> (er: Float, n: Int32) {
         let magic: Float = 12582912
         let t = v * 1.44269504088896341 + magic
         let n = t - magic
@@ -91,30 +90,27 @@ public enum Activation: Equatable, Sendable, CustomStringConvertible {
         q = q * r + 4.1665795894e-2
         q = q * r + 1.6666665459e-1
         q = q * r + 5.0000001201e-1
-        let er = q * (r * r) + r + 1
-        let ni = Int32(bitPattern: t.bitPattern &- magic.bitPattern)
-        let n1 = ni >> 1, n2 = ni &- n1
-        let s1 = Float(bitPattern: UInt32(bitPattern: (n1 &+ 127) &<< 23))
-        let s2 = Float(bitPattern: UInt32(bitPattern: (n2 &+ 127) &<< 23))
-        return (er * s1) * s2
+        return (q * (r * r) + r + 1, Int32(bitPattern: t.bitPattern &- magic.bitPattern))
     }
 
-    /// e^v for 0 ≤ v ≤ 20 (or NaN), branch-free (Cephes expf: Cody–Waite reduction, degree-5 polynomial).
+    /// 2ⁿ for -126 ≤ n ≤ 127, by its exponent bits.
+    @inlinable @inline(__always)
+    static func pow2(_ n: Int32) -> Float { Float(bitPattern: UInt32(bitPattern: (n &+ 127) &<< 23)) }
+
+    /// e^v for -104 ≤ v ≤ 0 (or NaN), branch-free: `expCore`, with 2ⁿ applied as two factors
+    /// 2^⌊n/2⌋·2^(n-⌊n/2⌋), so that a subnormal result is rounded once. Within 1 ulp of the correctly
+    /// rounded e^v (exhaustive).
+    @inlinable @inline(__always)
+    static func expNonPositive(_ v: Float) -> Float {
+        let (er, n) = expCore(v)
+        let n1 = n >> 1
+        return (er * pow2(n1)) * pow2(n &- n1)
+    }
+
+    /// e^v for 0 ≤ v ≤ 20 (or NaN), branch-free (Cephes expf: `expCore`, 2ⁿ by exponent bits).
     @inlinable @inline(__always)
     static func expNonNegative(_ v: Float) -> Float {
-        // n = round(v·log2 e) by the 1.5·2²³ trick; its low bits are n itself.
-        let magic: Float = 12582912
-        let t = v * 1.44269504088896341 + magic
-        let n = t - magic
-        let r = (v - n * 0.693359375) - n * -2.12194440e-4
-        var q: Float = 1.9875691500e-4
-        q = q * r + 1.3981999507e-3
-        q = q * r + 8.3334519073e-3
-        q = q * r + 4.1665795894e-2
-        q = q * r + 1.6666665459e-1
-        q = q * r + 5.0000001201e-1
-        let er = q * (r * r) + r + 1
-        let scale = Float(bitPattern: (t.bitPattern &- magic.bitPattern &+ 127) &<< 23)
-        return er * scale
+        let (er, n) = expCore(v)
+        return er * pow2(n)
     }
 }

@@ -2,12 +2,39 @@
  * the level's target attribute pushed for every function. Keep every operation and its order as in
  * the Swift scalar definitions (Activation.tanh, Activation.apply, Activation.derivative). */
 
+/* Activation.expCore on every lane: e^r of the Cody–Waite remainder, and n = round(v·log₂e) (the low
+ * bits of t − magic), so that e^v = er·2ⁿ. */
+static inline ILK_TVF ILK_SUFFIX(exp_core)(ILK_TVF v, ILK_TVI *n) {
+    const float magic = 12582912.0f;
+    ILK_TVF t = v * 1.44269504088896341f + magic;
+    ILK_TVF nn = t - magic;
+    ILK_TVF r = (v - nn * 0.693359375f) - nn * -2.12194440e-4f;
+    ILK_TVF q = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    q = q * r + 8.3334519073e-3f;
+    q = q * r + 4.1665795894e-2f;
+    q = q * r + 1.6666665459e-1f;
+    q = q * r + 5.0000001201e-1f;
+    ILK_TVU ut;
+    memcpy(&ut, &t, sizeof ut);
+    *n = (ILK_TVI)(ut - 0x4B400000u);   /* 0x4B400000: the bits of magic */
+    return q * (r * r) + r + 1.0f;
+}
+
+/* 2ⁿ lane-wise for -126 <= n <= 127, by its exponent bits (Activation.pow2; unsigned arithmetic, so a
+ * NaN lane's meaningless n wraps instead of overflowing). */
+static inline ILK_TVF ILK_SUFFIX(pow2)(ILK_TVI n) {
+    ILK_TVU u = ((ILK_TVU)n + 127u) << 23;
+    ILK_TVF f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
 /* Activation.tanh (Cephes) on every lane of the level's register (ILK_TVF: 4, 8 or 16 floats): its
  * operations in its order, lane by lane (-ffp-contract=off: no FMA), so the same bits. In whole
  * registers so that a short array (a 32-wide layer at batch 1) is vectorised too, which an
  * auto-vectorised loop of 4 interleaved registers (64 floats at AVX-512) left to its scalar remainder. */
 static inline ILK_TVF ILK_SUFFIX(tanh_vec)(ILK_TVF x) {
-    ILK_TVU ux, ua, ubig, usmall, ularge, ures, ut;
+    ILK_TVU ux, ua, ubig, usmall, ularge, ures;
     memcpy(&ux, &x, sizeof ux);
     ILK_TVU sign = ux & 0x80000000u;
     ua = ux & 0x7FFFFFFFu;
@@ -27,21 +54,9 @@ static inline ILK_TVF ILK_SUFFIX(tanh_vec)(ILK_TVF x) {
     ILK_TVF am;
     memcpy(&am, &um, sizeof am);
     ILK_TVF v = am * 2.0f;
-    const float magic = 12582912.0f;
-    ILK_TVF t = v * 1.44269504088896341f + magic;
-    ILK_TVF nn = t - magic;
-    ILK_TVF r = (v - nn * 0.693359375f) - nn * -2.12194440e-4f;
-    ILK_TVF q = r * 1.9875691500e-4f + 1.3981999507e-3f;
-    q = q * r + 8.3334519073e-3f;
-    q = q * r + 4.1665795894e-2f;
-    q = q * r + 1.6666665459e-1f;
-    q = q * r + 5.0000001201e-1f;
-    ILK_TVF er = q * (r * r) + r + 1.0f;
-    memcpy(&ut, &t, sizeof ut);
-    ILK_TVU us = (ut - 0x4B400000u + 127u) << 23; /* 0x4B400000: the bits of magic */
-    ILK_TVF scale;
-    memcpy(&scale, &us, sizeof scale);
-    ILK_TVF e = er * scale;
+    ILK_TVI n;
+    ILK_TVF er = ILK_SUFFIX(exp_core)(v, &n);
+    ILK_TVF e = er * ILK_SUFFIX(pow2)(n);
     ILK_TVF large = 1.0f - 2.0f / (e + 1.0f);
     ILK_TVU sm = (ILK_TVU)(a < 0.625f);
     memcpy(&usmall, &small, sizeof usmall);
@@ -55,7 +70,7 @@ static inline ILK_TVF ILK_SUFFIX(tanh_vec)(ILK_TVF x) {
 /* Activation.cephesSigmoid on every lane: its operations in its order (-ffp-contract=off), so the
  * same bits: 1 or e over 1 + e, e = Cephes expf of -min(|x|, 104), 2ⁿ applied as two factors. */
 static inline ILK_TVF ILK_SUFFIX(sigmoid_vec)(ILK_TVF x) {
-    ILK_TVU ux, ua, ucap, ut, u1, u2, ue, unum;
+    ILK_TVU ux, ua, ucap, ue, unum;
     memcpy(&ux, &x, sizeof ux);
     ua = ux & 0x7FFFFFFFu;
     ILK_TVF a;
@@ -67,25 +82,10 @@ static inline ILK_TVF ILK_SUFFIX(sigmoid_vec)(ILK_TVF x) {
     ILK_TVF am;
     memcpy(&am, &um, sizeof am);
     ILK_TVF v = -am;
-    const float magic = 12582912.0f;
-    ILK_TVF t = v * 1.44269504088896341f + magic;
-    ILK_TVF nn = t - magic;
-    ILK_TVF r = (v - nn * 0.693359375f) - nn * -2.12194440e-4f;
-    ILK_TVF q = r * 1.9875691500e-4f + 1.3981999507e-3f;
-    q = q * r + 8.3334519073e-3f;
-    q = q * r + 4.1665795894e-2f;
-    q = q * r + 1.6666665459e-1f;
-    q = q * r + 5.0000001201e-1f;
-    ILK_TVF er = q * (r * r) + r + 1.0f;
-    memcpy(&ut, &t, sizeof ut);
-    ILK_TVI ni = (ILK_TVI)(ut - 0x4B400000u);   /* 0x4B400000: the bits of magic */
-    ILK_TVI n1 = ni >> 1, n2 = ni - n1;
-    u1 = (ILK_TVU)((n1 + 127) << 23);
-    u2 = (ILK_TVU)((n2 + 127) << 23);
-    ILK_TVF s1, s2;
-    memcpy(&s1, &u1, sizeof s1);
-    memcpy(&s2, &u2, sizeof s2);
-    ILK_TVF e = (er * s1) * s2;
+    ILK_TVI n;
+    ILK_TVF er = ILK_SUFFIX(exp_core)(v, &n);
+    ILK_TVI n1 = n >> 1;
+    ILK_TVF e = (er * ILK_SUFFIX(pow2)(n1)) * ILK_SUFFIX(pow2)(n - n1);
     ILK_TVF one = (ILK_TVF){0} + 1.0f;
     ILK_TVU pos = (ILK_TVU)(x >= 0.0f);
     ILK_TVU uone;
